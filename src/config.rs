@@ -1,0 +1,146 @@
+//! Typed, validated settings for one client run or one server process.
+//!
+//! Must not: parse command lines (cli.rs does) or touch sockets. Every value here has already
+//! been checked, so the engine never sees an impossible combination.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::auth::AuthMethod;
+use crate::wire::{Direction, Protocol};
+
+/// Address family restriction for name resolution (`-4` / `-6`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// Whatever the name resolves to first.
+    Any,
+    /// IPv4 only.
+    V4,
+    /// IPv6 only.
+    V6,
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (NDJSON).
+    Json,
+}
+
+/// Everything a client run needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientConfig {
+    /// Host name or address as typed.
+    pub host: String,
+    /// TCP port of the server.
+    pub port: u16,
+    /// UDP or TCP.
+    pub protocol: Protocol,
+    /// Direction in wire terms (server's view); the CLI word `transmit` = `ServerRx`.
+    pub direction: Direction,
+    /// Test length; `None` = until interrupted.
+    pub duration: Option<Duration>,
+    /// Number of TCP connections (1..=255).
+    pub connection_count: u8,
+    /// Our own transmit rate in bit/s, 0 = unlimited.
+    pub local_tx_speed: u64,
+    /// Rate the server may transmit in bit/s, 0 = unlimited.
+    pub remote_tx_speed: u32,
+    /// UDP datagram size we send, incl. IP+UDP headers.
+    pub local_udp_tx_size: u16,
+    /// UDP datagram size the server sends, incl. IP+UDP headers.
+    pub remote_udp_tx_size: u16,
+    /// Random payload instead of zeros.
+    pub random_data: bool,
+    /// Report cadence.
+    pub interval: Duration,
+    /// `-4` / `-6`.
+    pub family: Family,
+    /// Local address to bind.
+    pub bind: Option<IpAddr>,
+    /// IP TOS / traffic class byte.
+    pub tos: Option<u8>,
+    /// Output format.
+    pub output: Output,
+    /// User name for authentication.
+    pub user: Option<String>,
+    /// Password for authentication.
+    pub password: Option<String>,
+    /// Deadline for connect and each handshake read.
+    pub connect_timeout: Duration,
+}
+
+impl ClientConfig {
+    /// A default configuration against `host` (what the CLI produces with no options).
+    pub fn new(host: &str) -> Self {
+        ClientConfig {
+            host: host.to_string(),
+            port: crate::wire::DEFAULT_PORT,
+            protocol: Protocol::Tcp,
+            direction: Direction::ServerTx,
+            duration: Some(Duration::from_secs(10)),
+            connection_count: 1,
+            local_tx_speed: 0,
+            remote_tx_speed: 0,
+            local_udp_tx_size: 1500,
+            remote_udp_tx_size: 1500,
+            random_data: false,
+            interval: Duration::from_secs(1),
+            family: Family::Any,
+            bind: None,
+            tos: None,
+            output: Output::Text,
+            user: None,
+            password: None,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Everything a server process needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// Addresses to listen on; `[::]:2000` dual-stack by default.
+    pub listen: Vec<SocketAddr>,
+    /// First UDP port handed to UDP tests.
+    pub udp_port_from: u16,
+    /// End a session after this long without hearing from the peer.
+    pub control_timeout: Duration,
+    /// Cap on a session's length; `None` = unlimited.
+    pub max_duration: Option<Duration>,
+    /// Concurrent session limit.
+    pub max_sessions: usize,
+    /// Output format of the per-session records.
+    pub output: Output,
+    /// Deadline for the command and authentication reads.
+    pub handshake_timeout: Duration,
+    /// How long a multi-connection session waits for its extra connections.
+    pub join_timeout: Duration,
+    /// Authentication method offered.
+    pub auth: AuthMethod,
+    /// Accounts: (user, password).
+    pub users: Vec<(String, String)>,
+    /// File the accounts came from, for messages.
+    pub users_file: Option<PathBuf>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: vec![SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 2000))],
+            udp_port_from: 2001,
+            control_timeout: Duration::from_secs(10),
+            max_duration: None,
+            max_sessions: 100,
+            output: Output::Text,
+            handshake_timeout: Duration::from_secs(10),
+            join_timeout: Duration::from_secs(10),
+            auth: AuthMethod::None,
+            users: Vec::new(),
+            users_file: None,
+        }
+    }
+}

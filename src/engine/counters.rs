@@ -1,0 +1,253 @@
+//! Per-thread traffic counters and the UDP loss tracker.
+//!
+//! Each TX or RX thread owns one cache-line-aligned [`Counters`] slot and only ever adds to it
+//! with `Relaxed` atomics: the counters are independent statistics, no other memory is published
+//! through them, so no ordering is needed. The status thread takes interval deltas with
+//! `swap(0)` once per interval, so no increment is ever lost or counted twice.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// One thread's counters.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct Counters {
+    /// Bytes sent (UDP: wire bytes incl. IP+UDP headers; TCP: payload).
+    pub tx_bytes: AtomicU64,
+    /// Bytes received, counted the same way.
+    pub rx_bytes: AtomicU64,
+    /// Datagrams (UDP) or chunks (TCP) sent.
+    pub tx_packets: AtomicU64,
+    /// Datagrams received (UDP) or read calls that returned data (TCP).
+    pub rx_packets: AtomicU64,
+    /// UDP datagrams missing from the sequence (net of late arrivals).
+    pub lost: AtomicU64,
+    /// UDP datagrams that arrived out of order.
+    pub reordered: AtomicU64,
+    /// UDP datagrams seen twice.
+    pub duplicates: AtomicU64,
+}
+
+/// Interval deltas taken from a set of [`Counters`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Units sent.
+    pub tx_packets: u64,
+    /// Units received.
+    pub rx_packets: u64,
+    /// Lost datagrams.
+    pub lost: u64,
+    /// Reordered datagrams.
+    pub reordered: u64,
+    /// Duplicated datagrams.
+    pub duplicates: u64,
+}
+
+impl Counters {
+    /// Adds one sent unit.
+    #[inline]
+    pub fn sent(&self, bytes: u64) {
+        self.tx_bytes.fetch_add(bytes, Relaxed);
+        self.tx_packets.fetch_add(1, Relaxed);
+    }
+
+    /// Adds one received unit.
+    #[inline]
+    pub fn received(&self, bytes: u64) {
+        self.rx_bytes.fetch_add(bytes, Relaxed);
+        self.rx_packets.fetch_add(1, Relaxed);
+    }
+
+    /// Takes and resets this slot's counts.
+    pub fn take(&self) -> Snapshot {
+        Snapshot {
+            tx_bytes: self.tx_bytes.swap(0, Relaxed),
+            rx_bytes: self.rx_bytes.swap(0, Relaxed),
+            tx_packets: self.tx_packets.swap(0, Relaxed),
+            rx_packets: self.rx_packets.swap(0, Relaxed),
+            lost: self.lost.swap(0, Relaxed),
+            reordered: self.reordered.swap(0, Relaxed),
+            duplicates: self.duplicates.swap(0, Relaxed),
+        }
+    }
+}
+
+impl std::ops::AddAssign for Snapshot {
+    fn add_assign(&mut self, o: Snapshot) {
+        // Wrapping: `lost` of one interval may be "negative" (late arrivals of datagrams
+        // counted lost in an earlier interval); the running total is always >= 0.
+        self.tx_bytes = self.tx_bytes.wrapping_add(o.tx_bytes);
+        self.rx_bytes = self.rx_bytes.wrapping_add(o.rx_bytes);
+        self.tx_packets = self.tx_packets.wrapping_add(o.tx_packets);
+        self.rx_packets = self.rx_packets.wrapping_add(o.rx_packets);
+        self.lost = self.lost.wrapping_add(o.lost);
+        self.reordered = self.reordered.wrapping_add(o.reordered);
+        self.duplicates = self.duplicates.wrapping_add(o.duplicates);
+    }
+}
+
+/// Takes and sums every slot.
+pub fn take_all(slots: &[Counters]) -> Snapshot {
+    let mut s = Snapshot::default();
+    for c in slots {
+        s += c.take();
+    }
+    s
+}
+
+/// What one datagram's sequence number meant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeqEvent {
+    /// The next expected one, or the first.
+    InOrder,
+    /// Ahead of the expected one: this many datagrams went missing in between.
+    Gap(u32),
+    /// Behind the highest seen and not seen before: it had been counted lost.
+    Late,
+    /// Seen before.
+    Duplicate,
+}
+
+/// UDP sequence tracking with a 64-datagram reorder window, wrap-safe at 2^32.
+#[derive(Debug, Default, Clone)]
+pub struct LossTracker {
+    highest: Option<u32>,
+    /// Bit i set = datagram `highest - i` was seen (bit 0 is `highest` itself).
+    window: u64,
+}
+
+/// Datagrams further behind than this are treated as late without duplicate detection.
+const WINDOW: u32 = 64;
+
+impl LossTracker {
+    /// A tracker that has seen nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Accounts one datagram.
+    pub fn on_seq(&mut self, seq: u32) -> SeqEvent {
+        let Some(high) = self.highest else {
+            self.highest = Some(seq);
+            self.window = 1;
+            return SeqEvent::InOrder;
+        };
+        let ahead = seq.wrapping_sub(high);
+        if ahead == 0 {
+            return SeqEvent::Duplicate;
+        }
+        if ahead < 1 << 31 {
+            // newer than anything seen (wrapping arithmetic handles 2^32 wrap)
+            self.window = if ahead >= WINDOW {
+                1
+            } else {
+                (self.window << ahead) | 1
+            };
+            self.highest = Some(seq);
+            return if ahead == 1 {
+                SeqEvent::InOrder
+            } else {
+                SeqEvent::Gap(ahead - 1)
+            };
+        }
+        let behind = high.wrapping_sub(seq);
+        if behind < WINDOW {
+            let bit = 1u64 << behind;
+            if self.window & bit != 0 {
+                return SeqEvent::Duplicate;
+            }
+            self.window |= bit;
+        }
+        SeqEvent::Late
+    }
+
+    /// Applies an event to a counter slot.
+    #[inline]
+    pub fn account(ev: SeqEvent, c: &Counters) {
+        match ev {
+            SeqEvent::InOrder => {}
+            SeqEvent::Gap(n) => {
+                c.lost.fetch_add(u64::from(n), Relaxed);
+            }
+            SeqEvent::Late => {
+                c.reordered.fetch_add(1, Relaxed);
+                // It had been counted lost; the status thread nets this out.
+                c.lost.fetch_sub(1, Relaxed);
+            }
+            SeqEvent::Duplicate => {
+                c.duplicates.fetch_add(1, Relaxed);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_order_gap_late_duplicate() {
+        let mut t = LossTracker::new();
+        assert_eq!(t.on_seq(1), SeqEvent::InOrder);
+        assert_eq!(t.on_seq(2), SeqEvent::InOrder);
+        assert_eq!(t.on_seq(5), SeqEvent::Gap(2));
+        assert_eq!(t.on_seq(3), SeqEvent::Late);
+        assert_eq!(t.on_seq(3), SeqEvent::Duplicate);
+        assert_eq!(t.on_seq(5), SeqEvent::Duplicate);
+        assert_eq!(t.on_seq(4), SeqEvent::Late);
+        assert_eq!(t.on_seq(6), SeqEvent::InOrder);
+    }
+
+    #[test]
+    fn wraps_at_2_pow_32() {
+        let mut t = LossTracker::new();
+        assert_eq!(t.on_seq(u32::MAX - 1), SeqEvent::InOrder);
+        assert_eq!(t.on_seq(u32::MAX), SeqEvent::InOrder);
+        assert_eq!(t.on_seq(0), SeqEvent::InOrder);
+        assert_eq!(t.on_seq(3), SeqEvent::Gap(2));
+        assert_eq!(t.on_seq(u32::MAX), SeqEvent::Duplicate);
+        assert_eq!(t.on_seq(1), SeqEvent::Late);
+    }
+
+    #[test]
+    fn far_behind_is_late_and_big_jump_resets_window() {
+        let mut t = LossTracker::new();
+        t.on_seq(1000);
+        assert_eq!(t.on_seq(10), SeqEvent::Late);
+        assert_eq!(
+            t.on_seq(10),
+            SeqEvent::Late,
+            "outside the window: no dup detection"
+        );
+        assert_eq!(t.on_seq(2000), SeqEvent::Gap(999));
+        assert_eq!(t.on_seq(1999), SeqEvent::Late);
+    }
+
+    #[test]
+    fn accounting_nets_late_out_of_lost() {
+        let c = Counters::default();
+        let mut t = LossTracker::new();
+        for s in [1, 2, 5, 3, 4, 4, 6, 9] {
+            LossTracker::account(t.on_seq(s), &c);
+        }
+        let s = c.take();
+        assert_eq!((s.lost, s.reordered, s.duplicates), (2, 2, 1));
+        assert_eq!(c.take(), Snapshot::default(), "take resets");
+    }
+
+    #[test]
+    fn snapshot_sums_slots() {
+        let slots = [Counters::default(), Counters::default()];
+        slots[0].sent(100);
+        slots[1].sent(50);
+        slots[1].received(7);
+        let s = take_all(&slots);
+        assert_eq!(
+            (s.tx_bytes, s.tx_packets, s.rx_bytes, s.rx_packets),
+            (150, 2, 7, 1)
+        );
+    }
+}

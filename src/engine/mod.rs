@@ -1,0 +1,421 @@
+//! The thread machinery shared by client and server: given connected sockets and a plan, run
+//! one test session and return its summary.
+//!
+//! Threads (all named, all joined before [`run`] returns, inside `std::thread::scope`):
+//! `btest-tx-K` / `btest-rx-K` per TCP connection or UDP socket and direction,
+//! `btest-ctl-rx` (UDP tests: reads statuses on connection 0), and `btest-status` (the clock).
+//! The first error wins; [`Stop`] wakes everyone. A panicking role becomes
+//! [`Error::Internal`]. Must not: do handshakes (client.rs / server.rs do) or print.
+
+pub mod counters;
+pub mod cpu;
+pub mod pacer;
+pub mod rx;
+pub mod scan;
+pub mod status;
+pub mod stop;
+pub mod tx;
+
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use parking_lot::Mutex;
+
+pub use counters::Snapshot;
+pub use stop::{Stop, StopReason};
+
+use crate::error::{Error, Result};
+use crate::wire::Protocol;
+use counters::Counters;
+
+/// One UDP socket of a session.
+pub struct UdpLink {
+    /// The bound socket.
+    pub socket: UdpSocket,
+    /// Unconnected server socket: send round-robin to these. Empty = connected socket.
+    pub targets: Vec<SocketAddr>,
+    /// Unconnected server socket: accept datagrams only from this address.
+    pub accept_from: Option<IpAddr>,
+}
+
+/// Everything a session needs once the handshake is done.
+pub struct Plan {
+    /// "client" or "server", for logs.
+    pub side: &'static str,
+    /// UDP or TCP.
+    pub protocol: Protocol,
+    /// We send data.
+    pub transmit: bool,
+    /// We receive data.
+    pub receive: bool,
+    /// Connection 0 (handshake done).
+    pub control: TcpStream,
+    /// TCP connections 1..N.
+    pub extra_tcp: Vec<TcpStream>,
+    /// UDP sockets (UDP tests).
+    pub udp: Vec<UdpLink>,
+    /// IP+UDP header bytes counted per datagram.
+    pub udp_overhead: usize,
+    /// Total transmit rate in bit/s, 0 = unlimited.
+    pub tx_rate: u64,
+    /// TCP chunk size, or UDP datagram wire size (incl. headers) we send.
+    pub tx_size: usize,
+    /// The chunk size the *peer* writes (TCP status scanning in random mode).
+    pub peer_chunk: usize,
+    /// We send random bytes (else zeros).
+    pub random: bool,
+    /// The peer sends zeros (status scanning mode).
+    pub peer_zero: bool,
+    /// Report cadence.
+    pub interval: Duration,
+    /// Test length (client).
+    pub duration: Option<Duration>,
+    /// Session cap (server).
+    pub max_duration: Option<Duration>,
+    /// Silence limit.
+    pub control_timeout: Duration,
+    /// Interval samples go here.
+    pub samples: Option<Sender<Sample>>,
+    /// Server-wide stop.
+    pub parent: Option<Stop>,
+    /// Live thread gauge (server: asserted by tests and shown in stats).
+    pub gauge: Option<Arc<AtomicUsize>>,
+}
+
+/// One report interval.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    /// Time since the session started.
+    pub elapsed: Duration,
+    /// Length of this interval.
+    pub dt: Duration,
+    /// Counter deltas.
+    pub delta: Snapshot,
+    /// What the peer said it received in this interval (sum of its statuses).
+    pub remote_rx_bytes: u64,
+    /// Our machine's CPU load, percent.
+    pub local_cpu: Option<u8>,
+    /// The peer's last reported CPU load.
+    pub remote_cpu: Option<u8>,
+    /// Current total TX target, bit/s (0 = unlimited).
+    pub tx_target_bps: u64,
+}
+
+/// What the status thread accumulated over the session.
+#[derive(Debug, Clone, Default)]
+pub struct StatusTotals {
+    /// Whole-session counters.
+    pub totals: Snapshot,
+    /// Sum of the byte counts in the peer's statuses.
+    pub remote_rx_bytes: u64,
+    /// Statuses we sent.
+    pub statuses_sent: u64,
+    /// Statuses we received.
+    pub statuses_received: u64,
+    /// Local CPU samples taken.
+    pub local_cpu_samples: u64,
+    /// Remote CPU values received.
+    pub remote_cpu_samples: u64,
+    /// Average local CPU, percent.
+    pub local_cpu_avg: Option<f64>,
+    /// Average remote CPU, percent.
+    pub remote_cpu_avg: Option<f64>,
+}
+
+/// The result of a session.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// Wall time of the data phase.
+    pub duration: Duration,
+    /// Totals.
+    pub status: StatusTotals,
+    /// Why it ended.
+    pub end_reason: StopReason,
+}
+
+/// Spawns a named scoped thread and keeps the gauge honest.
+fn spawn<'scope, 'env, F>(
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    name: String,
+    gauge: Option<&Arc<AtomicUsize>>,
+    f: F,
+) -> Result<std::thread::ScopedJoinHandle<'scope, Result<()>>>
+where
+    F: FnOnce() -> Result<()> + Send + 'scope,
+{
+    struct Guard(Option<Arc<AtomicUsize>>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            if let Some(g) = &self.0 {
+                g.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
+    let g = gauge.cloned();
+    if let Some(g) = &g {
+        g.fetch_add(1, Ordering::SeqCst);
+    }
+    let guard = Guard(g);
+    std::thread::Builder::new()
+        .name(name.clone())
+        // Roles keep their buffers on the heap; 256 KiB of stack is plenty (measured in
+        // docs/architecture.md) and keeps per-connection memory small on routers.
+        .stack_size(256 * 1024)
+        .spawn_scoped(scope, move || {
+            let _guard = guard;
+            f()
+        })
+        .map_err(|e| Error::Io {
+            phase: crate::error::Phase::Data,
+            addr: None,
+            source: std::io::Error::new(e.kind(), format!("cannot start thread {name}: {e}")),
+        })
+}
+
+fn payload(len: usize, random: bool, tcp: bool) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    if random {
+        crate::sys::random_bytes(&mut v);
+        if tcp {
+            scan::sanitize_random_chunk(&mut v);
+        }
+    }
+    v
+}
+
+/// Runs a session to its end. `stop` may be triggered from outside (e.g. tests, signals).
+pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
+    let epoch = Instant::now();
+    let tcp = plan.protocol == Protocol::Tcp;
+    let n_links = if tcp {
+        1 + plan.extra_tcp.len()
+    } else {
+        plan.udp.len()
+    };
+    let n_tx = if plan.transmit { n_links } else { 0 };
+    // One counter slot per possible role thread: tx 0..n, rx 0..n.
+    let counters: Vec<Counters> = (0..2 * n_links).map(|_| Counters::default()).collect();
+    let per_thread = if n_tx > 0 {
+        plan.tx_rate / n_tx as u64
+    } else {
+        0
+    };
+    let rates: Vec<AtomicU64> = (0..n_tx).map(|_| AtomicU64::new(per_thread)).collect();
+    let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    let (status_tx, status_rx) = crossbeam_channel::bounded(16);
+    let payload_len = if tcp {
+        plan.tx_size.max(1)
+    } else {
+        plan.tx_size
+            .saturating_sub(plan.udp_overhead)
+            .max(crate::wire::datagram::SEQ_LEN)
+    };
+    let buf = payload(payload_len, plan.random, tcp);
+    let adaptive = !tcp && plan.tx_rate == 0;
+
+    // Socket clones are made before any thread starts, so a failure leaves nothing running.
+    let io_err = |e| Error::io(crate::error::Phase::Data, plan.control.peer_addr().ok(), e);
+    let mut tcp_links: Vec<TcpStream> = Vec::new();
+    if tcp {
+        tcp_links.push(plan.control.try_clone().map_err(io_err)?);
+        tcp_links.extend(
+            plan.extra_tcp
+                .iter()
+                .map(|s| s.try_clone())
+                .collect::<std::io::Result<Vec<_>>>()
+                .map_err(io_err)?,
+        );
+        for s in &tcp_links {
+            crate::net::set_timeouts(s, Some(crate::net::POLL_TIMEOUT)).map_err(io_err)?;
+        }
+    } else {
+        crate::net::set_timeouts(&plan.control, Some(crate::net::POLL_TIMEOUT)).map_err(io_err)?;
+    }
+    let (conn0_status_tx, conn0_status_rx) = crossbeam_channel::bounded::<[u8; 12]>(4);
+    let sink = if tcp && plan.transmit {
+        status::StatusSink::ViaTx(conn0_status_tx)
+    } else {
+        status::StatusSink::Direct(plan.control.try_clone().map_err(io_err)?)
+    };
+    let mut tx_sockets: Vec<tx::TxSocket> = Vec::new();
+    if plan.transmit {
+        if tcp {
+            for (i, s) in tcp_links.iter().enumerate() {
+                tx_sockets.push(tx::TxSocket::Tcp {
+                    stream: s.try_clone().map_err(io_err)?,
+                    statuses: (i == 0).then(|| conn0_status_rx.clone()),
+                });
+            }
+        } else {
+            for l in &plan.udp {
+                tx_sockets.push(tx::TxSocket::Udp {
+                    socket: l.socket.try_clone().map_err(io_err)?,
+                    targets: l.targets.clone(),
+                    overhead: plan.udp_overhead,
+                });
+            }
+        }
+    }
+    drop(conn0_status_rx);
+
+    let report = |name: &str, r: std::thread::Result<Result<()>>| {
+        let e = match r {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e,
+            Err(_) => Error::Internal {
+                thread: name.to_string(),
+            },
+        };
+        log::debug!("{}: {name}: {e}", plan.side);
+        stop.trigger(StopReason::Error(e.to_string()));
+        first_error.lock().get_or_insert(e);
+    };
+
+    let status_result = std::thread::scope(|scope| -> Result<Option<StatusTotals>> {
+        let gauge = plan.gauge.as_ref();
+        let mut handles = Vec::new();
+        let spawn_or_stop = |name: String, h: Result<_>| match h {
+            Ok(h) => Ok((name, h)),
+            Err(e) => {
+                stop.trigger(StopReason::Error("thread start failed".into()));
+                Err(e)
+            }
+        };
+        for (i, sock) in tx_sockets.into_iter().enumerate() {
+            let ctx = tx::TxCtx {
+                stop,
+                counters: &counters[i],
+                rate: &rates[i],
+                payload: &buf,
+                socket: sock,
+                epoch,
+            };
+            let name = format!("btest-tx-{i}");
+            handles.push(spawn_or_stop(
+                name.clone(),
+                spawn(scope, name, gauge, move || tx::run(ctx)),
+            )?);
+        }
+        if tcp {
+            for (i, s) in tcp_links.iter().enumerate() {
+                if i > 0 && !plan.receive {
+                    continue;
+                }
+                let c = &counters[n_links + i];
+                let ctl = (i == 0).then(|| {
+                    (
+                        scan::StatusScanner::new(plan.peer_zero, plan.peer_chunk),
+                        &status_tx,
+                    )
+                });
+                let name = format!("btest-rx-{i}");
+                handles.push(spawn_or_stop(
+                    name.clone(),
+                    spawn(scope, name, gauge, move || rx::run_tcp(stop, c, s, ctl)),
+                )?);
+            }
+        } else {
+            let ctl = &plan.control;
+            let stx = &status_tx;
+            handles.push(spawn_or_stop(
+                "btest-ctl-rx".into(),
+                spawn(scope, "btest-ctl-rx".into(), gauge, move || {
+                    rx::run_control(stop, ctl, stx)
+                }),
+            )?);
+            if plan.receive {
+                for (i, l) in plan.udp.iter().enumerate() {
+                    let c = &counters[n_links + i];
+                    let oh = plan.udp_overhead;
+                    let name = format!("btest-rx-{i}");
+                    handles.push(spawn_or_stop(
+                        name.clone(),
+                        spawn(scope, name, gauge, move || {
+                            rx::run_udp(stop, c, &l.socket, oh, l.accept_from)
+                        }),
+                    )?);
+                }
+            }
+        }
+        let sctx = status::StatusCtx {
+            stop,
+            parent: plan.parent.as_ref(),
+            counters: &counters,
+            remote: status_rx.clone(),
+            sink,
+            rates: &rates,
+            adaptive,
+            samples: plan.samples.clone(),
+            interval: plan.interval,
+            duration: plan.duration,
+            max_duration: plan.max_duration,
+            control_timeout: plan.control_timeout,
+            tx_counts_as_life: tcp,
+            epoch,
+        };
+        // The status role runs on a thread of its own too, so this thread only supervises.
+        let status_handle = std::thread::Builder::new()
+            .name("btest-status".into())
+            .stack_size(256 * 1024)
+            .spawn_scoped(scope, move || status::run(sctx));
+        let status_handle = match status_handle {
+            Ok(h) => h,
+            Err(e) => {
+                stop.trigger(StopReason::Error("thread start failed".into()));
+                return Err(Error::Io {
+                    phase: crate::error::Phase::Status,
+                    addr: None,
+                    source: e,
+                });
+            }
+        };
+        if let Some(g) = gauge {
+            g.fetch_add(1, Ordering::SeqCst);
+        }
+        let st = status_handle.join();
+        if let Some(g) = gauge {
+            g.fetch_sub(1, Ordering::SeqCst);
+        }
+        // The status thread only returns after a stop; make sure every role sees it.
+        stop.trigger(StopReason::Completed);
+        let totals = match st {
+            Ok(Ok(t)) => Some(t),
+            Ok(Err(e)) => {
+                report("btest-status", Ok(Err(e)));
+                None
+            }
+            Err(p) => {
+                report("btest-status", Err(p));
+                None
+            }
+        };
+        for (name, h) in handles {
+            report(&name, h.join());
+        }
+        Ok(totals)
+    })?;
+    // Roles' final increments land after the status thread's last take: fold them in.
+    let mut status = status_result.unwrap_or_default();
+    status.totals += counters::take_all(&counters);
+    let end_reason = stop.reason().unwrap_or(StopReason::Completed);
+    if let Some(e) = first_error.into_inner() {
+        // A role error is the session's result unless the session had already ended for a
+        // normal reason (an error while tearing down is noise).
+        if matches!(end_reason, StopReason::Error(_)) {
+            return Err(e);
+        }
+        log::debug!(
+            "{}: error after stop ({}): {e}",
+            plan.side,
+            end_reason.as_str()
+        );
+    }
+    Ok(Summary {
+        duration: epoch.elapsed(),
+        status,
+        end_reason,
+    })
+}

@@ -1,0 +1,150 @@
+//! RX roles: one thread per TCP connection or UDP socket that reads test data, plus the
+//! control reader of UDP tests.
+//!
+//! TCP: count every byte; on connection 0 also pick the peer's statuses out of the stream.
+//! UDP: count `payload + overhead` per datagram, track sequence gaps. Control (UDP mode): read
+//! 12-byte statuses. EOF on connection 0 ends the session with `PeerClosed`. Nothing on the
+//! per-read path allocates, locks or logs; found statuses go to the status thread on a bounded
+//! channel (at most a few per second).
+
+use std::io::{self, Read};
+use std::net::{IpAddr, TcpStream, UdpSocket};
+
+use crossbeam_channel::Sender;
+
+use super::counters::{Counters, LossTracker};
+use super::scan::StatusScanner;
+use super::stop::{Stop, StopReason};
+use crate::error::{Error, Phase, Result};
+use crate::net;
+use crate::wire::{datagram, status, Status};
+
+/// Read buffer for TCP data: large reads keep syscall count low at 10G+.
+const TCP_READ: usize = 256 * 1024;
+/// Largest UDP datagram.
+const UDP_READ: usize = 65536;
+
+/// Reads a TCP data connection. `control` is set on connection 0: statuses found in the
+/// stream are forwarded and EOF ends the session.
+pub fn run_tcp(
+    stop: &Stop,
+    counters: &Counters,
+    mut s: &TcpStream,
+    control: Option<(StatusScanner, &Sender<Status>)>,
+) -> Result<()> {
+    let mut buf = vec![0u8; TCP_READ];
+    let peer = s.peer_addr().ok();
+    let (mut scanner, tx) = match control {
+        Some((sc, tx)) => (Some(sc), Some(tx)),
+        None => (None, None),
+    };
+    while !stop.is_triggered() {
+        match s.read(&mut buf) {
+            Ok(0) => {
+                if scanner.is_some() {
+                    stop.trigger(StopReason::PeerClosed);
+                }
+                return Ok(());
+            }
+            Ok(n) => {
+                counters.received(n as u64);
+                if let (Some(sc), Some(tx)) = (scanner.as_mut(), tx) {
+                    sc.feed(&buf[..n], |st| {
+                        let _ = tx.try_send(st);
+                    });
+                }
+            }
+            Err(e) if net::is_timeout(&e) => {}
+            Err(e) => return peer_gone(stop, e, peer, scanner.is_some()),
+        }
+    }
+    Ok(())
+}
+
+fn peer_gone(
+    stop: &Stop,
+    e: io::Error,
+    peer: Option<std::net::SocketAddr>,
+    control: bool,
+) -> Result<()> {
+    use io::ErrorKind::*;
+    if stop.is_triggered() || matches!(e.kind(), ConnectionReset | ConnectionAborted | BrokenPipe) {
+        if control {
+            stop.trigger(StopReason::PeerClosed);
+        }
+        return Ok(());
+    }
+    Err(Error::io(Phase::Data, peer, e))
+}
+
+/// Reads UDP test datagrams. `from` filters sources on an unconnected server socket.
+pub fn run_udp(
+    stop: &Stop,
+    counters: &Counters,
+    s: &UdpSocket,
+    overhead: usize,
+    from: Option<IpAddr>,
+) -> Result<()> {
+    let mut buf = vec![0u8; UDP_READ];
+    let mut loss = LossTracker::new();
+    while !stop.is_triggered() {
+        let r = match from {
+            None => s.recv(&mut buf),
+            Some(ip) => match s.recv_from(&mut buf) {
+                Ok((n, src)) if canonical(src.ip()) == canonical(ip) => Ok(n),
+                Ok(_) => continue, // not our client: ignore
+                Err(e) => Err(e),
+            },
+        };
+        match r {
+            Ok(n) => {
+                let Some(seq) = datagram::read_seq(&buf[..n]) else {
+                    continue; // shorter than the sequence header: a NAT opener, ignore
+                };
+                counters.received((n + overhead) as u64);
+                LossTracker::account(loss.on_seq(seq), counters);
+            }
+            Err(e) if net::is_transient_udp(&e) => {}
+            Err(e) => return Err(Error::io(Phase::Data, None, e)),
+        }
+    }
+    Ok(())
+}
+
+/// IPv4-mapped IPv6 addresses compare equal to their IPv4 form.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// Reads the 12-byte statuses of a UDP test from connection 0.
+pub fn run_control(stop: &Stop, mut s: &TcpStream, tx: &Sender<Status>) -> Result<()> {
+    let peer = s.peer_addr().ok();
+    let mut b = [0u8; status::LEN];
+    let mut have = 0;
+    while !stop.is_triggered() {
+        match s.read(&mut b[have..]) {
+            Ok(0) => {
+                stop.trigger(StopReason::PeerClosed);
+                return Ok(());
+            }
+            Ok(n) => {
+                have += n;
+                if have == status::LEN {
+                    have = 0;
+                    let st = Status::parse(&b).map_err(|e| Error::Protocol {
+                        phase: Phase::Status,
+                        addr: peer,
+                        detail: format!("bad status message on the control connection: {e}"),
+                    })?;
+                    let _ = tx.try_send(st);
+                }
+            }
+            Err(e) if net::is_timeout(&e) => {}
+            Err(e) => return peer_gone(stop, e, peer, true),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,220 @@
+//! Finds the peer's 12-byte status messages inside a TCP data stream on connection 0.
+//!
+//! In TCP mode statuses travel between whole data chunks in the same byte stream. Two ways to
+//! find them (docs/protocol.md, "Status messages in TCP mode"):
+//! - zero payload: any non-zero byte starts a status, so scan for the first non-zero byte;
+//! - random payload: statuses sit only at chunk boundaries (our sender writes whole
+//!   `tx_size` chunks and never starts a chunk with `07 8x`), so look there only.
+//!
+//! Pure: no sockets. A candidate must look like a status (`07`, CPU byte `00` or `>= 80`,
+//! reserved `00 00`) or it is treated as data.
+
+use crate::wire::status::{self, Status};
+
+/// Stream scanner state.
+#[derive(Debug, Clone)]
+pub struct StatusScanner {
+    zero_payload: bool,
+    chunk: usize,
+    /// Bytes of the current chunk already passed (random mode); `chunk` = at a boundary.
+    pos: usize,
+    cand: [u8; status::LEN],
+    have: usize,
+}
+
+fn plausible_prefix(b: &[u8]) -> bool {
+    match b.len() {
+        0 => true,
+        1 => b[0] == status::TYPE,
+        2 => b[0] == status::TYPE && (b[1] == 0 || b[1] & status::CPU_VALID != 0),
+        3 => plausible_prefix(&b[..2]) && b[2] == 0,
+        _ => plausible_prefix(&b[..3]) && b[3] == 0,
+    }
+}
+
+impl StatusScanner {
+    /// A scanner for a stream whose payload is zeros (`zero_payload`) or random, sent in
+    /// chunks of `chunk` bytes.
+    pub fn new(zero_payload: bool, chunk: usize) -> Self {
+        StatusScanner {
+            zero_payload,
+            chunk: chunk.max(1),
+            // The stream starts with a chunk, not at a boundary: the first status can only come
+            // after the first chunk, or before any data if the peer does not transmit.
+            pos: chunk.max(1),
+            cand: [0; status::LEN],
+            have: 0,
+        }
+    }
+
+    /// Feeds received bytes; calls `found` for every complete status.
+    pub fn feed(&mut self, data: &[u8], mut found: impl FnMut(Status)) {
+        let mut i = 0;
+        while i < data.len() {
+            if self.have > 0 {
+                let take = (status::LEN - self.have).min(data.len() - i);
+                let start = self.have;
+                self.cand[start..start + take].copy_from_slice(&data[i..i + take]);
+                self.have += take;
+                i += take;
+                if !plausible_prefix(&self.cand[..self.have]) {
+                    // Not a status: those bytes were data. Only the random mode needs to know
+                    // how far into the chunk they went.
+                    self.pos = self.have;
+                    self.have = 0;
+                    continue;
+                }
+                if self.have == status::LEN {
+                    if let Ok(s) = Status::parse(&self.cand) {
+                        found(s);
+                    }
+                    self.have = 0;
+                    self.pos = self.chunk; // statuses sit between chunks: still at a boundary
+                }
+                continue;
+            }
+            if self.zero_payload {
+                match first_nonzero(&data[i..]) {
+                    None => return,
+                    Some(k) => {
+                        i += k;
+                        if data[i] == status::TYPE {
+                            self.cand[0] = status::TYPE;
+                            self.have = 1;
+                        }
+                        i += 1;
+                    }
+                }
+            } else if self.pos >= self.chunk {
+                if data[i] == status::TYPE {
+                    self.cand[0] = status::TYPE;
+                    self.have = 1;
+                    i += 1;
+                } else {
+                    self.pos = 0;
+                }
+            } else {
+                let adv = (self.chunk - self.pos).min(data.len() - i);
+                self.pos += adv;
+                i += adv;
+            }
+        }
+    }
+}
+
+/// Index of the first non-zero byte, eight bytes at a time.
+fn first_nonzero(d: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    let mut words = d.chunks_exact(8);
+    for w in &mut words {
+        if u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]) != 0 {
+            return w.iter().position(|&b| b != 0).map(|k| i + k);
+        }
+        i += 8;
+    }
+    words
+        .remainder()
+        .iter()
+        .position(|&b| b != 0)
+        .map(|k| i + k)
+}
+
+/// Makes a random payload chunk safe for boundary scanning: it must not start like a status.
+pub fn sanitize_random_chunk(chunk: &mut [u8]) {
+    if chunk.first() == Some(&status::TYPE) {
+        chunk[0] = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(seq: u32) -> [u8; 12] {
+        Status::new(7, seq, 1000 + u64::from(seq)).to_bytes()
+    }
+
+    fn scan_all(s: &mut StatusScanner, stream: &[u8], piece: usize) -> Vec<u32> {
+        let mut got = vec![];
+        for p in stream.chunks(piece) {
+            s.feed(p, |x| got.push(x.seq));
+        }
+        got
+    }
+
+    #[test]
+    fn zero_mode_finds_statuses_split_anywhere() {
+        let mut stream = vec![];
+        for k in 1..=5u32 {
+            stream.extend(vec![0u8; 1000]);
+            stream.extend(st(k));
+        }
+        stream.extend(st(6)); // two in a row
+        for piece in [1, 5, 11, 12, 13, 999, 100_000] {
+            let mut s = StatusScanner::new(true, 32768);
+            assert_eq!(
+                scan_all(&mut s, &stream, piece),
+                vec![1, 2, 3, 4, 5, 6],
+                "piece {piece}"
+            );
+        }
+    }
+
+    #[test]
+    fn zero_mode_status_fields_survive() {
+        let mut s = StatusScanner::new(true, 32768);
+        let mut got = None;
+        s.feed(&Status::new(42, 9, 123_456).to_bytes(), |x| got = Some(x));
+        assert_eq!(got, Some(Status::new(42, 9, 123_456)));
+    }
+
+    #[test]
+    fn random_mode_uses_boundaries() {
+        let chunk = 64;
+        let mut stream = vec![];
+        let mut x = 1u32;
+        let mut rnd = |n: usize| {
+            let mut v: Vec<u8> = (0..n)
+                .map(|_| {
+                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    (x >> 16) as u8
+                })
+                .collect();
+            // plant lookalikes inside the chunk: they must not be found
+            v[10] = 0x07;
+            v[11] = 0x85;
+            v[12] = 0;
+            v[13] = 0;
+            sanitize_random_chunk(&mut v);
+            v
+        };
+        stream.extend(st(1)); // a status before any data
+        for k in 2..=6u32 {
+            stream.extend(rnd(chunk));
+            stream.extend(st(k));
+            if k == 4 {
+                stream.extend(st(40)); // statuses back to back while the sender idles
+            }
+        }
+        stream.extend(rnd(chunk));
+        for piece in [1, 3, 12, 64, 77, 4096] {
+            let mut s = StatusScanner::new(false, chunk);
+            assert_eq!(
+                scan_all(&mut s, &stream, piece),
+                vec![1, 2, 3, 4, 40, 5, 6],
+                "piece {piece}"
+            );
+        }
+    }
+
+    #[test]
+    fn junk_is_not_a_status() {
+        let mut s = StatusScanner::new(true, 32768);
+        let mut n = 0;
+        s.feed(
+            &[0, 0, 9, 7, 0x12, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0],
+            |_| n += 1,
+        );
+        assert_eq!(n, 0);
+    }
+}

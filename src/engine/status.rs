@@ -1,0 +1,224 @@
+//! Status role: the session's clock. One thread per session.
+//!
+//! Each tick it takes the counters' deltas, emits a [`Sample`] per report interval, sends our
+//! 12-byte status once a second (bytes *received* in that second, machine CPU), takes in the
+//! peer's statuses (remote CPU, what the peer received, UDP rate feedback), and ends the session
+//! on duration, `--max-duration`, control silence, a signal or server shutdown.
+//!
+//! Must not: touch data sockets other than writing statuses to connection 0 when no TX thread
+//! owns its write side.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{select, Receiver, Sender};
+
+use super::counters::{take_all, Counters, Snapshot};
+use super::cpu::CpuMeter;
+use super::stop::{Stop, StopReason};
+use super::{Sample, StatusTotals};
+use crate::error::{Error, Phase, Result};
+use crate::wire::{status, Status};
+
+/// Statuses go out once a second: RouterOS' cadence (reference 9.4, 10).
+pub const STATUS_PERIOD: Duration = Duration::from_secs(1);
+/// The housekeeping tick never exceeds this, so stops and deadlines are noticed promptly.
+const MAX_TICK: Duration = Duration::from_millis(100);
+/// Unlimited UDP: the sender's rate becomes this factor times what the peer reported received
+/// (the open implementations' rule; RouterOS documents ">= 110 %").
+pub const UDP_FEEDBACK_NUM: u64 = 3;
+/// Denominator of the feedback factor (3/2 = 1.5x).
+pub const UDP_FEEDBACK_DEN: u64 = 2;
+
+/// Where our statuses go.
+pub enum StatusSink {
+    /// Written directly: this thread is the only writer of connection 0.
+    Direct(TcpStream),
+    /// Handed to connection 0's TX thread, which inserts them between chunks.
+    ViaTx(Sender<[u8; status::LEN]>),
+}
+
+/// Everything the status thread needs.
+pub struct StatusCtx<'a> {
+    /// Session stop.
+    pub stop: &'a Stop,
+    /// Server-wide stop, if any.
+    pub parent: Option<&'a Stop>,
+    /// Every TX/RX thread's counters.
+    pub counters: &'a [Counters],
+    /// The peer's statuses, from the RX side of connection 0.
+    pub remote: Receiver<Status>,
+    /// Our statuses' destination.
+    pub sink: StatusSink,
+    /// Per-TX-thread rate targets.
+    pub rates: &'a [AtomicU64],
+    /// Adapt `rates` to the peer's reports (UDP with an unlimited rate).
+    pub adaptive: bool,
+    /// Report samples, if anyone listens.
+    pub samples: Option<Sender<Sample>>,
+    /// Report cadence.
+    pub interval: Duration,
+    /// Test length.
+    pub duration: Option<Duration>,
+    /// Session cap.
+    pub max_duration: Option<Duration>,
+    /// Silence limit.
+    pub control_timeout: Duration,
+    /// TCP: a successful send counts as a sign of life (the peer's kernel is acking).
+    pub tx_counts_as_life: bool,
+    /// Session start.
+    pub epoch: Instant,
+}
+
+/// Runs the status role until stop; returns the session totals.
+pub fn run(mut ctx: StatusCtx<'_>) -> Result<StatusTotals> {
+    let tick = crossbeam_channel::tick(ctx.interval.min(MAX_TICK));
+    let mut cpu = CpuMeter::new();
+    let mut t = StatusTotals::default();
+    let mut report_acc = Snapshot::default();
+    let mut status_rx_acc: u64 = 0;
+    let mut remote_rx_acc: u64 = 0;
+    let mut next_report = ctx.epoch + ctx.interval;
+    let mut last_report = ctx.epoch;
+    let mut next_status = ctx.epoch + STATUS_PERIOD;
+    let mut last_heard = ctx.epoch;
+    let mut seq: u32 = 0;
+    let mut local_cpu: Option<u8> = None;
+    let mut remote_cpu: Option<u8> = None;
+    let mut cpu_sum = 0u64;
+    let mut remote_cpu_sum = 0u64;
+    let never = crossbeam_channel::never();
+    let mut remote = ctx.remote.clone();
+    let n_tx = ctx.rates.len().max(1) as u64;
+    let peer = match &ctx.sink {
+        StatusSink::Direct(s) => s.peer_addr().ok(),
+        StatusSink::ViaTx(_) => None,
+    };
+
+    loop {
+        select! {
+            recv(ctx.stop.channel()) -> _ => break,
+            recv(remote) -> msg => match msg {
+                Ok(st) => {
+                    last_heard = Instant::now();
+                    t.statuses_received += 1;
+                    remote_rx_acc += u64::from(st.bytes_received);
+                    t.remote_rx_bytes += u64::from(st.bytes_received);
+                    if let Some(c) = st.cpu {
+                        remote_cpu = Some(c);
+                        remote_cpu_sum += u64::from(c);
+                        t.remote_cpu_samples += 1;
+                    }
+                    if ctx.adaptive && st.bytes_received > 0 {
+                        let bps = u64::from(st.bytes_received) * 8 * UDP_FEEDBACK_NUM / UDP_FEEDBACK_DEN;
+                        for r in ctx.rates {
+                            r.store((bps / n_tx).max(1), Relaxed);
+                        }
+                    }
+                }
+                Err(_) => remote = never.clone(),
+            },
+            recv(tick) -> _ => {
+                let now = Instant::now();
+                let elapsed = now - ctx.epoch;
+                if crate::sys::signalled() || ctx.parent.is_some_and(|p| p.is_triggered()) {
+                    ctx.stop.trigger(StopReason::Shutdown);
+                    break;
+                }
+                if ctx.duration.is_some_and(|d| elapsed >= d) {
+                    ctx.stop.trigger(StopReason::Completed);
+                    break;
+                }
+                if ctx.max_duration.is_some_and(|d| elapsed >= d) {
+                    ctx.stop.trigger(StopReason::MaxDuration);
+                    break;
+                }
+                let due_report = now >= next_report;
+                let due_status = now >= next_status;
+                if due_report || due_status {
+                    let d = take_all(ctx.counters);
+                    if d.rx_bytes > 0 || (ctx.tx_counts_as_life && d.tx_bytes > 0) {
+                        last_heard = now;
+                    }
+                    report_acc += d;
+                    t.totals += d;
+                    status_rx_acc += d.rx_bytes;
+                }
+                if due_status {
+                    let c = cpu.sample();
+                    local_cpu = Some(c);
+                    cpu_sum += u64::from(c);
+                    t.local_cpu_samples += 1;
+                    seq = seq.wrapping_add(1);
+                    let msg = Status::new(c, seq, status_rx_acc).to_bytes();
+                    status_rx_acc = 0;
+                    match send_status(&mut ctx.sink, &msg) {
+                        Ok(()) => t.statuses_sent += 1,
+                        Err(e) if is_peer_gone(&e) => {
+                            ctx.stop.trigger(StopReason::PeerClosed);
+                            break;
+                        }
+                        Err(e) => return Err(Error::io(Phase::Status, peer, e)),
+                    }
+                    while next_status <= now {
+                        next_status += STATUS_PERIOD;
+                    }
+                }
+                if due_report {
+                    if let Some(tx) = &ctx.samples {
+                        let s = Sample {
+                            elapsed,
+                            dt: now - last_report,
+                            delta: report_acc,
+                            remote_rx_bytes: remote_rx_acc,
+                            local_cpu,
+                            remote_cpu,
+                            tx_target_bps: ctx.rates.iter().map(|r| r.load(Relaxed)).sum(),
+                        };
+                        let _ = tx.try_send(s);
+                    }
+                    report_acc = Snapshot::default();
+                    remote_rx_acc = 0;
+                    last_report = now;
+                    while next_report <= now {
+                        next_report += ctx.interval;
+                    }
+                }
+                if now - last_heard > ctx.control_timeout {
+                    ctx.stop.trigger(StopReason::ControlTimeout);
+                    break;
+                }
+            }
+        }
+    }
+    t.totals += take_all(ctx.counters);
+    t.local_cpu_avg =
+        (t.local_cpu_samples > 0).then(|| cpu_sum as f64 / t.local_cpu_samples as f64);
+    t.remote_cpu_avg =
+        (t.remote_cpu_samples > 0).then(|| remote_cpu_sum as f64 / t.remote_cpu_samples as f64);
+    Ok(t)
+}
+
+fn is_peer_gone(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), BrokenPipe | ConnectionReset | ConnectionAborted)
+}
+
+fn send_status(sink: &mut StatusSink, msg: &[u8; status::LEN]) -> std::io::Result<()> {
+    match sink {
+        StatusSink::Direct(s) => match s.write_all(msg) {
+            Ok(()) => Ok(()),
+            // The peer stopped reading (its buffer is full of our data) or left: the RX/TX
+            // threads see the real cause; a lost status is harmless.
+            Err(e) if crate::net::is_timeout(&e) => Ok(()),
+            Err(e) => Err(e),
+        },
+        StatusSink::ViaTx(tx) => {
+            // Bounded(4): if the TX thread is stuck in a long write, drop rather than block.
+            let _ = tx.try_send(*msg);
+            Ok(())
+        }
+    }
+}

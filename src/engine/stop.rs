@@ -1,0 +1,129 @@
+//! The single shutdown mechanism of a session (and of the server).
+//!
+//! Three wake paths: an [`AtomicBool`] the TX/RX loops check every iteration; a crossbeam
+//! channel whose only sender is dropped on trigger, so every `select!` wakes at once; and the
+//! 100 ms socket timeouts set in net.rs, which bound every blocking call. Triggering is
+//! idempotent: the first reason wins and is kept for the summary and the exit code.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+
+/// Why a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    /// The requested duration elapsed (client).
+    Completed,
+    /// The peer closed connection 0.
+    PeerClosed,
+    /// Nothing heard from the peer for the control timeout.
+    ControlTimeout,
+    /// The server's --max-duration cap.
+    MaxDuration,
+    /// SIGINT/SIGTERM or the server shutting down.
+    Shutdown,
+    /// A role failed; the error itself is kept by the session.
+    Error(String),
+}
+
+impl StopReason {
+    /// Stable snake_case name for summaries and JSON.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StopReason::Completed => "completed",
+            StopReason::PeerClosed => "peer_closed",
+            StopReason::ControlTimeout => "control_timeout",
+            StopReason::MaxDuration => "max_duration",
+            StopReason::Shutdown => "interrupted",
+            StopReason::Error(_) => "error",
+        }
+    }
+}
+
+struct Inner {
+    flag: AtomicBool,
+    reason: Mutex<Option<StopReason>>,
+    sender: Mutex<Option<Sender<()>>>,
+    receiver: Receiver<()>,
+}
+
+/// A cloneable stop handle.
+#[derive(Clone)]
+pub struct Stop(Arc<Inner>);
+
+impl Default for Stop {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Stop {
+    /// A fresh, untriggered handle.
+    pub fn new() -> Self {
+        let (tx, rx) = crossbeam_channel::bounded(0);
+        Stop(Arc::new(Inner {
+            flag: AtomicBool::new(false),
+            reason: Mutex::new(None),
+            sender: Mutex::new(Some(tx)),
+            receiver: rx,
+        }))
+    }
+
+    /// Triggers the stop; only the first reason is kept. Returns true for the first trigger.
+    pub fn trigger(&self, reason: StopReason) -> bool {
+        let mut r = self.0.reason.lock();
+        if r.is_some() {
+            return false;
+        }
+        *r = Some(reason);
+        self.0.flag.store(true, Ordering::SeqCst);
+        // Dropping the only sender disconnects the channel: every select! on it wakes.
+        self.0.sender.lock().take();
+        true
+    }
+
+    /// Cheap check for hot loops.
+    #[inline]
+    pub fn is_triggered(&self) -> bool {
+        self.0.flag.load(Ordering::Relaxed)
+    }
+
+    /// The reason, once triggered.
+    pub fn reason(&self) -> Option<StopReason> {
+        self.0.reason.lock().clone()
+    }
+
+    /// A receiver that becomes disconnected when the stop triggers (for `select!`).
+    pub fn channel(&self) -> &Receiver<()> {
+        &self.0.receiver
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn first_reason_wins_and_select_wakes() {
+        let s = Stop::new();
+        assert!(!s.is_triggered());
+        let s2 = s.clone();
+        let t = std::thread::spawn(move || {
+            let t0 = Instant::now();
+            crossbeam_channel::select! {
+                recv(s2.channel()) -> _ => {}
+                default(Duration::from_secs(5)) => panic!("not woken"),
+            }
+            t0.elapsed()
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(s.trigger(StopReason::PeerClosed));
+        assert!(!s.trigger(StopReason::Completed));
+        assert!(t.join().unwrap() < Duration::from_secs(1));
+        assert!(s.is_triggered());
+        assert_eq!(s.reason(), Some(StopReason::PeerClosed));
+    }
+}

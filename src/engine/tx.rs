@@ -1,0 +1,194 @@
+//! TX role: one thread per TCP connection or UDP socket that sends test data.
+//!
+//! Loop: stop? -> (TCP conn 0: pending status, between whole chunks only) -> pacer -> send ->
+//! count. The buffer is filled once; per unit only the UDP sequence number changes. Nothing on
+//! this path allocates, locks or logs. The target rate is re-read from an atomic the status
+//! thread updates (UDP rate adaptation).
+
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+
+use super::counters::Counters;
+use super::pacer::{sleep_until, Pace, Pacer};
+use super::stop::Stop;
+use crate::error::{Error, Phase, Result};
+use crate::net;
+use crate::wire::{datagram, status};
+
+/// Longest single wait, so statuses and stops are noticed while a slow pacer waits.
+const MAX_WAIT: Duration = Duration::from_millis(50);
+
+/// What the TX thread sends on.
+pub enum TxSocket {
+    /// A TCP connection; `statuses` is set on connection 0 when this thread is its only writer.
+    Tcp {
+        /// The write half (a `try_clone` of the connection).
+        stream: TcpStream,
+        /// Status messages to insert between chunks.
+        statuses: Option<Receiver<[u8; status::LEN]>>,
+    },
+    /// A UDP socket: connected (`targets` empty) or sending round-robin to `targets`.
+    Udp {
+        /// The socket.
+        socket: UdpSocket,
+        /// Destinations for an unconnected socket.
+        targets: Vec<SocketAddr>,
+        /// IP+UDP header bytes counted per datagram.
+        overhead: usize,
+    },
+}
+
+/// Everything one TX thread needs.
+pub struct TxCtx<'a> {
+    /// Session stop.
+    pub stop: &'a Stop,
+    /// This thread's counters.
+    pub counters: &'a Counters,
+    /// Target rate in bit/s for this thread, 0 = unlimited; written by the status thread.
+    pub rate: &'a AtomicU64,
+    /// The payload template (TCP chunk or UDP payload), already filled.
+    pub payload: &'a [u8],
+    /// The socket.
+    pub socket: TxSocket,
+    /// Session start, the epoch of the pacer's clock.
+    pub epoch: Instant,
+}
+
+/// Runs the TX role until stop or a fatal error.
+pub fn run(ctx: TxCtx<'_>) -> Result<()> {
+    crate::sys::set_min_timer_slack();
+    let mut buf = ctx.payload.to_vec();
+    match ctx.socket {
+        TxSocket::Tcp {
+            ref stream,
+            ref statuses,
+        } => run_tcp(&ctx, stream, statuses.as_ref(), &mut buf),
+        TxSocket::Udp {
+            ref socket,
+            ref targets,
+            overhead,
+        } => run_udp(&ctx, socket, targets, overhead, &mut buf),
+    }
+}
+
+fn now_ns(epoch: Instant) -> u64 {
+    epoch.elapsed().as_nanos() as u64
+}
+
+fn wait(ctx: &TxCtx<'_>, until_ns: u64) {
+    let deadline = ctx.epoch + Duration::from_nanos(until_ns);
+    let cap = Instant::now() + MAX_WAIT;
+    sleep_until(deadline.min(cap), || ctx.stop.is_triggered());
+}
+
+fn run_tcp(
+    ctx: &TxCtx<'_>,
+    mut s: &TcpStream,
+    statuses: Option<&Receiver<[u8; status::LEN]>>,
+    buf: &mut [u8],
+) -> Result<()> {
+    let mut pacer = Pacer::new(ctx.rate.load(Relaxed), buf.len());
+    let peer = s.peer_addr().ok();
+    // Bytes of the current chunk already written; statuses only go in at 0.
+    let mut off = 0usize;
+    while !ctx.stop.is_triggered() {
+        if off == 0 {
+            if let Some(msg) = statuses.and_then(|r| r.try_recv().ok()) {
+                write_whole(ctx, &mut s, &msg).map_err(|e| Error::io(Phase::Status, peer, e))?;
+            }
+            pacer.set_rate(ctx.rate.load(Relaxed));
+            match pacer.poll(now_ns(ctx.epoch)) {
+                Pace::Go => {}
+                Pace::WaitUntil(t) => {
+                    wait(ctx, t);
+                    continue;
+                }
+            }
+        }
+        match s.write(&buf[off..]) {
+            Ok(0) => {
+                return Err(Error::PeerClosed {
+                    phase: Phase::Data,
+                    addr: peer,
+                })
+            }
+            Ok(n) => {
+                ctx.counters.tx_bytes.fetch_add(n as u64, Relaxed);
+                off += n;
+                if off == buf.len() {
+                    off = 0;
+                    ctx.counters.tx_packets.fetch_add(1, Relaxed);
+                }
+            }
+            Err(e) if net::is_timeout(&e) => {}
+            Err(e) => return end_on_peer_error(ctx, e, peer),
+        }
+    }
+    Ok(())
+}
+
+/// A write error after the peer went away is the normal end of a test, not a failure.
+fn end_on_peer_error(ctx: &TxCtx<'_>, e: io::Error, peer: Option<SocketAddr>) -> Result<()> {
+    use io::ErrorKind::*;
+    if ctx.stop.is_triggered()
+        || matches!(e.kind(), BrokenPipe | ConnectionReset | ConnectionAborted)
+    {
+        ctx.stop.trigger(super::StopReason::PeerClosed);
+        return Ok(());
+    }
+    Err(Error::io(Phase::Data, peer, e))
+}
+
+/// Writes a whole small message, riding out poll timeouts (the chunk before it is complete).
+fn write_whole(ctx: &TxCtx<'_>, s: &mut &TcpStream, mut b: &[u8]) -> io::Result<()> {
+    while !b.is_empty() {
+        match s.write(b) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => b = &b[n..],
+            Err(e) if net::is_timeout(&e) && !ctx.stop.is_triggered() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn run_udp(
+    ctx: &TxCtx<'_>,
+    sock: &UdpSocket,
+    targets: &[SocketAddr],
+    overhead: usize,
+    buf: &mut [u8],
+) -> Result<()> {
+    let wire = (buf.len() + overhead) as u64;
+    let mut pacer = Pacer::new(ctx.rate.load(Relaxed), wire as usize);
+    let mut seq: u32 = 1;
+    let mut k = 0usize;
+    while !ctx.stop.is_triggered() {
+        pacer.set_rate(ctx.rate.load(Relaxed));
+        if let Pace::WaitUntil(t) = pacer.poll(now_ns(ctx.epoch)) {
+            wait(ctx, t);
+            continue;
+        }
+        datagram::write_seq(buf, seq);
+        let r = if targets.is_empty() {
+            sock.send(buf)
+        } else {
+            k = (k + 1) % targets.len();
+            sock.send_to(buf, targets[k])
+        };
+        match r {
+            Ok(_) => {
+                ctx.counters.sent(wire);
+                seq = seq.wrapping_add(1);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => std::thread::yield_now(),
+            Err(e) if net::is_transient_udp(&e) => {}
+            Err(e) => return Err(Error::io(Phase::Data, targets.first().copied(), e)),
+        }
+    }
+    Ok(())
+}

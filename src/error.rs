@@ -1,0 +1,266 @@
+//! The crate's one error type, with the phase it happened in and text that says what to try.
+//!
+//! Must not: print anything. `main` prints `btest: <error>` once and maps [`Error::exit_code`].
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+
+/// Where in a test an error happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Binding a listener or socket.
+    Bind,
+    /// Opening the TCP connection.
+    Connect,
+    /// Waiting for the server's `01 00 00 00`.
+    Hello,
+    /// Sending or reading the 16-byte command and its reply.
+    Command,
+    /// MD5 or EC-SRP5 exchange.
+    Auth,
+    /// Opening or accepting the extra TCP connections.
+    Join,
+    /// Negotiating the UDP port pair.
+    UdpSetup,
+    /// Moving test data.
+    Data,
+    /// Exchanging status messages.
+    Status,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Bind => "bind",
+            Phase::Connect => "connect",
+            Phase::Hello => "hello",
+            Phase::Command => "command",
+            Phase::Auth => "authentication",
+            Phase::Join => "extra connections",
+            Phase::UdpSetup => "UDP setup",
+            Phase::Data => "data",
+            Phase::Status => "status",
+        })
+    }
+}
+
+/// Every failure the library reports.
+#[derive(Debug)]
+pub enum Error {
+    /// Bad command-line input; the message keeps the user's text.
+    Usage(String),
+    /// An I/O failure.
+    Io {
+        /// Phase.
+        phase: Phase,
+        /// Peer or local address involved, when known.
+        addr: Option<SocketAddr>,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// A read deadline passed.
+    Timeout {
+        /// Phase.
+        phase: Phase,
+        /// Peer.
+        addr: Option<SocketAddr>,
+        /// How long we waited.
+        secs: f64,
+    },
+    /// The peer sent something that is not btest.
+    Protocol {
+        /// Phase.
+        phase: Phase,
+        /// Peer.
+        addr: Option<SocketAddr>,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The peer closed the connection before the test could start.
+    PeerClosed {
+        /// Phase.
+        phase: Phase,
+        /// Peer.
+        addr: Option<SocketAddr>,
+    },
+    /// The server asked for authentication and it failed or could not be done.
+    Auth {
+        /// `md5` or `ecsrp5`.
+        method: &'static str,
+        /// What happened and what to check.
+        detail: String,
+    },
+    /// The server refused the test (limits, unsupported mode).
+    Refused(String),
+    /// A role thread panicked.
+    Internal {
+        /// Thread name.
+        thread: String,
+    },
+}
+
+impl Error {
+    /// An I/O error in a phase; read timeouts become [`Error::Timeout`] and EOF
+    /// [`Error::PeerClosed`].
+    pub fn io(phase: Phase, addr: Option<SocketAddr>, source: io::Error) -> Error {
+        match source.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::Timeout {
+                phase,
+                addr,
+                secs: 0.0,
+            },
+            io::ErrorKind::UnexpectedEof => Error::PeerClosed { phase, addr },
+            _ => Error::Io {
+                phase,
+                addr,
+                source,
+            },
+        }
+    }
+
+    /// Process exit code: 2 for usage errors, 1 for everything else.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+fn at(addr: &Option<SocketAddr>) -> String {
+    addr.map(|a| format!(" with {a}")).unwrap_or_default()
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Usage(m) => write!(f, "{m}"),
+            Error::Io {
+                phase: Phase::Connect,
+                addr,
+                source,
+            } => write!(
+                f,
+                "cannot connect{}: {source}; check that a bandwidth-server runs there \
+                 (RouterOS: /tool bandwidth-server set enabled=yes) and that TCP port 2000 is reachable",
+                at(addr)
+            ),
+            Error::Io {
+                phase: Phase::Bind,
+                addr,
+                source,
+            } => write!(
+                f,
+                "cannot bind{}: {source}; is another program using that port?",
+                addr.map(|a| format!(" {a}")).unwrap_or_default()
+            ),
+            Error::Io {
+                phase,
+                addr,
+                source,
+            } => write!(f, "{phase} phase failed{}: {source}", at(addr)),
+            Error::Timeout { phase, addr, secs } => {
+                write!(f, "timed out in the {phase} phase{}", at(addr))?;
+                if *secs > 0.0 {
+                    write!(f, " after {secs:.1} s")?;
+                }
+                write!(
+                    f,
+                    "; the peer stopped answering (is it a btest server, and is the path open?)"
+                )
+            }
+            Error::Protocol {
+                phase,
+                addr,
+                detail,
+            } => write!(
+                f,
+                "protocol error in the {phase} phase{}: {detail}; is the peer a MikroTik bandwidth-test server?",
+                at(addr)
+            ),
+            Error::PeerClosed { phase, addr } => write!(
+                f,
+                "the peer closed the connection in the {phase} phase{}; it may have refused the test \
+                 (session limit, authentication, or unsupported mode)",
+                at(addr)
+            ),
+            Error::Auth { method, detail } => {
+                let name = match *method {
+                    "md5" => "MD5",
+                    "ecsrp5" => "EC-SRP5",
+                    m => m,
+                };
+                write!(f, "authentication failed ({name}): {detail}")
+            }
+            Error::Refused(m) => write!(f, "test refused: {m}"),
+            Error::Internal { thread } => write!(
+                f,
+                "internal error: thread {thread} panicked; please report this with the command line"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Crate result alias.
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes() {
+        assert_eq!(Error::Usage("x".into()).exit_code(), 2);
+        assert_eq!(Error::Refused("x".into()).exit_code(), 1);
+    }
+
+    #[test]
+    fn io_kinds_map_to_variants() {
+        let e = Error::io(
+            Phase::Hello,
+            None,
+            io::Error::from(io::ErrorKind::WouldBlock),
+        );
+        assert!(matches!(
+            e,
+            Error::Timeout {
+                phase: Phase::Hello,
+                ..
+            }
+        ));
+        let e = Error::io(
+            Phase::Command,
+            None,
+            io::Error::from(io::ErrorKind::UnexpectedEof),
+        );
+        assert!(matches!(
+            e,
+            Error::PeerClosed {
+                phase: Phase::Command,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn auth_message_names_method() {
+        let e = Error::Auth {
+            method: "ecsrp5",
+            detail: "check the user and password".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "authentication failed (EC-SRP5): check the user and password"
+        );
+    }
+}

@@ -1,0 +1,25 @@
+//! btest: the MikroTik Bandwidth Test protocol as a server (RouterOS routers run
+//! `/tool bandwidth-test` against it) and as a client (it tests any RouterOS
+//! `/tool bandwidth-server`, or our own server).
+//!
+//! A synchronous, multithreaded engine on blocking sockets: dedicated named threads per role
+//! (TX, RX, status, accept), absolute-deadline pacing, counters in atomics. See
+//! docs/architecture.md for the module map and thread diagram, docs/protocol.md for the wire.
+//!
+//! Non-goals: an async runtime; any protocol other than btest.
+
+pub mod auth;
+pub mod authio;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod net;
+pub mod report;
+pub mod server;
+pub mod sys;
+pub mod units;
+pub mod wire;
+
+pub use error::{Error, Result};

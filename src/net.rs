@@ -1,0 +1,179 @@
+//! Every socket the crate opens is created and tuned here, through socket2.
+//!
+//! Owns: listeners (dual-stack `[::]`), TCP connects with a deadline, UDP binds, buffer sizes,
+//! TCP_NODELAY, IP_TOS, read/write timeouts, and framed exact reads/writes of control messages
+//! with per-phase errors. Must not: know about sessions or the engine.
+//!
+//! TCP buffers are left to the kernel's autotuning on purpose: setting SO_RCVBUF/SO_SNDBUF on
+//! TCP disables it (tcp(7)) and loses throughput on long fat paths.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+
+use crate::error::{Error, Phase, Result};
+
+/// Read/write timeout of data and control sockets during a test, so blocked calls re-check
+/// the Stop flag at least this often.
+pub const POLL_TIMEOUT: Duration = Duration::from_millis(100);
+/// UDP socket buffer size asked for (RouterOS uses 128000; large buffers absorb bursts at
+/// 1 Gbit/s and above).
+pub const UDP_BUFFER: usize = 4 << 20;
+
+/// Opens a listener; `[::]` is made dual-stack so IPv4 clients reach it too.
+pub fn listen(addr: SocketAddr) -> Result<TcpListener> {
+    let e = |err| Error::io(Phase::Bind, Some(addr), err);
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(e)?;
+    s.set_reuse_address(true).map_err(e)?;
+    if addr.is_ipv6() {
+        // Dual-stack only for the unspecified address; a specific v6 address stays v6.
+        let v6only = !addr.ip().is_unspecified();
+        s.set_only_v6(v6only).map_err(e)?;
+    }
+    s.bind(&addr.into()).map_err(e)?;
+    s.listen(128).map_err(e)?;
+    Ok(s.into())
+}
+
+/// Connects with a deadline, optionally from a local address, and sets TCP_NODELAY and TOS.
+pub fn connect(
+    addr: SocketAddr,
+    bind: Option<std::net::IpAddr>,
+    timeout: Duration,
+    tos: Option<u8>,
+) -> Result<TcpStream> {
+    let e = |err| Error::io(Phase::Connect, Some(addr), err);
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(e)?;
+    if let Some(ip) = bind {
+        s.bind(&SocketAddr::new(ip, 0).into())
+            .map_err(|err| Error::io(Phase::Bind, Some(SocketAddr::new(ip, 0)), err))?;
+    }
+    set_tos(&s, addr.is_ipv6(), tos);
+    s.connect_timeout(&addr.into(), timeout).map_err(|err| {
+        if err.kind() == io::ErrorKind::WouldBlock || err.kind() == io::ErrorKind::TimedOut {
+            Error::Timeout {
+                phase: Phase::Connect,
+                addr: Some(addr),
+                secs: timeout.as_secs_f64(),
+            }
+        } else {
+            e(err)
+        }
+    })?;
+    let stream: TcpStream = s.into();
+    tune_control(&stream);
+    Ok(stream)
+}
+
+/// TCP_NODELAY: handshake and status messages are tiny and must not wait for Nagle.
+pub fn tune_control(s: &TcpStream) {
+    if let Err(err) = s.set_nodelay(true) {
+        log::debug!("TCP_NODELAY: {err}");
+    }
+}
+
+/// Applies IP_TOS (IPv4) or IPV6_TCLASS (IPv6); failures are logged, never fatal.
+fn set_tos(s: &Socket, ipv6: bool, tos: Option<u8>) {
+    let Some(t) = tos else { return };
+    let r = if ipv6 {
+        s.set_tclass_v6(u32::from(t))
+    } else {
+        s.set_tos(u32::from(t))
+    };
+    if let Err(err) = r {
+        log::warn!("cannot set TOS {t}: {err}");
+    }
+}
+
+/// Applies TOS to an existing TCP stream.
+pub fn set_stream_tos(s: &TcpStream, tos: Option<u8>) {
+    let ipv6 = s.local_addr().map(|a| a.is_ipv6()).unwrap_or(false);
+    set_tos(&SockRef::from(s), ipv6, tos);
+}
+
+/// Sets read and write timeouts on a stream.
+pub fn set_timeouts(s: &TcpStream, t: Option<Duration>) -> io::Result<()> {
+    s.set_read_timeout(t)?;
+    s.set_write_timeout(t)
+}
+
+/// Binds a UDP socket with large buffers (forced when running as root) and TOS.
+pub fn bind_udp(addr: SocketAddr, tos: Option<u8>) -> io::Result<UdpSocket> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(false).ok();
+    }
+    for send in [false, true] {
+        let forced = crate::sys::force_buffer(s.as_raw_fd(), send, UDP_BUFFER);
+        if !forced {
+            let r = if send {
+                s.set_send_buffer_size(UDP_BUFFER)
+            } else {
+                s.set_recv_buffer_size(UDP_BUFFER)
+            };
+            if let Err(err) = r {
+                log::debug!("UDP buffer: {err}");
+            }
+        }
+    }
+    set_tos(&s, addr.is_ipv6(), tos);
+    s.bind(&addr.into())?;
+    let u: UdpSocket = s.into();
+    u.set_read_timeout(Some(POLL_TIMEOUT))?;
+    u.set_write_timeout(Some(POLL_TIMEOUT))?;
+    log::debug!(
+        "UDP {} rcvbuf={:?} sndbuf={:?}",
+        addr,
+        SockRef::from(&u).recv_buffer_size().ok(),
+        SockRef::from(&u).send_buffer_size().ok()
+    );
+    Ok(u)
+}
+
+/// Reads exactly `N` bytes of a handshake message; EOF, timeout and I/O errors carry `phase`.
+pub fn read_msg<const N: usize>(s: &mut TcpStream, phase: Phase) -> Result<[u8; N]> {
+    let mut b = [0u8; N];
+    read_exact(s, &mut b, phase)?;
+    Ok(b)
+}
+
+/// `read_exact` with the phase and peer in the error.
+pub fn read_exact(s: &mut TcpStream, b: &mut [u8], phase: Phase) -> Result<()> {
+    let peer = s.peer_addr().ok();
+    s.read_exact(b).map_err(|e| {
+        let t = s.read_timeout().ok().flatten();
+        match Error::io(phase, peer, e) {
+            Error::Timeout { phase, addr, .. } => Error::Timeout {
+                phase,
+                addr,
+                secs: t.map(|d| d.as_secs_f64()).unwrap_or(0.0),
+            },
+            other => other,
+        }
+    })
+}
+
+/// Writes a whole handshake message.
+pub fn write_msg(s: &mut TcpStream, b: &[u8], phase: Phase) -> Result<()> {
+    let peer = s.peer_addr().ok();
+    s.write_all(b).map_err(|e| Error::io(phase, peer, e))
+}
+
+/// Is this error only a poll timeout (the caller re-checks Stop and retries)?
+pub fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+/// Is this a transient UDP error to ignore: ICMP port unreachable reported on a connected
+/// socket (the peer has not bound yet), or a full device queue.
+pub fn is_transient_udp(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::ConnectionRefused)
+        || e.raw_os_error() == Some(libc::ENOBUFS)
+        || is_timeout(e)
+}

@@ -1,0 +1,406 @@
+//! Formats samples, summaries and server session records as text or NDJSON.
+//!
+//! Writes only to the `Write` it is given. Rates: UDP counts IP+UDP headers (as RouterOS),
+//! TCP counts payload. JSON numbers are always finite; absent values are `null`.
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::time::Duration;
+
+use crate::client::ClientResult;
+use crate::config::Output;
+use crate::engine::Sample;
+use crate::server::SessionRecord;
+use crate::units::format_rate;
+use crate::wire::{Direction, Protocol};
+
+/// Version of the JSON record layout.
+pub const SCHEMA: u32 = 1;
+
+/// Builds one JSON object.
+#[derive(Default)]
+pub struct Json(String);
+
+impl Json {
+    /// A new object with `type` and `schema`.
+    pub fn record(kind: &str) -> Self {
+        let mut j = Json(String::from("{"));
+        j.str("type", kind);
+        j.num("schema", SCHEMA as f64);
+        j
+    }
+    fn key(&mut self, k: &str) {
+        if self.0.len() > 1 {
+            self.0.push(',');
+        }
+        self.0.push('"');
+        self.0.push_str(k);
+        self.0.push_str("\":");
+    }
+    /// A string field.
+    pub fn str(&mut self, k: &str, v: &str) -> &mut Self {
+        self.key(k);
+        self.0.push('"');
+        for c in v.chars() {
+            match c {
+                '"' => self.0.push_str("\\\""),
+                '\\' => self.0.push_str("\\\\"),
+                '\n' => self.0.push_str("\\n"),
+                '\r' => self.0.push_str("\\r"),
+                '\t' => self.0.push_str("\\t"),
+                c if (c as u32) < 0x20 => self.0.push_str(&format!("\\u{:04x}", c as u32)),
+                c => self.0.push(c),
+            }
+        }
+        self.0.push('"');
+        self
+    }
+    /// A number field; NaN and infinities become 0.
+    pub fn num(&mut self, k: &str, v: f64) -> &mut Self {
+        self.key(k);
+        let v = if v.is_finite() { v } else { 0.0 };
+        if v.fract() == 0.0 && v.abs() < 9.0e15 {
+            self.0.push_str(&format!("{}", v as i64));
+        } else {
+            self.0.push_str(&format!("{v:.3}"));
+        }
+        self
+    }
+    /// An integer field.
+    pub fn int(&mut self, k: &str, v: u64) -> &mut Self {
+        self.key(k);
+        self.0.push_str(&v.to_string());
+        self
+    }
+    /// A number or null.
+    pub fn opt(&mut self, k: &str, v: Option<f64>) -> &mut Self {
+        match v {
+            Some(x) => self.num(k, x),
+            None => {
+                self.key(k);
+                self.0.push_str("null");
+                self
+            }
+        }
+    }
+    /// A string or null.
+    pub fn opt_str(&mut self, k: &str, v: Option<&str>) -> &mut Self {
+        match v {
+            Some(x) => self.str(k, x),
+            None => {
+                self.key(k);
+                self.0.push_str("null");
+                self
+            }
+        }
+    }
+    /// Closes the object.
+    pub fn finish(&mut self) -> String {
+        let mut s = std::mem::take(&mut self.0);
+        s.push('}');
+        s
+    }
+}
+
+fn bps(bytes: u64, dt: Duration) -> f64 {
+    let s = dt.as_secs_f64();
+    if s <= 0.0 {
+        0.0
+    } else {
+        bytes as f64 * 8.0 / s
+    }
+}
+
+/// Net lost count (the wrapping sum may dip below zero within an interval).
+fn lost(v: u64) -> u64 {
+    (v as i64).max(0) as u64
+}
+
+fn cpu(v: Option<u8>) -> String {
+    v.map(|c| format!("{c}%")).unwrap_or_else(|| "-".into())
+}
+
+/// Client-side reporter: interval lines and the final summary.
+pub struct ClientReporter<W: Write> {
+    out: W,
+    output: Output,
+    window: VecDeque<(Duration, u64, u64)>,
+    total_tx: u64,
+    total_rx: u64,
+    total_lost: u64,
+    elapsed: Duration,
+    lines: u64,
+}
+
+/// Averages over the last this-many seconds, as RouterOS' "10-second average".
+const WINDOW: Duration = Duration::from_secs(10);
+
+impl<W: Write> ClientReporter<W> {
+    /// A reporter writing to `out`.
+    pub fn new(out: W, output: Output) -> Self {
+        ClientReporter {
+            out,
+            output,
+            window: VecDeque::new(),
+            total_tx: 0,
+            total_rx: 0,
+            total_lost: 0,
+            elapsed: Duration::ZERO,
+            lines: 0,
+        }
+    }
+
+    /// The start record (JSON) or header (text).
+    pub fn start(
+        &mut self,
+        server: &str,
+        protocol: Protocol,
+        direction: Direction,
+        connections: u8,
+    ) -> io::Result<()> {
+        match self.output {
+            Output::Json => {
+                let line = Json::record("start")
+                    .str("server", server)
+                    .str("protocol", protocol.as_str())
+                    .str("direction", direction.client_word())
+                    .int("connections", u64::from(connections))
+                    .finish();
+                writeln!(self.out, "{line}")
+            }
+            Output::Text => writeln!(
+                self.out,
+                "btest {} {} to {server}, {connections} connection(s)",
+                protocol.as_str(),
+                direction.client_word()
+            ),
+        }
+    }
+
+    /// One interval.
+    pub fn sample(&mut self, s: &Sample) -> io::Result<()> {
+        self.window
+            .push_back((s.dt, s.delta.tx_bytes, s.delta.rx_bytes));
+        let mut span: Duration = self.window.iter().map(|w| w.0).sum();
+        while span > WINDOW && self.window.len() > 1 {
+            if let Some(w) = self.window.pop_front() {
+                span -= w.0;
+            }
+        }
+        let (wtx, wrx) = self
+            .window
+            .iter()
+            .fold((0, 0), |a, w| (a.0 + w.1, a.1 + w.2));
+        self.total_tx += s.delta.tx_bytes;
+        self.total_rx += s.delta.rx_bytes;
+        self.total_lost = self.total_lost.wrapping_add(s.delta.lost);
+        self.elapsed = s.elapsed;
+        let r = [
+            bps(s.delta.tx_bytes, s.dt),
+            bps(wtx, span),
+            bps(self.total_tx, s.elapsed),
+            bps(s.delta.rx_bytes, s.dt),
+            bps(wrx, span),
+            bps(self.total_rx, s.elapsed),
+        ];
+        match self.output {
+            Output::Json => {
+                let line = Json::record("interval")
+                    .num("elapsed_s", s.elapsed.as_secs_f64())
+                    .num("interval_s", s.dt.as_secs_f64())
+                    .num("tx_current_bps", r[0])
+                    .num("tx_10s_avg_bps", r[1])
+                    .num("tx_total_avg_bps", r[2])
+                    .num("rx_current_bps", r[3])
+                    .num("rx_10s_avg_bps", r[4])
+                    .num("rx_total_avg_bps", r[5])
+                    .int("tx_bytes", s.delta.tx_bytes)
+                    .int("rx_bytes", s.delta.rx_bytes)
+                    .int("lost_packets", lost(s.delta.lost))
+                    .int("remote_rx_bytes", s.remote_rx_bytes)
+                    .opt("local_cpu", s.local_cpu.map(f64::from))
+                    .opt("remote_cpu", s.remote_cpu.map(f64::from))
+                    .finish();
+                writeln!(self.out, "{line}")
+            }
+            Output::Text => {
+                if self.lines % 20 == 0 {
+                    writeln!(
+                        self.out,
+                        "{:>7} {:>11} {:>11} {:>11}  {:>11} {:>11} {:>11} {:>6} {:>9}",
+                        "time",
+                        "tx-current",
+                        "tx-10s-avg",
+                        "tx-avg",
+                        "rx-current",
+                        "rx-10s-avg",
+                        "rx-avg",
+                        "lost",
+                        "cpu l/r"
+                    )?;
+                }
+                self.lines += 1;
+                writeln!(
+                    self.out,
+                    "{:>6.1}s {:>11} {:>11} {:>11}  {:>11} {:>11} {:>11} {:>6} {:>9}",
+                    s.elapsed.as_secs_f64(),
+                    format_rate(r[0]),
+                    format_rate(r[1]),
+                    format_rate(r[2]),
+                    format_rate(r[3]),
+                    format_rate(r[4]),
+                    format_rate(r[5]),
+                    lost(self.total_lost),
+                    format!("{}/{}", cpu(s.local_cpu), cpu(s.remote_cpu)),
+                )
+            }
+        }
+    }
+
+    /// The final summary.
+    pub fn summary(
+        &mut self,
+        r: &ClientResult,
+        protocol: Protocol,
+        direction: Direction,
+    ) -> io::Result<()> {
+        let st = &r.summary.status;
+        let d = r.summary.duration;
+        let tx_avg = bps(st.totals.tx_bytes, d);
+        let rx_avg = bps(st.totals.rx_bytes, d);
+        match self.output {
+            Output::Json => {
+                let line = Json::record("summary")
+                    .str("protocol", protocol.as_str())
+                    .str("direction", direction.client_word())
+                    .int("connections", r.connections as u64)
+                    .num("duration_s", d.as_secs_f64())
+                    .int("tx_bytes", st.totals.tx_bytes)
+                    .int("rx_bytes", st.totals.rx_bytes)
+                    .num("tx_avg_bps", tx_avg)
+                    .num("rx_avg_bps", rx_avg)
+                    .int("lost_packets", lost(st.totals.lost))
+                    .opt("local_cpu_avg", st.local_cpu_avg)
+                    .opt("remote_cpu_avg", st.remote_cpu_avg)
+                    .int("remote_rx_bytes", st.remote_rx_bytes)
+                    .str("auth", r.auth.as_str())
+                    .str("end_reason", r.summary.end_reason.as_str())
+                    .finish();
+                writeln!(self.out, "{line}")
+            }
+            Output::Text => {
+                writeln!(
+                    self.out,
+                    "--- summary ({}) ---",
+                    r.summary.end_reason.as_str()
+                )?;
+                writeln!(
+                    self.out,
+                    "duration {:.1}s  connections {}  auth {}",
+                    d.as_secs_f64(),
+                    r.connections,
+                    r.auth
+                )?;
+                writeln!(
+                    self.out,
+                    "tx-total-average {}  ({} bytes)   rx-total-average {}  ({} bytes)",
+                    format_rate(tx_avg),
+                    st.totals.tx_bytes,
+                    format_rate(rx_avg),
+                    st.totals.rx_bytes
+                )?;
+                writeln!(
+                    self.out,
+                    "lost-packets {}  remote received {} bytes  cpu local {} remote {}",
+                    lost(st.totals.lost),
+                    st.remote_rx_bytes,
+                    st.local_cpu_avg
+                        .map(|c| format!("{c:.0}%"))
+                        .unwrap_or_else(|| "-".into()),
+                    st.remote_cpu_avg
+                        .map(|c| format!("{c:.0}%"))
+                        .unwrap_or_else(|| "-".into()),
+                )
+            }
+        }
+    }
+
+    /// An error record (JSON mode); text mode leaves errors to stderr.
+    pub fn error(&mut self, msg: &str) -> io::Result<()> {
+        if self.output == Output::Json {
+            let line = Json::record("error").str("message", msg).finish();
+            writeln!(self.out, "{line}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Formats one finished server session.
+pub fn session_line(r: &SessionRecord, output: Output) -> String {
+    let (summary, err) = match &r.result {
+        Ok(s) => (Some(s), None),
+        Err(e) => (None, Some(e.as_str())),
+    };
+    let d = summary.map(|s| s.duration).unwrap_or_default();
+    let st = summary.map(|s| s.status.clone()).unwrap_or_default();
+    let end = summary.map(|s| s.end_reason.as_str()).unwrap_or("error");
+    match output {
+        Output::Json => Json::record("session_end")
+            .str("peer", &r.peer.to_string())
+            .opt_str("user", r.user.as_deref())
+            .str("auth", r.auth.as_str())
+            .str("protocol", r.command.protocol.as_str())
+            .str("direction", r.command.direction.client_word())
+            .int("connections", r.connections as u64)
+            .opt("udp_port", r.udp_port.map(f64::from))
+            .num("duration_s", d.as_secs_f64())
+            .int("tx_bytes", st.totals.tx_bytes)
+            .int("rx_bytes", st.totals.rx_bytes)
+            .num("tx_avg_bps", bps(st.totals.tx_bytes, d))
+            .num("rx_avg_bps", bps(st.totals.rx_bytes, d))
+            .int("lost_packets", lost(st.totals.lost))
+            .opt("local_cpu_avg", st.local_cpu_avg)
+            .opt("remote_cpu_avg", st.remote_cpu_avg)
+            .int("remote_rx_bytes", st.remote_rx_bytes)
+            .str("end_reason", end)
+            .opt_str("error", err)
+            .finish(),
+        Output::Text => format!(
+            "session {} {} {} (client {}) conns {}{}: {:.1}s tx {} ({} B) rx {} ({} B) lost {} end {}{}",
+            r.peer,
+            r.command.protocol.as_str(),
+            r.command.direction.client_word(),
+            r.command.direction.client_word(),
+            r.connections,
+            r.user.as_ref().map(|u| format!(" user {u}")).unwrap_or_default(),
+            d.as_secs_f64(),
+            format_rate(bps(st.totals.tx_bytes, d)),
+            st.totals.tx_bytes,
+            format_rate(bps(st.totals.rx_bytes, d)),
+            st.totals.rx_bytes,
+            lost(st.totals.lost),
+            end,
+            err.map(|e| format!(" ({e})")).unwrap_or_default()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_escapes_and_never_nan() {
+        let s = Json::record("x")
+            .str("s", "a\"b\\c\nd\u{1}")
+            .num("n", f64::NAN)
+            .num("i", f64::INFINITY)
+            .num("f", 1.5)
+            .opt("o", None)
+            .finish();
+        assert_eq!(
+            s,
+            r#"{"type":"x","schema":1,"s":"a\"b\\c\nd\u0001","n":0,"i":0,"f":1.500,"o":null}"#
+        );
+    }
+}

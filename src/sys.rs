@@ -1,0 +1,124 @@
+//! The crate's only `unsafe` code: thin wrappers over libc calls that std does not offer.
+//!
+//! Owns: the SIGINT/SIGTERM flag, the TX threads' timer slack, readiness polling of listeners,
+//! and forced socket buffer sizes. Must not: hold state other than the signal flag, or block
+//! longer than asked. Every block carries a SAFETY comment.
+#![allow(unsafe_code)]
+
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    SIGNALLED.store(true, Ordering::SeqCst);
+}
+
+/// Installs SIGINT and SIGTERM handlers that only set a flag (see [`signalled`]).
+pub fn install_signal_handlers() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: `sigaction` is given a zero-initialised, fully set struct whose handler is an
+        // `extern "C"` function that only performs an atomic store, which is async-signal-safe.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+            libc::sigemptyset(&mut sa.sa_mask);
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+/// True once SIGINT or SIGTERM arrived.
+pub fn signalled() -> bool {
+    SIGNALLED.load(Ordering::Relaxed)
+}
+
+/// Sets the calling thread's timer slack to 1 ns so `nanosleep` wakes on time (the default
+/// 50 µs slack would dominate the pacing error at high packet rates).
+pub fn set_min_timer_slack() {
+    // SAFETY: PR_SET_TIMERSLACK takes an integer argument and only affects the calling thread.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0);
+    }
+}
+
+/// Waits until `fd` is readable or `timeout` passes; true when readable (or on error, so the
+/// caller's accept reports it).
+pub fn wait_readable(fd: RawFd, timeout: Duration) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: `pfd` is a valid, initialised pollfd that outlives the call; nfds = 1.
+    let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+    n != 0
+}
+
+/// Sets SO_RCVBUFFORCE / SO_SNDBUFFORCE (root only; lets UDP buffers exceed rmem_max).
+/// Returns false when the kernel refused (not root), and the caller falls back to the plain
+/// option.
+pub fn force_buffer(fd: RawFd, send: bool, bytes: usize) -> bool {
+    let opt = if send {
+        libc::SO_SNDBUFFORCE
+    } else {
+        libc::SO_RCVBUFFORCE
+    };
+    let v = bytes.min(i32::MAX as usize) as libc::c_int;
+    // SAFETY: the option value points to a live c_int and its size is passed exactly.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            opt,
+            &v as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    r == 0
+}
+
+/// Clock ticks per second for /proc/*/stat CPU times.
+pub fn clock_ticks() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as u64
+    } else {
+        100
+    }
+}
+
+/// Fills `buf` from the kernel's CSPRNG (getrandom(2)); used for session tokens, payload and
+/// authentication secrets.
+pub fn random_bytes(buf: &mut [u8]) {
+    let mut off = 0;
+    while off < buf.len() {
+        let rest = &mut buf[off..];
+        // SAFETY: the pointer and length describe the live, writable `rest` slice.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n > 0 {
+            off += n as usize;
+        } else if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            // No getrandom (very old kernel): fall back to a time-seeded generator so a test
+            // still runs; secrets are then weak, and we say so.
+            log::warn!("getrandom failed; using a weak time-based fallback for random bytes");
+            let mut x = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0x9e37_79b9_7f4a_7c15)
+                ^ u64::from(std::process::id());
+            for b in &mut buf[off..] {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            return;
+        }
+    }
+}

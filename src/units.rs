@@ -1,0 +1,141 @@
+//! Parsing and formatting of rates, sizes and durations as a network engineer types them.
+//!
+//! Rates are bits per second with decimal SI suffixes (k = 1000, as RouterOS), e.g. `100M`,
+//! `1.5G`, `0` or `unlimited`. Durations: `10s`, `500ms`, `2m`, `1h`, or a bare number of
+//! seconds. Errors keep the user's input and say what is accepted.
+
+use std::time::Duration;
+
+/// Parses a rate in bits per second. `0` and `unlimited` give 0 (= unlimited).
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let bad = || {
+        format!(
+            "invalid rate '{s}': use bits per second with an optional k/M/G suffix, \
+             e.g. 50M, 1.5G, 800k, or 0 for unlimited"
+        )
+    };
+    if t.eq_ignore_ascii_case("unlimited") {
+        return Ok(0);
+    }
+    let t = t
+        .strip_suffix("bps")
+        .or_else(|| t.strip_suffix("bit/s"))
+        .unwrap_or(t);
+    let (num, mult) = match t.chars().last() {
+        Some('k' | 'K') => (&t[..t.len() - 1], 1e3),
+        Some('m' | 'M') => (&t[..t.len() - 1], 1e6),
+        Some('g' | 'G') => (&t[..t.len() - 1], 1e9),
+        Some('t' | 'T') => (&t[..t.len() - 1], 1e12),
+        _ => (t, 1.0),
+    };
+    let v: f64 = num.parse().map_err(|_| bad())?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(bad());
+    }
+    let bits = (v * mult).round();
+    if bits > u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(bits as u64)
+}
+
+/// Parses a duration; a bare number means seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let bad = || {
+        format!("invalid duration '{s}': use a number with an optional unit ms, s, m or h, e.g. 10s, 500ms, 2m")
+    };
+    let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = t.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (t, 1.0)
+    };
+    let v: f64 = num.trim().parse().map_err(|_| bad())?;
+    if !v.is_finite() || v < 0.0 || v * scale > 1e9 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(v * scale))
+}
+
+/// Formats a rate with an automatic unit: `bps`, `kbps`, `Mbps` or `Gbps`.
+pub fn format_rate(bps: f64) -> String {
+    let bps = if bps.is_finite() { bps.max(0.0) } else { 0.0 };
+    if bps >= 1e9 {
+        format!("{:.2} Gbps", bps / 1e9)
+    } else if bps >= 1e6 {
+        format!("{:.1} Mbps", bps / 1e6)
+    } else if bps >= 1e3 {
+        format!("{:.1} kbps", bps / 1e3)
+    } else {
+        format!("{bps:.0} bps")
+    }
+}
+
+/// Formats a byte count with binary units.
+pub fn format_bytes(b: u64) -> String {
+    let f = b as f64;
+    if f >= 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.2} GiB", f / (1024.0 * 1024.0 * 1024.0))
+    } else if f >= 1024.0 * 1024.0 {
+        format!("{:.1} MiB", f / (1024.0 * 1024.0))
+    } else if f >= 1024.0 {
+        format!("{:.1} KiB", f / 1024.0)
+    } else {
+        format!("{b} B")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("0"), Ok(0));
+        assert_eq!(parse_rate("unlimited"), Ok(0));
+        assert_eq!(parse_rate("50M"), Ok(50_000_000));
+        assert_eq!(parse_rate("1.5G"), Ok(1_500_000_000));
+        assert_eq!(parse_rate("800k"), Ok(800_000));
+        assert_eq!(parse_rate("800K"), Ok(800_000));
+        assert_eq!(parse_rate("300"), Ok(300));
+        assert_eq!(parse_rate("10Mbps"), Ok(10_000_000));
+        for bad in ["", "fast", "-1M", "1.2.3", "M", "NaN", "inf"] {
+            let e = parse_rate(bad).unwrap_err();
+            assert!(e.contains(&format!("'{bad}'")), "{e}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        for bad in ["", "x", "-1s", "10y", "1e99"] {
+            assert!(parse_duration(bad)
+                .unwrap_err()
+                .contains(&format!("'{bad}'")));
+        }
+    }
+
+    #[test]
+    fn formatting() {
+        assert_eq!(format_rate(0.0), "0 bps");
+        assert_eq!(format_rate(999.0), "999 bps");
+        assert_eq!(format_rate(1500.0), "1.5 kbps");
+        assert_eq!(format_rate(95_200_000.0), "95.2 Mbps");
+        assert_eq!(format_rate(9.41e9), "9.41 Gbps");
+        assert_eq!(format_rate(f64::NAN), "0 bps");
+        assert_eq!(format_bytes(512), "512 B");
+        assert_eq!(format_bytes(3 * 1024 * 1024), "3.0 MiB");
+    }
+}

@@ -123,6 +123,8 @@ pub struct StatusTotals {
     pub local_cpu_avg: Option<f64>,
     /// Average remote CPU, percent.
     pub remote_cpu_avg: Option<f64>,
+    /// Length of the data phase: session start until the stop (teardown excluded).
+    pub elapsed: Duration,
 }
 
 /// The result of a session.
@@ -413,8 +415,13 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
             end_reason.as_str()
         );
     }
+    let duration = if status.elapsed.is_zero() {
+        epoch.elapsed()
+    } else {
+        status.elapsed
+    };
     Ok(Summary {
-        duration: epoch.elapsed(),
+        duration,
         status,
         end_reason,
     })

@@ -193,6 +193,7 @@ pub fn run(mut ctx: StatusCtx<'_>) -> Result<StatusTotals> {
             }
         }
     }
+    t.elapsed = ctx.epoch.elapsed();
     t.totals += take_all(ctx.counters);
     t.local_cpu_avg =
         (t.local_cpu_samples > 0).then(|| cpu_sum as f64 / t.local_cpu_samples as f64);

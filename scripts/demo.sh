@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# `make demo`: start a server on loopback, run short TCP and UDP tests in both directions
+# against it, print the results, stop the server.
+set -euo pipefail
+BIN=${1:-target/release/btest}
+PORT=${2:-2700}
+UDP_FROM=$((PORT + 1))
+"$BIN" server --listen "127.0.0.1:$PORT" --udp-port-from "$UDP_FROM" &
+SRV=$!
+trap 'kill $SRV 2>/dev/null; wait $SRV 2>/dev/null || true' EXIT
+# wait until the listener answers (at most 5 s)
+for _ in $(seq 50); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+  sleep 0.1
+done
+echo "== TCP, both directions, 3 s =="
+"$BIN" client "127.0.0.1:$PORT" --protocol tcp --direction both --duration 3s
+echo
+echo "== UDP, both directions, 3 s, 200 Mbit/s each way =="
+"$BIN" client "127.0.0.1:$PORT" --protocol udp --direction both --duration 3s \
+  --local-tx-speed 200M --remote-tx-speed 200M

@@ -1,58 +1,367 @@
 //! The I/O half of authentication, for both roles: reads and writes the MD5 and EC-SRP5
 //! messages on connection 0 and calls the pure code in `auth/`.
 //!
-//! Must not: implement any cryptography itself.
+//! Owns: the server's account table (loaded once at start-up, EC-SRP5 verifiers computed
+//! then), the users file format, and the client's credential handling. Must not: implement
+//! cryptography, log passwords, or answer differently (in content or timing) for an unknown
+//! user than for a wrong password.
 
+use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 
-use crate::config::ClientConfig;
-use crate::error::{Error, Result};
+use crate::auth::{ec_srp5, md5, AuthMethod};
+use crate::config::{ClientConfig, ServerConfig};
+use crate::error::{Error, Phase, Result};
+use crate::net;
 use crate::wire::Reply;
 
-/// Client side of the MD5 challenge (after `02 00 00 00`).
-pub fn client_md5(_s: &mut TcpStream, _cfg: &ClientConfig, _server: SocketAddr) -> Result<Reply> {
-    Err(Error::Auth {
-        method: "md5",
-        detail: "not supported by this build yet".into(),
-    })
+const RECHECK: &str = "check the user and password";
+
+fn auth_err(method: AuthMethod, detail: impl Into<String>) -> Error {
+    Error::Auth {
+        method: method.as_str(),
+        detail: detail.into(),
+    }
 }
 
-/// Client side of EC-SRP5 (after `03 00 00 00`).
-pub fn client_ecsrp5(
-    _s: &mut TcpStream,
-    _cfg: &ClientConfig,
-    _server: SocketAddr,
-) -> Result<Reply> {
-    Err(Error::Auth {
-        method: "ecsrp5",
-        detail: "not supported by this build yet".into(),
-    })
+/// Maps a failure while talking during authentication into an authentication error that
+/// still says what happened (the peer closing mid-exchange is how EC-SRP5 says "no").
+fn during(method: AuthMethod, e: Error) -> Error {
+    match e {
+        Error::PeerClosed { .. } => auth_err(
+            method,
+            match method {
+                AuthMethod::EcSrp5 => {
+                    "the server closed the connection during the exchange: check the user and \
+                     password; RouterOS 6.43+ servers use EC-SRP5"
+                }
+                _ => "the server closed the connection: check the user and password",
+            },
+        ),
+        other => other,
+    }
+}
+
+fn creds(cfg: &ClientConfig, method: AuthMethod) -> Result<(&[u8], &[u8])> {
+    match (&cfg.user, &cfg.password) {
+        (Some(u), Some(p)) => Ok((u.as_bytes(), p.as_bytes())),
+        _ => Err(auth_err(
+            method,
+            "the server requires a login: give --user and --password (or set BTEST_PASSWORD)",
+        )),
+    }
+}
+
+fn read_final(s: &mut TcpStream, method: AuthMethod) -> Result<Reply> {
+    let b = net::read_msg::<4>(s, Phase::Auth).map_err(|e| during(method, e))?;
+    match Reply::parse(&b) {
+        Ok(r @ (Reply::Ok | Reply::OkToken(_))) => Ok(r),
+        Ok(Reply::Failed) => Err(auth_err(
+            method,
+            match method {
+                AuthMethod::Md5 => "the server rejected the login: check the user and password",
+                _ => {
+                    "the server rejected the login: check the user and password; RouterOS \
+                      6.43+ servers use EC-SRP5"
+                }
+            },
+        )),
+        Ok(other) => Err(Error::Protocol {
+            phase: Phase::Auth,
+            addr: s.peer_addr().ok(),
+            detail: format!("unexpected reply {other:?} after authentication"),
+        }),
+        Err(e) => Err(Error::Protocol {
+            phase: Phase::Auth,
+            addr: s.peer_addr().ok(),
+            detail: e.to_string(),
+        }),
+    }
+}
+
+/// Client side of the MD5 challenge (after `02 00 00 00`); returns the final OK.
+pub fn client_md5(s: &mut TcpStream, cfg: &ClientConfig, _server: SocketAddr) -> Result<Reply> {
+    let m = AuthMethod::Md5;
+    let (user, pw) = creds(cfg, m)?;
+    if user.len() > md5::USER_FIELD_LEN {
+        log::warn!(
+            "user name longer than {} bytes: MD5 carries only the first {}",
+            md5::USER_FIELD_LEN,
+            md5::USER_FIELD_LEN
+        );
+    }
+    let challenge =
+        net::read_msg::<{ md5::CHALLENGE_LEN }>(s, Phase::Auth).map_err(|e| during(m, e))?;
+    net::write_msg(s, &md5::client_reply(user, pw, &challenge), Phase::Auth)
+        .map_err(|e| during(m, e))?;
+    read_final(s, m)
+}
+
+fn read_frame(s: &mut TcpStream, m: AuthMethod) -> Result<Vec<u8>> {
+    let len = net::read_msg::<1>(s, Phase::Auth).map_err(|e| during(m, e))?[0];
+    let mut v = vec![0u8; usize::from(len)];
+    net::read_exact(s, &mut v, Phase::Auth).map_err(|e| during(m, e))?;
+    Ok(v)
+}
+
+fn write_frame(s: &mut TcpStream, payload: &[u8], m: AuthMethod) -> Result<()> {
+    let f = ec_srp5::frame(payload).map_err(|e| auth_err(m, e.to_string()))?;
+    net::write_msg(s, &f, Phase::Auth).map_err(|e| during(m, e))
+}
+
+/// Client side of EC-SRP5 (after `03 00 00 00`); returns the final OK.
+pub fn client_ecsrp5(s: &mut TcpStream, cfg: &ClientConfig, _server: SocketAddr) -> Result<Reply> {
+    let m = AuthMethod::EcSrp5;
+    let (user, pw) = creds(cfg, m)?;
+    if user.len() > ec_srp5::MAX_USER_LEN {
+        return Err(Error::Usage(format!(
+            "--user: EC-SRP5 allows at most {} bytes of user name",
+            ec_srp5::MAX_USER_LEN
+        )));
+    }
+    let mut s_a = [0u8; 32];
+    crate::sys::random_bytes(&mut s_a);
+    let (mut hs, msg1) = ec_srp5::ClientHandshake::new(user, pw, s_a);
+    s_a.fill(0);
+    write_frame(s, &msg1, m)?;
+    let msg2 = read_frame(s, m)?;
+    let msg3 = hs
+        .on_msg2(&msg2)
+        .map_err(|e| auth_err(m, format!("bad server message: {e}")))?;
+    write_frame(s, &msg3, m)?;
+    let msg4 = read_frame(s, m)?;
+    hs.on_msg4(&msg4).map_err(|e| {
+        auth_err(
+            m,
+            format!("{e}: {RECHECK}; RouterOS 6.43+ servers use EC-SRP5"),
+        )
+    })?;
+    read_final(s, m)
+}
+
+struct Account {
+    password: Vec<u8>,
+    verifier: Option<ec_srp5::Verifier>,
 }
 
 /// The server's accounts and offered method.
 pub struct ServerAccounts {
-    method: crate::auth::AuthMethod,
+    method: AuthMethod,
+    users: HashMap<Vec<u8>, Account>,
+    /// Stands in for unknown users so their handshake costs what a real one costs.
+    dummy: Option<ec_srp5::Verifier>,
+    salt_key: [u8; 32],
+}
+
+/// Parses a users file: one `user:password` per line, `#` comments and blank lines ignored.
+/// The password is everything after the first colon (it may contain colons).
+pub fn parse_users(text: &str, origin: &str) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim_end_matches('\r');
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        let bad = |why: &str| {
+            Error::Usage(format!(
+                "{origin}:{}: {why} (expected user:password)",
+                i + 1
+            ))
+        };
+        let (u, p) = line
+            .split_once(':')
+            .ok_or_else(|| bad("no ':' in the line"))?;
+        let u = u.trim();
+        if u.is_empty() {
+            return Err(bad("empty user name"));
+        }
+        if u.len() > 255 {
+            return Err(bad("user name longer than 255 bytes"));
+        }
+        out.push((u.to_string(), p.to_string()));
+    }
+    Ok(out)
+}
+
+fn load_users_file(path: &Path) -> Result<Vec<(String, String)>> {
+    use std::os::unix::fs::PermissionsExt;
+    let origin = path.display().to_string();
+    let meta =
+        std::fs::metadata(path).map_err(|e| Error::Usage(format!("--users {origin}: {e}")))?;
+    if meta.permissions().mode() & 0o004 != 0 {
+        return Err(Error::Usage(format!(
+            "--users {origin}: the file is world-readable and holds passwords; refusing it \
+             (run: chmod 600 {origin})"
+        )));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Usage(format!("--users {origin}: {e}")))?;
+    parse_users(&text, &origin)
 }
 
 impl ServerAccounts {
-    /// Loads the accounts of the configuration.
-    pub fn new(cfg: &crate::config::ServerConfig) -> Result<Self> {
-        Ok(ServerAccounts { method: cfg.auth })
+    /// Loads the accounts of the configuration and, for EC-SRP5, computes each verifier from
+    /// a fresh random salt.
+    pub fn new(cfg: &ServerConfig) -> Result<Self> {
+        let mut list = cfg.users.clone();
+        if let Some(p) = &cfg.users_file {
+            list.extend(load_users_file(p)?);
+        }
+        if cfg.auth != AuthMethod::None && list.is_empty() {
+            return Err(Error::Usage(format!(
+                "--auth {}: no accounts (the users file is empty?)",
+                cfg.auth
+            )));
+        }
+        let ec = cfg.auth == AuthMethod::EcSrp5;
+        let mut users = HashMap::new();
+        for (u, p) in list {
+            let verifier = ec.then(|| {
+                let mut salt = [0u8; ec_srp5::SALT_LEN];
+                crate::sys::random_bytes(&mut salt);
+                ec_srp5::Verifier::new(u.as_bytes(), p.as_bytes(), salt)
+            });
+            if users
+                .insert(
+                    u.clone().into_bytes(),
+                    Account {
+                        password: p.into_bytes(),
+                        verifier,
+                    },
+                )
+                .is_some()
+            {
+                log::warn!("user '{u}' is defined more than once; the last definition wins");
+            }
+        }
+        let mut salt_key = [0u8; 32];
+        crate::sys::random_bytes(&mut salt_key);
+        let dummy = ec.then(|| {
+            let mut pw = [0u8; 32];
+            crate::sys::random_bytes(&mut pw);
+            ec_srp5::Verifier::new(b"\0unknown", &pw, [0; ec_srp5::SALT_LEN])
+        });
+        Ok(ServerAccounts {
+            method: cfg.auth,
+            users,
+            dummy,
+            salt_key,
+        })
     }
 
     /// The method offered.
-    pub fn method(&self) -> crate::auth::AuthMethod {
+    pub fn method(&self) -> AuthMethod {
         self.method
     }
 
-    /// Runs the offered method on connection 0; returns the user name on success.
-    pub fn authenticate(&self, _s: &mut TcpStream, _peer: SocketAddr) -> Result<Option<String>> {
+    /// Runs the offered method on connection 0; returns the user name on success. On failure
+    /// MD5 has sent `00 00 00 00`; EC-SRP5 sends nothing more (no MSG4) and the caller closes.
+    pub fn authenticate(&self, s: &mut TcpStream, peer: SocketAddr) -> Result<Option<String>> {
         match self.method {
-            crate::auth::AuthMethod::None => Ok(None),
-            m => Err(Error::Auth {
-                method: m.as_str(),
-                detail: "not supported by this build yet".into(),
-            }),
+            AuthMethod::None => Ok(None),
+            AuthMethod::Md5 => self.server_md5(s, peer).map(Some),
+            AuthMethod::EcSrp5 => self.server_ecsrp5(s, peer).map(Some),
         }
+    }
+
+    fn server_md5(&self, s: &mut TcpStream, peer: SocketAddr) -> Result<String> {
+        let m = AuthMethod::Md5;
+        let mut challenge = [0u8; md5::CHALLENGE_LEN];
+        crate::sys::random_bytes(&mut challenge);
+        let mut msg = Reply::NeedMd5.to_bytes().to_vec();
+        msg.extend_from_slice(&challenge);
+        net::write_msg(s, &msg, Phase::Auth)?;
+        let reply = net::read_msg::<{ md5::REPLY_LEN }>(s, Phase::Auth)?;
+        let user = md5::reply_user(&reply);
+        let name = String::from_utf8_lossy(user).into_owned();
+        let pw = self.users.get(user).map(|a| a.password.as_slice());
+        if md5::verify(&reply, pw, &challenge) {
+            log::info!("{peer}: authenticated user '{name}' (MD5)");
+            return Ok(name);
+        }
+        log::warn!("{peer}: authentication failed (MD5) for user '{name}'");
+        let _ = net::write_msg(s, &Reply::Failed.to_bytes(), Phase::Auth);
+        Err(auth_err(
+            m,
+            format!("user '{name}' from {peer}: wrong user or password"),
+        ))
+    }
+
+    fn server_ecsrp5(&self, s: &mut TcpStream, peer: SocketAddr) -> Result<String> {
+        let m = AuthMethod::EcSrp5;
+        net::write_msg(s, &Reply::NeedEcSrp5.to_bytes(), Phase::Auth)?;
+        let msg1 = read_frame(s, m)?;
+        let parsed = ec_srp5::parse_msg1(&msg1).map_err(|e| {
+            log::warn!("{peer}: authentication failed (EC-SRP5): bad MSG1: {e}");
+            auth_err(m, format!("from {peer}: bad MSG1: {e}"))
+        })?;
+        let name = String::from_utf8_lossy(parsed.user).into_owned();
+        let fallback;
+        let verifier = match self
+            .users
+            .get(parsed.user)
+            .and_then(|a| a.verifier.as_ref())
+        {
+            Some(v) => v,
+            None => {
+                // Unknown user: the same work with a stand-in, and a salt stable per name.
+                let dummy = self
+                    .dummy
+                    .as_ref()
+                    .ok_or_else(|| auth_err(m, "no verifier"))?;
+                fallback = dummy.with_salt(ec_srp5::unknown_user_salt(&self.salt_key, parsed.user));
+                &fallback
+            }
+        };
+        let mut s_b = [0u8; 32];
+        crate::sys::random_bytes(&mut s_b);
+        let r = ec_srp5::ServerHandshake::new(verifier, &parsed, s_b);
+        s_b.fill(0);
+        let (hs, msg2) = r.map_err(|e| {
+            log::warn!("{peer}: authentication failed (EC-SRP5) for user '{name}': {e}");
+            auth_err(m, format!("user '{name}' from {peer}: {e}"))
+        })?;
+        write_frame(s, &msg2, m)?;
+        let msg3 = read_frame(s, m)?;
+        match hs.on_msg3(&msg3) {
+            Ok(msg4) => {
+                write_frame(s, &msg4, m)?;
+                log::info!("{peer}: authenticated user '{name}' (EC-SRP5)");
+                Ok(name)
+            }
+            Err(e) => {
+                log::warn!("{peer}: authentication failed (EC-SRP5) for user '{name}': {e}");
+                Err(auth_err(
+                    m,
+                    format!("user '{name}' from {peer}: wrong user or password"),
+                ))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_file_format() {
+        let t = "# accounts\n\nalice:pw1\n  bob : p:w:2\r\ncarol:\n";
+        let u = parse_users(t, "f").unwrap();
+        assert_eq!(
+            u,
+            vec![
+                ("alice".into(), "pw1".into()),
+                ("bob".into(), " p:w:2".into()),
+                ("carol".into(), "".into())
+            ]
+        );
+        let e = parse_users("ok:1\nnocolon\n", "users.txt")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("users.txt:2"), "{e}");
+        let e = parse_users(":pw\n", "f").unwrap_err().to_string();
+        assert!(e.contains("f:1") && e.contains("empty user"), "{e}");
     }
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use btest::cli::{self, Mode};
-use btest::config::{ClientConfig, Output, ServerConfig};
+use btest::config::{ClientConfig, ServerConfig};
 use btest::engine::Stop;
 use btest::report::{self, ClientReporter};
 use btest::{client, server, Error};
@@ -141,8 +141,13 @@ fn run_server(cfg: ServerConfig) -> Result<(), Error> {
             quiet_pipe(out.flush())?;
         }
     }
+    let events = handle.events().clone();
     let stats = handle.shutdown(Duration::from_secs(1));
+    // Sessions ended by the shutdown still get their line.
+    let mut out = stdout.lock();
+    for rec in events.try_iter() {
+        quiet_pipe(writeln!(out, "{}", report::session_line(&rec, output)))?;
+    }
     log::info!("stopped: {} session(s) served", stats.sessions_started);
-    let _ = Output::Text;
     Ok(())
 }

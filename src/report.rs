@@ -366,10 +366,9 @@ pub fn session_line(r: &SessionRecord, output: Output) -> String {
             .opt_str("error", err)
             .finish(),
         Output::Text => format!(
-            "session {} {} {} (client {}) conns {}{}: {:.1}s tx {} ({} B) rx {} ({} B) lost {} end {}{}",
+            "session {} {} (client {}) conns {}{}: {:.1}s tx {} ({} B) rx {} ({} B) lost {} end {}{}",
             r.peer,
             r.command.protocol.as_str(),
-            r.command.direction.client_word(),
             r.command.direction.client_word(),
             r.connections,
             r.user.as_ref().map(|u| format!(" user {u}")).unwrap_or_default(),

@@ -377,7 +377,7 @@ fn handle_connection(shared: &Arc<Shared>, mut s: TcpStream, peer: SocketAddr) {
         }
         Ok(None) => {}
         Err((e, user, method)) => {
-            if shared.started.load(SeqCst) > 0 || !matches!(e, Error::Auth { .. }) {
+            if !matches!(e, Error::Auth { .. }) {
                 log::warn!("{peer}: session failed: {e}");
             }
             let _ = shared.events.try_send(SessionRecord {

@@ -1,1 +1,11 @@
+//! Integration tests: one binary (ripgrep style), real sockets on loopback, a watchdog on
+//! every test.
 
+mod util; // start_server, run_client, watchdog, polling helpers
+
+mod auth; // MD5 and EC-SRP5 end to end, failures keep the server serving
+mod cli; // the built binary: options, errors, exit codes, --json output
+mod hostile; // garbage, truncation, silence, vanishing clients: freed threads and ports
+mod stop; // promptness of client and server shutdown
+mod tcp; // TCP in every direction, 1 and 4 connections, IPv4 and IPv6, speed limits
+mod udp; // UDP in every direction, IPv4 and IPv6, speed limits, adaptation

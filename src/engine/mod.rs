@@ -139,18 +139,25 @@ pub struct Summary {
 }
 
 /// Spawns a named scoped thread and keeps the gauge honest.
+/// A role that fails or panics stops the session at once, not when it is joined.
 fn spawn<'scope, 'env, F>(
     scope: &'scope std::thread::Scope<'scope, 'env>,
     name: String,
     gauge: Option<&Arc<AtomicUsize>>,
+    stop: &'scope Stop,
     f: F,
 ) -> Result<std::thread::ScopedJoinHandle<'scope, Result<()>>>
 where
     F: FnOnce() -> Result<()> + Send + 'scope,
 {
-    struct Guard(Option<Arc<AtomicUsize>>);
-    impl Drop for Guard {
+    struct Guard<'a>(Option<Arc<AtomicUsize>>, &'a Stop);
+    impl Drop for Guard<'_> {
         fn drop(&mut self) {
+            if std::thread::panicking() {
+                let name = std::thread::current().name().unwrap_or("?").to_string();
+                self.1
+                    .trigger(StopReason::Error(format!("thread {name} panicked")));
+            }
             if let Some(g) = &self.0 {
                 g.fetch_sub(1, Ordering::SeqCst);
             }
@@ -160,7 +167,7 @@ where
     if let Some(g) = &g {
         g.fetch_add(1, Ordering::SeqCst);
     }
-    let guard = Guard(g);
+    let guard = Guard(g, stop);
     std::thread::Builder::new()
         .name(name.clone())
         // Roles keep their buffers on the heap; 256 KiB of stack is plenty (measured in
@@ -168,13 +175,21 @@ where
         .stack_size(256 * 1024)
         .spawn_scoped(scope, move || {
             let _guard = guard;
-            f()
+            let r = f();
+            if let Err(e) = &r {
+                guard_stop(stop, e);
+            }
+            r
         })
         .map_err(|e| Error::Io {
             phase: crate::error::Phase::Data,
             addr: None,
             source: std::io::Error::new(e.kind(), format!("cannot start thread {name}: {e}")),
         })
+}
+
+fn guard_stop(stop: &Stop, e: &Error) {
+    stop.trigger(StopReason::Error(e.to_string()));
 }
 
 fn payload(len: usize, random: bool, tcp: bool) -> Vec<u8> {
@@ -298,7 +313,7 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
             let name = format!("btest-tx-{i}");
             handles.push(spawn_or_stop(
                 name.clone(),
-                spawn(scope, name, gauge, move || tx::run(ctx)),
+                spawn(scope, name, gauge, stop, move || tx::run(ctx)),
             )?);
         }
         if tcp {
@@ -316,7 +331,9 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
                 let name = format!("btest-rx-{i}");
                 handles.push(spawn_or_stop(
                     name.clone(),
-                    spawn(scope, name, gauge, move || rx::run_tcp(stop, c, s, ctl)),
+                    spawn(scope, name, gauge, stop, move || {
+                        rx::run_tcp(stop, c, s, ctl)
+                    }),
                 )?);
             }
         } else {
@@ -324,7 +341,7 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
             let stx = &status_tx;
             handles.push(spawn_or_stop(
                 "btest-ctl-rx".into(),
-                spawn(scope, "btest-ctl-rx".into(), gauge, move || {
+                spawn(scope, "btest-ctl-rx".into(), gauge, stop, move || {
                     rx::run_control(stop, ctl, stx)
                 }),
             )?);
@@ -335,7 +352,7 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
                     let name = format!("btest-rx-{i}");
                     handles.push(spawn_or_stop(
                         name.clone(),
-                        spawn(scope, name, gauge, move || {
+                        spawn(scope, name, gauge, stop, move || {
                             rx::run_udp(stop, c, &l.socket, oh, l.accept_from)
                         }),
                     )?);
@@ -381,8 +398,6 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
         if let Some(g) = gauge {
             g.fetch_sub(1, Ordering::SeqCst);
         }
-        // The status thread only returns after a stop; make sure every role sees it.
-        stop.trigger(StopReason::Completed);
         let totals = match st {
             Ok(Ok(t)) => Some(t),
             Ok(Err(e)) => {
@@ -394,6 +409,9 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
                 None
             }
         };
+        // The status thread only returns after a stop (or its own error, recorded above);
+        // make sure every role sees it.
+        stop.trigger(StopReason::Completed);
         for (name, h) in handles {
             report(&name, h.join());
         }

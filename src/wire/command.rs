@@ -409,7 +409,7 @@ mod tests {
         }
         // Command::parse alone never accepts a marker.
         let e =
-            Command::parse(&hex("bc 04 02 00 00 00 00 00 00 00 00 00 00 00 00 00")).unwrap_err();
+            Command::parse(&hex("01 01 02 00 00 00 00 00 00 00 00 00 00 00 00 00")).unwrap_err();
         assert_eq!(e.kind, WireErrorKind::BadRandomFlag);
     }
 

@@ -1,0 +1,94 @@
+//! Stop promptness: a client told to stop, and a server shut down under load, are fully
+//! joined within about a second.
+
+use std::time::{Duration, Instant};
+
+use btest::engine::{Stop, StopReason};
+use btest::wire::{Direction, Protocol};
+
+use crate::util::*;
+
+#[test]
+fn client_stop_is_prompt() {
+    watchdog(30, || {
+        let srv = start_server(server_cfg());
+        for proto in [Protocol::Tcp, Protocol::Udp] {
+            let mut c = client_cfg(srv.addr, proto, Direction::Both, 1.0);
+            c.duration = None; // until stopped
+            c.local_tx_speed = 1_000_000; // slow pacing: the TX thread sleeps a lot
+            c.remote_tx_speed = 1_000_000;
+            let stop = Stop::new();
+            let (_rx, h) = btest::client::spawn(c, stop.clone()).unwrap();
+            std::thread::sleep(Duration::from_millis(1200));
+            let t0 = Instant::now();
+            stop.trigger(StopReason::Shutdown);
+            let r = h.join().unwrap().unwrap();
+            assert!(
+                t0.elapsed() < Duration::from_secs(1),
+                "{proto:?}: {:?}",
+                t0.elapsed()
+            );
+            assert_eq!(r.summary.end_reason, StopReason::Shutdown);
+            let _ = srv.next_session(Duration::from_secs(3));
+        }
+        srv.assert_idle();
+    });
+}
+
+#[test]
+fn server_shutdown_under_load_is_prompt() {
+    watchdog(30, || {
+        let mut srv = start_server(server_cfg());
+        let addr = srv.addr;
+        let mut c = client_cfg(addr, Protocol::Tcp, Direction::Both, 10.0);
+        c.connection_count = 3;
+        c.local_tx_speed = 100_000_000;
+        c.remote_tx_speed = 100_000_000;
+        let (_rx, h) = btest::client::spawn(c.clone(), Stop::new()).unwrap();
+        let mut u = client_cfg(addr, Protocol::Udp, Direction::Both, 10.0);
+        u.local_tx_speed = 10_000_000;
+        u.remote_tx_speed = 10_000_000;
+        let (_urx, uh) = btest::client::spawn(u, Stop::new()).unwrap();
+        assert!(wait_until(Duration::from_secs(3), || srv
+            .stats()
+            .active_sessions
+            == 2));
+        std::thread::sleep(Duration::from_millis(500));
+        let t0 = Instant::now();
+        let st = srv.handle.take().unwrap().shutdown(Duration::from_secs(3));
+        assert!(
+            t0.elapsed() < Duration::from_millis(1500),
+            "{:?}",
+            t0.elapsed()
+        );
+        assert_eq!(
+            (st.live_threads, st.udp_ports_in_use, st.active_sessions),
+            (0, 0, 0),
+            "{st:?}"
+        );
+        // the clients notice the server going away promptly and report it
+        let t1 = Instant::now();
+        let r = h.join().unwrap().unwrap();
+        assert_eq!(r.summary.end_reason, StopReason::PeerClosed);
+        let _ = uh.join().unwrap();
+        assert!(t1.elapsed() < Duration::from_secs(3));
+    });
+}
+
+#[test]
+fn max_duration_caps_sessions() {
+    watchdog(30, || {
+        let mut cfg = server_cfg();
+        cfg.max_duration = Some(Duration::from_secs(1));
+        let srv = start_server(cfg);
+        let mut c = client_cfg(srv.addr, Protocol::Udp, Direction::ServerTx, 5.0);
+        c.remote_tx_speed = 10_000_000;
+        let t0 = Instant::now();
+        let (r, _) = run_client(&c);
+        assert!(t0.elapsed() < Duration::from_secs(3));
+        assert_eq!(r.unwrap().summary.end_reason, StopReason::PeerClosed);
+        let rec = srv.next_session(Duration::from_secs(3));
+        assert_eq!(rec.result.unwrap().end_reason, StopReason::MaxDuration);
+        srv.assert_idle();
+    });
+}

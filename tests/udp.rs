@@ -1,0 +1,99 @@
+//! UDP tests: every direction, IPv6, speed limits, unlimited adaptation, port release.
+
+use btest::wire::{Direction, Protocol};
+
+use crate::util::*;
+
+#[test]
+fn every_direction() {
+    watchdog(60, || {
+        let srv = start_server(server_cfg());
+        for dir in DIRECTIONS {
+            let mut c = client_cfg(srv.addr, Protocol::Udp, dir, 2.0);
+            c.local_tx_speed = 200_000_000;
+            c.remote_tx_speed = 200_000_000;
+            let (r, rec) = check_flow(&srv, &c);
+            assert!(r.udp_port.is_some() && r.udp_port == rec.udp_port);
+        }
+        srv.assert_idle();
+    });
+}
+
+#[test]
+fn ipv6_both() {
+    watchdog(30, || {
+        let mut cfg = server_cfg();
+        cfg.listen = vec!["[::1]:0".parse().unwrap()];
+        let Ok(s) = btest::server::Server::bind(cfg) else {
+            eprintln!("skipped: no IPv6 loopback here");
+            return;
+        };
+        let addr = s.local_addrs()[0];
+        let srv = TestServer {
+            handle: Some(s.spawn().unwrap()),
+            addr,
+        };
+        let mut c = client_cfg(addr, Protocol::Udp, Direction::Both, 2.0);
+        c.local_tx_speed = 100_000_000;
+        c.remote_tx_speed = 100_000_000;
+        c.local_udp_tx_size = 1200;
+        c.remote_udp_tx_size = 1200;
+        check_flow(&srv, &c);
+        srv.assert_idle();
+    });
+}
+
+#[test]
+fn speed_limit_50m_each_direction() {
+    watchdog(40, || {
+        let srv = start_server(server_cfg());
+        let mut c = client_cfg(srv.addr, Protocol::Udp, Direction::Both, 3.0);
+        c.local_tx_speed = 50_000_000;
+        c.remote_tx_speed = 50_000_000;
+        let (r, _) = check_flow(&srv, &c);
+        let d = r.summary.duration;
+        let tx = avg_bps(r.summary.status.totals.tx_bytes, d);
+        let rx = avg_bps(r.summary.status.totals.rx_bytes, d);
+        assert!((45e6..=55e6).contains(&tx), "tx {tx} bit/s");
+        assert!((45e6..=55e6).contains(&rx), "rx {rx} bit/s");
+    });
+}
+
+#[test]
+fn unlimited_adapts_and_counts_loss() {
+    watchdog(40, || {
+        let srv = start_server(server_cfg());
+        let mut c = client_cfg(srv.addr, Protocol::Udp, Direction::ServerTx, 3.0);
+        c.remote_udp_tx_size = 1000;
+        let (r, _samples) = run_client(&c);
+        let r = r.unwrap();
+        assert!(r.succeeded());
+        let rx = r.summary.status.totals.rx_bytes;
+        assert!(rx > 1_000_000, "received {rx}");
+        let rec = srv.next_session(std::time::Duration::from_secs(5));
+        let s = rec.result.unwrap().status.totals;
+        // what was lost on the way is what the server sent minus what arrived, in datagrams
+        let sent = s.tx_packets;
+        let got = r.summary.status.totals.rx_packets;
+        let lost = (r.summary.status.totals.lost as i64).max(0) as u64;
+        assert!(
+            got + lost <= sent + 2,
+            "got {got} + lost {lost} > sent {sent}"
+        );
+        srv.assert_idle();
+    });
+}
+
+#[test]
+fn multi_port_udp_server_side() {
+    // RouterOS clients with connection-count N use N client ports P+256+i.
+    watchdog(30, || {
+        let srv = start_server(server_cfg());
+        let mut c = client_cfg(srv.addr, Protocol::Udp, Direction::Both, 2.0);
+        c.connection_count = 3;
+        c.local_tx_speed = 90_000_000;
+        c.remote_tx_speed = 90_000_000;
+        check_flow(&srv, &c);
+        srv.assert_idle();
+    });
+}

@@ -1,0 +1,253 @@
+//! Shared test helpers: a server on an ephemeral loopback port that stops on drop, a client
+//! run with a watchdog, and polling for the server's counters to settle.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use btest::client::{self, ClientResult};
+use btest::config::{ClientConfig, ServerConfig};
+use btest::engine::{Sample, Stop};
+use btest::server::{Server, ServerHandle, ServerStats, SessionRecord};
+use btest::wire::{Direction, Protocol};
+
+/// UDP port ranges are fixed by the protocol (client = server + 256), so every test's server
+/// gets its own 300-port range to keep parallel tests apart.
+pub fn udp_base() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(20000);
+    NEXT.fetch_add(300, Ordering::SeqCst)
+}
+
+/// A server for one test; stops and joins on drop.
+pub struct TestServer {
+    pub handle: Option<ServerHandle>,
+    pub addr: SocketAddr,
+}
+
+impl TestServer {
+    pub fn h(&self) -> &ServerHandle {
+        self.handle.as_ref().unwrap()
+    }
+
+    pub fn stats(&self) -> ServerStats {
+        self.h().stats()
+    }
+
+    /// The next finished session.
+    pub fn next_session(&self, timeout: Duration) -> SessionRecord {
+        self.h()
+            .events()
+            .recv_timeout(timeout)
+            .expect("no session record from the server")
+    }
+
+    /// Waits until no session, thread or UDP port is left.
+    pub fn assert_idle(&self) {
+        let ok = wait_until(Duration::from_secs(5), || {
+            let s = self.stats();
+            s.active_sessions == 0 && s.live_threads == 0 && s.udp_ports_in_use == 0
+        });
+        assert!(ok, "server did not free everything: {:?}", self.stats());
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            let st = h.shutdown(Duration::from_secs(2));
+            if !std::thread::panicking() {
+                assert_eq!(st.live_threads, 0, "threads left after shutdown: {st:?}");
+            }
+        }
+    }
+}
+
+pub fn server_cfg() -> ServerConfig {
+    ServerConfig {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        udp_port_from: udp_base(),
+        ..ServerConfig::default()
+    }
+}
+
+pub fn start_server(cfg: ServerConfig) -> TestServer {
+    let s = Server::bind(cfg).expect("bind");
+    let addr = s.local_addrs()[0];
+    let handle = s.spawn().expect("spawn");
+    TestServer {
+        handle: Some(handle),
+        addr,
+    }
+}
+
+pub fn client_cfg(
+    addr: SocketAddr,
+    protocol: Protocol,
+    direction: Direction,
+    secs: f64,
+) -> ClientConfig {
+    let mut c = ClientConfig::new(&addr.ip().to_string());
+    c.port = addr.port();
+    c.protocol = protocol;
+    c.direction = direction;
+    c.duration = Some(Duration::from_secs_f64(secs));
+    c.connect_timeout = Duration::from_secs(5);
+    c
+}
+
+/// Runs a client test; panics if it has not ended 15 s after its duration.
+pub fn run_client(cfg: &ClientConfig) -> (btest::Result<ClientResult>, Vec<Sample>) {
+    let stop = Stop::new();
+    let (rx, h) = client::spawn(cfg.clone(), stop.clone()).expect("spawn client");
+    let limit = cfg.duration.unwrap_or(Duration::from_secs(5)) + Duration::from_secs(15);
+    let t0 = Instant::now();
+    let mut samples = Vec::new();
+    loop {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(s) => samples.push(s),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            Err(_) => {}
+        }
+        if t0.elapsed() > limit {
+            stop.trigger(btest::engine::StopReason::Shutdown);
+            panic!("client did not finish within {limit:?}");
+        }
+    }
+    (h.join().expect("client thread panicked"), samples)
+}
+
+/// Runs `f` on its own thread and fails the test if it takes longer than `secs`.
+pub fn watchdog<F: FnOnce() + Send + 'static>(secs: u64, f: F) {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let h = std::thread::spawn(move || {
+        f();
+        let _ = tx.send(());
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(()) => h.join().unwrap(),
+        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+            // the body panicked: re-raise its panic
+            if let Err(p) = h.join() {
+                std::panic::resume_unwind(p);
+            }
+        }
+        Err(_) => panic!("watchdog: test still running after {secs} s"),
+    }
+}
+
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < timeout {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    cond()
+}
+
+/// Relative difference of two counts.
+pub fn rel_diff(a: u64, b: u64) -> f64 {
+    let (a, b) = (a as f64, b as f64);
+    if a.max(b) == 0.0 {
+        return 0.0;
+    }
+    (a - b).abs() / a.max(b)
+}
+
+pub fn avg_bps(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 * 8.0 / d.as_secs_f64()
+}
+
+/// Runs `cfg` against `srv` and checks the basics every data test shares: the test completed,
+/// bytes flowed in the asked directions only, the client's view of each direction agrees with
+/// what the server counted (within 10 %), and statuses went both ways (remote CPU seen).
+pub fn check_flow(srv: &TestServer, cfg: &ClientConfig) -> (ClientResult, SessionRecord) {
+    let (r, _samples) = run_client(cfg);
+    let r = r.unwrap_or_else(|e| panic!("client failed: {e}"));
+    assert!(
+        r.succeeded(),
+        "client ended with {:?}",
+        r.summary.end_reason
+    );
+    let rec = srv.next_session(Duration::from_secs(5));
+    let sum = rec
+        .result
+        .clone()
+        .unwrap_or_else(|e| panic!("server session failed: {e}"));
+    let c = r.summary.status.totals;
+    let s = sum.status.totals;
+    let what = format!(
+        "{:?} {:?} conns {}",
+        cfg.protocol, cfg.direction, cfg.connection_count
+    );
+    // statuses are the only bytes allowed against the direction: 12 per second at most
+    let quiet = 12 * (cfg.duration.unwrap().as_secs() + 2);
+    if cfg.direction.server_rx() {
+        assert!(
+            c.tx_bytes > 100_000,
+            "{what}: client sent only {} bytes",
+            c.tx_bytes
+        );
+        assert!(
+            rel_diff(c.tx_bytes, s.rx_bytes) < 0.10,
+            "{what}: client sent {} but server received {}",
+            c.tx_bytes,
+            s.rx_bytes
+        );
+    } else {
+        assert_eq!(c.tx_bytes, 0, "{what}: client sent data");
+        assert!(
+            s.rx_bytes <= quiet,
+            "{what}: server received {} bytes",
+            s.rx_bytes
+        );
+    }
+    if cfg.direction.server_tx() {
+        assert!(
+            c.rx_bytes > 100_000,
+            "{what}: client received only {} bytes",
+            c.rx_bytes
+        );
+        assert!(
+            rel_diff(c.rx_bytes, s.tx_bytes) < 0.10,
+            "{what}: server sent {} but client received {}",
+            s.tx_bytes,
+            c.rx_bytes
+        );
+    } else {
+        assert_eq!(s.tx_bytes, 0, "{what}: server sent data");
+        assert!(
+            c.rx_bytes <= quiet,
+            "{what}: client received {} bytes",
+            c.rx_bytes
+        );
+    }
+    assert!(
+        r.summary.status.statuses_received >= 1,
+        "{what}: client saw no status"
+    );
+    assert!(
+        r.summary.status.remote_cpu_avg.is_some(),
+        "{what}: client saw no remote CPU"
+    );
+    assert!(
+        sum.status.statuses_received >= 1,
+        "{what}: server saw no status"
+    );
+    assert!(
+        sum.status.remote_cpu_avg.is_some(),
+        "{what}: server saw no remote CPU"
+    );
+    assert_eq!(
+        r.connections,
+        usize::from(cfg.connection_count.max(1)),
+        "{what}"
+    );
+    assert_eq!(rec.connections, r.connections, "{what}");
+    (r, rec)
+}
+
+pub const DIRECTIONS: [Direction; 3] = [Direction::ServerRx, Direction::ServerTx, Direction::Both];

@@ -257,15 +257,27 @@ impl ServerAccounts {
 
     /// Runs the offered method on connection 0; returns the user name on success. On failure
     /// MD5 has sent `00 00 00 00`; EC-SRP5 sends nothing more (no MSG4) and the caller closes.
-    pub fn authenticate(&self, s: &mut TcpStream, peer: SocketAddr) -> Result<Option<String>> {
+    /// `presented` receives the user name the client gave as soon as it is read, so failures
+    /// can be reported with it.
+    pub fn authenticate(
+        &self,
+        s: &mut TcpStream,
+        peer: SocketAddr,
+        presented: &mut Option<String>,
+    ) -> Result<Option<String>> {
         match self.method {
             AuthMethod::None => Ok(None),
-            AuthMethod::Md5 => self.server_md5(s, peer).map(Some),
-            AuthMethod::EcSrp5 => self.server_ecsrp5(s, peer).map(Some),
+            AuthMethod::Md5 => self.server_md5(s, peer, presented).map(Some),
+            AuthMethod::EcSrp5 => self.server_ecsrp5(s, peer, presented).map(Some),
         }
     }
 
-    fn server_md5(&self, s: &mut TcpStream, peer: SocketAddr) -> Result<String> {
+    fn server_md5(
+        &self,
+        s: &mut TcpStream,
+        peer: SocketAddr,
+        presented: &mut Option<String>,
+    ) -> Result<String> {
         let m = AuthMethod::Md5;
         let mut challenge = [0u8; md5::CHALLENGE_LEN];
         crate::sys::random_bytes(&mut challenge);
@@ -275,6 +287,7 @@ impl ServerAccounts {
         let reply = net::read_msg::<{ md5::REPLY_LEN }>(s, Phase::Auth)?;
         let user = md5::reply_user(&reply);
         let name = String::from_utf8_lossy(user).into_owned();
+        *presented = Some(name.clone());
         let pw = self.users.get(user).map(|a| a.password.as_slice());
         if md5::verify(&reply, pw, &challenge) {
             log::info!("{peer}: authenticated user '{name}' (MD5)");
@@ -288,7 +301,12 @@ impl ServerAccounts {
         ))
     }
 
-    fn server_ecsrp5(&self, s: &mut TcpStream, peer: SocketAddr) -> Result<String> {
+    fn server_ecsrp5(
+        &self,
+        s: &mut TcpStream,
+        peer: SocketAddr,
+        presented: &mut Option<String>,
+    ) -> Result<String> {
         let m = AuthMethod::EcSrp5;
         net::write_msg(s, &Reply::NeedEcSrp5.to_bytes(), Phase::Auth)?;
         let msg1 = read_frame(s, m)?;
@@ -297,6 +315,7 @@ impl ServerAccounts {
             auth_err(m, format!("from {peer}: bad MSG1: {e}"))
         })?;
         let name = String::from_utf8_lossy(parsed.user).into_owned();
+        *presented = Some(name.clone());
         let fallback;
         let verifier = match self
             .users

@@ -49,6 +49,8 @@ Client options (named as RouterOS /tool bandwidth-test names them):
   --user USER                 user name for authentication
   --password PASS             password (or set BTEST_PASSWORD to keep it off the process list)
   --json                      NDJSON records on stdout instead of text
+  --csv FILE                  append one CSV row per finished test (header when new)
+  --syslog HOST[:PORT]        RFC 3164 messages over UDP (default port 514)
 
 Server options:
   --listen ADDR[:PORT]        listen address, repeatable (default [::]:2000, dual-stack)
@@ -58,7 +60,11 @@ Server options:
   --max-sessions N            concurrent sessions (default 100)
   --auth ecsrp5|md5|none      method offered (default ecsrp5 with credentials, else none)
   --user USER --password PASS one account
-  --json                      one JSON object per finished session on stdout
+  --users FILE                accounts, one user:password per line, # comments (mode 600)
+  --json                      session_start / session_end JSON records on stdout
+  --csv FILE                  append one CSV row per finished session
+  --syslog HOST[:PORT]        RFC 3164 messages: session start/end, login success/failure
+  --metrics-file PATH         Prometheus text file rewritten every second (node_exporter)
 
 Common options:
   -v, --verbose               more diagnostics on stderr (repeat for more); RUST_LOG overrides
@@ -123,6 +129,9 @@ struct RawArgs {
     max_sessions: Option<usize>,
     auth: Option<AuthMethod>,
     users_file: Option<PathBuf>,
+    csv: Option<PathBuf>,
+    syslog: Option<String>,
+    metrics_file: Option<PathBuf>,
     /// (flag, role) of every role-specific flag seen, for the cross-role check.
     role_flags: Vec<(&'static str, Role)>,
 }
@@ -474,6 +483,28 @@ where
                 let v = val!("--auth");
                 r.auth = Some(v.parse().map_err(|e: String| format!("--auth: {e}"))?);
             }
+            Long("csv") => {
+                let v = val!("--csv");
+                if v.is_empty() {
+                    return Err("--csv: expected a file path".into());
+                }
+                r.csv = Some(PathBuf::from(v));
+            }
+            Long("syslog") => {
+                let v = val!("--syslog");
+                if v.is_empty() || v.starts_with(':') {
+                    return Err(format!("--syslog: invalid target '{v}': expected HOST[:PORT], e.g. 192.0.2.10 or logs.lan:514"));
+                }
+                r.syslog = Some(v);
+            }
+            Long("metrics-file") => {
+                server!("--metrics-file");
+                let v = val!("--metrics-file");
+                if v.is_empty() {
+                    return Err("--metrics-file: expected a file path".into());
+                }
+                r.metrics_file = Some(PathBuf::from(v));
+            }
             Long("users") => {
                 server!("--users");
                 r.users_file = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?));
@@ -515,7 +546,12 @@ fn finish(r: RawArgs, env_password: Option<String>) -> Result<Invocation, String
         return Err(format!("{flag} is not a {name} option (see btest --help)"));
     }
     let output = if r.json { Output::Json } else { Output::Text };
-    let password = r.password.or(env_password);
+    // BTEST_PASSWORD is for the client only: on a server it would silently switch on
+    // authentication for an implicit `admin` account.
+    let password = match role {
+        Role::Client => r.password.or(env_password),
+        Role::Server => r.password,
+    };
     match role {
         Role::Client => {
             let host = r.host.ok_or_else(|| {
@@ -541,6 +577,8 @@ fn finish(r: RawArgs, env_password: Option<String>) -> Result<Invocation, String
             c.tos = r.tos;
             c.connect_timeout = r.connect_timeout.unwrap_or(c.connect_timeout);
             c.output = output;
+            c.csv = r.csv;
+            c.syslog = r.syslog;
             if password.is_some() && r.user.is_none() {
                 c.user = Some("admin".into());
             } else {
@@ -577,6 +615,9 @@ fn finish(r: RawArgs, env_password: Option<String>) -> Result<Invocation, String
                 s.users.push(("admin".into(), password.unwrap_or_default()));
             }
             s.users_file = r.users_file;
+            s.csv = r.csv;
+            s.syslog = r.syslog;
+            s.metrics_file = r.metrics_file;
             let have_creds = !s.users.is_empty() || s.users_file.is_some();
             s.auth = match r.auth {
                 Some(m) => m,
@@ -814,6 +855,7 @@ mod tests {
             (&["server", "--control-timeout", "0"], "'0'"),
             (&["server", "--max-sessions", "none"], "'none'"),
             (&["server", "--auth", "rsa"], "'rsa'"),
+            (&["server", "--syslog", ":514"], "':514'"),
             (&["frobnicate"], "'frobnicate'"),
         ] {
             let e = err(args);
@@ -825,6 +867,7 @@ mod tests {
     fn cross_role_and_missing_things() {
         assert!(err(&["client", "h", "--listen", "0.0.0.0"]).contains("not a client option"));
         assert!(err(&["server", "--protocol", "udp"]).contains("not a server option"));
+        assert!(err(&["client", "h", "--metrics-file", "x"]).contains("not a client option"));
         assert!(err(&["client"]).contains("missing HOST"));
         assert!(err(&[]).contains("missing command"));
         assert!(err(&["server", "--auth", "md5"]).contains("needs accounts"));

@@ -44,7 +44,14 @@ impl ClientResult {
 pub fn resolve(cfg: &ClientConfig) -> Result<Vec<SocketAddr>> {
     let addrs: Vec<SocketAddr> = (cfg.host.as_str(), cfg.port)
         .to_socket_addrs()
-        .map_err(|e| Error::Usage(format!("cannot resolve server '{}': {e}", cfg.host)))?
+        .map_err(|e| Error::Io {
+            phase: Phase::Connect,
+            addr: None,
+            source: std::io::Error::new(
+                e.kind(),
+                format!("cannot resolve server '{}': {e}", cfg.host),
+            ),
+        })?
         .filter(|a| match cfg.family {
             Family::Any => true,
             Family::V4 => a.is_ipv4(),
@@ -212,6 +219,7 @@ pub fn run(
         samples,
         parent: None,
         gauge: None,
+        on_bytes: None,
     };
     let summary = engine::run(plan, stop)?;
     Ok(ClientResult {

@@ -71,6 +71,10 @@ pub struct ClientConfig {
     pub password: Option<String>,
     /// Deadline for connect and each handshake read.
     pub connect_timeout: Duration,
+    /// Append one CSV row per finished test here.
+    pub csv: Option<PathBuf>,
+    /// Send RFC 3164 syslog messages to this HOST[:PORT].
+    pub syslog: Option<String>,
 }
 
 impl ClientConfig {
@@ -96,6 +100,8 @@ impl ClientConfig {
             user: None,
             password: None,
             connect_timeout: Duration::from_secs(10),
+            csv: None,
+            syslog: None,
         }
     }
 }
@@ -125,6 +131,12 @@ pub struct ServerConfig {
     pub users: Vec<(String, String)>,
     /// File the accounts came from, for messages.
     pub users_file: Option<PathBuf>,
+    /// Append one CSV row per finished session here.
+    pub csv: Option<PathBuf>,
+    /// Send RFC 3164 syslog messages to this HOST[:PORT].
+    pub syslog: Option<String>,
+    /// Prometheus text file rewritten every second.
+    pub metrics_file: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -141,6 +153,9 @@ impl Default for ServerConfig {
             auth: AuthMethod::None,
             users: Vec::new(),
             users_file: None,
+            csv: None,
+            syslog: None,
+            metrics_file: None,
         }
     }
 }

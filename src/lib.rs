@@ -15,6 +15,7 @@ pub mod client;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod export;
 pub mod net;
 pub mod report;
 pub mod server;

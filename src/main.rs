@@ -5,9 +5,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use btest::cli::{self, Mode};
-use btest::config::{ClientConfig, ServerConfig};
+use btest::config::{ClientConfig, Output, ServerConfig};
 use btest::engine::Stop;
+use btest::export::csv::{self, CsvLog};
+use btest::export::metrics;
+use btest::export::syslog::{Severity, Syslog};
 use btest::report::{self, ClientReporter};
+use btest::server::ServerEvent;
 use btest::{client, server, Error};
 
 fn main() -> ExitCode {
@@ -72,16 +76,41 @@ fn quiet_pipe(r: std::io::Result<()>) -> Result<(), Error> {
     }
 }
 
+fn open_syslog(target: &Option<String>) -> Result<Option<Syslog>, Error> {
+    target
+        .as_deref()
+        .map(|t| Syslog::new(t, "btest").map_err(|e| Error::Usage(format!("--syslog: {e}"))))
+        .transpose()
+}
+
+fn append_csv(log: &Option<CsvLog>, row: Vec<String>) {
+    if let Some(l) = log {
+        if let Err(e) = l.append(&row) {
+            log::warn!("--csv {}: {e}", l.path().display());
+        }
+    }
+}
+
 fn run_client(cfg: &ClientConfig) -> Result<(), Error> {
     btest::sys::install_signal_handlers();
+    let syslog = open_syslog(&cfg.syslog)?;
+    let csv = cfg.csv.as_ref().map(|p| CsvLog::new(p, csv::CLIENT_HEADER));
+    let server = format!("{}:{}", cfg.host, cfg.port);
+    let started = std::time::SystemTime::now();
+    if let Some(s) = &syslog {
+        s.send(
+            Severity::Info,
+            &format!(
+                "test start server={server} protocol={} direction={} connections={}",
+                cfg.protocol.as_str(),
+                cfg.direction.client_word(),
+                cfg.connection_count
+            ),
+        );
+    }
     let stdout = std::io::stdout();
     let mut rep = ClientReporter::new(stdout.lock(), cfg.output);
-    quiet_pipe(rep.start(
-        &format!("{}:{}", cfg.host, cfg.port),
-        cfg.protocol,
-        cfg.direction,
-        cfg.connection_count,
-    ))?;
+    quiet_pipe(rep.start(&server, cfg.protocol, cfg.direction, cfg.connection_count))?;
     let stop = Stop::new();
     let (samples, handle) = client::spawn(cfg.clone(), stop.clone())?;
     loop {
@@ -103,6 +132,13 @@ fn run_client(cfg: &ClientConfig) -> Result<(), Error> {
     match result {
         Ok(r) => {
             quiet_pipe(rep.summary(&r, cfg.protocol, cfg.direction))?;
+            append_csv(
+                &csv,
+                report::client_csv_row(&r, &server, cfg.protocol, cfg.direction, started),
+            );
+            if let Some(s) = &syslog {
+                s.send(Severity::Info, &report::client_summary_syslog(&r, &server));
+            }
             if r.succeeded() {
                 Ok(())
             } else {
@@ -120,33 +156,96 @@ fn run_client(cfg: &ClientConfig) -> Result<(), Error> {
         }
         Err(e) => {
             quiet_pipe(rep.error(&e.to_string()))?;
+            if let Some(s) = &syslog {
+                let sev = if matches!(e, Error::Auth { .. }) {
+                    Severity::Notice
+                } else {
+                    Severity::Err
+                };
+                s.send(sev, &format!("test failed server={server}: {e}"));
+            }
             Err(e)
         }
     }
 }
 
+/// Where server events go: stdout, CSV, syslog.
+struct ServerSinks {
+    output: Output,
+    csv: Option<CsvLog>,
+    syslog: Option<Syslog>,
+}
+
+impl ServerSinks {
+    fn emit(&self, ev: &ServerEvent) -> Result<(), Error> {
+        if let Some(line) = report::server_event_line(ev, self.output) {
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            quiet_pipe(writeln!(out, "{line}"))?;
+            quiet_pipe(out.flush())?;
+        }
+        if let ServerEvent::End(r) = ev {
+            append_csv(&self.csv, report::server_csv_row(r));
+        }
+        if let Some(s) = &self.syslog {
+            let (sev, msg) = report::server_event_syslog(ev);
+            s.send(sev, &msg);
+        }
+        Ok(())
+    }
+}
+
 fn run_server(cfg: ServerConfig) -> Result<(), Error> {
     btest::sys::install_signal_handlers();
-    let output = cfg.output;
+    let sinks = ServerSinks {
+        output: cfg.output,
+        csv: cfg.csv.as_ref().map(|p| CsvLog::new(p, csv::SERVER_HEADER)),
+        syslog: open_syslog(&cfg.syslog)?,
+    };
+    let metrics_file = cfg.metrics_file.clone();
     let srv = server::Server::bind(cfg)?;
     for a in srv.local_addrs() {
         log::warn!("listening on {a}");
     }
-    let handle = srv.spawn()?;
-    let stdout = std::io::stdout();
+    let handle = std::sync::Arc::new(srv.spawn()?);
+    let (metrics_stop, metrics_rx) = crossbeam_channel::bounded::<()>(0);
+    let writer = match metrics_file {
+        Some(path) => {
+            let h = handle.clone();
+            let gauges = move || {
+                let s = h.stats();
+                (s.active_sessions as u64, s.udp_ports_in_use as u64)
+            };
+            Some(
+                metrics::spawn_writer(
+                    handle.metrics(),
+                    path.clone(),
+                    Duration::from_secs(1),
+                    metrics_rx,
+                    gauges,
+                )
+                .map_err(|e| Error::Usage(format!("--metrics-file {}: {e}", path.display())))?,
+            )
+        }
+        None => None,
+    };
     while !btest::sys::signalled() && !handle.stopping() {
-        if let Ok(rec) = handle.events().recv_timeout(Duration::from_millis(100)) {
-            let mut out = stdout.lock();
-            quiet_pipe(writeln!(out, "{}", report::session_line(&rec, output)))?;
-            quiet_pipe(out.flush())?;
+        if let Ok(ev) = handle.events().recv_timeout(Duration::from_millis(100)) {
+            sinks.emit(&ev)?;
         }
     }
+    drop(metrics_stop);
+    if let Some(w) = writer {
+        let _ = w.join();
+    }
     let events = handle.events().clone();
+    let handle = std::sync::Arc::try_unwrap(handle).map_err(|_| Error::Internal {
+        thread: "btest-metrics".into(),
+    })?;
     let stats = handle.shutdown(Duration::from_secs(1));
     // Sessions ended by the shutdown still get their line.
-    let mut out = stdout.lock();
-    for rec in events.try_iter() {
-        quiet_pipe(writeln!(out, "{}", report::session_line(&rec, output)))?;
+    for ev in events.try_iter() {
+        sinks.emit(&ev)?;
     }
     log::info!("stopped: {} session(s) served", stats.sessions_started);
     Ok(())

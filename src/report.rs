@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::client::ClientResult;
 use crate::config::Output;
 use crate::engine::Sample;
-use crate::server::SessionRecord;
+use crate::server::{ServerEvent, SessionRecord};
 use crate::units::format_rate;
 use crate::wire::{Direction, Protocol};
 
@@ -22,6 +22,11 @@ pub const SCHEMA: u32 = 1;
 pub struct Json(String);
 
 impl Json {
+    /// A new object without the `type`/`schema` header (for nested objects).
+    pub fn begin(&mut self) -> &mut Self {
+        self.0 = String::from("{");
+        self
+    }
     /// A new object with `type` and `schema`.
     pub fn record(kind: &str) -> Self {
         let mut j = Json(String::from("{"));
@@ -72,6 +77,12 @@ impl Json {
         self.0.push_str(&v.to_string());
         self
     }
+    /// A field whose value is already JSON text (an array or object built by [`Json`]).
+    pub fn raw(&mut self, k: &str, json: &str) -> &mut Self {
+        self.key(k);
+        self.0.push_str(json);
+        self
+    }
     /// A number or null.
     pub fn opt(&mut self, k: &str, v: Option<f64>) -> &mut Self {
         match v {
@@ -118,6 +129,24 @@ fn lost(v: u64) -> u64 {
 
 fn cpu(v: Option<u8>) -> String {
     v.map(|c| format!("{c}%")).unwrap_or_else(|| "-".into())
+}
+
+fn senders_json(s: &Sample) -> String {
+    let items: Vec<String> = s
+        .senders
+        .iter()
+        .map(|a| {
+            Json::default()
+                .begin()
+                .int("thread", a.thread as u64)
+                .int("target_bps", a.target_bps)
+                .num("achieved_bps", a.achieved_bps)
+                .opt("gap_p50_us", a.gap_p50_us)
+                .opt("gap_p99_us", a.gap_p99_us)
+                .finish()
+        })
+        .collect();
+    format!("[{}]", items.join(","))
 }
 
 /// Client-side reporter: interval lines and the final summary.
@@ -220,6 +249,8 @@ impl<W: Write> ClientReporter<W> {
                     .int("remote_rx_bytes", s.remote_rx_bytes)
                     .opt("local_cpu", s.local_cpu.map(f64::from))
                     .opt("remote_cpu", s.remote_cpu.map(f64::from))
+                    .int("tx_target_bps", s.tx_target_bps)
+                    .raw("senders", &senders_json(s))
                     .finish();
                 writeln!(self.out, "{line}")
             }
@@ -252,7 +283,24 @@ impl<W: Write> ClientReporter<W> {
                     format_rate(r[5]),
                     lost(self.total_lost),
                     format!("{}/{}", cpu(s.local_cpu), cpu(s.remote_cpu)),
-                )
+                )?;
+                // Pacing audit: only for paced senders, so a user can see the pacing held.
+                for a in s.senders.iter().filter(|a| a.target_bps > 0) {
+                    writeln!(
+                        self.out,
+                        "        pacing tx-{}: asked {} got {}  gap p50 {} p99 {}",
+                        a.thread,
+                        format_rate(a.target_bps as f64),
+                        format_rate(a.achieved_bps),
+                        a.gap_p50_us
+                            .map(|g| format!("{g:.0}us"))
+                            .unwrap_or_else(|| "-".into()),
+                        a.gap_p99_us
+                            .map(|g| format!("{g:.0}us"))
+                            .unwrap_or_else(|| "-".into()),
+                    )?;
+                }
+                Ok(())
             }
         }
     }
@@ -335,6 +383,35 @@ impl<W: Write> ClientReporter<W> {
     }
 }
 
+/// Formats a server event for stdout; `None` for events that text mode leaves to the log.
+pub fn server_event_line(ev: &ServerEvent, output: Output) -> Option<String> {
+    match (ev, output) {
+        (ServerEvent::End(r), _) => Some(session_line(r, output)),
+        (ServerEvent::Start(st), Output::Json) => Some(
+            Json::record("session_start")
+                .str("peer", &st.peer.to_string())
+                .opt_str("user", st.user.as_deref())
+                .str("auth", st.auth.as_str())
+                .str("protocol", st.command.protocol.as_str())
+                .str("direction", st.command.direction.client_word())
+                .int("connections", st.connections as u64)
+                .opt("udp_port", st.udp_port.map(f64::from))
+                .int("remote_tx_speed_bps", u64::from(st.command.remote_tx_speed))
+                .int("local_tx_speed_bps", u64::from(st.command.local_tx_speed))
+                .int("tx_size", u64::from(st.command.tx_size))
+                .finish(),
+        ),
+        (ServerEvent::AuthFailed { peer, user, method }, Output::Json) => Some(
+            Json::record("auth_failure")
+                .str("peer", &peer.to_string())
+                .opt_str("user", user.as_deref())
+                .str("auth", method.as_str())
+                .finish(),
+        ),
+        _ => None,
+    }
+}
+
 /// Formats one finished server session.
 pub fn session_line(r: &SessionRecord, output: Output) -> String {
     let (summary, err) = match &r.result {
@@ -382,6 +459,125 @@ pub fn session_line(r: &SessionRecord, output: Output) -> String {
             err.map(|e| format!(" ({e})")).unwrap_or_default()
         ),
     }
+}
+
+fn opt_num(v: Option<f64>) -> String {
+    v.filter(|x| x.is_finite())
+        .map(|x| format!("{x:.1}"))
+        .unwrap_or_default()
+}
+
+/// One CSV row for a finished client test, in `export::csv::CLIENT_HEADER` order.
+pub fn client_csv_row(
+    r: &ClientResult,
+    server: &str,
+    protocol: Protocol,
+    direction: Direction,
+    started: std::time::SystemTime,
+) -> Vec<String> {
+    let st = &r.summary.status;
+    let d = r.summary.duration;
+    vec![
+        crate::export::csv::rfc3339_utc(started),
+        server.to_string(),
+        protocol.as_str().into(),
+        direction.client_word().into(),
+        r.connections.to_string(),
+        format!("{:.3}", d.as_secs_f64()),
+        st.totals.tx_bytes.to_string(),
+        st.totals.rx_bytes.to_string(),
+        format!("{:.0}", bps(st.totals.tx_bytes, d)),
+        format!("{:.0}", bps(st.totals.rx_bytes, d)),
+        lost(st.totals.lost).to_string(),
+        opt_num(st.local_cpu_avg),
+        opt_num(st.remote_cpu_avg),
+        st.remote_rx_bytes.to_string(),
+        r.auth.as_str().into(),
+        r.summary.end_reason.as_str().into(),
+    ]
+}
+
+/// One CSV row for a finished server session, in `export::csv::SERVER_HEADER` order.
+pub fn server_csv_row(r: &SessionRecord) -> Vec<String> {
+    let summary = r.result.as_ref().ok();
+    let d = summary.map(|s| s.duration).unwrap_or_default();
+    let st = summary.map(|s| s.status.clone()).unwrap_or_default();
+    vec![
+        crate::export::csv::rfc3339_utc(r.started),
+        r.peer.to_string(),
+        r.user.clone().unwrap_or_default(),
+        r.auth.as_str().into(),
+        r.command.protocol.as_str().into(),
+        r.command.direction.client_word().into(),
+        r.connections.to_string(),
+        r.udp_port.map(|p| p.to_string()).unwrap_or_default(),
+        format!("{:.3}", d.as_secs_f64()),
+        st.totals.tx_bytes.to_string(),
+        st.totals.rx_bytes.to_string(),
+        format!("{:.0}", bps(st.totals.tx_bytes, d)),
+        format!("{:.0}", bps(st.totals.rx_bytes, d)),
+        lost(st.totals.lost).to_string(),
+        opt_num(st.local_cpu_avg),
+        opt_num(st.remote_cpu_avg),
+        st.remote_rx_bytes.to_string(),
+        summary
+            .map(|s| s.end_reason.as_str())
+            .unwrap_or("error")
+            .into(),
+        r.result.as_ref().err().cloned().unwrap_or_default(),
+    ]
+}
+
+/// The syslog line for a server event.
+pub fn server_event_syslog(ev: &ServerEvent) -> (crate::export::syslog::Severity, String) {
+    use crate::export::syslog::Severity;
+    match ev {
+        ServerEvent::Start(s) => (
+            Severity::Info,
+            format!(
+                "session start peer={} user={} auth={} protocol={} direction={} connections={}",
+                s.peer,
+                s.user.as_deref().unwrap_or("-"),
+                s.auth,
+                s.command.protocol.as_str(),
+                s.command.direction.client_word(),
+                s.connections
+            ),
+        ),
+        ServerEvent::AuthFailed { peer, user, method } => (
+            Severity::Notice,
+            format!(
+                "authentication failed peer={peer} user={} auth={method}",
+                user.as_deref().unwrap_or("-")
+            ),
+        ),
+        ServerEvent::End(r) => {
+            let sev = if r.result.is_ok() {
+                Severity::Info
+            } else {
+                Severity::Err
+            };
+            (
+                sev,
+                session_line(r, Output::Text).replacen("session ", "session end ", 1),
+            )
+        }
+    }
+}
+
+/// The syslog line for a finished client test.
+pub fn client_summary_syslog(r: &ClientResult, server: &str) -> String {
+    let st = &r.summary.status;
+    let d = r.summary.duration;
+    format!(
+        "test end server={server} auth={} duration={:.1}s tx_avg={} rx_avg={} lost={} end={}",
+        r.auth,
+        d.as_secs_f64(),
+        format_rate(bps(st.totals.tx_bytes, d)),
+        format_rate(bps(st.totals.rx_bytes, d)),
+        lost(st.totals.lost),
+        r.summary.end_reason.as_str()
+    )
 }
 
 #[cfg(test)]

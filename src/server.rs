@@ -21,6 +21,7 @@ use crate::auth::AuthMethod;
 use crate::config::ServerConfig;
 use crate::engine::{self, rx::canonical, Plan, Stop, StopReason, UdpLink};
 use crate::error::{Error, Phase, Result};
+use crate::export::metrics::{Metrics, RejectReason};
 use crate::net;
 use crate::wire::{self, command::Token, datagram, Command, Protocol, Reply, Request};
 
@@ -47,6 +48,41 @@ pub struct SessionRecord {
     pub udp_port: Option<u16>,
     /// The engine's summary, or the error that ended the session.
     pub result: std::result::Result<engine::Summary, String>,
+}
+
+/// A session that passed the handshake and starts moving data.
+#[derive(Debug, Clone)]
+pub struct SessionStart {
+    /// Client address.
+    pub peer: SocketAddr,
+    /// The client's command.
+    pub command: Command,
+    /// TCP connections or client UDP ports in use.
+    pub connections: usize,
+    /// Authenticated user.
+    pub user: Option<String>,
+    /// Method used.
+    pub auth: AuthMethod,
+    /// UDP port used.
+    pub udp_port: Option<u16>,
+}
+
+/// What the server reports to its caller, in order.
+#[derive(Debug, Clone)]
+pub enum ServerEvent {
+    /// A session started.
+    Start(SessionStart),
+    /// A client failed to authenticate.
+    AuthFailed {
+        /// Client address.
+        peer: SocketAddr,
+        /// The user name it presented, if it got that far.
+        user: Option<String>,
+        /// Method.
+        method: AuthMethod,
+    },
+    /// A session ended (or failed after the command was accepted).
+    End(SessionRecord),
 }
 
 /// Counters for tests, logs and metrics.
@@ -80,15 +116,16 @@ struct Shared {
     threads: Arc<AtomicUsize>,
     started: AtomicU64,
     rejected: AtomicU64,
-    events: Sender<SessionRecord>,
+    events: Sender<ServerEvent>,
     auth: crate::authio::ServerAccounts,
+    metrics: Arc<Metrics>,
 }
 
 /// A bound, not yet running server.
 pub struct Server {
     listeners: Vec<TcpListener>,
     shared: Arc<Shared>,
-    events: Receiver<SessionRecord>,
+    events: Receiver<ServerEvent>,
 }
 
 /// A running server.
@@ -96,7 +133,7 @@ pub struct ServerHandle {
     addrs: Vec<SocketAddr>,
     shared: Arc<Shared>,
     accept: Vec<JoinHandle<()>>,
-    events: Receiver<SessionRecord>,
+    events: Receiver<ServerEvent>,
 }
 
 impl Server {
@@ -132,6 +169,7 @@ impl Server {
                 rejected: AtomicU64::new(0),
                 events: tx,
                 auth,
+                metrics: Arc::new(Metrics::default()),
             }),
             events: rx,
         })
@@ -182,8 +220,8 @@ impl ServerHandle {
         &self.addrs
     }
 
-    /// Finished sessions.
-    pub fn events(&self) -> &Receiver<SessionRecord> {
+    /// Session starts, authentication failures and session ends.
+    pub fn events(&self) -> &Receiver<ServerEvent> {
         &self.events
     }
 
@@ -196,6 +234,11 @@ impl ServerHandle {
             sessions_started: self.shared.started.load(SeqCst),
             rejected: self.shared.rejected.load(SeqCst),
         }
+    }
+
+    /// The server's Prometheus counters (for `--metrics-file`).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.shared.metrics.clone()
     }
 
     /// Has the server been told to stop?
@@ -247,8 +290,12 @@ fn accept_loop(shared: &Arc<Shared>, l: TcpListener) {
         };
         if shared.handshaking.fetch_add(1, SeqCst) >= MAX_HANDSHAKES {
             shared.handshaking.fetch_sub(1, SeqCst);
-            shared.rejected.fetch_add(1, SeqCst);
-            log::warn!("{peer}: dropped: {MAX_HANDSHAKES} handshakes already in progress");
+            reject(
+                shared,
+                peer,
+                RejectReason::Limit,
+                &format!("{MAX_HANDSHAKES} handshakes already in progress"),
+            );
             continue;
         }
         shared.threads.fetch_add(1, SeqCst);
@@ -269,8 +316,12 @@ fn accept_loop(shared: &Arc<Shared>, l: TcpListener) {
         if let Err(e) = r {
             shared.threads.fetch_sub(1, SeqCst);
             shared.handshaking.fetch_sub(1, SeqCst);
-            shared.rejected.fetch_add(1, SeqCst);
-            log::warn!("{peer}: cannot start a thread: {e}");
+            reject(
+                shared,
+                peer,
+                RejectReason::Other,
+                &format!("cannot start a thread: {e}"),
+            );
         }
     }
 }
@@ -290,9 +341,20 @@ impl Drop for HandshakeSlot<'_> {
     }
 }
 
-fn reject(shared: &Shared, peer: SocketAddr, why: &str) {
+fn reject(shared: &Shared, peer: SocketAddr, reason: RejectReason, why: &str) {
     shared.rejected.fetch_add(1, SeqCst);
+    shared.metrics.reject(reason);
     log::warn!("{peer}: rejected: {why}");
+}
+
+/// Classifies a handshake failure for the metrics.
+fn reason_of(e: &Error) -> RejectReason {
+    match e {
+        Error::Timeout { .. } => RejectReason::Timeout,
+        Error::Auth { .. } => RejectReason::Auth,
+        Error::Protocol { .. } | Error::PeerClosed { .. } => RejectReason::BadCommand,
+        _ => RejectReason::Other,
+    }
 }
 
 fn handle_connection(shared: &Arc<Shared>, mut s: TcpStream, peer: SocketAddr) {
@@ -306,12 +368,17 @@ fn handle_connection(shared: &Arc<Shared>, mut s: TcpStream, peer: SocketAddr) {
         return;
     }
     if let Err(e) = net::write_msg(&mut s, &wire::HELLO, Phase::Hello) {
-        reject(shared, peer, &e.to_string());
+        reject(shared, peer, RejectReason::Other, &e.to_string());
         return;
     }
     let req = match net::read_msg::<16>(&mut s, Phase::Command) {
-        Ok(b) => Request::parse(&b).map_err(|e| format!("bad command {}: {e}", hex(&b))),
-        Err(e) => Err(e.to_string()),
+        Ok(b) => Request::parse(&b).map_err(|e| {
+            (
+                RejectReason::BadCommand,
+                format!("bad command {}: {e}", hex(&b)),
+            )
+        }),
+        Err(e) => Err((reason_of(&e), e.to_string())),
     };
     let cmd = match req {
         Ok(Request::Command(c)) => c,
@@ -324,6 +391,7 @@ fn handle_connection(shared: &Arc<Shared>, mut s: TcpStream, peer: SocketAddr) {
                         reject(
                             shared,
                             peer,
+                            RejectReason::Other,
                             "data connection beyond the session's connection count",
                         );
                     } else {
@@ -335,6 +403,7 @@ fn handle_connection(shared: &Arc<Shared>, mut s: TcpStream, peer: SocketAddr) {
                     reject(
                         shared,
                         peer,
+                        RejectReason::UnknownToken,
                         &format!("token {} belongs to another address", hex(&token)),
                     );
                 }
@@ -343,14 +412,15 @@ fn handle_connection(shared: &Arc<Shared>, mut s: TcpStream, peer: SocketAddr) {
                     reject(
                         shared,
                         peer,
+                        RejectReason::UnknownToken,
                         &format!("data connection with unknown token {}", hex(&token)),
                     );
                 }
             }
             return;
         }
-        Err(e) => {
-            reject(shared, peer, &e);
+        Err((reason, e)) => {
+            reject(shared, peer, reason, &e);
             return;
         }
     };
@@ -359,6 +429,7 @@ fn handle_connection(shared: &Arc<Shared>, mut s: TcpStream, peer: SocketAddr) {
         reject(
             shared,
             peer,
+            RejectReason::Limit,
             &format!("session limit ({}) reached", shared.cfg.max_sessions),
         );
         return;
@@ -373,14 +444,22 @@ fn handle_connection(shared: &Arc<Shared>, mut s: TcpStream, peer: SocketAddr) {
     let started = SystemTime::now();
     match setup_and_run(shared, s, peer, cmd, &mut slot) {
         Ok(Some(rec)) => {
-            let _ = shared.events.try_send(SessionRecord { started, ..rec });
+            let _ = shared
+                .events
+                .try_send(ServerEvent::End(SessionRecord { started, ..rec }));
         }
         Ok(None) => {}
         Err((e, user, method)) => {
-            if !matches!(e, Error::Auth { .. }) {
+            if matches!(e, Error::Auth { .. }) {
+                let _ = shared.events.try_send(ServerEvent::AuthFailed {
+                    peer,
+                    user: user.clone(),
+                    method,
+                });
+            } else {
                 log::warn!("{peer}: session failed: {e}");
             }
-            let _ = shared.events.try_send(SessionRecord {
+            let _ = shared.events.try_send(ServerEvent::End(SessionRecord {
                 peer,
                 started,
                 command: cmd,
@@ -389,7 +468,7 @@ fn handle_connection(shared: &Arc<Shared>, mut s: TcpStream, peer: SocketAddr) {
                 auth: method,
                 udp_port: None,
                 result: Err(e.to_string()),
-            });
+            }));
         }
     }
 }
@@ -404,10 +483,18 @@ fn setup_and_run(
     slot: &mut HandshakeSlot<'_>,
 ) -> std::result::Result<Option<SessionRecord>, SetupError> {
     let method = shared.auth.method();
-    let user = shared.auth.authenticate(&mut s, peer).map_err(|e| {
-        shared.rejected.fetch_add(1, SeqCst);
-        (e, None, method)
-    })?;
+    let mut presented = None;
+    let user = shared
+        .auth
+        .authenticate(&mut s, peer, &mut presented)
+        .map_err(|e| {
+            shared.rejected.fetch_add(1, SeqCst);
+            shared.metrics.reject(reason_of(&e));
+            if matches!(e, Error::Auth { .. }) {
+                shared.metrics.auth_failure(method.as_str());
+            }
+            (e, presented.clone(), method)
+        })?;
     let fail = |e: Error| (e, user.clone(), method);
     let tcp = cmd.protocol == Protocol::Tcp;
     let n = cmd.connections();
@@ -474,12 +561,17 @@ fn setup_and_run(
             udp.push(UdpLink {
                 socket: sock,
                 targets,
-                accept_from: Some(peer_ip),
+                accept_from: Some(engine::rx::AcceptFrom {
+                    ip: peer_ip,
+                    first_port: port.wrapping_add(wire::UDP_CLIENT_PORT_OFFSET),
+                    ports: n,
+                }),
             });
         }
     }
     slot.release();
     shared.started.fetch_add(1, SeqCst);
+    shared.metrics.session_started();
     let connections = if tcp { 1 + extra.len() } else { n };
     log::info!(
         "{peer}: session start: {} {} ({}), {} connection(s){}",
@@ -495,6 +587,14 @@ fn setup_and_run(
             .map(|u| format!(", user {u}"))
             .unwrap_or_default()
     );
+    let _ = shared.events.try_send(ServerEvent::Start(SessionStart {
+        peer,
+        command: cmd,
+        connections,
+        user: user.clone(),
+        auth: method,
+        udp_port: lease.as_ref().map(|l| l.port),
+    }));
     let tx_size = if tcp {
         if cmd.tx_size == 0 {
             usize::from(wire::TCP_CHUNK_SIZE)
@@ -525,6 +625,10 @@ fn setup_and_run(
         samples: None,
         parent: Some(shared.stop.clone()),
         gauge: Some(shared.threads.clone()),
+        on_bytes: Some({
+            let m = shared.metrics.clone();
+            Arc::new(move |sent, received| m.add_bytes(sent, received))
+        }),
     };
     let stop = Stop::new();
     let result = engine::run(plan, &stop);

@@ -45,8 +45,7 @@ pub fn set_min_timer_slack() {
     }
 }
 
-/// Waits until `fd` is readable or `timeout` passes; true when readable (or on error, so the
-/// caller's accept reports it).
+/// Waits until `fd` is readable or `timeout` passes; true only when readable.
 pub fn wait_readable(fd: RawFd, timeout: Duration) -> bool {
     let mut pfd = libc::pollfd {
         fd,
@@ -56,7 +55,9 @@ pub fn wait_readable(fd: RawFd, timeout: Duration) -> bool {
     let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
     // SAFETY: `pfd` is a valid, initialised pollfd that outlives the call; nfds = 1.
     let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-    n != 0
+    // n < 0 (EINTR from a signal) must not count as readable: accept() on the blocking
+    // listener would then wait for the next client and stall shutdown.
+    n > 0
 }
 
 /// Sets SO_RCVBUFFORCE / SO_SNDBUFFORCE (root only; lets UDP buffers exceed rmem_max).

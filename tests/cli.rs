@@ -192,9 +192,14 @@ fn server_binary_serves_and_stops_on_sigterm() {
         assert!(status.success(), "{status:?}");
         let mut out = String::new();
         std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
-        let rec: serde_json::Value =
-            serde_json::from_str(out.lines().next().expect("a session record")).unwrap();
-        assert_eq!(rec["type"], "session_end");
-        assert_eq!(rec["protocol"], "udp");
+        let recs: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(recs.len(), 2, "{out}");
+        assert_eq!(recs[0]["type"], "session_start");
+        assert_eq!(recs[1]["type"], "session_end");
+        assert_eq!(recs[1]["protocol"], "udp");
+        assert_eq!(recs[1]["end_reason"], "peer_closed");
     });
 }

@@ -76,6 +76,7 @@ fn dual_stack_listener_serves_ipv4() {
 #[test]
 fn unlimited_random_data_both() {
     watchdog(30, || {
+        let _x = exclusive();
         let srv = start_server(server_cfg());
         let mut c = client_cfg(srv.addr, Protocol::Tcp, Direction::Both, 2.0);
         c.random_data = true;
@@ -86,6 +87,7 @@ fn unlimited_random_data_both() {
 #[test]
 fn speed_limit_50m_each_direction() {
     watchdog(40, || {
+        let _x = exclusive();
         let srv = start_server(server_cfg());
         let mut c = client_cfg(srv.addr, Protocol::Tcp, Direction::Both, 3.0);
         c.local_tx_speed = 50_000_000;

@@ -46,6 +46,7 @@ fn ipv6_both() {
 #[test]
 fn speed_limit_50m_each_direction() {
     watchdog(40, || {
+        let _x = exclusive();
         let srv = start_server(server_cfg());
         let mut c = client_cfg(srv.addr, Protocol::Udp, Direction::Both, 3.0);
         c.local_tx_speed = 50_000_000;
@@ -62,6 +63,7 @@ fn speed_limit_50m_each_direction() {
 #[test]
 fn unlimited_adapts_and_counts_loss() {
     watchdog(40, || {
+        let _x = exclusive();
         let srv = start_server(server_cfg());
         let mut c = client_cfg(srv.addr, Protocol::Udp, Direction::ServerTx, 3.0);
         c.remote_udp_tx_size = 1000;
@@ -93,7 +95,18 @@ fn multi_port_udp_server_side() {
         c.connection_count = 3;
         c.local_tx_speed = 90_000_000;
         c.remote_tx_speed = 90_000_000;
-        check_flow(&srv, &c);
+        let (r, rec) = check_flow(&srv, &c);
+        // one sequence per client port on both sides: no phantom loss or duplicates
+        let (ct, st) = (r.summary.status.totals, rec.result.unwrap().status.totals);
+        for (who, t) in [("client", ct), ("server", st)] {
+            let lost = (t.lost as i64).max(0) as u64;
+            assert!(
+                lost * 100 <= t.rx_packets,
+                "{who}: lost {lost} of {}",
+                t.rx_packets
+            );
+            assert_eq!(t.duplicates, 0, "{who}: duplicates");
+        }
         srv.assert_idle();
     });
 }

@@ -16,7 +16,7 @@ pub mod status;
 pub mod stop;
 pub mod tx;
 
-use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,8 +37,8 @@ pub struct UdpLink {
     pub socket: UdpSocket,
     /// Unconnected server socket: send round-robin to these. Empty = connected socket.
     pub targets: Vec<SocketAddr>,
-    /// Unconnected server socket: accept datagrams only from this address.
-    pub accept_from: Option<IpAddr>,
+    /// Unconnected server socket: accept datagrams only from these ports of the client.
+    pub accept_from: Option<rx::AcceptFrom>,
 }
 
 /// Everything a session needs once the handshake is done.
@@ -83,10 +83,31 @@ pub struct Plan {
     pub parent: Option<Stop>,
     /// Live thread gauge (server: asserted by tests and shown in stats).
     pub gauge: Option<Arc<AtomicUsize>>,
+    /// Called by the status thread with (sent, received) byte deltas a few times a second
+    /// (server metrics).
+    pub on_bytes: Option<ByteSink>,
+}
+
+/// Receiver of live byte deltas.
+pub type ByteSink = Arc<dyn Fn(u64, u64) + Send + Sync>;
+
+/// Pacing audit of one TX thread over one report interval.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SenderAudit {
+    /// TX thread index (connection or UDP socket).
+    pub thread: usize,
+    /// Rate asked for, bit/s (0 = unlimited).
+    pub target_bps: u64,
+    /// Rate achieved, bit/s.
+    pub achieved_bps: f64,
+    /// Median gap between sends, µs (paced senders only).
+    pub gap_p50_us: Option<f64>,
+    /// 99th percentile gap between sends, µs (paced senders only).
+    pub gap_p99_us: Option<f64>,
 }
 
 /// One report interval.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Sample {
     /// Time since the session started.
     pub elapsed: Duration,
@@ -102,6 +123,8 @@ pub struct Sample {
     pub remote_cpu: Option<u8>,
     /// Current total TX target, bit/s (0 = unlimited).
     pub tx_target_bps: u64,
+    /// Pacing audit per TX thread.
+    pub senders: Vec<SenderAudit>,
 }
 
 /// What the status thread accumulated over the session.
@@ -221,6 +244,7 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
         0
     };
     let rates: Vec<AtomicU64> = (0..n_tx).map(|_| AtomicU64::new(per_thread)).collect();
+    let gaps: Vec<counters::GapHistogram> = (0..n_tx).map(|_| Default::default()).collect();
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
     let (status_tx, status_rx) = crossbeam_channel::bounded(16);
     let payload_len = if tcp {
@@ -305,6 +329,7 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
             let ctx = tx::TxCtx {
                 stop,
                 counters: &counters[i],
+                gaps: &gaps[i],
                 rate: &rates[i],
                 payload: &buf,
                 socket: sock,
@@ -366,6 +391,7 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
             remote: status_rx.clone(),
             sink,
             rates: &rates,
+            gaps: &gaps,
             adaptive,
             samples: plan.samples.clone(),
             interval: plan.interval,
@@ -373,6 +399,7 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
             max_duration: plan.max_duration,
             control_timeout: plan.control_timeout,
             tx_counts_as_life: tcp,
+            on_bytes: plan.on_bytes.clone(),
             epoch,
         };
         // The status role runs on a thread of its own too, so this thread only supervises.
@@ -419,7 +446,11 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
     })?;
     // Roles' final increments land after the status thread's last take: fold them in.
     let mut status = status_result.unwrap_or_default();
-    status.totals += counters::take_all(&counters);
+    let last = counters::take_all(&counters);
+    if let Some(f) = &plan.on_bytes {
+        f(last.tx_bytes, last.rx_bytes);
+    }
+    status.totals += last;
     let end_reason = stop.reason().unwrap_or(StopReason::Completed);
     if let Some(e) = first_error.into_inner() {
         // A role error is the session's result unless the session had already ended for a

@@ -77,32 +77,50 @@ fn peer_gone(
     Err(Error::io(Phase::Data, peer, e))
 }
 
+/// Which senders an unconnected server socket accepts: the client's address, ports
+/// `first_port .. first_port + ports` (one sequence, and one loss tracker, per port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AcceptFrom {
+    /// Client address.
+    pub ip: IpAddr,
+    /// The client's first UDP port (server port + 256).
+    pub first_port: u16,
+    /// Number of client ports.
+    pub ports: usize,
+}
+
 /// Reads UDP test datagrams. `from` filters sources on an unconnected server socket.
 pub fn run_udp(
     stop: &Stop,
     counters: &Counters,
     s: &UdpSocket,
     overhead: usize,
-    from: Option<IpAddr>,
+    from: Option<AcceptFrom>,
 ) -> Result<()> {
     let mut buf = vec![0u8; UDP_READ];
-    let mut loss = LossTracker::new();
+    let mut loss = vec![LossTracker::new(); from.map_or(1, |f| f.ports.max(1))];
+    let want_ip = from.map(|f| canonical(f.ip));
     while !stop.is_triggered() {
         let r = match from {
-            None => s.recv(&mut buf),
-            Some(ip) => match s.recv_from(&mut buf) {
-                Ok((n, src)) if canonical(src.ip()) == canonical(ip) => Ok(n),
+            None => s.recv(&mut buf).map(|n| (n, 0)),
+            Some(f) => match s.recv_from(&mut buf) {
+                Ok((n, src)) if Some(canonical(src.ip())) == want_ip => {
+                    match usize::from(src.port().wrapping_sub(f.first_port)) {
+                        i if i < loss.len() => Ok((n, i)),
+                        _ => continue, // not one of our client's ports: ignore
+                    }
+                }
                 Ok(_) => continue, // not our client: ignore
                 Err(e) => Err(e),
             },
         };
         match r {
-            Ok(n) => {
+            Ok((n, i)) => {
                 let Some(seq) = datagram::read_seq(&buf[..n]) else {
                     continue; // shorter than the sequence header: a NAT opener, ignore
                 };
                 counters.received((n + overhead) as u64);
-                LossTracker::account(loss.on_seq(seq), counters);
+                LossTracker::account(loss[i].on_seq(seq), counters);
             }
             Err(e) if net::is_transient_udp(&e) => {}
             Err(e) => return Err(Error::io(Phase::Data, None, e)),

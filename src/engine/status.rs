@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, Sender};
 
-use super::counters::{take_all, Counters, Snapshot};
+use super::counters::{gap_quantile, take_all, Counters, GapHistogram, Snapshot};
 use super::cpu::CpuMeter;
 use super::stop::{Stop, StopReason};
-use super::{Sample, StatusTotals};
+use super::{Sample, SenderAudit, StatusTotals};
 use crate::error::{Error, Phase, Result};
 use crate::wire::{status, Status};
 
@@ -52,8 +52,10 @@ pub struct StatusCtx<'a> {
     pub remote: Receiver<Status>,
     /// Our statuses' destination.
     pub sink: StatusSink,
-    /// Per-TX-thread rate targets.
+    /// Per-TX-thread rate targets; TX thread `i` counts into `counters[i]`.
     pub rates: &'a [AtomicU64],
+    /// Per-TX-thread inter-send gaps.
+    pub gaps: &'a [GapHistogram],
     /// Adapt `rates` to the peer's reports (UDP with an unlimited rate).
     pub adaptive: bool,
     /// Report samples, if anyone listens.
@@ -68,6 +70,8 @@ pub struct StatusCtx<'a> {
     pub control_timeout: Duration,
     /// TCP: a successful send counts as a sign of life (the peer's kernel is acking).
     pub tx_counts_as_life: bool,
+    /// Live byte deltas go here.
+    pub on_bytes: Option<super::ByteSink>,
     /// Session start.
     pub epoch: Instant,
 }
@@ -92,6 +96,8 @@ pub fn run(mut ctx: StatusCtx<'_>) -> Result<StatusTotals> {
     let never = crossbeam_channel::never();
     let mut remote = ctx.remote.clone();
     let n_tx = ctx.rates.len().max(1) as u64;
+    let mut per_tx = vec![0u64; ctx.rates.len()];
+    let mut gap_buf = GapHistogram::buffer();
     let peer = match &ctx.sink {
         StatusSink::Direct(s) => s.peer_addr().ok(),
         StatusSink::ViaTx(_) => None,
@@ -138,12 +144,22 @@ pub fn run(mut ctx: StatusCtx<'_>) -> Result<StatusTotals> {
                 let due_report = now >= next_report;
                 let due_status = now >= next_status;
                 if due_report || due_status {
-                    let d = take_all(ctx.counters);
+                    let mut d = Snapshot::default();
+                    for (i, c) in ctx.counters.iter().enumerate() {
+                        let x = c.take();
+                        if let Some(p) = per_tx.get_mut(i) {
+                            *p += x.tx_bytes;
+                        }
+                        d += x;
+                    }
                     if d.rx_bytes > 0 || (ctx.tx_counts_as_life && d.tx_bytes > 0) {
                         last_heard = now;
                     }
                     report_acc += d;
                     t.totals += d;
+                    if let Some(f) = &ctx.on_bytes {
+                        f(d.tx_bytes, d.rx_bytes);
+                    }
                     status_rx_acc += d.rx_bytes;
                 }
                 if due_status {
@@ -168,6 +184,25 @@ pub fn run(mut ctx: StatusCtx<'_>) -> Result<StatusTotals> {
                 }
                 if due_report {
                     if let Some(tx) = &ctx.samples {
+                        let dt = (now - last_report).as_secs_f64();
+                        let senders = per_tx
+                            .iter()
+                            .enumerate()
+                            .map(|(i, &bytes)| {
+                                gap_buf.fill(0);
+                                if let Some(g) = ctx.gaps.get(i) {
+                                    g.drain_into(&mut gap_buf);
+                                }
+                                let us = |q| gap_quantile(&gap_buf, q).map(|ns| ns as f64 / 1000.0);
+                                SenderAudit {
+                                    thread: i,
+                                    target_bps: ctx.rates[i].load(Relaxed),
+                                    achieved_bps: if dt > 0.0 { bytes as f64 * 8.0 / dt } else { 0.0 },
+                                    gap_p50_us: us(0.5),
+                                    gap_p99_us: us(0.99),
+                                }
+                            })
+                            .collect();
                         let s = Sample {
                             elapsed,
                             dt: now - last_report,
@@ -176,10 +211,12 @@ pub fn run(mut ctx: StatusCtx<'_>) -> Result<StatusTotals> {
                             local_cpu,
                             remote_cpu,
                             tx_target_bps: ctx.rates.iter().map(|r| r.load(Relaxed)).sum(),
+                            senders,
                         };
                         let _ = tx.try_send(s);
                     }
                     report_acc = Snapshot::default();
+                    per_tx.iter_mut().for_each(|p| *p = 0);
                     remote_rx_acc = 0;
                     last_report = now;
                     while next_report <= now {
@@ -194,7 +231,11 @@ pub fn run(mut ctx: StatusCtx<'_>) -> Result<StatusTotals> {
         }
     }
     t.elapsed = ctx.epoch.elapsed();
-    t.totals += take_all(ctx.counters);
+    let last = take_all(ctx.counters);
+    if let Some(f) = &ctx.on_bytes {
+        f(last.tx_bytes, last.rx_bytes);
+    }
+    t.totals += last;
     t.local_cpu_avg =
         (t.local_cpu_samples > 0).then(|| cpu_sum as f64 / t.local_cpu_samples as f64);
     t.remote_cpu_avg =

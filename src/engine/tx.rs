@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
-use super::counters::Counters;
+use super::counters::{Counters, GapHistogram};
 use super::pacer::{sleep_until, Pace, Pacer};
 use super::stop::Stop;
 use crate::error::{Error, Phase, Result};
@@ -48,6 +48,8 @@ pub struct TxCtx<'a> {
     pub stop: &'a Stop,
     /// This thread's counters.
     pub counters: &'a Counters,
+    /// Inter-send gaps of this thread while paced (pacing audit).
+    pub gaps: &'a GapHistogram,
     /// Target rate in bit/s for this thread, 0 = unlimited; written by the status thread.
     pub rate: &'a AtomicU64,
     /// The payload template (TCP chunk or UDP payload), already filled.
@@ -104,14 +106,23 @@ fn run_tcp(
     let peer = s.peer_addr().ok();
     // Bytes of the current chunk already written; statuses only go in at 0.
     let mut off = 0usize;
+    let mut last_send = 0u64;
     while !ctx.stop.is_triggered() {
         if off == 0 {
             if let Some(msg) = statuses.and_then(|r| r.try_recv().ok()) {
                 write_whole(ctx, &mut s, &msg).map_err(|e| Error::io(Phase::Status, peer, e))?;
             }
             pacer.set_rate(ctx.rate.load(Relaxed));
-            match pacer.poll(now_ns(ctx.epoch)) {
-                Pace::Go => {}
+            let now = now_ns(ctx.epoch);
+            match pacer.poll(now) {
+                Pace::Go => {
+                    if pacer.rate() > 0 {
+                        if last_send > 0 {
+                            ctx.gaps.record(now - last_send);
+                        }
+                        last_send = now;
+                    }
+                }
                 Pace::WaitUntil(t) => {
                     wait(ctx, t, pacer.window_ns() > 0);
                     continue;
@@ -174,25 +185,34 @@ fn run_udp(
 ) -> Result<()> {
     let wire = (buf.len() + overhead) as u64;
     let mut pacer = Pacer::new(ctx.rate.load(Relaxed), wire as usize);
-    let mut seq: u32 = 1;
+    // One sequence per destination port: each client socket tracks its own loss.
+    let mut seqs = vec![1u32; targets.len().max(1)];
     let mut k = 0usize;
+    let mut last_send = 0u64;
     while !ctx.stop.is_triggered() {
         pacer.set_rate(ctx.rate.load(Relaxed));
-        if let Pace::WaitUntil(t) = pacer.poll(now_ns(ctx.epoch)) {
+        let now = now_ns(ctx.epoch);
+        if let Pace::WaitUntil(t) = pacer.poll(now) {
             wait(ctx, t, pacer.window_ns() > 0);
             continue;
         }
-        datagram::write_seq(buf, seq);
+        if pacer.rate() > 0 {
+            if last_send > 0 {
+                ctx.gaps.record(now - last_send);
+            }
+            last_send = now;
+        }
+        datagram::write_seq(buf, seqs[k]);
         let r = if targets.is_empty() {
             sock.send(buf)
         } else {
-            k = (k + 1) % targets.len();
             sock.send_to(buf, targets[k])
         };
         match r {
             Ok(_) => {
                 ctx.counters.sent(wire);
-                seq = seq.wrapping_add(1);
+                seqs[k] = seqs[k].wrapping_add(1);
+                k = (k + 1) % seqs.len();
             }
             Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => std::thread::yield_now(),
             Err(e) if net::is_transient_udp(&e) => {}

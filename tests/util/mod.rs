@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use btest::client::{self, ClientResult};
 use btest::config::{ClientConfig, ServerConfig};
 use btest::engine::{Sample, Stop};
-use btest::server::{Server, ServerHandle, ServerStats, SessionRecord};
+use btest::server::{Server, ServerEvent, ServerHandle, ServerStats, SessionRecord};
 use btest::wire::{Direction, Protocol};
 
 /// UDP port ranges are fixed by the protocol (client = server + 256), so every test's server
@@ -35,12 +35,17 @@ impl TestServer {
         self.h().stats()
     }
 
-    /// The next finished session.
+    /// The next finished session (start and auth-failure events are skipped).
     pub fn next_session(&self, timeout: Duration) -> SessionRecord {
-        self.h()
-            .events()
-            .recv_timeout(timeout)
-            .expect("no session record from the server")
+        let t0 = Instant::now();
+        loop {
+            let left = timeout.saturating_sub(t0.elapsed());
+            match self.h().events().recv_timeout(left) {
+                Ok(ServerEvent::End(r)) => return r,
+                Ok(_) => {}
+                Err(_) => panic!("no session record from the server within {timeout:?}"),
+            }
+        }
     }
 
     /// Waits until no session, thread or UDP port is left.
@@ -251,3 +256,10 @@ pub fn check_flow(srv: &TestServer, cfg: &ClientConfig) -> (ClientResult, Sessio
 }
 
 pub const DIRECTIONS: [Direction; 3] = [Direction::ServerRx, Direction::ServerTx, Direction::Both];
+
+/// Tests that saturate the CPU (unlimited TCP) and tests that measure rates take this lock,
+/// so a rate check never runs beside a CPU hog on a 2-core machine.
+pub fn exclusive() -> parking_lot::MutexGuard<'static, ()> {
+    static LOCK: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+    LOCK.lock()
+}

@@ -1,0 +1,11 @@
+//! Optional outputs for other tools: a CSV results log, RFC 3164 syslog over UDP, and a
+//! Prometheus textfile for node_exporter.
+//!
+//! Each module only formats and delivers what the caller hands it; none of them knows about
+//! sessions, sockets of the test itself or the engine. Must not: block a test on a slow or
+//! absent consumer (syslog never waits, metrics are written by their own thread), or make a
+//! test fail because an export failed (callers log and go on).
+
+pub mod csv;
+pub mod metrics;
+pub mod syslog;

@@ -6,16 +6,18 @@
 //! cryptography, log passwords, or answer differently (in content or timing) for an unknown
 //! user than for a wrong password.
 
-use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
 
 use crate::auth::{ec_srp5, md5, AuthMethod};
-use crate::config::{ClientConfig, ServerConfig};
+#[cfg(feature = "client")]
+use crate::config::ClientConfig;
 use crate::error::{Error, Phase, Result};
 use crate::net;
 use crate::wire::Reply;
+#[cfg(feature = "server")]
+use {crate::config::ServerConfig, std::collections::HashMap, std::path::Path};
 
+#[cfg(feature = "client")]
 const RECHECK: &str = "check the user and password";
 
 fn auth_err(method: AuthMethod, detail: impl Into<String>) -> Error {
@@ -43,6 +45,7 @@ fn during(method: AuthMethod, e: Error) -> Error {
     }
 }
 
+#[cfg(feature = "client")]
 fn creds(cfg: &ClientConfig, method: AuthMethod) -> Result<(&[u8], &[u8])> {
     match (&cfg.user, &cfg.password) {
         (Some(u), Some(p)) => Ok((u.as_bytes(), p.as_bytes())),
@@ -53,6 +56,7 @@ fn creds(cfg: &ClientConfig, method: AuthMethod) -> Result<(&[u8], &[u8])> {
     }
 }
 
+#[cfg(feature = "client")]
 fn read_final(s: &mut TcpStream, method: AuthMethod) -> Result<Reply> {
     let b = net::read_msg::<4>(s, Phase::Auth).map_err(|e| during(method, e))?;
     match Reply::parse(&b) {
@@ -80,6 +84,7 @@ fn read_final(s: &mut TcpStream, method: AuthMethod) -> Result<Reply> {
     }
 }
 
+#[cfg(feature = "client")]
 /// Client side of the MD5 challenge (after `02 00 00 00`); returns the final OK.
 pub fn client_md5(s: &mut TcpStream, cfg: &ClientConfig, _server: SocketAddr) -> Result<Reply> {
     let m = AuthMethod::Md5;
@@ -110,6 +115,7 @@ fn write_frame(s: &mut TcpStream, payload: &[u8], m: AuthMethod) -> Result<()> {
     net::write_msg(s, &f, Phase::Auth).map_err(|e| during(m, e))
 }
 
+#[cfg(feature = "client")]
 /// Client side of EC-SRP5 (after `03 00 00 00`); returns the final OK.
 pub fn client_ecsrp5(s: &mut TcpStream, cfg: &ClientConfig, _server: SocketAddr) -> Result<Reply> {
     let m = AuthMethod::EcSrp5;
@@ -140,11 +146,13 @@ pub fn client_ecsrp5(s: &mut TcpStream, cfg: &ClientConfig, _server: SocketAddr)
     read_final(s, m)
 }
 
+#[cfg(feature = "server")]
 struct Account {
     password: Vec<u8>,
     verifier: Option<ec_srp5::Verifier>,
 }
 
+#[cfg(feature = "server")]
 /// The server's accounts and offered method.
 pub struct ServerAccounts {
     method: AuthMethod,
@@ -154,6 +162,7 @@ pub struct ServerAccounts {
     salt_key: [u8; 32],
 }
 
+#[cfg(feature = "server")]
 /// Parses a users file: one `user:password` per line, `#` comments and blank lines ignored.
 /// The password is everything after the first colon (it may contain colons).
 pub fn parse_users(text: &str, origin: &str) -> Result<Vec<(String, String)>> {
@@ -184,6 +193,7 @@ pub fn parse_users(text: &str, origin: &str) -> Result<Vec<(String, String)>> {
     Ok(out)
 }
 
+#[cfg(feature = "server")]
 fn load_users_file(path: &Path) -> Result<Vec<(String, String)>> {
     use std::os::unix::fs::PermissionsExt;
     let origin = path.display().to_string();
@@ -200,6 +210,7 @@ fn load_users_file(path: &Path) -> Result<Vec<(String, String)>> {
     parse_users(&text, &origin)
 }
 
+#[cfg(feature = "server")]
 impl ServerAccounts {
     /// Loads the accounts of the configuration and, for EC-SRP5, computes each verifier from
     /// a fresh random salt.
@@ -360,7 +371,7 @@ impl ServerAccounts {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "server"))]
 mod tests {
     use super::*;
 

@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod authio;
 pub mod cli;
+#[cfg(feature = "client")]
 pub mod client;
 pub mod config;
 pub mod engine;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod export;
 pub mod net;
 pub mod report;
+#[cfg(feature = "server")]
 pub mod server;
 pub mod sys;
 pub mod units;

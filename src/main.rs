@@ -5,14 +5,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use btest::cli::{self, Mode};
-use btest::config::{ClientConfig, Output, ServerConfig};
-use btest::engine::Stop;
+use btest::config::{ClientConfig, ServerConfig};
 use btest::export::csv::{self, CsvLog};
-use btest::export::metrics;
-use btest::export::syslog::{Severity, Syslog};
-use btest::report::{self, ClientReporter};
-use btest::server::ServerEvent;
-use btest::{client, server, Error};
+use btest::export::syslog::Syslog;
+use btest::report;
+use btest::Error;
+#[cfg(feature = "client")]
+use btest::{client, engine::Stop, export::syslog::Severity, report::ClientReporter};
+#[cfg(feature = "server")]
+use btest::{config::Output, export::metrics, server, server::ServerEvent};
 
 fn main() -> ExitCode {
     let env_pw = std::env::var("BTEST_PASSWORD").ok();
@@ -91,6 +92,21 @@ fn append_csv(log: &Option<CsvLog>, row: Vec<String>) {
     }
 }
 
+#[cfg(not(feature = "client"))]
+fn run_client(_: &ClientConfig) -> Result<(), Error> {
+    Err(Error::Usage(
+        "this btest was built without the client role (cargo feature 'client')".into(),
+    ))
+}
+
+#[cfg(not(feature = "server"))]
+fn run_server(_: ServerConfig) -> Result<(), Error> {
+    Err(Error::Usage(
+        "this btest was built without the server role (cargo feature 'server')".into(),
+    ))
+}
+
+#[cfg(feature = "client")]
 fn run_client(cfg: &ClientConfig) -> Result<(), Error> {
     btest::sys::install_signal_handlers();
     let syslog = open_syslog(&cfg.syslog)?;
@@ -170,12 +186,14 @@ fn run_client(cfg: &ClientConfig) -> Result<(), Error> {
 }
 
 /// Where server events go: stdout, CSV, syslog.
+#[cfg(feature = "server")]
 struct ServerSinks {
     output: Output,
     csv: Option<CsvLog>,
     syslog: Option<Syslog>,
 }
 
+#[cfg(feature = "server")]
 impl ServerSinks {
     fn emit(&self, ev: &ServerEvent) -> Result<(), Error> {
         if let Some(line) = report::server_event_line(ev, self.output) {
@@ -195,6 +213,7 @@ impl ServerSinks {
     }
 }
 
+#[cfg(feature = "server")]
 fn run_server(cfg: ServerConfig) -> Result<(), Error> {
     btest::sys::install_signal_handlers();
     let sinks = ServerSinks {

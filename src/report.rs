@@ -3,16 +3,20 @@
 //! Writes only to the `Write` it is given. Rates: UDP counts IP+UDP headers (as RouterOS),
 //! TCP counts payload. JSON numbers are always finite; absent values are `null`.
 
-use std::collections::VecDeque;
-use std::io::{self, Write};
 use std::time::Duration;
 
-use crate::client::ClientResult;
 use crate::config::Output;
-use crate::engine::Sample;
+#[cfg(feature = "server")]
 use crate::server::{ServerEvent, SessionRecord};
 use crate::units::format_rate;
-use crate::wire::{Direction, Protocol};
+#[cfg(feature = "client")]
+use {
+    crate::client::ClientResult,
+    crate::engine::Sample,
+    crate::wire::{Direction, Protocol},
+    std::collections::VecDeque,
+    std::io::{self, Write},
+};
 
 /// Version of the JSON record layout.
 pub const SCHEMA: u32 = 1;
@@ -127,10 +131,12 @@ fn lost(v: u64) -> u64 {
     (v as i64).max(0) as u64
 }
 
+#[cfg(feature = "client")]
 fn cpu(v: Option<u8>) -> String {
     v.map(|c| format!("{c}%")).unwrap_or_else(|| "-".into())
 }
 
+#[cfg(feature = "client")]
 fn senders_json(s: &Sample) -> String {
     let items: Vec<String> = s
         .senders
@@ -149,6 +155,7 @@ fn senders_json(s: &Sample) -> String {
     format!("[{}]", items.join(","))
 }
 
+#[cfg(feature = "client")]
 /// Client-side reporter: interval lines and the final summary.
 pub struct ClientReporter<W: Write> {
     out: W,
@@ -161,9 +168,11 @@ pub struct ClientReporter<W: Write> {
     lines: u64,
 }
 
+#[cfg(feature = "client")]
 /// Averages over the last this-many seconds, as RouterOS' "10-second average".
 const WINDOW: Duration = Duration::from_secs(10);
 
+#[cfg(feature = "client")]
 impl<W: Write> ClientReporter<W> {
     /// A reporter writing to `out`.
     pub fn new(out: W, output: Output) -> Self {
@@ -383,6 +392,7 @@ impl<W: Write> ClientReporter<W> {
     }
 }
 
+#[cfg(feature = "server")]
 /// Formats a server event for stdout; `None` for events that text mode leaves to the log.
 pub fn server_event_line(ev: &ServerEvent, output: Output) -> Option<String> {
     match (ev, output) {
@@ -412,6 +422,7 @@ pub fn server_event_line(ev: &ServerEvent, output: Output) -> Option<String> {
     }
 }
 
+#[cfg(feature = "server")]
 /// Formats one finished server session.
 pub fn session_line(r: &SessionRecord, output: Output) -> String {
     let (summary, err) = match &r.result {
@@ -467,6 +478,7 @@ fn opt_num(v: Option<f64>) -> String {
         .unwrap_or_default()
 }
 
+#[cfg(feature = "client")]
 /// One CSV row for a finished client test, in `export::csv::CLIENT_HEADER` order.
 pub fn client_csv_row(
     r: &ClientResult,
@@ -497,6 +509,7 @@ pub fn client_csv_row(
     ]
 }
 
+#[cfg(feature = "server")]
 /// One CSV row for a finished server session, in `export::csv::SERVER_HEADER` order.
 pub fn server_csv_row(r: &SessionRecord) -> Vec<String> {
     let summary = r.result.as_ref().ok();
@@ -528,6 +541,7 @@ pub fn server_csv_row(r: &SessionRecord) -> Vec<String> {
     ]
 }
 
+#[cfg(feature = "server")]
 /// The syslog line for a server event.
 pub fn server_event_syslog(ev: &ServerEvent) -> (crate::export::syslog::Severity, String) {
     use crate::export::syslog::Severity;
@@ -565,6 +579,7 @@ pub fn server_event_syslog(ev: &ServerEvent) -> (crate::export::syslog::Severity
     }
 }
 
+#[cfg(feature = "client")]
 /// The syslog line for a finished client test.
 pub fn client_summary_syslog(r: &ClientResult, server: &str) -> String {
     let st = &r.summary.status;

@@ -92,3 +92,104 @@ fn max_duration_caps_sessions() {
         srv.assert_idle();
     });
 }
+
+fn btest() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_btest"))
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status();
+}
+
+#[test]
+fn sigint_ends_a_client_test_with_its_summary() {
+    watchdog(30, || {
+        let srv = start_server(server_cfg());
+        for proto in ["tcp", "udp"] {
+            let child = btest()
+                .args([
+                    "client",
+                    &srv.addr.to_string(),
+                    "--protocol",
+                    proto,
+                    "--direction",
+                    "both",
+                ])
+                .args([
+                    "--duration",
+                    "0",
+                    "--local-tx-speed",
+                    "5M",
+                    "--remote-tx-speed",
+                    "5M",
+                    "--json",
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(1500));
+            let t0 = Instant::now();
+            signal(child.id(), "-INT");
+            let o = child.wait_with_output().unwrap();
+            assert!(
+                t0.elapsed() < Duration::from_secs(1),
+                "{proto}: {:?}",
+                t0.elapsed()
+            );
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            let out = String::from_utf8(o.stdout).unwrap();
+            let last: serde_json::Value =
+                serde_json::from_str(out.lines().last().unwrap()).unwrap();
+            assert_eq!(last["type"], "summary");
+            assert_eq!(last["end_reason"], "interrupted");
+            let _ = srv.next_session(Duration::from_secs(3));
+        }
+        srv.assert_idle();
+    });
+}
+
+#[test]
+fn sigterm_stops_a_busy_server_and_frees_its_ports() {
+    watchdog(30, || {
+        let base = udp_base();
+        let mut child = btest()
+            .args([
+                "server",
+                "--listen",
+                "127.0.0.1:0",
+                "--udp-port-from",
+                &base.to_string(),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let addr = crate::export::listening_addr(&mut child);
+        let mut c = client_cfg(addr.parse().unwrap(), Protocol::Udp, Direction::Both, 20.0);
+        c.local_tx_speed = 10_000_000;
+        c.remote_tx_speed = 10_000_000;
+        let (_rx, h) = btest::client::spawn(c, Stop::new()).unwrap();
+        std::thread::sleep(Duration::from_millis(1200));
+        let t0 = Instant::now();
+        signal(child.id(), "-TERM");
+        let o = child.wait_with_output().unwrap();
+        assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+        assert!(o.status.success());
+        // the session ended by the shutdown still got its line
+        let out = String::from_utf8(o.stdout).unwrap();
+        assert!(out.contains("udp") && out.contains("interrupted"), "{out}");
+        let r = h.join().unwrap().unwrap();
+        assert_eq!(r.summary.end_reason, StopReason::PeerClosed);
+        // its UDP port is free again: we can bind it
+        let port = r.udp_port.unwrap();
+        std::net::UdpSocket::bind(("127.0.0.1", port)).expect("server UDP port still held");
+    });
+}

@@ -137,6 +137,48 @@ fn cpu(v: Option<u8>) -> String {
 }
 
 #[cfg(feature = "client")]
+/// Sequence gaps minus what our own sockets dropped: what the network lost.
+fn wire_lost(gaps: u64, host: Option<u64>) -> u64 {
+    lost(gaps).saturating_sub(host.unwrap_or(0))
+}
+
+#[cfg(feature = "client")]
+fn tcp_stats_json(t: &crate::engine::tcpinfo::TcpStats) -> String {
+    Json::default()
+        .begin()
+        .int("rtt_us", u64::from(t.rtt_us))
+        .int("rttvar_us", u64::from(t.rttvar_us))
+        .int("cwnd", u64::from(t.cwnd))
+        .int("mss", u64::from(t.mss))
+        .int("retransmits_total", u64::from(t.retransmits_total))
+        .opt("delivery_rate_bps", t.delivery_rate_bps.map(|v| v as f64))
+        .finish()
+}
+
+#[cfg(feature = "client")]
+fn tcp_json(t: Option<&crate::engine::TcpSample>) -> String {
+    let Some(t) = t else {
+        return "null".into();
+    };
+    let per: Vec<String> = t.per_connection.iter().map(tcp_stats_json).collect();
+    Json::default()
+        .begin()
+        .int("retransmits", t.retransmits)
+        .raw("total", &tcp_stats_json(&t.total))
+        .raw("per_connection", &format!("[{}]", per.join(",")))
+        .finish()
+}
+
+#[cfg(feature = "client")]
+fn role_json(c: crate::engine::RoleCpu) -> String {
+    Json::default()
+        .begin()
+        .num("tx", (c.tx * 10.0).round() / 10.0)
+        .num("rx", (c.rx * 10.0).round() / 10.0)
+        .num("status", (c.status * 10.0).round() / 10.0)
+        .finish()
+}
+
 fn senders_json(s: &Sample) -> String {
     let items: Vec<String> = s
         .senders
@@ -258,8 +300,14 @@ impl<W: Write> ClientReporter<W> {
                     .int("remote_rx_bytes", s.remote_rx_bytes)
                     .opt("local_cpu", s.local_cpu.map(f64::from))
                     .opt("remote_cpu", s.remote_cpu.map(f64::from))
+                    .int("lost_wire", wire_lost(s.delta.lost, s.host_drops))
+                    .opt("lost_host", s.host_drops.map(|h| h as f64))
+                    .int("reordered", s.delta.reordered)
+                    .int("duplicates", s.delta.duplicates)
                     .int("tx_target_bps", s.tx_target_bps)
                     .raw("senders", &senders_json(s))
+                    .raw("tcp", &tcp_json(s.tcp.as_ref()))
+                    .raw("thread_cpu", &role_json(s.role_cpu))
                     .finish();
                 writeln!(self.out, "{line}")
             }
@@ -342,6 +390,13 @@ impl<W: Write> ClientReporter<W> {
                     .int("remote_rx_bytes", st.remote_rx_bytes)
                     .str("auth", r.auth.as_str())
                     .str("end_reason", r.summary.end_reason.as_str())
+                    .int("lost_wire", wire_lost(st.totals.lost, st.host_drops))
+                    .opt("lost_host", st.host_drops.map(|h| h as f64))
+                    .int("reordered", st.totals.reordered)
+                    .int("duplicates", st.totals.duplicates)
+                    .raw("tcp", &tcp_json(st.tcp.as_ref()))
+                    .raw("thread_cpu_max", &role_json(st.role_cpu_max))
+                    .opt_str("verdict", st.verdict.as_deref())
                     .finish();
                 writeln!(self.out, "{line}")
             }
@@ -377,7 +432,37 @@ impl<W: Write> ClientReporter<W> {
                     st.remote_cpu_avg
                         .map(|c| format!("{c:.0}%"))
                         .unwrap_or_else(|| "-".into()),
-                )
+                )?;
+                if protocol == Protocol::Udp && direction.server_tx() {
+                    writeln!(
+                        self.out,
+                        "  lost on the wire {}  dropped by this host {}  reordered {}  duplicates {}",
+                        wire_lost(st.totals.lost, st.host_drops),
+                        st.host_drops.map(|h| h.to_string()).unwrap_or_else(|| "unknown".into()),
+                        st.totals.reordered,
+                        st.totals.duplicates
+                    )?;
+                }
+                if let Some(t) = &st.tcp {
+                    writeln!(
+                        self.out,
+                        "  tcp: rtt {:.2} ms (var {:.2} ms)  cwnd {} segments  retransmits {}",
+                        f64::from(t.total.rtt_us) / 1000.0,
+                        f64::from(t.total.rttvar_us) / 1000.0,
+                        t.total.cwnd,
+                        t.retransmits
+                    )?;
+                }
+                let c = st.role_cpu_max;
+                writeln!(
+                    self.out,
+                    "  threads (busiest, % of a core): tx {:.0}  rx {:.0}  status {:.0}",
+                    c.tx, c.rx, c.status
+                )?;
+                if let Some(v) = &st.verdict {
+                    writeln!(self.out, "  note: {v}")?;
+                }
+                Ok(())
             }
         }
     }

@@ -123,3 +123,32 @@ pub fn random_bytes(buf: &mut [u8]) {
         }
     }
 }
+
+/// An all-zero `libc::tcp_info`: the buffer [`tcp_info`] hands to the kernel, and a blank
+/// fixture for tests (the struct's field list differs between gnu and musl, so it cannot be
+/// written as a portable literal).
+pub fn tcp_info_zeroed() -> libc::tcp_info {
+    // SAFETY: `tcp_info` is a plain C struct of integer fields only, for which all-zero bytes
+    // are a valid value.
+    unsafe { std::mem::zeroed() }
+}
+
+/// Reads the kernel's TCP_INFO for a TCP socket (getsockopt(IPPROTO_TCP, TCP_INFO)); `None`
+/// when the call fails (not a TCP socket, closed fd). Fields that an older kernel does not
+/// know stay zero.
+pub fn tcp_info(fd: RawFd) -> Option<libc::tcp_info> {
+    let mut info = tcp_info_zeroed();
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: the value pointer refers to the live, writable `info` and `len` holds its exact
+    // size; the kernel writes at most `len` bytes and stores the length it wrote in `len`.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast::<libc::c_void>(),
+            &mut len,
+        )
+    };
+    (r == 0).then_some(info)
+}

@@ -133,6 +133,41 @@ fn json_mode_is_pure_ndjson() {
             assert_eq!(s["end_reason"], "completed");
             assert!(s["tx_bytes"].as_u64().unwrap() > 0 && s["rx_bytes"].as_u64().unwrap() > 0);
             assert!(s["remote_rx_bytes"].as_u64().unwrap() > 0);
+            // issue 4 fields: loss split, TCP_INFO, per-role thread CPU, pacing audit
+            for k in [
+                "lost_wire",
+                "lost_host",
+                "reordered",
+                "duplicates",
+                "tcp",
+                "thread_cpu_max",
+                "verdict",
+            ] {
+                assert!(s.get(k).is_some(), "summary lacks {k}: {s}");
+            }
+            let cpu = &s["thread_cpu_max"];
+            assert!(
+                cpu["tx"].as_f64().unwrap() > 0.0 || cpu["rx"].as_f64().unwrap() > 0.0,
+                "{cpu}"
+            );
+            if proto == "tcp" {
+                let t = &s["tcp"]["total"];
+                assert!(
+                    t["rtt_us"].as_u64().unwrap() < 1_000_000 && t["mss"].as_u64().unwrap() > 0,
+                    "{t}"
+                );
+                assert!(t["cwnd"].as_u64().unwrap() > 0, "{t}");
+            } else {
+                assert!(s["tcp"].is_null());
+                assert_eq!(s["lost_host"].as_u64(), Some(0), "{s}");
+            }
+            let iv = recs.iter().find(|r| r["type"] == "interval").unwrap();
+            let snd = &iv["senders"][0];
+            assert_eq!(snd["target_bps"].as_u64(), Some(50_000_000), "{iv}");
+            assert!(
+                snd["gap_p50_us"].as_f64().is_some() && snd["gap_p99_us"].as_f64().is_some(),
+                "{iv}"
+            );
             let _ = srv.next_session(Duration::from_secs(3));
         }
     });

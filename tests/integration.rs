@@ -7,6 +7,7 @@ mod auth; // MD5 and EC-SRP5 end to end, failures keep the server serving
 mod cli; // the built binary: options, errors, exit codes, --json output
 mod export; // --csv, --syslog and --metrics-file through the built binary
 mod hostile; // garbage, truncation, silence, vanishing clients: freed threads and ports
+mod netem; // 5 % loss on a veth link between two namespaces (root only)
 mod stop; // promptness of client and server shutdown
 mod tcp; // TCP in every direction, 1 and 4 connections, IPv4 and IPv6, speed limits
 mod udp; // UDP in every direction, IPv4 and IPv6, speed limits, adaptation

@@ -14,7 +14,10 @@ pub mod rx;
 pub mod scan;
 pub mod status;
 pub mod stop;
+pub mod tcpinfo;
+pub mod threadcpu;
 pub mod tx;
+pub mod udpdrops;
 
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -106,6 +109,55 @@ pub struct SenderAudit {
     pub gap_p99_us: Option<f64>,
 }
 
+/// CPU of our role threads, percent of one core (the busiest thread of each role).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RoleCpu {
+    /// Busiest TX thread.
+    pub tx: f64,
+    /// Busiest RX thread (control readers included).
+    pub rx: f64,
+    /// The status thread.
+    pub status: f64,
+}
+
+impl RoleCpu {
+    fn from_loads(loads: &[threadcpu::ThreadLoad]) -> RoleCpu {
+        let mut r = RoleCpu::default();
+        for l in loads {
+            let slot = if l.name.starts_with("btest-tx") {
+                &mut r.tx
+            } else if l.name.starts_with("btest-rx") || l.name.starts_with("btest-ctl") {
+                &mut r.rx
+            } else if l.name.starts_with("btest-status") {
+                &mut r.status
+            } else {
+                continue;
+            };
+            *slot = slot.max(l.percent_of_core);
+        }
+        r
+    }
+
+    fn max(self, o: RoleCpu) -> RoleCpu {
+        RoleCpu {
+            tx: self.tx.max(o.tx),
+            rx: self.rx.max(o.rx),
+            status: self.status.max(o.status),
+        }
+    }
+}
+
+/// TCP_INFO of the session's connections at the end of an interval.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TcpSample {
+    /// One entry per TCP connection (connection 0 first).
+    pub per_connection: Vec<tcpinfo::TcpStats>,
+    /// Aggregate (mean RTT, summed cwnd and retransmits).
+    pub total: tcpinfo::TcpStats,
+    /// Retransmitted segments during this interval (all connections).
+    pub retransmits: u64,
+}
+
 /// One report interval.
 #[derive(Debug, Clone)]
 pub struct Sample {
@@ -125,6 +177,13 @@ pub struct Sample {
     pub tx_target_bps: u64,
     /// Pacing audit per TX thread.
     pub senders: Vec<SenderAudit>,
+    /// UDP datagrams our receive sockets dropped (buffer overflow) in this interval; `None`
+    /// when unknown (TCP, or /proc/net/udp unreadable).
+    pub host_drops: Option<u64>,
+    /// TCP_INFO (TCP tests).
+    pub tcp: Option<TcpSample>,
+    /// CPU of our role threads over this interval.
+    pub role_cpu: RoleCpu,
 }
 
 /// What the status thread accumulated over the session.
@@ -148,6 +207,15 @@ pub struct StatusTotals {
     pub remote_cpu_avg: Option<f64>,
     /// Length of the data phase: session start until the stop (teardown excluded).
     pub elapsed: Duration,
+    /// UDP datagrams dropped by this host's receive sockets (part of `totals.lost`).
+    pub host_drops: Option<u64>,
+    /// TCP_INFO at the end, with retransmits summed over the test.
+    pub tcp: Option<TcpSample>,
+    /// Highest per-role thread CPU seen in any interval.
+    pub role_cpu_max: RoleCpu,
+    /// "rx thread at 99 % of a core: this host, not the link, limited the rate", when a role
+    /// thread was saturated.
+    pub verdict: Option<String>,
 }
 
 /// The result of a session.
@@ -384,7 +452,28 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
                 }
             }
         }
+        // Probes cost a /proc read or a getsockopt per interval: only when someone reports.
+        let probes = if plan.samples.is_some() {
+            Some(status::Probes {
+                tcp: tcp_links
+                    .iter()
+                    .filter_map(|s| s.try_clone().ok())
+                    .collect(),
+                udp_drops: if plan.receive {
+                    plan.udp
+                        .iter()
+                        .map(|l| udpdrops::UdpDrops::new(&l.socket))
+                        .collect()
+                } else {
+                    Vec::new()
+                },
+                threads: threadcpu::ThreadCpu::new(),
+            })
+        } else {
+            None
+        };
         let sctx = status::StatusCtx {
+            probes,
             stop,
             parent: plan.parent.as_ref(),
             counters: &counters,

@@ -32,6 +32,41 @@ pub const UDP_FEEDBACK_NUM: u64 = 3;
 /// Denominator of the feedback factor (3/2 = 1.5x).
 pub const UDP_FEEDBACK_DEN: u64 = 2;
 
+/// Per-interval measurements that need a syscall or a /proc read (client reports only).
+pub struct Probes {
+    /// Clones of the TCP data connections, for TCP_INFO.
+    pub tcp: Vec<TcpStream>,
+    /// One per receiving UDP socket; `None` where the socket was not found in /proc/net/udp.
+    pub udp_drops: Vec<Option<super::udpdrops::UdpDrops>>,
+    /// Per-thread CPU.
+    pub threads: super::threadcpu::ThreadCpu,
+}
+
+impl Probes {
+    fn host_drops(&mut self) -> Option<u64> {
+        if self.udp_drops.is_empty() || self.udp_drops.iter().any(Option::is_none) {
+            return None;
+        }
+        Some(self.udp_drops.iter_mut().flatten().map(|d| d.delta()).sum())
+    }
+
+    fn tcp(&self, last_retrans: &mut u64) -> Option<super::TcpSample> {
+        if self.tcp.is_empty() {
+            return None;
+        }
+        let per: Vec<_> = self.tcp.iter().filter_map(super::tcpinfo::read).collect();
+        let total = super::tcpinfo::aggregate(&per);
+        let now = u64::from(total.retransmits_total);
+        let retransmits = now.saturating_sub(*last_retrans);
+        *last_retrans = now;
+        Some(super::TcpSample {
+            per_connection: per,
+            total,
+            retransmits,
+        })
+    }
+}
+
 /// Where our statuses go.
 pub enum StatusSink {
     /// Written directly: this thread is the only writer of connection 0.
@@ -42,6 +77,8 @@ pub enum StatusSink {
 
 /// Everything the status thread needs.
 pub struct StatusCtx<'a> {
+    /// Measurements for reports (client only).
+    pub probes: Option<Probes>,
     /// Session stop.
     pub stop: &'a Stop,
     /// Server-wide stop, if any.
@@ -97,6 +134,10 @@ pub fn run(mut ctx: StatusCtx<'_>) -> Result<StatusTotals> {
     let mut remote = ctx.remote.clone();
     let n_tx = ctx.rates.len().max(1) as u64;
     let mut per_tx = vec![0u64; ctx.rates.len()];
+    let mut probes = ctx.probes.take();
+    let mut last_retrans = 0u64;
+    let mut host_drops_total: Option<u64> = probes.as_ref().map(|_| 0);
+    let mut tcp_retrans_total = 0u64;
     let mut gap_buf = GapHistogram::buffer();
     let peer = match &ctx.sink {
         StatusSink::Direct(s) => s.peer_addr().ok(),
@@ -203,7 +244,32 @@ pub fn run(mut ctx: StatusCtx<'_>) -> Result<StatusTotals> {
                                 }
                             })
                             .collect();
+                        let (host_drops, tcp, role_cpu) = match probes.as_mut() {
+                            Some(p) => {
+                                let loads = p.threads.sample(|n| n.starts_with("btest-"));
+                                let role = super::RoleCpu::from_loads(&loads);
+                                t.role_cpu_max = t.role_cpu_max.max(role);
+                                if let Some(v) = super::threadcpu::verdict(&loads, super::threadcpu::DEFAULT_BUSY_THRESHOLD) {
+                                    t.verdict.get_or_insert(v);
+                                }
+                                let hd = p.host_drops();
+                                host_drops_total = match (host_drops_total, hd) {
+                                    (Some(a), Some(b)) => Some(a + b),
+                                    _ => None,
+                                };
+                                let tcp = p.tcp(&mut last_retrans);
+                                if let Some(ts) = &tcp {
+                                    tcp_retrans_total += ts.retransmits;
+                                    t.tcp = Some(super::TcpSample { retransmits: tcp_retrans_total, ..ts.clone() });
+                                }
+                                (hd, tcp, role)
+                            }
+                            None => (None, None, super::RoleCpu::default()),
+                        };
                         let s = Sample {
+                            host_drops,
+                            tcp,
+                            role_cpu,
                             elapsed,
                             dt: now - last_report,
                             delta: report_acc,
@@ -231,6 +297,13 @@ pub fn run(mut ctx: StatusCtx<'_>) -> Result<StatusTotals> {
         }
     }
     t.elapsed = ctx.epoch.elapsed();
+    if let Some(p) = probes.as_mut() {
+        host_drops_total = match (host_drops_total, p.host_drops()) {
+            (Some(a), Some(b)) => Some(a + b),
+            _ => None,
+        };
+    }
+    t.host_drops = host_drops_total;
     let last = take_all(ctx.counters);
     if let Some(f) = &ctx.on_bytes {
         f(last.tx_bytes, last.rx_bytes);

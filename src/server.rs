@@ -82,7 +82,7 @@ pub enum ServerEvent {
         method: AuthMethod,
     },
     /// A session ended (or failed after the command was accepted).
-    End(SessionRecord),
+    End(Box<SessionRecord>),
 }
 
 /// Counters for tests, logs and metrics.
@@ -446,7 +446,7 @@ fn handle_connection(shared: &Arc<Shared>, mut s: TcpStream, peer: SocketAddr) {
         Ok(Some(rec)) => {
             let _ = shared
                 .events
-                .try_send(ServerEvent::End(SessionRecord { started, ..rec }));
+                .try_send(ServerEvent::End(Box::new(SessionRecord { started, ..rec })));
         }
         Ok(None) => {}
         Err((e, user, method)) => {
@@ -459,16 +459,18 @@ fn handle_connection(shared: &Arc<Shared>, mut s: TcpStream, peer: SocketAddr) {
             } else {
                 log::warn!("{peer}: session failed: {e}");
             }
-            let _ = shared.events.try_send(ServerEvent::End(SessionRecord {
-                peer,
-                started,
-                command: cmd,
-                connections: cmd.connections(),
-                user,
-                auth: method,
-                udp_port: None,
-                result: Err(e.to_string()),
-            }));
+            let _ = shared
+                .events
+                .try_send(ServerEvent::End(Box::new(SessionRecord {
+                    peer,
+                    started,
+                    command: cmd,
+                    connections: cmd.connections(),
+                    user,
+                    auth: method,
+                    udp_port: None,
+                    result: Err(e.to_string()),
+                })));
         }
     }
 }

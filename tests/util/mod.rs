@@ -41,7 +41,7 @@ impl TestServer {
         loop {
             let left = timeout.saturating_sub(t0.elapsed());
             match self.h().events().recv_timeout(left) {
-                Ok(ServerEvent::End(r)) => return r,
+                Ok(ServerEvent::End(r)) => return *r,
                 Ok(_) => {}
                 Err(_) => panic!("no session record from the server within {timeout:?}"),
             }

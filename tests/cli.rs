@@ -1,8 +1,7 @@
 //! The built binary: help, usage errors with the input echoed, exit codes 0/1/2, --json
 //! output that is pure NDJSON, and the server's SIGTERM handling.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::util::*;
@@ -176,26 +175,7 @@ fn json_mode_is_pure_ndjson() {
 #[test]
 fn server_binary_serves_and_stops_on_sigterm() {
     watchdog(40, || {
-        let base = udp_base();
-        let mut child = btest()
-            .args([
-                "server",
-                "--listen",
-                "127.0.0.1:0",
-                "--udp-port-from",
-                &base.to_string(),
-                "--json",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // the bound address is logged on stderr
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        err.read_line(&mut line).unwrap();
-        let addr = line.rsplit(' ').next().unwrap().trim().to_string();
-        assert!(line.contains("listening on"), "{line}");
+        let (mut child, addr) = spawn_server_bin(&["--json"]);
         let o = btest()
             .args([
                 "client",
@@ -217,11 +197,7 @@ fn server_binary_serves_and_stops_on_sigterm() {
         );
         std::thread::sleep(Duration::from_millis(300));
         let t0 = Instant::now();
-        // SAFETY-free: kill(1) with SIGTERM through the shell tool is avoided; use libc via std
-        let pid = child.id();
-        let _ = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status();
+        signal(child.id(), "-TERM");
         let status = child.wait().unwrap();
         assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
         assert!(status.success(), "{status:?}");

@@ -2,7 +2,7 @@
 //! through the built binary.
 
 use std::net::UdpSocket;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use btest::auth::AuthMethod;
@@ -63,21 +63,17 @@ fn server_csv_records_sessions_and_failures() {
         cfg.auth = AuthMethod::Md5;
         cfg.users = vec![("u".into(), "p".into())];
         let path = tmp("server.csv");
-        let mut child = btest()
-            .args([
-                "server",
-                "--listen",
-                "127.0.0.1:0",
-                "--udp-port-from",
-                &cfg.udp_port_from.to_string(),
-            ])
-            .args(["--auth", "md5", "--user", "u", "--password", "p", "--csv"])
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let addr = listening_addr(&mut child);
+        let p = path.to_string_lossy().into_owned();
+        let (mut child, addr) = spawn_server_bin(&[
+            "--auth",
+            "md5",
+            "--user",
+            "u",
+            "--password",
+            "p",
+            "--csv",
+            &p,
+        ]);
         for pw in ["p", "wrong"] {
             let _ = btest()
                 .args([
@@ -98,9 +94,7 @@ fn server_csv_records_sessions_and_failures() {
                 .map(|t| t.lines().count() >= 3)
                 .unwrap_or(false)
         }));
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
+        signal(child.id(), "-TERM");
         child.wait().unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.matches("timestamp,peer").count(), 1);
@@ -111,18 +105,6 @@ fn server_csv_records_sessions_and_failures() {
         assert!(last.contains("authentication failed (MD5)"), "{last}");
         let _ = std::fs::remove_file(&path);
     });
-}
-
-/// Reads the server's "listening on ADDR" line from its stderr.
-pub fn listening_addr(child: &mut std::process::Child) -> String {
-    use std::io::BufRead;
-    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    assert!(line.contains("listening on"), "{line}");
-    // keep draining stderr so the server never blocks on a full pipe
-    std::thread::spawn(move || for _ in err.lines() {});
-    line.rsplit(' ').next().unwrap().trim().to_string()
 }
 
 fn collect_syslog(sock: &UdpSocket, until: Duration) -> Vec<String> {
@@ -172,30 +154,16 @@ fn syslog_from_server_and_client() {
     watchdog(40, || {
         let collector = UdpSocket::bind("127.0.0.1:0").unwrap();
         let target = collector.local_addr().unwrap().to_string();
-        let base = udp_base();
-        let mut child = btest()
-            .args([
-                "server",
-                "--listen",
-                "127.0.0.1:0",
-                "--udp-port-from",
-                &base.to_string(),
-            ])
-            .args([
-                "--auth",
-                "ecsrp5",
-                "--user",
-                "u",
-                "--password",
-                "p",
-                "--syslog",
-                &target,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let addr = listening_addr(&mut child);
+        let (mut child, addr) = spawn_server_bin(&[
+            "--auth",
+            "ecsrp5",
+            "--user",
+            "u",
+            "--password",
+            "p",
+            "--syslog",
+            &target,
+        ]);
         let ok = btest()
             .args([
                 "client",
@@ -229,9 +197,7 @@ fn syslog_from_server_and_client() {
             .unwrap();
         assert_eq!(bad.status.code(), Some(1));
         let msgs = collect_syslog(&collector, Duration::from_millis(800));
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
+        signal(child.id(), "-TERM");
         child.wait().unwrap();
         for m in &msgs {
             well_formed(m);
@@ -315,22 +281,8 @@ fn parse_prometheus(text: &str) -> Vec<(String, f64)> {
 fn metrics_file_parses_grows_and_is_never_half_written() {
     watchdog(40, || {
         let path = tmp("metrics.prom");
-        let base = udp_base();
-        let mut child = btest()
-            .args([
-                "server",
-                "--listen",
-                "127.0.0.1:0",
-                "--udp-port-from",
-                &base.to_string(),
-                "--metrics-file",
-            ])
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let addr = listening_addr(&mut child);
+        let p = path.to_string_lossy().into_owned();
+        let (mut child, addr) = spawn_server_bin(&["--metrics-file", &p]);
         assert!(wait_until(Duration::from_secs(3), || path.exists()));
         let first = parse_prometheus(&std::fs::read_to_string(&path).unwrap());
         let reader_path = path.clone();
@@ -381,9 +333,7 @@ fn metrics_file_parses_grows_and_is_never_half_written() {
                 assert!(get(&last, name) >= *v, "{name} shrank");
             }
         }
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
+        signal(child.id(), "-TERM");
         child.wait().unwrap();
         let _ = std::fs::remove_file(&path);
     });

@@ -121,7 +121,10 @@ fn netem_loss_5_percent_is_reported_as_wire_loss() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let _addr = crate::export::listening_addr(&mut server);
+        let mut err = std::io::BufReader::new(server.stderr.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+        assert!(line.contains("listening on"), "{line}");
         let o = Command::new("ip")
             .args([
                 "netns",

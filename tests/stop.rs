@@ -93,22 +93,12 @@ fn max_duration_caps_sessions() {
     });
 }
 
-fn btest() -> std::process::Command {
-    std::process::Command::new(env!("CARGO_BIN_EXE_btest"))
-}
-
-fn signal(pid: u32, sig: &str) {
-    let _ = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status();
-}
-
 #[test]
 fn sigint_ends_a_client_test_with_its_summary() {
     watchdog(30, || {
         let srv = start_server(server_cfg());
         for proto in ["tcp", "udp"] {
-            let child = btest()
+            let child = btest_bin()
                 .args([
                     "client",
                     &srv.addr.to_string(),
@@ -159,20 +149,7 @@ fn sigint_ends_a_client_test_with_its_summary() {
 #[test]
 fn sigterm_stops_a_busy_server_and_frees_its_ports() {
     watchdog(30, || {
-        let base = udp_base();
-        let mut child = btest()
-            .args([
-                "server",
-                "--listen",
-                "127.0.0.1:0",
-                "--udp-port-from",
-                &base.to_string(),
-            ])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let addr = crate::export::listening_addr(&mut child);
+        let (child, addr) = spawn_server_bin(&[]);
         let mut c = client_cfg(addr.parse().unwrap(), Protocol::Udp, Direction::Both, 20.0);
         c.local_tx_speed = 10_000_000;
         c.remote_tx_speed = 10_000_000;

@@ -32,17 +32,11 @@ fn every_direction_four_connections() {
 #[test]
 fn ipv6_both_directions() {
     watchdog(30, || {
-        let mut cfg = server_cfg();
-        cfg.listen = vec!["[::1]:0".parse().unwrap()];
-        let Ok(s) = btest::server::Server::bind(cfg) else {
+        let Some(srv) = try_server_on("[::1]:0") else {
             eprintln!("skipped: no IPv6 loopback here");
             return;
         };
-        let addr = s.local_addrs()[0];
-        let srv = TestServer {
-            handle: Some(s.spawn().unwrap()),
-            addr,
-        };
+        let addr = srv.addr;
         let mut c = client_cfg(addr, Protocol::Tcp, Direction::Both, 2.0);
         c.connection_count = 2;
         c.local_tx_speed = 300_000_000;

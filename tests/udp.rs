@@ -22,17 +22,11 @@ fn every_direction() {
 #[test]
 fn ipv6_both() {
     watchdog(30, || {
-        let mut cfg = server_cfg();
-        cfg.listen = vec!["[::1]:0".parse().unwrap()];
-        let Ok(s) = btest::server::Server::bind(cfg) else {
+        let Some(srv) = try_server_on("[::1]:0") else {
             eprintln!("skipped: no IPv6 loopback here");
             return;
         };
-        let addr = s.local_addrs()[0];
-        let srv = TestServer {
-            handle: Some(s.spawn().unwrap()),
-            addr,
-        };
+        let addr = srv.addr;
         let mut c = client_cfg(addr, Protocol::Udp, Direction::Both, 2.0);
         c.local_tx_speed = 100_000_000;
         c.remote_tx_speed = 100_000_000;

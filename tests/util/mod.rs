@@ -263,3 +263,55 @@ pub fn exclusive() -> parking_lot::MutexGuard<'static, ()> {
     static LOCK: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
     LOCK.lock()
 }
+
+/// A server on `listen` (e.g. `[::1]:0`), or `None` when this host cannot bind it (no IPv6).
+pub fn try_server_on(listen: &str) -> Option<TestServer> {
+    let mut cfg = server_cfg();
+    cfg.listen = vec![listen.parse().unwrap()];
+    let s = Server::bind(cfg).ok()?;
+    let addr = s.local_addrs()[0];
+    Some(TestServer {
+        handle: Some(s.spawn().unwrap()),
+        addr,
+    })
+}
+
+/// The built binary.
+pub fn btest_bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_btest"))
+}
+
+/// Starts `btest server --listen 127.0.0.1:0 --udp-port-from <fresh range> EXTRA...` with
+/// piped stdout/stderr; returns the child and the address it logged.
+pub fn spawn_server_bin(extra: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let base = udp_base().to_string();
+    let mut child = btest_bin()
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--udp-port-from",
+            &base,
+        ])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.contains("listening on"), "{line}");
+    // keep draining stderr so the server never blocks on a full pipe
+    std::thread::spawn(move || for _ in err.lines() {});
+    let addr = line.rsplit(' ').next().unwrap().trim().to_string();
+    (child, addr)
+}
+
+/// Sends a signal with kill(1).
+pub fn signal(pid: u32, sig: &str) {
+    let _ = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status();
+}

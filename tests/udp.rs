@@ -39,19 +39,7 @@ fn ipv6_both() {
 
 #[test]
 fn speed_limit_50m_each_direction() {
-    watchdog(40, || {
-        let _x = exclusive();
-        let srv = start_server(server_cfg());
-        let mut c = client_cfg(srv.addr, Protocol::Udp, Direction::Both, 3.0);
-        c.local_tx_speed = 50_000_000;
-        c.remote_tx_speed = 50_000_000;
-        let (r, _) = check_flow(&srv, &c);
-        let d = r.summary.duration;
-        let tx = avg_bps(r.summary.status.totals.tx_bytes, d);
-        let rx = avg_bps(r.summary.status.totals.rx_bytes, d);
-        assert!((45e6..=55e6).contains(&tx), "tx {tx} bit/s");
-        assert!((45e6..=55e6).contains(&rx), "rx {rx} bit/s");
-    });
+    watchdog(40, || speed_limit_50m(Protocol::Udp));
 }
 
 #[test]

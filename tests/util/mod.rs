@@ -315,3 +315,24 @@ pub fn signal(pid: u32, sig: &str) {
         .args([sig, &pid.to_string()])
         .status();
 }
+
+/// 50 Mbit/s asked in each direction gives 45-55 Mbit/s over 3 s, on both sides' counts.
+pub fn speed_limit_50m(proto: Protocol) {
+    let _x = exclusive();
+    let srv = start_server(server_cfg());
+    let mut c = client_cfg(srv.addr, proto, Direction::Both, 3.0);
+    c.local_tx_speed = 50_000_000;
+    c.remote_tx_speed = 50_000_000;
+    let (r, rec) = check_flow(&srv, &c);
+    let d = r.summary.duration;
+    let tx = avg_bps(r.summary.status.totals.tx_bytes, d);
+    let rx = avg_bps(r.summary.status.totals.rx_bytes, d);
+    assert!((45e6..=55e6).contains(&tx), "{proto:?} tx {tx} bit/s");
+    assert!((45e6..=55e6).contains(&rx), "{proto:?} rx {rx} bit/s");
+    let s = rec.result.unwrap();
+    let server_tx = avg_bps(s.status.totals.tx_bytes, s.duration);
+    assert!(
+        (45e6..=55e6).contains(&server_tx),
+        "{proto:?} server tx {server_tx} bit/s"
+    );
+}

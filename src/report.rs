@@ -179,6 +179,7 @@ fn role_json(c: crate::engine::RoleCpu) -> String {
         .finish()
 }
 
+#[cfg(feature = "client")]
 fn senders_json(s: &Sample) -> String {
     let items: Vec<String> = s
         .senders

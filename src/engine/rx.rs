@@ -20,7 +20,7 @@ use crate::net;
 use crate::wire::{datagram, status, Status};
 
 /// Read buffer for TCP data: large reads keep syscall count low at 10G+.
-const TCP_READ: usize = 256 * 1024;
+const TCP_READ: usize = 64 * 1024;
 /// Largest UDP datagram.
 const UDP_READ: usize = 65536;
 

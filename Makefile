@@ -3,7 +3,20 @@ CARGO ?= cargo
 BIN := target/release/btest
 DEMO_PORT ?= 2700
 
+# `make install`: PREFIX and DESTDIR as usual; SYSTEMD=1 also installs the systemd unit and, when
+# absent, its environment file ENVFILE (options in BTEST_OPTS). INSTALL_BIN picks another binary,
+# e.g. INSTALL_BIN=target/dist/btest-aarch64-unknown-linux-musl (then nothing is built).
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+ENVFILE ?= /etc/default/btest
+SYSTEMD ?= 0
+INSTALL_BIN ?= $(BIN)
+INSTALL ?= install
+
 .PHONY: build release test lint fmt bench demo clean
+.PHONY: musl size cross-test rss check-docs install uninstall
 
 build:            ## debug build
 	$(CARGO) build
@@ -14,9 +27,11 @@ release:          ## optimised build (LTO, stripped)
 test:             ## every unit and integration test
 	$(CARGO) test --all-targets
 
-lint:             ## formatting and clippy, warnings are errors
+lint:             ## formatting and clippy (full and role-only builds), warnings are errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --lib --bins --no-default-features --features server -- -D warnings
+	$(CARGO) clippy --lib --bins --no-default-features --features client -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all
@@ -30,3 +45,41 @@ demo: release     ## a real test on loopback: server + TCP and UDP in both direc
 
 clean:
 	$(CARGO) clean
+
+musl:             ## static x86_64 and aarch64 builds in target/dist/ (+ role-only ones), checked
+	CARGO="$(CARGO)" bash scripts/build-musl.sh
+	bash scripts/check-static.sh
+
+size:             ## stripped size of each build there is (native release, target/dist/*)
+	bash scripts/size.sh
+
+cross-test:       ## the aarch64 static binary under qemu-user: TCP, UDP, MD5, EC-SRP5 on loopback
+	bash scripts/cross-test.sh
+
+rss: release      ## server RSS idle and with 1 and 20 TCP connections (the musl build if there is one)
+	bash scripts/rss.sh
+
+check-docs:       ## every long option in --help appears in docs/btest.1 and README.md
+	bash scripts/check-docs.sh
+
+install: $(if $(filter $(BIN),$(INSTALL_BIN)),release) ## binary + man page (+ systemd unit: SYSTEMD=1)
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
+	$(INSTALL) -m 0755 $(INSTALL_BIN) $(DESTDIR)$(BINDIR)/btest
+	$(INSTALL) -m 0644 docs/btest.1 $(DESTDIR)$(MANDIR)/man1/btest.1
+ifeq ($(SYSTEMD),1)
+	$(INSTALL) -d $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(dir $(ENVFILE))
+	sed -e 's|/usr/local/bin/btest|$(BINDIR)/btest|g' -e 's|/etc/default/btest|$(ENVFILE)|g' \
+	  scripts/systemd/btest.service >$(DESTDIR)$(SYSTEMDUNITDIR)/btest.service
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/btest.service
+	@if [ -e $(DESTDIR)$(ENVFILE) ]; then \
+	  echo "keeping the existing $(DESTDIR)$(ENVFILE)"; \
+	else \
+	  $(INSTALL) -m 0600 scripts/systemd/btest.env $(DESTDIR)$(ENVFILE); \
+	fi
+	@echo "systemd: edit $(ENVFILE), then: systemctl daemon-reload && systemctl enable --now btest"
+endif
+
+uninstall:        ## removes what install put there, except the environment file (your settings)
+	rm -f $(DESTDIR)$(BINDIR)/btest $(DESTDIR)$(MANDIR)/man1/btest.1
+	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/btest.service
+	@if [ -e $(DESTDIR)$(ENVFILE) ]; then echo "left $(DESTDIR)$(ENVFILE) in place"; fi

@@ -214,3 +214,40 @@ fn server_binary_serves_and_stops_on_sigterm() {
         assert_eq!(recs[1]["end_reason"], "peer_closed");
     });
 }
+
+/// Every long option `--help` prints is documented in the man page and the README.
+#[test]
+fn every_option_is_documented() {
+    let o = btest().arg("--help").output().unwrap();
+    let help = String::from_utf8(o.stdout).unwrap();
+    let mut opts: Vec<&str> = help
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '=' || c == '[')
+        .filter(|w| {
+            w.starts_with("--")
+                && w.len() > 2
+                && w[2..].chars().all(|c| c.is_ascii_lowercase() || c == '-')
+        })
+        .collect();
+    opts.sort();
+    opts.dedup();
+    assert!(opts.len() >= 25, "found only {opts:?}");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let man = std::fs::read_to_string(format!("{root}/docs/btest.1")).unwrap();
+    // roff escapes the dashes of options as \-
+    let man = man.replace("\\-", "-");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let missing: Vec<String> = opts
+        .iter()
+        .flat_map(|o| {
+            let mut m = vec![];
+            if !man.contains(o) {
+                m.push(format!("{o} (man page)"));
+            }
+            if !readme.contains(o) {
+                m.push(format!("{o} (README)"));
+            }
+            m
+        })
+        .collect();
+    assert!(missing.is_empty(), "undocumented options: {missing:?}");
+}

@@ -1,0 +1,81 @@
+# shellcheck shell=bash
+# Helpers shared by the packaging scripts (build-musl, check-static, size, cross-test, rss).
+# Sourced, never run. Callers set `set -euo pipefail` and SCRIPT (their name for messages).
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+# Every static build is copied here under its own name: btest-TRIPLE, btest-ROLE-TRIPLE.
+# shellcheck disable=SC2034 # used by the scripts that source this file
+DIST=$TARGET_DIR/dist
+read -r -a MUSL_TARGETS <<<"${MUSL_TARGETS:-x86_64-unknown-linux-musl aarch64-unknown-linux-musl}"
+MIB=1048576
+FULL_BUDGET=$MIB              # 1.0 MiB for the full binary
+ROLE_BUDGET=$((MIB * 7 / 10)) # 0.7 MiB (734,003 bytes) for a server-only or client-only build
+
+say() { printf '%s: %s\n' "${SCRIPT:-script}" "$*" >&2; }
+die() {
+  say "error: $*"
+  exit 1
+}
+
+# bytes -> "0.927 MiB"
+mib() { awk -v b="$1" 'BEGIN { printf "%.3f MiB", b / 1048576 }'; }
+
+# Adds a rustup target when it is missing.
+need_target() {
+  if ! rustup target list --installed | grep -x "$1" >/dev/null; then
+    say "installing rustup target $1"
+    rustup target add "$1"
+  fi
+}
+
+# need_cmd CMD DEBIAN_PACKAGE: installs the package with apt-get when CMD is missing.
+need_cmd() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+    say "$1 not found: installing the Debian package $2"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+    command -v "$1" >/dev/null 2>&1 || die "$2 installed but $1 is still missing"
+  else
+    die "$1 not found: install $2 (Debian/Ubuntu: apt-get install $2)"
+  fi
+}
+
+# True when Cargo.toml's [features] table defines both `server` and `client`.
+has_role_features() {
+  awk '
+    /^[[:space:]]*\[/ { in_features = ($0 ~ /^[[:space:]]*\[features\][[:space:]]*(#.*)?$/) }
+    in_features && /^[[:space:]]*server[[:space:]]*=/ { s = 1 }
+    in_features && /^[[:space:]]*client[[:space:]]*=/ { c = 1 }
+    END { exit !(s && c) }
+  ' "$ROOT/Cargo.toml"
+}
+
+# Budget in bytes for a file in $DIST, from its name.
+budget_for() {
+  case "$(basename "$1")" in
+    btest-server-* | btest-client-*) echo "$ROLE_BUDGET" ;;
+    *) echo "$FULL_BUDGET" ;;
+  esac
+}
+
+# Host triple's architecture, e.g. x86_64.
+host_arch() { uname -m; }
+
+# A TCP port that nothing listens on, starting the search at $1.
+free_port() {
+  local p=$1
+  while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$((p + 1)); done
+  echo "$p"
+}
+
+# Waits (at most 10 s) until 127.0.0.1:$1 accepts a TCP connection.
+wait_listening() {
+  local _
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}

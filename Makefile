@@ -24,8 +24,8 @@ build:            ## debug build
 release:          ## optimised build (LTO, stripped)
 	$(CARGO) build --release
 
-test:             ## every unit and integration test
-	$(CARGO) test --all-targets
+test:             ## every unit and integration test (benches run only under `make bench`)
+	$(CARGO) test --lib --bins --tests
 
 lint:             ## formatting and clippy (full and role-only builds), warnings are errors
 	$(CARGO) fmt --all -- --check

@@ -223,8 +223,10 @@ fn run_server(cfg: ServerConfig) -> Result<(), Error> {
     };
     let metrics_file = cfg.metrics_file.clone();
     let srv = server::Server::bind(cfg)?;
+    // Not a log line: the address (with the real port for port 0) is for the user and for
+    // scripts, whatever the log level.
     for a in srv.local_addrs() {
-        log::warn!("listening on {a}");
+        eprintln!("btest: listening on {a}");
     }
     let handle = std::sync::Arc::new(srv.spawn()?);
     let (metrics_stop, metrics_rx) = crossbeam_channel::bounded::<()>(0);

@@ -397,6 +397,14 @@ impl<W: Write> ClientReporter<W> {
                     .int("duplicates", st.totals.duplicates)
                     .raw("tcp", &tcp_json(st.tcp.as_ref()))
                     .raw("thread_cpu_max", &role_json(st.role_cpu_max))
+                    .raw(
+                        "remote_rx_saturated",
+                        if st.remote_rx_saturated > 0 {
+                            "true"
+                        } else {
+                            "false"
+                        },
+                    )
                     .opt_str("verdict", st.verdict.as_deref())
                     .finish();
                 writeln!(self.out, "{line}")
@@ -462,6 +470,14 @@ impl<W: Write> ClientReporter<W> {
                 )?;
                 if let Some(v) = &st.verdict {
                     writeln!(self.out, "  note: {v}")?;
+                }
+                if st.remote_rx_saturated > 0 {
+                    writeln!(
+                        self.out,
+                        "  note: the peer received more than 4 GiB in {} second(s); its 32-bit status \
+                         field saturated, so 'remote received' is a lower bound",
+                        st.remote_rx_saturated
+                    )?;
                 }
                 Ok(())
             }

@@ -141,9 +141,11 @@ fn json_mode_is_pure_ndjson() {
                 "tcp",
                 "thread_cpu_max",
                 "verdict",
+                "remote_rx_saturated",
             ] {
                 assert!(s.get(k).is_some(), "summary lacks {k}: {s}");
             }
+            assert_eq!(s["remote_rx_saturated"], false);
             let cpu = &s["thread_cpu_max"];
             assert!(
                 cpu["tx"].as_f64().unwrap() > 0.0 || cpu["rx"].as_f64().unwrap() > 0.0,

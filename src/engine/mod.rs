@@ -193,6 +193,9 @@ pub struct StatusTotals {
     pub totals: Snapshot,
     /// Sum of the byte counts in the peer's statuses.
     pub remote_rx_bytes: u64,
+    /// Statuses whose byte count was the 32-bit maximum: the peer received more than
+    /// 4 GiB in that second (above ~34 Gbit/s) and the protocol cannot say how much more.
+    pub remote_rx_saturated: u64,
     /// Statuses we sent.
     pub statuses_sent: u64,
     /// Statuses we received.

@@ -8,14 +8,19 @@
 
 use std::time::{Duration, Instant};
 
-/// How far behind the schedule a sender may fall before the debt is forgiven. 20 ms rides
-/// out a descheduled thread on a loaded host (2 ms lost 16 % of a 50 Mbit/s UDP stream with
-/// the machine's load at 6 on 2 cores) while bounding the catch-up burst: at 1 Gbit/s it is
-/// 2.5 MB, about what a 10G NIC ring or a router's queue absorbs.
-pub const MAX_BACKLOG: Duration = Duration::from_millis(20);
+/// How far behind the schedule a sender may fall before the debt is forgiven. A sender that
+/// is descheduled on a loaded host must catch up or the achieved rate falls short of the asked
+/// one: 2 ms of forgiveness lost 16 % of a 50 Mbit/s stream with the load at 6 on 2 cores, and
+/// 20 ms still lost up to 18 % at 1 Gbit/s under two busy loops (docs/bench.md), where iperf3,
+/// which never forgives, held its rate. 200 ms covers every stall seen there while keeping the
+/// catch-up burst bounded (25 MB at 1 Gbit/s; beyond the socket buffer the kernel makes the
+/// sender wait, so the wire sees at most line rate).
+pub const MAX_BACKLOG: Duration = Duration::from_millis(200);
 /// The final stretch before a deadline is spun rather than slept: nanosleep with 1 ns timer
-/// slack still overshoots by 5-60 µs on a loaded or virtualised host.
-pub const SPIN: Duration = Duration::from_micros(60);
+/// slack still overshoots by 30-40 µs (median) on this project's VM. 50 µs keeps per-datagram
+/// timing within a few µs at the cost of ~15 µs of spinning per wake-up (1-2 % of a core at
+/// 10 Mbit/s); below `MIN_WAKE` spacing there is no spin at all.
+pub const SPIN: Duration = Duration::from_micros(50);
 
 /// Wake-ups are at least this far apart. Below this interval per unit, units go in small
 /// bursts (the schedule's average stays exact); waking per datagram at 1 Gbit/s would cost a

@@ -153,6 +153,9 @@ pub fn run(mut ctx: StatusCtx<'_>) -> Result<StatusTotals> {
                     t.statuses_received += 1;
                     remote_rx_acc += u64::from(st.bytes_received);
                     t.remote_rx_bytes += u64::from(st.bytes_received);
+                    if st.bytes_received == u32::MAX {
+                        t.remote_rx_saturated += 1;
+                    }
                     if let Some(c) = st.cpu {
                         remote_cpu = Some(c);
                         remote_cpu_sum += u64::from(c);

@@ -203,20 +203,27 @@ fn run_udp(
             last_send = now;
         }
         datagram::write_seq(buf, seqs[k]);
-        let r = if targets.is_empty() {
-            sock.send(buf)
-        } else {
-            sock.send_to(buf, targets[k])
-        };
-        match r {
-            Ok(_) => {
-                ctx.counters.sent(wire);
-                seqs[k] = seqs[k].wrapping_add(1);
-                k = (k + 1) % seqs.len();
+        // The pacer already counted this datagram in its schedule: a send that fails for a
+        // passing reason (full socket buffer, ENOBUFS, a stale ICMP error) is retried, so the
+        // time is not lost and the achieved rate stays the asked rate.
+        loop {
+            let r = if targets.is_empty() {
+                sock.send(buf)
+            } else {
+                sock.send_to(buf, targets[k])
+            };
+            match r {
+                Ok(_) => {
+                    ctx.counters.sent(wire);
+                    seqs[k] = seqs[k].wrapping_add(1);
+                    k = (k + 1) % seqs.len();
+                    break;
+                }
+                Err(_) if ctx.stop.is_triggered() => break,
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => std::thread::yield_now(),
+                Err(e) if net::is_transient_udp(&e) => {}
+                Err(e) => return Err(Error::io(Phase::Data, targets.first().copied(), e)),
             }
-            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => std::thread::yield_now(),
-            Err(e) if net::is_transient_udp(&e) => {}
-            Err(e) => return Err(Error::io(Phase::Data, targets.first().copied(), e)),
         }
     }
     Ok(())

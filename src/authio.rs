@@ -394,4 +394,27 @@ mod tests {
         let e = parse_users(":pw\n", "f").unwrap_err().to_string();
         assert!(e.contains("f:1") && e.contains("empty user"), "{e}");
     }
+
+    #[test]
+    fn users_file_must_not_be_world_readable() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::env::temp_dir().join(format!("btest-users-{}", std::process::id()));
+        std::fs::write(&path, "alice:pw\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let cfg = ServerConfig {
+            auth: AuthMethod::Md5,
+            users_file: Some(path.clone()),
+            ..ServerConfig::default()
+        };
+        let e = ServerAccounts::new(&cfg)
+            .err()
+            .expect("a world-readable file is refused");
+        assert!(e.to_string().contains("chmod 600"), "{e}");
+        assert_eq!(e.exit_code(), 2);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let a = ServerAccounts::new(&cfg).expect("mode 600 is accepted");
+        assert_eq!(a.method(), AuthMethod::Md5);
+        assert!(a.users.contains_key(b"alice".as_slice()));
+        let _ = std::fs::remove_file(&path);
+    }
 }

@@ -591,24 +591,17 @@ pub fn client_csv_row(
 ) -> Vec<String> {
     let st = &r.summary.status;
     let d = r.summary.duration;
-    vec![
+    [
         crate::export::csv::rfc3339_utc(started),
         server.to_string(),
         protocol.as_str().into(),
         direction.client_word().into(),
         r.connections.to_string(),
-        format!("{:.3}", d.as_secs_f64()),
-        st.totals.tx_bytes.to_string(),
-        st.totals.rx_bytes.to_string(),
-        format!("{:.0}", bps(st.totals.tx_bytes, d)),
-        format!("{:.0}", bps(st.totals.rx_bytes, d)),
-        lost(st.totals.lost).to_string(),
-        opt_num(st.local_cpu_avg),
-        opt_num(st.remote_cpu_avg),
-        st.remote_rx_bytes.to_string(),
-        r.auth.as_str().into(),
-        r.summary.end_reason.as_str().into(),
     ]
+    .into_iter()
+    .chain(totals_cells(st, d))
+    .chain([r.auth.as_str().into(), r.summary.end_reason.as_str().into()])
+    .collect()
 }
 
 #[cfg(feature = "server")]
@@ -617,7 +610,7 @@ pub fn server_csv_row(r: &SessionRecord) -> Vec<String> {
     let summary = r.result.as_ref().ok();
     let d = summary.map(|s| s.duration).unwrap_or_default();
     let st = summary.map(|s| s.status.clone()).unwrap_or_default();
-    vec![
+    [
         crate::export::csv::rfc3339_utc(r.started),
         r.peer.to_string(),
         r.user.clone().unwrap_or_default(),
@@ -626,6 +619,22 @@ pub fn server_csv_row(r: &SessionRecord) -> Vec<String> {
         r.command.direction.client_word().into(),
         r.connections.to_string(),
         r.udp_port.map(|p| p.to_string()).unwrap_or_default(),
+    ]
+    .into_iter()
+    .chain(totals_cells(&st, d))
+    .chain([
+        summary
+            .map(|s| s.end_reason.as_str())
+            .unwrap_or("error")
+            .into(),
+        r.result.as_ref().err().cloned().unwrap_or_default(),
+    ])
+    .collect()
+}
+
+/// The CSV cells both roles share: duration, bytes, rates, loss, CPU, what the peer received.
+fn totals_cells(st: &crate::engine::StatusTotals, d: Duration) -> [String; 9] {
+    [
         format!("{:.3}", d.as_secs_f64()),
         st.totals.tx_bytes.to_string(),
         st.totals.rx_bytes.to_string(),
@@ -635,11 +644,6 @@ pub fn server_csv_row(r: &SessionRecord) -> Vec<String> {
         opt_num(st.local_cpu_avg),
         opt_num(st.remote_cpu_avg),
         st.remote_rx_bytes.to_string(),
-        summary
-            .map(|s| s.end_reason.as_str())
-            .unwrap_or("error")
-            .into(),
-        r.result.as_ref().err().cloned().unwrap_or_default(),
     ]
 }
 

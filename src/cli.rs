@@ -766,6 +766,61 @@ mod tests {
         assert_eq!(e.family, Family::V4);
     }
 
+    /// Every option with a value parses the same as `--opt value` and `--opt=value`.
+    #[test]
+    fn equals_form_for_every_option() {
+        let client_opts = [
+            ("--protocol", "udp"),
+            ("--direction", "both"),
+            ("--duration", "3s"),
+            ("--connection-count", "7"),
+            ("--local-tx-speed", "5M"),
+            ("--remote-tx-speed", "6M"),
+            ("--local-udp-tx-size", "999"),
+            ("--remote-udp-tx-size", "1001"),
+            ("--random-data", "yes"),
+            ("--interval", "250ms"),
+            ("--bind", "127.0.0.2"),
+            ("--tos", "32"),
+            ("--connect-timeout", "3s"),
+            ("--user", "u"),
+            ("--password", "p"),
+            ("--csv", "/tmp/x.csv"),
+            ("--syslog", "127.0.0.1:514"),
+        ];
+        for (opt, v) in client_opts {
+            let a = parse_from(["client", "h", opt, v], None).unwrap();
+            let b = parse_from(
+                ["client".to_string(), "h".into(), format!("{opt}={v}")],
+                None,
+            )
+            .unwrap();
+            assert_eq!(a, b, "{opt}");
+            assert_ne!(
+                a.mode,
+                parse_from(["client", "h"], None).unwrap().mode,
+                "{opt} changed nothing"
+            );
+        }
+        let server_opts = [
+            ("--listen", "127.0.0.1:7"),
+            ("--udp-port-from", "3000"),
+            ("--control-timeout", "4s"),
+            ("--max-duration", "1m"),
+            ("--max-sessions", "3"),
+            ("--auth", "none"),
+            ("--users", "/tmp/u"),
+            ("--csv", "/tmp/s.csv"),
+            ("--syslog", "[::1]:514"),
+            ("--metrics-file", "/tmp/m.prom"),
+        ];
+        for (opt, v) in server_opts {
+            let a = parse_from(["server", opt, v], None).unwrap();
+            let b = parse_from(["server".to_string(), format!("{opt}={v}")], None).unwrap();
+            assert_eq!(a, b, "{opt}");
+        }
+    }
+
     #[test]
     fn last_one_wins() {
         let c = client(&["--protocol", "udp", "--protocol", "tcp"]);

@@ -5,12 +5,14 @@ set -euo pipefail
 BIN=${1:-target/release/btest}
 PORT=${2:-2700}
 UDP_FROM=$((PORT + 1))
-"$BIN" server --listen "127.0.0.1:$PORT" --udp-port-from "$UDP_FROM" &
+LOG=$(mktemp)
+"$BIN" server --listen "127.0.0.1:$PORT" --udp-port-from "$UDP_FROM" 2>"$LOG" &
 SRV=$!
-trap 'kill $SRV 2>/dev/null; wait $SRV 2>/dev/null || true' EXIT
-# wait until the listener answers (at most 5 s)
+trap 'kill $SRV 2>/dev/null; wait $SRV 2>/dev/null || true; cat "$LOG" >&2; rm -f "$LOG"' EXIT
+# the server says where it listens once the socket is bound (at most 5 s)
 for _ in $(seq 50); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+  grep -q "listening on" "$LOG" && break
+  kill -0 $SRV 2>/dev/null || { echo "demo: the server did not start" >&2; exit 1; }
   sleep 0.1
 done
 echo "== TCP, both directions, 3 s =="

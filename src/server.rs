@@ -347,6 +347,20 @@ fn reject(shared: &Shared, peer: SocketAddr, reason: RejectReason, why: &str) {
     log::warn!("{peer}: rejected: {why}");
 }
 
+/// A connection closed before it sent a single command byte: a port probe or a health check,
+/// not a broken client. Counted like any rejection, logged at info level so monitoring does
+/// not fill the log.
+fn closed_silently(e: &Error) -> bool {
+    match e {
+        Error::PeerClosed { .. } => true,
+        Error::Io { source, .. } => matches!(
+            source.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+        ),
+        _ => false,
+    }
+}
+
 /// Classifies a handshake failure for the metrics.
 fn reason_of(e: &Error) -> RejectReason {
     match e {
@@ -378,6 +392,12 @@ fn handle_connection(shared: &Arc<Shared>, mut s: TcpStream, peer: SocketAddr) {
                 format!("bad command {}: {e}", hex(&b)),
             )
         }),
+        Err(e) if closed_silently(&e) => {
+            shared.rejected.fetch_add(1, SeqCst);
+            shared.metrics.reject(RejectReason::Other);
+            log::info!("{peer}: closed before sending a command");
+            return;
+        }
         Err(e) => Err((reason_of(&e), e.to_string())),
     };
     let cmd = match req {

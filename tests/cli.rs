@@ -1,18 +1,13 @@
 //! The built binary: help, usage errors with the input echoed, exit codes 0/1/2, --json
 //! output that is pure NDJSON, and the server's SIGTERM handling.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::util::*;
 
-fn btest() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_btest"))
-}
-
 #[test]
 fn help_and_version() {
-    let o = btest().arg("--help").output().unwrap();
+    let o = btest_bin().arg("--help").output().unwrap();
     assert!(o.status.success());
     let out = String::from_utf8(o.stdout).unwrap();
     for opt in [
@@ -26,7 +21,7 @@ fn help_and_version() {
     ] {
         assert!(out.contains(opt), "--help lacks {opt}");
     }
-    let o = btest().arg("-V").output().unwrap();
+    let o = btest_bin().arg("-V").output().unwrap();
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("btest "));
 }
@@ -41,7 +36,7 @@ fn usage_errors_exit_2_and_echo_input() {
         (&["client"], "HOST"),
         (&["dance"], "dance"),
     ] {
-        let o = btest().args(args).output().unwrap();
+        let o = btest_bin().args(args).output().unwrap();
         assert_eq!(o.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains(needle), "{args:?}: {err}");
@@ -56,7 +51,7 @@ fn unreachable_server_exits_1() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         drop(l);
-        let o = btest()
+        let o = btest_bin()
             .args(["client", &format!("127.0.0.1:{port}"), "--duration", "1s"])
             .output()
             .unwrap();
@@ -71,7 +66,7 @@ fn json_mode_is_pure_ndjson() {
     watchdog(40, || {
         let srv = start_server(server_cfg());
         for proto in ["tcp", "udp"] {
-            let o = btest()
+            let o = btest_bin()
                 .args([
                     "client",
                     &srv.addr.to_string(),
@@ -91,12 +86,7 @@ fn json_mode_is_pure_ndjson() {
                 ])
                 .output()
                 .unwrap();
-            assert_eq!(
-                o.status.code(),
-                Some(0),
-                "{}",
-                String::from_utf8_lossy(&o.stderr)
-            );
+            assert_exit(&o, 0);
             let out = String::from_utf8(o.stdout).unwrap();
             let recs: Vec<serde_json::Value> = out
                 .lines()
@@ -178,7 +168,7 @@ fn json_mode_is_pure_ndjson() {
 fn server_binary_serves_and_stops_on_sigterm() {
     watchdog(40, || {
         let (mut child, addr) = spawn_server_bin(&["--json"]);
-        let o = btest()
+        let o = btest_bin()
             .args([
                 "client",
                 &addr,
@@ -191,12 +181,7 @@ fn server_binary_serves_and_stops_on_sigterm() {
             ])
             .output()
             .unwrap();
-        assert_eq!(
-            o.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        assert_exit(&o, 0);
         std::thread::sleep(Duration::from_millis(300));
         let t0 = Instant::now();
         signal(child.id(), "-TERM");
@@ -220,7 +205,7 @@ fn server_binary_serves_and_stops_on_sigterm() {
 /// Every long option `--help` prints is documented in the man page and the README.
 #[test]
 fn every_option_is_documented() {
-    let o = btest().arg("--help").output().unwrap();
+    let o = btest_bin().arg("--help").output().unwrap();
     let help = String::from_utf8(o.stdout).unwrap();
     let mut opts: Vec<&str> = help
         .split(|c: char| c.is_whitespace() || c == ',' || c == '=' || c == '[')

@@ -2,16 +2,11 @@
 //! through the built binary.
 
 use std::net::UdpSocket;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use btest::auth::AuthMethod;
 
 use crate::util::*;
-
-fn btest() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_btest"))
-}
 
 fn tmp(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("btest-test-{}-{name}", std::process::id()));
@@ -25,7 +20,7 @@ fn client_csv_header_once_and_quoted_fields() {
         let srv = start_server(server_cfg());
         let path = tmp("client.csv");
         for proto in ["tcp", "udp", "tcp"] {
-            let o = btest()
+            let o = btest_bin()
                 .args([
                     "client",
                     &srv.addr.to_string(),
@@ -38,12 +33,7 @@ fn client_csv_header_once_and_quoted_fields() {
                 .arg(&path)
                 .output()
                 .unwrap();
-            assert_eq!(
-                o.status.code(),
-                Some(0),
-                "{}",
-                String::from_utf8_lossy(&o.stderr)
-            );
+            assert_exit(&o, 0);
             let _ = srv.next_session(Duration::from_secs(3));
         }
         let text = std::fs::read_to_string(&path).unwrap();
@@ -75,7 +65,7 @@ fn server_csv_records_sessions_and_failures() {
             &p,
         ]);
         for pw in ["p", "wrong"] {
-            let _ = btest()
+            let _ = btest_bin()
                 .args([
                     "client",
                     &addr,
@@ -164,7 +154,7 @@ fn syslog_from_server_and_client() {
             "--syslog",
             &target,
         ]);
-        let ok = btest()
+        let ok = btest_bin()
             .args([
                 "client",
                 &addr,
@@ -180,7 +170,7 @@ fn syslog_from_server_and_client() {
             .output()
             .unwrap();
         assert_eq!(ok.status.code(), Some(0));
-        let bad = btest()
+        let bad = btest_bin()
             .args([
                 "client",
                 &addr,
@@ -228,7 +218,7 @@ fn absent_syslog_collector_does_not_slow_or_fail() {
             .local_addr()
             .unwrap();
         let t0 = Instant::now();
-        let o = btest()
+        let o = btest_bin()
             .args([
                 "client",
                 &srv.addr.to_string(),
@@ -240,12 +230,7 @@ fn absent_syslog_collector_does_not_slow_or_fail() {
             .args(["--syslog", &dead.to_string()])
             .output()
             .unwrap();
-        assert_eq!(
-            o.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        assert_exit(&o, 0);
         assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
     });
 }
@@ -302,7 +287,7 @@ fn metrics_file_parses_grows_and_is_never_half_written() {
             reads
         });
         for proto in ["tcp", "udp"] {
-            let o = btest()
+            let o = btest_bin()
                 .args([
                     "client",
                     &addr,

@@ -149,12 +149,7 @@ fn netem_loss_5_percent_is_reported_as_wire_loss() {
             .unwrap();
         let _ = server.kill();
         let _ = server.wait();
-        assert_eq!(
-            o.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        assert_exit(&o, 0);
         let out = String::from_utf8(o.stdout).unwrap();
         let s: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
         let rx = s["rx_bytes"].as_u64().unwrap() / 1500;

@@ -129,12 +129,7 @@ fn sigint_ends_a_client_test_with_its_summary() {
                 "{proto}: {:?}",
                 t0.elapsed()
             );
-            assert_eq!(
-                o.status.code(),
-                Some(0),
-                "{}",
-                String::from_utf8_lossy(&o.stderr)
-            );
+            assert_exit(&o, 0);
             let out = String::from_utf8(o.stdout).unwrap();
             let last: serde_json::Value =
                 serde_json::from_str(out.lines().last().unwrap()).unwrap();

@@ -336,3 +336,13 @@ pub fn speed_limit_50m(proto: Protocol) {
         "{proto:?} server tx {server_tx} bit/s"
     );
 }
+
+/// Asserts a finished btest process exited with `code`, showing its stderr if not.
+pub fn assert_exit(o: &std::process::Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -196,6 +196,9 @@ pub struct StatusTotals {
     /// Statuses whose byte count was the 32-bit maximum: the peer received more than
     /// 4 GiB in that second (above ~34 Gbit/s) and the protocol cannot say how much more.
     pub remote_rx_saturated: u64,
+    /// Most bytes we sent between two of our statuses (about one second). Above `u32::MAX`
+    /// the peer's per-second field cannot carry what it received: its figure is a lower bound.
+    pub tx_peak_status_bytes: u64,
     /// Statuses we sent.
     pub statuses_sent: u64,
     /// Statuses we received.
@@ -317,7 +320,10 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
     let rates: Vec<AtomicU64> = (0..n_tx).map(|_| AtomicU64::new(per_thread)).collect();
     let gaps: Vec<counters::GapHistogram> = (0..n_tx).map(|_| Default::default()).collect();
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
-    let (status_tx, status_rx) = crossbeam_channel::bounded(16);
+    let (status_tx, status_rx) = crossbeam_channel::bounded::<status::PeerMsg>(16);
+    // Every TX thread holds a sender; when the last one returns, the status thread's receiver
+    // disconnects: that is how a drain knows no more data will be sent.
+    let (tx_alive, tx_gone) = crossbeam_channel::bounded::<()>(0);
     let payload_len = if tcp {
         plan.tx_size.max(1)
     } else {
@@ -347,10 +353,14 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
         crate::net::set_timeouts(&plan.control, Some(crate::net::POLL_TIMEOUT)).map_err(io_err)?;
     }
     let (conn0_status_tx, conn0_status_rx) = crossbeam_channel::bounded::<[u8; 12]>(4);
-    let sink = if tcp && plan.transmit {
-        status::StatusSink::ViaTx(conn0_status_tx)
+    let sink = status::StatusSink {
+        stream: &plan.control,
+        via_tx: (tcp && plan.transmit).then_some(conn0_status_tx),
+    };
+    let fin: Vec<&TcpStream> = if tcp {
+        tcp_links.iter().collect()
     } else {
-        status::StatusSink::Direct(plan.control.try_clone().map_err(io_err)?)
+        vec![&plan.control]
     };
     let mut tx_sockets: Vec<tx::TxSocket> = Vec::new();
     if plan.transmit {
@@ -407,11 +417,16 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
                 epoch,
             };
             let name = format!("btest-tx-{i}");
+            let alive = tx_alive.clone();
             handles.push(spawn_or_stop(
                 name.clone(),
-                spawn(scope, name, gauge, stop, move || tx::run(ctx)),
+                spawn(scope, name, gauge, stop, move || {
+                    let _alive = alive;
+                    tx::run(ctx)
+                }),
             )?);
         }
+        drop(tx_alive);
         if tcp {
             for (i, s) in tcp_links.iter().enumerate() {
                 if i > 0 && !plan.receive {
@@ -458,10 +473,7 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
         // Probes cost a /proc read or a getsockopt per interval: only when someone reports.
         let probes = if plan.samples.is_some() {
             Some(status::Probes {
-                tcp: tcp_links
-                    .iter()
-                    .filter_map(|s| s.try_clone().ok())
-                    .collect(),
+                tcp: &tcp_links,
                 udp_drops: if plan.receive {
                     plan.udp
                         .iter()
@@ -481,7 +493,9 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
             parent: plan.parent.as_ref(),
             counters: &counters,
             remote: status_rx.clone(),
+            tx_gone,
             sink,
+            fin: &fin,
             rates: &rates,
             gaps: &gaps,
             adaptive,
@@ -536,13 +550,9 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
         }
         Ok(totals)
     })?;
-    // Roles' final increments land after the status thread's last take: fold them in.
-    let mut status = status_result.unwrap_or_default();
-    let last = counters::take_all(&counters);
-    if let Some(f) = &plan.on_bytes {
-        f(last.tx_bytes, last.rx_bytes);
-    }
-    status.totals += last;
+    // What roles count after the status thread's final take (the last microseconds of a
+    // teardown) is outside the data phase: left out, so the summary is the sum of the intervals.
+    let status = status_result.unwrap_or_default();
     let end_reason = stop.reason().unwrap_or(StopReason::Completed);
     if let Some(e) = first_error.into_inner() {
         // A role error is the session's result unless the session had already ended for a

@@ -1,11 +1,14 @@
 //! RX roles: one thread per TCP connection or UDP socket that reads test data, plus the
 //! control reader of UDP tests.
 //!
-//! TCP: count every byte; on connection 0 also pick the peer's statuses out of the stream.
-//! UDP: count `payload + overhead` per datagram, track sequence gaps. Control (UDP mode): read
-//! 12-byte statuses. EOF on connection 0 ends the session with `PeerClosed`. Nothing on the
-//! per-read path allocates, locks or logs; found statuses go to the status thread on a bounded
-//! channel (at most a few per second).
+//! TCP: count every data byte; on connection 0 also pick the peer's statuses out of the stream
+//! (their 12 bytes are not data and are not counted: issue 8, a transmit-only test used to
+//! report 24-36 received bytes). UDP: count `payload + overhead` per datagram, track sequence
+//! gaps. Control (UDP mode): read 12-byte statuses. An orderly EOF on connection 0 is handed to
+//! the status thread as [`PeerMsg::Closed`] (it ends the session in order, with final
+//! statuses); a reset ends it at once with `PeerReset`. Nothing on the per-read path allocates,
+//! locks or logs; found statuses go to the status thread on a bounded channel (at most a few
+//! per second).
 
 use std::io::{self, Read};
 use std::net::{IpAddr, TcpStream, UdpSocket};
@@ -14,6 +17,7 @@ use crossbeam_channel::Sender;
 
 use super::counters::{Counters, LossTracker};
 use super::scan::StatusScanner;
+use super::status::PeerMsg;
 use super::stop::{Stop, StopReason};
 use crate::error::{Error, Phase, Result};
 use crate::net;
@@ -25,12 +29,12 @@ const TCP_READ: usize = 64 * 1024;
 const UDP_READ: usize = 65536;
 
 /// Reads a TCP data connection. `control` is set on connection 0: statuses found in the
-/// stream are forwarded and EOF ends the session.
+/// stream are forwarded (and not counted as data) and EOF is reported to the status thread.
 pub fn run_tcp(
     stop: &Stop,
     counters: &Counters,
     mut s: &TcpStream,
-    control: Option<(StatusScanner, &Sender<Status>)>,
+    control: Option<(StatusScanner, &Sender<PeerMsg>)>,
 ) -> Result<()> {
     let mut buf = vec![0u8; TCP_READ];
     let peer = s.peer_addr().ok();
@@ -38,20 +42,30 @@ pub fn run_tcp(
         Some((sc, tx)) => (Some(sc), Some(tx)),
         None => (None, None),
     };
+    // Status bytes found but not yet taken off the data count (a status can straddle reads,
+    // so the 12 bytes may be more than this read holds).
+    let mut status_debt = 0u64;
     while !stop.is_triggered() {
         match s.read(&mut buf) {
             Ok(0) => {
-                if scanner.is_some() {
-                    stop.trigger(StopReason::PeerClosed);
+                if let Some(tx) = tx {
+                    peer_closed(stop, tx);
                 }
                 return Ok(());
             }
             Ok(n) => {
-                counters.received(n as u64);
+                let mut n = n as u64;
                 if let (Some(sc), Some(tx)) = (scanner.as_mut(), tx) {
-                    sc.feed(&buf[..n], |st| {
-                        let _ = tx.try_send(st);
+                    sc.feed(&buf[..n as usize], |st| {
+                        status_debt += status::LEN as u64;
+                        let _ = tx.try_send(PeerMsg::Status(st));
                     });
+                    let paid = status_debt.min(n);
+                    status_debt -= paid;
+                    n -= paid;
+                }
+                if n > 0 {
+                    counters.received(n);
                 }
             }
             Err(e) if net::is_timeout(&e) => {}
@@ -59,6 +73,14 @@ pub fn run_tcp(
         }
     }
     Ok(())
+}
+
+/// The peer closed connection 0 in order: the status thread ends the session (final interval,
+/// final statuses). If it cannot be told, end the session here.
+fn peer_closed(stop: &Stop, tx: &Sender<PeerMsg>) {
+    if tx.try_send(PeerMsg::Closed).is_err() {
+        stop.trigger(StopReason::PeerClosed);
+    }
 }
 
 fn peer_gone(
@@ -69,8 +91,9 @@ fn peer_gone(
 ) -> Result<()> {
     use io::ErrorKind::*;
     if stop.is_triggered() || matches!(e.kind(), ConnectionReset | ConnectionAborted | BrokenPipe) {
-        if control {
-            stop.trigger(StopReason::PeerClosed);
+        // Once the session drains, a reset is the peer closing with our data unread: noise.
+        if control && !stop.data_over() {
+            stop.trigger(StopReason::PeerReset);
         }
         return Ok(());
     }
@@ -138,14 +161,14 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 /// Reads the 12-byte statuses of a UDP test from connection 0.
-pub fn run_control(stop: &Stop, mut s: &TcpStream, tx: &Sender<Status>) -> Result<()> {
+pub fn run_control(stop: &Stop, mut s: &TcpStream, tx: &Sender<PeerMsg>) -> Result<()> {
     let peer = s.peer_addr().ok();
     let mut b = [0u8; status::LEN];
     let mut have = 0;
     while !stop.is_triggered() {
         match s.read(&mut b[have..]) {
             Ok(0) => {
-                stop.trigger(StopReason::PeerClosed);
+                peer_closed(stop, tx);
                 return Ok(());
             }
             Ok(n) => {
@@ -157,7 +180,7 @@ pub fn run_control(stop: &Stop, mut s: &TcpStream, tx: &Sender<Status>) -> Resul
                         addr: peer,
                         detail: format!("bad status message on the control connection: {e}"),
                     })?;
-                    let _ = tx.try_send(st);
+                    let _ = tx.try_send(PeerMsg::Status(st));
                 }
             }
             Err(e) if net::is_timeout(&e) => {}

@@ -3,26 +3,41 @@
 //! Each tick it takes the counters' deltas, emits a [`Sample`] per report interval, sends our
 //! 12-byte status once a second (bytes *received* in that second, machine CPU), takes in the
 //! peer's statuses (remote CPU, what the peer received, UDP rate feedback), and ends the session
-//! on duration, `--max-duration`, control silence, a signal or server shutdown.
+//! on duration, the peer's close, `--max-duration`, control silence, a signal or server
+//! shutdown.
+//!
+//! An orderly end (our duration ran out, or the peer closed connection 0 in order) goes through
+//! a drain, so the last, usually partial, interval is measured and reported on both sides
+//! (issue 8: a 3 s test used to print 2 intervals and send 2 statuses):
+//!
+//! ```text
+//! duration over / peer EOF
+//!   -> begin_drain: TX roles finish the unit in hand and return
+//!   -> final take of the counters (the data phase ends here: summary = sum of intervals)
+//!   -> final status (written directly: no TX thread owns connection 0 any more)
+//!   -> client only: FIN on every TCP connection, then wait (at most one status period) for
+//!      the peer's final status and close, so remote_rx_bytes covers the whole test
+//!   -> final interval sample, then the stop
+//! ```
 //!
 //! Must not: touch data sockets other than writing statuses to connection 0 when no TX thread
-//! owns its write side.
+//! owns its write side, and the end-of-test FIN.
 
 use std::io::Write;
-use std::net::TcpStream;
+use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{select, Receiver, Sender};
+use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender};
 
-use super::counters::{gap_quantile, take_all, Counters, GapHistogram, Snapshot};
+use super::counters::{gap_quantile, Counters, GapHistogram, Snapshot};
 use super::cpu::CpuMeter;
 use super::stop::{Stop, StopReason};
 use super::{Sample, SenderAudit, StatusTotals};
 use crate::error::{Error, Phase, Result};
 use crate::wire::{status, Status};
 
-/// Statuses go out once a second: RouterOS' cadence (reference 9.4, 10).
+/// Statuses go out once a second: RouterOS' cadence (docs/protocol.md, "Status messages").
 pub const STATUS_PERIOD: Duration = Duration::from_secs(1);
 /// The housekeeping tick never exceeds this, so stops and deadlines are noticed promptly.
 const MAX_TICK: Duration = Duration::from_millis(100);
@@ -31,18 +46,45 @@ const MAX_TICK: Duration = Duration::from_millis(100);
 pub const UDP_FEEDBACK_NUM: u64 = 3;
 /// Denominator of the feedback factor (3/2 = 1.5x).
 pub const UDP_FEEDBACK_DEN: u64 = 2;
+/// How long a drain waits for the TX roles to finish the unit in hand. A TCP chunk normally
+/// completes in microseconds; a peer that stopped reading can hold it for ever.
+const TX_DRAIN_LIMIT: Duration = Duration::from_secs(1);
+/// After our FIN, how long past one status period we wait for the peer's final status: a
+/// status is due within one period, plus scheduling slack on a loaded peer.
+const FINAL_STATUS_SLACK: Duration = Duration::from_millis(250);
+/// After our FIN, once a peer status has come in, how much longer we wait for the peer's close.
+const AFTER_PEER_STATUS: Duration = Duration::from_millis(200);
+/// How long a started 12-byte status write may take to complete before the stream is given up
+/// as unusable (a half-written status would put the peer's framing out of step).
+const STATUS_WRITE_LIMIT: Duration = Duration::from_secs(2);
+
+/// What the RX side of connection 0 tells the status thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerMsg {
+    /// A status from the peer.
+    Status(Status),
+    /// The peer closed connection 0 in order (EOF).
+    Closed,
+}
+
+/// The rate each of `n_tx` senders should aim at when the peer reported receiving `bytes` in
+/// its last second (unlimited UDP): 1.5x what got through, shared equally, never 0.
+pub fn udp_feedback(bytes: u32, n_tx: u64) -> u64 {
+    let bps = u64::from(bytes) * 8 * UDP_FEEDBACK_NUM / UDP_FEEDBACK_DEN;
+    (bps / n_tx.max(1)).max(1)
+}
 
 /// Per-interval measurements that need a syscall or a /proc read (client reports only).
-pub struct Probes {
-    /// Clones of the TCP data connections, for TCP_INFO.
-    pub tcp: Vec<TcpStream>,
+pub struct Probes<'a> {
+    /// The TCP data connections, for TCP_INFO.
+    pub tcp: &'a [TcpStream],
     /// One per receiving UDP socket; `None` where the socket was not found in /proc/net/udp.
     pub udp_drops: Vec<Option<super::udpdrops::UdpDrops>>,
     /// Per-thread CPU.
     pub threads: super::threadcpu::ThreadCpu,
 }
 
-impl Probes {
+impl Probes<'_> {
     fn host_drops(&mut self) -> Option<u64> {
         if self.udp_drops.is_empty() || self.udp_drops.iter().any(Option::is_none) {
             return None;
@@ -68,27 +110,33 @@ impl Probes {
 }
 
 /// Where our statuses go.
-pub enum StatusSink {
-    /// Written directly: this thread is the only writer of connection 0.
-    Direct(TcpStream),
-    /// Handed to connection 0's TX thread, which inserts them between chunks.
-    ViaTx(Sender<[u8; status::LEN]>),
+pub struct StatusSink<'a> {
+    /// Connection 0, written directly when no TX thread owns its write side.
+    pub stream: &'a TcpStream,
+    /// Set when connection 0's TX thread is its writer: statuses are handed to it and it
+    /// inserts them between chunks.
+    pub via_tx: Option<Sender<[u8; status::LEN]>>,
 }
 
 /// Everything the status thread needs.
 pub struct StatusCtx<'a> {
     /// Measurements for reports (client only).
-    pub probes: Option<Probes>,
+    pub probes: Option<Probes<'a>>,
     /// Session stop.
     pub stop: &'a Stop,
     /// Server-wide stop, if any.
     pub parent: Option<&'a Stop>,
     /// Every TX/RX thread's counters.
     pub counters: &'a [Counters],
-    /// The peer's statuses, from the RX side of connection 0.
-    pub remote: Receiver<Status>,
+    /// The peer's statuses and close, from the RX side of connection 0.
+    pub remote: Receiver<PeerMsg>,
+    /// Disconnected once every TX thread has returned.
+    pub tx_gone: Receiver<()>,
     /// Our statuses' destination.
-    pub sink: StatusSink,
+    pub sink: StatusSink<'a>,
+    /// Connections that get a FIN when our duration ends (client): every TCP connection, or
+    /// the control connection of a UDP test.
+    pub fin: &'a [&'a TcpStream],
     /// Per-TX-thread rate targets; TX thread `i` counts into `counters[i]`.
     pub rates: &'a [AtomicU64],
     /// Per-TX-thread inter-send gaps.
@@ -113,209 +161,376 @@ pub struct StatusCtx<'a> {
     pub epoch: Instant,
 }
 
-/// Runs the status role until stop; returns the session totals.
-pub fn run(mut ctx: StatusCtx<'_>) -> Result<StatusTotals> {
-    let tick = crossbeam_channel::tick(ctx.interval.min(MAX_TICK));
-    let mut cpu = CpuMeter::new();
-    let mut t = StatusTotals::default();
-    let mut report_acc = Snapshot::default();
-    let mut status_rx_acc: u64 = 0;
-    let mut remote_rx_acc: u64 = 0;
-    let mut next_report = ctx.epoch + ctx.interval;
-    let mut last_report = ctx.epoch;
-    let mut next_status = ctx.epoch + STATUS_PERIOD;
-    let mut last_heard = ctx.epoch;
-    let mut seq: u32 = 0;
-    let mut local_cpu: Option<u8> = None;
-    let mut remote_cpu: Option<u8> = None;
-    let mut cpu_sum = 0u64;
-    let mut remote_cpu_sum = 0u64;
-    let never = crossbeam_channel::never();
-    let mut remote = ctx.remote.clone();
-    let n_tx = ctx.rates.len().max(1) as u64;
-    let mut per_tx = vec![0u64; ctx.rates.len()];
-    let mut probes = ctx.probes.take();
-    let mut last_retrans = 0u64;
-    let mut host_drops_total: Option<u64> = probes.as_ref().map(|_| 0);
-    let mut tcp_retrans_total = 0u64;
-    let mut gap_buf = GapHistogram::buffer();
-    let peer = match &ctx.sink {
-        StatusSink::Direct(s) => s.peer_addr().ok(),
-        StatusSink::ViaTx(_) => None,
-    };
+/// How the main loop ended.
+enum End {
+    /// Our duration ran out: orderly, with FIN and a wait for the peer's final status.
+    Duration,
+    /// The peer closed connection 0 in order: orderly, final status, no wait.
+    PeerClosed,
+    /// Ended at once for this reason (signal, cap, silence, a failed status write).
+    Abrupt(StopReason),
+    /// Someone else triggered the stop.
+    Stopped,
+}
 
-    loop {
-        select! {
-            recv(ctx.stop.channel()) -> _ => break,
-            recv(remote) -> msg => match msg {
-                Ok(st) => {
-                    last_heard = Instant::now();
-                    t.statuses_received += 1;
-                    remote_rx_acc += u64::from(st.bytes_received);
-                    t.remote_rx_bytes += u64::from(st.bytes_received);
-                    if st.bytes_received == u32::MAX {
-                        t.remote_rx_saturated += 1;
-                    }
-                    if let Some(c) = st.cpu {
-                        remote_cpu = Some(c);
-                        remote_cpu_sum += u64::from(c);
-                        t.remote_cpu_samples += 1;
-                    }
-                    if ctx.adaptive && st.bytes_received > 0 {
-                        let bps = u64::from(st.bytes_received) * 8 * UDP_FEEDBACK_NUM / UDP_FEEDBACK_DEN;
-                        for r in ctx.rates {
-                            r.store((bps / n_tx).max(1), Relaxed);
-                        }
-                    }
-                }
-                Err(_) => remote = never.clone(),
-            },
-            recv(tick) -> _ => {
-                let now = Instant::now();
-                let elapsed = now - ctx.epoch;
-                if crate::sys::signalled() || ctx.parent.is_some_and(|p| p.is_triggered()) {
-                    ctx.stop.trigger(StopReason::Shutdown);
-                    break;
-                }
-                if ctx.duration.is_some_and(|d| elapsed >= d) {
-                    ctx.stop.trigger(StopReason::Completed);
-                    break;
-                }
-                if ctx.max_duration.is_some_and(|d| elapsed >= d) {
-                    ctx.stop.trigger(StopReason::MaxDuration);
-                    break;
-                }
-                let due_report = now >= next_report;
-                let due_status = now >= next_status;
-                if due_report || due_status {
-                    let mut d = Snapshot::default();
-                    for (i, c) in ctx.counters.iter().enumerate() {
-                        let x = c.take();
-                        if let Some(p) = per_tx.get_mut(i) {
-                            *p += x.tx_bytes;
-                        }
-                        d += x;
-                    }
-                    if d.rx_bytes > 0 || (ctx.tx_counts_as_life && d.tx_bytes > 0) {
-                        last_heard = now;
-                    }
-                    report_acc += d;
-                    t.totals += d;
-                    if let Some(f) = &ctx.on_bytes {
-                        f(d.tx_bytes, d.rx_bytes);
-                    }
-                    status_rx_acc += d.rx_bytes;
-                }
-                if due_status {
-                    let c = cpu.sample();
-                    local_cpu = Some(c);
-                    cpu_sum += u64::from(c);
-                    t.local_cpu_samples += 1;
-                    seq = seq.wrapping_add(1);
-                    let msg = Status::new(c, seq, status_rx_acc).to_bytes();
-                    status_rx_acc = 0;
-                    match send_status(&mut ctx.sink, &msg) {
-                        Ok(()) => t.statuses_sent += 1,
-                        Err(e) if is_peer_gone(&e) => {
-                            ctx.stop.trigger(StopReason::PeerClosed);
-                            break;
-                        }
-                        Err(e) => return Err(Error::io(Phase::Status, peer, e)),
-                    }
-                    while next_status <= now {
-                        next_status += STATUS_PERIOD;
-                    }
-                }
-                if due_report {
-                    if let Some(tx) = &ctx.samples {
-                        let dt = (now - last_report).as_secs_f64();
-                        let senders = per_tx
-                            .iter()
-                            .enumerate()
-                            .map(|(i, &bytes)| {
-                                gap_buf.fill(0);
-                                if let Some(g) = ctx.gaps.get(i) {
-                                    g.drain_into(&mut gap_buf);
-                                }
-                                let us = |q| gap_quantile(&gap_buf, q).map(|ns| ns as f64 / 1000.0);
-                                SenderAudit {
-                                    thread: i,
-                                    target_bps: ctx.rates[i].load(Relaxed),
-                                    achieved_bps: if dt > 0.0 { bytes as f64 * 8.0 / dt } else { 0.0 },
-                                    gap_p50_us: us(0.5),
-                                    gap_p99_us: us(0.99),
-                                }
-                            })
-                            .collect();
-                        let (host_drops, tcp, role_cpu) = match probes.as_mut() {
-                            Some(p) => {
-                                let loads = p.threads.sample(|n| n.starts_with("btest-"));
-                                let role = super::RoleCpu::from_loads(&loads);
-                                t.role_cpu_max = t.role_cpu_max.max(role);
-                                if let Some(v) = super::threadcpu::verdict(&loads, super::threadcpu::DEFAULT_BUSY_THRESHOLD) {
-                                    t.verdict.get_or_insert(v);
-                                }
-                                let hd = p.host_drops();
-                                host_drops_total = match (host_drops_total, hd) {
-                                    (Some(a), Some(b)) => Some(a + b),
-                                    _ => None,
-                                };
-                                let tcp = p.tcp(&mut last_retrans);
-                                if let Some(ts) = &tcp {
-                                    tcp_retrans_total += ts.retransmits;
-                                    t.tcp = Some(super::TcpSample { retransmits: tcp_retrans_total, ..ts.clone() });
-                                }
-                                (hd, tcp, role)
-                            }
-                            None => (None, None, super::RoleCpu::default()),
-                        };
-                        let s = Sample {
-                            host_drops,
-                            tcp,
-                            role_cpu,
-                            elapsed,
-                            dt: now - last_report,
-                            delta: report_acc,
-                            remote_rx_bytes: remote_rx_acc,
-                            local_cpu,
-                            remote_cpu,
-                            tx_target_bps: ctx.rates.iter().map(|r| r.load(Relaxed)).sum(),
-                            senders,
-                        };
-                        let _ = tx.try_send(s);
-                    }
-                    report_acc = Snapshot::default();
-                    per_tx.iter_mut().for_each(|p| *p = 0);
-                    remote_rx_acc = 0;
-                    last_report = now;
-                    while next_report <= now {
-                        next_report += ctx.interval;
-                    }
-                }
-                if now - last_heard > ctx.control_timeout {
-                    ctx.stop.trigger(StopReason::ControlTimeout);
-                    break;
-                }
+/// The status thread's running state.
+struct State {
+    t: StatusTotals,
+    /// Counter deltas since the last report.
+    report: Snapshot,
+    /// Bytes each TX thread sent since the last report.
+    per_tx: Vec<u64>,
+    /// Bytes received since our last status.
+    status_rx: u64,
+    /// Bytes sent since our last status (to know when the peer's 32-bit field cannot carry it).
+    status_tx: u64,
+    /// What the peer's statuses reported since the last report.
+    remote_rx: u64,
+    last_report: Instant,
+    next_report: Instant,
+    next_status: Instant,
+    last_heard: Instant,
+    seq: u32,
+    cpu: CpuMeter,
+    local_cpu: Option<u8>,
+    remote_cpu: Option<u8>,
+    cpu_sum: u64,
+    remote_cpu_sum: u64,
+    last_retrans: u64,
+    host_drops_total: Option<u64>,
+    tcp_retrans_total: u64,
+    gap_buf: Vec<u64>,
+}
+
+impl State {
+    fn new(ctx: &StatusCtx<'_>) -> State {
+        State {
+            t: StatusTotals::default(),
+            report: Snapshot::default(),
+            per_tx: vec![0; ctx.rates.len()],
+            status_rx: 0,
+            status_tx: 0,
+            remote_rx: 0,
+            last_report: ctx.epoch,
+            next_report: ctx.epoch + ctx.interval,
+            next_status: ctx.epoch + STATUS_PERIOD,
+            last_heard: ctx.epoch,
+            seq: 0,
+            cpu: CpuMeter::new(),
+            local_cpu: None,
+            remote_cpu: None,
+            cpu_sum: 0,
+            remote_cpu_sum: 0,
+            last_retrans: 0,
+            host_drops_total: ctx.probes.as_ref().map(|_| 0),
+            tcp_retrans_total: 0,
+            gap_buf: GapHistogram::buffer(),
+        }
+    }
+
+    /// Takes every counter's delta into the interval, status and session sums.
+    fn take(&mut self, ctx: &StatusCtx<'_>, now: Instant) {
+        let mut d = Snapshot::default();
+        for (i, c) in ctx.counters.iter().enumerate() {
+            let x = c.take();
+            if let Some(p) = self.per_tx.get_mut(i) {
+                *p += x.tx_bytes;
+            }
+            d += x;
+        }
+        if d.rx_bytes > 0 || (ctx.tx_counts_as_life && d.tx_bytes > 0) {
+            self.last_heard = now;
+        }
+        self.report += d;
+        self.t.totals += d;
+        self.status_rx += d.rx_bytes;
+        self.status_tx += d.tx_bytes;
+        if let Some(f) = &ctx.on_bytes {
+            f(d.tx_bytes, d.rx_bytes);
+        }
+    }
+
+    fn on_peer_status(&mut self, ctx: &StatusCtx<'_>, st: Status) {
+        self.last_heard = Instant::now();
+        self.t.statuses_received += 1;
+        self.remote_rx += u64::from(st.bytes_received);
+        self.t.remote_rx_bytes += u64::from(st.bytes_received);
+        if st.bytes_received == u32::MAX {
+            self.t.remote_rx_saturated += 1;
+        }
+        if let Some(c) = st.cpu {
+            self.remote_cpu = Some(c);
+            self.remote_cpu_sum += u64::from(c);
+            self.t.remote_cpu_samples += 1;
+        }
+        if ctx.adaptive && st.bytes_received > 0 {
+            let per = udp_feedback(st.bytes_received, ctx.rates.len() as u64);
+            for r in ctx.rates {
+                r.store(per, Relaxed);
             }
         }
     }
-    t.elapsed = ctx.epoch.elapsed();
-    if let Some(p) = probes.as_mut() {
-        host_drops_total = match (host_drops_total, p.host_drops()) {
-            (Some(a), Some(b)) => Some(a + b),
-            _ => None,
+
+    /// Builds and sends our status (bytes received since the last one). `direct`: write to
+    /// connection 0 ourselves even if a TX thread used to own it (it has returned).
+    fn send_status(&mut self, ctx: &StatusCtx<'_>, direct: bool) -> std::io::Result<()> {
+        let c = self.cpu.sample();
+        self.local_cpu = Some(c);
+        self.cpu_sum += u64::from(c);
+        self.t.local_cpu_samples += 1;
+        self.t.tx_peak_status_bytes = self.t.tx_peak_status_bytes.max(self.status_tx);
+        self.status_tx = 0;
+        self.seq = self.seq.wrapping_add(1);
+        let msg = Status::new(c, self.seq, self.status_rx).to_bytes();
+        self.status_rx = 0;
+        let sent = match (&ctx.sink.via_tx, direct) {
+            // Bounded(4): if the TX thread is stuck in a long write, drop rather than block.
+            (Some(tx), false) => tx.try_send(msg).is_ok(),
+            _ => write_status(ctx.sink.stream, &msg, ctx.stop)?,
         };
+        if sent {
+            self.t.statuses_sent += 1;
+        }
+        Ok(())
     }
-    t.host_drops = host_drops_total;
-    let last = take_all(ctx.counters);
-    if let Some(f) = &ctx.on_bytes {
-        f(last.tx_bytes, last.rx_bytes);
+
+    /// Emits the interval that ends at `now` (if anyone listens) and starts the next one.
+    fn emit_sample(&mut self, ctx: &mut StatusCtx<'_>, now: Instant) {
+        if let Some(tx) = &ctx.samples {
+            let dt = now - self.last_report;
+            let secs = dt.as_secs_f64();
+            let mut senders = Vec::with_capacity(self.per_tx.len());
+            for (i, &bytes) in self.per_tx.iter().enumerate() {
+                self.gap_buf.fill(0);
+                if let Some(g) = ctx.gaps.get(i) {
+                    g.drain_into(&mut self.gap_buf);
+                }
+                let us = |q| gap_quantile(&self.gap_buf, q).map(|ns| ns as f64 / 1000.0);
+                senders.push(SenderAudit {
+                    thread: i,
+                    target_bps: ctx.rates[i].load(Relaxed),
+                    achieved_bps: if secs > 0.0 {
+                        bytes as f64 * 8.0 / secs
+                    } else {
+                        0.0
+                    },
+                    gap_p50_us: us(0.5),
+                    gap_p99_us: us(0.99),
+                });
+            }
+            let (host_drops, tcp, role_cpu) = match ctx.probes.as_mut() {
+                Some(p) => self.probe(p),
+                None => (None, None, super::RoleCpu::default()),
+            };
+            let s = Sample {
+                host_drops,
+                tcp,
+                role_cpu,
+                elapsed: now - ctx.epoch,
+                dt,
+                delta: self.report,
+                remote_rx_bytes: self.remote_rx,
+                local_cpu: self.local_cpu,
+                remote_cpu: self.remote_cpu,
+                tx_target_bps: ctx.rates.iter().map(|r| r.load(Relaxed)).sum(),
+                senders,
+            };
+            // Bounded(1024) and drained by the reporter every 100 ms: never full in practice.
+            let _ = tx.try_send(s);
+        }
+        self.report = Snapshot::default();
+        self.per_tx.iter_mut().for_each(|p| *p = 0);
+        self.remote_rx = 0;
+        self.last_report = now;
+        while self.next_report <= now {
+            self.next_report += ctx.interval;
+        }
     }
-    t.totals += last;
+
+    fn probe(
+        &mut self,
+        p: &mut Probes<'_>,
+    ) -> (Option<u64>, Option<super::TcpSample>, super::RoleCpu) {
+        use super::threadcpu;
+        let loads = p.threads.sample(|n| n.starts_with("btest-"));
+        let role = super::RoleCpu::from_loads(&loads);
+        self.t.role_cpu_max = self.t.role_cpu_max.max(role);
+        if let Some(v) = threadcpu::verdict(&loads, threadcpu::DEFAULT_BUSY_THRESHOLD) {
+            self.t.verdict.get_or_insert(v);
+        }
+        let hd = p.host_drops();
+        self.host_drops_total = add_known(self.host_drops_total, hd);
+        let tcp = p.tcp(&mut self.last_retrans);
+        if let Some(ts) = &tcp {
+            self.tcp_retrans_total += ts.retransmits;
+            self.t.tcp = Some(super::TcpSample {
+                retransmits: self.tcp_retrans_total,
+                ..ts.clone()
+            });
+        }
+        (hd, tcp, role)
+    }
+
+    /// One housekeeping tick. `Some` ends the session.
+    fn tick(&mut self, ctx: &mut StatusCtx<'_>) -> Result<Option<End>> {
+        let now = Instant::now();
+        let elapsed = now - ctx.epoch;
+        if crate::sys::signalled() || ctx.parent.is_some_and(|p| p.is_triggered()) {
+            return Ok(Some(End::Abrupt(StopReason::Shutdown)));
+        }
+        if ctx.duration.is_some_and(|d| elapsed >= d) {
+            return Ok(Some(End::Duration));
+        }
+        if ctx.max_duration.is_some_and(|d| elapsed >= d) {
+            return Ok(Some(End::Abrupt(StopReason::MaxDuration)));
+        }
+        let due_report = now >= self.next_report;
+        let due_status = now >= self.next_status;
+        if due_report || due_status {
+            self.take(ctx, now);
+        }
+        if due_status {
+            match self.send_status(ctx, false) {
+                Ok(()) => {}
+                Err(e) if is_peer_gone(&e) => return Ok(Some(End::Abrupt(StopReason::PeerReset))),
+                Err(e) => return Err(Error::io(Phase::Status, peer_of(ctx), e)),
+            }
+            while self.next_status <= now {
+                self.next_status += STATUS_PERIOD;
+            }
+        }
+        if due_report {
+            self.emit_sample(ctx, now);
+        }
+        if now - self.last_heard > ctx.control_timeout {
+            return Ok(Some(End::Abrupt(StopReason::ControlTimeout)));
+        }
+        Ok(None)
+    }
+
+    /// The orderly end: drain, final take and status, (client) FIN and the peer's answer.
+    /// Returns when the data phase ended.
+    fn finish_orderly(&mut self, ctx: &mut StatusCtx<'_>, fin_and_wait: bool) -> Instant {
+        ctx.stop.begin_drain();
+        let tx_done = matches!(
+            ctx.tx_gone.recv_timeout(TX_DRAIN_LIMIT),
+            Err(RecvTimeoutError::Disconnected)
+        );
+        let end = Instant::now();
+        self.take(ctx, end);
+        if tx_done {
+            // The peer may already be gone (it closed first): then there is nobody to tell.
+            if let Err(e) = self.send_status(ctx, true) {
+                log::debug!("final status not sent: {e}");
+            }
+        } else {
+            log::debug!(
+                "a sender did not finish its unit within {TX_DRAIN_LIMIT:?}: no final status"
+            );
+        }
+        if fin_and_wait {
+            for s in ctx.fin {
+                let _ = s.shutdown(Shutdown::Write);
+            }
+            let mut deadline = Instant::now() + STATUS_PERIOD + FINAL_STATUS_SLACK;
+            // Our FIN tells a btest peer the test is over: it reads what is still buffered,
+            // sends its final status (what it received since its last one) and closes, so its
+            // close is what ends the wait. A periodic status can come first (both sides tick
+            // at whole seconds from nearly the same start), so a status only shortens the
+            // wait, for a peer that answers a FIN with neither a status nor a close.
+            loop {
+                select! {
+                    recv(ctx.stop.channel()) -> _ => break,
+                    recv(ctx.remote) -> msg => match msg {
+                        Ok(PeerMsg::Status(st)) => {
+                            self.on_peer_status(ctx, st);
+                            deadline = deadline.min(Instant::now() + AFTER_PEER_STATUS);
+                        }
+                        Ok(PeerMsg::Closed) | Err(_) => break,
+                    },
+                    recv(crossbeam_channel::at(deadline)) -> _ => break,
+                }
+            }
+        }
+        end
+    }
+}
+
+fn add_known(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a + b),
+        _ => None,
+    }
+}
+
+fn peer_of(ctx: &StatusCtx<'_>) -> Option<std::net::SocketAddr> {
+    ctx.sink.stream.peer_addr().ok()
+}
+
+/// Runs the status role until stop; returns the session totals.
+pub fn run(mut ctx: StatusCtx<'_>) -> Result<StatusTotals> {
+    let tick = crossbeam_channel::tick(ctx.interval.min(MAX_TICK));
+    // The exact end of the test, not the next tick after it.
+    let end_at = match ctx.duration {
+        Some(d) => crossbeam_channel::at(ctx.epoch + d),
+        None => crossbeam_channel::never(),
+    };
+    let never = crossbeam_channel::never();
+    let mut remote = ctx.remote.clone();
+    let mut s = State::new(&ctx);
+    let end = loop {
+        select! {
+            recv(ctx.stop.channel()) -> _ => break End::Stopped,
+            recv(end_at) -> _ => break End::Duration,
+            recv(remote) -> msg => match msg {
+                Ok(PeerMsg::Status(st)) => s.on_peer_status(&ctx, st),
+                Ok(PeerMsg::Closed) => break End::PeerClosed,
+                Err(_) => remote = never.clone(),
+            },
+            recv(tick) -> _ => {
+                if let Some(end) = s.tick(&mut ctx)? {
+                    break end;
+                }
+            }
+        }
+    };
+    let data_end = match end {
+        End::Duration => {
+            let t = s.finish_orderly(&mut ctx, true);
+            ctx.stop.trigger(StopReason::Completed);
+            t
+        }
+        End::PeerClosed => {
+            let t = s.finish_orderly(&mut ctx, false);
+            ctx.stop.trigger(StopReason::PeerClosed);
+            t
+        }
+        End::Abrupt(reason) => {
+            ctx.stop.trigger(reason);
+            let now = Instant::now();
+            s.take(&ctx, now);
+            now
+        }
+        End::Stopped => {
+            let now = Instant::now();
+            s.take(&ctx, now);
+            now
+        }
+    };
+    // The final, usually partial, interval: every byte of the summary is in some interval.
+    if data_end > s.last_report {
+        s.emit_sample(&mut ctx, data_end);
+    }
+    let mut t = s.t;
+    t.elapsed = data_end - ctx.epoch;
+    if let Some(p) = ctx.probes.as_mut() {
+        s.host_drops_total = add_known(s.host_drops_total, p.host_drops());
+    }
+    t.host_drops = s.host_drops_total;
     t.local_cpu_avg =
-        (t.local_cpu_samples > 0).then(|| cpu_sum as f64 / t.local_cpu_samples as f64);
+        (t.local_cpu_samples > 0).then(|| s.cpu_sum as f64 / t.local_cpu_samples as f64);
     t.remote_cpu_avg =
-        (t.remote_cpu_samples > 0).then(|| remote_cpu_sum as f64 / t.remote_cpu_samples as f64);
+        (t.remote_cpu_samples > 0).then(|| s.remote_cpu_sum as f64 / t.remote_cpu_samples as f64);
     Ok(t)
 }
 
@@ -324,19 +539,59 @@ fn is_peer_gone(e: &std::io::Error) -> bool {
     matches!(e.kind(), BrokenPipe | ConnectionReset | ConnectionAborted)
 }
 
-fn send_status(sink: &mut StatusSink, msg: &[u8; status::LEN]) -> std::io::Result<()> {
-    match sink {
-        StatusSink::Direct(s) => match s.write_all(msg) {
-            Ok(()) => Ok(()),
-            // The peer stopped reading (its buffer is full of our data) or left: the RX/TX
-            // threads see the real cause; a lost status is harmless.
-            Err(e) if crate::net::is_timeout(&e) => Ok(()),
-            Err(e) => Err(e),
-        },
-        StatusSink::ViaTx(tx) => {
-            // Bounded(4): if the TX thread is stuck in a long write, drop rather than block.
-            let _ = tx.try_send(*msg);
-            Ok(())
+/// Writes one 12-byte status on connection 0 (100 ms write timeouts). A status that cannot
+/// start (the peer stopped reading: its buffer is full of our data) is skipped, `Ok(false)`;
+/// one that has started is finished, because the peer reads statuses as fixed 12-byte frames
+/// and a half-written one would put it out of step for the rest of the session.
+fn write_status(mut s: &TcpStream, msg: &[u8; status::LEN], stop: &Stop) -> std::io::Result<bool> {
+    let mut done = 0;
+    let give_up = Instant::now() + STATUS_WRITE_LIMIT;
+    while done < msg.len() {
+        match s.write(&msg[done..]) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(e) if crate::net::is_timeout(&e) && done == 0 => return Ok(false),
+            Err(e) if crate::net::is_timeout(&e) => {
+                if stop.is_triggered() || Instant::now() >= give_up {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("a status was left half-written ({done} of 12 bytes)"),
+                    ));
+                }
+            }
+            Err(e) => return Err(e),
         }
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn udp_feedback_is_one_and_a_half_times_what_got_through() {
+        // 1,000,000 bytes/s received = 8 Mbit/s; the senders aim at 12 Mbit/s together.
+        assert_eq!(udp_feedback(1_000_000, 1), 12_000_000);
+        assert_eq!(udp_feedback(1_000_000, 4), 3_000_000);
+        // Never 0 (a 0 rate means unlimited to the pacer), and a zero divisor is one sender.
+        assert_eq!(udp_feedback(0, 1), 1);
+        assert_eq!(udp_feedback(1_000, 0), 12_000);
+        assert_eq!(udp_feedback(u32::MAX, 1), u64::from(u32::MAX) * 12);
+    }
+
+    #[test]
+    fn a_started_status_is_finished_and_an_unstarted_one_skipped() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (mut srv, _) = l.accept().unwrap();
+        c.set_write_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let stop = Stop::new();
+        let msg = Status::new(5, 1, 42).to_bytes();
+        assert!(write_status(&c, &msg, &stop).unwrap());
+        let mut got = [0u8; status::LEN];
+        std::io::Read::read_exact(&mut srv, &mut got).unwrap();
+        assert_eq!(got, msg);
     }
 }

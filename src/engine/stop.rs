@@ -4,6 +4,11 @@
 //! channel whose only sender is dropped on trigger, so every `select!` wakes at once; and the
 //! 100 ms socket timeouts set in net.rs, which bound every blocking call. Triggering is
 //! idempotent: the first reason wins and is kept for the summary and the exit code.
+//!
+//! Before the stop, an orderly end passes through a *drain*: [`Stop::begin_drain`] tells the TX
+//! roles to stop sending data at the next unit boundary while RX and status keep running, so
+//! the final interval can be measured and the final statuses exchanged (issue 8: the last
+//! interval used to be lost). Draining is not stopping: [`Stop::is_triggered`] stays false.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -16,8 +21,10 @@ use parking_lot::Mutex;
 pub enum StopReason {
     /// The requested duration elapsed (client).
     Completed,
-    /// The peer closed connection 0.
+    /// The peer closed connection 0 in order (FIN): the normal end seen by a server.
     PeerClosed,
+    /// The peer's connection was reset or aborted (RST): it vanished, e.g. killed.
+    PeerReset,
     /// Nothing heard from the peer for the control timeout.
     ControlTimeout,
     /// The server's --max-duration cap.
@@ -34,6 +41,7 @@ impl StopReason {
         match self {
             StopReason::Completed => "completed",
             StopReason::PeerClosed => "peer_closed",
+            StopReason::PeerReset => "peer_reset",
             StopReason::ControlTimeout => "control_timeout",
             StopReason::MaxDuration => "max_duration",
             StopReason::Shutdown => "interrupted",
@@ -44,6 +52,7 @@ impl StopReason {
 
 struct Inner {
     flag: AtomicBool,
+    drain: AtomicBool,
     reason: Mutex<Option<StopReason>>,
     sender: Mutex<Option<Sender<()>>>,
     receiver: Receiver<()>,
@@ -65,6 +74,7 @@ impl Stop {
         let (tx, rx) = crossbeam_channel::bounded(0);
         Stop(Arc::new(Inner {
             flag: AtomicBool::new(false),
+            drain: AtomicBool::new(false),
             reason: Mutex::new(None),
             sender: Mutex::new(Some(tx)),
             receiver: rx,
@@ -88,6 +98,17 @@ impl Stop {
     #[inline]
     pub fn is_triggered(&self) -> bool {
         self.0.flag.load(Ordering::Relaxed)
+    }
+
+    /// Starts the drain: senders finish the unit in hand and send no more data.
+    pub fn begin_drain(&self) {
+        self.0.drain.store(true, Ordering::SeqCst);
+    }
+
+    /// For TX loops: stop sending data (drain begun or stop triggered).
+    #[inline]
+    pub fn data_over(&self) -> bool {
+        self.0.drain.load(Ordering::Relaxed) || self.0.flag.load(Ordering::Relaxed)
     }
 
     /// The reason, once triggered.
@@ -125,5 +146,17 @@ mod tests {
         assert!(t.join().unwrap() < Duration::from_secs(1));
         assert!(s.is_triggered());
         assert_eq!(s.reason(), Some(StopReason::PeerClosed));
+    }
+
+    #[test]
+    fn drain_stops_data_but_not_the_session() {
+        let s = Stop::new();
+        assert!(!s.data_over());
+        s.begin_drain();
+        assert!(s.data_over());
+        assert!(!s.is_triggered());
+        assert!(s.channel().try_recv().is_err_and(|e| e.is_empty()));
+        s.trigger(StopReason::Completed);
+        assert!(s.data_over() && s.is_triggered());
     }
 }

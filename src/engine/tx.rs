@@ -1,7 +1,9 @@
 //! TX role: one thread per TCP connection or UDP socket that sends test data.
 //!
-//! Loop: stop? -> (TCP conn 0: pending status, between whole chunks only) -> pacer -> send ->
-//! count. The buffer is filled once; per unit only the UDP sequence number changes. Nothing on
+//! Loop: drain or stop? -> (TCP conn 0: pending status, between whole chunks only) -> pacer ->
+//! send -> count. On a drain ([`Stop::begin_drain`]) a TCP sender finishes the chunk in hand
+//! and writes its queued statuses, so the stream stays framed for the final status; then it
+//! returns, which is how the status thread learns that no more data will be sent. The buffer is filled once; per unit only the UDP sequence number changes. Nothing on
 //! this path allocates, locks or logs. The target rate is re-read from an atomic the status
 //! thread updates (UDP rate adaptation).
 
@@ -92,7 +94,7 @@ fn wait(ctx: &TxCtx<'_>, until_ns: u64, bursty: bool) {
             std::thread::sleep(left);
         }
     } else {
-        sleep_until(deadline.min(cap), || ctx.stop.is_triggered());
+        sleep_until(deadline.min(cap), || ctx.stop.data_over());
     }
 }
 
@@ -111,6 +113,14 @@ fn run_tcp(
         if off == 0 {
             if let Some(msg) = statuses.and_then(|r| r.try_recv().ok()) {
                 write_whole(ctx, &mut s, &msg).map_err(|e| Error::io(Phase::Status, peer, e))?;
+            }
+            if ctx.stop.data_over() {
+                // At a chunk boundary: flush what the status thread queued, then leave.
+                while let Some(msg) = statuses.and_then(|r| r.try_recv().ok()) {
+                    write_whole(ctx, &mut s, &msg)
+                        .map_err(|e| Error::io(Phase::Status, peer, e))?;
+                }
+                return Ok(());
             }
             pacer.set_rate(ctx.rate.load(Relaxed));
             let now = now_ns(ctx.epoch);
@@ -151,13 +161,15 @@ fn run_tcp(
     Ok(())
 }
 
-/// A write error after the peer went away is the normal end of a test, not a failure.
+/// A write error after the peer went away is the end of a test, not a failure of ours: while
+/// the session drains or stops it is expected; before, the peer vanished (reset).
 fn end_on_peer_error(ctx: &TxCtx<'_>, e: io::Error, peer: Option<SocketAddr>) -> Result<()> {
     use io::ErrorKind::*;
-    if ctx.stop.is_triggered()
-        || matches!(e.kind(), BrokenPipe | ConnectionReset | ConnectionAborted)
-    {
-        ctx.stop.trigger(super::StopReason::PeerClosed);
+    if ctx.stop.data_over() {
+        return Ok(());
+    }
+    if matches!(e.kind(), BrokenPipe | ConnectionReset | ConnectionAborted) {
+        ctx.stop.trigger(super::StopReason::PeerReset);
         return Ok(());
     }
     Err(Error::io(Phase::Data, peer, e))
@@ -189,7 +201,7 @@ fn run_udp(
     let mut seqs = vec![1u32; targets.len().max(1)];
     let mut k = 0usize;
     let mut last_send = 0u64;
-    while !ctx.stop.is_triggered() {
+    while !ctx.stop.data_over() {
         pacer.set_rate(ctx.rate.load(Relaxed));
         let now = now_ns(ctx.epoch);
         if let Pace::WaitUntil(t) = pacer.poll(now) {
@@ -219,7 +231,7 @@ fn run_udp(
                     k = (k + 1) % seqs.len();
                     break;
                 }
-                Err(_) if ctx.stop.is_triggered() => break,
+                Err(_) if ctx.stop.data_over() => break,
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => std::thread::yield_now(),
                 Err(e) if net::is_transient_udp(&e) => {}
                 Err(e) => return Err(Error::io(Phase::Data, targets.first().copied(), e)),

@@ -50,7 +50,7 @@ musl:             ## static x86_64 and aarch64 builds in target/dist/ (+ role-on
 	CARGO="$(CARGO)" bash scripts/build-musl.sh
 	bash scripts/check-static.sh
 
-size:             ## stripped size of each build there is (native release, target/dist/*)
+size:             ## stripped and xz -9 size of each build there is (native release, target/dist/*)
 	bash scripts/size.sh
 
 cross-test:       ## the aarch64 static binary under qemu-user: TCP, UDP, MD5, EC-SRP5 on loopback

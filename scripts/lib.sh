@@ -9,8 +9,10 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 DIST=$TARGET_DIR/dist
 read -r -a MUSL_TARGETS <<<"${MUSL_TARGETS:-x86_64-unknown-linux-musl aarch64-unknown-linux-musl}"
 MIB=1048576
-FULL_BUDGET=$MIB              # 1.0 MiB for the full binary
-ROLE_BUDGET=$((MIB * 7 / 10)) # 0.7 MiB (734,003 bytes) for a server-only or client-only build
+# The one hard size limit: 1.0 MiB for the full binary (both roles), on every musl target.
+# Role-only builds have no budget (the 0.7 MiB one was withdrawn, issue 8): they are measured and
+# reported, never failed.
+FULL_BUDGET=$MIB
 
 say() { printf '%s: %s\n' "${SCRIPT:-script}" "$*" >&2; }
 die() {
@@ -52,12 +54,18 @@ has_role_features() {
   ' "$ROOT/Cargo.toml"
 }
 
-# Budget in bytes for a file in $DIST, from its name.
-budget_for() {
+# True when a file in $DIST is a role-only build, from its name (build-musl.sh's btest-ROLE-TRIPLE).
+is_role_build() {
   case "$(basename "$1")" in
-    btest-server-* | btest-client-*) echo "$ROLE_BUDGET" ;;
-    *) echo "$FULL_BUDGET" ;;
+    btest-server-* | btest-client-*) return 0 ;;
+    *) return 1 ;;
   esac
+}
+
+# Budget in bytes for a file in $DIST, from its name; prints nothing for a role-only build,
+# which has none.
+budget_for() {
+  is_role_build "$1" || echo "$FULL_BUDGET"
 }
 
 # Host triple's architecture, e.g. x86_64.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# `make check-docs`: every long option that `btest --help` prints (and the role helps,
-# `btest client --help` and `btest server --help`) must appear in the man page docs/btest.1
-# and in README.md. Prints the missing ones per file and exits 1 if there are any.
+# `make check-docs`: every long option that `btest --help`, `btest client --help` and
+# `btest server --help` print must appear in the man page docs/btest.1 and in README.md.
+# Prints the missing ones per file and exits 1 if there are any.
 # usage: scripts/check-docs.sh [BINARY]   (default: the current sources, via `cargo run`)
 set -euo pipefail
 SCRIPT=check-docs
@@ -14,11 +14,14 @@ else
   run() { (cd "$ROOT" && "${CARGO:-cargo}" run -q -- "${@:2}"); }
   BIN=cargo
 fi
-help=$(for args in "--help" "client --help" "server --help"; do
+# Each help lists its own options: the overview the common ones, each role its own.
+help=
+for args in "--help" "client --help" "server --help"; do
   # shellcheck disable=SC2086 # word splitting wanted
-  run "$BIN" $args 2>/dev/null || true
-done)
-[ -n "$help" ] || die "btest --help printed nothing"
+  text=$(run "$BIN" $args) || die "btest $args failed"
+  [ -n "$text" ] || die "btest $args printed nothing"
+  help+="$text"$'\n'
+done
 cd "$ROOT"
 mapfile -t opts < <(grep -oE -- '(^|[^[:alnum:]-])--[[:alnum:]][[:alnum:]-]*' <<<"$help" |
   sed 's/^[^-]*//' | sort -u)

@@ -1,5 +1,6 @@
 //! Command-line parsing: one lexopt loop into [`RawArgs`], then [`RawArgs`] into a validated
-//! [`Invocation`].
+//! [`Invocation`]. The table [`OPTIONS`] renders the three help texts ([`Help`]) and decides
+//! which flags belong to one role only.
 //!
 //! Must not: touch the network or the environment other than what it is handed (tests call
 //! [`parse_from`] with their own argument lists; `BTEST_PASSWORD` is passed in explicitly).
@@ -16,64 +17,352 @@ use crate::units::{parse_duration, parse_rate};
 use crate::wire::datagram::{MAX_TX_SIZE, MIN_TX_SIZE};
 use crate::wire::{Direction, Protocol, DEFAULT_PORT};
 
-/// Short usage, printed for `-h` and after usage errors.
-pub const USAGE: &str = "\
-usage: btest client HOST[:PORT] [OPTIONS]     (also: btest -c HOST)
-       btest server [OPTIONS]                 (also: btest -s)
-       btest --help | --version";
+// The usage lines, as macros so that `concat!` can build the [`USAGE`] constant from them.
+macro_rules! client_usage {
+    () => {
+        "btest client HOST[:PORT] [OPTIONS]     (also: btest -c HOST)"
+    };
+}
+macro_rules! server_usage {
+    () => {
+        "btest server [OPTIONS]                 (also: btest -s)"
+    };
+}
 
-/// Long help, printed for `--help`.
-pub const HELP: &str = "\
-btest: MikroTik Bandwidth Test (btest) client and server, RouterOS compatible.
+/// Short usage of the roles this binary was built with, printed after usage errors.
+#[cfg(all(feature = "client", feature = "server"))]
+pub const USAGE: &str = concat!(
+    "usage: ",
+    client_usage!(),
+    "\n       ",
+    server_usage!(),
+    "\n       btest --help | --version"
+);
+/// Short usage of the roles this binary was built with, printed after usage errors.
+#[cfg(all(feature = "client", not(feature = "server")))]
+pub const USAGE: &str = concat!(
+    "usage: ",
+    client_usage!(),
+    "\n       btest --help | --version"
+);
+/// Short usage of the roles this binary was built with, printed after usage errors.
+#[cfg(all(feature = "server", not(feature = "client")))]
+pub const USAGE: &str = concat!(
+    "usage: ",
+    server_usage!(),
+    "\n       btest --help | --version"
+);
+/// Short usage of the roles this binary was built with, printed after usage errors.
+#[cfg(not(any(feature = "client", feature = "server")))]
+pub const USAGE: &str = "usage: btest --help | --version";
 
-usage: btest client HOST[:PORT] [OPTIONS]     (also: btest -c HOST)
-       btest server [OPTIONS]                 (also: btest -s)
+const HAS_CLIENT: bool = cfg!(feature = "client");
+const HAS_SERVER: bool = cfg!(feature = "server");
 
-Client options (named as RouterOS /tool bandwidth-test names them):
-  --protocol tcp|udp          transport (default tcp)
-  --direction transmit|receive|both
-                              data direction seen from this client (default receive)
-  --duration DUR              test length, e.g. 10s, 1m; 0 = until Ctrl-C (default 10s)
-  --connection-count N        TCP connections, 1..255 (default 1)
-  --local-tx-speed RATE       our transmit rate, bit/s with k/M/G; 0 = unlimited (default 0)
-  --remote-tx-speed RATE      the server's transmit rate; 0 = unlimited (default 0)
-  --local-udp-tx-size N       UDP datagram size we send, 28..64000 bytes incl. IP+UDP
-                              headers (default 1500)
-  --remote-udp-tx-size N      UDP datagram size the server sends (default 1500)
-  --random-data yes|no        random payload instead of zeros (default no)
-  --interval DUR              report cadence, 20ms..5s (default 1s)
-  -4, -6                      use IPv4 / IPv6 only
-  --bind ADDR                 local address to send from
-  --tos N                     IP TOS / traffic class byte, 0..255
-  --connect-timeout DUR       connect and handshake deadline (default 10s)
-  --user USER                 user name for authentication
-  --password PASS             password (or set BTEST_PASSWORD to keep it off the process list)
-  --json                      NDJSON records on stdout instead of text
-  --csv FILE                  append one CSV row per finished test (header when new)
-  --syslog HOST[:PORT]        RFC 3164 messages over UDP (default port 514)
+/// Which help text: `btest --help` (also `-h`), `btest client --help`, `btest server --help`.
+///
+/// Its `Display` renders the text from [`OPTIONS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Help {
+    /// Usage of both roles, a description, the common options, pointers to the role helps.
+    Overview,
+    /// Client usage, the client options and the common ones.
+    Client,
+    /// Server usage, the server options and the common ones.
+    Server,
+}
 
-Server options:
-  --listen ADDR[:PORT]        listen address, repeatable (default [::]:2000, dual-stack)
-  --udp-port-from PORT        first UDP port handed to UDP tests (default 2001)
-  --control-timeout DUR       end a session after this much silence (default 10s)
-  --max-duration DUR          cap on a session's length; 0 = unlimited (default 0)
-  --max-sessions N            concurrent sessions (default 100)
-  --auth ecsrp5|md5|none      method offered (default ecsrp5 with credentials, else none)
-  --user USER --password PASS one account
-  --users FILE                accounts, one user:password per line, # comments (mode 600)
-  --json                      session_start / session_end JSON records on stdout
-  --csv FILE                  append one CSV row per finished session
-  --syslog HOST[:PORT]        RFC 3164 messages: session start/end, login success/failure
-  --metrics-file PATH         Prometheus text file rewritten every second (node_exporter)
+/// Where an option is listed; a flag listed only under one role is rejected in the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Section {
+    Client,
+    Server,
+    Common,
+}
 
-Common options:
-  -v, --verbose               more diagnostics on stderr (repeat for more); RUST_LOG overrides
-  -q, --quiet                 errors only on stderr
-  -h, --help                  short / long help
-  -V, --version               print the version
+/// One row of the help: the single source for the three help texts and for the cross-role
+/// check ("--listen is not a client option").
+struct Opt {
+    section: Section,
+    /// The left column as printed; every word starting with '-' is a flag this row documents.
+    names: &'static str,
+    /// The description; each '\n' continues it on the next line, aligned.
+    help: &'static str,
+    /// Undocumented spellings of the row's first flag (`-t` for `--duration`).
+    aliases: &'static [&'static str],
+}
 
-Rates: UDP rates count IP+UDP headers as RouterOS does; TCP rates count payload.
-Exit codes: 0 test completed, 1 test failed (refused, peer vanished, protocol error), 2 usage.";
+impl Opt {
+    const fn new(section: Section, names: &'static str, help: &'static str) -> Opt {
+        Opt {
+            section,
+            names,
+            help,
+            aliases: &[],
+        }
+    }
+
+    const fn alias(self, aliases: &'static [&'static str]) -> Opt {
+        Opt { aliases, ..self }
+    }
+
+    /// The flags this row documents, as typed: `--user`, `-4`.
+    fn flags(&self) -> impl Iterator<Item = &'static str> {
+        self.names
+            .split_whitespace()
+            .map(|w| w.trim_end_matches(','))
+            .filter(|w| w.len() > 1 && w.starts_with('-'))
+    }
+}
+
+const fn client(names: &'static str, help: &'static str) -> Opt {
+    Opt::new(Section::Client, names, help)
+}
+
+const fn server(names: &'static str, help: &'static str) -> Opt {
+    Opt::new(Section::Server, names, help)
+}
+
+const fn common(names: &'static str, help: &'static str) -> Opt {
+    Opt::new(Section::Common, names, help)
+}
+
+/// Every documented option, in help order.
+const OPTIONS: &[Opt] = &[
+    client("--protocol tcp|udp", "transport (default tcp)"),
+    client(
+        "--direction transmit|receive|both",
+        "data direction seen from this client (default receive)",
+    ),
+    client(
+        "--duration DUR",
+        "test length, e.g. 10s, 1m; 0 = until Ctrl-C (default 10s)",
+    )
+    .alias(&["-t"]),
+    client(
+        "--connection-count N",
+        "TCP connections, 1..255 (default 1)",
+    ),
+    client(
+        "--local-tx-speed RATE",
+        "our transmit rate, bit/s with k/M/G; 0 = unlimited (default 0)",
+    ),
+    client(
+        "--remote-tx-speed RATE",
+        "the server's transmit rate; 0 = unlimited (default 0)",
+    ),
+    client(
+        "--local-udp-tx-size N",
+        "UDP datagram size we send, 28..64000 bytes incl. IP+UDP\nheaders (default 1500)",
+    ),
+    client(
+        "--remote-udp-tx-size N",
+        "UDP datagram size the server sends (default 1500)",
+    ),
+    client(
+        "--random-data yes|no",
+        "random payload instead of zeros (default no)",
+    ),
+    client("--interval DUR", "report cadence, 20ms..5s (default 1s)").alias(&["-i"]),
+    client("-4, -6", "use IPv4 / IPv6 only"),
+    client("--bind ADDR", "local address to send from"),
+    client("--tos N", "IP TOS / traffic class byte, 0..255"),
+    client(
+        "--connect-timeout DUR",
+        "connect and handshake deadline (default 10s)",
+    ),
+    client("--user USER", "user name for authentication"),
+    client(
+        "--password PASS",
+        "password (or set BTEST_PASSWORD to keep it off the process list)",
+    ),
+    client("--json", "NDJSON records on stdout instead of text"),
+    client(
+        "--csv FILE",
+        "append one CSV row per finished test (header when new)",
+    ),
+    client(
+        "--syslog HOST[:PORT]",
+        "RFC 3164 messages over UDP (default port 514)",
+    ),
+    server(
+        "--listen ADDR[:PORT]",
+        "listen address, repeatable (default [::]:2000, dual-stack)",
+    ),
+    server(
+        "--udp-port-from PORT",
+        "first UDP port handed to UDP tests (default 2001)",
+    ),
+    server(
+        "--control-timeout DUR",
+        "end a session after this much silence (default 10s)",
+    ),
+    server(
+        "--max-duration DUR",
+        "cap on a session's length; 0 = unlimited (default 0)",
+    ),
+    server("--max-sessions N", "concurrent sessions (default 100)"),
+    server(
+        "--auth ecsrp5|md5|none",
+        "method offered (default ecsrp5 with credentials, else none)",
+    ),
+    server("--user USER --password PASS", "one account"),
+    server(
+        "--users FILE",
+        "accounts, one user:password per line, # comments (mode 600)",
+    ),
+    server(
+        "--json",
+        "session_start / session_end JSON records on stdout",
+    ),
+    server("--csv FILE", "append one CSV row per finished session"),
+    server(
+        "--syslog HOST[:PORT]",
+        "RFC 3164 messages: session start/end, login success/failure",
+    ),
+    server(
+        "--metrics-file PATH",
+        "Prometheus text file rewritten every second (node_exporter)",
+    ),
+    common(
+        "-v, --verbose",
+        "more diagnostics on stderr (repeat for more); RUST_LOG overrides",
+    ),
+    common("-q, --quiet", "errors only on stderr"),
+    common(
+        "-h, --help",
+        "this help; after client or server, that role's options",
+    ),
+    common("-V, --version", "print the version"),
+];
+
+/// The role a flag belongs to, with the name to report it by: `Some` only for a flag that
+/// [`OPTIONS`] lists under one role alone (`--listen`, `-4`), not for `--json` or `-v`.
+fn flag_role(typed: &str) -> Option<(&'static str, Role)> {
+    let mut found: Option<(&'static str, Section)> = None;
+    for o in OPTIONS {
+        let name = if o.aliases.contains(&typed) {
+            o.flags().next()
+        } else {
+            o.flags().find(|f| *f == typed)
+        };
+        let Some(name) = name else { continue };
+        match found {
+            Some((_, s)) if s != o.section => return None,
+            _ => found = Some((name, o.section)),
+        }
+    }
+    match found? {
+        (name, Section::Client) => Some((name, Role::Client)),
+        (name, Section::Server) => Some((name, Role::Server)),
+        (_, Section::Common) => None,
+    }
+}
+
+/// Width of the names column, after the two-space indent.
+const NAMES_WIDTH: usize = 28;
+
+fn write_section(out: &mut String, title: &str, section: Section) {
+    use std::fmt::Write;
+    let _ = writeln!(out, "\n{title}");
+    for o in OPTIONS.iter().filter(|o| o.section == section) {
+        let mut lines = o.help.lines();
+        let first = lines.next().unwrap_or_default();
+        if o.names.len() < NAMES_WIDTH {
+            let _ = writeln!(out, "  {:<NAMES_WIDTH$}{first}", o.names);
+        } else {
+            let _ = writeln!(out, "  {}\n  {:NAMES_WIDTH$}{first}", o.names, "");
+        }
+        for l in lines {
+            let _ = writeln!(out, "  {:NAMES_WIDTH$}{l}", "");
+        }
+    }
+}
+
+const EXIT_CODES: &str = "Exit codes: 0 test completed, 1 test failed (refused, peer vanished, \
+                          protocol error), 2 usage.";
+const CLIENT_ABOUT: &str =
+    "The client tests against a RouterOS /tool bandwidth-server or a btest server.";
+const SERVER_ABOUT: &str = "The server answers RouterOS /tool bandwidth-test and btest clients.";
+
+impl Help {
+    fn text(self) -> String {
+        let mut s = String::new();
+        match self {
+            Help::Overview => {
+                let (roles, about, pointer) = match (HAS_CLIENT, HAS_SERVER) {
+                    (true, true) => (
+                        "client and server",
+                        format!("{CLIENT_ABOUT}\n{SERVER_ABOUT}"),
+                        "Run `btest client --help` or `btest server --help` for the options of \
+                         each.",
+                    ),
+                    (true, false) => (
+                        "client",
+                        CLIENT_ABOUT.to_string(),
+                        "Run `btest client --help` for the client's options. This build has no \
+                         server role\n(cargo feature 'server').",
+                    ),
+                    (false, true) => (
+                        "server",
+                        SERVER_ABOUT.to_string(),
+                        "Run `btest server --help` for the server's options. This build has no \
+                         client role\n(cargo feature 'client').",
+                    ),
+                    (false, false) => (
+                        "client and server",
+                        String::new(),
+                        "This build has neither role (cargo features 'client' and 'server').",
+                    ),
+                };
+                s += &format!(
+                    "btest: MikroTik Bandwidth Test (btest) {roles}, RouterOS compatible.\n\n\
+                     {USAGE}\n\n\
+                     Measures TCP and UDP throughput with the RouterOS bandwidth-test protocol,\n\
+                     transmit, receive or both, with EC-SRP5 or MD5 logins.\n{about}\n"
+                );
+                write_section(&mut s, "Common options:", Section::Common);
+                s += &format!("\n{pointer}\n{EXIT_CODES}");
+            }
+            Help::Client => {
+                s += concat!(
+                    "btest client: a bandwidth test against a RouterOS /tool bandwidth-server \
+                     or a btest server.\n\nusage: ",
+                    client_usage!(),
+                    "\n"
+                );
+                write_section(
+                    &mut s,
+                    "Client options (named as RouterOS /tool bandwidth-test names them):",
+                    Section::Client,
+                );
+                write_section(&mut s, "Common options:", Section::Common);
+                s += "\nRates: UDP rates count IP+UDP headers as RouterOS does; TCP rates count \
+                      payload.\n";
+                s += EXIT_CODES;
+            }
+            Help::Server => {
+                s += concat!(
+                    "btest server: answers RouterOS /tool bandwidth-test and btest clients.\n\n\
+                     usage: ",
+                    server_usage!(),
+                    "\n"
+                );
+                write_section(&mut s, "Server options:", Section::Server);
+                write_section(&mut s, "Common options:", Section::Common);
+                s += "\nExit codes: 0 stopped by SIGINT or SIGTERM, 1 cannot serve (e.g. the port \
+                      is taken), 2 usage.";
+            }
+        }
+        s
+    }
+}
+
+impl std::fmt::Display for Help {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text())
+    }
+}
 
 /// What the user asked for.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,8 +371,8 @@ pub enum Mode {
     Client(Box<ClientConfig>),
     /// Run a server.
     Server(Box<ServerConfig>),
-    /// Print this text and exit 0.
-    Help(&'static str),
+    /// Print this help and exit 0.
+    Help(Help),
     /// Print the version and exit 0.
     Version,
 }
@@ -103,7 +392,7 @@ struct RawArgs {
     role: Option<Role>,
     host: Option<String>,
     verbosity: i32,
-    help: Option<&'static str>,
+    help: bool,
     version: bool,
     protocol: Option<Protocol>,
     direction: Option<Direction>,
@@ -250,269 +539,278 @@ where
     I: IntoIterator<Item = S>,
     S: Into<OsString>,
 {
-    use lexopt::prelude::*;
+    use lexopt::Arg::{Long, Short, Value};
     let mut p = lexopt::Parser::from_args(args);
     let mut r = RawArgs::default();
+    // Lexing goes on after an error so that a `--help` anywhere still wins; without one the
+    // first error is the answer, as if lexing had stopped there.
+    let mut first_err = None;
+    loop {
+        let long;
+        // `arg` must not borrow `p`: lex_arg reads option values from it.
+        let arg = match p.next() {
+            Ok(None) => break,
+            Ok(Some(Long(l))) => {
+                long = l.to_owned();
+                Long(long.as_str())
+            }
+            Ok(Some(Short(c))) => Short(c),
+            Ok(Some(Value(v))) => Value(v),
+            Err(e) => {
+                first_err.get_or_insert(e.to_string());
+                continue;
+            }
+        };
+        let typed = match arg {
+            Long(l) => Some(format!("--{l}")),
+            Short(c) => Some(format!("-{c}")),
+            Value(_) => None,
+        };
+        if let Some(role_flag) = typed.as_deref().and_then(flag_role) {
+            r.role_flags.push(role_flag);
+        }
+        if let Err(e) = lex_arg(&mut p, &mut r, arg) {
+            first_err.get_or_insert(e);
+        }
+    }
+    match first_err {
+        Some(e) if !r.help => Err(e),
+        _ => Ok(r),
+    }
+}
+
+/// One argument into `r`; an option's value, if it takes one, comes from `p`.
+fn lex_arg(p: &mut lexopt::Parser, r: &mut RawArgs, arg: lexopt::Arg<'_>) -> Result<(), String> {
+    use lexopt::prelude::*;
     macro_rules! val {
         ($flag:expr) => {
             value_str($flag, p.value().map_err(|e| e.to_string())?)?
         };
     }
-    macro_rules! client {
-        ($flag:expr) => {
-            r.role_flags.push(($flag, Role::Client))
-        };
-    }
-    macro_rules! server {
-        ($flag:expr) => {
-            r.role_flags.push(($flag, Role::Server))
-        };
-    }
-    while let Some(arg) = p.next().map_err(|e| e.to_string())? {
-        match arg {
-            Short('h') => r.help = Some(USAGE),
-            Long("help") => r.help = Some(HELP),
-            Short('V') | Long("version") => r.version = true,
-            Short('v') | Long("verbose") => r.verbosity += 1,
-            Short('q') | Long("quiet") => r.verbosity -= 1,
-            Short('s') | Long("server") => set_role(&mut r, Role::Server)?,
-            Short('c') | Long("client") => {
-                set_role(&mut r, Role::Client)?;
+    match arg {
+        Short('h') | Long("help") => r.help = true,
+        Short('V') | Long("version") => r.version = true,
+        Short('v') | Long("verbose") => r.verbosity += 1,
+        Short('q') | Long("quiet") => r.verbosity -= 1,
+        Short('s') | Long("server") => set_role(r, Role::Server)?,
+        Short('c') | Long("client") => {
+            set_role(r, Role::Client)?;
+            // `btest -c --help` asks for the client's help: no host can be named `--help`.
+            let help_next = p
+                .try_raw_args()
+                .is_some_and(|a| a.peek().is_some_and(|v| v == "--help" || v == "-h"));
+            if !help_next {
                 r.host = Some(val!("-c"));
             }
-            Value(v) if r.role.is_none() => {
-                let v = value_str("command", v)?;
-                match v.as_str() {
-                    "server" => set_role(&mut r, Role::Server)?,
-                    "client" => set_role(&mut r, Role::Client)?,
-                    _ => {
-                        return Err(format!(
-                            "unknown command '{v}': expected 'client HOST' or 'server'"
-                        ))
-                    }
-                }
-            }
-            Value(v) if r.role == Some(Role::Client) && r.host.is_none() => {
-                r.host = Some(value_str("HOST", v)?);
-            }
-            Value(v) => return Err(format!("unexpected argument '{}'", v.to_string_lossy())),
-            Long("protocol") => {
-                client!("--protocol");
-                let v = val!("--protocol");
-                r.protocol = Some(match v.as_str() {
-                    "tcp" => Protocol::Tcp,
-                    "udp" => Protocol::Udp,
-                    _ => {
-                        return Err(format!(
-                            "--protocol: invalid value '{v}': expected tcp or udp"
-                        ))
-                    }
-                });
-            }
-            Long("direction") => {
-                client!("--direction");
-                let v = val!("--direction");
-                r.direction = Some(match v.as_str() {
-                    "transmit" | "send" | "tx" => Direction::ServerRx,
-                    "receive" | "rx" => Direction::ServerTx,
-                    "both" => Direction::Both,
-                    _ => {
-                        return Err(format!(
-                            "--direction: invalid value '{v}': expected transmit, receive or both"
-                        ))
-                    }
-                });
-            }
-            Long("duration") | Short('t') => {
-                client!("--duration");
-                r.duration = Some(
-                    parse_duration(&val!("--duration")).map_err(|e| format!("--duration: {e}"))?,
-                );
-            }
-            Long("connection-count") => {
-                client!("--connection-count");
-                r.connection_count = Some(num(
-                    "--connection-count",
-                    &val!("--connection-count"),
-                    1u8,
-                    255,
-                    "a whole number",
-                )?);
-            }
-            Long("local-tx-speed") => {
-                client!("--local-tx-speed");
-                r.local_tx_speed = Some(
-                    parse_rate(&val!("--local-tx-speed"))
-                        .map_err(|e| format!("--local-tx-speed: {e}"))?,
-                );
-            }
-            Long("remote-tx-speed") => {
-                client!("--remote-tx-speed");
-                let v = val!("--remote-tx-speed");
-                let bps = parse_rate(&v).map_err(|e| format!("--remote-tx-speed: {e}"))?;
-                r.remote_tx_speed = Some(u32::try_from(bps).map_err(|_| {
-                    format!(
-                        "--remote-tx-speed: '{v}' is too large: the protocol carries at most \
-                         4294967295 bit/s (about 4.29G); use 0 for unlimited"
-                    )
-                })?);
-            }
-            Long("local-udp-tx-size") => {
-                client!("--local-udp-tx-size");
-                r.local_udp_tx_size = Some(num(
-                    "--local-udp-tx-size",
-                    &val!("--local-udp-tx-size"),
-                    MIN_TX_SIZE,
-                    MAX_TX_SIZE,
-                    "a size in bytes",
-                )?);
-            }
-            Long("remote-udp-tx-size") => {
-                client!("--remote-udp-tx-size");
-                r.remote_udp_tx_size = Some(num(
-                    "--remote-udp-tx-size",
-                    &val!("--remote-udp-tx-size"),
-                    MIN_TX_SIZE,
-                    MAX_TX_SIZE,
-                    "a size in bytes",
-                )?);
-            }
-            Long("random-data") => {
-                client!("--random-data");
-                r.random_data = Some(yes_no("--random-data", &val!("--random-data"))?);
-            }
-            Long("interval") | Short('i') => {
-                client!("--interval");
-                let v = val!("--interval");
-                let d = parse_duration(&v).map_err(|e| format!("--interval: {e}"))?;
-                if d < Duration::from_millis(20) || d > Duration::from_secs(5) {
-                    return Err(format!("--interval: '{v}' is out of range: use 20ms..5s"));
-                }
-                r.interval = Some(d);
-            }
-            Short('4') => {
-                client!("-4");
-                r.family = Some(Family::V4);
-            }
-            Short('6') => {
-                client!("-6");
-                r.family = Some(Family::V6);
-            }
-            Long("bind") => {
-                client!("--bind");
-                let v = val!("--bind");
-                r.bind = Some(v.parse().map_err(|_| {
-                    format!("--bind: invalid address '{v}': expected an IPv4 or IPv6 address")
-                })?);
-            }
-            Long("tos") => {
-                client!("--tos");
-                let v = val!("--tos");
-                let n = if let Some(h) = v.strip_prefix("0x") {
-                    u8::from_str_radix(h, 16).ok()
-                } else {
-                    v.parse().ok()
-                };
-                r.tos = Some(n.ok_or_else(|| {
-                    format!("--tos: invalid value '{v}': expected 0..255 (or 0x00..0xff)")
-                })?);
-            }
-            Long("connect-timeout") => {
-                client!("--connect-timeout");
-                let v = val!("--connect-timeout");
-                let d = parse_duration(&v).map_err(|e| format!("--connect-timeout: {e}"))?;
-                if d.is_zero() {
-                    return Err(format!("--connect-timeout: '{v}' must be more than 0"));
-                }
-                r.connect_timeout = Some(d);
-            }
-            Long("json") => r.json = true,
-            Long("user") => {
-                let v = val!("--user");
-                if v.is_empty() || v.len() > 255 || v.contains('\0') {
-                    return Err(format!(
-                        "--user: invalid user '{v}': expected 1..255 bytes without NUL"
-                    ));
-                }
-                r.user = Some(v);
-            }
-            Long("password") => r.password = Some(val!("--password")),
-            Long("listen") => {
-                server!("--listen");
-                r.listen
-                    .push(parse_listen(&val!("--listen"), DEFAULT_PORT)?);
-            }
-            Long("udp-port-from") => {
-                server!("--udp-port-from");
-                r.udp_port_from = Some(num(
-                    "--udp-port-from",
-                    &val!("--udp-port-from"),
-                    1u16,
-                    65000,
-                    "a UDP port",
-                )?);
-            }
-            Long("control-timeout") => {
-                server!("--control-timeout");
-                let v = val!("--control-timeout");
-                let d = parse_duration(&v).map_err(|e| format!("--control-timeout: {e}"))?;
-                if d < Duration::from_secs(1) {
-                    return Err(format!("--control-timeout: '{v}' is too short: use at least 1s (statuses arrive once a second)"));
-                }
-                r.control_timeout = Some(d);
-            }
-            Long("max-duration") => {
-                server!("--max-duration");
-                r.max_duration = Some(
-                    parse_duration(&val!("--max-duration"))
-                        .map_err(|e| format!("--max-duration: {e}"))?,
-                );
-            }
-            Long("max-sessions") => {
-                server!("--max-sessions");
-                r.max_sessions = Some(num(
-                    "--max-sessions",
-                    &val!("--max-sessions"),
-                    1usize,
-                    100_000,
-                    "a session count",
-                )?);
-            }
-            Long("auth") => {
-                server!("--auth");
-                let v = val!("--auth");
-                r.auth = Some(v.parse().map_err(|e: String| format!("--auth: {e}"))?);
-            }
-            Long("csv") => {
-                let v = val!("--csv");
-                if v.is_empty() {
-                    return Err("--csv: expected a file path".into());
-                }
-                r.csv = Some(PathBuf::from(v));
-            }
-            Long("syslog") => {
-                let v = val!("--syslog");
-                if v.is_empty() || v.starts_with(':') {
-                    return Err(format!("--syslog: invalid target '{v}': expected HOST[:PORT], e.g. 192.0.2.10 or logs.lan:514"));
-                }
-                r.syslog = Some(v);
-            }
-            Long("metrics-file") => {
-                server!("--metrics-file");
-                let v = val!("--metrics-file");
-                if v.is_empty() {
-                    return Err("--metrics-file: expected a file path".into());
-                }
-                r.metrics_file = Some(PathBuf::from(v));
-            }
-            Long("users") => {
-                server!("--users");
-                r.users_file = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?));
-            }
-            _ => return Err(arg.unexpected().to_string()),
         }
+        Value(v) if r.role.is_none() => {
+            let v = value_str("command", v)?;
+            match v.as_str() {
+                "server" => set_role(r, Role::Server)?,
+                "client" => set_role(r, Role::Client)?,
+                _ => {
+                    return Err(format!(
+                        "unknown command '{v}': expected 'client HOST' or 'server'"
+                    ))
+                }
+            }
+        }
+        Value(v) if r.role == Some(Role::Client) && r.host.is_none() => {
+            r.host = Some(value_str("HOST", v)?);
+        }
+        Value(v) => return Err(format!("unexpected argument '{}'", v.to_string_lossy())),
+        Long("protocol") => {
+            let v = val!("--protocol");
+            r.protocol = Some(match v.as_str() {
+                "tcp" => Protocol::Tcp,
+                "udp" => Protocol::Udp,
+                _ => {
+                    return Err(format!(
+                        "--protocol: invalid value '{v}': expected tcp or udp"
+                    ))
+                }
+            });
+        }
+        Long("direction") => {
+            let v = val!("--direction");
+            r.direction = Some(match v.as_str() {
+                "transmit" | "send" | "tx" => Direction::ServerRx,
+                "receive" | "rx" => Direction::ServerTx,
+                "both" => Direction::Both,
+                _ => {
+                    return Err(format!(
+                        "--direction: invalid value '{v}': expected transmit, receive or both"
+                    ))
+                }
+            });
+        }
+        Long("duration") | Short('t') => {
+            r.duration =
+                Some(parse_duration(&val!("--duration")).map_err(|e| format!("--duration: {e}"))?);
+        }
+        Long("connection-count") => {
+            r.connection_count = Some(num(
+                "--connection-count",
+                &val!("--connection-count"),
+                1u8,
+                255,
+                "a whole number",
+            )?);
+        }
+        Long("local-tx-speed") => {
+            r.local_tx_speed = Some(
+                parse_rate(&val!("--local-tx-speed"))
+                    .map_err(|e| format!("--local-tx-speed: {e}"))?,
+            );
+        }
+        Long("remote-tx-speed") => {
+            let v = val!("--remote-tx-speed");
+            let bps = parse_rate(&v).map_err(|e| format!("--remote-tx-speed: {e}"))?;
+            r.remote_tx_speed = Some(u32::try_from(bps).map_err(|_| {
+                format!(
+                    "--remote-tx-speed: '{v}' is too large: the protocol carries at most \
+                         4294967295 bit/s (about 4.29G); use 0 for unlimited"
+                )
+            })?);
+        }
+        Long("local-udp-tx-size") => {
+            r.local_udp_tx_size = Some(num(
+                "--local-udp-tx-size",
+                &val!("--local-udp-tx-size"),
+                MIN_TX_SIZE,
+                MAX_TX_SIZE,
+                "a size in bytes",
+            )?);
+        }
+        Long("remote-udp-tx-size") => {
+            r.remote_udp_tx_size = Some(num(
+                "--remote-udp-tx-size",
+                &val!("--remote-udp-tx-size"),
+                MIN_TX_SIZE,
+                MAX_TX_SIZE,
+                "a size in bytes",
+            )?);
+        }
+        Long("random-data") => {
+            r.random_data = Some(yes_no("--random-data", &val!("--random-data"))?);
+        }
+        Long("interval") | Short('i') => {
+            let v = val!("--interval");
+            let d = parse_duration(&v).map_err(|e| format!("--interval: {e}"))?;
+            if d < Duration::from_millis(20) || d > Duration::from_secs(5) {
+                return Err(format!("--interval: '{v}' is out of range: use 20ms..5s"));
+            }
+            r.interval = Some(d);
+        }
+        Short('4') => {
+            r.family = Some(Family::V4);
+        }
+        Short('6') => {
+            r.family = Some(Family::V6);
+        }
+        Long("bind") => {
+            let v = val!("--bind");
+            r.bind = Some(v.parse().map_err(|_| {
+                format!("--bind: invalid address '{v}': expected an IPv4 or IPv6 address")
+            })?);
+        }
+        Long("tos") => {
+            let v = val!("--tos");
+            let n = if let Some(h) = v.strip_prefix("0x") {
+                u8::from_str_radix(h, 16).ok()
+            } else {
+                v.parse().ok()
+            };
+            r.tos = Some(n.ok_or_else(|| {
+                format!("--tos: invalid value '{v}': expected 0..255 (or 0x00..0xff)")
+            })?);
+        }
+        Long("connect-timeout") => {
+            let v = val!("--connect-timeout");
+            let d = parse_duration(&v).map_err(|e| format!("--connect-timeout: {e}"))?;
+            if d.is_zero() {
+                return Err(format!("--connect-timeout: '{v}' must be more than 0"));
+            }
+            r.connect_timeout = Some(d);
+        }
+        Long("json") => r.json = true,
+        Long("user") => {
+            let v = val!("--user");
+            if v.is_empty() || v.len() > 255 || v.contains('\0') {
+                return Err(format!(
+                    "--user: invalid user '{v}': expected 1..255 bytes without NUL"
+                ));
+            }
+            r.user = Some(v);
+        }
+        Long("password") => r.password = Some(val!("--password")),
+        Long("listen") => {
+            r.listen
+                .push(parse_listen(&val!("--listen"), DEFAULT_PORT)?);
+        }
+        Long("udp-port-from") => {
+            r.udp_port_from = Some(num(
+                "--udp-port-from",
+                &val!("--udp-port-from"),
+                1u16,
+                65000,
+                "a UDP port",
+            )?);
+        }
+        Long("control-timeout") => {
+            let v = val!("--control-timeout");
+            let d = parse_duration(&v).map_err(|e| format!("--control-timeout: {e}"))?;
+            if d < Duration::from_secs(1) {
+                return Err(format!("--control-timeout: '{v}' is too short: use at least 1s (statuses arrive once a second)"));
+            }
+            r.control_timeout = Some(d);
+        }
+        Long("max-duration") => {
+            r.max_duration = Some(
+                parse_duration(&val!("--max-duration"))
+                    .map_err(|e| format!("--max-duration: {e}"))?,
+            );
+        }
+        Long("max-sessions") => {
+            r.max_sessions = Some(num(
+                "--max-sessions",
+                &val!("--max-sessions"),
+                1usize,
+                100_000,
+                "a session count",
+            )?);
+        }
+        Long("auth") => {
+            let v = val!("--auth");
+            r.auth = Some(v.parse().map_err(|e: String| format!("--auth: {e}"))?);
+        }
+        Long("csv") => {
+            let v = val!("--csv");
+            if v.is_empty() {
+                return Err("--csv: expected a file path".into());
+            }
+            r.csv = Some(PathBuf::from(v));
+        }
+        Long("syslog") => {
+            let v = val!("--syslog");
+            if v.is_empty() || v.starts_with(':') {
+                return Err(format!("--syslog: invalid target '{v}': expected HOST[:PORT], e.g. 192.0.2.10 or logs.lan:514"));
+            }
+            r.syslog = Some(v);
+        }
+        Long("metrics-file") => {
+            let v = val!("--metrics-file");
+            if v.is_empty() {
+                return Err("--metrics-file: expected a file path".into());
+            }
+            r.metrics_file = Some(PathBuf::from(v));
+        }
+        Long("users") => {
+            r.users_file = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?));
+        }
+        _ => return Err(arg.unexpected().to_string()),
     }
-    Ok(r)
+    Ok(())
 }
 
 fn set_role(r: &mut RawArgs, role: Role) -> Result<(), String> {
@@ -528,8 +826,13 @@ fn set_role(r: &mut RawArgs, role: Role) -> Result<(), String> {
 fn finish(r: RawArgs, env_password: Option<String>) -> Result<Invocation, String> {
     let verbosity = r.verbosity;
     let done = |mode| Ok(Invocation { mode, verbosity });
-    if let Some(h) = r.help {
-        return done(Mode::Help(h));
+    if r.help {
+        // A role this build lacks gets the overview, which says so.
+        return done(Mode::Help(match r.role {
+            Some(Role::Client) if HAS_CLIENT => Help::Client,
+            Some(Role::Server) if HAS_SERVER => Help::Server,
+            _ => Help::Overview,
+        }));
     }
     if r.version {
         return done(Mode::Version);
@@ -543,7 +846,9 @@ fn finish(r: RawArgs, env_password: Option<String>) -> Result<Invocation, String
         } else {
             "server"
         };
-        return Err(format!("{flag} is not a {name} option (see btest --help)"));
+        return Err(format!(
+            "{flag} is not a {name} option (see btest {name} --help)"
+        ));
     }
     let output = if r.json { Output::Json } else { Output::Text };
     // BTEST_PASSWORD is for the client only: on a server it would silently switch on
@@ -692,8 +997,14 @@ mod tests {
             parse_from(["-s"], None).unwrap().mode,
             Mode::Server(_)
         ));
-        assert_eq!(parse_from(["-h"], None).unwrap().mode, Mode::Help(USAGE));
-        assert_eq!(parse_from(["--help"], None).unwrap().mode, Mode::Help(HELP));
+        assert_eq!(
+            parse_from(["-h"], None).unwrap().mode,
+            Mode::Help(Help::Overview)
+        );
+        assert_eq!(
+            parse_from(["--help"], None).unwrap().mode,
+            Mode::Help(Help::Overview)
+        );
         assert_eq!(parse_from(["-V"], None).unwrap().mode, Mode::Version);
         assert_eq!(parse_from(["-s", "-vv", "-q"], None).unwrap().verbosity, 1);
     }
@@ -929,6 +1240,228 @@ mod tests {
         assert!(err(&["client", "h", "--nope"]).contains("--nope"));
         assert!(err(&["client", "h", "extra"]).contains("'extra'"));
         assert!(err(&["client", "h", "-4", "--bind", "::1"]).contains("-4"));
+    }
+
+    /// The help a role asks for, in a build that may lack that role.
+    fn built(h: Help) -> Help {
+        match h {
+            Help::Client if !HAS_CLIENT => Help::Overview,
+            Help::Server if !HAS_SERVER => Help::Overview,
+            h => h,
+        }
+    }
+
+    #[test]
+    fn help_wherever_it_appears_and_over_other_errors() {
+        for (args, want) in [
+            (&["--help"][..], Help::Overview),
+            (&["-h"], Help::Overview),
+            (&["-v", "--help"], Help::Overview),
+            (&["--help", "frobnicate"], Help::Overview),
+            (&["frobnicate", "--help"], Help::Overview),
+            (&["client", "--help"], Help::Client),
+            (&["client", "-h"], Help::Client),
+            (&["-c", "--help"], Help::Client),
+            (&["-c", "-h"], Help::Client),
+            (&["--client=h", "--help"], Help::Client),
+            (&["--help", "client"], Help::Client),
+            (&["client", "1.2.3.4", "--help"], Help::Client),
+            (&["client", "h", "--duration", "3s", "-h"], Help::Client),
+            // errors after the help, before it, and cross-role or missing-value ones
+            (&["client", "--help", "--protocol", "icmp"], Help::Client),
+            (
+                &["client", "h", "--protocol", "icmp", "--help"],
+                Help::Client,
+            ),
+            (
+                &["client", "h", "--listen", "0.0.0.0", "--help"],
+                Help::Client,
+            ),
+            (&["client", "h", "extra", "--help"], Help::Client),
+            (&["client", "h", "--nope", "--help"], Help::Client),
+            (&["client", "h", "--json=1", "--help"], Help::Client),
+            (&["client", "--help", "--duration"], Help::Client),
+            (&["server", "--help"], Help::Server),
+            (&["server", "-h"], Help::Server),
+            (&["-s", "--help"], Help::Server),
+            (&["server", "--listen", "127.0.0.1", "--help"], Help::Server),
+            (&["server", "--listen", "x", "--help"], Help::Server),
+            (&["server", "--help", "--protocol", "udp"], Help::Server),
+            (&["server", "--auth", "md5", "--help"], Help::Server),
+        ] {
+            let inv = parse_from(args.iter().copied(), None);
+            assert_eq!(inv.map(|i| i.mode), Ok(Mode::Help(built(want))), "{args:?}");
+        }
+        // A value that merely looks like help stays a value.
+        assert_eq!(
+            client(&["--user", "--help"]).user.as_deref(),
+            Some("--help")
+        );
+    }
+
+    /// The flags of one help text, as `OPTIONS` lists them.
+    fn flags_of(section: Section) -> Vec<&'static str> {
+        OPTIONS
+            .iter()
+            .filter(|o| o.section == section)
+            .flat_map(|o| o.flags())
+            .collect()
+    }
+
+    #[test]
+    fn each_help_lists_its_own_options() {
+        let (overview, client, server) = (
+            Help::Overview.to_string(),
+            Help::Client.to_string(),
+            Help::Server.to_string(),
+        );
+        assert!(overview != client && overview != server && client != server);
+        let client_only = [
+            "--connection-count",
+            "--protocol",
+            "--local-tx-speed",
+            "-4, -6",
+        ];
+        let server_only = [
+            "--max-sessions",
+            "--listen",
+            "--udp-port-from",
+            "--metrics-file",
+        ];
+        for f in client_only {
+            assert!(client.contains(f), "client help lacks {f}:\n{client}");
+            assert!(!server.contains(f), "server help has {f}:\n{server}");
+            assert!(!overview.contains(f), "overview has {f}:\n{overview}");
+        }
+        for f in server_only {
+            assert!(server.contains(f), "server help lacks {f}:\n{server}");
+            assert!(!client.contains(f), "client help has {f}:\n{client}");
+            assert!(!overview.contains(f), "overview has {f}:\n{overview}");
+        }
+        for f in flags_of(Section::Client) {
+            assert!(client.contains(f), "client help lacks {f}");
+        }
+        for f in flags_of(Section::Server) {
+            assert!(server.contains(f), "server help lacks {f}");
+        }
+        for f in flags_of(Section::Common) {
+            for h in [&overview, &client, &server] {
+                assert!(h.contains(f), "{f} missing from\n{h}");
+            }
+        }
+        assert!(client.contains("usage: btest client HOST[:PORT]"));
+        assert!(server.contains("usage: btest server [OPTIONS]"));
+        if HAS_CLIENT && HAS_SERVER {
+            assert!(overview.contains("usage: btest client HOST[:PORT]"));
+            assert!(overview.contains("       btest server [OPTIONS]"));
+            assert!(
+                overview.contains("`btest client --help` or `btest server --help`"),
+                "{overview}"
+            );
+        }
+        for h in [&overview, &client, &server] {
+            assert!(!h.ends_with('\n'), "println! adds the newline");
+            for l in h.lines() {
+                assert!(l.len() <= 96 && l.trim_end() == l, "{l:?}");
+            }
+        }
+    }
+
+    /// The cross-role check comes from the help table and rejects exactly what it did when
+    /// each lexer arm named its role.
+    #[test]
+    fn role_check_follows_the_help_table() {
+        let client_only = [
+            ("--protocol", Some("udp")),
+            ("--direction", Some("both")),
+            ("--duration", Some("3s")),
+            ("-t", Some("3s")),
+            ("--connection-count", Some("2")),
+            ("--local-tx-speed", Some("1M")),
+            ("--remote-tx-speed", Some("1M")),
+            ("--local-udp-tx-size", Some("1000")),
+            ("--remote-udp-tx-size", Some("1000")),
+            ("--random-data", Some("yes")),
+            ("--interval", Some("1s")),
+            ("-i", Some("1s")),
+            ("-4", None),
+            ("-6", None),
+            ("--bind", Some("::1")),
+            ("--tos", Some("1")),
+            ("--connect-timeout", Some("1s")),
+        ];
+        let server_only = [
+            ("--listen", Some("127.0.0.1")),
+            ("--udp-port-from", Some("3000")),
+            ("--control-timeout", Some("2s")),
+            ("--max-duration", Some("1m")),
+            ("--max-sessions", Some("2")),
+            ("--auth", Some("none")),
+            ("--users", Some("/tmp/u")),
+            ("--metrics-file", Some("/tmp/m")),
+        ];
+        let both = [
+            "--json",
+            "--user",
+            "--password",
+            "--csv",
+            "--syslog",
+            "-v",
+            "--verbose",
+            "-q",
+            "--quiet",
+            "-h",
+            "--help",
+            "-V",
+            "--version",
+        ];
+        let canonical = |f: &'static str| match f {
+            "-t" => "--duration",
+            "-i" => "--interval",
+            f => f,
+        };
+        for (f, v) in client_only {
+            assert_eq!(flag_role(f), Some((canonical(f), Role::Client)), "{f}");
+            let mut args = vec!["server", f];
+            args.extend(v);
+            let e = err(&args);
+            assert_eq!(
+                e,
+                format!(
+                    "{} is not a server option (see btest server --help)",
+                    canonical(f)
+                )
+            );
+            let mut args = vec!["client", "h", f];
+            args.extend(v);
+            assert!(parse_from(args, None).is_ok(), "{f}");
+        }
+        for (f, v) in server_only {
+            assert_eq!(flag_role(f), Some((f, Role::Server)), "{f}");
+            let mut args = vec!["client", "h", f];
+            args.extend(v);
+            let e = err(&args);
+            assert_eq!(
+                e,
+                format!("{f} is not a client option (see btest client --help)")
+            );
+        }
+        for f in both {
+            assert_eq!(flag_role(f), None, "{f}");
+        }
+        // and the table names no other flag
+        let mut listed: Vec<&str> = OPTIONS.iter().flat_map(|o| o.flags()).collect();
+        listed.sort();
+        listed.dedup();
+        let mut known: Vec<&str> = client_only
+            .iter()
+            .chain(&server_only)
+            .map(|(f, _)| *f)
+            .chain(both)
+            .filter(|f| !["-t", "-i"].contains(f))
+            .collect();
+        known.sort();
+        assert_eq!(listed, known);
     }
 
     #[test]

@@ -5,21 +5,72 @@ use std::time::{Duration, Instant};
 
 use crate::util::*;
 
+/// Runs `btest ARGS` and returns its stdout; it must exit 0 with nothing on stderr.
+fn help_of(args: &[&str]) -> String {
+    let o = btest_bin().args(args).output().unwrap();
+    assert_exit(&o, 0);
+    assert!(
+        o.stderr.is_empty(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
 #[test]
 fn help_and_version() {
-    let o = btest_bin().arg("--help").output().unwrap();
-    assert!(o.status.success());
-    let out = String::from_utf8(o.stdout).unwrap();
-    for opt in [
+    let client_only = [
         "--protocol",
         "--direction",
         "--connection-count",
         "--remote-udp-tx-size",
+    ];
+    let server_only = [
         "--listen",
         "--udp-port-from",
         "--max-sessions",
+        "--metrics-file",
+    ];
+    let overview = help_of(&["--help"]);
+    assert_eq!(help_of(&["-h"]), overview);
+    assert!(
+        overview.contains("btest client --help") && overview.contains("btest server --help"),
+        "{overview}"
+    );
+    for opt in client_only.iter().chain(&server_only) {
+        assert!(!overview.contains(opt), "the overview lists {opt}");
+    }
+    for opt in ["--verbose", "--quiet", "--help", "--version"] {
+        assert!(overview.contains(opt), "the overview lacks {opt}");
+    }
+    let client = help_of(&["client", "--help"]);
+    for args in [
+        &["client", "-h"][..],
+        &["-c", "--help"],
+        &["-c", "-h"],
+        &["client", "192.0.2.1", "--help"],
+        &["client", "192.0.2.1", "--protocol", "icmp", "--help"],
     ] {
-        assert!(out.contains(opt), "--help lacks {opt}");
+        assert_eq!(help_of(args), client, "{args:?}");
+    }
+    let server = help_of(&["server", "--help"]);
+    for args in [
+        &["server", "-h"][..],
+        &["-s", "--help"],
+        &["server", "--listen", "127.0.0.1", "--help"],
+    ] {
+        assert_eq!(help_of(args), server, "{args:?}");
+    }
+    assert!(client.starts_with("btest client"), "{client}");
+    assert!(server.starts_with("btest server"), "{server}");
+    assert!(overview != client && overview != server && client != server);
+    for opt in client_only {
+        assert!(client.contains(opt), "client --help lacks {opt}");
+        assert!(!server.contains(opt), "server --help lists {opt}");
+    }
+    for opt in server_only {
+        assert!(server.contains(opt), "server --help lacks {opt}");
+        assert!(!client.contains(opt), "client --help lists {opt}");
     }
     let o = btest_bin().arg("-V").output().unwrap();
     assert!(o.status.success());
@@ -202,11 +253,18 @@ fn server_binary_serves_and_stops_on_sigterm() {
     });
 }
 
-/// Every long option `--help` prints is documented in the man page and the README.
+/// Every long option `--help`, `client --help` and `server --help` print is documented in the
+/// man page and the README.
 #[test]
 fn every_option_is_documented() {
-    let o = btest_bin().arg("--help").output().unwrap();
-    let help = String::from_utf8(o.stdout).unwrap();
+    let help: String = [
+        &["--help"][..],
+        &["client", "--help"],
+        &["server", "--help"],
+    ]
+    .iter()
+    .map(|args| help_of(args))
+    .collect();
     let mut opts: Vec<&str> = help
         .split(|c: char| c.is_whitespace() || c == ',' || c == '=' || c == '[')
         .filter(|w| {

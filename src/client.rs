@@ -28,15 +28,105 @@ pub struct ClientResult {
     pub connections: usize,
     /// The server's UDP port (UDP tests).
     pub udp_port: Option<u16>,
+    /// Protocol run.
+    pub protocol: Protocol,
+    /// The silence limit the test ran with.
+    pub control_timeout: Duration,
+    /// Direction, as the command says it (`ServerRx` = the client transmits).
+    pub direction: wire::Direction,
 }
 
 impl ClientResult {
     /// Did the test end the way a successful test ends?
     pub fn succeeded(&self) -> bool {
-        matches!(
-            self.summary.end_reason,
-            StopReason::Completed | StopReason::Shutdown
-        )
+        self.outcome().is_ok()
+    }
+
+    /// Nothing arrived in an asked direction: the test measured nothing there.
+    fn no_data(&self) -> Option<Error> {
+        let st = &self.summary.status;
+        let udp = self.protocol == Protocol::Udp;
+        let ports = self.udp_port.map(|p| {
+            let ours = u32::from(p) + u32::from(wire::UDP_CLIENT_PORT_OFFSET);
+            format!("the server's UDP port {p} and ours {ours}")
+        });
+        if self.direction.server_tx() && st.totals.rx_bytes == 0 {
+            let detail = if udp {
+                format!(
+                    "none of the server's datagrams reached us; check firewalls and NAT for UDP \
+                     between {} (UDP ports 2001+ on the server, its port + 256 here)",
+                    ports.as_deref().unwrap_or("the UDP ports")
+                )
+            } else {
+                "the server sent nothing on the TCP connection(s); check its --remote-tx-speed \
+                 limits and that it is a btest server"
+                    .to_string()
+            };
+            return Some(Error::NoData {
+                direction: "receive",
+                detail,
+            });
+        }
+        // Only UDP: TCP delivery is acknowledged, so what we sent arrived.
+        if udp
+            && self.direction.server_rx()
+            && st.totals.tx_bytes > 0
+            && st.statuses_received > 0
+            && st.remote_rx_bytes == 0
+        {
+            return Some(Error::NoData {
+                direction: "transmit",
+                detail: format!(
+                    "we sent {} bytes and the server's statuses report receiving none; check \
+                     firewalls and NAT for UDP between {} (UDP ports 2001+ on the server, its \
+                     port + 256 here)",
+                    st.totals.tx_bytes,
+                    ports.as_deref().unwrap_or("the UDP ports")
+                ),
+            });
+        }
+        None
+    }
+
+    /// Success, or the error that says why this test does not count.
+    pub fn outcome(&self) -> Result<()> {
+        let secs = self.summary.duration.as_secs_f64();
+        match &self.summary.end_reason {
+            StopReason::Completed | StopReason::Shutdown => {}
+            StopReason::PeerClosed => {
+                return Err(Error::EndedEarly(format!(
+                    "the server closed the connection after {secs:.1} s (its --max-duration, \
+                     a restart, or it went away)"
+                )))
+            }
+            StopReason::PeerReset => {
+                return Err(Error::EndedEarly(format!(
+                    "the server's connection was reset after {secs:.1} s (it crashed, was \
+                     killed, or a middlebox dropped the connection)"
+                )))
+            }
+            StopReason::ControlTimeout => {
+                return Err(Error::EndedEarly(format!(
+                    "the server went silent: no data or status for {} s (after {secs:.1} s of \
+                     test)",
+                    self.control_timeout.as_secs_f64()
+                )))
+            }
+            other => return Err(Error::EndedEarly(format!("test ended: {}", other.as_str()))),
+        }
+        match self.no_data() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// The "this host limited the rate" note, unless nothing was measured at all (then the
+    /// busy thread says nothing about the link).
+    pub fn verdict(&self) -> Option<&str> {
+        if self.no_data().is_some() {
+            return None;
+        }
+        self.summary.status.verdict.as_deref()
     }
 }
 
@@ -44,13 +134,9 @@ impl ClientResult {
 pub fn resolve(cfg: &ClientConfig) -> Result<Vec<SocketAddr>> {
     let addrs: Vec<SocketAddr> = (cfg.host.as_str(), cfg.port)
         .to_socket_addrs()
-        .map_err(|e| Error::Io {
-            phase: Phase::Connect,
-            addr: None,
-            source: std::io::Error::new(
-                e.kind(),
-                format!("cannot resolve server '{}': {e}", cfg.host),
-            ),
+        .map_err(|source| Error::Resolve {
+            host: cfg.host.clone(),
+            source,
         })?
         .filter(|a| match cfg.family {
             Family::Any => true,
@@ -160,6 +246,11 @@ pub fn run(
             addr: Some(server),
             detail: e.to_string(),
         })?;
+        check_udp_port(port, b, auth).map_err(|detail| Error::Protocol {
+            phase: Phase::UdpSetup,
+            addr: Some(server),
+            detail,
+        })?;
         udp_port = Some(port);
         let local_ip = s
             .local_addr()
@@ -194,6 +285,7 @@ pub fn run(
         }
     }
     let connections = if tcp { 1 + extra.len() } else { udp.len() };
+    let control_timeout = CONTROL_TIMEOUT.max(cfg.connect_timeout);
     let plan = Plan {
         side: "client",
         protocol: cfg.protocol,
@@ -215,7 +307,7 @@ pub fn run(
         interval: cfg.interval,
         duration: cfg.duration,
         max_duration: None,
-        control_timeout: Duration::from_secs(10).max(cfg.connect_timeout),
+        control_timeout,
         samples,
         parent: None,
         gauge: None,
@@ -228,7 +320,37 @@ pub fn run(
         auth,
         connections,
         udp_port,
+        protocol: cfg.protocol,
+        direction: cmd.direction,
+        control_timeout,
     })
+}
+
+/// The client's silence limit (at least the connect timeout).
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A server's UDP port below 1024 is not one a btest server hands out (RouterOS starts at
+/// 2001). Seen in the wild: a server that sends its OK (`01 00 00 00`) twice after MD5, whose
+/// second copy then reads as port 256 (issue 8.6). Say what arrived, where, and why.
+fn check_udp_port(port: u16, bytes: [u8; 2], auth: AuthMethod) -> std::result::Result<(), String> {
+    if port >= 1024 {
+        return Ok(());
+    }
+    let after = match auth {
+        AuthMethod::None => "the command reply".to_string(),
+        m => format!("the {} login", crate::error::auth_method_name(m.as_str())),
+    };
+    let hint = if bytes == [0x01, 0x00] {
+        "01 00 is how an OK reply (01 00 00 00) starts: the server probably sent its OK twice, \
+         which is a bug in that server"
+    } else {
+        "btest servers hand out UDP ports from 2001 up"
+    };
+    Err(format!(
+        "expected the server's UDP port after {after}, got bytes {:02x} {:02x} (port {port}); \
+         {hint}",
+        bytes[0], bytes[1]
+    ))
 }
 
 /// Reads the server's answer to the command, authenticating if asked.

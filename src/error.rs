@@ -29,9 +29,10 @@ pub enum Phase {
     Status,
 }
 
-impl fmt::Display for Phase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Phase {
+    /// The phase's name, as in messages and the `phase` field of records.
+    pub fn as_str(self) -> &'static str {
+        match self {
             Phase::Bind => "bind",
             Phase::Connect => "connect",
             Phase::Hello => "hello",
@@ -41,7 +42,22 @@ impl fmt::Display for Phase {
             Phase::UdpSetup => "UDP setup",
             Phase::Data => "data",
             Phase::Status => "status",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The display name of an auth method word (`md5` -> `MD5`).
+pub fn auth_method_name(method: &str) -> &str {
+    match method {
+        "md5" => "MD5",
+        "ecsrp5" => "EC-SRP5",
+        m => m,
     }
 }
 
@@ -91,8 +107,24 @@ pub enum Error {
         /// What happened and what to check.
         detail: String,
     },
+    /// The server's name could not be resolved.
+    Resolve {
+        /// The name as given.
+        host: String,
+        /// The resolver's error.
+        source: io::Error,
+    },
     /// The server refused the test (limits, unsupported mode).
     Refused(String),
+    /// The test ran but ended before its duration, for the reason given.
+    EndedEarly(String),
+    /// The test ran, but no data arrived in a direction it asked for.
+    NoData {
+        /// `receive` (nothing reached us) or `transmit` (nothing reached the server).
+        direction: &'static str,
+        /// What was seen and what to check.
+        detail: String,
+    },
     /// A role thread panicked.
     Internal {
         /// Thread name.
@@ -116,6 +148,20 @@ impl Error {
                 addr,
                 source,
             },
+        }
+    }
+
+    /// The phase the error happened in, when it has one.
+    pub fn phase(&self) -> Option<Phase> {
+        match self {
+            Error::Io { phase, .. }
+            | Error::Timeout { phase, .. }
+            | Error::Protocol { phase, .. }
+            | Error::PeerClosed { phase, .. } => Some(*phase),
+            Error::Auth { .. } => Some(Phase::Auth),
+            Error::Resolve { .. } => Some(Phase::Connect),
+            Error::NoData { .. } | Error::EndedEarly(_) => Some(Phase::Data),
+            Error::Usage(_) | Error::Refused(_) | Error::Internal { .. } => None,
         }
     }
 
@@ -186,14 +232,24 @@ impl fmt::Display for Error {
                 at(addr)
             ),
             Error::Auth { method, detail } => {
-                let name = match *method {
-                    "md5" => "MD5",
-                    "ecsrp5" => "EC-SRP5",
-                    m => m,
-                };
-                write!(f, "authentication failed ({name}): {detail}")
+                write!(
+                    f,
+                    "authentication failed ({}): {detail}",
+                    auth_method_name(method)
+                )
             }
+            Error::Resolve { host, source } => write!(
+                f,
+                "cannot resolve the server name '{host}': {source}; check the spelling and \
+                 this host's DNS, or give an IP address"
+            ),
             Error::Refused(m) => write!(f, "test refused: {m}"),
+            Error::EndedEarly(m) => write!(f, "test ended early: {m}"),
+            Error::NoData { direction, detail } => write!(
+                f,
+                "the test failed in the data phase: no data in the {direction} direction for \
+                 the whole test; {detail}"
+            ),
             Error::Internal { thread } => write!(
                 f,
                 "internal error: thread {thread} panicked; please report this with the command line"
@@ -205,7 +261,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Io { source, .. } => Some(source),
+            Error::Io { source, .. } | Error::Resolve { source, .. } => Some(source),
             _ => None,
         }
     }

@@ -18,6 +18,7 @@ pub mod engine;
 pub mod error;
 pub mod export;
 pub mod net;
+pub mod record;
 pub mod report;
 #[cfg(feature = "server")]
 pub mod server;

@@ -110,23 +110,22 @@ fn run_server(_: ServerConfig) -> Result<(), Error> {
 fn run_client(cfg: &ClientConfig) -> Result<(), Error> {
     btest::sys::install_signal_handlers();
     let syslog = open_syslog(&cfg.syslog)?;
-    let csv = cfg.csv.as_ref().map(|p| CsvLog::new(p, csv::CLIENT_HEADER));
+    let csv = cfg
+        .csv
+        .as_ref()
+        .map(|p| CsvLog::new(p, csv::client_header()));
     let server = format!("{}:{}", cfg.host, cfg.port);
     let started = std::time::SystemTime::now();
+    let start = report::start_record(&server, cfg.protocol, cfg.direction, cfg.connection_count);
     if let Some(s) = &syslog {
         s.send(
             Severity::Info,
-            &format!(
-                "test start server={server} protocol={} direction={} connections={}",
-                cfg.protocol.as_str(),
-                cfg.direction.client_word(),
-                cfg.connection_count
-            ),
+            &format!("test start {}", start.key_values()),
         );
     }
     let stdout = std::io::stdout();
     let mut rep = ClientReporter::new(stdout.lock(), cfg.output);
-    quiet_pipe(rep.start(&server, cfg.protocol, cfg.direction, cfg.connection_count))?;
+    quiet_pipe(rep.start(&start))?;
     let stop = Stop::new();
     let (samples, handle) = client::spawn(cfg.clone(), stop.clone())?;
     loop {
@@ -145,44 +144,32 @@ fn run_client(cfg: &ClientConfig) -> Result<(), Error> {
     let result = handle.join().map_err(|_| Error::Internal {
         thread: "btest-client".into(),
     })?;
-    match result {
+    // A test that ran gets its summary everywhere, then its verdict: a test that measured
+    // nothing in an asked direction, or ended early, is a failure (exit 1) with its reason.
+    let outcome = match result {
         Ok(r) => {
-            quiet_pipe(rep.summary(&r, cfg.protocol, cfg.direction))?;
-            append_csv(
-                &csv,
-                report::client_csv_row(&r, &server, cfg.protocol, cfg.direction, started),
-            );
+            let summary = report::summary_record(&r, &server, started);
+            quiet_pipe(rep.summary(&summary))?;
+            append_csv(&csv, summary.csv_cells());
             if let Some(s) = &syslog {
-                s.send(Severity::Info, &report::client_summary_syslog(&r, &server));
+                s.send(Severity::Info, &report::client_summary_syslog(&summary));
             }
-            if r.succeeded() {
-                Ok(())
-            } else {
-                Err(Error::Refused(match r.summary.end_reason {
-                    btest::engine::StopReason::PeerClosed => {
-                        "the server closed the test early (its --max-duration, or it went away)"
-                            .into()
-                    }
-                    btest::engine::StopReason::ControlTimeout => {
-                        "the server stopped answering (no data or status for 10 s)".into()
-                    }
-                    ref other => format!("test ended: {}", other.as_str()),
-                }))
-            }
+            r.outcome()
         }
-        Err(e) => {
-            quiet_pipe(rep.error(&e.to_string()))?;
-            if let Some(s) = &syslog {
-                let sev = if matches!(e, Error::Auth { .. }) {
-                    Severity::Notice
-                } else {
-                    Severity::Err
-                };
-                s.send(sev, &format!("test failed server={server}: {e}"));
-            }
-            Err(e)
+        Err(e) => Err(e),
+    };
+    if let Err(e) = &outcome {
+        quiet_pipe(rep.error(&report::error_record(e)))?;
+        if let Some(s) = &syslog {
+            let sev = if matches!(e, Error::Auth { .. }) {
+                Severity::Notice
+            } else {
+                Severity::Err
+            };
+            s.send(sev, &format!("test failed server={server}: {e}"));
         }
     }
+    outcome
 }
 
 /// Where server events go: stdout, CSV, syslog.
@@ -202,8 +189,8 @@ impl ServerSinks {
             quiet_pipe(writeln!(out, "{line}"))?;
             quiet_pipe(out.flush())?;
         }
-        if let ServerEvent::End(r) = ev {
-            append_csv(&self.csv, report::server_csv_row(r));
+        if let Some(row) = report::server_csv_row(ev) {
+            append_csv(&self.csv, row);
         }
         if let Some(s) = &self.syslog {
             let (sev, msg) = report::server_event_syslog(ev);
@@ -218,7 +205,10 @@ fn run_server(cfg: ServerConfig) -> Result<(), Error> {
     btest::sys::install_signal_handlers();
     let sinks = ServerSinks {
         output: cfg.output,
-        csv: cfg.csv.as_ref().map(|p| CsvLog::new(p, csv::SERVER_HEADER)),
+        csv: cfg
+            .csv
+            .as_ref()
+            .map(|p| CsvLog::new(p, csv::server_header())),
         syslog: open_syslog(&cfg.syslog)?,
     };
     let metrics_file = cfg.metrics_file.clone();

@@ -1,13 +1,18 @@
-//! Formats samples, summaries and server session records as text or NDJSON.
+//! Turns engine results into [`Record`]s (record.rs owns their fields) and renders them for
+//! people: the text layouts of the client's intervals and summary and the server's session
+//! lines. JSON, CSV and syslog come straight from the record.
 //!
 //! Writes only to the `Write` it is given. Rates: UDP counts IP+UDP headers (as RouterOS),
-//! TCP counts payload. JSON numbers are always finite; absent values are `null`.
+//! TCP counts payload. Must not: decide whether a test succeeded (client.rs does).
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::config::Output;
+use crate::engine::StatusTotals;
+use crate::export::csv::rfc3339_utc;
+use crate::record::{self, Kind, Record, Value};
 #[cfg(feature = "server")]
-use crate::server::{ServerEvent, SessionRecord};
+use crate::server::{ServerEvent, SessionRecord, SessionStart};
 use crate::units::format_rate;
 #[cfg(feature = "client")]
 use {
@@ -17,105 +22,6 @@ use {
     std::collections::VecDeque,
     std::io::{self, Write},
 };
-
-/// Version of the JSON record layout.
-pub const SCHEMA: u32 = 1;
-
-/// Builds one JSON object.
-#[derive(Default)]
-pub struct Json(String);
-
-impl Json {
-    /// A new object without the `type`/`schema` header (for nested objects).
-    pub fn begin(&mut self) -> &mut Self {
-        self.0 = String::from("{");
-        self
-    }
-    /// A new object with `type` and `schema`.
-    pub fn record(kind: &str) -> Self {
-        let mut j = Json(String::from("{"));
-        j.str("type", kind);
-        j.num("schema", SCHEMA as f64);
-        j
-    }
-    fn key(&mut self, k: &str) {
-        if self.0.len() > 1 {
-            self.0.push(',');
-        }
-        self.0.push('"');
-        self.0.push_str(k);
-        self.0.push_str("\":");
-    }
-    /// A string field.
-    pub fn str(&mut self, k: &str, v: &str) -> &mut Self {
-        self.key(k);
-        self.0.push('"');
-        for c in v.chars() {
-            match c {
-                '"' => self.0.push_str("\\\""),
-                '\\' => self.0.push_str("\\\\"),
-                '\n' => self.0.push_str("\\n"),
-                '\r' => self.0.push_str("\\r"),
-                '\t' => self.0.push_str("\\t"),
-                c if (c as u32) < 0x20 => self.0.push_str(&format!("\\u{:04x}", c as u32)),
-                c => self.0.push(c),
-            }
-        }
-        self.0.push('"');
-        self
-    }
-    /// A number field; NaN and infinities become 0.
-    pub fn num(&mut self, k: &str, v: f64) -> &mut Self {
-        self.key(k);
-        let v = if v.is_finite() { v } else { 0.0 };
-        if v.fract() == 0.0 && v.abs() < 9.0e15 {
-            self.0.push_str(&format!("{}", v as i64));
-        } else {
-            self.0.push_str(&format!("{v:.3}"));
-        }
-        self
-    }
-    /// An integer field.
-    pub fn int(&mut self, k: &str, v: u64) -> &mut Self {
-        self.key(k);
-        self.0.push_str(&v.to_string());
-        self
-    }
-    /// A field whose value is already JSON text (an array or object built by [`Json`]).
-    pub fn raw(&mut self, k: &str, json: &str) -> &mut Self {
-        self.key(k);
-        self.0.push_str(json);
-        self
-    }
-    /// A number or null.
-    pub fn opt(&mut self, k: &str, v: Option<f64>) -> &mut Self {
-        match v {
-            Some(x) => self.num(k, x),
-            None => {
-                self.key(k);
-                self.0.push_str("null");
-                self
-            }
-        }
-    }
-    /// A string or null.
-    pub fn opt_str(&mut self, k: &str, v: Option<&str>) -> &mut Self {
-        match v {
-            Some(x) => self.str(k, x),
-            None => {
-                self.key(k);
-                self.0.push_str("null");
-                self
-            }
-        }
-    }
-    /// Closes the object.
-    pub fn finish(&mut self) -> String {
-        let mut s = std::mem::take(&mut self.0);
-        s.push('}');
-        s
-    }
-}
 
 fn bps(bytes: u64, dt: Duration) -> f64 {
     let s = dt.as_secs_f64();
@@ -131,71 +37,169 @@ fn lost(v: u64) -> u64 {
     (v as i64).max(0) as u64
 }
 
-#[cfg(feature = "client")]
-fn cpu(v: Option<u8>) -> String {
-    v.map(|c| format!("{c}%")).unwrap_or_else(|| "-".into())
-}
-
-#[cfg(feature = "client")]
 /// Sequence gaps minus what our own sockets dropped: what the network lost.
 fn wire_lost(gaps: u64, host: Option<u64>) -> u64 {
     lost(gaps).saturating_sub(host.unwrap_or(0))
 }
 
-#[cfg(feature = "client")]
-fn tcp_stats_json(t: &crate::engine::tcpinfo::TcpStats) -> String {
-    Json::default()
-        .begin()
-        .int("rtt_us", u64::from(t.rtt_us))
-        .int("rttvar_us", u64::from(t.rttvar_us))
-        .int("cwnd", u64::from(t.cwnd))
-        .int("mss", u64::from(t.mss))
-        .int("retransmits_total", u64::from(t.retransmits_total))
-        .opt("delivery_rate_bps", t.delivery_rate_bps.map(|v| v as f64))
-        .finish()
+/// One decimal, as the CSV always had for CPU.
+fn cpu_avg(v: Option<f64>) -> Value {
+    v.map_or(Value::Null, |c| Value::Num(c, 1))
+}
+
+/// The totals both roles report: duration through remote_rx_bytes.
+fn totals(b: &mut record::Builder, st: &StatusTotals, d: Duration) {
+    b.push("duration_s", Value::num(d.as_secs_f64()))
+        .int("tx_bytes", st.totals.tx_bytes)
+        .int("rx_bytes", st.totals.rx_bytes)
+        .push("tx_avg_bps", Value::Num(bps(st.totals.tx_bytes, d), 0))
+        .push("rx_avg_bps", Value::Num(bps(st.totals.rx_bytes, d), 0))
+        .int("lost_packets", lost(st.totals.lost))
+        .push("local_cpu_avg", cpu_avg(st.local_cpu_avg))
+        .push("remote_cpu_avg", cpu_avg(st.remote_cpu_avg))
+        .int("remote_rx_bytes", st.remote_rx_bytes);
 }
 
 #[cfg(feature = "client")]
-fn tcp_json(t: Option<&crate::engine::TcpSample>) -> String {
-    let Some(t) = t else {
-        return "null".into();
-    };
-    let per: Vec<String> = t.per_connection.iter().map(tcp_stats_json).collect();
-    Json::default()
-        .begin()
-        .int("retransmits", t.retransmits)
-        .raw("total", &tcp_stats_json(&t.total))
-        .raw("per_connection", &format!("[{}]", per.join(",")))
-        .finish()
+mod client_records {
+    use super::*;
+    use crate::engine::tcpinfo::TcpStats;
+    use crate::engine::{RoleCpu, TcpSample};
+
+    fn tcp_stats(t: &TcpStats) -> Value {
+        record::object(&[
+            ("rtt_us", Value::Int(u64::from(t.rtt_us))),
+            ("rttvar_us", Value::Int(u64::from(t.rttvar_us))),
+            ("cwnd", Value::Int(u64::from(t.cwnd))),
+            ("mss", Value::Int(u64::from(t.mss))),
+            (
+                "retransmits_total",
+                Value::Int(u64::from(t.retransmits_total)),
+            ),
+            (
+                "delivery_rate_bps",
+                t.delivery_rate_bps.map_or(Value::Null, Value::Int),
+            ),
+        ])
+    }
+
+    pub(super) fn tcp(t: Option<&TcpSample>) -> Value {
+        let Some(t) = t else { return Value::Null };
+        record::object(&[
+            ("retransmits", Value::Int(t.retransmits)),
+            ("total", tcp_stats(&t.total)),
+            (
+                "per_connection",
+                record::array(t.per_connection.iter().map(tcp_stats)),
+            ),
+        ])
+    }
+
+    pub(super) fn roles(c: RoleCpu) -> Value {
+        let r = |v: f64| Value::Num((v * 10.0).round() / 10.0, 1);
+        record::object(&[("tx", r(c.tx)), ("rx", r(c.rx)), ("status", r(c.status))])
+    }
+
+    pub(super) fn senders(s: &Sample) -> Value {
+        record::array(s.senders.iter().map(|a| {
+            record::object(&[
+                ("thread", Value::Int(a.thread as u64)),
+                ("target_bps", Value::Int(a.target_bps)),
+                ("achieved_bps", Value::num(a.achieved_bps)),
+                ("gap_p50_us", Value::opt_num(a.gap_p50_us)),
+                ("gap_p99_us", Value::opt_num(a.gap_p99_us)),
+            ])
+        }))
+    }
 }
 
 #[cfg(feature = "client")]
-fn role_json(c: crate::engine::RoleCpu) -> String {
-    Json::default()
-        .begin()
-        .num("tx", (c.tx * 10.0).round() / 10.0)
-        .num("rx", (c.rx * 10.0).round() / 10.0)
-        .num("status", (c.status * 10.0).round() / 10.0)
-        .finish()
+/// The `start` record.
+pub fn start_record(
+    server: &str,
+    protocol: Protocol,
+    direction: Direction,
+    connections: u8,
+) -> Record {
+    Record::build(Kind::Start, |b| {
+        b.str("server", server)
+            .str("protocol", protocol.as_str())
+            .str("direction", direction.client_word())
+            .int("connections", u64::from(connections));
+    })
 }
 
 #[cfg(feature = "client")]
-fn senders_json(s: &Sample) -> String {
-    let items: Vec<String> = s
-        .senders
-        .iter()
-        .map(|a| {
-            Json::default()
-                .begin()
-                .int("thread", a.thread as u64)
-                .int("target_bps", a.target_bps)
-                .num("achieved_bps", a.achieved_bps)
-                .opt("gap_p50_us", a.gap_p50_us)
-                .opt("gap_p99_us", a.gap_p99_us)
-                .finish()
-        })
-        .collect();
-    format!("[{}]", items.join(","))
+/// What the peer's byte counts can be trusted for (issue 8.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RemoteTrust {
+    /// The peer's figure is a lower bound: its 32-bit per-second field saturated, or we sent
+    /// more in some second than the field can carry.
+    pub lower_bound: bool,
+    /// TCP: the peer reported far less than TCP delivered, which cannot be loss (a peer whose
+    /// counter wraps at 2^32, or one that sends no statuses).
+    pub suspect: bool,
+}
+
+#[cfg(feature = "client")]
+/// Below this share of what we sent, a TCP peer's figure is implausible. TCP delivers every
+/// byte; after the drain the peer's final status covers what was in flight, so only a peer
+/// that never reported the end (a few MB at most) comes anywhere near it.
+const TCP_PLAUSIBLE_SHARE: f64 = 0.9;
+
+#[cfg(feature = "client")]
+impl RemoteTrust {
+    /// Judges the peer's figure for a test that sent `st.totals.tx_bytes`.
+    pub fn of(st: &StatusTotals, tcp: bool) -> RemoteTrust {
+        let sent = st.totals.tx_bytes;
+        RemoteTrust {
+            lower_bound: st.remote_rx_saturated > 0
+                || st.tx_peak_status_bytes > u64::from(u32::MAX),
+            suspect: tcp
+                && sent > 0
+                && (st.remote_rx_bytes as f64) < sent as f64 * TCP_PLAUSIBLE_SHARE,
+        }
+    }
+}
+
+#[cfg(feature = "client")]
+/// The `summary` record of a finished test.
+pub fn summary_record(r: &ClientResult, server: &str, started: SystemTime) -> Record {
+    let st = &r.summary.status;
+    let d = r.summary.duration;
+    let trust = RemoteTrust::of(st, r.protocol == Protocol::Tcp);
+    Record::build(Kind::Summary, |b| {
+        b.str("timestamp", &rfc3339_utc(started))
+            .str("server", server)
+            .str("protocol", r.protocol.as_str())
+            .str("direction", r.direction.client_word())
+            .int("connections", r.connections as u64);
+        totals(b, st, d);
+        b.str("auth", r.auth.as_str())
+            .str("end_reason", r.summary.end_reason.as_str())
+            .int("lost_wire", wire_lost(st.totals.lost, st.host_drops))
+            .push("lost_host", Value::opt_num(st.host_drops.map(|h| h as f64)))
+            .int("reordered", st.totals.reordered)
+            .int("duplicates", st.totals.duplicates)
+            .push("tcp", client_records::tcp(st.tcp.as_ref()))
+            .push("thread_cpu_max", client_records::roles(st.role_cpu_max))
+            .push(
+                "remote_rx_saturated",
+                Value::Bool(st.remote_rx_saturated > 0),
+            )
+            .push("remote_rx_lower_bound", Value::Bool(trust.lower_bound))
+            .push("remote_rx_suspect", Value::Bool(trust.suspect))
+            .push("verdict", Value::opt_str(r.verdict()));
+    })
+}
+
+#[cfg(feature = "client")]
+/// The `error` record.
+pub fn error_record(e: &crate::Error) -> Record {
+    Record::build(Kind::Error, |b| {
+        b.str("message", &e.to_string())
+            .push("phase", Value::opt_str(e.phase().map(|p| p.as_str())));
+    })
 }
 
 #[cfg(feature = "client")]
@@ -207,7 +211,6 @@ pub struct ClientReporter<W: Write> {
     total_tx: u64,
     total_rx: u64,
     total_lost: u64,
-    elapsed: Duration,
     lines: u64,
 }
 
@@ -226,40 +229,27 @@ impl<W: Write> ClientReporter<W> {
             total_tx: 0,
             total_rx: 0,
             total_lost: 0,
-            elapsed: Duration::ZERO,
             lines: 0,
         }
     }
 
     /// The start record (JSON) or header (text).
-    pub fn start(
-        &mut self,
-        server: &str,
-        protocol: Protocol,
-        direction: Direction,
-        connections: u8,
-    ) -> io::Result<()> {
+    pub fn start(&mut self, r: &Record) -> io::Result<()> {
         match self.output {
-            Output::Json => {
-                let line = Json::record("start")
-                    .str("server", server)
-                    .str("protocol", protocol.as_str())
-                    .str("direction", direction.client_word())
-                    .int("connections", u64::from(connections))
-                    .finish();
-                writeln!(self.out, "{line}")
-            }
+            Output::Json => writeln!(self.out, "{}", r.to_json()),
             Output::Text => writeln!(
                 self.out,
-                "btest {} {} to {server}, {connections} connection(s)",
-                protocol.as_str(),
-                direction.client_word()
+                "btest {} {} to {}, {} connection(s)",
+                r.text("protocol"),
+                r.text("direction"),
+                r.text("server"),
+                r.text("connections"),
             ),
         }
     }
 
-    /// One interval.
-    pub fn sample(&mut self, s: &Sample) -> io::Result<()> {
+    /// The `interval` record of a sample; keeps the 10 s window and the running totals.
+    pub fn interval_record(&mut self, s: &Sample) -> Record {
         self.window
             .push_back((s.dt, s.delta.tx_bytes, s.delta.rx_bytes));
         let mut span: Duration = self.window.iter().map(|w| w.0).sum();
@@ -275,448 +265,396 @@ impl<W: Write> ClientReporter<W> {
         self.total_tx += s.delta.tx_bytes;
         self.total_rx += s.delta.rx_bytes;
         self.total_lost = self.total_lost.wrapping_add(s.delta.lost);
-        self.elapsed = s.elapsed;
-        let r = [
-            bps(s.delta.tx_bytes, s.dt),
-            bps(wtx, span),
-            bps(self.total_tx, s.elapsed),
-            bps(s.delta.rx_bytes, s.dt),
-            bps(wrx, span),
-            bps(self.total_rx, s.elapsed),
-        ];
-        match self.output {
-            Output::Json => {
-                let line = Json::record("interval")
-                    .num("elapsed_s", s.elapsed.as_secs_f64())
-                    .num("interval_s", s.dt.as_secs_f64())
-                    .num("tx_current_bps", r[0])
-                    .num("tx_10s_avg_bps", r[1])
-                    .num("tx_total_avg_bps", r[2])
-                    .num("rx_current_bps", r[3])
-                    .num("rx_10s_avg_bps", r[4])
-                    .num("rx_total_avg_bps", r[5])
-                    .int("tx_bytes", s.delta.tx_bytes)
-                    .int("rx_bytes", s.delta.rx_bytes)
-                    .int("lost_packets", lost(s.delta.lost))
-                    .int("remote_rx_bytes", s.remote_rx_bytes)
-                    .opt("local_cpu", s.local_cpu.map(f64::from))
-                    .opt("remote_cpu", s.remote_cpu.map(f64::from))
-                    .int("lost_wire", wire_lost(s.delta.lost, s.host_drops))
-                    .opt("lost_host", s.host_drops.map(|h| h as f64))
-                    .int("reordered", s.delta.reordered)
-                    .int("duplicates", s.delta.duplicates)
-                    .int("tx_target_bps", s.tx_target_bps)
-                    .raw("senders", &senders_json(s))
-                    .raw("tcp", &tcp_json(s.tcp.as_ref()))
-                    .raw("thread_cpu", &role_json(s.role_cpu))
-                    .finish();
-                writeln!(self.out, "{line}")
-            }
-            Output::Text => {
-                if self.lines % 20 == 0 {
-                    writeln!(
-                        self.out,
-                        "{:>7} {:>11} {:>11} {:>11}  {:>11} {:>11} {:>11} {:>6} {:>9}",
-                        "time",
-                        "tx-current",
-                        "tx-10s-avg",
-                        "tx-avg",
-                        "rx-current",
-                        "rx-10s-avg",
-                        "rx-avg",
-                        "lost",
-                        "cpu l/r"
-                    )?;
-                }
-                self.lines += 1;
-                writeln!(
-                    self.out,
-                    "{:>6.1}s {:>11} {:>11} {:>11}  {:>11} {:>11} {:>11} {:>6} {:>9}",
-                    s.elapsed.as_secs_f64(),
-                    format_rate(r[0]),
-                    format_rate(r[1]),
-                    format_rate(r[2]),
-                    format_rate(r[3]),
-                    format_rate(r[4]),
-                    format_rate(r[5]),
-                    lost(self.total_lost),
-                    format!("{}/{}", cpu(s.local_cpu), cpu(s.remote_cpu)),
-                )?;
-                // Pacing audit: only for paced senders, so a user can see the pacing held.
-                for a in s.senders.iter().filter(|a| a.target_bps > 0) {
-                    writeln!(
-                        self.out,
-                        "        pacing tx-{}: asked {} got {}  gap p50 {} p99 {}",
-                        a.thread,
-                        format_rate(a.target_bps as f64),
-                        format_rate(a.achieved_bps),
-                        a.gap_p50_us
-                            .map(|g| format!("{g:.0}us"))
-                            .unwrap_or_else(|| "-".into()),
-                        a.gap_p99_us
-                            .map(|g| format!("{g:.0}us"))
-                            .unwrap_or_else(|| "-".into()),
-                    )?;
-                }
-                Ok(())
-            }
+        Record::build(Kind::Interval, |b| {
+            b.num("elapsed_s", s.elapsed.as_secs_f64())
+                .num("interval_s", s.dt.as_secs_f64())
+                .num("tx_current_bps", bps(s.delta.tx_bytes, s.dt))
+                .num("tx_10s_avg_bps", bps(wtx, span))
+                .num("tx_total_avg_bps", bps(self.total_tx, s.elapsed))
+                .num("rx_current_bps", bps(s.delta.rx_bytes, s.dt))
+                .num("rx_10s_avg_bps", bps(wrx, span))
+                .num("rx_total_avg_bps", bps(self.total_rx, s.elapsed))
+                .int("tx_bytes", s.delta.tx_bytes)
+                .int("rx_bytes", s.delta.rx_bytes)
+                .int("lost_packets", lost(s.delta.lost))
+                .int("remote_rx_bytes", s.remote_rx_bytes)
+                .push("local_cpu", Value::opt_num(s.local_cpu.map(f64::from)))
+                .push("remote_cpu", Value::opt_num(s.remote_cpu.map(f64::from)))
+                .int("lost_wire", wire_lost(s.delta.lost, s.host_drops))
+                .push("lost_host", Value::opt_num(s.host_drops.map(|h| h as f64)))
+                .int("reordered", s.delta.reordered)
+                .int("duplicates", s.delta.duplicates)
+                .int("tx_target_bps", s.tx_target_bps)
+                .push("senders", client_records::senders(s))
+                .push("tcp", client_records::tcp(s.tcp.as_ref()))
+                .push("thread_cpu", client_records::roles(s.role_cpu));
+        })
+    }
+
+    /// One interval.
+    pub fn sample(&mut self, s: &Sample) -> io::Result<()> {
+        let r = self.interval_record(s);
+        if self.output == Output::Json {
+            return writeln!(self.out, "{}", r.to_json());
         }
+        if self.lines % 20 == 0 {
+            writeln!(
+                self.out,
+                "{:>7} {:>11} {:>11} {:>11}  {:>11} {:>11} {:>11} {:>6} {:>9}",
+                "time",
+                "tx-current",
+                "tx-10s-avg",
+                "tx-avg",
+                "rx-current",
+                "rx-10s-avg",
+                "rx-avg",
+                "lost",
+                "cpu l/r"
+            )?;
+        }
+        self.lines += 1;
+        let pct = |k: &str| match r.get(k) {
+            Value::Null => "-".to_string(),
+            v => format!("{}%", v.plain()),
+        };
+        writeln!(
+            self.out,
+            "{:>6.1}s {:>11} {:>11} {:>11}  {:>11} {:>11} {:>11} {:>6} {:>9}",
+            r.f64("elapsed_s"),
+            format_rate(r.f64("tx_current_bps")),
+            format_rate(r.f64("tx_10s_avg_bps")),
+            format_rate(r.f64("tx_total_avg_bps")),
+            format_rate(r.f64("rx_current_bps")),
+            format_rate(r.f64("rx_10s_avg_bps")),
+            format_rate(r.f64("rx_total_avg_bps")),
+            lost(self.total_lost),
+            format!("{}/{}", pct("local_cpu"), pct("remote_cpu")),
+        )?;
+        // Pacing audit: only for paced senders, so a user can see the pacing held.
+        let us = |g: Option<f64>| g.map_or_else(|| "-".into(), |g| format!("{g:.0}us"));
+        for a in s.senders.iter().filter(|a| a.target_bps > 0) {
+            writeln!(
+                self.out,
+                "        pacing tx-{}: asked {} got {}  gap p50 {} p99 {}",
+                a.thread,
+                format_rate(a.target_bps as f64),
+                format_rate(a.achieved_bps),
+                us(a.gap_p50_us),
+                us(a.gap_p99_us),
+            )?;
+        }
+        Ok(())
     }
 
     /// The final summary.
-    pub fn summary(
-        &mut self,
-        r: &ClientResult,
-        protocol: Protocol,
-        direction: Direction,
-    ) -> io::Result<()> {
-        let st = &r.summary.status;
-        let d = r.summary.duration;
-        let tx_avg = bps(st.totals.tx_bytes, d);
-        let rx_avg = bps(st.totals.rx_bytes, d);
+    pub fn summary(&mut self, r: &Record) -> io::Result<()> {
         match self.output {
-            Output::Json => {
-                let line = Json::record("summary")
-                    .str("protocol", protocol.as_str())
-                    .str("direction", direction.client_word())
-                    .int("connections", r.connections as u64)
-                    .num("duration_s", d.as_secs_f64())
-                    .int("tx_bytes", st.totals.tx_bytes)
-                    .int("rx_bytes", st.totals.rx_bytes)
-                    .num("tx_avg_bps", tx_avg)
-                    .num("rx_avg_bps", rx_avg)
-                    .int("lost_packets", lost(st.totals.lost))
-                    .opt("local_cpu_avg", st.local_cpu_avg)
-                    .opt("remote_cpu_avg", st.remote_cpu_avg)
-                    .int("remote_rx_bytes", st.remote_rx_bytes)
-                    .str("auth", r.auth.as_str())
-                    .str("end_reason", r.summary.end_reason.as_str())
-                    .int("lost_wire", wire_lost(st.totals.lost, st.host_drops))
-                    .opt("lost_host", st.host_drops.map(|h| h as f64))
-                    .int("reordered", st.totals.reordered)
-                    .int("duplicates", st.totals.duplicates)
-                    .raw("tcp", &tcp_json(st.tcp.as_ref()))
-                    .raw("thread_cpu_max", &role_json(st.role_cpu_max))
-                    .raw(
-                        "remote_rx_saturated",
-                        if st.remote_rx_saturated > 0 {
-                            "true"
-                        } else {
-                            "false"
-                        },
-                    )
-                    .opt_str("verdict", st.verdict.as_deref())
-                    .finish();
-                writeln!(self.out, "{line}")
-            }
-            Output::Text => {
-                writeln!(
-                    self.out,
-                    "--- summary ({}) ---",
-                    r.summary.end_reason.as_str()
-                )?;
-                writeln!(
-                    self.out,
-                    "duration {:.1}s  connections {}  auth {}",
-                    d.as_secs_f64(),
-                    r.connections,
-                    r.auth
-                )?;
-                writeln!(
-                    self.out,
-                    "tx-total-average {}  ({} bytes)   rx-total-average {}  ({} bytes)",
-                    format_rate(tx_avg),
-                    st.totals.tx_bytes,
-                    format_rate(rx_avg),
-                    st.totals.rx_bytes
-                )?;
-                writeln!(
-                    self.out,
-                    "lost-packets {}  remote received {} bytes  cpu local {} remote {}",
-                    lost(st.totals.lost),
-                    st.remote_rx_bytes,
-                    st.local_cpu_avg
-                        .map(|c| format!("{c:.0}%"))
-                        .unwrap_or_else(|| "-".into()),
-                    st.remote_cpu_avg
-                        .map(|c| format!("{c:.0}%"))
-                        .unwrap_or_else(|| "-".into()),
-                )?;
-                if protocol == Protocol::Udp && direction.server_tx() {
-                    writeln!(
-                        self.out,
-                        "  lost on the wire {}  dropped by this host {}  reordered {}  duplicates {}",
-                        wire_lost(st.totals.lost, st.host_drops),
-                        st.host_drops.map(|h| h.to_string()).unwrap_or_else(|| "unknown".into()),
-                        st.totals.reordered,
-                        st.totals.duplicates
-                    )?;
-                }
-                if let Some(t) = &st.tcp {
-                    writeln!(
-                        self.out,
-                        "  tcp: rtt {:.2} ms (var {:.2} ms)  cwnd {} segments  retransmits {}",
-                        f64::from(t.total.rtt_us) / 1000.0,
-                        f64::from(t.total.rttvar_us) / 1000.0,
-                        t.total.cwnd,
-                        t.retransmits
-                    )?;
-                }
-                let c = st.role_cpu_max;
-                writeln!(
-                    self.out,
-                    "  threads (busiest, % of a core): tx {:.0}  rx {:.0}  status {:.0}",
-                    c.tx, c.rx, c.status
-                )?;
-                if let Some(v) = &st.verdict {
-                    writeln!(self.out, "  note: {v}")?;
-                }
-                if st.remote_rx_saturated > 0 {
-                    writeln!(
-                        self.out,
-                        "  note: the peer received more than 4 GiB in {} second(s); its 32-bit status \
-                         field saturated, so 'remote received' is a lower bound",
-                        st.remote_rx_saturated
-                    )?;
-                }
-                Ok(())
-            }
+            Output::Json => writeln!(self.out, "{}", r.to_json()),
+            Output::Text => summary_text(&mut self.out, r),
         }
     }
 
     /// An error record (JSON mode); text mode leaves errors to stderr.
-    pub fn error(&mut self, msg: &str) -> io::Result<()> {
+    pub fn error(&mut self, r: &Record) -> io::Result<()> {
         if self.output == Output::Json {
-            let line = Json::record("error").str("message", msg).finish();
-            writeln!(self.out, "{line}")?;
+            writeln!(self.out, "{}", r.to_json())?;
         }
         Ok(())
     }
 }
 
+#[cfg(feature = "client")]
+fn summary_text(out: &mut impl Write, r: &Record) -> io::Result<()> {
+    let pct = |k: &str| r.get(k).as_f64().map_or("-".into(), |c| format!("{c:.0}%"));
+    let yes = |k: &str| *r.get(k) == Value::Bool(true);
+    writeln!(out, "--- summary ({}) ---", r.text("end_reason"))?;
+    writeln!(
+        out,
+        "duration {:.1}s  connections {}  auth {}",
+        r.f64("duration_s"),
+        r.text("connections"),
+        r.text("auth")
+    )?;
+    writeln!(
+        out,
+        "tx-total-average {}  ({} bytes)   rx-total-average {}  ({} bytes)",
+        format_rate(r.f64("tx_avg_bps")),
+        r.text("tx_bytes"),
+        format_rate(r.f64("rx_avg_bps")),
+        r.text("rx_bytes"),
+    )?;
+    let bound = if yes("remote_rx_lower_bound") {
+        " (at least)"
+    } else {
+        ""
+    };
+    writeln!(
+        out,
+        "lost-packets {}  remote received {}{bound} bytes  cpu local {} remote {}",
+        r.text("lost_packets"),
+        r.text("remote_rx_bytes"),
+        pct("local_cpu_avg"),
+        pct("remote_cpu_avg"),
+    )?;
+    let udp = r.text("protocol") == "udp";
+    if udp && r.text("direction") != "transmit" {
+        let host = match r.get("lost_host") {
+            Value::Null => "unknown".to_string(),
+            v => v.plain(),
+        };
+        writeln!(
+            out,
+            "  lost on the wire {}  dropped by this host {host}  reordered {}  duplicates {}",
+            r.text("lost_wire"),
+            r.text("reordered"),
+            r.text("duplicates"),
+        )?;
+    }
+    let tcp = r.get("tcp");
+    if *tcp != Value::Null {
+        let total = tcp.field("total");
+        let ms = |k: &str| total.field(k).as_f64().unwrap_or(0.0) / 1000.0;
+        writeln!(
+            out,
+            "  tcp: rtt {:.2} ms (var {:.2} ms)  cwnd {} segments  retransmits {}",
+            ms("rtt_us"),
+            ms("rttvar_us"),
+            total.field("cwnd").plain(),
+            tcp.field("retransmits").plain(),
+        )?;
+    }
+    let c = r.get("thread_cpu_max");
+    let pc = |k: &str| c.field(k).as_f64().unwrap_or(0.0);
+    writeln!(
+        out,
+        "  threads (busiest, % of a core): tx {:.0}  rx {:.0}  status {:.0}",
+        pc("tx"),
+        pc("rx"),
+        pc("status")
+    )?;
+    if let Value::Str(v) = r.get("verdict") {
+        writeln!(out, "  note: {v}")?;
+    }
+    if yes("remote_rx_lower_bound") {
+        writeln!(
+            out,
+            "  note: the peer's status carries a 32-bit byte count per second, which cannot \
+             hold more than 4 GiB (about 34 Gbit/s): 'remote received' is a lower bound"
+        )?;
+    }
+    if yes("remote_rx_suspect") {
+        writeln!(
+            out,
+            "  note: the peer reported receiving far less than TCP delivered; TCP loses nothing, \
+             so this is the peer's counting (a 32-bit counter that wraps, or no statuses), not loss"
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(feature = "client")]
+/// The syslog line for a finished client test.
+pub fn client_summary_syslog(r: &Record) -> String {
+    format!(
+        "test end server={} {}",
+        r.text("server"),
+        r.key_values_except(&["server"])
+    )
+}
+
 #[cfg(feature = "server")]
-/// Formats a server event for stdout; `None` for events that text mode leaves to the log.
-pub fn server_event_line(ev: &ServerEvent, output: Output) -> Option<String> {
-    match (ev, output) {
-        (ServerEvent::End(r), _) => Some(session_line(r, output)),
-        (ServerEvent::Start(st), Output::Json) => Some(
-            Json::record("session_start")
-                .str("peer", &st.peer.to_string())
-                .opt_str("user", st.user.as_deref())
-                .str("auth", st.auth.as_str())
-                .str("protocol", st.command.protocol.as_str())
-                .str("direction", st.command.direction.client_word())
-                .int("connections", st.connections as u64)
-                .opt("udp_port", st.udp_port.map(f64::from))
-                .int("remote_tx_speed_bps", u64::from(st.command.remote_tx_speed))
-                .int("local_tx_speed_bps", u64::from(st.command.local_tx_speed))
-                .int("tx_size", u64::from(st.command.tx_size))
-                .finish(),
-        ),
-        (ServerEvent::AuthFailed { peer, user, method }, Output::Json) => Some(
-            Json::record("auth_failure")
-                .str("peer", &peer.to_string())
-                .opt_str("user", user.as_deref())
-                .str("auth", method.as_str())
-                .finish(),
-        ),
-        _ => None,
+/// The server's end-reason words: what the server can tell about how a session ended.
+pub fn server_end_reason(reason: &crate::engine::StopReason) -> &'static str {
+    use crate::engine::StopReason::*;
+    match reason {
+        PeerClosed => "client_closed",
+        PeerReset => "client_reset",
+        // The server has no duration of its own; a "completed" server session cannot happen,
+        // but if it did, the client's close is what ended it.
+        Completed => "client_closed",
+        other => other.as_str(),
     }
 }
 
 #[cfg(feature = "server")]
-/// Formats one finished server session.
-pub fn session_line(r: &SessionRecord, output: Output) -> String {
+fn start_fields(b: &mut record::Builder, st: &SessionStart) {
+    b.str("timestamp", &rfc3339_utc(st.started))
+        .str("peer", &st.peer.to_string())
+        .push("user", Value::opt_str(st.user.as_deref()))
+        .str("auth", st.auth.as_str())
+        .str("protocol", st.command.protocol.as_str())
+        .str("direction", st.command.direction.client_word())
+        .int("connections", st.connections as u64)
+        .push(
+            "udp_port",
+            st.udp_port.map_or(Value::Null, |p| Value::Int(p.into())),
+        );
+}
+
+#[cfg(feature = "server")]
+/// The record of a server event.
+pub fn server_record(ev: &ServerEvent) -> Record {
+    match ev {
+        ServerEvent::Start(st) => Record::build(Kind::SessionStart, |b| {
+            start_fields(b, st);
+            b.int("remote_tx_speed_bps", u64::from(st.command.remote_tx_speed))
+                .int("local_tx_speed_bps", u64::from(st.command.local_tx_speed))
+                .int("tx_size", u64::from(st.command.tx_size));
+        }),
+        ServerEvent::End(r) => session_end_record(r),
+        ServerEvent::AuthFailed {
+            at,
+            peer,
+            user,
+            method,
+            ..
+        } => Record::build(Kind::AuthFailure, |b| {
+            b.str("timestamp", &rfc3339_utc(*at))
+                .str("peer", &peer.to_string())
+                .push("user", Value::opt_str(user.as_deref()))
+                .str("auth", method.as_str());
+        }),
+        ServerEvent::Rejected(r) => Record::build(Kind::Rejected, |b| {
+            b.str("timestamp", &rfc3339_utc(r.at))
+                .str("peer", &r.peer.to_string())
+                .push("user", Value::opt_str(r.user.as_deref()))
+                .str("auth", r.auth.as_str())
+                .str("protocol", r.command.protocol.as_str())
+                .str("direction", r.command.direction.client_word())
+                .str("phase", r.phase.as_str())
+                .str("reason", r.reason.as_str())
+                .str("error", &r.error);
+        }),
+    }
+}
+
+#[cfg(feature = "server")]
+fn session_end_record(r: &SessionRecord) -> Record {
     let (summary, err) = match &r.result {
         Ok(s) => (Some(s), None),
         Err(e) => (None, Some(e.as_str())),
     };
     let d = summary.map(|s| s.duration).unwrap_or_default();
     let st = summary.map(|s| s.status.clone()).unwrap_or_default();
-    let end = summary.map(|s| s.end_reason.as_str()).unwrap_or("error");
-    match output {
-        Output::Json => Json::record("session_end")
-            .str("peer", &r.peer.to_string())
-            .opt_str("user", r.user.as_deref())
-            .str("auth", r.auth.as_str())
-            .str("protocol", r.command.protocol.as_str())
-            .str("direction", r.command.direction.client_word())
-            .int("connections", r.connections as u64)
-            .opt("udp_port", r.udp_port.map(f64::from))
-            .num("duration_s", d.as_secs_f64())
-            .int("tx_bytes", st.totals.tx_bytes)
-            .int("rx_bytes", st.totals.rx_bytes)
-            .num("tx_avg_bps", bps(st.totals.tx_bytes, d))
-            .num("rx_avg_bps", bps(st.totals.rx_bytes, d))
-            .int("lost_packets", lost(st.totals.lost))
-            .opt("local_cpu_avg", st.local_cpu_avg)
-            .opt("remote_cpu_avg", st.remote_cpu_avg)
-            .int("remote_rx_bytes", st.remote_rx_bytes)
-            .str("end_reason", end)
-            .opt_str("error", err)
-            .finish(),
-        Output::Text => format!(
-            "session {} {} (client {}) conns {}{}: {:.1}s tx {} ({} B) rx {} ({} B) lost {} end {}{}",
-            r.peer,
-            r.command.protocol.as_str(),
-            r.command.direction.client_word(),
-            r.connections,
-            r.user.as_ref().map(|u| format!(" user {u}")).unwrap_or_default(),
-            d.as_secs_f64(),
-            format_rate(bps(st.totals.tx_bytes, d)),
-            st.totals.tx_bytes,
-            format_rate(bps(st.totals.rx_bytes, d)),
-            st.totals.rx_bytes,
-            lost(st.totals.lost),
-            end,
-            err.map(|e| format!(" ({e})")).unwrap_or_default()
-        ),
-    }
-}
-
-fn opt_num(v: Option<f64>) -> String {
-    v.filter(|x| x.is_finite())
-        .map(|x| format!("{x:.1}"))
-        .unwrap_or_default()
-}
-
-#[cfg(feature = "client")]
-/// One CSV row for a finished client test, in `export::csv::CLIENT_HEADER` order.
-pub fn client_csv_row(
-    r: &ClientResult,
-    server: &str,
-    protocol: Protocol,
-    direction: Direction,
-    started: std::time::SystemTime,
-) -> Vec<String> {
-    let st = &r.summary.status;
-    let d = r.summary.duration;
-    [
-        crate::export::csv::rfc3339_utc(started),
-        server.to_string(),
-        protocol.as_str().into(),
-        direction.client_word().into(),
-        r.connections.to_string(),
-    ]
-    .into_iter()
-    .chain(totals_cells(st, d))
-    .chain([r.auth.as_str().into(), r.summary.end_reason.as_str().into()])
-    .collect()
+    let end = summary.map_or("error", |s| server_end_reason(&s.end_reason));
+    Record::build(Kind::SessionEnd, |b| {
+        start_fields(b, &r.start);
+        totals(b, &st, d);
+        b.str("end_reason", end).push("error", Value::opt_str(err));
+    })
 }
 
 #[cfg(feature = "server")]
-/// One CSV row for a finished server session, in `export::csv::SERVER_HEADER` order.
-pub fn server_csv_row(r: &SessionRecord) -> Vec<String> {
-    let summary = r.result.as_ref().ok();
-    let d = summary.map(|s| s.duration).unwrap_or_default();
-    let st = summary.map(|s| s.status.clone()).unwrap_or_default();
-    [
-        crate::export::csv::rfc3339_utc(r.started),
-        r.peer.to_string(),
-        r.user.clone().unwrap_or_default(),
-        r.auth.as_str().into(),
-        r.command.protocol.as_str().into(),
-        r.command.direction.client_word().into(),
-        r.connections.to_string(),
-        r.udp_port.map(|p| p.to_string()).unwrap_or_default(),
-    ]
-    .into_iter()
-    .chain(totals_cells(&st, d))
-    .chain([
-        summary
-            .map(|s| s.end_reason.as_str())
-            .unwrap_or("error")
-            .into(),
-        r.result.as_ref().err().cloned().unwrap_or_default(),
-    ])
-    .collect()
+/// The CSV row of a server event, in session_end columns: finished sessions, and failed
+/// logins and refused handshakes as rows with `end_reason` `error` (one row per attempt, so a
+/// log shows them; JSON has their own records). `None` for session starts.
+pub fn server_csv_row(ev: &ServerEvent) -> Option<Vec<String>> {
+    use crate::server::Rejection;
+    let failed = |at, peer, user: &Option<String>, auth, command, error: String| {
+        let start = SessionStart {
+            started: at,
+            peer,
+            command,
+            connections: 0,
+            user: user.clone(),
+            auth,
+            udp_port: None,
+        };
+        session_end_record(&SessionRecord {
+            start,
+            result: Err(error),
+        })
+    };
+    let rec = match ev {
+        ServerEvent::Start(_) => return None,
+        ServerEvent::End(r) => session_end_record(r),
+        ServerEvent::AuthFailed {
+            at,
+            peer,
+            user,
+            method,
+            command,
+        } => failed(
+            *at,
+            *peer,
+            user,
+            *method,
+            *command,
+            format!(
+                "authentication failed ({})",
+                crate::error::auth_method_name(method.as_str())
+            ),
+        ),
+        ServerEvent::Rejected(r) => {
+            let Rejection {
+                at,
+                peer,
+                user,
+                auth,
+                command,
+                error,
+                ..
+            } = r.as_ref();
+            failed(*at, *peer, user, *auth, *command, error.clone())
+        }
+    };
+    Some(rec.csv_cells())
 }
 
-/// The CSV cells both roles share: duration, bytes, rates, loss, CPU, what the peer received.
-fn totals_cells(st: &crate::engine::StatusTotals, d: Duration) -> [String; 9] {
-    [
-        format!("{:.3}", d.as_secs_f64()),
-        st.totals.tx_bytes.to_string(),
-        st.totals.rx_bytes.to_string(),
-        format!("{:.0}", bps(st.totals.tx_bytes, d)),
-        format!("{:.0}", bps(st.totals.rx_bytes, d)),
-        lost(st.totals.lost).to_string(),
-        opt_num(st.local_cpu_avg),
-        opt_num(st.remote_cpu_avg),
-        st.remote_rx_bytes.to_string(),
-    ]
+#[cfg(feature = "server")]
+/// Formats a server event for stdout; `None` for events that text mode leaves to the log.
+pub fn server_event_line(ev: &ServerEvent, output: Output) -> Option<String> {
+    let r = server_record(ev);
+    match (ev, output) {
+        (_, Output::Json) => Some(r.to_json()),
+        (ServerEvent::End(_), Output::Text) => Some(session_text(&r)),
+        _ => None,
+    }
+}
+
+#[cfg(feature = "server")]
+fn session_text(r: &Record) -> String {
+    let user = match r.get("user") {
+        Value::Str(u) => format!(" user {u}"),
+        _ => String::new(),
+    };
+    let err = match r.get("error") {
+        Value::Str(e) => format!(" ({e})"),
+        _ => String::new(),
+    };
+    format!(
+        "session {} {} (client {}) conns {}{user}: {:.1}s tx {} ({} B) rx {} ({} B) lost {} end {}{err}",
+        r.text("peer"),
+        r.text("protocol"),
+        r.text("direction"),
+        r.text("connections"),
+        r.f64("duration_s"),
+        format_rate(r.f64("tx_avg_bps")),
+        r.text("tx_bytes"),
+        format_rate(r.f64("rx_avg_bps")),
+        r.text("rx_bytes"),
+        r.text("lost_packets"),
+        r.text("end_reason"),
+    )
 }
 
 #[cfg(feature = "server")]
 /// The syslog line for a server event.
 pub fn server_event_syslog(ev: &ServerEvent) -> (crate::export::syslog::Severity, String) {
     use crate::export::syslog::Severity;
+    let r = server_record(ev);
+    let kv = r.key_values_except(&["timestamp"]);
     match ev {
-        ServerEvent::Start(s) => (
-            Severity::Info,
-            format!(
-                "session start peer={} user={} auth={} protocol={} direction={} connections={}",
-                s.peer,
-                s.user.as_deref().unwrap_or("-"),
-                s.auth,
-                s.command.protocol.as_str(),
-                s.command.direction.client_word(),
-                s.connections
-            ),
-        ),
-        ServerEvent::AuthFailed { peer, user, method } => (
-            Severity::Notice,
-            format!(
-                "authentication failed peer={peer} user={} auth={method}",
-                user.as_deref().unwrap_or("-")
-            ),
-        ),
-        ServerEvent::End(r) => {
-            let sev = if r.result.is_ok() {
+        ServerEvent::Start(_) => (Severity::Info, format!("session start {kv}")),
+        ServerEvent::AuthFailed { .. } => (Severity::Notice, format!("authentication failed {kv}")),
+        ServerEvent::Rejected(_) => (Severity::Notice, format!("session rejected {kv}")),
+        ServerEvent::End(s) => {
+            let sev = if s.result.is_ok() {
                 Severity::Info
             } else {
                 Severity::Err
             };
-            (
-                sev,
-                session_line(r, Output::Text).replacen("session ", "session end ", 1),
-            )
+            (sev, format!("session end {kv}"))
         }
-    }
-}
-
-#[cfg(feature = "client")]
-/// The syslog line for a finished client test.
-pub fn client_summary_syslog(r: &ClientResult, server: &str) -> String {
-    let st = &r.summary.status;
-    let d = r.summary.duration;
-    format!(
-        "test end server={server} auth={} duration={:.1}s tx_avg={} rx_avg={} lost={} end={}",
-        r.auth,
-        d.as_secs_f64(),
-        format_rate(bps(st.totals.tx_bytes, d)),
-        format_rate(bps(st.totals.rx_bytes, d)),
-        lost(st.totals.lost),
-        r.summary.end_reason.as_str()
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_escapes_and_never_nan() {
-        let s = Json::record("x")
-            .str("s", "a\"b\\c\nd\u{1}")
-            .num("n", f64::NAN)
-            .num("i", f64::INFINITY)
-            .num("f", 1.5)
-            .opt("o", None)
-            .finish();
-        assert_eq!(
-            s,
-            r#"{"type":"x","schema":1,"s":"a\"b\\c\nd\u0001","n":0,"i":0,"f":1.500,"o":null}"#
-        );
     }
 }

@@ -32,20 +32,8 @@ const MAX_HANDSHAKES: usize = 256;
 /// A finished session, for the caller to print.
 #[derive(Debug, Clone)]
 pub struct SessionRecord {
-    /// Client address.
-    pub peer: SocketAddr,
-    /// When the session started.
-    pub started: SystemTime,
-    /// The client's command.
-    pub command: Command,
-    /// TCP connections or client UDP ports in use.
-    pub connections: usize,
-    /// Authenticated user.
-    pub user: Option<String>,
-    /// Method used.
-    pub auth: AuthMethod,
-    /// UDP port used.
-    pub udp_port: Option<u16>,
+    /// How it started.
+    pub start: SessionStart,
     /// The engine's summary, or the error that ended the session.
     pub result: std::result::Result<engine::Summary, String>,
 }
@@ -53,6 +41,8 @@ pub struct SessionRecord {
 /// A session that passed the handshake and starts moving data.
 #[derive(Debug, Clone)]
 pub struct SessionStart {
+    /// When the session started.
+    pub started: SystemTime,
     /// Client address.
     pub peer: SocketAddr,
     /// The client's command.
@@ -67,21 +57,51 @@ pub struct SessionStart {
     pub udp_port: Option<u16>,
 }
 
-/// What the server reports to its caller, in order.
+/// A handshake refused after its command was read, before any session started: a full
+/// server, a UDP port that could not be had, a client that went away mid-handshake.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    /// When.
+    pub at: SystemTime,
+    /// Client address.
+    pub peer: SocketAddr,
+    /// Authenticated user, if it got that far.
+    pub user: Option<String>,
+    /// Method in use.
+    pub auth: AuthMethod,
+    /// The client's command.
+    pub command: Command,
+    /// The phase that failed.
+    pub phase: Phase,
+    /// The metrics label.
+    pub reason: RejectReason,
+    /// What happened.
+    pub error: String,
+}
+
+/// What the server reports to its caller, in order. A session is either refused
+/// (`AuthFailed` or `Rejected`, one record) or started (`Start`, later `End`): never an end
+/// without a start.
 #[derive(Debug, Clone)]
 pub enum ServerEvent {
     /// A session started.
     Start(SessionStart),
     /// A client failed to authenticate.
     AuthFailed {
+        /// When.
+        at: SystemTime,
         /// Client address.
         peer: SocketAddr,
         /// The user name it presented, if it got that far.
         user: Option<String>,
         /// Method.
         method: AuthMethod,
+        /// The client's command.
+        command: Command,
     },
-    /// A session ended (or failed after the command was accepted).
+    /// A handshake was refused after the command.
+    Rejected(Box<Rejection>),
+    /// A session ended.
     End(Box<SessionRecord>),
 }
 
@@ -461,36 +481,34 @@ fn handle_connection(shared: &Arc<Shared>, mut s: TcpStream, peer: SocketAddr) {
         }
     }
     let _active = Active(&shared.active);
-    let started = SystemTime::now();
     match setup_and_run(shared, s, peer, cmd, &mut slot) {
-        Ok(Some(rec)) => {
-            let _ = shared
-                .events
-                .try_send(ServerEvent::End(Box::new(SessionRecord { started, ..rec })));
+        Ok(rec) => {
+            let _ = shared.events.try_send(ServerEvent::End(Box::new(rec)));
         }
-        Ok(None) => {}
         Err((e, user, method)) => {
-            if matches!(e, Error::Auth { .. }) {
-                let _ = shared.events.try_send(ServerEvent::AuthFailed {
+            let at = SystemTime::now();
+            let ev = if matches!(e, Error::Auth { .. }) {
+                ServerEvent::AuthFailed {
+                    at,
                     peer,
-                    user: user.clone(),
+                    user,
                     method,
-                });
-            } else {
-                log::warn!("{peer}: session failed: {e}");
-            }
-            let _ = shared
-                .events
-                .try_send(ServerEvent::End(Box::new(SessionRecord {
-                    peer,
-                    started,
                     command: cmd,
-                    connections: cmd.connections(),
+                }
+            } else {
+                log::warn!("{peer}: session refused: {e}");
+                ServerEvent::Rejected(Box::new(Rejection {
+                    at,
+                    peer,
                     user,
                     auth: method,
-                    udp_port: None,
-                    result: Err(e.to_string()),
-                })));
+                    command: cmd,
+                    phase: e.phase().unwrap_or(Phase::Command),
+                    reason: reason_of(&e),
+                    error: e.to_string(),
+                }))
+            };
+            let _ = shared.events.try_send(ev);
         }
     }
 }
@@ -503,7 +521,7 @@ fn setup_and_run(
     peer: SocketAddr,
     cmd: Command,
     slot: &mut HandshakeSlot<'_>,
-) -> std::result::Result<Option<SessionRecord>, SetupError> {
+) -> std::result::Result<SessionRecord, SetupError> {
     let method = shared.auth.method();
     let mut presented = None;
     let user = shared
@@ -609,14 +627,16 @@ fn setup_and_run(
             .map(|u| format!(", user {u}"))
             .unwrap_or_default()
     );
-    let _ = shared.events.try_send(ServerEvent::Start(SessionStart {
+    let start = SessionStart {
+        started: SystemTime::now(),
         peer,
         command: cmd,
         connections,
-        user: user.clone(),
+        user,
         auth: method,
         udp_port: lease.as_ref().map(|l| l.port),
-    }));
+    };
+    let _ = shared.events.try_send(ServerEvent::Start(start.clone()));
     let tx_size = if tcp {
         if cmd.tx_size == 0 {
             usize::from(wire::TCP_CHUNK_SIZE)
@@ -654,22 +674,18 @@ fn setup_and_run(
     };
     let stop = Stop::new();
     let result = engine::run(plan, &stop);
-    let udp_port = lease.as_ref().map(|l| l.port);
     drop(lease);
     match &result {
-        Ok(sum) => log::info!("{peer}: session end: {}", sum.end_reason.as_str()),
+        Ok(sum) => log::info!(
+            "{peer}: session end: {}",
+            crate::report::server_end_reason(&sum.end_reason)
+        ),
         Err(e) => log::warn!("{peer}: session error: {e}"),
     }
-    Ok(Some(SessionRecord {
-        peer,
-        started: SystemTime::now(),
-        command: cmd,
-        connections,
-        user,
-        auth: method,
-        udp_port,
+    Ok(SessionRecord {
+        start,
         result: result.map_err(|e| e.to_string()),
-    }))
+    })
 }
 
 fn register_join(shared: &Shared, peer_ip: IpAddr, room: usize) -> (Token, Receiver<TcpStream>) {

@@ -49,8 +49,8 @@ fn matrix(method: AuthMethod) {
             c.remote_tx_speed = 100_000_000;
             let (r, rec) = check_flow(&srv, &c);
             assert_eq!(r.auth, method);
-            assert_eq!(rec.user.as_deref(), Some("admin"));
-            assert_eq!(rec.auth, method);
+            assert_eq!(rec.start.user.as_deref(), Some("admin"));
+            assert_eq!(rec.start.auth, method);
         }
     }
     // four connections after authentication (the token comes in the post-auth OK)
@@ -76,10 +76,11 @@ fn matrix(method: AuthMethod) {
     if method == AuthMethod::Md5 {
         // MD5's user field is 32 bytes: the name arrives truncated and is not found
         assert!(matches!(r, Err(Error::Auth { .. })), "{r:?}");
+        let _ = srv.next_refusal(std::time::Duration::from_secs(3));
     } else {
         assert!(r.unwrap().succeeded());
+        let _ = srv.next_session(std::time::Duration::from_secs(3));
     }
-    let _ = srv.next_session(std::time::Duration::from_secs(3));
     failures(&srv, method);
     srv.assert_idle();
 }
@@ -94,8 +95,16 @@ fn failures(srv: &TestServer, method: AuthMethod) {
             }
             other => panic!("{user}/{pw}: expected an authentication error, got {other:?}"),
         }
-        let rec = srv.next_session(std::time::Duration::from_secs(3));
-        assert!(rec.result.is_err());
+        // a failed login is one auth_failure record, never a session end (issue 8.5)
+        match srv.next_refusal(std::time::Duration::from_secs(3)) {
+            btest::server::ServerEvent::AuthFailed {
+                user: u, method: m, ..
+            } => {
+                assert_eq!(m, method);
+                assert_eq!(u.as_deref(), Some(user), "the name as presented");
+            }
+            other => panic!("{user}/{pw}: expected an auth failure, got {other:?}"),
+        }
         let e = btest::Error::Auth {
             method: "ecsrp5",
             detail: String::new(),
@@ -108,7 +117,7 @@ fn failures(srv: &TestServer, method: AuthMethod) {
         Err(Error::Auth { detail, .. }) => assert!(detail.contains("--user"), "{detail}"),
         other => panic!("expected a missing-credentials error, got {other:?}"),
     }
-    let _ = srv.next_session(std::time::Duration::from_secs(3));
+    let _ = srv.next_refusal(std::time::Duration::from_secs(3));
     // still serving
     let r = login(srv, Protocol::Udp, Direction::Both, "admin", "secret", 1).unwrap();
     assert!(r.succeeded());

@@ -156,7 +156,7 @@ fn udp_client_vanishes_without_closing() {
         let rec = srv.next_session(Duration::from_secs(8));
         let sum = rec.result.expect("session record");
         assert_eq!(sum.end_reason, btest::engine::StopReason::ControlTimeout);
-        assert_eq!(rec.udp_port, Some(port));
+        assert_eq!(rec.start.udp_port, Some(port));
         srv.assert_idle();
         drop(s);
         still_serves(&srv);
@@ -225,7 +225,7 @@ fn multi_connection_client_that_never_joins() {
         drop(s);
         let rec = srv.next_session(Duration::from_secs(5));
         assert_eq!(
-            rec.connections, 2,
+            rec.start.connections, 2,
             "the session runs with the connections that joined"
         );
         srv.assert_idle();

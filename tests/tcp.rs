@@ -40,7 +40,7 @@ fn ipv6_both_directions() {
         c.local_tx_speed = 300_000_000;
         c.remote_tx_speed = 300_000_000;
         let (_, rec) = check_flow(&srv, &c);
-        assert!(rec.peer.is_ipv6());
+        assert!(rec.start.peer.is_ipv6());
     });
 }
 

@@ -13,7 +13,7 @@ fn every_direction() {
             c.local_tx_speed = 200_000_000;
             c.remote_tx_speed = 200_000_000;
             let (r, rec) = check_flow(&srv, &c);
-            assert!(r.udp_port.is_some() && r.udp_port == rec.udp_port);
+            assert!(r.udp_port.is_some() && r.udp_port == rec.start.udp_port);
         }
         srv.assert_idle();
     });

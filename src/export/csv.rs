@@ -4,7 +4,8 @@
 //! RFC 3339 timestamps used in the rows (plus the civil-date conversion `syslog` reuses).
 //! Must not: keep the file open between rows (an external rotate or delete is picked up on
 //! the next append), rewrite or truncate existing content, or decide which columns exist
-//! beyond the two header constants.
+//! (the records do), or append rows under a header with other columns (an older btest's
+//! file): that append fails with an error that says so.
 //!
 //! Invariants: every append is a single `write` on an `O_APPEND` handle, so rows from several
 //! writers never interleave; the header goes out only when the file is empty at the moment it
@@ -19,48 +20,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
-/// Columns of the client's log, one row per finished test.
-pub const CLIENT_HEADER: &[&str] = &[
-    "timestamp",
-    "server",
-    "protocol",
-    "direction",
-    "connections",
-    "duration_s",
-    "tx_bytes",
-    "rx_bytes",
-    "tx_avg_bps",
-    "rx_avg_bps",
-    "lost_packets",
-    "local_cpu_avg",
-    "remote_cpu_avg",
-    "remote_rx_bytes",
-    "auth",
-    "end_reason",
-];
+/// Columns of the client's log, one row per finished test: the `summary` record's fields
+/// that are not nested (record.rs owns them).
+pub fn client_header() -> Vec<&'static str> {
+    crate::record::Record::csv_header(crate::record::Kind::Summary)
+}
 
-/// Columns of the server's log, one row per finished (or failed) session.
-pub const SERVER_HEADER: &[&str] = &[
-    "timestamp",
-    "peer",
-    "user",
-    "auth",
-    "protocol",
-    "direction",
-    "connections",
-    "udp_port",
-    "duration_s",
-    "tx_bytes",
-    "rx_bytes",
-    "tx_avg_bps",
-    "rx_avg_bps",
-    "lost_packets",
-    "local_cpu_avg",
-    "remote_cpu_avg",
-    "remote_rx_bytes",
-    "end_reason",
-    "error",
-];
+/// Columns of the server's log, one row per finished (or refused) session: the
+/// `session_end` record's fields.
+pub fn server_header() -> Vec<&'static str> {
+    crate::record::Record::csv_header(crate::record::Kind::SessionEnd)
+}
 
 /// RFC 4180 section 2: "Each record is located on a separate line, delimited by a line
 /// break (CRLF)."
@@ -74,14 +44,14 @@ static APPEND_LOCK: Mutex<()> = Mutex::new(());
 #[derive(Debug, Clone)]
 pub struct CsvLog {
     path: PathBuf,
-    header: &'static [&'static str],
+    header: Vec<&'static str>,
 }
 
 impl CsvLog {
     /// A log at `path` with these columns. Touches nothing until the first [`append`].
     ///
     /// [`append`]: CsvLog::append
-    pub fn new(path: impl Into<PathBuf>, header: &'static [&'static str]) -> Self {
+    pub fn new(path: impl Into<PathBuf>, header: Vec<&'static str>) -> Self {
         CsvLog {
             path: path.into(),
             header,
@@ -121,8 +91,12 @@ impl CsvLog {
         // Checked on the handle we write through: a file created, emptied or rotated by
         // someone else before this open still gets its header.
         let empty = file.metadata().map_err(ctx)?.len() == 0;
+        let head = line(self.header.iter().copied());
+        if !empty {
+            check_header(&self.path, &head)?;
+        }
         let out = if empty {
-            let mut s = line(self.header.iter().copied());
+            let mut s = head;
             s.push_str(&record);
             s
         } else {
@@ -130,6 +104,25 @@ impl CsvLog {
         };
         file.write_all(out.as_bytes()).map_err(ctx)
     }
+}
+
+/// The file's first line must be our header: rows under another header would be read into
+/// the wrong columns.
+fn check_header(path: &Path, head: &str) -> io::Result<()> {
+    use std::io::{BufRead, BufReader};
+    let mut first = String::new();
+    BufReader::new(std::fs::File::open(path)?).read_line(&mut first)?;
+    if first.trim_end() == head.trim_end() {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "{}: its header has other columns (written by another btest version?); \
+             nothing appended: give --csv a new file, or move this one away",
+            path.display()
+        ),
+    ))
 }
 
 /// One record: fields quoted as needed, joined by commas, ended by CRLF.
@@ -256,7 +249,7 @@ mod tests {
         UNIX_EPOCH + Duration::from_secs(secs)
     }
 
-    const H: &[&str] = &["a", "b"];
+    const H: [&str; 2] = ["a", "b"];
 
     fn row(a: &str, b: &str) -> Vec<String> {
         vec![a.to_string(), b.to_string()]
@@ -266,7 +259,7 @@ mod tests {
     fn header_once_across_appends() {
         let dir = scratch("once");
         let path = dir.join("log.csv");
-        let log = CsvLog::new(&path, H);
+        let log = CsvLog::new(&path, H.to_vec());
         for i in 0..3 {
             log.append(&row(&i.to_string(), "x")).unwrap();
         }
@@ -279,8 +272,8 @@ mod tests {
     fn header_once_with_two_logs_on_one_file() {
         let dir = scratch("two");
         let path = dir.join("log.csv");
-        let one = CsvLog::new(&path, H);
-        let two = CsvLog::new(path.clone(), H);
+        let one = CsvLog::new(&path, H.to_vec());
+        let two = CsvLog::new(path.clone(), H.to_vec());
         one.append(&row("1", "one")).unwrap();
         two.append(&row("2", "two")).unwrap();
         one.append(&row("3", "one")).unwrap();
@@ -295,7 +288,7 @@ mod tests {
         let path = dir.join("log.csv");
         std::thread::scope(|s| {
             for t in 0..4 {
-                let log = CsvLog::new(&path, H);
+                let log = CsvLog::new(&path, H.to_vec());
                 s.spawn(move || {
                     for i in 0..25 {
                         log.append(&row(&t.to_string(), &i.to_string())).unwrap();
@@ -315,10 +308,26 @@ mod tests {
     fn existing_file_gets_no_header() {
         let dir = scratch("existing");
         let path = dir.join("log.csv");
-        std::fs::write(&path, "old,content\r\n").unwrap();
-        CsvLog::new(&path, H).append(&row("1", "2")).unwrap();
+        std::fs::write(&path, "a,b\r\n0,0\r\n").unwrap();
+        CsvLog::new(&path, H.to_vec())
+            .append(&row("1", "2"))
+            .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(text, "old,content\r\n1,2\r\n");
+        assert_eq!(text, "a,b\r\n0,0\r\n1,2\r\n");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_with_other_columns_is_left_alone_with_a_clear_error() {
+        let dir = scratch("othercols");
+        let path = dir.join("log.csv");
+        std::fs::write(&path, "old,content\r\n").unwrap();
+        let err = CsvLog::new(&path, H.to_vec())
+            .append(&row("1", "2"))
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("other columns"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old,content\r\n");
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -327,7 +336,9 @@ mod tests {
         let dir = scratch("empty");
         let path = dir.join("log.csv");
         std::fs::write(&path, "").unwrap();
-        CsvLog::new(&path, H).append(&row("1", "2")).unwrap();
+        CsvLog::new(&path, H.to_vec())
+            .append(&row("1", "2"))
+            .unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a,b\r\n1,2\r\n");
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -336,7 +347,7 @@ mod tests {
     fn special_fields_are_quoted_in_the_file() {
         let dir = scratch("quote");
         let path = dir.join("log.csv");
-        CsvLog::new(&path, &["x", "y", "z"])
+        CsvLog::new(&path, vec!["x", "y", "z"])
             .append(&[
                 "a,b".to_string(),
                 "say \"hi\"".to_string(),
@@ -368,7 +379,7 @@ mod tests {
     fn wrong_field_count_is_rejected_and_writes_nothing() {
         let dir = scratch("count");
         let path = dir.join("log.csv");
-        let err = CsvLog::new(&path, H)
+        let err = CsvLog::new(&path, H.to_vec())
             .append(&["only".to_string()])
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
@@ -379,7 +390,7 @@ mod tests {
 
     #[test]
     fn missing_directory_error_names_the_path() {
-        let err = CsvLog::new("/nonexistent-btest-dir/log.csv", H)
+        let err = CsvLog::new("/nonexistent-btest-dir/log.csv", H.to_vec())
             .append(&row("1", "2"))
             .unwrap_err();
         assert!(
@@ -390,11 +401,16 @@ mod tests {
 
     #[test]
     fn headers_have_the_agreed_columns() {
-        assert_eq!(CLIENT_HEADER.len(), 16);
-        assert_eq!(SERVER_HEADER.len(), 19);
-        assert_eq!(CLIENT_HEADER[0], "timestamp");
-        assert_eq!(SERVER_HEADER[18], "error");
-        for h in CLIENT_HEADER.iter().chain(SERVER_HEADER) {
+        let (c, s) = (client_header(), server_header());
+        // The first columns stay where scripts expect them; new fields only append.
+        assert_eq!(c[..4], ["timestamp", "server", "protocol", "direction"]);
+        assert_eq!(s[..2], ["timestamp", "peer"]);
+        assert_eq!(s.last(), Some(&"error"));
+        assert!(
+            !c.contains(&"tcp") && !c.contains(&"thread_cpu_max"),
+            "nested: JSON only"
+        );
+        for h in c.iter().chain(&s) {
             assert_eq!(quote(h), *h, "header names never need quoting");
         }
     }

@@ -48,6 +48,20 @@ impl TestServer {
         }
     }
 
+    /// The next refused handshake: a failed login or a rejection (never a session end).
+    pub fn next_refusal(&self, timeout: Duration) -> ServerEvent {
+        let t0 = Instant::now();
+        loop {
+            let left = timeout.saturating_sub(t0.elapsed());
+            match self.h().events().recv_timeout(left) {
+                Ok(ev @ (ServerEvent::AuthFailed { .. } | ServerEvent::Rejected(_))) => return ev,
+                Ok(ServerEvent::End(r)) => panic!("a refused handshake ended as a session: {r:?}"),
+                Ok(_) => {}
+                Err(_) => panic!("no refusal from the server within {timeout:?}"),
+            }
+        }
+    }
+
     /// Waits until no session, thread or UDP port is left.
     pub fn assert_idle(&self) {
         let ok = wait_until(Duration::from_secs(5), || {
@@ -251,7 +265,7 @@ pub fn check_flow(srv: &TestServer, cfg: &ClientConfig) -> (ClientResult, Sessio
         usize::from(cfg.connection_count.max(1)),
         "{what}"
     );
-    assert_eq!(rec.connections, r.connections, "{what}");
+    assert_eq!(rec.start.connections, r.connections, "{what}");
     (r, rec)
 }
 

@@ -1,0 +1,716 @@
+//! The record model: every output record (client `start`, `interval`, `summary`, `error`;
+//! server `session_start`, `session_end`, `auth_failure`, `rejected`) is defined once here, as
+//! an ordered list of typed fields with a one-line meaning, and rendered from that one value as
+//! JSON, CSV cells and syslog `key=value` text. Text output reads its values from the same
+//! record (report.rs).
+//!
+//! Why (issue 8): each field used to be spelled out in four places and docs/output.md had
+//! fallen nine fields behind. Now [`schema`] is the only list: a record built with a field the
+//! schema does not have, or in another order, fails the tests, and a test checks that
+//! docs/output.md documents exactly the schema's fields.
+//!
+//! Pure: no I/O, no clocks. Must not: decide what a field's value is (report.rs does).
+
+use std::fmt::Write as _;
+
+/// Version of the record layout. Fields are only added within a version; a field that changes
+/// meaning bumps it (docs/output.md says so).
+pub const SCHEMA: u32 = 1;
+
+/// The kinds of record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Client: the test is about to start.
+    Start,
+    /// Client: one report interval.
+    Interval,
+    /// Client: the whole test.
+    Summary,
+    /// Client: the test could not run or failed.
+    Error,
+    /// Server: a session passed its handshake.
+    SessionStart,
+    /// Server: a session that started has ended.
+    SessionEnd,
+    /// Server: a client failed to log in.
+    AuthFailure,
+    /// Server: a handshake that got past the command was refused before the session started.
+    Rejected,
+}
+
+impl Kind {
+    /// Every kind, in documentation order.
+    pub const ALL: [Kind; 8] = [
+        Kind::Start,
+        Kind::Interval,
+        Kind::Summary,
+        Kind::Error,
+        Kind::SessionStart,
+        Kind::SessionEnd,
+        Kind::AuthFailure,
+        Kind::Rejected,
+    ];
+
+    /// The `type` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Start => "start",
+            Kind::Interval => "interval",
+            Kind::Summary => "summary",
+            Kind::Error => "error",
+            Kind::SessionStart => "session_start",
+            Kind::SessionEnd => "session_end",
+            Kind::AuthFailure => "auth_failure",
+            Kind::Rejected => "rejected",
+        }
+    }
+}
+
+/// The JSON type of a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ty {
+    /// Text.
+    Str,
+    /// A non-negative integer.
+    Int,
+    /// A number that may have a fraction.
+    Num,
+    /// true / false.
+    Bool,
+    /// A nested object or array (JSON only; left out of CSV and syslog).
+    Nested,
+}
+
+impl Ty {
+    /// The word docs/output.md uses.
+    pub fn word(self) -> &'static str {
+        match self {
+            Ty::Str => "string",
+            Ty::Int => "integer",
+            Ty::Num => "number",
+            Ty::Bool => "bool",
+            Ty::Nested => "object",
+        }
+    }
+}
+
+/// One field of a record's schema.
+#[derive(Debug, Clone, Copy)]
+pub struct FieldDoc {
+    /// JSON key, CSV column, syslog key.
+    pub key: &'static str,
+    /// Its type.
+    pub ty: Ty,
+    /// May be null.
+    pub nullable: bool,
+    /// What it means, for docs/output.md.
+    pub doc: &'static str,
+}
+
+const fn f(key: &'static str, ty: Ty, doc: &'static str) -> FieldDoc {
+    FieldDoc {
+        key,
+        ty,
+        nullable: false,
+        doc,
+    }
+}
+
+const fn n(key: &'static str, ty: Ty, doc: &'static str) -> FieldDoc {
+    FieldDoc {
+        key,
+        ty,
+        nullable: true,
+        doc,
+    }
+}
+
+use Ty::{Bool, Int, Nested, Num, Str};
+
+const START: &[FieldDoc] = &[
+    f("server", Str, "the server as given (`host:port`)"),
+    f("protocol", Str, "`tcp` or `udp`"),
+    f(
+        "direction",
+        Str,
+        "`transmit`, `receive` or `both`, seen from the client",
+    ),
+    f("connections", Int, "connections asked for"),
+];
+
+const INTERVAL: &[FieldDoc] = &[
+    f("elapsed_s", Num, "time since the test started, at the end of this interval"),
+    f("interval_s", Num, "length of this interval (the last one may be shorter)"),
+    f("tx_current_bps", Num, "what we sent in this interval"),
+    f("tx_10s_avg_bps", Num, "what we sent over the last 10 s"),
+    f("tx_total_avg_bps", Num, "what we sent since the start"),
+    f("rx_current_bps", Num, "what we received in this interval"),
+    f("rx_10s_avg_bps", Num, "what we received over the last 10 s"),
+    f("rx_total_avg_bps", Num, "what we received since the start"),
+    f("tx_bytes", Int, "bytes sent in this interval"),
+    f("rx_bytes", Int, "data bytes received in this interval (statuses are not data)"),
+    f("lost_packets", Int, "UDP datagrams missing from the sequence in this interval, net of late arrivals"),
+    f("remote_rx_bytes", Int, "what the peer's statuses that arrived in this interval said it received"),
+    n("local_cpu", Num, "this machine's CPU %"),
+    n("remote_cpu", Num, "the peer's CPU % from its last status"),
+    f("lost_wire", Int, "lost_packets minus what this host's sockets dropped: lost on the way"),
+    n("lost_host", Num, "UDP datagrams this host's receive sockets dropped (null: unknown, or TCP)"),
+    f("reordered", Int, "UDP datagrams that arrived out of order"),
+    f("duplicates", Int, "UDP datagrams that arrived twice"),
+    f("tx_target_bps", Int, "the rate our senders aim at now (0 = unlimited)"),
+    f("senders", Nested, "pacing audit per TX thread: `thread`, `target_bps`, `achieved_bps`, `gap_p50_us`, `gap_p99_us` (gaps: paced senders only)"),
+    n("tcp", Nested, "TCP_INFO: `retransmits` (this interval), `total` and `per_connection` objects with `rtt_us`, `rttvar_us`, `cwnd`, `mss`, `retransmits_total`, `delivery_rate_bps`"),
+    f("thread_cpu", Nested, "busiest thread per role, % of one core: `tx`, `rx`, `status`"),
+];
+
+const SUMMARY: &[FieldDoc] = &[
+    f("timestamp", Str, "when the test started, RFC 3339 UTC"),
+    f("server", Str, "the server as given (`host:port`)"),
+    f("protocol", Str, "`tcp` or `udp`"),
+    f("direction", Str, "`transmit`, `receive` or `both`, seen from the client"),
+    f("connections", Int, "connections (TCP) or UDP sockets actually used"),
+    f("duration_s", Num, "length of the data phase (the sum of the intervals' lengths)"),
+    f("tx_bytes", Int, "bytes sent (the sum of the intervals)"),
+    f("rx_bytes", Int, "data bytes received (the sum of the intervals)"),
+    f("tx_avg_bps", Num, "average send rate"),
+    f("rx_avg_bps", Num, "average receive rate"),
+    f("lost_packets", Int, "UDP datagrams lost"),
+    n("local_cpu_avg", Num, "average CPU % of this machine"),
+    n("remote_cpu_avg", Num, "average CPU % the peer reported"),
+    f("remote_rx_bytes", Int, "sum of what the peer's statuses said it received"),
+    f("auth", Str, "`none`, `md5` or `ecsrp5`"),
+    f("end_reason", Str, "`completed`, `interrupted`, `peer_closed`, `peer_reset`, `control_timeout`, `error`"),
+    f("lost_wire", Int, "lost_packets minus this host's socket drops"),
+    n("lost_host", Num, "UDP datagrams this host's receive sockets dropped (null: unknown, or TCP)"),
+    f("reordered", Int, "UDP datagrams out of order"),
+    f("duplicates", Int, "UDP datagrams seen twice"),
+    n("tcp", Nested, "TCP_INFO at the end, with `retransmits` summed over the test (as in `interval`)"),
+    f("thread_cpu_max", Nested, "highest per-role thread CPU of any interval: `tx`, `rx`, `status`"),
+    f("remote_rx_saturated", Bool, "a peer status carried the 32-bit maximum (it received more than 4 GiB in a second)"),
+    f("remote_rx_lower_bound", Bool, "the peer's per-second 32-bit field could not carry what we sent (above ~34 Gbit/s), or saturated: remote_rx_bytes is a lower bound"),
+    f("remote_rx_suspect", Bool, "TCP: the peer reported far less than TCP delivered (a counter that wraps at 2^32, or no statuses): remote_rx_bytes is not loss"),
+    n("verdict", Str, "a role thread was saturated: this host, not the link, limited the rate"),
+];
+
+const ERROR: &[FieldDoc] = &[
+    f("message", Str, "what failed and what to try, as printed on stderr"),
+    n("phase", Str, "where it failed: `connect`, `hello`, `command`, `authentication`, `extra connections`, `UDP setup`, `data`, `status`"),
+];
+
+const SESSION_START: &[FieldDoc] = &[
+    f("timestamp", Str, "when the session started, RFC 3339 UTC"),
+    f("peer", Str, "client address"),
+    n("user", Str, "authenticated user"),
+    f("auth", Str, "`none`, `md5` or `ecsrp5`"),
+    f("protocol", Str, "`tcp` or `udp`"),
+    f(
+        "direction",
+        Str,
+        "the client's view: `transmit` means the server receives",
+    ),
+    f(
+        "connections",
+        Int,
+        "TCP connections that joined, or client UDP ports",
+    ),
+    n("udp_port", Int, "the server's UDP port"),
+    f(
+        "remote_tx_speed_bps",
+        Int,
+        "the rate the client asked the server to send at (0 = unlimited)",
+    ),
+    f(
+        "local_tx_speed_bps",
+        Int,
+        "the rate the client said it sends at",
+    ),
+    f("tx_size", Int, "chunk or datagram size from the command"),
+];
+
+const SESSION_END: &[FieldDoc] = &[
+    f("timestamp", Str, "when the session started, RFC 3339 UTC"),
+    f("peer", Str, "client address"),
+    n("user", Str, "authenticated user"),
+    f("auth", Str, "`none`, `md5` or `ecsrp5`"),
+    f("protocol", Str, "`tcp` or `udp`"),
+    f("direction", Str, "the client's view"),
+    f("connections", Int, "TCP connections or client UDP ports"),
+    n("udp_port", Int, "the server's UDP port"),
+    f("duration_s", Num, "length of the data phase"),
+    f("tx_bytes", Int, "bytes the server sent"),
+    f("rx_bytes", Int, "data bytes the server received"),
+    f("tx_avg_bps", Num, "average send rate"),
+    f("rx_avg_bps", Num, "average receive rate"),
+    f("lost_packets", Int, "UDP datagrams lost on the way to the server"),
+    n("local_cpu_avg", Num, "average CPU % of the server's machine"),
+    n("remote_cpu_avg", Num, "average CPU % the client reported"),
+    f("remote_rx_bytes", Int, "sum of what the client's statuses said it received"),
+    f("end_reason", Str, "`client_closed` (the client ended the test), `client_reset` (its connection was reset: killed, or closed with data unread), `control_timeout` (silence), `max_duration`, `interrupted` (server shutdown), `error`"),
+    n("error", Str, "what failed, when `end_reason` is `error`"),
+];
+
+const AUTH_FAILURE: &[FieldDoc] = &[
+    f("timestamp", Str, "when it happened, RFC 3339 UTC"),
+    f("peer", Str, "client address"),
+    n("user", Str, "the user name presented, if it got that far"),
+    f("auth", Str, "`md5` or `ecsrp5`"),
+];
+
+const REJECTED: &[FieldDoc] = &[
+    f("timestamp", Str, "when it happened, RFC 3339 UTC"),
+    f("peer", Str, "client address"),
+    n("user", Str, "authenticated user, if it got that far"),
+    f("auth", Str, "`none`, `md5` or `ecsrp5`"),
+    f("protocol", Str, "`tcp` or `udp` from the command"),
+    f("direction", Str, "from the command, the client's view"),
+    f("phase", Str, "the handshake phase that failed"),
+    f(
+        "reason",
+        Str,
+        "`limit` (session limit), `timeout`, `bad_command`, `unknown_token`, `other`",
+    ),
+    f("error", Str, "what happened"),
+];
+
+/// The fields of a record kind, in order.
+pub fn schema(kind: Kind) -> &'static [FieldDoc] {
+    match kind {
+        Kind::Start => START,
+        Kind::Interval => INTERVAL,
+        Kind::Summary => SUMMARY,
+        Kind::Error => ERROR,
+        Kind::SessionStart => SESSION_START,
+        Kind::SessionEnd => SESSION_END,
+        Kind::AuthFailure => AUTH_FAILURE,
+        Kind::Rejected => REJECTED,
+    }
+}
+
+/// A field's value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// Absent.
+    Null,
+    /// Text.
+    Str(String),
+    /// Integer.
+    Int(u64),
+    /// Number, shown with at most this many decimals.
+    Num(f64, u8),
+    /// Boolean.
+    Bool(bool),
+    /// A nested object: (key, value) pairs in order.
+    Obj(Vec<(&'static str, Value)>),
+    /// A nested array.
+    List(Vec<Value>),
+}
+
+impl Value {
+    /// A number with 3 decimals at most (seconds, CPU, rates).
+    pub fn num(v: f64) -> Value {
+        Value::Num(v, 3)
+    }
+
+    /// `Some(x)` as a number, `None` as null.
+    pub fn opt_num(v: Option<f64>) -> Value {
+        v.map_or(Value::Null, Value::num)
+    }
+
+    /// `Some(s)` as text, `None` as null.
+    pub fn opt_str(v: Option<&str>) -> Value {
+        v.map_or(Value::Null, |s| Value::Str(s.to_string()))
+    }
+
+    /// The number, for text output.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Int(i) => Some(*i as f64),
+            Value::Num(v, _) => Some(*v),
+            _ => None,
+        }
+    }
+
+    fn ty(&self) -> Option<Ty> {
+        match self {
+            Value::Null => None,
+            Value::Str(_) => Some(Ty::Str),
+            Value::Int(_) => Some(Ty::Int),
+            Value::Num(..) => Some(Ty::Num),
+            Value::Bool(_) => Some(Ty::Bool),
+            Value::Obj(_) | Value::List(_) => Some(Ty::Nested),
+        }
+    }
+
+    /// A field of a nested object (`Null` when absent or not an object).
+    pub fn field(&self, key: &str) -> &Value {
+        match self {
+            Value::Obj(fields) => fields
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map_or(&Value::Null, |(_, v)| v),
+            _ => &Value::Null,
+        }
+    }
+
+    /// The value as JSON text.
+    pub fn json(&self) -> String {
+        let mut s = String::new();
+        self.write_json(&mut s);
+        s
+    }
+
+    fn write_json(&self, out: &mut String) {
+        match self {
+            Value::Null => out.push_str("null"),
+            Value::Str(s) => json_str(out, s),
+            Value::Int(i) => {
+                let _ = write!(out, "{i}");
+            }
+            Value::Num(v, dp) => num(out, *v, *dp),
+            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::Obj(fields) => {
+                out.push('{');
+                for (i, (k, v)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    json_str(out, k);
+                    out.push(':');
+                    v.write_json(out);
+                }
+                out.push('}');
+            }
+            Value::List(items) => {
+                out.push('[');
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    v.write_json(out);
+                }
+                out.push(']');
+            }
+        }
+    }
+
+    /// The value as a CSV cell or syslog value: empty for null; nested values have none.
+    pub fn plain(&self) -> String {
+        match self {
+            Value::Null | Value::Obj(_) | Value::List(_) => String::new(),
+            Value::Str(s) => s.clone(),
+            Value::Num(..) | Value::Int(_) | Value::Bool(_) => self.json(),
+        }
+    }
+}
+
+/// Numbers are always finite in our output: NaN and infinities become 0. Integral values
+/// print without a fraction.
+fn num(out: &mut String, v: f64, dp: u8) {
+    let v = if v.is_finite() { v } else { 0.0 };
+    if v.fract() == 0.0 && v.abs() < 9.0e15 {
+        let _ = write!(out, "{}", v as i64);
+    } else {
+        let _ = write!(out, "{v:.*}", usize::from(dp));
+    }
+}
+
+fn json_str(out: &mut String, v: &str) {
+    out.push('"');
+    for c in v.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// A nested object from (key, value) pairs.
+pub fn object(fields: &[(&'static str, Value)]) -> Value {
+    Value::Obj(fields.to_vec())
+}
+
+/// A nested array.
+pub fn array(items: impl IntoIterator<Item = Value>) -> Value {
+    Value::List(items.into_iter().collect())
+}
+
+/// One record: its kind and its values, in schema order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// Which record.
+    pub kind: Kind,
+    values: Vec<Value>,
+}
+
+impl Record {
+    /// A record from a builder that pushes each field of the schema once, in order.
+    ///
+    /// The keys given to `push` are checked against the schema in tests and debug builds: a
+    /// field added in one place only fails there.
+    pub fn build(kind: Kind, fill: impl FnOnce(&mut Builder)) -> Record {
+        let mut b = Builder {
+            kind,
+            values: Vec::with_capacity(schema(kind).len()),
+        };
+        fill(&mut b);
+        debug_assert_eq!(
+            b.values.len(),
+            schema(kind).len(),
+            "{} record: fields missing",
+            kind.name()
+        );
+        Record {
+            kind,
+            values: b.values,
+        }
+    }
+
+    /// (field, value) pairs in order.
+    pub fn fields(&self) -> impl Iterator<Item = (&'static FieldDoc, &Value)> {
+        schema(self.kind).iter().zip(&self.values)
+    }
+
+    /// A field's value (`Null` for a key the record does not have).
+    pub fn get(&self, key: &str) -> &Value {
+        self.fields()
+            .find(|(d, _)| d.key == key)
+            .map_or(&Value::Null, |(_, v)| v)
+    }
+
+    /// A number field for text output (0 when absent).
+    pub fn f64(&self, key: &str) -> f64 {
+        self.get(key).as_f64().unwrap_or(0.0)
+    }
+
+    /// A text field for text output ("-" when absent).
+    pub fn text(&self, key: &str) -> String {
+        match self.get(key) {
+            Value::Null => "-".into(),
+            v => v.plain(),
+        }
+    }
+
+    /// One NDJSON line (without the newline): `type` and `schema`, then every field.
+    pub fn to_json(&self) -> String {
+        let mut s = String::from("{\"type\":");
+        json_str(&mut s, self.kind.name());
+        let _ = write!(s, ",\"schema\":{SCHEMA}");
+        for (d, v) in self.fields() {
+            s.push(',');
+            json_str(&mut s, d.key);
+            s.push(':');
+            v.write_json(&mut s);
+        }
+        s.push('}');
+        s
+    }
+
+    /// The CSV columns of a kind: every field that is not nested.
+    pub fn csv_header(kind: Kind) -> Vec<&'static str> {
+        schema(kind)
+            .iter()
+            .filter(|d| d.ty != Ty::Nested)
+            .map(|d| d.key)
+            .collect()
+    }
+
+    /// The CSV cells, in [`Record::csv_header`] order.
+    pub fn csv_cells(&self) -> Vec<String> {
+        self.fields()
+            .filter(|(d, _)| d.ty != Ty::Nested)
+            .map(|(_, v)| v.plain())
+            .collect()
+    }
+
+    /// `key=value` pairs of the non-null, non-nested fields (syslog). Values with a space
+    /// are quoted.
+    pub fn key_values(&self) -> String {
+        self.key_values_except(&[])
+    }
+
+    /// [`Record::key_values`] without the `skip` keys (a caller that put them first).
+    pub fn key_values_except(&self, skip: &[&str]) -> String {
+        let mut s = String::new();
+        for (d, v) in self.fields() {
+            if d.ty == Ty::Nested || *v == Value::Null || skip.contains(&d.key) {
+                continue;
+            }
+            let p = v.plain();
+            if !s.is_empty() {
+                s.push(' ');
+            }
+            if p.contains([' ', '"']) || p.is_empty() {
+                let _ = write!(s, "{}=\"{}\"", d.key, p.replace('"', "'"));
+            } else {
+                let _ = write!(s, "{}={p}", d.key);
+            }
+        }
+        s
+    }
+}
+
+/// Collects a record's values in schema order.
+pub struct Builder {
+    kind: Kind,
+    values: Vec<Value>,
+}
+
+impl Builder {
+    /// The next field. `key` must be the schema's next key, with a value of its type.
+    pub fn push(&mut self, key: &str, v: Value) -> &mut Self {
+        let i = self.values.len();
+        let doc = schema(self.kind).get(i);
+        debug_assert!(
+            doc.is_some_and(|d| d.key == key),
+            "{} record: field {i} is {:?} in the schema, {key:?} was pushed",
+            self.kind.name(),
+            doc.map(|d| d.key)
+        );
+        debug_assert!(
+            doc.is_some_and(|d| match v.ty() {
+                None => d.nullable,
+                Some(t) => t == d.ty || (t == Ty::Int && d.ty == Ty::Num),
+            }),
+            "{} record: {key} has the wrong type ({v:?})",
+            self.kind.name()
+        );
+        self.values.push(v);
+        self
+    }
+
+    /// A text field.
+    pub fn str(&mut self, key: &str, v: &str) -> &mut Self {
+        self.push(key, Value::Str(v.to_string()))
+    }
+
+    /// An integer field.
+    pub fn int(&mut self, key: &str, v: u64) -> &mut Self {
+        self.push(key, Value::Int(v))
+    }
+
+    /// A number field.
+    pub fn num(&mut self, key: &str, v: f64) -> &mut Self {
+        self.push(key, Value::num(v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_escapes_and_never_nan() {
+        let r = Record::build(Kind::Error, |b| {
+            b.str("message", "a\"b\\c\nd\u{1}")
+                .push("phase", Value::Null);
+        });
+        assert_eq!(
+            r.to_json(),
+            r#"{"type":"error","schema":1,"message":"a\"b\\c\nd\u0001","phase":null}"#
+        );
+        assert_eq!(Value::num(f64::NAN).json(), "0");
+        assert_eq!(Value::num(f64::INFINITY).json(), "0");
+        assert_eq!(Value::num(1.5).json(), "1.500");
+        assert_eq!(Value::num(2.0).json(), "2");
+    }
+
+    #[test]
+    fn csv_and_syslog_leave_nested_out() {
+        let r = Record::build(Kind::Start, |b| {
+            b.str("server", "h:2000")
+                .str("protocol", "udp")
+                .str("direction", "both")
+                .int("connections", 2);
+        });
+        assert_eq!(
+            Record::csv_header(Kind::Start),
+            ["server", "protocol", "direction", "connections"]
+        );
+        assert_eq!(r.csv_cells(), ["h:2000", "udp", "both", "2"]);
+        assert_eq!(
+            r.key_values(),
+            "server=h:2000 protocol=udp direction=both connections=2"
+        );
+        assert!(!Record::csv_header(Kind::Interval).contains(&"senders"));
+    }
+
+    #[test]
+    #[should_panic(expected = "was pushed")]
+    fn a_field_outside_the_schema_fails() {
+        Record::build(Kind::Error, |b| {
+            b.str("msg", "x");
+        });
+    }
+
+    #[test]
+    fn keys_are_unique_and_snake_case() {
+        for k in Kind::ALL {
+            let keys: Vec<_> = schema(k).iter().map(|d| d.key).collect();
+            for (i, key) in keys.iter().enumerate() {
+                assert!(!keys[..i].contains(key), "{}: {key} twice", k.name());
+                assert!(
+                    key.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                    "{key}"
+                );
+                assert!(!["type", "schema"].contains(key));
+            }
+        }
+    }
+
+    /// docs/output.md documents every record with a table `| field | type | meaning |` under
+    /// a heading naming the record (`### \`summary\``). Its keys and types must be the
+    /// schema's, in order: no field is emitted undocumented, none documented that is not
+    /// emitted. On failure the expected table is printed, ready to paste.
+    #[test]
+    fn docs_output_md_matches_the_schema() {
+        let doc = include_str!("../docs/output.md");
+        for k in Kind::ALL {
+            let heading = format!("### `{}`", k.name());
+            let Some(at) = doc.find(&heading) else {
+                panic!("docs/output.md has no section {heading}");
+            };
+            let rows: Vec<(String, String)> = doc[at..]
+                .lines()
+                .skip(1)
+                .skip_while(|l| !l.starts_with('|'))
+                .take_while(|l| l.starts_with('|'))
+                .skip(2)
+                .map(|l| {
+                    let c: Vec<&str> = l.split('|').map(str::trim).collect();
+                    (c[1].trim_matches('`').to_string(), c[2].to_string())
+                })
+                .collect();
+            let want: Vec<(String, String)> = schema(k)
+                .iter()
+                .map(|d| {
+                    let ty = if d.nullable {
+                        format!("{} or null", d.ty.word())
+                    } else {
+                        d.ty.word().to_string()
+                    };
+                    (d.key.to_string(), ty)
+                })
+                .collect();
+            if rows != want {
+                let table: String = schema(k)
+                    .iter()
+                    .zip(&want)
+                    .map(|(d, (_, ty))| format!("| `{}` | {ty} | {} |\n", d.key, d.doc))
+                    .collect();
+                panic!(
+                    "docs/output.md {heading} is out of step with record.rs; expected:\n\n\
+                     | field | type | meaning |\n|---|---|---|\n{table}"
+                );
+            }
+        }
+    }
+}

@@ -658,3 +658,38 @@ pub fn server_event_syslog(ev: &ServerEvent) -> (crate::export::syslog::Severity
         }
     }
 }
+
+#[cfg(all(test, feature = "client"))]
+mod tests {
+    use super::*;
+
+    fn totals(sent: u64, remote: u64) -> StatusTotals {
+        let mut st = StatusTotals::default();
+        st.totals.tx_bytes = sent;
+        st.remote_rx_bytes = remote;
+        st
+    }
+
+    #[test]
+    fn remote_trust_flags_what_cannot_be_loss() {
+        // Seen with another implementation: 14.84 GB sent over TCP, 1.94 GB "received".
+        let wrapped = totals(14_840_000_000, 1_940_000_000);
+        assert!(RemoteTrust::of(&wrapped, true).suspect);
+        // Over UDP the same figures are loss, and are reported as such.
+        assert!(!RemoteTrust::of(&wrapped, false).suspect);
+        // TCP, everything reported: fine.
+        let ok = totals(1_000_000, 999_000);
+        assert_eq!(RemoteTrust::of(&ok, true), RemoteTrust::default());
+        // Nothing sent: nothing to judge.
+        assert!(!RemoteTrust::of(&totals(0, 0), true).suspect);
+        // A saturated status, or a second in which we sent more than 2^32 bytes.
+        let mut sat = totals(10, 10);
+        sat.remote_rx_saturated = 1;
+        assert!(RemoteTrust::of(&sat, true).lower_bound);
+        let mut fast = totals(10, 10);
+        fast.tx_peak_status_bytes = u64::from(u32::MAX) + 1;
+        assert!(RemoteTrust::of(&fast, false).lower_bound);
+        fast.tx_peak_status_bytes = u64::from(u32::MAX);
+        assert!(!RemoteTrust::of(&fast, false).lower_bound);
+    }
+}

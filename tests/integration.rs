@@ -10,4 +10,5 @@ mod hostile; // garbage, truncation, silence, vanishing clients: freed threads a
 mod netem; // 5 % loss on a veth link between two namespaces (root only)
 mod stop; // promptness of client and server shutdown
 mod tcp; // TCP in every direction, 1 and 4 connections, IPv4 and IPv6, speed limits
+mod trust; // issue 8: last interval, status bytes, peer counts, no-data failures, records
 mod udp; // UDP in every direction, IPv4 and IPv6, speed limits, adaptation

@@ -5,7 +5,7 @@
 //! Writes only to the `Write` it is given. Rates: UDP counts IP+UDP headers (as RouterOS),
 //! TCP counts payload. Must not: decide whether a test succeeded (client.rs does).
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use crate::config::Output;
 use crate::engine::StatusTotals;
@@ -21,6 +21,7 @@ use {
     crate::wire::{Direction, Protocol},
     std::collections::VecDeque,
     std::io::{self, Write},
+    std::time::SystemTime,
 };
 
 fn bps(bytes: u64, dt: Duration) -> f64 {
@@ -37,6 +38,7 @@ fn lost(v: u64) -> u64 {
     (v as i64).max(0) as u64
 }
 
+#[cfg(feature = "client")]
 /// Sequence gaps minus what our own sockets dropped: what the network lost.
 fn wire_lost(gaps: u64, host: Option<u64>) -> u64 {
     lost(gaps).saturating_sub(host.unwrap_or(0))

@@ -5,7 +5,7 @@
 //! Writes only to the `Write` it is given. Rates: UDP counts IP+UDP headers (as RouterOS),
 //! TCP counts payload. Must not: decide whether a test succeeded (client.rs does).
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::config::Output;
 use crate::engine::StatusTotals;
@@ -21,7 +21,6 @@ use {
     crate::wire::{Direction, Protocol},
     std::collections::VecDeque,
     std::io::{self, Write},
-    std::time::SystemTime,
 };
 
 fn bps(bytes: u64, dt: Duration) -> f64 {
@@ -479,12 +478,24 @@ pub fn server_end_reason(reason: &crate::engine::StopReason) -> &'static str {
 }
 
 #[cfg(feature = "server")]
+/// The fields every server record opens with: when, who, and how they logged in.
+fn who(
+    b: &mut record::Builder,
+    at: SystemTime,
+    peer: &std::net::SocketAddr,
+    user: &Option<String>,
+    auth: crate::auth::AuthMethod,
+) {
+    b.str("timestamp", &rfc3339_utc(at))
+        .str("peer", &peer.to_string())
+        .push("user", Value::opt_str(user.as_deref()))
+        .str("auth", auth.as_str());
+}
+
+#[cfg(feature = "server")]
 fn start_fields(b: &mut record::Builder, st: &SessionStart) {
-    b.str("timestamp", &rfc3339_utc(st.started))
-        .str("peer", &st.peer.to_string())
-        .push("user", Value::opt_str(st.user.as_deref()))
-        .str("auth", st.auth.as_str())
-        .str("protocol", st.command.protocol.as_str())
+    who(b, st.started, &st.peer, &st.user, st.auth);
+    b.str("protocol", st.command.protocol.as_str())
         .str("direction", st.command.direction.client_word())
         .int("connections", st.connections as u64)
         .push(
@@ -510,18 +521,10 @@ pub fn server_record(ev: &ServerEvent) -> Record {
             user,
             method,
             ..
-        } => Record::build(Kind::AuthFailure, |b| {
-            b.str("timestamp", &rfc3339_utc(*at))
-                .str("peer", &peer.to_string())
-                .push("user", Value::opt_str(user.as_deref()))
-                .str("auth", method.as_str());
-        }),
+        } => Record::build(Kind::AuthFailure, |b| who(b, *at, peer, user, *method)),
         ServerEvent::Rejected(r) => Record::build(Kind::Rejected, |b| {
-            b.str("timestamp", &rfc3339_utc(r.at))
-                .str("peer", &r.peer.to_string())
-                .push("user", Value::opt_str(r.user.as_deref()))
-                .str("auth", r.auth.as_str())
-                .str("protocol", r.command.protocol.as_str())
+            who(b, r.at, &r.peer, &r.user, r.auth);
+            b.str("protocol", r.command.protocol.as_str())
                 .str("direction", r.command.direction.client_word())
                 .str("phase", r.phase.as_str())
                 .str("reason", r.reason.as_str())

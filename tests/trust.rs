@@ -13,10 +13,7 @@ use serde_json::Value;
 use crate::util::*;
 
 fn records(o: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
+    json_lines(&o.stdout)
 }
 
 fn of_type<'a>(recs: &'a [Value], t: &str) -> Vec<&'a Value> {
@@ -124,10 +121,7 @@ fn last_interval_and_final_statuses_cover_the_whole_test() {
         assert_eq!(u(&sm, "tx_bytes"), 0, "{sm}");
         signal(child.id(), "-TERM");
         let out = child.wait_with_output().unwrap();
-        let srv: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let srv = json_lines(&out.stdout);
         let ends = of_type(&srv, "session_end");
         assert_eq!(ends.len(), 3, "{srv:?}");
         assert_eq!(of_type(&srv, "session_start").len(), 3, "{srv:?}");
@@ -370,10 +364,7 @@ fn a_rejected_login_is_one_auth_failure_record() {
         std::thread::sleep(Duration::from_millis(300));
         signal(child.id(), "-TERM");
         let out = child.wait_with_output().unwrap();
-        let recs: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let recs = json_lines(&out.stdout);
         let types: Vec<&str> = recs.iter().map(|r| r["type"].as_str().unwrap()).collect();
         assert_eq!(types, ["auth_failure"], "{recs:?}");
         assert_eq!(recs[0]["user"], "u");

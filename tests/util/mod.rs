@@ -324,6 +324,14 @@ pub fn spawn_server_bin(extra: &[&str]) -> (std::process::Child, String) {
 }
 
 /// Sends a signal with kill(1).
+/// NDJSON output, one value per line.
+pub fn json_lines(out: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
 pub fn signal(pid: u32, sig: &str) {
     let _ = std::process::Command::new("kill")
         .args([sig, &pid.to_string()])

@@ -176,6 +176,18 @@ const OPTIONS: &[Opt] = &[
         "--password PASS",
         "password (or set BTEST_PASSWORD to keep it off the process list)",
     ),
+    client(
+        "--pacing auto|precise",
+        "auto: each datagram at its deadline, short bursts above\n~4 Gbit/s of 1500 B; precise: spin for exact spacing at any\nrate (one busy core per paced sender) (default auto)",
+    ),
+    client(
+        "--udp-io auto|mmsg|single",
+        "UDP batching: auto = GSO/GRO where the kernel has them,\nelse sendmmsg/recvmmsg; single = one datagram per call",
+    ),
+    client(
+        "--busy-poll USECS",
+        "SO_BUSY_POLL on data sockets (bare-metal NICs; costs CPU)",
+    ),
     client("--json", "NDJSON records on stdout instead of text"),
     client(
         "--csv FILE",
@@ -219,6 +231,18 @@ const OPTIONS: &[Opt] = &[
     server(
         "--syslog HOST[:PORT]",
         "RFC 3164 messages: session start/end, login success/failure",
+    ),
+    server(
+        "--pacing auto|precise",
+        "auto: each datagram at its deadline, short bursts above\n~4 Gbit/s of 1500 B; precise: spin for exact spacing at any\nrate (one busy core per paced sender) (default auto)",
+    ),
+    server(
+        "--udp-io auto|mmsg|single",
+        "UDP batching: auto = GSO/GRO where the kernel has them,\nelse sendmmsg/recvmmsg; single = one datagram per call",
+    ),
+    server(
+        "--busy-poll USECS",
+        "SO_BUSY_POLL on data sockets (bare-metal NICs; costs CPU)",
     ),
     server(
         "--metrics-file PATH",
@@ -416,6 +440,7 @@ struct RawArgs {
     control_timeout: Option<Duration>,
     max_duration: Option<Duration>,
     max_sessions: Option<usize>,
+    tuning: crate::config::Tuning,
     auth: Option<AuthMethod>,
     users_file: Option<PathBuf>,
     csv: Option<PathBuf>,
@@ -771,6 +796,40 @@ fn lex_arg(p: &mut lexopt::Parser, r: &mut RawArgs, arg: lexopt::Arg<'_>) -> Res
                     .map_err(|e| format!("--max-duration: {e}"))?,
             );
         }
+        Long("pacing") => {
+            let v = val!("--pacing");
+            r.tuning.pacing = match v.as_str() {
+                "auto" => crate::config::Pacing::Auto,
+                "precise" => crate::config::Pacing::Precise,
+                _ => {
+                    return Err(format!(
+                        "--pacing: invalid value '{v}': expected auto or precise"
+                    ))
+                }
+            };
+        }
+        Long("udp-io") => {
+            let v = val!("--udp-io");
+            r.tuning.udp_io = match v.as_str() {
+                "auto" => crate::config::UdpIo::Auto,
+                "mmsg" => crate::config::UdpIo::Mmsg,
+                "single" => crate::config::UdpIo::Single,
+                _ => {
+                    return Err(format!(
+                        "--udp-io: invalid value '{v}': expected auto, mmsg or single"
+                    ))
+                }
+            };
+        }
+        Long("busy-poll") => {
+            r.tuning.busy_poll = Some(num(
+                "--busy-poll",
+                &val!("--busy-poll"),
+                1u32,
+                1_000_000,
+                "microseconds",
+            )?);
+        }
         Long("max-sessions") => {
             r.max_sessions = Some(num(
                 "--max-sessions",
@@ -884,6 +943,7 @@ fn finish(r: RawArgs, env_password: Option<String>) -> Result<Invocation, String
             c.output = output;
             c.csv = r.csv;
             c.syslog = r.syslog;
+            c.tuning = r.tuning;
             if password.is_some() && r.user.is_none() {
                 c.user = Some("admin".into());
             } else {
@@ -923,6 +983,7 @@ fn finish(r: RawArgs, env_password: Option<String>) -> Result<Invocation, String
             s.csv = r.csv;
             s.syslog = r.syslog;
             s.metrics_file = r.metrics_file;
+            s.tuning = r.tuning;
             let have_creds = !s.users.is_empty() || s.users_file.is_some();
             s.auth = match r.auth {
                 Some(m) => m,
@@ -1402,6 +1463,9 @@ mod tests {
         ];
         let both = [
             "--json",
+            "--pacing",
+            "--udp-io",
+            "--busy-poll",
             "--user",
             "--password",
             "--csv",
@@ -1462,6 +1526,55 @@ mod tests {
             .collect();
         known.sort();
         assert_eq!(listed, known);
+    }
+
+    #[test]
+    fn tuning_options_for_both_roles() {
+        use crate::config::{Pacing, UdpIo};
+        let c = match parse_from(
+            [
+                "client",
+                "h",
+                "--pacing",
+                "precise",
+                "--udp-io=mmsg",
+                "--busy-poll",
+                "50",
+            ],
+            None,
+        )
+        .unwrap()
+        .mode
+        {
+            Mode::Client(c) => c,
+            m => panic!("{m:?}"),
+        };
+        assert_eq!(c.tuning.pacing, Pacing::Precise);
+        assert_eq!(c.tuning.udp_io, UdpIo::Mmsg);
+        assert_eq!(c.tuning.busy_poll, Some(50));
+        let s = match parse_from(["server", "--udp-io", "single"], None)
+            .unwrap()
+            .mode
+        {
+            Mode::Server(s) => s,
+            m => panic!("{m:?}"),
+        };
+        assert_eq!(s.tuning.udp_io, UdpIo::Single);
+        assert_eq!(s.tuning.pacing, Pacing::Auto);
+        for (args, want) in [
+            (
+                ["client", "h", "--pacing", "fast"],
+                "--pacing: invalid value 'fast'",
+            ),
+            (
+                ["client", "h", "--udp-io", "gso"],
+                "--udp-io: invalid value 'gso'",
+            ),
+            (["client", "h", "--busy-poll", "0"], "--busy-poll"),
+        ] {
+            let e = parse_from(args, None).unwrap_err();
+            assert!(e.contains(want), "{e}");
+        }
     }
 
     #[test]

@@ -312,6 +312,7 @@ pub fn run(
         parent: None,
         gauge: None,
         on_bytes: None,
+        tuning: cfg.tuning,
     };
     let summary = engine::run(plan, stop)?;
     Ok(ClientResult {

@@ -75,6 +75,8 @@ pub struct ClientConfig {
     pub csv: Option<PathBuf>,
     /// Send RFC 3164 syslog messages to this HOST[:PORT].
     pub syslog: Option<String>,
+    /// Data-path tuning.
+    pub tuning: Tuning,
 }
 
 impl ClientConfig {
@@ -102,8 +104,44 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(10),
             csv: None,
             syslog: None,
+            tuning: Tuning::default(),
         }
     }
+}
+
+/// How TX threads space their units (issue 9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pacing {
+    /// Each unit at its own deadline while the period is long enough to sleep-then-spin
+    /// cheaply; small bounded bursts below that.
+    #[default]
+    Auto,
+    /// Spin for every unit's deadline at any rate: exact spacing, one busy core per paced
+    /// sender.
+    Precise,
+}
+
+/// How UDP datagrams go to and come from the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UdpIo {
+    /// The best the kernel offers, probed once per socket: GSO/GRO, else sendmmsg/recvmmsg.
+    #[default]
+    Auto,
+    /// sendmmsg/recvmmsg batches, no segmentation offload.
+    Mmsg,
+    /// One datagram per system call.
+    Single,
+}
+
+/// Data-path tuning both roles share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tuning {
+    /// Pacing mode.
+    pub pacing: Pacing,
+    /// UDP batching.
+    pub udp_io: UdpIo,
+    /// SO_BUSY_POLL microseconds on data sockets (bare-metal NICs); `None` = off.
+    pub busy_poll: Option<u32>,
 }
 
 /// Everything a server process needs.
@@ -137,6 +175,8 @@ pub struct ServerConfig {
     pub syslog: Option<String>,
     /// Prometheus text file rewritten every second.
     pub metrics_file: Option<PathBuf>,
+    /// Data-path tuning.
+    pub tuning: Tuning,
 }
 
 impl Default for ServerConfig {
@@ -156,6 +196,7 @@ impl Default for ServerConfig {
             csv: None,
             syslog: None,
             metrics_file: None,
+            tuning: Tuning::default(),
         }
     }
 }

@@ -94,6 +94,16 @@ pub fn set_stream_tos(s: &TcpStream, tos: Option<u8>) {
     set_tos(&SockRef::from(s), ipv6, tos);
 }
 
+/// SO_BUSY_POLL: the kernel spins this many microseconds on the NIC queue in a blocking read
+/// instead of sleeping for the interrupt (bare-metal latency; costs CPU). Needs CAP_NET_ADMIN
+/// above `net.core.busy_poll`'s limit; a refusal is logged once per socket and ignored.
+pub fn set_busy_poll(fd: std::os::fd::RawFd, usecs: u32) {
+    let v = i32::try_from(usecs).unwrap_or(i32::MAX);
+    if let Err(e) = crate::sys::set_int_opt(fd, libc::SOL_SOCKET, libc::SO_BUSY_POLL, v) {
+        log::warn!("--busy-poll {usecs}: SO_BUSY_POLL refused ({e}); running without it");
+    }
+}
+
 /// Sets read and write timeouts on a stream.
 pub fn set_timeouts(s: &TcpStream, t: Option<Duration>) -> io::Result<()> {
     s.set_read_timeout(t)?;

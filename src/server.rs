@@ -671,6 +671,7 @@ fn setup_and_run(
             let m = shared.metrics.clone();
             Arc::new(move |sent, received| m.add_bytes(sent, received))
         }),
+        tuning: shared.cfg.tuning,
     };
     let stop = Stop::new();
     let result = engine::run(plan, &stop);

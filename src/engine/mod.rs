@@ -89,6 +89,8 @@ pub struct Plan {
     /// Called by the status thread with (sent, received) byte deltas a few times a second
     /// (server metrics).
     pub on_bytes: Option<ByteSink>,
+    /// Pacing mode, UDP batching, busy polling.
+    pub tuning: crate::config::Tuning,
 }
 
 /// Receiver of live byte deltas.
@@ -352,6 +354,16 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
     } else {
         crate::net::set_timeouts(&plan.control, Some(crate::net::POLL_TIMEOUT)).map_err(io_err)?;
     }
+    if let Some(us) = plan.tuning.busy_poll {
+        use std::os::fd::AsRawFd;
+        for fd in tcp_links
+            .iter()
+            .map(AsRawFd::as_raw_fd)
+            .chain(plan.udp.iter().map(|l| l.socket.as_raw_fd()))
+        {
+            crate::net::set_busy_poll(fd, us);
+        }
+    }
     let (conn0_status_tx, conn0_status_rx) = crossbeam_channel::bounded::<[u8; 12]>(4);
     let sink = status::StatusSink {
         stream: &plan.control,
@@ -415,6 +427,7 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
                 payload: &buf,
                 socket: sock,
                 epoch,
+                tuning: plan.tuning,
             };
             let name = format!("btest-tx-{i}");
             let alive = tx_alive.clone();

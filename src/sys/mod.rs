@@ -1,9 +1,14 @@
 //! The crate's only `unsafe` code: thin wrappers over libc calls that std does not offer.
 //!
 //! Owns: the SIGINT/SIGTERM flag, the TX threads' timer slack, readiness polling of listeners,
-//! and forced socket buffer sizes. Must not: hold state other than the signal flag, or block
+//! socket options std lacks (forced buffer sizes, integer options), TCP_INFO, getrandom;
+//! `tcp.rs` the TCP data-path calls, `udp.rs` batched UDP I/O (sendmmsg/recvmmsg, GSO/GRO and
+//! their control messages). Must not: hold state other than the signal flag, or block
 //! longer than asked. Every block carries a SAFETY comment.
 #![allow(unsafe_code)]
+
+pub mod tcp;
+pub mod udp;
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -81,6 +86,31 @@ pub fn force_buffer(fd: RawFd, send: bool, bytes: usize) -> bool {
         )
     };
     r == 0
+}
+
+/// Sets an integer socket option (setsockopt with a c_int value).
+pub fn set_int_opt(
+    fd: RawFd,
+    level: libc::c_int,
+    opt: libc::c_int,
+    value: i32,
+) -> std::io::Result<()> {
+    let v: libc::c_int = value;
+    // SAFETY: the option value points to a live c_int and its size is passed exactly.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            opt,
+            &v as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Clock ticks per second for /proc/*/stat CPU times.

@@ -1,0 +1,104 @@
+//! TX role: one thread per TCP connection or UDP socket that sends test data.
+//!
+//! Loop: drain or stop? -> (TCP conn 0: pending status, between whole chunks only) -> pacer ->
+//! send -> count. On a drain ([`Stop::begin_drain`]) a TCP sender finishes the chunk in hand
+//! and writes its queued statuses, so the stream stays framed for the final status; then it
+//! returns, which is how the status thread learns that no more data will be sent.
+//!
+//! The buffer is filled once; per unit only the UDP sequence number changes. Nothing on this
+//! path allocates, locks or logs. The target rate is re-read from an atomic the status thread
+//! updates (UDP rate adaptation). The loops live in `tcp.rs` and `udp.rs`, one per role.
+
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+
+use super::counters::{Counters, GapHistogram};
+use super::pacer::sleep_until;
+use super::stop::Stop;
+use crate::error::Result;
+use crate::wire::status;
+
+mod tcp;
+mod udp;
+
+/// Longest single wait, so statuses and stops are noticed while a slow pacer waits.
+const MAX_WAIT: Duration = Duration::from_millis(50);
+
+/// What the TX thread sends on.
+pub enum TxSocket {
+    /// A TCP connection; `statuses` is set on connection 0 when this thread is its only writer.
+    Tcp {
+        /// The write half (a `try_clone` of the connection).
+        stream: TcpStream,
+        /// Status messages to insert between chunks.
+        statuses: Option<Receiver<[u8; status::LEN]>>,
+    },
+    /// A UDP socket: connected (`targets` empty) or sending round-robin to `targets`.
+    Udp {
+        /// The socket.
+        socket: UdpSocket,
+        /// Destinations for an unconnected socket.
+        targets: Vec<SocketAddr>,
+        /// IP+UDP header bytes counted per datagram.
+        overhead: usize,
+    },
+}
+
+/// Everything one TX thread needs.
+pub struct TxCtx<'a> {
+    /// Session stop.
+    pub stop: &'a Stop,
+    /// This thread's counters.
+    pub counters: &'a Counters,
+    /// Inter-send gaps of this thread while paced (pacing audit).
+    pub gaps: &'a GapHistogram,
+    /// Target rate in bit/s for this thread, 0 = unlimited; written by the status thread.
+    pub rate: &'a AtomicU64,
+    /// The payload template (TCP chunk or UDP payload), already filled.
+    pub payload: &'a [u8],
+    /// The socket.
+    pub socket: TxSocket,
+    /// Session start, the epoch of the pacer's clock.
+    pub epoch: Instant,
+    /// Pacing mode and UDP batching.
+    pub tuning: crate::config::Tuning,
+}
+
+/// Runs the TX role until stop or a fatal error.
+pub fn run(ctx: TxCtx<'_>) -> Result<()> {
+    crate::sys::set_min_timer_slack();
+    let mut buf = ctx.payload.to_vec();
+    match ctx.socket {
+        TxSocket::Tcp {
+            ref stream,
+            ref statuses,
+        } => tcp::run(&ctx, stream, statuses.as_ref(), &mut buf),
+        TxSocket::Udp {
+            ref socket,
+            ref targets,
+            overhead,
+        } => udp::run(&ctx, socket, targets, overhead, &mut buf),
+    }
+}
+
+pub(super) fn now_ns(epoch: Instant) -> u64 {
+    epoch.elapsed().as_nanos() as u64
+}
+
+pub(super) fn wait(ctx: &TxCtx<'_>, until_ns: u64, bursty: bool) {
+    let deadline = ctx.epoch + Duration::from_nanos(until_ns);
+    let cap = Instant::now() + MAX_WAIT;
+    if bursty {
+        // Units go in bursts anyway: a plain sleep is precise enough, and spinning would
+        // cost a core at high rates. The absolute schedule absorbs the oversleep.
+        let left = deadline.min(cap).saturating_duration_since(Instant::now());
+        if !left.is_zero() {
+            std::thread::sleep(left);
+        }
+    } else {
+        sleep_until(deadline.min(cap), || ctx.stop.data_over());
+    }
+}

@@ -1,0 +1,1 @@
+//! TCP data-path system calls std does not offer.

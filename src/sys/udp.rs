@@ -1,0 +1,2 @@
+//! Batched UDP I/O: sendmmsg/recvmmsg, UDP GSO (UDP_SEGMENT) and GRO (UDP_GRO) with their
+//! control messages.

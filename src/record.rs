@@ -158,7 +158,7 @@ const INTERVAL: &[FieldDoc] = &[
     f("reordered", Int, "UDP datagrams that arrived out of order"),
     f("duplicates", Int, "UDP datagrams that arrived twice"),
     f("tx_target_bps", Int, "the rate our senders aim at now (0 = unlimited)"),
-    f("senders", Nested, "pacing audit per TX thread: `thread`, `target_bps`, `achieved_bps`, `gap_p50_us`, `gap_p99_us` (gaps: paced senders only)"),
+    f("senders", Nested, "pacing audit per TX thread: `thread`, `target_bps`, `achieved_bps`, `gap_p50_us`, `gap_p99_us` (between send calls), `burst_avg`, `burst_max` (datagrams per send call) (gaps and bursts: paced senders only)"),
     n("tcp", Nested, "TCP_INFO: `retransmits` (this interval), `total` and `per_connection` objects with `rtt_us`, `rttvar_us`, `cwnd`, `mss`, `retransmits_total`, `delivery_rate_bps`"),
     f("thread_cpu", Nested, "busiest thread per role, % of one core: `tx`, `rx`, `status`"),
 ];
@@ -190,6 +190,8 @@ const SUMMARY: &[FieldDoc] = &[
     f("remote_rx_lower_bound", Bool, "the peer's per-second 32-bit field could not carry what we sent (above ~34 Gbit/s), or saturated: remote_rx_bytes is a lower bound"),
     f("remote_rx_suspect", Bool, "TCP: the peer reported far less than TCP delivered (a counter that wraps at 2^32, or no statuses): remote_rx_bytes is not loss"),
     n("verdict", Str, "a role thread was saturated: this host, not the link, limited the rate"),
+    n("udp_tx_io", Str, "UDP: how we sent: `gso` (segmentation offload), `mmsg` (sendmmsg), `single` (one datagram per call), after any fallback"),
+    n("udp_rx_io", Str, "UDP: how we received: `gro`, `mmsg` (recvmmsg), `single`"),
 ];
 
 const ERROR: &[FieldDoc] = &[
@@ -247,6 +249,8 @@ const SESSION_END: &[FieldDoc] = &[
     f("remote_rx_bytes", Int, "sum of what the client's statuses said it received"),
     f("end_reason", Str, "`client_closed` (the client ended the test), `client_reset` (its connection was reset: killed, or closed with data unread), `control_timeout` (silence), `max_duration`, `interrupted` (server shutdown), `error`"),
     n("error", Str, "what failed, when `end_reason` is `error`"),
+    n("udp_tx_io", Str, "UDP: how the server sent (`gso`, `mmsg`, `single`)"),
+    n("udp_rx_io", Str, "UDP: how the server received (`gro`, `mmsg`, `single`)"),
 ];
 
 const AUTH_FAILURE: &[FieldDoc] = &[

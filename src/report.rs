@@ -48,6 +48,13 @@ fn cpu_avg(v: Option<f64>) -> Value {
     v.map_or(Value::Null, |c| Value::Num(c, 1))
 }
 
+/// How UDP moved, both roles' last fields.
+fn io_fields(b: &mut record::Builder, s: &crate::engine::Summary) {
+    let m = |m: Option<crate::engine::udpio::Method>| Value::opt_str(m.map(|m| m.as_str()));
+    b.push("udp_tx_io", m(s.udp_tx_io))
+        .push("udp_rx_io", m(s.udp_rx_io));
+}
+
 /// The totals both roles report: duration through remote_rx_bytes.
 fn totals(b: &mut record::Builder, st: &StatusTotals, d: Duration) {
     b.push("duration_s", Value::num(d.as_secs_f64()))
@@ -109,6 +116,8 @@ mod client_records {
                 ("achieved_bps", Value::num(a.achieved_bps)),
                 ("gap_p50_us", Value::opt_num(a.gap_p50_us)),
                 ("gap_p99_us", Value::opt_num(a.gap_p99_us)),
+                ("burst_avg", Value::opt_num(a.burst_avg)),
+                ("burst_max", a.burst_max.map_or(Value::Null, Value::Int)),
             ])
         }))
     }
@@ -191,6 +200,7 @@ pub fn summary_record(r: &ClientResult, server: &str, started: SystemTime) -> Re
             .push("remote_rx_lower_bound", Value::Bool(trust.lower_bound))
             .push("remote_rx_suspect", Value::Bool(trust.suspect))
             .push("verdict", Value::opt_str(r.verdict()));
+        io_fields(b, &r.summary);
     })
 }
 
@@ -336,12 +346,15 @@ impl<W: Write> ClientReporter<W> {
         for a in s.senders.iter().filter(|a| a.target_bps > 0) {
             writeln!(
                 self.out,
-                "        pacing tx-{}: asked {} got {}  gap p50 {} p99 {}",
+                "        pacing tx-{}: asked {} got {}  gap p50 {} p99 {}  burst avg {} max {}",
                 a.thread,
                 format_rate(a.target_bps as f64),
                 format_rate(a.achieved_bps),
                 us(a.gap_p50_us),
                 us(a.gap_p99_us),
+                a.burst_avg
+                    .map_or_else(|| "-".into(), |b| format!("{b:.1}")),
+                a.burst_max.map_or_else(|| "-".into(), |b| b.to_string()),
             )?;
         }
         Ok(())
@@ -546,6 +559,12 @@ fn session_end_record(r: &SessionRecord) -> Record {
         start_fields(b, &r.start);
         totals(b, &st, d);
         b.str("end_reason", end).push("error", Value::opt_str(err));
+        match summary {
+            Some(s) => io_fields(b, s),
+            None => {
+                b.push("udp_tx_io", Value::Null).push("udp_rx_io", Value::Null);
+            }
+        }
     })
 }
 

@@ -25,6 +25,9 @@ pub struct Counters {
     pub reordered: AtomicU64,
     /// UDP datagrams seen twice.
     pub duplicates: AtomicU64,
+    /// The UDP I/O method this thread settled on ([`crate::engine::udpio::Method`] as u8;
+    /// 0 = none yet). Written at start and on a fallback, read at the end of the session.
+    pub io_method: std::sync::atomic::AtomicU8,
 }
 
 /// Interval deltas taken from a set of [`Counters`].
@@ -52,6 +55,20 @@ impl Counters {
     pub fn sent(&self, bytes: u64) {
         self.tx_bytes.fetch_add(bytes, Relaxed);
         self.tx_packets.fetch_add(1, Relaxed);
+    }
+
+    /// Adds `n` sent units of `bytes` each (one batch).
+    #[inline]
+    pub fn sent_n(&self, n: u64, bytes: u64) {
+        self.tx_bytes.fetch_add(n * bytes, Relaxed);
+        self.tx_packets.fetch_add(n, Relaxed);
+    }
+
+    /// Adds `n` received units totalling `bytes`.
+    #[inline]
+    pub fn received_n(&self, n: u64, bytes: u64) {
+        self.rx_bytes.fetch_add(bytes, Relaxed);
+        self.rx_packets.fetch_add(n, Relaxed);
     }
 
     /// Adds one received unit.
@@ -259,6 +276,12 @@ mod tests {
 /// its TX thread; drained with `swap(0)` once per report interval by the status thread.
 pub struct GapHistogram {
     buckets: [AtomicU64; GAP_BUCKETS],
+    /// Send calls recorded with [`GapHistogram::record_burst`], the units they carried, and
+    /// the largest burst: with batched sends a gap is between calls, and the burst says how
+    /// many datagrams left back to back.
+    sends: AtomicU64,
+    units: AtomicU64,
+    max_burst: AtomicU64,
 }
 
 const SUB: u32 = 8;
@@ -268,6 +291,9 @@ impl Default for GapHistogram {
     fn default() -> Self {
         GapHistogram {
             buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sends: AtomicU64::new(0),
+            units: AtomicU64::new(0),
+            max_burst: AtomicU64::new(0),
         }
     }
 }
@@ -303,6 +329,22 @@ impl GapHistogram {
     #[inline]
     pub fn record(&self, ns: u64) {
         self.buckets[gap_bucket(ns).min(GAP_BUCKETS - 1)].fetch_add(1, Relaxed);
+    }
+
+    /// Records one send call that carried `n` units (paced senders).
+    #[inline]
+    pub fn record_burst(&self, n: u64) {
+        self.sends.fetch_add(1, Relaxed);
+        self.units.fetch_add(n, Relaxed);
+        self.max_burst.fetch_max(n, Relaxed);
+    }
+
+    /// Takes (mean, max) burst size since the last call; `None` when nothing was recorded.
+    pub fn take_bursts(&self) -> Option<(f64, u64)> {
+        let sends = self.sends.swap(0, Relaxed);
+        let units = self.units.swap(0, Relaxed);
+        let max = self.max_burst.swap(0, Relaxed);
+        (sends > 0).then(|| (units as f64 / sends as f64, max))
     }
 
     /// Drains the histogram into `out` (added bucket-wise).

@@ -18,6 +18,7 @@ pub mod tcpinfo;
 pub mod threadcpu;
 pub mod tx;
 pub mod udpdrops;
+pub mod udpio;
 
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -109,6 +110,10 @@ pub struct SenderAudit {
     pub gap_p50_us: Option<f64>,
     /// 99th percentile gap between sends, µs (paced senders only).
     pub gap_p99_us: Option<f64>,
+    /// Mean units per send call (paced senders only; 1 = every unit at its own deadline).
+    pub burst_avg: Option<f64>,
+    /// Largest units per send call (paced senders only).
+    pub burst_max: Option<u64>,
 }
 
 /// CPU of our role threads, percent of one core (the busiest thread of each role).
@@ -235,6 +240,10 @@ pub struct Summary {
     pub status: StatusTotals,
     /// Why it ended.
     pub end_reason: StopReason,
+    /// UDP: how our senders moved datagrams (`gso`, `mmsg`, `single`), after any fallback.
+    pub udp_tx_io: Option<udpio::Method>,
+    /// UDP: how our receivers did (`gro`, `mmsg`, `single`).
+    pub udp_rx_io: Option<udpio::Method>,
 }
 
 /// Spawns a named scoped thread and keeps the gauge honest.
@@ -473,11 +482,12 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
                 for (i, l) in plan.udp.iter().enumerate() {
                     let c = &counters[n_links + i];
                     let oh = plan.udp_overhead;
+                    let want = plan.tuning.udp_io;
                     let name = format!("btest-rx-{i}");
                     handles.push(spawn_or_stop(
                         name.clone(),
                         spawn(scope, name, gauge, stop, move || {
-                            rx::run_udp(stop, c, &l.socket, oh, l.accept_from)
+                            rx::run_udp(stop, c, &l.socket, oh, l.accept_from, want)
                         }),
                     )?);
                 }
@@ -584,9 +594,12 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
     } else {
         status.elapsed
     };
+    let (tx_slots, rx_slots) = counters.split_at(n_links);
     Ok(Summary {
         duration,
         status,
         end_reason,
+        udp_tx_io: udpio::reported(tx_slots),
+        udp_rx_io: udpio::reported(rx_slots),
     })
 }

@@ -306,6 +306,7 @@ impl State {
                     g.drain_into(&mut self.gap_buf);
                 }
                 let us = |q| gap_quantile(&self.gap_buf, q).map(|ns| ns as f64 / 1000.0);
+                let bursts = ctx.gaps.get(i).and_then(GapHistogram::take_bursts);
                 senders.push(SenderAudit {
                     thread: i,
                     target_bps: ctx.rates[i].load(Relaxed),
@@ -316,6 +317,8 @@ impl State {
                     },
                     gap_p50_us: us(0.5),
                     gap_p99_us: us(0.99),
+                    burst_avg: bursts.map(|b| b.0),
+                    burst_max: bursts.map(|b| b.1),
                 });
             }
             let (host_drops, tcp, role_cpu) = match ctx.probes.as_mut() {

@@ -1,19 +1,19 @@
-//! The UDP reader of one socket (`btest-rx-K`): counts `payload + overhead` per datagram and
-//! tracks each client port's sequence (loss, reorder, duplicates).
+//! The UDP reader of one socket (`btest-rx-K`): receives in batches (GRO or recvmmsg,
+//! engine/udpio.rs), counts `payload + overhead` per datagram and tracks each client port's
+//! sequence (loss, reorder, duplicates), reading the sequence at every GRO stride.
 //!
-//! Must not: allocate, lock or log per datagram.
+//! Must not: allocate, lock or log per datagram or batch.
 
 use std::net::UdpSocket;
 
 use super::{canonical, AcceptFrom};
+use crate::config::UdpIo;
 use crate::engine::counters::{Counters, LossTracker};
 use crate::engine::stop::Stop;
+use crate::engine::udpio::{for_each_datagram, UdpRx};
 use crate::error::{Error, Phase, Result};
 use crate::net;
 use crate::wire::datagram;
-
-/// Largest UDP datagram.
-const UDP_READ: usize = 65536;
 
 /// Reads UDP test datagrams. `from` filters sources on an unconnected server socket.
 pub fn run(
@@ -22,34 +22,45 @@ pub fn run(
     s: &UdpSocket,
     overhead: usize,
     from: Option<AcceptFrom>,
+    want: UdpIo,
 ) -> Result<()> {
-    let mut buf = vec![0u8; UDP_READ];
+    let mut io = UdpRx::new(s, want, counters);
     let mut loss = vec![LossTracker::new(); from.map_or(1, |f| f.ports.max(1))];
     let want_ip = from.map(|f| canonical(f.ip));
     while !stop.is_triggered() {
-        let r = match from {
-            None => s.recv(&mut buf).map(|n| (n, 0)),
-            Some(f) => match s.recv_from(&mut buf) {
-                Ok((n, src)) if Some(canonical(src.ip())) == want_ip => {
+        let n = match io.recv() {
+            Ok(n) => n,
+            Err(e) if net::is_transient_udp(&e) => continue,
+            Err(e) => return Err(Error::io(Phase::Data, None, e)),
+        };
+        for m in 0..n {
+            let (data, meta) = io.get(m);
+            let port = match (from, meta.src) {
+                (None, _) => 0,
+                (Some(f), Some(src)) if Some(canonical(src.ip())) == want_ip => {
                     match usize::from(src.port().wrapping_sub(f.first_port)) {
-                        i if i < loss.len() => Ok((n, i)),
+                        i if i < loss.len() => i,
                         _ => continue, // not one of our client's ports: ignore
                     }
                 }
-                Ok(_) => continue, // not our client: ignore
-                Err(e) => Err(e),
-            },
-        };
-        match r {
-            Ok((n, i)) => {
-                let Some(seq) = datagram::read_seq(&buf[..n]) else {
-                    continue; // shorter than the sequence header: a NAT opener, ignore
-                };
-                counters.received((n + overhead) as u64);
-                LossTracker::account(loss[i].on_seq(seq), counters);
+                _ => continue, // not our client: ignore
+            };
+            let tracker = &mut loss[port];
+            let (mut count, mut bytes) = (0u64, 0u64);
+            for_each_datagram(data, &meta, |d, len| {
+                // Shorter than the sequence header: a NAT opener, ignored.
+                if let Some(seq) = (len >= datagram::SEQ_LEN)
+                    .then(|| datagram::read_seq(d))
+                    .flatten()
+                {
+                    count += 1;
+                    bytes += (len + overhead) as u64;
+                    LossTracker::account(tracker.on_seq(seq), counters);
+                }
+            });
+            if count > 0 {
+                counters.received_n(count, bytes);
             }
-            Err(e) if net::is_transient_udp(&e) => {}
-            Err(e) => return Err(Error::io(Phase::Data, None, e)),
         }
     }
     Ok(())

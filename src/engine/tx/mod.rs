@@ -25,7 +25,7 @@ mod tcp;
 mod udp;
 
 /// Longest single wait, so statuses and stops are noticed while a slow pacer waits.
-const MAX_WAIT: Duration = Duration::from_millis(50);
+pub(super) const MAX_WAIT: Duration = Duration::from_millis(50);
 
 /// What the TX thread sends on.
 pub enum TxSocket {

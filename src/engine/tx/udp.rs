@@ -1,13 +1,25 @@
-//! The UDP sender of one socket (`btest-tx-K`): datagrams paced at their deadlines, one
-//! sequence per destination port.
+//! The UDP sender of one socket (`btest-tx-K`): datagrams paced at their deadlines, sent in
+//! batches (GSO or sendmmsg, engine/udpio.rs) of what the pacer says is due, one sequence per
+//! destination port.
 //!
-//! Must not: allocate, lock or log per datagram.
+//! A batch goes to one destination only (the server's multi-port mode sends to each client
+//! port in turn), and its datagrams carry consecutive sequence numbers of that destination,
+//! written at every stride of the batch buffer. Unlimited and paced sending share the path:
+//! unlimited is "a whole batch is always due". With `--pacing precise` a paced sender sends one
+//! datagram per deadline.
+//!
+//! Must not: allocate, lock or log per datagram or batch.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
-use super::{now_ns, wait, TxCtx};
-use crate::engine::pacer::{Pace, Pacer};
+use socket2::SockAddr;
+
+use super::{now_ns, TxCtx, MAX_WAIT};
+use crate::config::Pacing;
+use crate::engine::pacer::{Due, Pacer, Waiter};
+use crate::engine::udpio::UdpTx;
 use crate::error::{Error, Phase, Result};
 use crate::net;
 use crate::wire::datagram;
@@ -17,41 +29,56 @@ pub(super) fn run(
     sock: &UdpSocket,
     targets: &[SocketAddr],
     overhead: usize,
-    buf: &mut [u8],
+    payload: &mut [u8],
 ) -> Result<()> {
-    let wire = (buf.len() + overhead) as u64;
-    let mut pacer = Pacer::new(ctx.rate.load(Relaxed), wire as usize);
+    let len = payload.len();
+    let wire = (len + overhead) as u64;
+    let precise = ctx.tuning.pacing == Pacing::Precise;
+    let mut pacer = Pacer::for_mode(ctx.rate.load(Relaxed), wire as usize, precise);
+    let mut io = UdpTx::new(sock, len, ctx.tuning.udp_io, ctx.counters);
+    // The batch buffer: the payload template at every stride; only sequences change.
+    let mut frame: Vec<u8> = payload.repeat(io.batch_max());
+    let dests: Vec<(SocketAddr, SockAddr)> =
+        targets.iter().map(|&a| (a, SockAddr::from(a))).collect();
     // One sequence per destination port: each client socket tracks its own loss.
-    let mut seqs = vec![1u32; targets.len().max(1)];
+    let mut seqs = vec![1u32; dests.len().max(1)];
     let mut k = 0usize;
     let mut last_send = 0u64;
+    let mut waiter = Waiter::default();
     while !ctx.stop.data_over() {
         pacer.set_rate(ctx.rate.load(Relaxed));
+        let paced = pacer.rate() > 0;
+        let max = if precise && paced { 1 } else { io.batch_max() };
         let now = now_ns(ctx.epoch);
-        if let Pace::WaitUntil(t) = pacer.poll(now) {
-            wait(ctx, t, pacer.window_ns() > 0);
-            continue;
-        }
-        if pacer.rate() > 0 {
+        let n = match pacer.due(now, max) {
+            Due::Now(n) => n,
+            Due::WaitUntil(t) => {
+                // Capped, so a rate change (UDP adaptation) or a stop is seen within 50 ms.
+                let deadline = ctx.epoch + Duration::from_nanos(t);
+                let cap = std::time::Instant::now() + MAX_WAIT;
+                waiter.wait_until(deadline.min(cap), precise, || ctx.stop.data_over());
+                continue;
+            }
+        };
+        if paced {
             if last_send > 0 {
                 ctx.gaps.record(now - last_send);
             }
             last_send = now;
+            ctx.gaps.record_burst(n as u64);
         }
-        datagram::write_seq(buf, seqs[k]);
-        // The pacer already counted this datagram in its schedule: a send that fails for a
-        // passing reason (full socket buffer, ENOBUFS, a stale ICMP error) is retried, so the
-        // time is not lost and the achieved rate stays the asked rate.
+        for (j, d) in frame.chunks_exact_mut(len).take(n).enumerate() {
+            datagram::write_seq(d, seqs[k].wrapping_add(j as u32));
+        }
+        // The pacer counts only what went: a send that fails for a passing reason (full socket
+        // buffer, ENOBUFS, a stale ICMP error) is retried, so the time is not lost and the
+        // achieved rate stays the asked rate.
         loop {
-            let r = if targets.is_empty() {
-                sock.send(buf)
-            } else {
-                sock.send_to(buf, targets[k])
-            };
-            match r {
-                Ok(_) => {
-                    ctx.counters.sent(wire);
-                    seqs[k] = seqs[k].wrapping_add(1);
+            match io.send(&frame, n, dests.get(k)) {
+                Ok(m) => {
+                    ctx.counters.sent_n(m as u64, wire);
+                    pacer.commit(m);
+                    seqs[k] = seqs[k].wrapping_add(m as u32);
                     k = (k + 1) % seqs.len();
                     break;
                 }

@@ -26,9 +26,10 @@ pub const MAX_BACKLOG: Duration = Duration::from_millis(200);
 pub const SPIN: Duration = Duration::from_micros(50);
 
 /// Default pacing: wake-ups are at least this far apart. Units closer than this go in small
-/// bursts of about `MIN_WAKE / interval` (4 datagrams of 1500 B at 1 Gbit/s), sent with one
-/// batched system call; the schedule's average stays exact. Waking per datagram at 12 µs would
-/// cost a spinning core (that is `--pacing precise`). It was 250 µs until issue 9: at
+/// bursts of about `MIN_WAKE / interval` (3-4 datagrams of 1500 B at 1 Gbit/s, more when a
+/// sleep wakes later than that), sent with one batched system call; the schedule's average
+/// stays exact. Waking per datagram at 12 µs would cost a spinning core (that is
+/// `--pacing precise`). It was 250 µs until issue 9: at
 /// 100 Mbit/s (120 µs per datagram) that sent pairs and, with the sleep overshoot, bursts of
 /// up to 16 (p90 gap 1.96x the period where iperf3 3.21 held 1.05x); 40 µs keeps every
 /// datagram at its own deadline down to 300 Mbit/s and a burst's gaps under 5 periods at 1G.
@@ -204,47 +205,60 @@ impl Pacer {
     }
 }
 
-/// A spin-then-sleep timer that learns how late this host's sleeps wake up.
+/// A sleep-then-spin timer that learns how late this host's sleeps wake up.
 ///
-/// It sleeps until `deadline - margin` and spins the rest. The margin is the oversleep it has
-/// measured (rising at once, falling slowly, so an outlier costs spinning, not a late unit),
-/// plus a little: on this project's VM nanosleep with 1 ns slack wakes 30-60 µs late, on bare
-/// metal a few µs. A fixed 50 µs spin ([`SPIN`]) was either late or wasteful; following the
-/// measured oversleep keeps each unit at its deadline with the least spinning. `precise`
-/// doubles the margin, for `--pacing precise`.
+/// Default (`precise == false`): it sleeps until `deadline - typical oversleep`, so it wakes
+/// about on time, and spins only a remainder shorter than half the typical oversleep. A
+/// sender's gaps then carry the oversleep's jitter, not its size: on this project's VM a
+/// sleep wakes 30-60 µs late but that lateness varies by a few µs, which is how iperf3 3.21's
+/// plain absolute sleeps hold 100 Mbit/s to 0.96..1.05 of the period. Cost: almost no spin.
+///
+/// `precise == true` (`--pacing precise`): it sleeps until `deadline - margin`, the margin
+/// being twice the high-water oversleep plus 10 µs, and spins the rest: exact spacing whatever
+/// the jitter, one busy core whenever units are closer than the margin.
 #[derive(Debug, Clone)]
 pub struct Waiter {
-    over_ns: u64,
+    /// Typical oversleep (a running mean).
+    mean_ns: u64,
+    /// High-water oversleep: rises at once, falls slowly.
+    high_ns: u64,
 }
 
-/// Least and most margin a [`Waiter`] keeps before a deadline.
-const MARGIN_MIN_NS: u64 = 5_000;
+/// Most margin a [`Waiter`] keeps before a deadline.
 const MARGIN_MAX_NS: u64 = 300_000;
-/// Added to the measured oversleep: its jitter.
+/// Added to the high-water oversleep in precise mode: its jitter.
 const MARGIN_SLACK_NS: u64 = 10_000;
 
 impl Default for Waiter {
     fn default() -> Self {
+        let spin = SPIN.as_nanos() as u64;
         Waiter {
-            over_ns: SPIN.as_nanos() as u64,
+            mean_ns: spin,
+            high_ns: spin,
         }
     }
 }
 
 impl Waiter {
-    /// The margin spun before a deadline now.
-    pub fn margin_ns(&self, precise: bool) -> u64 {
-        let m = self.over_ns + MARGIN_SLACK_NS;
-        let m = if precise { 2 * m } else { m };
-        m.clamp(MARGIN_MIN_NS, MARGIN_MAX_NS)
+    /// The typical oversleep measured so far.
+    pub fn typical_ns(&self) -> u64 {
+        self.mean_ns
+    }
+
+    /// The margin precise mode spins before a deadline.
+    pub fn margin_ns(&self) -> u64 {
+        (2 * self.high_ns + MARGIN_SLACK_NS).min(MARGIN_MAX_NS)
     }
 
     /// Feeds one measured oversleep (how much later than asked a sleep returned).
     pub fn observe(&mut self, over_ns: u64) {
-        if over_ns > self.over_ns {
-            self.over_ns = over_ns.min(MARGIN_MAX_NS);
+        let o = over_ns.min(MARGIN_MAX_NS);
+        // mean += (o - mean) / 8, in integers
+        self.mean_ns = self.mean_ns - self.mean_ns / 8 + o / 8;
+        if o > self.high_ns {
+            self.high_ns = o;
         } else {
-            self.over_ns -= (self.over_ns - over_ns) / 16;
+            self.high_ns -= (self.high_ns - o) / 16;
         }
     }
 
@@ -256,15 +270,19 @@ impl Waiter {
                 return;
             }
             let left = (deadline - now).as_nanos() as u64;
-            let margin = self.margin_ns(precise);
-            if left > margin {
-                let ask = Duration::from_nanos(left - margin).min(Duration::from_millis(50));
-                std::thread::sleep(ask);
-                let took = now.elapsed();
-                self.observe(took.saturating_sub(ask).as_nanos() as u64);
+            let (lead, spin_below) = if precise {
+                (self.margin_ns(), self.margin_ns())
             } else {
+                (self.mean_ns, self.mean_ns / 2)
+            };
+            if left <= spin_below {
                 std::hint::spin_loop();
+                continue;
             }
+            let ask = Duration::from_nanos(left.saturating_sub(lead).max(1))
+                .min(Duration::from_millis(50));
+            std::thread::sleep(ask);
+            self.observe(now.elapsed().saturating_sub(ask).as_nanos() as u64);
         }
     }
 }
@@ -436,27 +454,27 @@ mod tests {
     }
 
     #[test]
-    fn waiter_margin_follows_the_measured_oversleep() {
+    fn waiter_follows_the_measured_oversleep() {
         let mut w = Waiter::default();
-        assert_eq!(w.margin_ns(false), 60_000);
-        w.observe(5_000);
-        assert!(w.margin_ns(false) < 60_000, "falls slowly");
-        for _ in 0..500 {
+        assert_eq!(w.typical_ns(), 50_000);
+        assert_eq!(w.margin_ns(), 110_000);
+        for _ in 0..200 {
             w.observe(3_000);
         }
-        let m = w.margin_ns(false);
-        assert!(
-            (13_000..13_020).contains(&m),
-            "bare-metal-like sleeps: a small spin: {m}"
-        );
+        // bare-metal-like sleeps: a small lead and a small precise margin
+        assert!((3_000..3_100).contains(&w.typical_ns()), "{}", w.typical_ns());
+        assert!(w.margin_ns() < 17_000, "{}", w.margin_ns());
         w.observe(80_000);
-        assert_eq!(w.margin_ns(false), 90_000, "an outlier raises it at once");
-        assert_eq!(w.margin_ns(true), 180_000, "precise doubles it");
+        assert_eq!(w.margin_ns(), 170_000, "an outlier raises the precise margin at once");
+        assert!(w.typical_ns() < 14_000, "and moves the typical oversleep by an eighth");
         w.observe(10_000_000);
-        assert_eq!(w.margin_ns(false), MARGIN_MAX_NS, "capped");
-        let d = Instant::now() + Duration::from_millis(3);
-        w.wait_until(d, false, || false);
-        assert!(Instant::now() - d < Duration::from_millis(20));
+        assert_eq!(w.margin_ns(), MARGIN_MAX_NS, "capped");
+        for precise in [false, true] {
+            let d = Instant::now() + Duration::from_millis(3);
+            w.wait_until(d, precise, || false);
+            assert!(Instant::now() >= d, "never early");
+            assert!(Instant::now() - d < Duration::from_millis(20));
+        }
         let t0 = Instant::now();
         w.wait_until(t0 + Duration::from_secs(10), false, || true);
         assert!(t0.elapsed() < Duration::from_millis(100));

@@ -10,6 +10,7 @@
 pub mod counters;
 pub mod cpu;
 pub mod pacer;
+pub mod roles;
 pub mod rx;
 pub mod scan;
 pub mod status;
@@ -21,7 +22,7 @@ pub mod udpdrops;
 pub mod udpio;
 
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,7 @@ pub use stop::{Stop, StopReason};
 use crate::error::{Error, Result};
 use crate::wire::Protocol;
 use counters::Counters;
+use roles::{RoleKind, RoleTable};
 
 /// One UDP socket of a session.
 pub struct UdpLink {
@@ -131,14 +133,11 @@ impl RoleCpu {
     fn from_loads(loads: &[threadcpu::ThreadLoad]) -> RoleCpu {
         let mut r = RoleCpu::default();
         for l in loads {
-            let slot = if l.name.starts_with("btest-tx") {
-                &mut r.tx
-            } else if l.name.starts_with("btest-rx") || l.name.starts_with("btest-ctl") {
-                &mut r.rx
-            } else if l.name.starts_with("btest-status") {
-                &mut r.status
-            } else {
-                continue;
+            let slot = match RoleKind::of_thread(&l.name) {
+                Some(RoleKind::Tx) => &mut r.tx,
+                Some(RoleKind::Rx | RoleKind::CtlRx) => &mut r.rx,
+                Some(RoleKind::Status) => &mut r.status,
+                None => continue,
             };
             *slot = slot.max(l.percent_of_core);
         }
@@ -246,60 +245,6 @@ pub struct Summary {
     pub udp_rx_io: Option<udpio::Method>,
 }
 
-/// Spawns a named scoped thread and keeps the gauge honest.
-/// A role that fails or panics stops the session at once, not when it is joined.
-fn spawn<'scope, 'env, F>(
-    scope: &'scope std::thread::Scope<'scope, 'env>,
-    name: String,
-    gauge: Option<&Arc<AtomicUsize>>,
-    stop: &'scope Stop,
-    f: F,
-) -> Result<std::thread::ScopedJoinHandle<'scope, Result<()>>>
-where
-    F: FnOnce() -> Result<()> + Send + 'scope,
-{
-    struct Guard<'a>(Option<Arc<AtomicUsize>>, &'a Stop);
-    impl Drop for Guard<'_> {
-        fn drop(&mut self) {
-            if std::thread::panicking() {
-                let name = std::thread::current().name().unwrap_or("?").to_string();
-                self.1
-                    .trigger(StopReason::Error(format!("thread {name} panicked")));
-            }
-            if let Some(g) = &self.0 {
-                g.fetch_sub(1, Ordering::SeqCst);
-            }
-        }
-    }
-    let g = gauge.cloned();
-    if let Some(g) = &g {
-        g.fetch_add(1, Ordering::SeqCst);
-    }
-    let guard = Guard(g, stop);
-    std::thread::Builder::new()
-        .name(name.clone())
-        // Roles keep their buffers on the heap; 256 KiB of stack is plenty (measured in
-        // docs/architecture.md) and keeps per-connection memory small on routers.
-        .stack_size(256 * 1024)
-        .spawn_scoped(scope, move || {
-            let _guard = guard;
-            let r = f();
-            if let Err(e) = &r {
-                guard_stop(stop, e);
-            }
-            r
-        })
-        .map_err(|e| Error::Io {
-            phase: crate::error::Phase::Data,
-            addr: None,
-            source: std::io::Error::new(e.kind(), format!("cannot start thread {name}: {e}")),
-        })
-}
-
-fn guard_stop(stop: &Stop, e: &Error) {
-    stop.trigger(StopReason::Error(e.to_string()));
-}
-
 fn payload(len: usize, random: bool, tcp: bool) -> Vec<u8> {
     let mut v = vec![0u8; len];
     if random {
@@ -315,21 +260,22 @@ fn payload(len: usize, random: bool, tcp: bool) -> Vec<u8> {
 pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
     let epoch = Instant::now();
     let tcp = plan.protocol == Protocol::Tcp;
-    let n_links = if tcp {
-        1 + plan.extra_tcp.len()
+    // Connection 0 and the joined connections, borrowed for the session: every role reads or
+    // writes through `&TcpStream`, nothing is dup()ed.
+    let links: Vec<&TcpStream> = if tcp {
+        std::iter::once(&plan.control)
+            .chain(plan.extra_tcp.iter())
+            .collect()
     } else {
-        plan.udp.len()
+        Vec::new()
     };
-    let n_tx = if plan.transmit { n_links } else { 0 };
-    // One counter slot per possible role thread: tx 0..n, rx 0..n.
-    let counters: Vec<Counters> = (0..2 * n_links).map(|_| Counters::default()).collect();
-    let per_thread = if n_tx > 0 {
-        plan.tx_rate / n_tx as u64
-    } else {
-        0
-    };
-    let rates: Vec<AtomicU64> = (0..n_tx).map(|_| AtomicU64::new(per_thread)).collect();
-    let gaps: Vec<counters::GapHistogram> = (0..n_tx).map(|_| Default::default()).collect();
+    let n_links = if tcp { links.len() } else { plan.udp.len() };
+    let table = RoleTable::new(tcp, n_links, plan.transmit, plan.receive);
+    let counters: Vec<Counters> = table.slots.iter().map(|_| Counters::default()).collect();
+    let senders = table.senders();
+    let per_thread = plan.tx_rate / senders.len().max(1) as u64;
+    let rates: Vec<AtomicU64> = senders.iter().map(|_| AtomicU64::new(per_thread)).collect();
+    let gaps: Vec<counters::GapHistogram> = senders.iter().map(|_| Default::default()).collect();
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
     let (status_tx, status_rx) = crossbeam_channel::bounded::<status::PeerMsg>(16);
     // Every TX thread holds a sender; when the last one returns, the status thread's receiver
@@ -345,29 +291,17 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
     let buf = payload(payload_len, plan.random, tcp);
     let adaptive = !tcp && plan.tx_rate == 0;
 
-    // Socket clones are made before any thread starts, so a failure leaves nothing running.
+    // Socket options are set before any thread starts, so a failure leaves nothing running.
     let io_err = |e| Error::io(crate::error::Phase::Data, plan.control.peer_addr().ok(), e);
-    let mut tcp_links: Vec<TcpStream> = Vec::new();
-    if tcp {
-        tcp_links.push(plan.control.try_clone().map_err(io_err)?);
-        tcp_links.extend(
-            plan.extra_tcp
-                .iter()
-                .map(|s| s.try_clone())
-                .collect::<std::io::Result<Vec<_>>>()
-                .map_err(io_err)?,
-        );
-        for s in &tcp_links {
-            crate::net::set_timeouts(s, Some(crate::net::POLL_TIMEOUT)).map_err(io_err)?;
-        }
-    } else {
-        crate::net::set_timeouts(&plan.control, Some(crate::net::POLL_TIMEOUT)).map_err(io_err)?;
+    crate::net::set_timeouts(&plan.control, Some(crate::net::POLL_TIMEOUT)).map_err(io_err)?;
+    for s in &links {
+        crate::net::set_timeouts(s, Some(crate::net::POLL_TIMEOUT)).map_err(io_err)?;
     }
     if let Some(us) = plan.tuning.busy_poll {
         use std::os::fd::AsRawFd;
-        for fd in tcp_links
+        for fd in links
             .iter()
-            .map(AsRawFd::as_raw_fd)
+            .map(|s| s.as_raw_fd())
             .chain(plan.udp.iter().map(|l| l.socket.as_raw_fd()))
         {
             crate::net::set_busy_poll(fd, us);
@@ -379,30 +313,10 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
         via_tx: (tcp && plan.transmit).then_some(conn0_status_tx),
     };
     let fin: Vec<&TcpStream> = if tcp {
-        tcp_links.iter().collect()
+        links.clone()
     } else {
         vec![&plan.control]
     };
-    let mut tx_sockets: Vec<tx::TxSocket> = Vec::new();
-    if plan.transmit {
-        if tcp {
-            for (i, s) in tcp_links.iter().enumerate() {
-                tx_sockets.push(tx::TxSocket::Tcp {
-                    stream: s.try_clone().map_err(io_err)?,
-                    statuses: (i == 0).then(|| conn0_status_rx.clone()),
-                });
-            }
-        } else {
-            for l in &plan.udp {
-                tx_sockets.push(tx::TxSocket::Udp {
-                    socket: l.socket.try_clone().map_err(io_err)?,
-                    targets: l.targets.clone(),
-                    overhead: plan.udp_overhead,
-                });
-            }
-        }
-    }
-    drop(conn0_status_rx);
 
     let report = |name: &str, r: std::thread::Result<Result<()>>| {
         let e = match r {
@@ -420,83 +334,76 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
     let status_result = std::thread::scope(|scope| -> Result<Option<StatusTotals>> {
         let gauge = plan.gauge.as_ref();
         let mut handles = Vec::new();
-        let spawn_or_stop = |name: String, h: Result<_>| match h {
-            Ok(h) => Ok((name, h)),
-            Err(e) => {
-                stop.trigger(StopReason::Error("thread start failed".into()));
-                Err(e)
-            }
-        };
-        for (i, sock) in tx_sockets.into_iter().enumerate() {
-            let ctx = tx::TxCtx {
-                stop,
-                counters: &counters[i],
-                gaps: &gaps[i],
-                rate: &rates[i],
-                payload: &buf,
-                socket: sock,
-                epoch,
-                tuning: plan.tuning,
+        let mut sender = 0;
+        for (i, slot) in table.slots.iter().enumerate() {
+            let c = &counters[i];
+            let l = slot.link;
+            let h = match slot.kind {
+                RoleKind::Tx => {
+                    let socket = if tcp {
+                        tx::TxSocket::Tcp {
+                            stream: links[l],
+                            statuses: (l == 0).then(|| conn0_status_rx.clone()),
+                        }
+                    } else {
+                        tx::TxSocket::Udp {
+                            socket: &plan.udp[l].socket,
+                            targets: &plan.udp[l].targets,
+                            overhead: plan.udp_overhead,
+                        }
+                    };
+                    let ctx = tx::TxCtx {
+                        stop,
+                        counters: c,
+                        gaps: &gaps[sender],
+                        rate: &rates[sender],
+                        payload: &buf,
+                        socket,
+                        epoch,
+                        tuning: plan.tuning,
+                    };
+                    sender += 1;
+                    let alive = tx_alive.clone();
+                    roles::spawn(scope, &slot.name, gauge, stop, move || {
+                        let _alive = alive;
+                        tx::run(ctx)
+                    })?
+                }
+                RoleKind::Rx if tcp => {
+                    let ctl = (l == 0).then(|| {
+                        (
+                            scan::StatusScanner::new(plan.peer_zero, plan.peer_chunk),
+                            &status_tx,
+                        )
+                    });
+                    let s = links[l];
+                    roles::spawn(scope, &slot.name, gauge, stop, move || {
+                        rx::run_tcp(stop, c, s, ctl)
+                    })?
+                }
+                RoleKind::Rx => {
+                    let (link, oh, want) = (&plan.udp[l], plan.udp_overhead, plan.tuning.udp_io);
+                    roles::spawn(scope, &slot.name, gauge, stop, move || {
+                        rx::run_udp(stop, c, &link.socket, oh, link.accept_from, want)
+                    })?
+                }
+                RoleKind::CtlRx => {
+                    let (ctl, stx) = (&plan.control, &status_tx);
+                    roles::spawn(scope, &slot.name, gauge, stop, move || {
+                        rx::run_control(stop, ctl, stx)
+                    })?
+                }
+                // Spawned last, below: it needs every other role's handles in place.
+                RoleKind::Status => continue,
             };
-            let name = format!("btest-tx-{i}");
-            let alive = tx_alive.clone();
-            handles.push(spawn_or_stop(
-                name.clone(),
-                spawn(scope, name, gauge, stop, move || {
-                    let _alive = alive;
-                    tx::run(ctx)
-                }),
-            )?);
+            handles.push((slot.name.as_str(), h));
         }
         drop(tx_alive);
-        if tcp {
-            for (i, s) in tcp_links.iter().enumerate() {
-                if i > 0 && !plan.receive {
-                    continue;
-                }
-                let c = &counters[n_links + i];
-                let ctl = (i == 0).then(|| {
-                    (
-                        scan::StatusScanner::new(plan.peer_zero, plan.peer_chunk),
-                        &status_tx,
-                    )
-                });
-                let name = format!("btest-rx-{i}");
-                handles.push(spawn_or_stop(
-                    name.clone(),
-                    spawn(scope, name, gauge, stop, move || {
-                        rx::run_tcp(stop, c, s, ctl)
-                    }),
-                )?);
-            }
-        } else {
-            let ctl = &plan.control;
-            let stx = &status_tx;
-            handles.push(spawn_or_stop(
-                "btest-ctl-rx".into(),
-                spawn(scope, "btest-ctl-rx".into(), gauge, stop, move || {
-                    rx::run_control(stop, ctl, stx)
-                }),
-            )?);
-            if plan.receive {
-                for (i, l) in plan.udp.iter().enumerate() {
-                    let c = &counters[n_links + i];
-                    let oh = plan.udp_overhead;
-                    let want = plan.tuning.udp_io;
-                    let name = format!("btest-rx-{i}");
-                    handles.push(spawn_or_stop(
-                        name.clone(),
-                        spawn(scope, name, gauge, stop, move || {
-                            rx::run_udp(stop, c, &l.socket, oh, l.accept_from, want)
-                        }),
-                    )?);
-                }
-            }
-        }
+        drop(conn0_status_rx);
         // Probes cost a /proc read or a getsockopt per interval: only when someone reports.
         let probes = if plan.samples.is_some() {
             Some(status::Probes {
-                tcp: &tcp_links,
+                tcp: &links,
                 udp_drops: if plan.receive {
                     plan.udp
                         .iter()
@@ -515,6 +422,7 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
             stop,
             parent: plan.parent.as_ref(),
             counters: &counters,
+            senders: &senders,
             remote: status_rx.clone(),
             tx_gone,
             sink,
@@ -531,30 +439,10 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
             on_bytes: plan.on_bytes.clone(),
             epoch,
         };
-        // The status role runs on a thread of its own too, so this thread only supervises.
-        let status_handle = std::thread::Builder::new()
-            .name("btest-status".into())
-            .stack_size(256 * 1024)
-            .spawn_scoped(scope, move || status::run(sctx));
-        let status_handle = match status_handle {
-            Ok(h) => h,
-            Err(e) => {
-                stop.trigger(StopReason::Error("thread start failed".into()));
-                return Err(Error::Io {
-                    phase: crate::error::Phase::Status,
-                    addr: None,
-                    source: e,
-                });
-            }
-        };
-        if let Some(g) = gauge {
-            g.fetch_add(1, Ordering::SeqCst);
-        }
-        let st = status_handle.join();
-        if let Some(g) = gauge {
-            g.fetch_sub(1, Ordering::SeqCst);
-        }
-        let totals = match st {
+        let status_handle = roles::spawn(scope, "btest-status", gauge, stop, move || {
+            status::run(sctx)
+        })?;
+        let totals = match status_handle.join() {
             Ok(Ok(t)) => Some(t),
             Ok(Err(e)) => {
                 report("btest-status", Ok(Err(e)));
@@ -569,7 +457,7 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
         // make sure every role sees it.
         stop.trigger(StopReason::Completed);
         for (name, h) in handles {
-            report(&name, h.join());
+            report(name, h.join());
         }
         Ok(totals)
     })?;
@@ -594,12 +482,15 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
     } else {
         status.elapsed
     };
-    let (tx_slots, rx_slots) = counters.split_at(n_links);
+    let io_of = |kind| {
+        let slots: Vec<&Counters> = table.of_kind(kind).iter().map(|&i| &counters[i]).collect();
+        udpio::reported(&slots)
+    };
     Ok(Summary {
         duration,
         status,
         end_reason,
-        udp_tx_io: udpio::reported(tx_slots),
-        udp_rx_io: udpio::reported(rx_slots),
+        udp_tx_io: if tcp { None } else { io_of(RoleKind::Tx) },
+        udp_rx_io: if tcp { None } else { io_of(RoleKind::Rx) },
     })
 }

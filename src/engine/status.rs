@@ -77,7 +77,7 @@ pub fn udp_feedback(bytes: u32, n_tx: u64) -> u64 {
 /// Per-interval measurements that need a syscall or a /proc read (client reports only).
 pub struct Probes<'a> {
     /// The TCP data connections, for TCP_INFO.
-    pub tcp: &'a [TcpStream],
+    pub tcp: &'a [&'a TcpStream],
     /// One per receiving UDP socket; `None` where the socket was not found in /proc/net/udp.
     pub udp_drops: Vec<Option<super::udpdrops::UdpDrops>>,
     /// Per-thread CPU.
@@ -96,7 +96,11 @@ impl Probes<'_> {
         if self.tcp.is_empty() {
             return None;
         }
-        let per: Vec<_> = self.tcp.iter().filter_map(super::tcpinfo::read).collect();
+        let per: Vec<_> = self
+            .tcp
+            .iter()
+            .filter_map(|s| super::tcpinfo::read(s))
+            .collect();
         let total = super::tcpinfo::aggregate(&per);
         let now = u64::from(total.retransmits_total);
         let retransmits = now.saturating_sub(*last_retrans);
@@ -126,8 +130,11 @@ pub struct StatusCtx<'a> {
     pub stop: &'a Stop,
     /// Server-wide stop, if any.
     pub parent: Option<&'a Stop>,
-    /// Every TX/RX thread's counters.
+    /// Every role's counters (slot `i` of the role table counts into `counters[i]`).
     pub counters: &'a [Counters],
+    /// The counter slot of each sender: sender `k` has `rates[k]`, `gaps[k]` and
+    /// `counters[senders[k]]` (from the role table, not from slot order).
+    pub senders: &'a [usize],
     /// The peer's statuses and close, from the RX side of connection 0.
     pub remote: Receiver<PeerMsg>,
     /// Disconnected once every TX thread has returned.
@@ -137,7 +144,7 @@ pub struct StatusCtx<'a> {
     /// Connections that get a FIN when our duration ends (client): every TCP connection, or
     /// the control connection of a UDP test.
     pub fin: &'a [&'a TcpStream],
-    /// Per-TX-thread rate targets; TX thread `i` counts into `counters[i]`.
+    /// Per-sender rate targets.
     pub rates: &'a [AtomicU64],
     /// Per-TX-thread inter-send gaps.
     pub gaps: &'a [GapHistogram],
@@ -233,8 +240,8 @@ impl State {
         let mut d = Snapshot::default();
         for (i, c) in ctx.counters.iter().enumerate() {
             let x = c.take();
-            if let Some(p) = self.per_tx.get_mut(i) {
-                *p += x.tx_bytes;
+            if let Some(k) = ctx.senders.iter().position(|&s| s == i) {
+                self.per_tx[k] += x.tx_bytes;
             }
             d += x;
         }

@@ -126,19 +126,13 @@ fn read_tasks() -> impl Iterator<Item = (u32, String, u64)> {
         })
 }
 
-/// The role a btest thread plays, from its name prefix (see engine/mod.rs).
+/// The role a btest thread plays, from its name (the role table names session threads).
 fn role(name: &str) -> Option<&'static str> {
-    const ROLES: [(&str, &str); 5] = [
-        ("btest-tx-", "tx"),
-        ("btest-rx-", "rx"),
-        ("btest-status", "status"),
-        ("btest-ctl-rx", "control"),
-        ("btest-accept", "accept"),
-    ];
-    ROLES
-        .iter()
-        .find(|(prefix, _)| name.starts_with(prefix))
-        .map(|(_, r)| *r)
+    match super::roles::RoleKind::of_thread(name) {
+        Some(k) => Some(k.word()),
+        None if name.starts_with("btest-accept") => Some("accept"),
+        None => None,
+    }
 }
 
 /// One-line diagnosis when the busiest thread used at least `threshold` percent of a core

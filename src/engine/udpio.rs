@@ -63,7 +63,7 @@ impl Method {
 }
 
 /// The method the role threads behind `slots` used, the least capable if they differ.
-pub fn reported(slots: &[Counters]) -> Option<Method> {
+pub fn reported(slots: &[&Counters]) -> Option<Method> {
     slots
         .iter()
         .filter_map(|c| Method::from_u8(c.io_method.load(Relaxed)))
@@ -271,9 +271,10 @@ mod tests {
     #[test]
     fn the_least_capable_method_is_reported() {
         let slots: Vec<Counters> = (0..3).map(|_| Counters::default()).collect();
-        assert_eq!(reported(&slots), None);
+        let refs: Vec<&Counters> = slots.iter().collect();
+        assert_eq!(reported(&refs), None);
         Method::Gso.record(&slots[0]);
         Method::Mmsg.record(&slots[1]);
-        assert_eq!(reported(&slots), Some(Method::Mmsg));
+        assert_eq!(reported(&refs), Some(Method::Mmsg));
     }
 }

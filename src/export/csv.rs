@@ -405,7 +405,9 @@ mod tests {
         // The first columns stay where scripts expect them; new fields only append.
         assert_eq!(c[..4], ["timestamp", "server", "protocol", "direction"]);
         assert_eq!(s[..2], ["timestamp", "peer"]);
-        assert_eq!(s.last(), Some(&"error"));
+        // the 19 columns of the first CSV layout, then what was added since
+        assert_eq!(s[18], "error");
+        assert_eq!(c[15], "end_reason");
         assert!(
             !c.contains(&"tcp") && !c.contains(&"thread_cpu_max"),
             "nested: JSON only"

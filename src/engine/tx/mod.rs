@@ -27,21 +27,22 @@ mod udp;
 /// Longest single wait, so statuses and stops are noticed while a slow pacer waits.
 pub(super) const MAX_WAIT: Duration = Duration::from_millis(50);
 
-/// What the TX thread sends on.
-pub enum TxSocket {
+/// What the TX thread sends on: sockets are borrowed from the session for the thread scope
+/// (`&TcpStream` and `&UdpSocket` write as well as a clone would), never `dup()`ed.
+pub enum TxSocket<'a> {
     /// A TCP connection; `statuses` is set on connection 0 when this thread is its only writer.
     Tcp {
-        /// The write half (a `try_clone` of the connection).
-        stream: TcpStream,
+        /// The connection (this thread is its only writer).
+        stream: &'a TcpStream,
         /// Status messages to insert between chunks.
         statuses: Option<Receiver<[u8; status::LEN]>>,
     },
-    /// A UDP socket: connected (`targets` empty) or sending round-robin to `targets`.
+    /// A UDP socket: connected (`targets` empty) or sending to each of `targets` in turn.
     Udp {
         /// The socket.
-        socket: UdpSocket,
+        socket: &'a UdpSocket,
         /// Destinations for an unconnected socket.
-        targets: Vec<SocketAddr>,
+        targets: &'a [SocketAddr],
         /// IP+UDP header bytes counted per datagram.
         overhead: usize,
     },
@@ -60,7 +61,7 @@ pub struct TxCtx<'a> {
     /// The payload template (TCP chunk or UDP payload), already filled.
     pub payload: &'a [u8],
     /// The socket.
-    pub socket: TxSocket,
+    pub socket: TxSocket<'a>,
     /// Session start, the epoch of the pacer's clock.
     pub epoch: Instant,
     /// Pacing mode and UDP batching.
@@ -73,12 +74,12 @@ pub fn run(ctx: TxCtx<'_>) -> Result<()> {
     let mut buf = ctx.payload.to_vec();
     match ctx.socket {
         TxSocket::Tcp {
-            ref stream,
+            stream,
             ref statuses,
         } => tcp::run(&ctx, stream, statuses.as_ref(), &mut buf),
         TxSocket::Udp {
-            ref socket,
-            ref targets,
+            socket,
+            targets,
             overhead,
         } => udp::run(&ctx, socket, targets, overhead, &mut buf),
     }

@@ -562,7 +562,8 @@ fn session_end_record(r: &SessionRecord) -> Record {
         match summary {
             Some(s) => io_fields(b, s),
             None => {
-                b.push("udp_tx_io", Value::Null).push("udp_rx_io", Value::Null);
+                b.push("udp_tx_io", Value::Null)
+                    .push("udp_rx_io", Value::Null);
             }
         }
     })

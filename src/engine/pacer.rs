@@ -462,11 +462,22 @@ mod tests {
             w.observe(3_000);
         }
         // bare-metal-like sleeps: a small lead and a small precise margin
-        assert!((3_000..3_100).contains(&w.typical_ns()), "{}", w.typical_ns());
+        assert!(
+            (3_000..3_100).contains(&w.typical_ns()),
+            "{}",
+            w.typical_ns()
+        );
         assert!(w.margin_ns() < 17_000, "{}", w.margin_ns());
         w.observe(80_000);
-        assert_eq!(w.margin_ns(), 170_000, "an outlier raises the precise margin at once");
-        assert!(w.typical_ns() < 14_000, "and moves the typical oversleep by an eighth");
+        assert_eq!(
+            w.margin_ns(),
+            170_000,
+            "an outlier raises the precise margin at once"
+        );
+        assert!(
+            w.typical_ns() < 14_000,
+            "and moves the typical oversleep by an eighth"
+        );
         w.observe(10_000_000);
         assert_eq!(w.margin_ns(), MARGIN_MAX_NS, "capped");
         for precise in [false, true] {

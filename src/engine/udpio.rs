@@ -76,6 +76,9 @@ pub fn gso_batch(len: usize) -> usize {
     (sys::GSO_MAX_BYTES / len.max(1)).min(sys::GSO_MAX_SEGMENTS)
 }
 
+/// A GSO send: [`sys::send_segments`], replaced in tests to inject a device's EIO.
+type GsoSend = fn(RawFd, &[u8], u16, Option<&SockAddr>) -> io::Result<usize>;
+
 /// The sending side of one socket.
 pub struct UdpTx<'a> {
     sock: &'a UdpSocket,
@@ -83,6 +86,7 @@ pub struct UdpTx<'a> {
     method: Method,
     len: usize,
     counters: &'a Counters,
+    gso_send: GsoSend,
 }
 
 impl<'a> UdpTx<'a> {
@@ -103,6 +107,7 @@ impl<'a> UdpTx<'a> {
             method,
             len,
             counters,
+            gso_send: sys::send_segments,
         }
     }
 
@@ -134,7 +139,7 @@ impl<'a> UdpTx<'a> {
             Method::Gso if n > 1 => {
                 // usize -> u16: a payload is at most 64000 bytes (the command's limit).
                 let seg = u16::try_from(self.len).unwrap_or(u16::MAX);
-                match sys::send_segments(self.fd, &buf[..n * self.len], seg, raw) {
+                match (self.gso_send)(self.fd, &buf[..n * self.len], seg, raw) {
                     Ok(_) => Ok(n),
                     Err(e) if e.raw_os_error() == Some(libc::EIO) => {
                         // The NIC cannot checksum the segments: GSO is not to be had here.
@@ -269,6 +274,55 @@ mod tests {
             n += 1;
         });
         assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn a_gso_eio_falls_back_to_sendmmsg_for_good_and_loses_nothing() {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        a.connect(b.local_addr().unwrap()).unwrap();
+        b.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        let c = Counters::default();
+        let mut tx = UdpTx::new(&a, 100, UdpIo::Auto, &c);
+        // a device that cannot checksum segments answers every GSO send with EIO
+        tx.method = Method::Gso;
+        tx.gso_send = |_, _, _, _| Err(io::Error::from_raw_os_error(libc::EIO));
+        let mut buf = vec![0u8; 100 * 8];
+        for (i, d) in buf.chunks_mut(100).enumerate() {
+            d[0] = i as u8;
+        }
+        let sent = tx.send(&buf, 8, None).unwrap();
+        assert_eq!(sent, 8, "the batch went by sendmmsg instead");
+        assert_eq!(tx.method(), Method::Mmsg, "for good");
+        assert_eq!(
+            Method::from_u8(c.io_method.load(Relaxed)),
+            Some(Method::Mmsg)
+        );
+        assert_eq!(tx.batch_max(), sys::MMSG_MAX);
+        let mut got = Vec::new();
+        let mut d = [0u8; 200];
+        while got.len() < 8 {
+            let n = b.recv(&mut d).unwrap();
+            assert_eq!(n, 100);
+            got.push(d[0]);
+        }
+        assert_eq!(got, (0..8).collect::<Vec<u8>>());
+    }
+
+    #[test]
+    fn forced_methods_are_kept() {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let c = Counters::default();
+        assert_eq!(UdpTx::new(&a, 1472, UdpIo::Single, &c).batch_max(), 1);
+        assert_eq!(UdpTx::new(&a, 1472, UdpIo::Mmsg, &c).method(), Method::Mmsg);
+        assert_eq!(UdpRx::new(&a, UdpIo::Single, &c).method(), Method::Single);
+        assert_eq!(UdpRx::new(&a, UdpIo::Mmsg, &c).method(), Method::Mmsg);
+        // a payload too large to batch under GSO goes by sendmmsg
+        assert_eq!(
+            UdpTx::new(&a, 40_000, UdpIo::Auto, &c).method(),
+            Method::Mmsg
+        );
     }
 
     #[test]

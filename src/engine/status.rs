@@ -74,6 +74,50 @@ pub fn udp_feedback(bytes: u32, n_tx: u64) -> u64 {
     (bps / n_tx.max(1)).max(1)
 }
 
+/// When reports and statuses are due: on fixed grids from the session start (a late tick
+/// skips the missed slots instead of firing them back to back). Pure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    epoch: Instant,
+    interval: Duration,
+    next_report: Instant,
+    next_status: Instant,
+}
+
+impl Schedule {
+    /// Reports every `interval`, statuses every [`STATUS_PERIOD`], from `epoch`.
+    pub fn new(epoch: Instant, interval: Duration) -> Schedule {
+        Schedule {
+            epoch,
+            interval,
+            next_report: epoch + interval,
+            next_status: epoch + STATUS_PERIOD,
+        }
+    }
+
+    /// (report due, status due) at `now`.
+    pub fn due(&self, now: Instant) -> (bool, bool) {
+        (now >= self.next_report, now >= self.next_status)
+    }
+
+    /// A report went out at `now`: the next is the first grid point after it.
+    pub fn reported(&mut self, now: Instant) {
+        self.next_report = next_on_grid(self.epoch, self.interval, now);
+    }
+
+    /// A status went out at `now`.
+    pub fn status_sent(&mut self, now: Instant) {
+        self.next_status = next_on_grid(self.epoch, STATUS_PERIOD, now);
+    }
+}
+
+/// The first point of the grid `epoch + k * step` (k >= 1) strictly after `now`.
+fn next_on_grid(epoch: Instant, step: Duration, now: Instant) -> Instant {
+    let step_ns = step.as_nanos().max(1);
+    let k = (now.saturating_duration_since(epoch).as_nanos() / step_ns + 1) as u32;
+    epoch + step * k
+}
+
 /// Per-interval measurements that need a syscall or a /proc read (client reports only).
 pub struct Probes<'a> {
     /// The TCP data connections, for TCP_INFO.
@@ -194,8 +238,7 @@ struct State {
     /// What the peer's statuses reported since the last report.
     remote_rx: u64,
     last_report: Instant,
-    next_report: Instant,
-    next_status: Instant,
+    schedule: Schedule,
     last_heard: Instant,
     seq: u32,
     cpu: CpuMeter,
@@ -219,8 +262,7 @@ impl State {
             status_tx: 0,
             remote_rx: 0,
             last_report: ctx.epoch,
-            next_report: ctx.epoch + ctx.interval,
-            next_status: ctx.epoch + STATUS_PERIOD,
+            schedule: Schedule::new(ctx.epoch, ctx.interval),
             last_heard: ctx.epoch,
             seq: 0,
             cpu: CpuMeter::new(),
@@ -352,9 +394,7 @@ impl State {
         self.per_tx.iter_mut().for_each(|p| *p = 0);
         self.remote_rx = 0;
         self.last_report = now;
-        while self.next_report <= now {
-            self.next_report += ctx.interval;
-        }
+        self.schedule.reported(now);
     }
 
     fn probe(
@@ -394,8 +434,7 @@ impl State {
         if ctx.max_duration.is_some_and(|d| elapsed >= d) {
             return Ok(Some(End::Abrupt(StopReason::MaxDuration)));
         }
-        let due_report = now >= self.next_report;
-        let due_status = now >= self.next_status;
+        let (due_report, due_status) = self.schedule.due(now);
         if due_report || due_status {
             self.take(ctx, now);
         }
@@ -405,9 +444,7 @@ impl State {
                 Err(e) if is_peer_gone(&e) => return Ok(Some(End::Abrupt(StopReason::PeerReset))),
                 Err(e) => return Err(Error::io(Phase::Status, peer_of(ctx), e)),
             }
-            while self.next_status <= now {
-                self.next_status += STATUS_PERIOD;
-            }
+            self.schedule.status_sent(now);
         }
         if due_report {
             self.emit_sample(ctx, now);
@@ -578,6 +615,28 @@ fn write_status(mut s: &TcpStream, msg: &[u8; status::LEN], stop: &Stop) -> std:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schedule_keeps_its_grid_and_skips_missed_slots() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut s = Schedule::new(t0, ms(250));
+        assert_eq!(s.due(t0 + ms(249)), (false, false));
+        assert_eq!(s.due(t0 + ms(251)), (true, false));
+        // a report 30 ms late keeps the grid: the next is at 500 ms, not 530 ms
+        s.reported(t0 + ms(280));
+        assert_eq!(s.due(t0 + ms(499)), (false, false));
+        assert!(s.due(t0 + ms(500)).0);
+        // a tick 1.3 s late fires once and skips to the next grid point
+        s.reported(t0 + ms(1_800));
+        assert!(!s.due(t0 + ms(1_999)).0);
+        assert!(s.due(t0 + ms(2_000)).0);
+        // statuses: once a second on their own grid
+        assert!(s.due(t0 + ms(1_000)).1);
+        s.status_sent(t0 + ms(1_040));
+        assert!(!s.due(t0 + ms(1_999)).1);
+        assert!(s.due(t0 + ms(2_000)).1);
+    }
 
     #[test]
     fn udp_feedback_is_one_and_a_half_times_what_got_through() {

@@ -162,7 +162,7 @@ fn pacing_modes_show_in_the_audit() {
         let srv = start_server(server_cfg());
         for (pacing, rate) in [
             (Pacing::Auto, 100_000_000u64),
-            (Pacing::Precise, 1_000_000_000),
+            (Pacing::Precise, 200_000_000),
             (Pacing::Auto, 1_000_000_000),
         ] {
             let mut c = client_cfg(srv.addr, Protocol::Udp, Direction::ServerRx, 2.0);

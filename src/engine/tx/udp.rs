@@ -18,7 +18,7 @@ use socket2::SockAddr;
 
 use super::{now_ns, TxCtx, MAX_WAIT};
 use crate::config::Pacing;
-use crate::engine::pacer::{Due, Pacer, Waiter};
+use crate::engine::pacer::{Due, Pacer, Waiter, Wake};
 use crate::engine::udpio::UdpTx;
 use crate::error::{Error, Phase, Result};
 use crate::net;
@@ -56,7 +56,8 @@ pub(super) fn run(
                 // Capped, so a rate change (UDP adaptation) or a stop is seen within 50 ms.
                 let deadline = ctx.epoch + Duration::from_nanos(t);
                 let cap = std::time::Instant::now() + MAX_WAIT;
-                waiter.wait_until(deadline.min(cap), precise, || ctx.stop.data_over());
+                let how = Wake::for_pacer(&pacer, precise);
+                waiter.wait_until(deadline.min(cap), how, || ctx.stop.data_over());
                 continue;
             }
         };

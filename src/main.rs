@@ -26,14 +26,13 @@ fn main() -> ExitCode {
     };
     init_logging(inv.verbosity);
     let r = match inv.mode {
-        Mode::Help(h) => {
-            println!("{h}");
-            Ok(())
-        }
-        Mode::Version => {
-            println!("btest {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
-        }
+        // `btest --help | head` closes the pipe early: not an error (println! would panic).
+        Mode::Help(h) => quiet_pipe(writeln!(std::io::stdout(), "{h}")),
+        Mode::Version => quiet_pipe(writeln!(
+            std::io::stdout(),
+            "btest {}",
+            env!("CARGO_PKG_VERSION")
+        )),
         Mode::Client(c) => run_client(&c),
         Mode::Server(s) => run_server(*s),
     };

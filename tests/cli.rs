@@ -297,3 +297,22 @@ fn every_option_is_documented() {
         .collect();
     assert!(missing.is_empty(), "undocumented options: {missing:?}");
 }
+
+/// `btest --help | head -1`: a reader that goes away early is not an error, and never a
+/// panic (println! panics on a closed pipe).
+#[test]
+fn help_into_a_closed_pipe_exits_0() {
+    for args in [&["--help"][..], &["client", "--help"], &["--version"]] {
+        let mut child = btest_bin()
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {err}");
+    }
+}

@@ -1,10 +1,16 @@
 //! The TCP reader of one connection (`btest-rx-K`): counts data bytes; on connection 0 it also
 //! picks the peer's statuses out of the stream (their bytes are not data) and reports EOF.
 //!
+//! Connection 0 copies what it reads (the scanner must see the bytes). Connections 1..N-1
+//! carry data only, so their bytes are discarded in the kernel (`recv(MSG_TRUNC)`,
+//! [`crate::sys::tcp::recv_discard`]) and never copied to user space: that copy was a third of
+//! a receiving core at 4 streams (docs/bench.md, issue 9).
+//!
 //! Must not: allocate, lock or log per read.
 
-use std::io::Read;
+use std::io::{self, Read};
 use std::net::TcpStream;
+use std::os::fd::AsFd;
 
 use crossbeam_channel::Sender;
 
@@ -17,52 +23,101 @@ use crate::error::Result;
 use crate::net;
 use crate::wire::status;
 
-/// Read buffer for TCP data: large reads keep syscall count low at 10G+.
+/// Read buffer of connection 0, whose bytes are copied and scanned. 64 KiB reads already
+/// drain what one wake-up finds queued on loopback; a larger buffer did not move the 4-stream
+/// rate (docs/bench.md, issue 9).
 const TCP_READ: usize = 64 * 1024;
+
+/// Largest discard per call on data-only connections. The kernel writes none of it, so its
+/// size costs address space, not memory (the zeroed allocation stays untouched pages); one
+/// call takes everything queued up to this, so a wake-up after a long stall is one syscall.
+const DISCARD_READ: usize = 1 << 20;
 
 /// Reads a TCP data connection. `control` is set on connection 0: statuses found in the
 /// stream are forwarded (and not counted as data) and EOF is reported to the status thread.
 pub fn run(
     stop: &Stop,
     counters: &Counters,
-    mut s: &TcpStream,
+    s: &TcpStream,
     control: Option<(StatusScanner, &Sender<PeerMsg>)>,
+) -> Result<()> {
+    match control {
+        Some((scanner, tx)) => run_control(stop, counters, s, scanner, tx),
+        None => run_data(stop, counters, s),
+    }
+}
+
+/// Connection 0: copy, scan for statuses, report EOF.
+fn run_control(
+    stop: &Stop,
+    counters: &Counters,
+    mut s: &TcpStream,
+    mut scanner: StatusScanner,
+    tx: &Sender<PeerMsg>,
 ) -> Result<()> {
     let mut buf = vec![0u8; TCP_READ];
     let peer = s.peer_addr().ok();
-    let (mut scanner, tx) = match control {
-        Some((sc, tx)) => (Some(sc), Some(tx)),
-        None => (None, None),
-    };
     // Status bytes found but not yet taken off the data count (a status can straddle reads,
     // so the 12 bytes may be more than this read holds).
     let mut status_debt = 0u64;
     while !stop.is_triggered() {
         match s.read(&mut buf) {
             Ok(0) => {
-                if let Some(tx) = tx {
-                    peer_closed(stop, tx);
-                }
+                peer_closed(stop, tx);
                 return Ok(());
             }
             Ok(n) => {
+                scanner.feed(&buf[..n], |st| {
+                    status_debt += status::LEN as u64;
+                    let _ = tx.try_send(PeerMsg::Status(st));
+                });
                 let mut n = n as u64;
-                if let (Some(sc), Some(tx)) = (scanner.as_mut(), tx) {
-                    sc.feed(&buf[..n as usize], |st| {
-                        status_debt += status::LEN as u64;
-                        let _ = tx.try_send(PeerMsg::Status(st));
-                    });
-                    let paid = status_debt.min(n);
-                    status_debt -= paid;
-                    n -= paid;
-                }
+                let paid = status_debt.min(n);
+                status_debt -= paid;
+                n -= paid;
                 if n > 0 {
                     counters.received(n);
                 }
             }
             Err(e) if net::is_timeout(&e) => {}
-            Err(e) => return peer_gone(stop, e, peer, scanner.is_some()),
+            Err(e) => return peer_gone(stop, e, peer, true),
         }
     }
     Ok(())
+}
+
+/// Connections 1..N-1: count and discard in the kernel.
+fn run_data(stop: &Stop, counters: &Counters, mut s: &TcpStream) -> Result<()> {
+    let mut buf = vec![0u8; DISCARD_READ];
+    let peer = s.peer_addr().ok();
+    let mut discard = true;
+    while !stop.is_triggered() {
+        let r = if discard {
+            crate::sys::tcp::recv_discard(s.as_fd(), &mut buf)
+        } else {
+            s.read(&mut buf[..TCP_READ])
+        };
+        match r {
+            // EOF on a data connection: the peer is done with it; connection 0 ends the session.
+            Ok(0) => return Ok(()),
+            Ok(n) => counters.received(n as u64),
+            Err(e) if net::is_timeout(&e) => {}
+            Err(e) if discard && refused_flag(&e) => {
+                // Not seen on Linux (tcp(7): supported since 2.4); kept so an odd kernel or
+                // sandbox costs a copy, not the test. Once per connection, not per read.
+                log::debug!("recv(MSG_TRUNC) refused ({e}); copying instead");
+                discard = false;
+            }
+            Err(e) => return peer_gone(stop, e, peer, false),
+        }
+    }
+    Ok(())
+}
+
+/// The kernel rejected the flag itself rather than the read.
+fn refused_flag(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL) | Some(libc::EOPNOTSUPP)
+    )
 }

@@ -1,34 +1,133 @@
 //! The TCP sender of one connection (`btest-tx-K`): whole chunks, paced, with connection 0's
 //! statuses inserted between chunks when this thread is its only writer.
 //!
+//! Writes: several whole chunks go in one `write` when nothing has to be inserted between
+//! them (up to [`BATCH`] bytes: all of them when unlimited, those due when paced), so the
+//! framing is the protocol's while the system calls are few. Speed limits: the kernel spaces
+//! packets on the wire (SO_MAX_PACING_RATE, [`KernelPacing`]) and the user-space [`Pacer`]
+//! keeps the average exact; without the socket option the pacer alone does both.
+//!
 //! Must not: split a chunk for a status (the peer finds statuses at chunk boundaries), or
 //! allocate, lock or log per chunk.
 
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsFd;
 use std::sync::atomic::Ordering::Relaxed;
 
 use crossbeam_channel::Receiver;
 
 use super::{now_ns, wait, TxCtx};
+use crate::config::Pacing;
 use crate::engine::pacer::{Pace, Pacer};
 use crate::error::{Error, Phase, Result};
 use crate::net;
+use crate::sys::tcp::{set_max_pacing_rate, PACING_UNLIMITED};
 use crate::wire::status;
 
+/// Most bytes handed to one `write`, in whole chunks (8 of 32 KiB). One 32 KiB chunk per
+/// call was 1.4 M syscalls per second at 4 streams; see docs/bench.md (issue 9) for the sizes
+/// measured. Chunks larger than this go one per call.
+const BATCH: usize = 256 * 1024;
+
+/// The kernel's pacing cap is set this much above the target (1/64, 1.6 %), so the wire is
+/// smooth but the kernel never becomes the limit: the user-space pacer sets the average, and
+/// time the kernel loses (retransmits, timer latency) is made up instead of lost for good.
+const KERNEL_HEADROOM_SHIFT: u32 = 6;
+
+/// Runs the sender of one connection.
 pub(super) fn run(
+    ctx: &TxCtx<'_>,
+    s: &TcpStream,
+    statuses: Option<&Receiver<[u8; status::LEN]>>,
+    buf: &mut [u8],
+) -> Result<()> {
+    run_with(ctx, s, statuses, buf, KernelPacing::new(true))
+}
+
+/// SO_MAX_PACING_RATE of one socket, re-set when the thread's rate changes. Linux >= 4.13
+/// paces TCP itself once the option is set (tcp_needs_internal_pacing), no fq qdisc needed.
+pub(super) struct KernelPacing {
+    /// False after a refusal (or when forced off): user-space pacing only.
+    enabled: bool,
+    /// The rate the socket's cap was set for, bit/s; 0 = never set or cleared.
+    applied_bps: u64,
+}
+
+impl KernelPacing {
+    pub(super) fn new(enabled: bool) -> Self {
+        KernelPacing {
+            enabled,
+            applied_bps: 0,
+        }
+    }
+
+    /// Follows `rate_bps` (0 = unlimited). Runs only when the rate changed: once per session
+    /// for TCP, whose rate is fixed, so the debug line is not on the per-chunk path.
+    fn follow(&mut self, s: &TcpStream, rate_bps: u64) {
+        if !self.enabled || rate_bps == self.applied_bps {
+            return;
+        }
+        let bytes = rate_bps / 8 + ((rate_bps / 8) >> KERNEL_HEADROOM_SHIFT);
+        // Above u32::MAX bytes/s (34 Gbit/s on one connection) no cap: see set_max_pacing_rate
+        // for why only 32-bit values are passed; the user-space pacer still holds the average.
+        let value = match u32::try_from(bytes) {
+            Ok(v) if rate_bps > 0 && v < PACING_UNLIMITED => v.max(1),
+            _ => PACING_UNLIMITED,
+        };
+        match set_max_pacing_rate(s.as_fd(), value) {
+            Ok(()) => {
+                self.applied_bps = if value == PACING_UNLIMITED {
+                    0
+                } else {
+                    rate_bps
+                }
+            }
+            Err(e) => {
+                log::debug!("SO_MAX_PACING_RATE refused ({e}); user-space pacing only");
+                self.enabled = false;
+                self.applied_bps = 0;
+            }
+        }
+    }
+}
+
+pub(super) fn run_with(
     ctx: &TxCtx<'_>,
     mut s: &TcpStream,
     statuses: Option<&Receiver<[u8; status::LEN]>>,
     buf: &mut [u8],
+    mut kernel: KernelPacing,
 ) -> Result<()> {
-    let mut pacer = Pacer::new(ctx.rate.load(Relaxed), buf.len());
+    let chunk = buf.len();
+    let per_batch = (BATCH / chunk.max(1)).max(1);
+    // The chunk repeated: the peer sees the same stream of whole chunks as one write each
+    // would give. A zero chunk stays a zeroed allocation, whose untouched pages all map the
+    // kernel's zero page (no resident memory for the 256 KiB).
+    let batch = if buf.iter().all(|&b| b == 0) {
+        vec![0u8; chunk * per_batch]
+    } else {
+        buf.repeat(per_batch)
+    };
+    let precise = ctx.tuning.pacing == Pacing::Precise;
+    let rate = ctx.rate.load(Relaxed);
+    let mut pacer = if precise {
+        Pacer::exact(rate, chunk)
+    } else {
+        Pacer::new(rate, chunk)
+    };
+    kernel.follow(s, rate);
     let peer = s.peer_addr().ok();
-    // Bytes of the current chunk already written; statuses only go in at 0.
+    // Position in `batch`; `end` is where the chunks granted so far end (a chunk boundary).
+    // Statuses only go in when off == end, i.e. between whole chunks.
     let mut off = 0usize;
+    let mut end = 0usize;
+    // Chunks the pacer granted that a short write left unsent (kept, so the schedule's
+    // average is not lost when a slow link splits a batch).
+    let mut owed = 0usize;
     let mut last_send = 0u64;
     while !ctx.stop.is_triggered() {
-        if off == 0 {
+        if off == end {
             if let Some(msg) = statuses.and_then(|r| r.try_recv().ok()) {
                 write_whole(ctx, &mut s, &msg).map_err(|e| Error::io(Phase::Status, peer, e))?;
             }
@@ -40,24 +139,44 @@ pub(super) fn run(
                 }
                 return Ok(());
             }
-            pacer.set_rate(ctx.rate.load(Relaxed));
-            let now = now_ns(ctx.epoch);
-            match pacer.poll(now) {
-                Pace::Go => {
-                    if pacer.rate() > 0 {
-                        if last_send > 0 {
-                            ctx.gaps.record(now - last_send);
+            if off == batch.len() {
+                off = 0;
+                end = 0;
+            }
+            let room = (batch.len() - off) / chunk;
+            let rate = ctx.rate.load(Relaxed);
+            pacer.set_rate(rate);
+            kernel.follow(s, rate);
+            if pacer.rate() == 0 {
+                owed = room;
+            } else {
+                let now = now_ns(ctx.epoch);
+                let before = owed;
+                while owed < room {
+                    match pacer.poll(now) {
+                        Pace::Go => owed += 1,
+                        Pace::WaitUntil(t) => {
+                            if owed == 0 {
+                                wait(ctx, t, pacer.window_ns() > 0);
+                            }
+                            break;
                         }
-                        last_send = now;
                     }
                 }
-                Pace::WaitUntil(t) => {
-                    wait(ctx, t, pacer.window_ns() > 0);
+                if owed == 0 {
                     continue;
                 }
+                if owed > before {
+                    if last_send > 0 {
+                        ctx.gaps.record(now - last_send);
+                    }
+                    last_send = now;
+                }
             }
+            end = off + owed * chunk;
+            owed = 0;
         }
-        match s.write(&buf[off..]) {
+        match s.write(&batch[off..end]) {
             Ok(0) => {
                 return Err(Error::PeerClosed {
                     phase: Phase::Data,
@@ -66,10 +185,17 @@ pub(super) fn run(
             }
             Ok(n) => {
                 ctx.counters.tx_bytes.fetch_add(n as u64, Relaxed);
+                let done = (off + n) / chunk - off / chunk;
+                if done > 0 {
+                    ctx.counters.tx_packets.fetch_add(done as u64, Relaxed);
+                }
                 off += n;
-                if off == buf.len() {
-                    off = 0;
-                    ctx.counters.tx_packets.fetch_add(1, Relaxed);
+                if off < end {
+                    // A short write (the 100 ms timeout on a slow path): stop at the next chunk
+                    // boundary so statuses and a drain wait for one chunk, not the batch.
+                    let boundary = off.div_ceil(chunk) * chunk;
+                    owed = (end - boundary) / chunk;
+                    end = boundary;
                 }
             }
             Err(e) if net::is_timeout(&e) => {}
@@ -104,4 +230,202 @@ fn write_whole(ctx: &TxCtx<'_>, s: &mut &TcpStream, mut b: &[u8]) -> io::Result<
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::counters::{Counters, GapHistogram};
+    use crate::engine::scan::StatusScanner;
+    use crate::engine::stop::{Stop, StopReason};
+    use crate::engine::tx::TxSocket;
+    use crate::wire::status::Status;
+    use std::io::Read;
+    use std::net::TcpListener;
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        net::tune_control(&c);
+        (c, s)
+    }
+
+    /// Reads `s` to EOF on a thread; the shared count is what arrived so far. With a scanner,
+    /// also returns the sequence numbers of the statuses found in the stream.
+    fn reader(
+        mut s: TcpStream,
+        mut scanner: Option<StatusScanner>,
+    ) -> (Arc<AtomicU64>, std::thread::JoinHandle<Vec<u32>>) {
+        let got = Arc::new(AtomicU64::new(0));
+        let g = got.clone();
+        let h = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 1 << 16];
+            let mut seqs = Vec::new();
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => return seqs,
+                    Ok(n) => {
+                        g.fetch_add(n as u64, Relaxed);
+                        if let Some(sc) = scanner.as_mut() {
+                            sc.feed(&buf[..n], |st| seqs.push(st.seq));
+                        }
+                    }
+                }
+            }
+        });
+        (got, h)
+    }
+
+    struct Run {
+        sent: u64,
+        received_by_end: u64,
+        secs: f64,
+        cap: u64,
+    }
+
+    /// Sends at `rate` bit/s for `secs` with kernel pacing on or forced off.
+    fn paced(rate: u64, secs: f64, kernel: bool, pacing: Pacing) -> Run {
+        let (c, s) = pair();
+        net::set_timeouts(&c, Some(net::POLL_TIMEOUT)).unwrap();
+        let (got, h) = reader(s, None);
+        let stop = Stop::new();
+        let counters = Counters::default();
+        let gaps = GapHistogram::default();
+        let rate_a = AtomicU64::new(rate);
+        let payload = vec![0u8; 32768];
+        let ctx = TxCtx {
+            stop: &stop,
+            counters: &counters,
+            gaps: &gaps,
+            rate: &rate_a,
+            payload: &payload,
+            socket: TxSocket::Tcp {
+                stream: &c,
+                statuses: None,
+            },
+            epoch: Instant::now(),
+            tuning: crate::config::Tuning {
+                pacing,
+                ..Default::default()
+            },
+        };
+        let t0 = Instant::now();
+        let mut received_by_end = 0;
+        std::thread::scope(|sc| {
+            let t = sc.spawn(|| {
+                let mut b = payload.clone();
+                run_with(&ctx, &c, None, &mut b, KernelPacing::new(kernel))
+            });
+            std::thread::sleep(Duration::from_secs_f64(secs));
+            received_by_end = got.load(Relaxed);
+            stop.trigger(StopReason::Completed);
+            t.join().unwrap().unwrap();
+        });
+        let secs = t0.elapsed().as_secs_f64().min(secs);
+        let cap = crate::sys::tcp::max_pacing_rate(c.as_fd()).unwrap();
+        drop(ctx);
+        drop(c);
+        h.join().unwrap();
+        Run {
+            sent: counters.tx_bytes.load(Relaxed),
+            received_by_end,
+            secs,
+            cap,
+        }
+    }
+
+    fn assert_rate(r: &Run, rate: u64, what: &str) {
+        let sent = r.sent as f64 * 8.0 / r.secs;
+        let recv = r.received_by_end as f64 * 8.0 / r.secs;
+        let want = rate as f64;
+        // Generous: a 2-core machine runs other tests meanwhile; one chunk is 1.7 % here.
+        assert!(
+            (0.9 * want..=1.1 * want).contains(&sent),
+            "{what}: sent {sent} ({} B in {} s)",
+            r.sent,
+            r.secs
+        );
+        assert!(
+            (0.85 * want..=1.1 * want).contains(&recv),
+            "{what}: received {recv}"
+        );
+    }
+
+    #[test]
+    fn speed_limit_holds_with_user_space_pacing_only() {
+        let r = paced(40_000_000, 1.5, false, Pacing::Auto);
+        assert_rate(&r, 40_000_000, "kernel pacing off");
+        assert!(
+            r.cap >= u64::from(u32::MAX),
+            "cap set while forced off: {}",
+            r.cap
+        );
+    }
+
+    #[test]
+    fn speed_limit_holds_with_kernel_pacing() {
+        let r = paced(40_000_000, 1.5, true, Pacing::Auto);
+        assert_rate(&r, 40_000_000, "kernel pacing on");
+        // 5 MB/s plus the 1/64 headroom.
+        assert_eq!(r.cap, 5_000_000 + 5_000_000 / 64, "SO_MAX_PACING_RATE");
+        let p = paced(40_000_000, 1.0, true, Pacing::Precise);
+        assert_rate(&p, 40_000_000, "precise, kernel pacing on");
+    }
+
+    #[test]
+    fn batched_writes_keep_statuses_between_whole_chunks() {
+        // 1000-byte random chunks: 262 per batch, so batches do not end on a round number.
+        let chunk = 1000;
+        let (c, s) = pair();
+        net::set_timeouts(&c, Some(net::POLL_TIMEOUT)).unwrap();
+        let (got, h) = reader(s, Some(StatusScanner::new(false, chunk)));
+        let stop = Stop::new();
+        let counters = Counters::default();
+        let gaps = GapHistogram::default();
+        let rate_a = AtomicU64::new(0);
+        let mut payload = vec![0u8; chunk];
+        crate::sys::random_bytes(&mut payload);
+        crate::engine::scan::sanitize_random_chunk(&mut payload);
+        let (st_tx, st_rx) = crossbeam_channel::bounded::<[u8; status::LEN]>(4);
+        let ctx = TxCtx {
+            stop: &stop,
+            counters: &counters,
+            gaps: &gaps,
+            rate: &rate_a,
+            payload: &payload,
+            socket: TxSocket::Tcp {
+                stream: &c,
+                statuses: None,
+            },
+            epoch: Instant::now(),
+            tuning: Default::default(),
+        };
+        std::thread::scope(|sc| {
+            let t = sc.spawn(|| {
+                let mut b = payload.clone();
+                run_with(&ctx, &c, Some(&st_rx), &mut b, KernelPacing::new(true))
+            });
+            for seq in 1..=20u32 {
+                std::thread::sleep(Duration::from_millis(10));
+                let st = Status::new(50, seq, u64::from(seq) * 1000).to_bytes();
+                st_tx.send(st).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            // The drain: the sender stops at a chunk boundary after flushing statuses.
+            stop.begin_drain();
+            t.join().unwrap().unwrap();
+        });
+        drop(ctx);
+        drop(c);
+        let seqs = h.join().unwrap();
+        let sent = counters.tx_bytes.load(Relaxed) as usize;
+        assert_eq!(sent % chunk, 0, "the sender stopped inside a chunk");
+        assert_eq!(counters.tx_packets.load(Relaxed) as usize, sent / chunk);
+        assert_eq!(seqs, (1..=20).collect::<Vec<_>>(), "statuses found");
+        assert_eq!(got.load(Relaxed) as usize, sent + 20 * status::LEN);
+    }
 }

@@ -36,7 +36,7 @@ lint:             ## formatting and clippy (full and role-only builds), warnings
 fmt:
 	$(CARGO) fmt --all
 
-bench: release    ## benchmarks: ours next to iperf3 on loopback, auth handshake cost
+bench: release    ## benchmarks: ours next to iperf3 3.12 (and IPERF3=binary) on lo and veth; auth cost
 	$(CARGO) bench --bench auth
 	$(CARGO) bench --bench loopback
 

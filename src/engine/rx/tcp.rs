@@ -3,8 +3,9 @@
 //!
 //! Connection 0 copies what it reads (the scanner must see the bytes). Connections 1..N-1
 //! carry data only, so their bytes are discarded in the kernel (`recv(MSG_TRUNC)`,
-//! [`crate::sys::tcp::recv_discard`]) and never copied to user space: that copy was a third of
-//! a receiving core at 4 streams (docs/bench.md, issue 9).
+//! [`crate::sys::tcp::recv_discard`]) and never copied to user space. At 4 loopback streams on
+//! 2 cores that took 54-58 Gbit/s (copying 64 KiB reads) to 83 (discarding up to 1 MiB per
+//! call), medians of 3 (issue 9, docs/bench.md).
 //!
 //! Must not: allocate, lock or log per read.
 
@@ -23,14 +24,15 @@ use crate::error::Result;
 use crate::net;
 use crate::wire::status;
 
-/// Read buffer of connection 0, whose bytes are copied and scanned. 64 KiB reads already
-/// drain what one wake-up finds queued on loopback; a larger buffer did not move the 4-stream
-/// rate (docs/bench.md, issue 9).
+/// Read buffer of connection 0, whose bytes are copied and scanned. Larger copying reads were
+/// slower for one loopback stream: 28.6 Gbit/s with 64 KiB, 26.1 with 256 KiB, 26.3 with
+/// 1 MiB (medians of 3, issue 9).
 const TCP_READ: usize = 64 * 1024;
 
 /// Largest discard per call on data-only connections. The kernel writes none of it, so its
 /// size costs address space, not memory (the zeroed allocation stays untouched pages); one
-/// call takes everything queued up to this, so a wake-up after a long stall is one syscall.
+/// call takes everything queued up to this. 1 MiB gave 83 Gbit/s at 4 streams where 64 KiB
+/// discards gave 70-73 (issue 9).
 const DISCARD_READ: usize = 1 << 20;
 
 /// Reads a TCP data connection. `control` is set on connection 0: statuses found in the

@@ -1884,19 +1884,21 @@ fn main() -> ExitCode {
     header.extend(names.iter().cloned());
     header.push(format!("btest / {ref_name}"));
     header.extend(names.iter().map(|n| format!("busy {n}")));
+    let gsro: Vec<String> = bench
+        .iperfs
+        .iter()
+        .filter(|i| i.gsro)
+        .map(|i| {
+            format!(
+                " {} runs unlimited UDP with --gsro (see the notes).",
+                i.label
+            )
+        })
+        .collect();
     println!(
         "\nMedians of {reps} runs of {secs} s; busy = whole machine's busy cores (cpuidle), \
-         median (least busy run). UDP received = datagrams/s counted by the receiving server; \
-         {}",
-        bench
-            .iperfs
-            .iter()
-            .filter(|i| i.gsro)
-            .map(|i| format!(
-                "{} runs unlimited UDP with --gsro (see the notes); ",
-                i.label
-            ))
-            .collect::<String>()
+         median (least busy run). UDP received = datagrams/s counted by the receiving server.{}",
+        gsro.concat()
     );
     let mut table = Table::new(header.clone());
     throughput_rows(&bench, &lo_thru, &mut table, has_ref.then_some(refi), "");

@@ -178,7 +178,7 @@ const OPTIONS: &[Opt] = &[
     ),
     client(
         "--pacing auto|precise",
-        "auto: each datagram at its deadline, short bursts above\n~4 Gbit/s of 1500 B; precise: spin for exact spacing at any\nrate (one busy core per paced sender) (default auto)",
+        "auto: each datagram at its own deadline down to 40 us apart\n(300 Mbit/s of 1500 B), short bursts above; precise: spin for\nexact spacing at any rate (a busy core per paced sender)\n(default auto)",
     ),
     client(
         "--udp-io auto|mmsg|single",
@@ -234,7 +234,7 @@ const OPTIONS: &[Opt] = &[
     ),
     server(
         "--pacing auto|precise",
-        "auto: each datagram at its deadline, short bursts above\n~4 Gbit/s of 1500 B; precise: spin for exact spacing at any\nrate (one busy core per paced sender) (default auto)",
+        "auto: each datagram at its own deadline down to 40 us apart\n(300 Mbit/s of 1500 B), short bursts above; precise: spin for\nexact spacing at any rate (a busy core per paced sender)\n(default auto)",
     ),
     server(
         "--udp-io auto|mmsg|single",

@@ -104,6 +104,16 @@ pub fn set_busy_poll(fd: std::os::fd::RawFd, usecs: u32) {
     }
 }
 
+/// A connected pair of TCP sockets on loopback (client, accepted server side), for unit tests
+/// of the roles and system calls that need a real stream.
+#[cfg(test)]
+pub fn loopback_pair() -> (TcpStream, TcpStream) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let c = TcpStream::connect(l.local_addr().expect("local addr")).expect("connect");
+    let (s, _) = l.accept().expect("accept");
+    (c, s)
+}
+
 /// Sets read and write timeouts on a stream.
 pub fn set_timeouts(s: &TcpStream, t: Option<Duration>) -> io::Result<()> {
     s.set_read_timeout(t)?;

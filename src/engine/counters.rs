@@ -106,15 +106,6 @@ impl std::ops::AddAssign for Snapshot {
     }
 }
 
-/// Takes and sums every slot.
-pub fn take_all(slots: &[Counters]) -> Snapshot {
-    let mut s = Snapshot::default();
-    for c in slots {
-        s += c.take();
-    }
-    s
-}
-
 /// What one datagram's sequence number meant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SeqEvent {
@@ -261,7 +252,10 @@ mod tests {
         slots[0].sent(100);
         slots[1].sent(50);
         slots[1].received(7);
-        let s = take_all(&slots);
+        let mut s = Snapshot::default();
+        for c in &slots {
+            s += c.take();
+        }
         assert_eq!(
             (s.tx_bytes, s.tx_packets, s.rx_bytes, s.rx_packets),
             (150, 2, 7, 1)

@@ -86,16 +86,10 @@ pub fn max_pacing_rate(fd: BorrowedFd<'_>) -> io::Result<u64> {
 mod tests {
     use super::*;
     use std::io::{Read, Write};
-    use std::net::{TcpListener, TcpStream};
     use std::os::fd::AsFd;
     use std::time::Duration;
 
-    fn pair() -> (TcpStream, TcpStream) {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (s, _) = l.accept().unwrap();
-        (c, s)
-    }
+    use crate::net::loopback_pair as pair;
 
     #[test]
     fn discards_without_copying() {

@@ -107,11 +107,7 @@ pub(super) fn run_with(
     let batch = buf.repeat(per_batch);
     let precise = ctx.tuning.pacing == Pacing::Precise;
     let rate = ctx.rate.load(Relaxed);
-    let mut pacer = if precise {
-        Pacer::exact(rate, chunk)
-    } else {
-        Pacer::new(rate, chunk)
-    };
+    let mut pacer = Pacer::for_mode(rate, chunk, precise);
     kernel.follow(s, rate);
     let peer = s.peer_addr().ok();
     // Position in `batch`; `end` is where the chunks granted so far end (a chunk boundary).
@@ -237,15 +233,12 @@ mod tests {
     use crate::engine::tx::TxSocket;
     use crate::wire::status::Status;
     use std::io::Read;
-    use std::net::TcpListener;
     use std::sync::atomic::AtomicU64;
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
     fn pair() -> (TcpStream, TcpStream) {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (s, _) = l.accept().unwrap();
+        let (c, s) = net::loopback_pair();
         net::tune_control(&c);
         (c, s)
     }

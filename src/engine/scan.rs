@@ -102,21 +102,32 @@ impl StatusScanner {
     }
 }
 
-/// Index of the first non-zero byte, eight bytes at a time.
+/// Index of the first non-zero byte. Blocks of 64 bytes are OR-ed together as eight u64
+/// words before any byte is looked at, which the compiler turns into SIMD loads: a zero
+/// stream costs one branch per 64 bytes. One word per iteration (the earlier form) made this
+/// scan 20 % of a loopback TCP receive profile, more than the kernel's copy (15.6 %), and held
+/// one stream at 22-25 Gbit/s (perf, issue 9).
 fn first_nonzero(d: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    let mut words = d.chunks_exact(8);
-    for w in &mut words {
-        if u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]) != 0 {
-            return w.iter().position(|&b| b != 0).map(|k| i + k);
+    const BLOCK: usize = 64;
+    let mut blocks = d.chunks_exact(BLOCK);
+    for (b, blk) in (&mut blocks).enumerate() {
+        if or_words(blk) != 0 {
+            return blk.iter().position(|&x| x != 0).map(|k| b * BLOCK + k);
         }
-        i += 8;
     }
-    words
+    let base = d.len() - blocks.remainder().len();
+    blocks
         .remainder()
         .iter()
-        .position(|&b| b != 0)
-        .map(|k| i + k)
+        .position(|&x| x != 0)
+        .map(|k| base + k)
+}
+
+/// The OR of a 64-byte block's eight words, written out: the release profile optimises for
+/// size (opt-level "z", for the router build), which keeps a loop over the words rolled.
+fn or_words(b: &[u8]) -> u64 {
+    let w = |k: usize| u64::from_ne_bytes(b[k..k + 8].try_into().unwrap_or([0; 8]));
+    (w(0) | w(8)) | (w(16) | w(24)) | (w(32) | w(40)) | (w(48) | w(56))
 }
 
 /// Makes a random payload chunk safe for boundary scanning: it must not start like a status.
@@ -129,6 +140,21 @@ pub fn sanitize_random_chunk(chunk: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn first_nonzero_finds_every_position_in_blocks_and_the_tail() {
+        for len in [0usize, 1, 7, 8, 63, 64, 65, 130, 200] {
+            assert_eq!(first_nonzero(&vec![0u8; len]), None, "len {len}");
+            for at in 0..len {
+                let mut d = vec![0u8; len];
+                d[at] = 0x07;
+                if at + 1 < len {
+                    d[len - 1] = 1; // a later non-zero byte must not win
+                }
+                assert_eq!(first_nonzero(&d), Some(at), "len {len} at {at}");
+            }
+        }
+    }
 
     fn st(seq: u32) -> [u8; 12] {
         Status::new(7, seq, 1000 + u64::from(seq)).to_bytes()

@@ -215,6 +215,30 @@ const OPTIONS: &[Opt] = &[
     ),
     server("--max-sessions N", "concurrent sessions (default 100)"),
     server(
+        "--handshake-timeout DUR",
+        "drop a handshake (command, login, joins) not done by then\n(default 5s)",
+    ),
+    server(
+        "--max-handshakes N",
+        "handshakes in progress, all sources (default 256)",
+    ),
+    server(
+        "--max-handshakes-per-source N",
+        "... per IPv4 address or IPv6 /64 (default 16; joins on top)",
+    ),
+    server(
+        "--max-login-failures N",
+        "wrong logins per source in 60 s, then block (default 5; 0 off)",
+    ),
+    server(
+        "--login-block DUR",
+        "how long a blocked source is refused (default 60s)",
+    ),
+    server(
+        "--logins-per-minute N",
+        "logins per source per minute, burst 10 (default 30; 0 = off)",
+    ),
+    server(
         "--auth ecsrp5|md5|none",
         "method offered (default ecsrp5 with credentials, else none)",
     ),
@@ -440,6 +464,12 @@ struct RawArgs {
     control_timeout: Option<Duration>,
     max_duration: Option<Duration>,
     max_sessions: Option<usize>,
+    handshake_timeout: Option<Duration>,
+    max_handshakes: Option<usize>,
+    max_handshakes_per_source: Option<usize>,
+    max_login_failures: Option<u32>,
+    login_block: Option<Duration>,
+    logins_per_minute: Option<u32>,
     tuning: crate::config::Tuning,
     auth: Option<AuthMethod>,
     users_file: Option<PathBuf>,
@@ -830,6 +860,62 @@ fn lex_arg(p: &mut lexopt::Parser, r: &mut RawArgs, arg: lexopt::Arg<'_>) -> Res
                 "microseconds",
             )?);
         }
+        Long("handshake-timeout") => {
+            let v = val!("--handshake-timeout");
+            let d = parse_duration(&v).map_err(|e| format!("--handshake-timeout: {e}"))?;
+            if d < Duration::from_millis(500) || d > Duration::from_secs(300) {
+                return Err(format!(
+                    "--handshake-timeout: '{v}' is out of range: use 500ms..5m (a RouterOS login takes well under 1 s on a LAN)"
+                ));
+            }
+            r.handshake_timeout = Some(d);
+        }
+        Long("max-handshakes") => {
+            r.max_handshakes = Some(num(
+                "--max-handshakes",
+                &val!("--max-handshakes"),
+                1usize,
+                100_000,
+                "a connection count",
+            )?);
+        }
+        Long("max-handshakes-per-source") => {
+            r.max_handshakes_per_source = Some(num(
+                "--max-handshakes-per-source",
+                &val!("--max-handshakes-per-source"),
+                1usize,
+                100_000,
+                "a connection count",
+            )?);
+        }
+        Long("max-login-failures") => {
+            r.max_login_failures = Some(num(
+                "--max-login-failures",
+                &val!("--max-login-failures"),
+                0u32,
+                1_000_000,
+                "a count (0 = no limit)",
+            )?);
+        }
+        Long("login-block") => {
+            let v = val!("--login-block");
+            let d = parse_duration(&v).map_err(|e| format!("--login-block: {e}"))?;
+            if d.is_zero() {
+                return Err(format!(
+                    "--login-block: '{v}' must be longer than 0 (use --max-login-failures 0 for no limit)"
+                ));
+            }
+            r.login_block = Some(d);
+        }
+        Long("logins-per-minute") => {
+            r.logins_per_minute = Some(num(
+                "--logins-per-minute",
+                &val!("--logins-per-minute"),
+                0u32,
+                1_000_000,
+                "a count (0 = no limit)",
+            )?);
+        }
         Long("max-sessions") => {
             r.max_sessions = Some(num(
                 "--max-sessions",
@@ -971,6 +1057,15 @@ fn finish(r: RawArgs, env_password: Option<String>) -> Result<Invocation, String
             s.control_timeout = r.control_timeout.unwrap_or(s.control_timeout);
             s.max_duration = r.max_duration.filter(|d| !d.is_zero());
             s.max_sessions = r.max_sessions.unwrap_or(s.max_sessions);
+            s.handshake_timeout = r.handshake_timeout.unwrap_or(s.handshake_timeout);
+            let g = &mut s.guard;
+            g.max_handshakes = r.max_handshakes.unwrap_or(g.max_handshakes);
+            g.max_handshakes_per_source = r
+                .max_handshakes_per_source
+                .unwrap_or(g.max_handshakes_per_source);
+            g.max_login_failures = r.max_login_failures.unwrap_or(g.max_login_failures);
+            g.login_block = r.login_block.unwrap_or(g.login_block);
+            g.logins_per_minute = r.logins_per_minute.unwrap_or(g.logins_per_minute);
             s.output = output;
             if let Some(u) = r.user {
                 let p = password
@@ -1457,6 +1552,12 @@ mod tests {
             ("--control-timeout", Some("2s")),
             ("--max-duration", Some("1m")),
             ("--max-sessions", Some("2")),
+            ("--handshake-timeout", Some("2s")),
+            ("--max-handshakes", Some("20")),
+            ("--max-handshakes-per-source", Some("4")),
+            ("--max-login-failures", Some("3")),
+            ("--login-block", Some("30s")),
+            ("--logins-per-minute", Some("0")),
             ("--auth", Some("none")),
             ("--users", Some("/tmp/u")),
             ("--metrics-file", Some("/tmp/m")),

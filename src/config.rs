@@ -159,10 +159,11 @@ pub struct ServerConfig {
     pub max_sessions: usize,
     /// Output format of the per-session records.
     pub output: Output,
-    /// Deadline for the command and authentication reads.
+    /// Deadline for the whole handshake, from accept to the start of the data phase: hello,
+    /// command, authentication and waiting for a session's extra TCP connections.
     pub handshake_timeout: Duration,
-    /// How long a multi-connection session waits for its extra connections.
-    pub join_timeout: Duration,
+    /// Per-source caps on handshakes and logins.
+    pub guard: GuardConfig,
     /// Authentication method offered.
     pub auth: AuthMethod,
     /// Accounts: (user, password).
@@ -188,8 +189,9 @@ impl Default for ServerConfig {
             max_duration: None,
             max_sessions: 100,
             output: Output::Text,
-            handshake_timeout: Duration::from_secs(10),
-            join_timeout: Duration::from_secs(10),
+            // 5 s as xfr does (issue 12); RouterOS clients finish well within 1 s on a LAN.
+            handshake_timeout: Duration::from_secs(5),
+            guard: GuardConfig::default(),
             auth: AuthMethod::None,
             users: Vec::new(),
             users_file: None,
@@ -197,6 +199,42 @@ impl Default for ServerConfig {
             syslog: None,
             metrics_file: None,
             tuning: Tuning::default(),
+        }
+    }
+}
+
+/// Limits the server applies before and during the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuardConfig {
+    /// Handshakes in progress at once, all sources together.
+    pub max_handshakes: usize,
+    /// Handshakes in progress at once from one source (data connections a session from
+    /// that source is waiting for come on top).
+    pub max_handshakes_per_source: usize,
+    /// Wrong logins from one source within `login_window` before it is refused.
+    /// 0 = no limit.
+    pub max_login_failures: u32,
+    /// The window `max_login_failures` counts in.
+    pub login_window: Duration,
+    /// How long a source that hit `max_login_failures` is refused.
+    pub login_block: Duration,
+    /// Logins (either method) one source may start per minute, after a burst of
+    /// [`AUTH_BURST`]. 0 = no limit.
+    pub logins_per_minute: u32,
+}
+
+/// Logins a source may start at once before `logins_per_minute` applies.
+pub const AUTH_BURST: u32 = 10;
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        GuardConfig {
+            max_handshakes: 256,
+            max_handshakes_per_source: 16,
+            max_login_failures: 5,
+            login_window: Duration::from_secs(60),
+            login_block: Duration::from_secs(60),
+            logins_per_minute: 30,
         }
     }
 }

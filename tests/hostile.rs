@@ -42,7 +42,6 @@ fn hostile_server() -> TestServer {
     let mut cfg = server_cfg();
     cfg.handshake_timeout = Duration::from_secs(1);
     cfg.control_timeout = Duration::from_secs(2);
-    cfg.join_timeout = Duration::from_secs(1);
     start_server(cfg)
 }
 

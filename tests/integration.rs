@@ -6,6 +6,7 @@ mod util; // start_server, run_client, watchdog, polling helpers
 mod auth; // MD5 and EC-SRP5 end to end, failures keep the server serving
 mod cli; // the built binary: options, errors, exit codes, --json output
 mod export; // --csv, --syslog and --metrics-file through the built binary
+mod guards; // issue 12: handshake deadline and per-source caps, login abuse, bounded logs
 mod hostile; // garbage, truncation, silence, vanishing clients: freed threads and ports
 mod netem; // 5 % loss on a veth link between two namespaces (root only)
 mod stop; // promptness of client and server shutdown

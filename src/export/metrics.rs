@@ -45,20 +45,30 @@ pub enum RejectReason {
     UnknownToken,
     /// Anything else (resources, I/O errors during the handshake).
     Other,
+    /// `--max-handshakes-per-source` handshakes were already in progress from its source.
+    SourceLimit,
+    /// Its source is refused for a while after too many wrong logins.
+    LoginBlocked,
+    /// Its source started logins faster than `--logins-per-minute`.
+    LoginRate,
 }
 
 impl RejectReason {
     /// Every reason, in the order they are rendered.
-    pub const ALL: [RejectReason; 6] = [
+    pub const ALL: [RejectReason; 9] = [
         RejectReason::Limit,
         RejectReason::BadCommand,
         RejectReason::Timeout,
         RejectReason::Auth,
         RejectReason::UnknownToken,
         RejectReason::Other,
+        RejectReason::SourceLimit,
+        RejectReason::LoginBlocked,
+        RejectReason::LoginRate,
     ];
 
-    /// The label value: `limit`, `bad_command`, `timeout`, `auth`, `unknown_token`, `other`.
+    /// The label value: `limit`, `bad_command`, `timeout`, `auth`, `unknown_token`, `other`,
+    /// `source_limit`, `login_blocked`, `login_rate`.
     pub fn as_str(self) -> &'static str {
         match self {
             RejectReason::Limit => "limit",
@@ -67,6 +77,9 @@ impl RejectReason {
             RejectReason::Auth => "auth",
             RejectReason::UnknownToken => "unknown_token",
             RejectReason::Other => "other",
+            RejectReason::SourceLimit => "source_limit",
+            RejectReason::LoginBlocked => "login_blocked",
+            RejectReason::LoginRate => "login_rate",
         }
     }
 
@@ -88,6 +101,8 @@ pub struct Metrics {
     auth_failures: [AtomicU64; AUTH_METHODS.len()],
     bytes_sent: AtomicU64,
     bytes_received: AtomicU64,
+    handshakes: AtomicU64,
+    blocked_sources: AtomicU64,
 }
 
 impl Metrics {
@@ -108,6 +123,12 @@ impl Metrics {
             }
             None => log::debug!("metrics: auth failure for unknown method {method:?} not counted"),
         }
+    }
+
+    /// The guard's gauges: handshakes in progress and sources refused after wrong logins.
+    pub fn set_guard_gauges(&self, handshakes: usize, blocked_sources: usize) {
+        self.handshakes.store(handshakes as u64, Relaxed);
+        self.blocked_sources.store(blocked_sources as u64, Relaxed);
     }
 
     /// Counts one session that started.
@@ -214,6 +235,30 @@ impl Metrics {
             Kind::Gauge,
         );
         sample(&mut out, "btest_udp_ports_in_use", None, udp_ports);
+        family(
+            &mut out,
+            "btest_handshakes_in_progress",
+            "Connections accepted whose handshake has not finished.",
+            Kind::Gauge,
+        );
+        sample(
+            &mut out,
+            "btest_handshakes_in_progress",
+            None,
+            self.handshakes.load(Relaxed),
+        );
+        family(
+            &mut out,
+            "btest_sources_blocked",
+            "Sources (IPv4 addresses, IPv6 /64s) refused now after too many wrong logins.",
+            Kind::Gauge,
+        );
+        sample(
+            &mut out,
+            "btest_sources_blocked",
+            None,
+            self.blocked_sources.load(Relaxed),
+        );
         out
     }
 }
@@ -525,8 +570,8 @@ mod tests {
     fn render_is_valid_prometheus_text() {
         let m = Metrics::default();
         let samples = validate(&m.render(0, 0)).unwrap();
-        // 1 started + 1 active + 6 reasons + 2 methods + 2 bytes + 1 ports.
-        assert_eq!(samples.len(), 13, "{samples:?}");
+        // 1 started + 1 active + 9 reasons + 2 methods + 2 bytes + 1 ports + 2 guard gauges.
+        assert_eq!(samples.len(), 18, "{samples:?}");
         assert!(samples.values().all(|v| *v == 0.0));
 
         m.reject(RejectReason::UnknownToken);

@@ -2,14 +2,18 @@
 //! multi-connection join registry and the UDP port allocator.
 //!
 //! Threads: `btest-accept-K` per listener (polls with a 100 ms timeout so a stop is seen
-//! promptly); `btest-conn` per accepted connection, which does the handshake and then runs the
-//! session (its role threads come from the engine). Must not: print (sessions are reported as
-//! [`SessionRecord`]s on a channel; the caller formats them).
+//! promptly); `btest-guard` (guard.rs: handshake deadlines, bounded rejection logging);
+//! `btest-conn` per accepted connection, which does the handshake and then runs the session
+//! (its role threads come from the engine). Per-source caps live in limits.rs. Must not:
+//! print (sessions are reported as [`SessionRecord`]s on a channel; the caller formats them).
+
+mod guard;
+pub mod limits;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -25,9 +29,11 @@ use crate::export::metrics::{Metrics, RejectReason};
 use crate::net;
 use crate::wire::{self, command::Token, datagram, Command, Protocol, Reply, Request};
 
-/// Most handshakes in flight at once; more connections are closed at once (a SYN flood of
-/// idle clients must not grow one thread each without bound).
-const MAX_HANDSHAKES: usize = 256;
+use limits::{Limits, LogGate, Refusal, Source};
+
+/// Window of the rejection log gate: per reason, five lines per window are logged one by
+/// one, the rest as one count (a flood of 300 idle connections wrote 503,334 lines before).
+const LOG_WINDOW: Duration = Duration::from_secs(10);
 
 /// A finished session, for the caller to print.
 #[derive(Debug, Clone)]
@@ -132,7 +138,9 @@ struct Shared {
     ports: Mutex<BTreeSet<u16>>,
     port_cursor: Mutex<u16>,
     active: AtomicUsize,
-    handshaking: AtomicUsize,
+    limits: Mutex<Limits>,
+    gate: Mutex<LogGate>,
+    watch: Mutex<guard::Watch>,
     threads: Arc<AtomicUsize>,
     started: AtomicU64,
     rejected: AtomicU64,
@@ -174,6 +182,7 @@ impl Server {
         let auth = crate::authio::ServerAccounts::new(&cfg)?;
         let (tx, rx) = crossbeam_channel::bounded(1024);
         let cursor = cfg.udp_port_from;
+        let guard_cfg = cfg.guard;
         Ok(Server {
             listeners,
             shared: Arc::new(Shared {
@@ -183,7 +192,9 @@ impl Server {
                 ports: Mutex::new(BTreeSet::new()),
                 port_cursor: Mutex::new(cursor),
                 active: AtomicUsize::new(0),
-                handshaking: AtomicUsize::new(0),
+                limits: Mutex::new(Limits::new(guard_cfg)),
+                gate: Mutex::new(LogGate::new(LOG_WINDOW, Instant::now())),
+                watch: Mutex::new(guard::Watch::default()),
                 threads: Arc::new(AtomicUsize::new(0)),
                 started: AtomicU64::new(0),
                 rejected: AtomicU64::new(0),
@@ -207,6 +218,20 @@ impl Server {
     pub fn spawn(self) -> Result<ServerHandle> {
         let addrs = self.local_addrs();
         let mut accept = Vec::new();
+        let shared = self.shared.clone();
+        match std::thread::Builder::new()
+            .name("btest-guard".into())
+            .spawn(move || guard::run(&shared))
+        {
+            Ok(h) => accept.push(h),
+            Err(e) => {
+                return Err(Error::Io {
+                    phase: Phase::Bind,
+                    addr: addrs.first().copied(),
+                    source: e,
+                })
+            }
+        }
         for (i, l) in self.listeners.into_iter().enumerate() {
             let shared = self.shared.clone();
             let h = std::thread::Builder::new()
@@ -308,14 +333,12 @@ fn accept_loop(shared: &Arc<Shared>, l: TcpListener) {
                 continue;
             }
         };
-        if shared.handshaking.fetch_add(1, SeqCst) >= MAX_HANDSHAKES {
-            shared.handshaking.fetch_sub(1, SeqCst);
-            reject(
-                shared,
-                peer,
-                RejectReason::Limit,
-                &format!("{MAX_HANDSHAKES} handshakes already in progress"),
-            );
+        let src = Source::of(peer.ip());
+        let now = Instant::now();
+        let admitted = shared.limits.lock().begin_handshake(src, now);
+        if let Err(r) = admitted {
+            // Closed before the hello: a refused flood costs an accept and a close each.
+            reject(shared, peer, refusal_reason(r), &r.describe(now));
             continue;
         }
         shared.threads.fetch_add(1, SeqCst);
@@ -331,11 +354,11 @@ fn accept_loop(shared: &Arc<Shared>, l: TcpListener) {
                     }
                 }
                 let _done = Done(sh.clone());
-                handle_connection(&sh, stream, peer);
+                handle_connection(&sh, stream, peer, now);
             });
         if let Err(e) = r {
             shared.threads.fetch_sub(1, SeqCst);
-            shared.handshaking.fetch_sub(1, SeqCst);
+            shared.limits.lock().end_handshake(src);
             reject(
                 shared,
                 peer,
@@ -346,25 +369,98 @@ fn accept_loop(shared: &Arc<Shared>, l: TcpListener) {
     }
 }
 
-/// Releases a handshake slot exactly once.
-struct HandshakeSlot<'a>(Option<&'a AtomicUsize>);
-impl HandshakeSlot<'_> {
+/// A handshake in progress: counted in [`Limits`] and watched by the guard until released
+/// (exactly once, on drop at the latest).
+struct HandshakeSlot<'a> {
+    shared: &'a Shared,
+    src: Source,
+    /// The guard's registration, while the guard may still cut the socket.
+    watch: Option<u64>,
+    expired: Arc<AtomicBool>,
+    deadline: Instant,
+    counted: bool,
+}
+
+impl<'a> HandshakeSlot<'a> {
+    fn new(shared: &'a Shared, src: Source, accepted: Instant) -> Self {
+        HandshakeSlot {
+            shared,
+            src,
+            watch: None,
+            expired: Arc::new(AtomicBool::new(false)),
+            deadline: accepted + shared.cfg.handshake_timeout,
+            counted: true,
+        }
+    }
+
+    /// Lets the guard shut `s` down at the deadline.
+    fn arm(&mut self, s: &TcpStream, peer: SocketAddr) -> std::io::Result<()> {
+        let stream = s.try_clone()?;
+        self.watch = Some(self.shared.watch.lock().add(guard::InFlight {
+            deadline: self.deadline,
+            stream,
+            expired: self.expired.clone(),
+            peer,
+        }));
+        Ok(())
+    }
+
+    /// The guard no longer cuts the socket (the next phase has its own deadline).
+    fn disarm(&mut self) {
+        if let Some(id) = self.watch.take() {
+            self.shared.watch.lock().remove(id);
+        }
+    }
+
+    /// Did the guard end this handshake at its deadline?
+    fn expired(&self) -> bool {
+        self.expired.load(SeqCst)
+    }
+
+    /// An error of the handshake, or the timeout it really was when the guard cut it.
+    fn explain(&self, e: Error) -> Error {
+        if !self.expired() || matches!(e, Error::Auth { .. }) {
+            return e;
+        }
+        Error::Timeout {
+            phase: e.phase().unwrap_or(Phase::Command),
+            addr: None,
+            secs: self.shared.cfg.handshake_timeout.as_secs_f64(),
+        }
+    }
+
     fn release(&mut self) {
-        if let Some(a) = self.0.take() {
-            a.fetch_sub(1, SeqCst);
+        self.disarm();
+        if std::mem::take(&mut self.counted) {
+            self.shared.limits.lock().end_handshake(self.src);
         }
     }
 }
+
 impl Drop for HandshakeSlot<'_> {
     fn drop(&mut self) {
         self.release();
     }
 }
 
+/// The metrics reason of a per-source refusal.
+fn refusal_reason(r: Refusal) -> RejectReason {
+    match r {
+        Refusal::Busy(_) => RejectReason::Limit,
+        Refusal::SourceBusy(_) => RejectReason::SourceLimit,
+        Refusal::Blocked(_) => RejectReason::LoginBlocked,
+        Refusal::LoginRate(_) => RejectReason::LoginRate,
+    }
+}
+
+/// Counts a refusal and logs it through the gate: under a flood, five lines per reason and
+/// window, then one count per window (from the guard thread).
 fn reject(shared: &Shared, peer: SocketAddr, reason: RejectReason, why: &str) {
     shared.rejected.fetch_add(1, SeqCst);
     shared.metrics.reject(reason);
-    log::warn!("{peer}: rejected: {why}");
+    if shared.gate.lock().allow(reason.as_str()) {
+        log::warn!("{peer}: rejected: {why}");
+    }
 }
 
 /// A connection closed before it sent a single command byte: a port probe or a health check,
@@ -391,14 +487,23 @@ fn reason_of(e: &Error) -> RejectReason {
     }
 }
 
-fn handle_connection(shared: &Arc<Shared>, mut s: TcpStream, peer: SocketAddr) {
-    let mut slot = HandshakeSlot(Some(&shared.handshaking));
+fn handle_connection(shared: &Arc<Shared>, mut s: TcpStream, peer: SocketAddr, accepted: Instant) {
+    let mut slot = HandshakeSlot::new(shared, Source::of(peer.ip()), accepted);
     net::tune_control(&s);
     let t = Some(shared.cfg.handshake_timeout);
     if s.set_read_timeout(t)
         .and_then(|_| s.set_write_timeout(t))
         .is_err()
     {
+        return;
+    }
+    if let Err(e) = slot.arm(&s, peer) {
+        reject(
+            shared,
+            peer,
+            RejectReason::Other,
+            &format!("cannot watch the handshake: {e}"),
+        );
         return;
     }
     if let Err(e) = net::write_msg(&mut s, &wire::HELLO, Phase::Hello) {
@@ -412,13 +517,18 @@ fn handle_connection(shared: &Arc<Shared>, mut s: TcpStream, peer: SocketAddr) {
                 format!("bad command {}: {e}", hex(&b)),
             )
         }),
-        Err(e) if closed_silently(&e) => {
+        Err(e) if closed_silently(&e) && !slot.expired() => {
             shared.rejected.fetch_add(1, SeqCst);
             shared.metrics.reject(RejectReason::Other);
-            log::info!("{peer}: closed before sending a command");
+            if shared.gate.lock().allow("closed_silently") {
+                log::info!("{peer}: closed before sending a command");
+            }
             return;
         }
-        Err(e) => Err((reason_of(&e), e.to_string())),
+        Err(e) => {
+            let e = slot.explain(e);
+            Err((reason_of(&e), e.to_string()))
+        }
     };
     let cmd = match req {
         Ok(Request::Command(c)) => c,
@@ -464,29 +574,13 @@ fn handle_connection(shared: &Arc<Shared>, mut s: TcpStream, peer: SocketAddr) {
             return;
         }
     };
-    if shared.active.fetch_add(1, SeqCst) >= shared.cfg.max_sessions {
-        shared.active.fetch_sub(1, SeqCst);
-        reject(
-            shared,
-            peer,
-            RejectReason::Limit,
-            &format!("session limit ({}) reached", shared.cfg.max_sessions),
-        );
-        return;
-    }
-    struct Active<'a>(&'a AtomicUsize);
-    impl Drop for Active<'_> {
-        fn drop(&mut self) {
-            self.0.fetch_sub(1, SeqCst);
-        }
-    }
-    let _active = Active(&shared.active);
     match setup_and_run(shared, s, peer, cmd, &mut slot) {
         Ok(rec) => {
             let _ = shared.events.try_send(ServerEvent::End(Box::new(rec)));
         }
-        Err((e, user, method)) => {
+        Err((e, user, method, limit)) => {
             let at = SystemTime::now();
+            let e = slot.explain(e);
             let ev = if matches!(e, Error::Auth { .. }) {
                 ServerEvent::AuthFailed {
                     at,
@@ -496,7 +590,10 @@ fn handle_connection(shared: &Arc<Shared>, mut s: TcpStream, peer: SocketAddr) {
                     command: cmd,
                 }
             } else {
-                log::warn!("{peer}: session refused: {e}");
+                // A limit was already counted and logged by `reject`.
+                if limit.is_none() && shared.gate.lock().allow("session_refused") {
+                    log::warn!("{peer}: session refused: {e}");
+                }
                 ServerEvent::Rejected(Box::new(Rejection {
                     at,
                     peer,
@@ -504,7 +601,7 @@ fn handle_connection(shared: &Arc<Shared>, mut s: TcpStream, peer: SocketAddr) {
                     auth: method,
                     command: cmd,
                     phase: e.phase().unwrap_or(Phase::Command),
-                    reason: reason_of(&e),
+                    reason: limit.unwrap_or_else(|| reason_of(&e)),
                     error: e.to_string(),
                 }))
             };
@@ -513,7 +610,9 @@ fn handle_connection(shared: &Arc<Shared>, mut s: TcpStream, peer: SocketAddr) {
     }
 }
 
-type SetupError = (Error, Option<String>, AuthMethod);
+/// Why a handshake failed: the error, the user presented, the method, and the metrics reason
+/// when it is not the error's own (a limit).
+type SetupError = (Error, Option<String>, AuthMethod, Option<RejectReason>);
 
 fn setup_and_run(
     shared: &Arc<Shared>,
@@ -523,6 +622,18 @@ fn setup_and_run(
     slot: &mut HandshakeSlot<'_>,
 ) -> std::result::Result<SessionRecord, SetupError> {
     let method = shared.auth.method();
+    let src = slot.src;
+    if method != AuthMethod::None {
+        // Before any of the login's work: an EC-SRP5 MSG1 costs the server ~10x what it
+        // costs the sender (issue 12).
+        let now = Instant::now();
+        let admitted = shared.limits.lock().begin_login(src, now);
+        if let Err(r) = admitted {
+            let why = r.describe(now);
+            reject(shared, peer, refusal_reason(r), &why);
+            return Err((Error::Refused(why), None, method, Some(refusal_reason(r))));
+        }
+    }
     let mut presented = None;
     let user = shared
         .auth
@@ -532,10 +643,41 @@ fn setup_and_run(
             shared.metrics.reject(reason_of(&e));
             if matches!(e, Error::Auth { .. }) {
                 shared.metrics.auth_failure(method.as_str());
+                let blocked = shared.limits.lock().login_failed(src, Instant::now());
+                if blocked.is_some() {
+                    let g = shared.cfg.guard;
+                    log::warn!(
+                        "{src}: {} wrong logins within {} s: refusing connections from it for {} s (--max-login-failures, --login-block)",
+                        g.max_login_failures,
+                        g.login_window.as_secs(),
+                        g.login_block.as_secs()
+                    );
+                }
             }
-            (e, presented.clone(), method)
+            (e, presented.clone(), method, None)
         })?;
-    let fail = |e: Error| (e, user.clone(), method);
+    if method != AuthMethod::None {
+        shared.limits.lock().login_ok(src);
+    }
+    let fail = |e: Error| (e, user.clone(), method, None);
+    // The session slot is taken after the login, so unauthenticated handshakes never hold
+    // one (they are bounded per source instead).
+    if shared.active.fetch_add(1, SeqCst) >= shared.cfg.max_sessions {
+        shared.active.fetch_sub(1, SeqCst);
+        let why = format!(
+            "session limit ({}) reached (--max-sessions)",
+            shared.cfg.max_sessions
+        );
+        reject(shared, peer, RejectReason::Limit, &why);
+        return Err((Error::Refused(why), user, method, Some(RejectReason::Limit)));
+    }
+    struct Active<'a>(&'a AtomicUsize);
+    impl Drop for Active<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, SeqCst);
+        }
+    }
+    let _active = Active(&shared.active);
     let tcp = cmd.protocol == Protocol::Tcp;
     let n = cmd.connections();
     let local_ip = s
@@ -549,15 +691,27 @@ fn setup_and_run(
     let mut lease = None;
     if tcp && n > 1 {
         let (token, rx) = register_join(shared, peer_ip, n - 1);
-        struct Unregister<'a>(&'a Shared, Token);
+        // The data connections may come beyond the per-source handshake cap.
+        shared
+            .limits
+            .lock()
+            .join_room(src, n - 1, true, Instant::now());
+        struct Unregister<'a>(&'a Shared, Token, Source, usize);
         impl Drop for Unregister<'_> {
             fn drop(&mut self) {
                 self.0.pending.lock().remove(&self.1);
+                self.0
+                    .limits
+                    .lock()
+                    .join_room(self.2, self.3, false, Instant::now());
             }
         }
-        let _unreg = Unregister(shared, token);
+        let _unreg = Unregister(shared, token, src, n - 1);
         net::write_msg(&mut s, &Reply::OkToken(token).to_bytes(), Phase::Command).map_err(fail)?;
-        let deadline = Instant::now() + shared.cfg.join_timeout;
+        // The wait ends at the handshake deadline by itself; the guard must not cut the
+        // control connection of a session that goes on with the connections that came.
+        slot.disarm();
+        let deadline = slot.deadline;
         while extra.len() < n - 1 && !shared.stop.is_triggered() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -566,6 +720,19 @@ fn setup_and_run(
             if let Ok(c) = rx.recv_timeout(left.min(net::POLL_TIMEOUT)) {
                 extra.push(c);
             }
+        }
+        if extra.is_empty() && !shared.stop.is_triggered() {
+            // Nothing joined: a client that opens no data connection is broken or hostile,
+            // and going on would hold a session slot until the control timeout (issue 12).
+            return Err(fail(Error::Timeout {
+                phase: Phase::Command,
+                addr: Some(peer),
+                secs: shared.cfg.handshake_timeout.as_secs_f64(),
+            }))
+            .map_err(|(e, u, m, _)| {
+                log::debug!("{peer}: none of {} data connections joined", n - 1);
+                (e, u, m, Some(RejectReason::Timeout))
+            });
         }
         if extra.len() < n - 1 {
             log::warn!(

@@ -1,0 +1,342 @@
+//! Issue 12, items 4 and 5, through the built binary: slow-loris and half-open handshakes are
+//! dropped at the handshake deadline and capped per source, so a flood from one address does
+//! not starve another; wrong logins and login floods from one address cost bounded server
+//! CPU while a user from another address logs in at once; rejections are logged at a bounded
+//! rate. Other sources are other loopback addresses (127.0.0.2, .3), which Linux routes to lo.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use btest::wire::{Command, Direction, Protocol};
+
+use crate::util::*;
+
+/// A server binary whose stderr lines are kept for the test to count.
+struct LoggedServer {
+    child: Child,
+    addr: String,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl LoggedServer {
+    fn start(extra: &[&str]) -> LoggedServer {
+        let base = udp_base().to_string();
+        let mut child = btest_bin()
+            .args(["server", "--listen", "0.0.0.0:0", "--udp-port-from", &base])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut first = String::new();
+        err.read_line(&mut first).unwrap();
+        assert!(first.contains("listening on"), "{first}");
+        let port = first.trim().rsplit(':').next().unwrap().to_string();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let l = lines.clone();
+        std::thread::spawn(move || {
+            for line in err.lines().map_while(Result::ok) {
+                l.lock().unwrap().push(line);
+            }
+        });
+        LoggedServer {
+            child,
+            addr: format!("127.0.0.1:{port}"),
+            lines,
+        }
+    }
+
+    fn sock(&self) -> SocketAddr {
+        self.addr.parse().unwrap()
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// The server's user + system CPU so far, in seconds (all threads, live and ended).
+    fn cpu_s(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = after.split_whitespace().collect();
+        // fields 14 and 15 of stat(5), here 11 and 12 after the command name
+        let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+        ticks as f64 / 100.0
+    }
+
+    fn threads(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/task", self.child.id()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for LoggedServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A connection from `from` (a loopback address) that has read the hello.
+fn connect_from(from: [u8; 4], to: SocketAddr) -> Option<TcpStream> {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+    s.bind(&SocketAddr::from((from, 0)).into()).ok()?;
+    s.connect(&to.into()).ok()?;
+    let s: TcpStream = s.into();
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    Some(s)
+}
+
+/// Reads until the server closes; how long that took from `since`.
+fn closed_after(s: &mut TcpStream, since: Instant) -> Duration {
+    let mut buf = [0u8; 256];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return since.elapsed(),
+            Ok(_) => {}
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(15),
+            "server kept a connection open"
+        );
+    }
+}
+
+fn tcp_command(count: u8) -> [u8; 16] {
+    Command {
+        protocol: Protocol::Tcp,
+        direction: Direction::ServerTx,
+        random_data: false,
+        connection_count: count,
+        tx_size: 32768,
+        client_buf_size: 0,
+        remote_tx_speed: 1_000_000,
+        local_tx_speed: 0,
+    }
+    .to_bytes()
+}
+
+/// A short real test from `bind`; panics unless it succeeds.
+fn real_client(addr: &str, bind: &str, extra: &[&str]) -> Duration {
+    let t0 = Instant::now();
+    let o = btest_bin()
+        .args(["client", addr, "--bind", bind, "--duration", "1", "--json"])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "client from {bind} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    t0.elapsed()
+}
+
+#[test]
+fn a_flood_of_half_open_handshakes_does_not_starve_another_source() {
+    watchdog(90, || {
+        let _x = exclusive();
+        let srv = LoggedServer::start(&["--handshake-timeout", "2s"]);
+        let to = srv.sock();
+        // main, accept and guard threads: the listening line comes before they are all up
+        std::thread::sleep(Duration::from_millis(300));
+        let base_threads = srv.threads();
+        let t0 = Instant::now();
+        // 500 from 127.0.0.1: most silent, every 10th sends one byte, every 25th a
+        // connection-count 20 command whose data connections never come.
+        let mut flood = Vec::new();
+        for i in 0..500 {
+            let Some(mut s) = connect_from([127, 0, 0, 1], to) else {
+                continue;
+            };
+            if i % 25 == 0 {
+                let _ = s.write_all(&tcp_command(20));
+            } else if i % 10 == 0 {
+                let _ = s.write_all(&[1]);
+            }
+            flood.push(s);
+        }
+        assert!(flood.len() >= 490, "only {} connected", flood.len());
+        // A slow-loris from its own address: one byte every 300 ms would restart a per-read
+        // timeout forever; the deadline counts from the accept.
+        let mut loris = connect_from([127, 0, 0, 3], to).unwrap();
+        let loris_t0 = Instant::now();
+        let mut hello = [0u8; 4];
+        loris.read_exact(&mut hello).unwrap();
+        let mut dripper = loris.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut b = tcp_command(1);
+            b[0] = 1;
+            for byte in b.iter().cycle() {
+                if dripper.write_all(&[*byte]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        });
+        // In the middle of the flood, a normal client from another address is served.
+        let took = real_client(&srv.addr, "127.0.0.2", &["--direction", "both"]);
+        assert!(
+            took < Duration::from_secs(4),
+            "served only after {took:?} during the flood"
+        );
+        // Every flood connection is closed: the refused ones at once, the admitted ones
+        // (16 per source) at the 2 s deadline; none lives past it by much.
+        let mut latest = Duration::ZERO;
+        for s in &mut flood {
+            latest = latest.max(closed_after(s, t0));
+        }
+        assert!(
+            latest < Duration::from_millis(4500),
+            "a flood connection lived {latest:?} (deadline 2 s)"
+        );
+        let l = closed_after(&mut loris, loris_t0);
+        assert!(
+            l >= Duration::from_millis(1900) && l < Duration::from_millis(3000),
+            "the slow-loris was dropped after {l:?}, not at the 2 s deadline"
+        );
+        // Logging stayed bounded: a few lines per reason and window plus their counts.
+        assert!(
+            wait_until(Duration::from_secs(12), || srv
+                .lines()
+                .iter()
+                .any(|l| l.contains("not logged one by one"))),
+            "no summary line: {:?}",
+            srv.lines()
+        );
+        let lines = srv.lines();
+        assert!(
+            lines.len() < 40,
+            "{} stderr lines for 500 refused connections:\n{}",
+            lines.len(),
+            lines.join("\n")
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("--max-handshakes-per-source")),
+            "the refusal names its setting: {lines:?}"
+        );
+        // and the server is back to its baseline, still serving
+        assert!(
+            wait_until(Duration::from_secs(5), || srv.threads() <= base_threads),
+            "threads {} vs {base_threads}",
+            srv.threads()
+        );
+        real_client(&srv.addr, "127.0.0.1", &[]);
+    });
+}
+
+#[test]
+fn wrong_logins_and_msg1_floods_cost_bounded_cpu_and_spare_other_users() {
+    watchdog(120, || {
+        let _x = exclusive();
+        let srv = LoggedServer::start(&["--user", "alice", "--password", "right"]);
+        let cpu0 = srv.cpu_s();
+        let t0 = Instant::now();
+        // 100 wrong logins from 127.0.0.1, each a real EC-SRP5 client.
+        let mut refused_fast = 0;
+        for _ in 0..100 {
+            let t = Instant::now();
+            let o = btest_bin()
+                .args([
+                    "client",
+                    &srv.addr,
+                    "--user",
+                    "alice",
+                    "--password",
+                    "wrong",
+                ])
+                .args(["--duration", "1", "--connect-timeout", "3s"])
+                .output()
+                .unwrap();
+            assert!(!o.status.success());
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(!err.contains("panicked"), "{err}");
+            if t.elapsed() < Duration::from_millis(500) {
+                refused_fast += 1;
+            }
+        }
+        let cpu_wrong = srv.cpu_s() - cpu0;
+        eprintln!(
+            "100 wrong logins: server CPU {:.0} ms in all, {:.1} s wall",
+            cpu_wrong * 1e3,
+            t0.elapsed().as_secs_f64()
+        );
+        // The work the server did: one EC-SRP5 exchange per failure it logged. Five, then
+        // the source is blocked and every further attempt is closed after the accept.
+        let computed = srv
+            .lines()
+            .iter()
+            .filter(|l| l.contains("authentication failed"))
+            .count();
+        assert_eq!(computed, 5, "{:?}", srv.lines());
+        assert!(refused_fast >= 90, "only {refused_fast} refused quickly");
+        // The target is <= 100 ms on a quiet machine (docs/reliability.md: 40-50 ms here);
+        // process CPU is tick-sampled and inflates on a loaded one, so the test only
+        // catches an order of magnitude (100 full exchanges cost ~600 ms).
+        assert!(
+            cpu_wrong <= 0.400,
+            "100 wrong logins cost the server {:.0} ms of CPU (target <= 100 ms)",
+            cpu_wrong * 1e3
+        );
+        // The block is logged once, not per attempt.
+        let blocks = srv
+            .lines()
+            .iter()
+            .filter(|l| l.contains("wrong logins within"))
+            .count();
+        assert_eq!(blocks, 1, "{:?}", srv.lines());
+
+        // A legitimate user from another address logs in at once.
+        let took = real_client(
+            &srv.addr,
+            "127.0.0.2",
+            &["--user", "alice", "--password", "right"],
+        );
+        assert!(took < Duration::from_secs(3), "login took {took:?}");
+
+        // An MSG1 flood from a third address: EC-SRP5 exchanges started and dropped.
+        let cpu1 = srv.cpu_s();
+        let (_, msg1) = btest::auth::ec_srp5::ClientHandshake::new(b"alice", b"x", [7u8; 32]);
+        let msg1 = btest::auth::ec_srp5::frame(&msg1).unwrap();
+        let mut answered = 0;
+        for _ in 0..200 {
+            let Some(mut s) = connect_from([127, 0, 0, 3], srv.sock()) else {
+                continue;
+            };
+            let mut b = [0u8; 4];
+            if s.read_exact(&mut b).is_err() {
+                continue; // refused before the hello
+            }
+            if s.write_all(&tcp_command(1)).is_err() || s.read_exact(&mut b).is_err() {
+                continue;
+            }
+            if b[0] == 3 && s.write_all(&msg1).is_ok() {
+                let mut m2 = [0u8; 1];
+                if s.read_exact(&mut m2).is_ok() {
+                    answered += 1; // the server did the work of MSG2
+                }
+            }
+        }
+        let cpu_flood = srv.cpu_s() - cpu1;
+        eprintln!(
+            "200 MSG1 from one address: {answered} answered, server CPU {:.0} ms",
+            cpu_flood * 1e3
+        );
+        assert!(
+            answered <= 12,
+            "{answered} MSG1 of 200 got the server's work (burst 10)"
+        );
+        assert!(
+            cpu_flood <= 0.400,
+            "an MSG1 flood cost the server {:.0} ms of CPU",
+            cpu_flood * 1e3
+        );
+    });
+}

@@ -189,8 +189,10 @@ impl fmt::Display for Error {
             } => write!(
                 f,
                 "cannot connect{}: {source}; check that a bandwidth-server runs there \
-                 (RouterOS: /tool bandwidth-server set enabled=yes) and that TCP port 2000 is reachable",
-                at(addr)
+                 (RouterOS: /tool bandwidth-server set enabled=yes) and that TCP port {} is reachable",
+                at(addr),
+                // the port the user asked for, not the default (a CLI error keeps the input)
+                addr.map_or(2000, |a| a.port())
             ),
             Error::Io {
                 phase: Phase::Bind,
@@ -273,6 +275,19 @@ pub type Result<T> = std::result::Result<T, Error>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connect_error_names_the_port_asked_for() {
+        let refused = || io::Error::from(io::ErrorKind::ConnectionRefused);
+        let e = Error::io(
+            Phase::Connect,
+            Some("192.0.2.1:27100".parse().unwrap()),
+            refused(),
+        );
+        assert!(e.to_string().contains("TCP port 27100 is reachable"), "{e}");
+        let e = Error::io(Phase::Connect, None, refused());
+        assert!(e.to_string().contains("TCP port 2000 is reachable"), "{e}");
+    }
 
     #[test]
     fn exit_codes() {

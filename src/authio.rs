@@ -283,6 +283,8 @@ impl ServerAccounts {
         }
     }
 
+    // Failures are logged at debug level here: the server logs each through its rate gate
+    // (one line per failure would let a login flood fill the log, issue 12).
     fn server_md5(
         &self,
         s: &mut TcpStream,
@@ -304,7 +306,7 @@ impl ServerAccounts {
             log::info!("{peer}: authenticated user '{name}' (MD5)");
             return Ok(name);
         }
-        log::warn!("{peer}: authentication failed (MD5) for user '{name}'");
+        log::debug!("{peer}: authentication failed (MD5) for user '{name}'");
         let _ = net::write_msg(s, &Reply::Failed.to_bytes(), Phase::Auth);
         Err(auth_err(
             m,
@@ -322,7 +324,7 @@ impl ServerAccounts {
         net::write_msg(s, &Reply::NeedEcSrp5.to_bytes(), Phase::Auth)?;
         let msg1 = read_frame(s, m)?;
         let parsed = ec_srp5::parse_msg1(&msg1).map_err(|e| {
-            log::warn!("{peer}: authentication failed (EC-SRP5): bad MSG1: {e}");
+            log::debug!("{peer}: authentication failed (EC-SRP5): bad MSG1: {e}");
             auth_err(m, format!("from {peer}: bad MSG1: {e}"))
         })?;
         let name = String::from_utf8_lossy(parsed.user).into_owned();
@@ -349,7 +351,7 @@ impl ServerAccounts {
         let r = ec_srp5::ServerHandshake::new(verifier, &parsed, s_b);
         s_b.fill(0);
         let (hs, msg2) = r.map_err(|e| {
-            log::warn!("{peer}: authentication failed (EC-SRP5) for user '{name}': {e}");
+            log::debug!("{peer}: authentication failed (EC-SRP5) for user '{name}': {e}");
             auth_err(m, format!("user '{name}' from {peer}: {e}"))
         })?;
         write_frame(s, &msg2, m)?;
@@ -361,7 +363,7 @@ impl ServerAccounts {
                 Ok(name)
             }
             Err(e) => {
-                log::warn!("{peer}: authentication failed (EC-SRP5) for user '{name}': {e}");
+                log::debug!("{peer}: authentication failed (EC-SRP5) for user '{name}': {e}");
                 Err(auth_err(
                     m,
                     format!("user '{name}' from {peer}: wrong user or password"),

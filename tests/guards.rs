@@ -236,7 +236,17 @@ fn a_flood_of_half_open_handshakes_does_not_starve_another_source() {
 fn wrong_logins_and_msg1_floods_cost_bounded_cpu_and_spare_other_users() {
     watchdog(120, || {
         let _x = exclusive();
-        let srv = LoggedServer::start(&["--user", "alice", "--password", "right"]);
+        // (the metrics file is removed at the end)
+        let prom = std::env::temp_dir().join(format!("btest-guards-{}.prom", std::process::id()));
+        let prom_s = prom.to_string_lossy().into_owned();
+        let srv = LoggedServer::start(&[
+            "--user",
+            "alice",
+            "--password",
+            "right",
+            "--metrics-file",
+            &prom_s,
+        ]);
         let cpu0 = srv.cpu_s();
         let t0 = Instant::now();
         // 100 wrong logins from 127.0.0.1, each a real EC-SRP5 client.
@@ -268,14 +278,27 @@ fn wrong_logins_and_msg1_floods_cost_bounded_cpu_and_spare_other_users() {
             cpu_wrong * 1e3,
             t0.elapsed().as_secs_f64()
         );
-        // The work the server did: one EC-SRP5 exchange per failure it logged. Five, then
+        // The work the server did: one EC-SRP5 exchange per failure it counted. Five, then
         // the source is blocked and every further attempt is closed after the accept.
-        let computed = srv
-            .lines()
-            .iter()
-            .filter(|l| l.contains("authentication failed"))
-            .count();
-        assert_eq!(computed, 5, "{:?}", srv.lines());
+        let metric = |name: &str| -> Option<f64> {
+            let text = std::fs::read_to_string(&prom).ok()?;
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        };
+        let failures = r#"btest_auth_failures_total{method="ecsrp5"}"#;
+        assert!(
+            wait_until(Duration::from_secs(3), || metric(failures) == Some(5.0)),
+            "{failures} = {:?}, {:?}",
+            metric(failures),
+            srv.lines()
+        );
+        assert!(
+            wait_until(Duration::from_secs(3), || metric(
+                r#"btest_sessions_rejected_total{reason="login_blocked"}"#
+            ) >= Some(90.0)),
+            "blocked refusals not counted"
+        );
         assert!(refused_fast >= 90, "only {refused_fast} refused quickly");
         // The target is <= 100 ms on a quiet machine (docs/reliability.md: 40-50 ms here);
         // process CPU is tick-sampled and inflates on a loaded one, so the test only
@@ -333,6 +356,7 @@ fn wrong_logins_and_msg1_floods_cost_bounded_cpu_and_spare_other_users() {
             answered <= 12,
             "{answered} MSG1 of 200 got the server's work (burst 10)"
         );
+        let _ = std::fs::remove_file(&prom);
         assert!(
             cpu_flood <= 0.400,
             "an MSG1 flood cost the server {:.0} ms of CPU",

@@ -643,6 +643,9 @@ fn setup_and_run(
             shared.metrics.reject(reason_of(&e));
             if matches!(e, Error::Auth { .. }) {
                 shared.metrics.auth_failure(method.as_str());
+                if shared.gate.lock().allow("auth_failed") {
+                    log::warn!("{peer}: {e}");
+                }
                 let blocked = shared.limits.lock().login_failed(src, Instant::now());
                 if blocked.is_some() {
                     let g = shared.cfg.guard;

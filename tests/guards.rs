@@ -200,6 +200,13 @@ fn a_flood_of_half_open_handshakes_does_not_starve_another_source() {
             l >= Duration::from_millis(1900) && l < Duration::from_millis(3000),
             "the slow-loris was dropped after {l:?}, not at the 2 s deadline"
         );
+        eprintln!(
+            "flood of {}: other source served in {:.2} s; last flood connection closed at {:.2} s; slow-loris dropped after {:.2} s",
+            flood.len(),
+            took.as_secs_f64(),
+            latest.as_secs_f64(),
+            l.as_secs_f64()
+        );
         // Logging stayed bounded: a few lines per reason and window plus their counts.
         assert!(
             wait_until(Duration::from_secs(12), || srv
@@ -210,6 +217,7 @@ fn a_flood_of_half_open_handshakes_does_not_starve_another_source() {
             srv.lines()
         );
         let lines = srv.lines();
+        eprintln!("stderr lines: {}", lines.len());
         assert!(
             lines.len() < 40,
             "{} stderr lines for 500 refused connections:\n{}",

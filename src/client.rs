@@ -90,34 +90,49 @@ impl ClientResult {
 
     /// Success, or the error that says why this test does not count.
     pub fn outcome(&self) -> Result<()> {
-        let secs = self.summary.duration.as_secs_f64();
+        if let Some(what) = self.ended_by_server() {
+            return Err(Error::EndedEarly(what));
+        }
         match &self.summary.end_reason {
             StopReason::Completed | StopReason::Shutdown => {}
-            StopReason::PeerClosed => {
-                return Err(Error::EndedEarly(format!(
-                    "the server closed the connection after {secs:.1} s (its --max-duration, \
-                     a restart, or it went away)"
-                )))
-            }
-            StopReason::PeerReset => {
-                return Err(Error::EndedEarly(format!(
-                    "the server's connection was reset after {secs:.1} s (it crashed, was \
-                     killed, or a middlebox dropped the connection)"
-                )))
-            }
-            StopReason::ControlTimeout => {
-                return Err(Error::EndedEarly(format!(
-                    "the server went silent: no data or status for {} s (after {secs:.1} s of \
-                     test)",
-                    self.control_timeout.as_secs_f64()
-                )))
-            }
             other => return Err(Error::EndedEarly(format!("test ended: {}", other.as_str()))),
         }
         match self.no_data() {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// What the server (or the path to it) did, when that is what ended the test: said as
+    /// what we saw and when, never as a refusal (the test ran). `None` for our own ends.
+    fn ended_by_server(&self) -> Option<String> {
+        let secs = self.summary.duration.as_secs_f64();
+        Some(match &self.summary.end_reason {
+            StopReason::PeerClosed => format!(
+                "the server closed the connection {secs:.1} s into the test: it ended the \
+                 session (its --max-duration, or its control timeout after silence from us) or \
+                 its process exited or was killed"
+            ),
+            StopReason::PeerReset => format!(
+                "the server reset the connection {secs:.1} s into the test: it ended the session \
+                 with our data unread (its --max-duration, or its control timeout after silence \
+                 from us), it was killed or crashed, or a firewall or NAT dropped the connection"
+            ),
+            StopReason::ControlTimeout => {
+                let limit = self.control_timeout.as_secs_f64();
+                let what = if self.protocol == Protocol::Tcp {
+                    "no data or status from it, and none of ours accepted"
+                } else {
+                    "no data or status from it"
+                };
+                format!(
+                    "the server went silent {:.1} s into the test: {what} for {limit:.0} s (the \
+                     control timeout); it is stopped or hung, or the path to it broke",
+                    (secs - limit).max(0.0)
+                )
+            }
+            _ => return None,
+        })
     }
 
     /// The "this host limited the rate" note, unless nothing was measured at all (then the

@@ -311,8 +311,11 @@ fn wrong_logins_and_msg1_floods_cost_bounded_cpu_and_spare_other_users() {
         // The target is <= 100 ms on a quiet machine (docs/reliability.md: 40-50 ms here);
         // process CPU is tick-sampled and inflates on a loaded one, so the test only
         // catches an order of magnitude (100 full exchanges cost ~600 ms).
+        // A debug build's bignum code is ~15x slower: the CPU figures mean something only
+        // in release (`make soak`, docs/reliability.md); the counts above hold in both.
+        let release = !cfg!(debug_assertions);
         assert!(
-            cpu_wrong <= 0.400,
+            !release || cpu_wrong <= 0.400,
             "100 wrong logins cost the server {:.0} ms of CPU (target <= 100 ms)",
             cpu_wrong * 1e3
         );
@@ -366,7 +369,7 @@ fn wrong_logins_and_msg1_floods_cost_bounded_cpu_and_spare_other_users() {
         );
         let _ = std::fs::remove_file(&prom);
         assert!(
-            cpu_flood <= 0.400,
+            !release || cpu_flood <= 0.400,
             "an MSG1 flood cost the server {:.0} ms of CPU",
             cpu_flood * 1e3
         );

@@ -6,9 +6,11 @@ mod util; // start_server, run_client, watchdog, polling helpers
 mod auth; // MD5 and EC-SRP5 end to end, failures keep the server serving
 mod cli; // the built binary: options, errors, exit codes, --json output
 mod export; // --csv, --syslog and --metrics-file through the built binary
+mod faults; // issue 12: client and server killed or stopped mid-test, as processes
 mod guards; // issue 12: handshake deadline and per-source caps, login abuse, bounded logs
 mod hostile; // garbage, truncation, silence, vanishing clients: freed threads and ports
 mod netem; // 5 % loss on a veth link between two namespaces (root only)
+mod soak; // issue 12: 100/1000 sessions against one server process, 100 at once, /proc
 mod stop; // promptness of client and server shutdown
 mod tcp; // TCP in every direction, 1 and 4 connections, IPv4 and IPv6, speed limits
 mod trust; // issue 8: last interval, status bytes, peer counts, no-data failures, records

@@ -54,6 +54,10 @@ const TX_DRAIN_LIMIT: Duration = Duration::from_secs(1);
 const FINAL_STATUS_SLACK: Duration = Duration::from_millis(250);
 /// After our FIN, once a peer status has come in, how much longer we wait for the peer's close.
 const AFTER_PEER_STATUS: Duration = Duration::from_millis(200);
+/// A gap this long between two ticks (which come at least every [`MAX_TICK`]) means this
+/// process did not run: stopped (SIGSTOP, a paused VM) or starved of CPU. That time is not the
+/// peer's silence, and it is logged, because a peer may well have ended the test meanwhile.
+const STALL: Duration = Duration::from_secs(1);
 /// How long a started 12-byte status write may take to complete before the stream is given up
 /// as unusable (a half-written status would put the peer's framing out of step).
 const STATUS_WRITE_LIMIT: Duration = Duration::from_secs(2);
@@ -240,6 +244,9 @@ struct State {
     last_report: Instant,
     schedule: Schedule,
     last_heard: Instant,
+    /// When [`State::tick`] last finished, to notice that this process did not run
+    /// ([`STALL`]); from its end, so a slow status write is not taken for a stall.
+    last_tick: Instant,
     seq: u32,
     cpu: CpuMeter,
     local_cpu: Option<u8>,
@@ -264,6 +271,7 @@ impl State {
             last_report: ctx.epoch,
             schedule: Schedule::new(ctx.epoch, ctx.interval),
             last_heard: ctx.epoch,
+            last_tick: ctx.epoch,
             seq: 0,
             cpu: CpuMeter::new(),
             local_cpu: None,
@@ -425,6 +433,7 @@ impl State {
     fn tick(&mut self, ctx: &mut StatusCtx<'_>) -> Result<Option<End>> {
         let now = Instant::now();
         let elapsed = now - ctx.epoch;
+        self.notice_stall(ctx, now);
         if crate::sys::signalled() || ctx.parent.is_some_and(|p| p.is_triggered()) {
             return Ok(Some(End::Abrupt(StopReason::Shutdown)));
         }
@@ -453,6 +462,26 @@ impl State {
             return Ok(Some(End::Abrupt(StopReason::ControlTimeout)));
         }
         Ok(None)
+    }
+
+    /// A long gap since the last tick: we were not running. Says so, and does not count that
+    /// time as the peer's silence (on resuming, the peer's close or data is still queued for
+    /// the RX side, which may not have run yet; blaming the peer's silence would be wrong).
+    fn notice_stall(&mut self, ctx: &StatusCtx<'_>, now: Instant) {
+        let gap = now.saturating_duration_since(self.last_tick);
+        if gap < STALL {
+            return;
+        }
+        let from = (now - gap)
+            .saturating_duration_since(ctx.epoch)
+            .as_secs_f64();
+        log::warn!(
+            "this process did not run for {:.1} s, from {from:.1} s into the test (stopped, \
+             e.g. SIGSTOP or a paused VM, or starved of CPU); a peer may have ended the test \
+             meanwhile (its control timeout)",
+            gap.as_secs_f64()
+        );
+        self.last_heard = (self.last_heard + gap).min(now);
     }
 
     /// The orderly end: drain, final take and status, (client) FIN and the peer's answer.
@@ -535,12 +564,16 @@ pub fn run(mut ctx: StatusCtx<'_>) -> Result<StatusTotals> {
                 Err(_) => remote = never.clone(),
             },
             recv(tick) -> _ => {
-                if let Some(end) = s.tick(&mut ctx)? {
+                let end = s.tick(&mut ctx)?;
+                s.last_tick = Instant::now();
+                if let Some(end) = end {
                     break end;
                 }
             }
         }
     };
+    // Resumed after a stop, the RX side may have found the peer's close before any tick ran.
+    s.notice_stall(&ctx, Instant::now());
     let data_end = match end {
         End::Duration => {
             let t = s.finish_orderly(&mut ctx, true);

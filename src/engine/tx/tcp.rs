@@ -121,13 +121,17 @@ pub(super) fn run_with(
     while !ctx.stop.is_triggered() {
         if off == end {
             if let Some(msg) = statuses.and_then(|r| r.try_recv().ok()) {
-                write_whole(ctx, &mut s, &msg).map_err(|e| Error::io(Phase::Status, peer, e))?;
+                if let Err(e) = write_whole(ctx, &mut s, &msg) {
+                    // the peer gone is the end of the test (PeerReset), as for a chunk
+                    return end_on_peer_error(ctx, e, Phase::Status, peer);
+                }
             }
             if ctx.stop.data_over() {
                 // At a chunk boundary: flush what the status thread queued, then leave.
                 while let Some(msg) = statuses.and_then(|r| r.try_recv().ok()) {
-                    write_whole(ctx, &mut s, &msg)
-                        .map_err(|e| Error::io(Phase::Status, peer, e))?;
+                    if let Err(e) = write_whole(ctx, &mut s, &msg) {
+                        return end_on_peer_error(ctx, e, Phase::Status, peer);
+                    }
                 }
                 return Ok(());
             }
@@ -191,7 +195,7 @@ pub(super) fn run_with(
                 }
             }
             Err(e) if net::is_timeout(&e) => {}
-            Err(e) => return end_on_peer_error(ctx, e, peer),
+            Err(e) => return end_on_peer_error(ctx, e, Phase::Data, peer),
         }
     }
     Ok(())
@@ -199,7 +203,12 @@ pub(super) fn run_with(
 
 /// A write error after the peer went away is the end of a test, not a failure of ours: while
 /// the session drains or stops it is expected; before, the peer vanished (reset).
-fn end_on_peer_error(ctx: &TxCtx<'_>, e: io::Error, peer: Option<SocketAddr>) -> Result<()> {
+fn end_on_peer_error(
+    ctx: &TxCtx<'_>,
+    e: io::Error,
+    phase: Phase,
+    peer: Option<SocketAddr>,
+) -> Result<()> {
     use io::ErrorKind::*;
     if ctx.stop.data_over() {
         return Ok(());
@@ -208,7 +217,7 @@ fn end_on_peer_error(ctx: &TxCtx<'_>, e: io::Error, peer: Option<SocketAddr>) ->
         ctx.stop.trigger(crate::engine::StopReason::PeerReset);
         return Ok(());
     }
-    Err(Error::io(Phase::Data, peer, e))
+    Err(Error::io(phase, peer, e))
 }
 
 /// Writes a whole small message, riding out poll timeouts (the chunk before it is complete).

@@ -16,7 +16,7 @@ INSTALL_BIN ?= $(BIN)
 INSTALL ?= install
 
 .PHONY: build release test lint fmt bench demo clean
-.PHONY: musl size cross-test rss check-docs install uninstall
+.PHONY: musl size cross-test rss soak check-docs fuzz-smoke install uninstall
 
 build:            ## debug build
 	$(CARGO) build
@@ -59,8 +59,22 @@ cross-test:       ## the aarch64 static binary under qemu-user: TCP, UDP, MD5, E
 rss: release      ## server RSS idle and with 1 and 20 TCP connections (the musl build if there is one)
 	bash scripts/rss.sh
 
+# `make soak`: SOAK_SESSIONS sequential sessions, then 100 at once, against one server process
+# (SOAK_BIN, default the release build), then RSS over SOAK_WAVES waves of 100 sessions.
+SOAK_SESSIONS ?= 1000
+SOAK_BIN ?= $(abspath $(BIN))
+SOAK_WAVES ?= 8
+
+soak: release     ## 1000 sessions + 100 at once vs one server: threads, fds, UDP ports, RSS back to baseline; RSS over 8 waves
+	SOAK_SESSIONS=$(SOAK_SESSIONS) SOAK_BIN=$(SOAK_BIN) \
+	  $(CARGO) test --test integration soak:: -- --nocapture --test-threads=1
+	SOAK_WAVES=$(SOAK_WAVES) bash scripts/soak.sh $(SOAK_BIN)
+
 check-docs:       ## every long option in --help appears in docs/btest.1 and README.md
 	bash scripts/check-docs.sh
+
+fuzz-smoke:       ## every cargo-fuzz target in fuzz/ for 5 s on its corpus (installs cargo-fuzz if missing)
+	CARGO="$(CARGO)" bash scripts/fuzz-smoke.sh
 
 install: $(if $(filter $(BIN),$(INSTALL_BIN)),release) ## binary + man page (+ systemd unit: SYSTEMD=1)
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1

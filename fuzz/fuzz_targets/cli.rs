@@ -1,0 +1,71 @@
+//! The command line (`cli::parse_from`): lexing, every option's value parser (rates,
+//! durations, addresses, `HOST[:PORT]`, numbers, yes/no, methods) and the cross-flag checks.
+//!
+//! Input: the arguments, separated by NUL bytes, passed as `OsString`s with their raw bytes,
+//! so non-UTF-8 arguments are exercised too. Properties asserted:
+//! - an error is a non-empty message;
+//! - `--help` in front of any arguments always wins (`Mode::Help`, never an error);
+//! - `BTEST_PASSWORD` only ever affects a client: a server, help or version invocation is the
+//!   same with and without it;
+//! - what is accepted is consistent: a client has 1..=255 connections and a user whenever it
+//!   has a password; a server listens somewhere and only requires authentication when it
+//!   has accounts.
+#![no_main]
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+
+use btest::auth::AuthMethod;
+use btest::cli::{self, Mode};
+use libfuzzer_sys::fuzz_target;
+
+fn args(data: &[u8]) -> Vec<OsString> {
+    if data.is_empty() {
+        return Vec::new();
+    }
+    data.split(|&b| b == 0)
+        .map(|a| OsString::from_vec(a.to_vec()))
+        .collect()
+}
+
+fuzz_target!(|data: &[u8]| {
+    let argv = args(data);
+    let got = cli::parse_from(argv.clone(), None);
+    let with_env = || cli::parse_from(argv.clone(), Some("env-secret".to_string()));
+    match &got {
+        Err(msg) => assert!(!msg.is_empty()),
+        Ok(inv) => match &inv.mode {
+            Mode::Client(c) => {
+                assert!(c.connection_count >= 1);
+                assert!(c.password.is_none() || c.user.is_some());
+                if c.password.is_none() {
+                    // The environment's password fills in only what the line left open.
+                    let Ok(Mode::Client(e)) = with_env().map(|i| i.mode) else {
+                        panic!("BTEST_PASSWORD turned a client into something else");
+                    };
+                    assert_eq!(e.password.as_deref(), Some("env-secret"));
+                }
+            }
+            Mode::Server(s) => {
+                assert!(!s.listen.is_empty());
+                if s.auth != AuthMethod::None {
+                    assert!(!s.users.is_empty() || s.users_file.is_some());
+                }
+                assert_eq!(
+                    with_env().as_ref(),
+                    Ok(inv),
+                    "BTEST_PASSWORD changed a server"
+                );
+            }
+            Mode::Help(_) => assert_eq!(with_env().as_ref(), Ok(inv)),
+            Mode::Version => assert_eq!(with_env().as_ref(), Ok(inv)),
+        },
+    }
+
+    let mut helped = vec![OsString::from("--help")];
+    helped.extend(argv);
+    match cli::parse_from(helped, None) {
+        Ok(inv) => assert!(matches!(inv.mode, Mode::Help(_)), "{inv:?}"),
+        Err(e) => panic!("--help first must win, got {e:?}"),
+    }
+});

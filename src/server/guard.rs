@@ -9,7 +9,6 @@
 //!
 //! Must not: read or write a socket (only `shutdown`), block on anything but its own sleep.
 
-use std::collections::HashMap;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
@@ -34,26 +33,28 @@ pub(super) struct InFlight {
 #[derive(Default)]
 pub(super) struct Watch {
     next: u64,
-    live: HashMap<u64, InFlight>,
+    live: Vec<(u64, InFlight)>,
 }
 
 impl Watch {
     /// Registers a handshake; the id removes it.
     pub fn add(&mut self, f: InFlight) -> u64 {
         self.next += 1;
-        self.live.insert(self.next, f);
+        self.live.push((self.next, f));
         self.next
     }
 
     /// Stops watching (the handshake ended or moved to a phase with its own deadline).
     pub fn remove(&mut self, id: u64) {
-        self.live.remove(&id);
+        if let Some(i) = self.live.iter().position(|(k, _)| *k == id) {
+            self.live.swap_remove(i);
+        }
     }
 
     /// Shuts down every handshake past its deadline; returns their peers.
     fn expire(&mut self, now: Instant) -> Vec<SocketAddr> {
         let mut out = Vec::new();
-        self.live.retain(|_, f| {
+        self.live.retain(|(_, f)| {
             if now < f.deadline {
                 return true;
             }

@@ -10,7 +10,6 @@
 //! the server ~10x what it costs the sender (issue 12). A source is an IPv4 address or an
 //! IPv6 /64 (one host commonly owns a whole /64, so per-address IPv6 limits are no limits).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
@@ -145,7 +144,9 @@ impl SourceState {
 #[derive(Debug)]
 pub struct Limits {
     cfg: GuardConfig,
-    sources: HashMap<Source, SourceState>,
+    /// A plain list, pruned every few seconds: a linear scan of even a few thousand entries
+    /// per accept costs microseconds, and a second HashMap type cost the router build 3 KiB.
+    sources: Vec<(Source, SourceState)>,
     handshakes: usize,
 }
 
@@ -154,9 +155,32 @@ impl Limits {
     pub fn new(cfg: GuardConfig) -> Self {
         Limits {
             cfg,
-            sources: HashMap::new(),
+            sources: Vec::new(),
             handshakes: 0,
         }
+    }
+
+    fn get(&self, src: Source) -> Option<&SourceState> {
+        self.sources.iter().find(|(k, _)| *k == src).map(|(_, v)| v)
+    }
+
+    fn get_mut(&mut self, src: Source) -> Option<&mut SourceState> {
+        self.sources
+            .iter_mut()
+            .find(|(k, _)| *k == src)
+            .map(|(_, v)| v)
+    }
+
+    /// The source's state, created on first sight.
+    fn state(&mut self, src: Source, now: Instant) -> &mut SourceState {
+        let i = match self.sources.iter().position(|(k, _)| *k == src) {
+            Some(i) => i,
+            None => {
+                self.sources.push((src, SourceState::new(now)));
+                self.sources.len() - 1
+            }
+        };
+        &mut self.sources[i].1
     }
 
     /// The limits in force.
@@ -167,7 +191,7 @@ impl Limits {
     /// A new connection from `src`: admitted (counted as a handshake in progress until
     /// [`Limits::end_handshake`]) or refused. Blocked sources are refused before the hello.
     pub fn begin_handshake(&mut self, src: Source, now: Instant) -> Result<(), Refusal> {
-        if let Some(st) = self.sources.get(&src) {
+        if let Some(st) = self.get(src) {
             if let Some(until) = st.blocked(now) {
                 return Err(Refusal::Blocked(until));
             }
@@ -180,10 +204,7 @@ impl Limits {
         // overall cap at most).
         let room_cap = self.cfg.max_handshakes / 4;
         let cap = self.cfg.max_handshakes_per_source;
-        let st = self
-            .sources
-            .entry(src)
-            .or_insert_with(|| SourceState::new(now));
+        let st = self.state(src, now);
         if st.handshakes >= cap + st.join_room.min(room_cap) {
             return Err(Refusal::SourceBusy(st.handshakes));
         }
@@ -195,7 +216,7 @@ impl Limits {
     /// A handshake admitted by [`Limits::begin_handshake`] ended (session started, refused
     /// or dropped).
     pub fn end_handshake(&mut self, src: Source) {
-        if let Some(st) = self.sources.get_mut(&src) {
+        if let Some(st) = self.get_mut(src) {
             if st.handshakes > 0 {
                 st.handshakes -= 1;
                 self.handshakes = self.handshakes.saturating_sub(1);
@@ -206,10 +227,7 @@ impl Limits {
     /// A session from `src` waits for `n` more data connections (`add`), or stopped
     /// waiting for them (`!add`). They may arrive beyond the per-source cap.
     pub fn join_room(&mut self, src: Source, n: usize, add: bool, now: Instant) {
-        let st = self
-            .sources
-            .entry(src)
-            .or_insert_with(|| SourceState::new(now));
+        let st = self.state(src, now);
         if add {
             st.join_room += n;
         } else {
@@ -220,10 +238,7 @@ impl Limits {
     /// A login is about to start its (possibly expensive) exchange.
     pub fn begin_login(&mut self, src: Source, now: Instant) -> Result<(), Refusal> {
         let cfg = self.cfg;
-        let st = self
-            .sources
-            .entry(src)
-            .or_insert_with(|| SourceState::new(now));
+        let st = self.state(src, now);
         if let Some(until) = st.blocked(now) {
             return Err(Refusal::Blocked(until));
         }
@@ -245,10 +260,7 @@ impl Limits {
         if cfg.max_login_failures == 0 {
             return None;
         }
-        let st = self
-            .sources
-            .entry(src)
-            .or_insert_with(|| SourceState::new(now));
+        let st = self.state(src, now);
         if st.blocked(now).is_some() {
             return None;
         }
@@ -269,7 +281,7 @@ impl Limits {
 
     /// A correct login forgets the source's wrong ones.
     pub fn login_ok(&mut self, src: Source) {
-        if let Some(st) = self.sources.get_mut(&src) {
+        if let Some(st) = self.get_mut(src) {
             st.failures = 0;
         }
     }
@@ -282,8 +294,8 @@ impl Limits {
     /// Sources refused now after wrong logins.
     pub fn blocked_sources(&self, now: Instant) -> usize {
         self.sources
-            .values()
-            .filter(|s| s.blocked(now).is_some())
+            .iter()
+            .filter(|(_, s)| s.blocked(now).is_some())
             .count()
     }
 
@@ -296,7 +308,7 @@ impl Limits {
     /// not grow the table for good.
     pub fn prune(&mut self, now: Instant) {
         let cfg = self.cfg;
-        self.sources.retain(|_, st| !st.idle(&cfg, now));
+        self.sources.retain(|(_, st)| !st.idle(&cfg, now));
     }
 }
 

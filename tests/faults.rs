@@ -139,15 +139,20 @@ fn client_stopped_past_the_control_timeout_is_told_what_happened() {
             );
             assert_eq!(code, Some(1), "{err}");
             assert!(err.contains("this process did not run for"), "{err}");
-            assert!(
-                line.contains("test ended early: the server closed the connection")
-                    || line.contains("test ended early: the server reset the connection"),
-                "{line}"
-            );
-            assert!(line.contains(" s into the test"), "{line}");
-            assert!(took < Duration::from_secs(2), "{took:?}");
+            ended_by_server(&line, took);
         }
     });
+}
+
+/// The client's verdict says what the server did and when, and came promptly.
+fn ended_by_server(line: &str, took: Duration) {
+    assert!(
+        line.contains("test ended early: the server closed the connection")
+            || line.contains("test ended early: the server reset the connection"),
+        "{line}"
+    );
+    assert!(line.contains(" s into the test"), "{line}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
 }
 
 #[test]
@@ -164,13 +169,7 @@ fn server_killed_mid_test_client_exits_1_and_says_so() {
             let line = verdict(&err);
             eprintln!("SIGKILLed server, {proto} both x{conns}: client exit {code:?} after {took:?}: {line}");
             assert_eq!(code, Some(1), "{err}");
-            assert!(
-                line.contains("test ended early: the server closed the connection")
-                    || line.contains("test ended early: the server reset the connection"),
-                "{line}"
-            );
-            assert!(line.contains(" s into the test"), "{line}");
-            assert!(took < Duration::from_secs(2), "{took:?}");
+            ended_by_server(&line, took);
         }
     });
 }

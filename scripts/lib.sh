@@ -20,6 +20,10 @@ die() {
   exit 1
 }
 
+# A process's resident set (KiB) and thread count, from /proc/PID/status (rss.sh, soak.sh).
+proc_rss() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$1/status"; }
+proc_threads() { sed -n 's/^Threads:[[:space:]]*//p' "/proc/$1/status"; }
+
 # bytes -> "0.927 MiB"
 mib() { awk -v b="$1" 'BEGIN { printf "%.3f MiB", b / 1048576 }'; }
 

@@ -30,8 +30,8 @@ trap 'kill "$SRV" 2>/dev/null; wait "$SRV" 2>/dev/null || true' EXIT
 wait_listening "$PORT" || die "the server did not start"
 sleep 1
 
-rss() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$SRV/status"; }
-threads() { sed -n 's/^Threads:[[:space:]]*//p' "/proc/$SRV/status"; }
+rss() { proc_rss "$SRV"; }
+threads() { proc_threads "$SRV"; }
 
 idle=$(rss)
 echo "binary: $BIN ($(stat -c %s "$BIN") bytes); client direction: $DIR"

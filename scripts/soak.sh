@@ -35,8 +35,8 @@ trap cleanup EXIT
 wait_listening "$PORT" || die "the server did not start"
 sleep 1
 
-rss() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$SRV/status"; }
-threads() { sed -n 's/^Threads:[[:space:]]*//p' "/proc/$SRV/status"; }
+rss() { proc_rss "$SRV"; }
+threads() { proc_threads "$SRV"; }
 
 idle0=$(rss)
 echo "binary: $BIN; $WAVES waves of $N sessions (TCP and UDP, both directions, 1 Mbit/s, 5 s)"

@@ -735,15 +735,13 @@ fn setup_and_run(
         if extra.is_empty() && !shared.stop.is_triggered() {
             // Nothing joined: a client that opens no data connection is broken or hostile,
             // and going on would hold a session slot until the control timeout (issue 12).
-            return Err(fail(Error::Timeout {
+            log::debug!("{peer}: none of {} data connections joined", n - 1);
+            let e = Error::Timeout {
                 phase: Phase::Command,
                 addr: Some(peer),
                 secs: shared.cfg.handshake_timeout.as_secs_f64(),
-            }))
-            .map_err(|(e, u, m, _)| {
-                log::debug!("{peer}: none of {} data connections joined", n - 1);
-                (e, u, m, Some(RejectReason::Timeout))
-            });
+            };
+            return Err((e, user, method, Some(RejectReason::Timeout)));
         }
         if extra.len() < n - 1 {
             log::warn!(

@@ -4,7 +4,18 @@
 # role-only binaries btest-server-TRIPLE and btest-client-TRIPLE (--no-default-features).
 # Linking and static CRT are configured in .cargo/config.toml. Checked by check-static.sh.
 # Env: MUSL_TARGETS (default "x86_64-unknown-linux-musl aarch64-unknown-linux-musl"), CARGO,
-# MUSL_ROLES (default "server client" when the features exist; empty: full binaries only).
+# MUSL_ROLES (default "server client" when the features exist; empty: full binaries only),
+# MUSL_BUILD_STD (default 1; 0 links the prebuilt std instead, see below).
+#
+# Why std is rebuilt (MUSL_BUILD_STD=1): the prebuilt std always links its backtrace
+# symbolizer (gimli, addr2line, miniz_oxide, rustc-demangle), about 210 KiB of a 1 MiB budget
+# that no program of ours ever calls (a panic still prints its message and location; only
+# RUST_BACKTRACE's symbol names go). Cargo's build-std, with std's features narrowed to
+# `panic-unwind`, leaves it out and keeps unwinding, so a panicked role thread is still an error
+# for one session (Cargo.toml, [profile.release]). build-std is a nightly Cargo flag: the stable
+# toolchain runs it through RUSTC_BOOTSTRAP=1, as the fuzz build does, and needs the rust-src
+# component. Measured on rustc 1.95.0, x86_64-musl full binary: 1,070,016 B with the prebuilt
+# std, 850,560 B rebuilt (docs/bench.md).
 set -euo pipefail
 SCRIPT=build-musl
 # shellcheck source=scripts/lib.sh
@@ -22,16 +33,24 @@ else
   say "Cargo.toml has no [features] with server and client yet: skipping role-only builds"
 fi
 
+STD_FLAGS=()
+if [ "${MUSL_BUILD_STD:-1}" != 0 ]; then
+  need_component rust-src
+  export RUSTC_BOOTSTRAP=1
+  STD_FLAGS=(-Z "build-std=std,panic_unwind" -Z "build-std-features=panic-unwind")
+  say "rebuilding std without its backtrace symbolizer (MUSL_BUILD_STD=0 to use the prebuilt one)"
+fi
+
 for t in "${MUSL_TARGETS[@]}"; do
   need_target "$t"
   # Roles first, the full build last, so target/$t/release/btest is the full binary afterwards.
   for role in "${ROLES[@]}"; do
     say "building $role-only for $t"
-    "$CARGO" build --release --target "$t" --no-default-features --features "$role"
+    "$CARGO" build --release --target "$t" "${STD_FLAGS[@]}" --no-default-features --features "$role"
     cp "$TARGET_DIR/$t/release/btest" "$DIST/btest-$role-$t"
   done
   say "building the full binary for $t"
-  "$CARGO" build --release --target "$t"
+  "$CARGO" build --release --target "$t" "${STD_FLAGS[@]}"
   cp "$TARGET_DIR/$t/release/btest" "$DIST/btest-$t"
 done
 # Role binaries from an earlier run when the features are gone now would be stale.

@@ -35,6 +35,14 @@ need_target() {
   fi
 }
 
+# Adds a rustup component (rust-src for build-std) when it is missing.
+need_component() {
+  if ! rustup component list --installed | grep -x "$1" >/dev/null; then
+    say "installing rustup component $1"
+    rustup component add "$1" || die "could not add the rustup component $1: set MUSL_BUILD_STD=0 to build with the prebuilt std (about 210 KiB larger, over the 1 MiB budget)"
+  fi
+}
+
 # need_cmd CMD DEBIAN_PACKAGE: installs the package with apt-get when CMD is missing.
 need_cmd() {
   command -v "$1" >/dev/null 2>&1 && return 0

@@ -286,25 +286,48 @@ const OPTIONS: &[Opt] = &[
 
 /// The role a flag belongs to, with the name to report it by: `Some` only for a flag that
 /// [`OPTIONS`] lists under one role alone (`--listen`, `-4`), not for `--json` or `-v`.
+///
+/// Looked up in a table built once from [`OPTIONS`]: walking the help rows for every flag typed
+/// made the parser cost ~1.7 ms per command line under the fuzzer (docs/fuzzing.md).
 fn flag_role(typed: &str) -> Option<(&'static str, Role)> {
-    let mut found: Option<(&'static str, Section)> = None;
+    static TABLE: std::sync::OnceLock<Vec<RoleRow>> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(role_table);
+    let i = table.binary_search_by(|(f, _)| (*f).cmp(typed)).ok()?;
+    table[i].1
+}
+
+/// A flag as typed, and the role it belongs to with the name to report it by.
+type RoleRow = (&'static str, Option<(&'static str, Role)>);
+
+/// Every flag and alias in [`OPTIONS`], sorted, with its role; a flag listed under two sections
+/// has none.
+fn role_table() -> Vec<RoleRow> {
+    let mut rows: Vec<(&'static str, &'static str, Section)> = Vec::new();
     for o in OPTIONS {
-        let name = if o.aliases.contains(&typed) {
-            o.flags().next()
-        } else {
-            o.flags().find(|f| *f == typed)
-        };
-        let Some(name) = name else { continue };
-        match found {
-            Some((_, s)) if s != o.section => return None,
-            _ => found = Some((name, o.section)),
+        let canonical = o.flags().next();
+        rows.extend(o.flags().map(|f| (f, f, o.section)));
+        if let Some(c) = canonical {
+            rows.extend(o.aliases.iter().map(|a| (*a, c, o.section)));
         }
     }
-    match found? {
-        (name, Section::Client) => Some((name, Role::Client)),
-        (name, Section::Server) => Some((name, Role::Server)),
-        (_, Section::Common) => None,
+    rows.sort_by_key(|r| r.0);
+    let mut table: Vec<RoleRow> = Vec::new();
+    for (typed, name, section) in rows {
+        let role = match section {
+            Section::Client => Some((name, Role::Client)),
+            Section::Server => Some((name, Role::Server)),
+            Section::Common => None,
+        };
+        match table.last_mut() {
+            Some((last, r)) if *last == typed => {
+                if r.map(|(_, role)| role) != role.map(|(_, role)| role) {
+                    *r = None;
+                }
+            }
+            _ => table.push((typed, role)),
+        }
     }
+    table
 }
 
 /// Width of the names column, after the two-space indent.

@@ -120,7 +120,11 @@ impl ClientResult {
             ),
             StopReason::ControlTimeout => {
                 let limit = self.control_timeout.as_secs_f64();
-                let what = if self.protocol == Protocol::Tcp {
+                // TCP sends count as life only from a server that sent no status yet
+                // (docs/protocol.md 14.15).
+                let what = if self.protocol == Protocol::Tcp
+                    && self.summary.status.statuses_received == 0
+                {
                     "no data or status from it, and none of ours accepted"
                 } else {
                     "no data or status from it"

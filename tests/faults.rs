@@ -176,47 +176,54 @@ fn server_killed_mid_test_client_exits_1_and_says_so() {
 
 #[test]
 fn server_stopped_mid_test_client_says_it_went_silent() {
-    watchdog(60, || {
-        let srv = ServerProc::start(UDP_STOPPED_SERVER, &CONTROL_ARG);
-        let base: Usage = srv.baseline();
-        let c = client(&srv.addr.to_string(), "udp", "both", 1, 60);
-        started(&srv, 1);
-        std::thread::sleep(Duration::from_millis(1000));
-        signal(srv.pid(), "-STOP");
-        // the client's own control timeout: 10 s
-        let (code, err, took) = exit_of(c, Duration::from_secs(14));
-        signal(srv.pid(), "-CONT");
-        let line = verdict(&err);
-        assert_eq!(code, Some(1), "{err}");
-        assert!(
-            line.contains("the server went silent")
-                && line.contains("for 10 s (the control timeout)"),
-            "{line}"
-        );
-        assert!(
-            took >= Duration::from_secs(10) && took < Duration::from_secs(12),
-            "{took:?}"
-        );
-        // Resumed, the server must not blame the client for the time it did not run itself:
-        // it finds the client gone, says so, and frees the session.
-        let t0 = Instant::now();
-        let end = srv.session_end(0, Duration::from_secs(3));
-        let freed = srv.settle(&base, Duration::from_secs(3));
-        eprintln!(
-            "SIGSTOPped server, udp both: client exit {code:?} after {took:?}: {line}; server \
-             resumed: session_end {} after {:?}, freed after {:?}; server log: {:?}",
-            end["end_reason"],
-            t0.elapsed() - freed,
-            t0.elapsed(),
-            srv.stderr_lines()
-        );
-        assert!(
-            ["client_closed", "client_reset"].contains(&end["end_reason"].as_str().unwrap()),
-            "{end}"
-        );
-        assert!(srv
-            .stderr_lines()
-            .iter()
-            .any(|l| l.contains("this process did not run for")));
-    });
+    // TCP send: our sends keep succeeding into the stopped server's socket buffers, so only the
+    // missing statuses can tell (it took 45 s at 1 Mbit/s, until our send buffer filled, while
+    // a successful send still counted as a sign of life).
+    for (proto, dir) in [("udp", "both"), ("tcp", "send")] {
+        watchdog(60, || server_stopped(proto, dir));
+    }
+}
+
+fn server_stopped(proto: &str, dir: &str) {
+    let srv = ServerProc::start(UDP_STOPPED_SERVER, &CONTROL_ARG);
+    let base: Usage = srv.baseline();
+    let c = client(&srv.addr.to_string(), proto, dir, 1, 60);
+    started(&srv, 1);
+    // past the server's first status (about 1 s into the data phase)
+    std::thread::sleep(Duration::from_millis(2000));
+    signal(srv.pid(), "-STOP");
+    // the client's own control timeout: 10 s
+    let (code, err, took) = exit_of(c, Duration::from_secs(14));
+    signal(srv.pid(), "-CONT");
+    let line = verdict(&err);
+    assert_eq!(code, Some(1), "{proto} {dir}: {err}");
+    assert!(
+        line.contains("the server went silent") && line.contains("for 10 s (the control timeout)"),
+        "{proto} {dir}: {line}"
+    );
+    assert!(
+        took >= Duration::from_secs(10) && took < Duration::from_secs(12),
+        "{proto} {dir}: {took:?}"
+    );
+    // Resumed, the server must not blame the client for the time it did not run itself:
+    // it finds the client gone, says so, and frees the session.
+    let t0 = Instant::now();
+    let end = srv.session_end(0, Duration::from_secs(3));
+    let freed = srv.settle(&base, Duration::from_secs(3));
+    eprintln!(
+        "SIGSTOPped server, {proto} {dir}: client exit {code:?} after {took:?}: {line}; server \
+         resumed: session_end {} after {:?}, freed after {:?}; server log: {:?}",
+        end["end_reason"],
+        t0.elapsed() - freed,
+        t0.elapsed(),
+        srv.stderr_lines()
+    );
+    assert!(
+        ["client_closed", "client_reset"].contains(&end["end_reason"].as_str().unwrap()),
+        "{proto} {dir}: {end}"
+    );
+    assert!(srv
+        .stderr_lines()
+        .iter()
+        .any(|l| l.contains("this process did not run for")));
 }

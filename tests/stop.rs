@@ -69,7 +69,17 @@ fn server_shutdown_under_load_is_prompt() {
         // the clients notice the server going away promptly and report it
         let t1 = Instant::now();
         let r = h.join().unwrap().unwrap();
-        assert_eq!(r.summary.end_reason, StopReason::PeerClosed);
+        // Closed or reset: a server closing a socket with our data still unread in its
+        // receive buffer sends a RST, not a FIN (RFC 2525 2.17), and which of the two our
+        // threads see first depends on timing (1 run in 8 with two CPU hogs read PeerReset).
+        assert!(
+            matches!(
+                r.summary.end_reason,
+                StopReason::PeerClosed | StopReason::PeerReset
+            ),
+            "{:?}",
+            r.summary.end_reason
+        );
         let _ = uh.join().unwrap();
         assert!(t1.elapsed() < Duration::from_secs(3));
     });

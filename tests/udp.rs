@@ -187,8 +187,21 @@ fn pacing_modes_show_in_the_audit() {
             match (pacing, rate) {
                 // never more than one datagram per send call
                 (Pacing::Precise, _) => assert_eq!(max, 1, "{what}"),
-                // each at its deadline; a sender that was descheduled catches up in a burst
-                (Pacing::Auto, 100_000_000) => assert!(avg < 1.3, "{what}: {avg:.2}"),
+                // Each datagram at its own deadline: the median gap between send calls is one
+                // datagram's period. The median, not the mean burst: a sender descheduled by
+                // other load catches up in bursts, which moved the mean from ~1.1 to 1.84 with a
+                // musl build running alongside, while the median stayed one period.
+                (Pacing::Auto, 100_000_000) => {
+                    let period_us = f64::from(c.local_udp_tx_size) * 8.0 / rate as f64 * 1e6;
+                    let mut p50: Vec<f64> = audits.iter().filter_map(|a| a.gap_p50_us).collect();
+                    p50.sort_by(f64::total_cmp);
+                    let median = p50[p50.len() / 2];
+                    assert!(
+                        (0.5 * period_us..=1.5 * period_us).contains(&median),
+                        "{what}: median gap {median:.1} µs, period {period_us:.1} µs"
+                    );
+                    assert!(avg < 4.0, "{what}: mean burst {avg:.2}");
+                }
                 // 12 µs periods: bounded bursts
                 _ => assert!(avg > 1.5 && max <= 64, "{what}: avg {avg:.2} max {max}"),
             }

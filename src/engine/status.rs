@@ -295,7 +295,13 @@ impl State {
             }
             d += x;
         }
-        if d.rx_bytes > 0 || (ctx.tx_counts_as_life && d.tx_bytes > 0) {
+        // A successful TCP send shows only that the peer's kernel still acks, and a stopped
+        // peer's kernel does until its receive buffer and then our send buffer fill (45 s at
+        // 1 Mbit/s). So it counts only until the peer has sent a status: a RouterOS client
+        // may never send them on TCP (docs/protocol.md 14.13 q3); one that does, and falls
+        // silent, is silent (decision 14.15).
+        let tx_life = ctx.tx_counts_as_life && self.t.statuses_received == 0;
+        if d.rx_bytes > 0 || (tx_life && d.tx_bytes > 0) {
             self.last_heard = now;
         }
         self.report += d;

@@ -9,9 +9,10 @@
 
 mod guard;
 pub mod limits;
+mod ports;
 
-use std::collections::{BTreeSet, HashMap};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
@@ -135,8 +136,7 @@ struct Shared {
     cfg: ServerConfig,
     stop: Stop,
     pending: Mutex<HashMap<Token, PendingJoin>>,
-    ports: Mutex<BTreeSet<u16>>,
-    port_cursor: Mutex<u16>,
+    ports: ports::PortPool,
     active: AtomicUsize,
     limits: Mutex<Limits>,
     gate: Mutex<LogGate>,
@@ -186,16 +186,15 @@ impl Server {
             log::debug!("mallopt refused the fixed thresholds; idle memory may stay higher");
         }
         let (tx, rx) = crossbeam_channel::bounded(1024);
-        let cursor = cfg.udp_port_from;
         let guard_cfg = cfg.guard;
+        let ports = ports::PortPool::new(cfg.udp_port_from);
         Ok(Server {
             listeners,
             shared: Arc::new(Shared {
                 cfg,
                 stop: Stop::new(),
                 pending: Mutex::new(HashMap::new()),
-                ports: Mutex::new(BTreeSet::new()),
-                port_cursor: Mutex::new(cursor),
+                ports,
                 active: AtomicUsize::new(0),
                 limits: Mutex::new(Limits::new(guard_cfg)),
                 gate: Mutex::new(LogGate::new(LOG_WINDOW, Instant::now())),
@@ -279,7 +278,7 @@ impl ServerHandle {
     pub fn stats(&self) -> ServerStats {
         ServerStats {
             active_sessions: self.shared.active.load(SeqCst),
-            udp_ports_in_use: self.shared.ports.lock().len(),
+            udp_ports_in_use: self.shared.ports.in_use(),
             live_threads: self.shared.threads.load(SeqCst),
             sessions_started: self.shared.started.load(SeqCst),
             rejected: self.shared.rejected.load(SeqCst),
@@ -754,7 +753,10 @@ fn setup_and_run(
         net::write_msg(&mut s, &Reply::Ok.to_bytes(), Phase::Command).map_err(fail)?;
     }
     if !tcp {
-        let (l, sock) = allocate_udp(shared, local_ip, n).map_err(fail)?;
+        let (l, sock) = shared
+            .ports
+            .lease(n, |p| net::bind_udp(SocketAddr::new(local_ip, p), None))
+            .map_err(|e| fail(Error::Refused(e)))?;
         let port = l.port;
         lease = Some(l);
         net::write_msg(&mut s, &wire::udp_port_to_bytes(port), Phase::UdpSetup).map_err(fail)?;
@@ -883,56 +885,6 @@ fn register_join(shared: &Shared, peer_ip: IpAddr, room: usize) -> (Token, Recei
         );
         return (t, rx);
     }
-}
-
-/// A UDP port held by a session; freed on drop.
-struct PortLease {
-    port: u16,
-    shared: Arc<Shared>,
-}
-
-impl Drop for PortLease {
-    fn drop(&mut self) {
-        self.shared.ports.lock().remove(&self.port);
-    }
-}
-
-/// Picks the next free port from `--udp-port-from` (wrapping), binds it, and leases it.
-/// The client will use `port + 256 .. port + 256 + n`, so those must fit below 65536.
-fn allocate_udp(shared: &Arc<Shared>, ip: IpAddr, n: usize) -> Result<(PortLease, UdpSocket)> {
-    let lo = shared.cfg.udp_port_from;
-    let hi = (65535 - usize::from(wire::UDP_CLIENT_PORT_OFFSET) - n.max(1)) as u16;
-    if lo > hi {
-        return Err(Error::Refused(format!(
-            "--udp-port-from {lo} leaves no room for {n} client port(s) at +256"
-        )));
-    }
-    let span = u32::from(hi - lo) + 1;
-    let mut cursor = shared.port_cursor.lock();
-    let mut ports = shared.ports.lock();
-    for k in 0..span.min(4096) {
-        let p = (u32::from(lo) + (u32::from(cursor.saturating_sub(lo)) + k) % span) as u16;
-        if ports.contains(&p) {
-            continue;
-        }
-        match net::bind_udp(SocketAddr::new(ip, p), None) {
-            Ok(sock) => {
-                ports.insert(p);
-                *cursor = if p >= hi { lo } else { p + 1 };
-                return Ok((
-                    PortLease {
-                        port: p,
-                        shared: shared.clone(),
-                    },
-                    sock,
-                ));
-            }
-            Err(e) => log::debug!("UDP port {p} unavailable: {e}"),
-        }
-    }
-    Err(Error::Refused(format!(
-        "no free UDP port from {lo} (all in use or unbindable)"
-    )))
 }
 
 fn hex(b: &[u8]) -> String {

@@ -209,3 +209,39 @@ fn pacing_modes_show_in_the_audit() {
         srv.assert_idle();
     });
 }
+
+/// Two 4-connection UDP sessions at once from one host: the server gives the second a port
+/// past the first one's four, so their client ports (+256) cannot overlap. Before, the second
+/// got the next port and its client failed to bind port + 256 + 1, which the first held.
+#[test]
+fn two_multi_connection_sessions_from_one_host() {
+    watchdog(60, || {
+        let _x = exclusive();
+        let srv = start_server(server_cfg());
+        let mut c = client_cfg(srv.addr, Protocol::Udp, Direction::Both, 2.0);
+        c.connection_count = 4;
+        c.local_tx_speed = 10_000_000;
+        c.remote_tx_speed = 10_000_000;
+        let first = {
+            let c = c.clone();
+            std::thread::spawn(move || run_client(&c).0)
+        };
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let second = run_client(&c).0;
+        let first = first.join().unwrap();
+        for (which, r) in [("first", first), ("second", second)] {
+            let r = r.unwrap_or_else(|e| panic!("{which}: {e}"));
+            assert!(r.summary.status.totals.rx_bytes > 0, "{which}: {r:?}");
+        }
+        let ports: Vec<u16> = (0..2)
+            .filter_map(|_| {
+                srv.next_session(std::time::Duration::from_secs(5))
+                    .start
+                    .udp_port
+            })
+            .collect();
+        assert_eq!(ports.len(), 2, "{ports:?}");
+        assert!(ports[0].abs_diff(ports[1]) >= 4, "{ports:?}");
+        srv.assert_idle();
+    });
+}

@@ -192,8 +192,9 @@ fn server_stopped(proto: &str, dir: &str) {
     // past the server's first status (about 1 s into the data phase)
     std::thread::sleep(Duration::from_millis(2000));
     signal(srv.pid(), "-STOP");
-    // the client's own control timeout: 10 s
-    let (code, err, took) = exit_of(c, Duration::from_secs(14));
+    // the client's own control timeout: 10 s (slack for a loaded machine: 12.x s was seen with
+    // two builds running alongside)
+    let (code, err, took) = exit_of(c, Duration::from_secs(16));
     signal(srv.pid(), "-CONT");
     let line = verdict(&err);
     assert_eq!(code, Some(1), "{proto} {dir}: {err}");
@@ -202,7 +203,7 @@ fn server_stopped(proto: &str, dir: &str) {
         "{proto} {dir}: {line}"
     );
     assert!(
-        took >= Duration::from_secs(10) && took < Duration::from_secs(12),
+        took >= Duration::from_secs(10) && took < Duration::from_secs(15),
         "{proto} {dir}: {took:?}"
     );
     // Resumed, the server must not blame the client for the time it did not run itself:

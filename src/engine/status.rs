@@ -244,8 +244,8 @@ struct State {
     last_report: Instant,
     schedule: Schedule,
     last_heard: Instant,
-    /// When [`State::tick`] last finished, to notice that this process did not run
-    /// ([`STALL`]); from its end, so a slow status write is not taken for a stall.
+    /// When [`State::tick`] last started, to notice that this process did not run
+    /// ([`STALL`]); a slow status write gives up after 100 ms, well under that.
     last_tick: Instant,
     seq: u32,
     cpu: CpuMeter,
@@ -440,6 +440,10 @@ impl State {
         let now = Instant::now();
         let elapsed = now - ctx.epoch;
         self.notice_stall(ctx, now);
+        // From the tick's start: a process stopped in the middle of this tick (in a status
+        // write, say) shows as a gap at the next one. Taken at the end instead, the gap hid
+        // and a SIGSTOPped server blamed its client's silence on resuming (control_timeout).
+        self.last_tick = now;
         if crate::sys::signalled() || ctx.parent.is_some_and(|p| p.is_triggered()) {
             return Ok(Some(End::Abrupt(StopReason::Shutdown)));
         }
@@ -571,7 +575,6 @@ pub fn run(mut ctx: StatusCtx<'_>) -> Result<StatusTotals> {
             },
             recv(tick) -> _ => {
                 let end = s.tick(&mut ctx)?;
-                s.last_tick = Instant::now();
                 if let Some(end) = end {
                     break end;
                 }

@@ -239,6 +239,18 @@ const OPTIONS: &[Opt] = &[
         "logins per source per minute, burst 10 (default 30; 0 = off)",
     ),
     server(
+        "--allow CIDR[,CIDR]",
+        "only these networks may connect (repeatable; IPv4, IPv6)",
+    ),
+    server(
+        "--deny CIDR[,CIDR]",
+        "these networks may not connect (repeatable; wins over --allow)",
+    ),
+    server(
+        "--max-rate RATE",
+        "cap each session's rate each way: our sending, and what we\nask the client to send (e.g. 100M; default none)",
+    ),
+    server(
         "--auth ecsrp5|md5|none",
         "method offered (default ecsrp5 with credentials, else none)",
     ),
@@ -493,6 +505,9 @@ struct RawArgs {
     max_login_failures: Option<u32>,
     login_block: Option<Duration>,
     logins_per_minute: Option<u32>,
+    allow: Vec<crate::cidr::Cidr>,
+    deny: Vec<crate::cidr::Cidr>,
+    max_rate: Option<u64>,
     tuning: crate::config::Tuning,
     auth: Option<AuthMethod>,
     users_file: Option<PathBuf>,
@@ -939,6 +954,36 @@ fn lex_arg(p: &mut lexopt::Parser, r: &mut RawArgs, arg: lexopt::Arg<'_>) -> Res
                 "a count (0 = no limit)",
             )?);
         }
+        Long("allow") => {
+            let v = val!("--allow");
+            let list = crate::cidr::parse_list(&v).map_err(|e| format!("--allow: {e}"))?;
+            if list.is_empty() {
+                return Err(format!(
+                    "--allow: '{v}': expected CIDR[,CIDR], e.g. 192.0.2.0/24"
+                ));
+            }
+            r.allow.extend(list);
+        }
+        Long("deny") => {
+            let v = val!("--deny");
+            let list = crate::cidr::parse_list(&v).map_err(|e| format!("--deny: {e}"))?;
+            if list.is_empty() {
+                return Err(format!(
+                    "--deny: '{v}': expected CIDR[,CIDR], e.g. 192.0.2.0/24"
+                ));
+            }
+            r.deny.extend(list);
+        }
+        Long("max-rate") => {
+            let v = val!("--max-rate");
+            let rate = parse_rate(&v).map_err(|e| format!("--max-rate: {e}"))?;
+            if rate == 0 {
+                return Err(format!(
+                    "--max-rate: '{v}' must be above 0 (leave it out for no cap)"
+                ));
+            }
+            r.max_rate = Some(rate);
+        }
         Long("max-sessions") => {
             r.max_sessions = Some(num(
                 "--max-sessions",
@@ -1089,6 +1134,9 @@ fn finish(r: RawArgs, env_password: Option<String>) -> Result<Invocation, String
             g.max_login_failures = r.max_login_failures.unwrap_or(g.max_login_failures);
             g.login_block = r.login_block.unwrap_or(g.login_block);
             g.logins_per_minute = r.logins_per_minute.unwrap_or(g.logins_per_minute);
+            s.allow = r.allow;
+            s.deny = r.deny;
+            s.max_rate = r.max_rate;
             s.output = output;
             if let Some(u) = r.user {
                 let p = password
@@ -1371,6 +1419,7 @@ mod tests {
         assert_eq!(s.control_timeout, Duration::from_secs(5));
         assert_eq!(s.max_duration, Some(Duration::from_secs(60)));
         assert_eq!(s.max_sessions, 7);
+        assert!(s.allow.is_empty() && s.deny.is_empty() && s.max_rate.is_none());
         assert_eq!(s.output, Output::Json);
         assert_eq!(s.auth, AuthMethod::EcSrp5, "credentials default to EC-SRP5");
         assert_eq!(s.users, vec![("u".to_string(), "p".to_string())]);
@@ -1399,6 +1448,12 @@ mod tests {
             (&["server", "--udp-port-from", "70000"], "'70000'"),
             (&["server", "--control-timeout", "0"], "'0'"),
             (&["server", "--max-sessions", "none"], "'none'"),
+            (
+                &["server", "--allow", "10.0.0.1/8"],
+                "--allow: \"10.0.0.1/8\": host bits set below the /8 prefix (did you mean 10.0.0.0/8?)",
+            ),
+            (&["server", "--deny", ","], "--deny: ',': expected CIDR[,CIDR]"),
+            (&["server", "--max-rate", "0"], "--max-rate: '0' must be above 0"),
             (&["server", "--auth", "rsa"], "'rsa'"),
             (&["server", "--syslog", ":514"], "':514'"),
             (&["frobnicate"], "'frobnicate'"),
@@ -1581,6 +1636,9 @@ mod tests {
             ("--max-login-failures", Some("3")),
             ("--login-block", Some("30s")),
             ("--logins-per-minute", Some("0")),
+            ("--allow", Some("127.0.0.0/8")),
+            ("--deny", Some("10.0.0.0/8")),
+            ("--max-rate", Some("100M")),
             ("--auth", Some("none")),
             ("--users", Some("/tmp/u")),
             ("--metrics-file", Some("/tmp/m")),

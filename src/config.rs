@@ -178,6 +178,13 @@ pub struct ServerConfig {
     pub metrics_file: Option<PathBuf>,
     /// Data-path tuning.
     pub tuning: Tuning,
+    /// `--allow`: when not empty, only these networks may connect.
+    pub allow: Vec<crate::cidr::Cidr>,
+    /// `--deny`: these networks may not connect (wins over `allow`).
+    pub deny: Vec<crate::cidr::Cidr>,
+    /// `--max-rate`: bit/s cap on what a session sends and on what it asks its client to
+    /// send; `None` = no cap.
+    pub max_rate: Option<u64>,
 }
 
 impl Default for ServerConfig {
@@ -199,6 +206,9 @@ impl Default for ServerConfig {
             syslog: None,
             metrics_file: None,
             tuning: Tuning::default(),
+            allow: Vec::new(),
+            deny: Vec::new(),
+            max_rate: None,
         }
     }
 }

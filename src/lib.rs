@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod authio;
+pub mod cidr;
 pub mod cli;
 #[cfg(feature = "client")]
 pub mod client;

@@ -375,3 +375,107 @@ fn wrong_logins_and_msg1_floods_cost_bounded_cpu_and_spare_other_users() {
         );
     });
 }
+
+/// `--deny` and `--allow` hold at the accept: a denied source gets no hello, is counted under
+/// `reason="denied"` and is not logged one by one, and everyone else is served as before.
+#[test]
+fn allow_and_deny_lists_are_checked_before_the_hello() {
+    watchdog(60, || {
+        let _x = exclusive();
+        let prom = std::env::temp_dir().join(format!("btest-acl-{}.prom", std::process::id()));
+        let prom_s = prom.to_string_lossy().into_owned();
+        let srv = LoggedServer::start(&["--deny", "127.0.0.2/32", "--metrics-file", &prom_s]);
+        let to = srv.sock();
+        for _ in 0..50 {
+            let mut s = connect_from([127, 0, 0, 2], to).expect("connect");
+            let mut b = [0u8; 4];
+            // closed at once: no hello
+            assert_eq!(s.read(&mut b).unwrap_or(0), 0);
+        }
+        real_client(&srv.addr, "127.0.0.1", &["--direction", "both"]);
+        let denied = r#"btest_sessions_rejected_total{reason="denied"}"#;
+        let metric = || -> Option<f64> {
+            let text = std::fs::read_to_string(&prom).ok()?;
+            text.lines()
+                .find(|l| l.starts_with(denied))
+                .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        };
+        assert!(
+            wait_until(Duration::from_secs(3), || metric() == Some(50.0)),
+            "{denied} = {:?}",
+            metric()
+        );
+        let per_connection = srv
+            .lines()
+            .iter()
+            .filter(|l| l.contains("127.0.0.2"))
+            .count();
+        assert_eq!(per_connection, 0, "{:?}", srv.lines());
+        let _ = std::fs::remove_file(&prom);
+
+        // An allow list admits only what it holds.
+        let srv = LoggedServer::start(&["--allow", "127.0.0.1/32,::1"]);
+        let o = btest_bin()
+            .args([
+                "client",
+                &srv.addr,
+                "--bind",
+                "127.0.0.3",
+                "--duration",
+                "1",
+            ])
+            .args(["--connect-timeout", "2s"])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!err.contains("panicked"), "{err}");
+        real_client(&srv.addr, "127.0.0.1", &[]);
+    });
+}
+
+/// On a dual-stack `[::]` listener an IPv4 client arrives as `::ffff:127.0.0.1`: an IPv4
+/// deny entry must still hold, and IPv6 clients are unaffected.
+#[test]
+fn an_ipv4_deny_holds_for_mapped_addresses_on_a_dual_stack_listener() {
+    watchdog(60, || {
+        let _x = exclusive();
+        if std::net::TcpListener::bind("[::1]:0").is_err() {
+            eprintln!("skipped: no IPv6 loopback");
+            return;
+        }
+        let base = udp_base().to_string();
+        let mut child = btest_bin()
+            .args(["server", "--listen", "[::]:0", "--udp-port-from", &base])
+            .args(["--deny", "127.0.0.0/8"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut first = String::new();
+        err.read_line(&mut first).unwrap();
+        let port = first.trim().rsplit(':').next().unwrap().to_string();
+        let v4 = btest_bin()
+            .args(["client", &format!("127.0.0.1:{port}"), "--duration", "1"])
+            .args(["--connect-timeout", "2s"])
+            .output()
+            .unwrap();
+        let v6 = btest_bin()
+            .args(["client", &format!("[::1]:{port}"), "--duration", "1"])
+            .output()
+            .unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(
+            v4.status.code(),
+            Some(1),
+            "IPv4 through the mapped address was served"
+        );
+        assert!(
+            v6.status.success(),
+            "IPv6 client: {}",
+            String::from_utf8_lossy(&v6.stderr)
+        );
+    });
+}

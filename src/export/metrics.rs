@@ -51,11 +51,13 @@ pub enum RejectReason {
     LoginBlocked,
     /// Its source started logins faster than `--logins-per-minute`.
     LoginRate,
+    /// Its address is not admitted by `--allow` / `--deny`.
+    Denied,
 }
 
 impl RejectReason {
     /// Every reason, in the order they are rendered.
-    pub const ALL: [RejectReason; 9] = [
+    pub const ALL: [RejectReason; 10] = [
         RejectReason::Limit,
         RejectReason::BadCommand,
         RejectReason::Timeout,
@@ -65,10 +67,11 @@ impl RejectReason {
         RejectReason::SourceLimit,
         RejectReason::LoginBlocked,
         RejectReason::LoginRate,
+        RejectReason::Denied,
     ];
 
     /// The label value: `limit`, `bad_command`, `timeout`, `auth`, `unknown_token`, `other`,
-    /// `source_limit`, `login_blocked`, `login_rate`.
+    /// `source_limit`, `login_blocked`, `login_rate`, `denied`.
     pub fn as_str(self) -> &'static str {
         match self {
             RejectReason::Limit => "limit",
@@ -80,6 +83,7 @@ impl RejectReason {
             RejectReason::SourceLimit => "source_limit",
             RejectReason::LoginBlocked => "login_blocked",
             RejectReason::LoginRate => "login_rate",
+            RejectReason::Denied => "denied",
         }
     }
 
@@ -570,8 +574,8 @@ mod tests {
     fn render_is_valid_prometheus_text() {
         let m = Metrics::default();
         let samples = validate(&m.render(0, 0)).unwrap();
-        // 1 started + 1 active + 9 reasons + 2 methods + 2 bytes + 1 ports + 2 guard gauges.
-        assert_eq!(samples.len(), 18, "{samples:?}");
+        // 1 started + 1 active + 10 reasons + 2 methods + 2 bytes + 1 ports + 2 guard gauges.
+        assert_eq!(samples.len(), 19, "{samples:?}");
         assert!(samples.values().all(|v| *v == 0.0));
 
         m.reject(RejectReason::UnknownToken);

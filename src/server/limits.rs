@@ -350,6 +350,15 @@ impl LogGate {
         n <= Self::PER_WINDOW
     }
 
+    /// One event of `category` that is never logged on its own line, only in the window's
+    /// summary (a denied address: a deny list exists to be quiet about it).
+    pub fn hold(&mut self, category: &'static str) {
+        match self.seen.iter_mut().find(|(c, _)| *c == category) {
+            Some((_, n)) => *n = (*n).max(Self::PER_WINDOW) + 1,
+            None => self.seen.push((category, Self::PER_WINDOW + 1)),
+        }
+    }
+
     /// When the window has ended: the categories with lines held back and how many, and a
     /// new window starts. Before that: nothing.
     pub fn flush(&mut self, now: Instant) -> Vec<(&'static str, u64)> {

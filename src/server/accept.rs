@@ -1,0 +1,77 @@
+//! The accept threads (`btest-accept-K`, one per listener): each polls its listener with a
+//! 100 ms timeout so a stop is seen promptly, applies the `--allow`/`--deny` lists and the
+//! per-source handshake caps before a single byte is written, and hands each admitted
+//! connection to a new `btest-conn` thread (handshake.rs).
+//!
+//! Must not: read from or write to a connection (a refused flood costs an accept and a close
+//! each), or log per refused connection (the gate in limits.rs bounds that).
+
+use std::net::TcpListener;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::limits::Source;
+use super::{handshake, Defer, Shared};
+use crate::engine::StopReason;
+use crate::export::metrics::RejectReason;
+use crate::net;
+
+pub(super) fn run(shared: &Arc<Shared>, l: TcpListener) {
+    let fd = l.as_raw_fd();
+    while !shared.stop.is_triggered() {
+        if crate::sys::signalled() {
+            shared.stop.trigger(StopReason::Shutdown);
+            break;
+        }
+        if !crate::sys::wait_readable(fd, net::POLL_TIMEOUT) {
+            continue;
+        }
+        let (stream, peer) = match l.accept() {
+            Ok(x) => x,
+            Err(e) => {
+                log::warn!("accept failed: {e}");
+                // EMFILE and friends: back off instead of spinning.
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        if !shared.acl.admits(peer.ip()) {
+            // Closed before the hello, counted, and summed up by the guard once per window.
+            shared.rejected.fetch_add(1, SeqCst);
+            shared.metrics.reject(RejectReason::Denied);
+            shared.gate.lock().hold(RejectReason::Denied.as_str());
+            continue;
+        }
+        let src = Source::of(peer.ip());
+        let now = Instant::now();
+        let admitted = shared.limits.lock().begin_handshake(src, now);
+        if let Err(r) = admitted {
+            handshake::reject(shared, peer, handshake::refusal_reason(r), &r.describe(now));
+            continue;
+        }
+        shared.threads.fetch_add(1, SeqCst);
+        let sh = shared.clone();
+        let r = std::thread::Builder::new()
+            .name("btest-conn".into())
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let gauge = sh.threads.clone();
+                let _done = Defer::new(move || {
+                    gauge.fetch_sub(1, SeqCst);
+                });
+                handshake::handle_connection(&sh, stream, peer, now);
+            });
+        if let Err(e) = r {
+            shared.threads.fetch_sub(1, SeqCst);
+            shared.limits.lock().end_handshake(src);
+            handshake::reject(
+                shared,
+                peer,
+                RejectReason::Other,
+                &format!("cannot start a thread: {e}"),
+            );
+        }
+    }
+}

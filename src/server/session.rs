@@ -1,0 +1,143 @@
+//! A session's data phase, on the `btest-conn` thread that admitted it: the start record,
+//! the engine's plan from the command, the engine run, and the end record.
+//!
+//! Must not: touch the handshake (handshake.rs) or print (records go out as [`ServerEvent`]s).
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::handshake::Admitted;
+use super::{ServerEvent, SessionRecord, SessionStart, Shared};
+use crate::engine::{self, rx::canonical, Plan, Stop};
+use crate::wire::{self, datagram, Command, Protocol};
+
+pub(super) fn run(
+    shared: &Arc<Shared>,
+    peer: SocketAddr,
+    cmd: Command,
+    a: Admitted,
+) -> SessionRecord {
+    let Admitted {
+        control: s,
+        extra,
+        udp,
+        lease,
+        user,
+        method,
+        _active,
+    } = a;
+    let tcp = cmd.protocol == Protocol::Tcp;
+    let n = cmd.connections();
+    let peer_ip = canonical(peer.ip());
+    shared.started.fetch_add(1, SeqCst);
+    shared.metrics.session_started();
+    let connections = if tcp { 1 + extra.len() } else { n };
+    log::info!(
+        "{peer}: session start: {} {} ({}), {} connection(s){}",
+        cmd.protocol.as_str(),
+        cmd.direction.client_word(),
+        if cmd.direction.server_tx() {
+            "we send"
+        } else {
+            "we receive"
+        },
+        connections,
+        user.as_ref()
+            .map(|u| format!(", user {u}"))
+            .unwrap_or_default()
+    );
+    let start = SessionStart {
+        started: SystemTime::now(),
+        peer,
+        command: cmd,
+        connections,
+        user,
+        auth: method,
+        udp_port: lease.as_ref().map(|l| l.port),
+    };
+    let _ = shared.events.try_send(ServerEvent::Start(start.clone()));
+    let tx_size = if tcp {
+        if cmd.tx_size == 0 {
+            usize::from(wire::TCP_CHUNK_SIZE)
+        } else {
+            usize::from(cmd.tx_size)
+        }
+    } else {
+        usize::from(cmd.tx_size.max(datagram::MIN_TX_SIZE))
+    };
+    let plan = Plan {
+        side: "server",
+        protocol: cmd.protocol,
+        transmit: cmd.direction.server_tx(),
+        receive: cmd.direction.server_rx(),
+        control: s,
+        extra_tcp: extra,
+        udp,
+        udp_overhead: datagram::overhead(peer_ip.is_ipv6()),
+        tx_rate: capped(u64::from(cmd.remote_tx_speed), shared.cfg.max_rate),
+        tx_size,
+        peer_chunk: tx_size,
+        random: cmd.random_data,
+        peer_zero: !cmd.random_data,
+        interval: Duration::from_secs(1),
+        duration: None,
+        max_duration: shared.cfg.max_duration,
+        control_timeout: shared.cfg.control_timeout,
+        samples: None,
+        parent: Some(shared.stop.clone()),
+        gauge: Some(shared.threads.clone()),
+        on_bytes: Some({
+            let m = shared.metrics.clone();
+            Arc::new(move |sent, received| m.add_bytes(sent, received))
+        }),
+        tuning: shared.cfg.tuning,
+    };
+    let stop = Stop::new();
+    let result = engine::run(plan, &stop);
+    drop(lease);
+    match &result {
+        Ok(sum) => log::info!(
+            "{peer}: session end: {}",
+            crate::report::server_end_reason(&sum.end_reason)
+        ),
+        Err(e) => log::warn!("{peer}: session error: {e}"),
+    }
+    SessionRecord {
+        start,
+        result: result.map_err(|e| e.to_string()),
+    }
+}
+
+/// The rate the server sends at: what the client asked (0 = unlimited), clamped to
+/// `--max-rate` instead of refusing the test (issue 10). Unlimited UDP under a cap is sent at
+/// the cap, not adapted upwards from the client's statuses.
+fn capped(asked: u64, cap: Option<u64>) -> u64 {
+    match (asked, cap) {
+        (_, None) => asked,
+        (0, Some(c)) => c,
+        (a, Some(c)) => a.min(c),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::capped;
+
+    #[test]
+    fn the_cap_clamps_instead_of_refusing() {
+        // (asked, cap, sent)
+        let table = [
+            (0, None, 0),
+            (5_000, None, 5_000),
+            (0, Some(100_000_000), 100_000_000),
+            (1_000_000_000, Some(100_000_000), 100_000_000),
+            (10_000_000, Some(100_000_000), 10_000_000),
+            (100_000_000, Some(100_000_000), 100_000_000),
+        ];
+        for (asked, cap, want) in table {
+            assert_eq!(capped(asked, cap), want, "asked {asked}, cap {cap:?}");
+        }
+    }
+}

@@ -248,7 +248,7 @@ const OPTIONS: &[Opt] = &[
     ),
     server(
         "--max-rate RATE",
-        "cap each session's rate each way: our sending, and what we\nask the client to send (e.g. 100M; default none)",
+        "cap what each session sends, instead of refusing faster\ntests (e.g. 100M; default none)",
     ),
     server(
         "--auth ecsrp5|md5|none",

@@ -248,7 +248,7 @@ const OPTIONS: &[Opt] = &[
     ),
     server(
         "--max-rate RATE",
-        "cap what each session sends, instead of refusing faster\ntests (e.g. 100M; default none)",
+        "cap each session instead of refusing faster tests: our\nsending, and over TCP our reading (e.g. 100M; default none)",
     ),
     server(
         "--auth ecsrp5|md5|none",

@@ -314,6 +314,7 @@ pub fn run(
         extra_tcp: extra,
         udp,
         udp_overhead: datagram::overhead(ipv6),
+        rx_rate: 0,
         tx_rate: cfg.local_tx_speed,
         tx_size: if tcp {
             usize::from(wire::TCP_CHUNK_SIZE)

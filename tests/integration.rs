@@ -4,6 +4,7 @@
 mod util; // start_server, run_client, watchdog, polling helpers
 
 mod auth; // MD5 and EC-SRP5 end to end, failures keep the server serving
+mod caps; // issue 10: --max-rate clamps instead of refusing
 mod cli; // the built binary: options, errors, exit codes, --json output
 mod export; // --csv, --syslog and --metrics-file through the built binary
 mod faults; // issue 12: client and server killed or stopped mid-test, as processes

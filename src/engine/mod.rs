@@ -67,6 +67,10 @@ pub struct Plan {
     pub udp_overhead: usize,
     /// Total transmit rate in bit/s, 0 = unlimited.
     pub tx_rate: u64,
+    /// TCP: cap in bit/s on what we read, summed over the connections, 0 = none. Reading no
+    /// faster than this makes TCP flow control slow the peer's sending to it (the server's
+    /// `--max-rate`). UDP cannot be slowed this way and ignores it.
+    pub rx_rate: u64,
     /// TCP chunk size, or UDP datagram wire size (incl. headers) we send.
     pub tx_size: usize,
     /// The chunk size the *peer* writes (TCP status scanning in random mode).
@@ -331,6 +335,12 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
         first_error.lock().get_or_insert(e);
     };
 
+    let readers = table
+        .slots
+        .iter()
+        .filter(|s| matches!(s.kind, RoleKind::Rx))
+        .count();
+    let rx_per_thread = plan.rx_rate / readers.max(1) as u64;
     let status_result = std::thread::scope(|scope| -> Result<Option<StatusTotals>> {
         let gauge = plan.gauge.as_ref();
         let mut handles = Vec::new();
@@ -370,6 +380,7 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
                     })?
                 }
                 RoleKind::Rx if tcp => {
+                    let limit = rx_per_thread;
                     let ctl = (l == 0).then(|| {
                         (
                             scan::StatusScanner::new(plan.peer_zero, plan.peer_chunk),
@@ -378,7 +389,7 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
                     });
                     let s = links[l];
                     roles::spawn(scope, &slot.name, gauge, stop, move || {
-                        rx::run_tcp(stop, c, s, ctl)
+                        rx::run_tcp(stop, c, s, ctl, limit)
                     })?
                 }
                 RoleKind::Rx => {

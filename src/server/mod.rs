@@ -13,6 +13,7 @@ mod guard;
 mod handshake;
 mod join;
 pub mod limits;
+pub mod live;
 mod ports;
 mod session;
 
@@ -146,6 +147,7 @@ struct Shared {
     events: Sender<ServerEvent>,
     auth: crate::authio::ServerAccounts,
     metrics: Arc<Metrics>,
+    live: Arc<live::Registry>,
 }
 
 /// A bound, not yet running server.
@@ -206,6 +208,7 @@ impl Server {
                 events: tx,
                 auth,
                 metrics: Arc::new(Metrics::default()),
+                live: Arc::new(live::Registry::default()),
             }),
             events: rx,
         })
@@ -289,6 +292,11 @@ impl ServerHandle {
     /// The server's Prometheus counters (for `--metrics-file`).
     pub fn metrics(&self) -> Arc<Metrics> {
         self.shared.metrics.clone()
+    }
+
+    /// Live sessions and recent history (for `--http`).
+    pub fn live(&self) -> Arc<live::Registry> {
+        self.shared.live.clone()
     }
 
     /// Has the server been told to stop?

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::handshake::Admitted;
-use super::{ServerEvent, SessionRecord, SessionStart, Shared};
+use super::{live, ServerEvent, SessionRecord, SessionStart, Shared};
 use crate::engine::{self, rx::canonical, Plan, Stop};
 use crate::wire::{self, datagram, Command, Protocol};
 
@@ -58,6 +58,17 @@ pub(super) fn run(
         udp_port: lease.as_ref().map(|l| l.port),
     };
     let _ = shared.events.try_send(ServerEvent::Start(start.clone()));
+    let sends_at = capped(u64::from(cmd.remote_tx_speed), shared.cfg.max_rate);
+    let live = shared.live.start(live::SessionInfo {
+        peer,
+        user: start.user.clone(),
+        protocol: cmd.protocol.as_str(),
+        direction: cmd.direction.client_word(),
+        connections,
+        started: start.started,
+        cap_bps: (cmd.direction.server_tx() && sends_at != u64::from(cmd.remote_tx_speed))
+            .then_some(sends_at),
+    });
     let tx_size = if tcp {
         if cmd.tx_size == 0 {
             usize::from(wire::TCP_CHUNK_SIZE)
@@ -76,7 +87,9 @@ pub(super) fn run(
         extra_tcp: extra,
         udp,
         udp_overhead: datagram::overhead(peer_ip.is_ipv6()),
-        tx_rate: capped(u64::from(cmd.remote_tx_speed), shared.cfg.max_rate),
+        tx_rate: sends_at,
+        // What we read, capped too: TCP flow control then slows the client to it.
+        rx_rate: shared.cfg.max_rate.filter(|_| tcp).unwrap_or(0),
         tx_size,
         peer_chunk: tx_size,
         random: cmd.random_data,
@@ -90,7 +103,11 @@ pub(super) fn run(
         gauge: Some(shared.threads.clone()),
         on_bytes: Some({
             let m = shared.metrics.clone();
-            Arc::new(move |sent, received| m.add_bytes(sent, received))
+            let live = live.clone();
+            Arc::new(move |sent, received| {
+                m.add_bytes(sent, received);
+                live.add(sent, received);
+            })
         }),
         tuning: shared.cfg.tuning,
     };
@@ -98,11 +115,15 @@ pub(super) fn run(
     let result = engine::run(plan, &stop);
     drop(lease);
     match &result {
-        Ok(sum) => log::info!(
-            "{peer}: session end: {}",
-            crate::report::server_end_reason(&sum.end_reason)
-        ),
-        Err(e) => log::warn!("{peer}: session error: {e}"),
+        Ok(sum) => {
+            let reason = crate::report::server_end_reason(&sum.end_reason);
+            log::info!("{peer}: session end: {reason}");
+            shared.live.end(&live, reason);
+        }
+        Err(e) => {
+            log::warn!("{peer}: session error: {e}");
+            shared.live.end(&live, "error");
+        }
     }
     SessionRecord {
         start,

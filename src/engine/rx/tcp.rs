@@ -37,15 +37,71 @@ const DISCARD_READ: usize = 1 << 20;
 
 /// Reads a TCP data connection. `control` is set on connection 0: statuses found in the
 /// stream are forwarded (and not counted as data) and EOF is reported to the status thread.
+/// `limit_bps` > 0 caps this connection's reading (and so, through flow control, the peer's
+/// sending) at that many bit/s.
 pub fn run(
     stop: &Stop,
     counters: &Counters,
     s: &TcpStream,
     control: Option<(StatusScanner, &Sender<PeerMsg>)>,
+    limit_bps: u64,
 ) -> Result<()> {
+    let mut limit = ReadLimit::new(limit_bps);
     match control {
-        Some((scanner, tx)) => run_control(stop, counters, s, scanner, tx),
-        None => run_data(stop, counters, s),
+        Some((scanner, tx)) => run_control(stop, counters, s, scanner, tx, &mut limit),
+        None => run_data(stop, counters, s, &mut limit),
+    }
+}
+
+/// Reading no faster than a rate: after each read, sleep until the bytes read so far are due.
+/// Sleeps are at most [`ReadLimit::MAX_SLEEP`] so a stop is still seen promptly; a limited read
+/// takes at most [`ReadLimit::MAX_READ`] at a time so one read cannot run far ahead.
+struct ReadLimit {
+    bytes_per_sec: f64,
+    start: std::time::Instant,
+    done: u64,
+}
+
+impl ReadLimit {
+    const MAX_SLEEP: std::time::Duration = std::time::Duration::from_millis(50);
+    const MAX_READ: usize = 16 * 1024;
+
+    fn new(bps: u64) -> Self {
+        ReadLimit {
+            bytes_per_sec: bps as f64 / 8.0,
+            start: std::time::Instant::now(),
+            done: 0,
+        }
+    }
+
+    fn on(&self) -> bool {
+        self.bytes_per_sec > 0.0
+    }
+
+    /// How much the next read may take out of a buffer of `len`.
+    fn read_len(&self, len: usize) -> usize {
+        if self.on() {
+            len.min(Self::MAX_READ)
+        } else {
+            len
+        }
+    }
+
+    /// `n` bytes were read: waits until they are due.
+    fn after(&mut self, n: usize, stop: &Stop) {
+        if !self.on() {
+            return;
+        }
+        self.done += n as u64;
+        let due =
+            self.start + std::time::Duration::from_secs_f64(self.done as f64 / self.bytes_per_sec);
+        while !stop.is_triggered() {
+            let left = due.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            std::thread::sleep(left.min(Self::MAX_SLEEP));
+        }
     }
 }
 
@@ -56,19 +112,22 @@ fn run_control(
     mut s: &TcpStream,
     mut scanner: StatusScanner,
     tx: &Sender<PeerMsg>,
+    limit: &mut ReadLimit,
 ) -> Result<()> {
     let mut buf = vec![0u8; TCP_READ];
+    let len = limit.read_len(TCP_READ);
     let peer = s.peer_addr().ok();
     // Status bytes found but not yet taken off the data count (a status can straddle reads,
     // so the 12 bytes may be more than this read holds).
     let mut status_debt = 0u64;
     while !stop.is_triggered() {
-        match s.read(&mut buf) {
+        match s.read(&mut buf[..len]) {
             Ok(0) => {
                 peer_closed(stop, tx);
                 return Ok(());
             }
             Ok(n) => {
+                limit.after(n, stop);
                 scanner.feed(&buf[..n], |st| {
                     status_debt += status::LEN as u64;
                     let _ = tx.try_send(PeerMsg::Status(st));
@@ -89,20 +148,29 @@ fn run_control(
 }
 
 /// Connections 1..N-1: count and discard in the kernel.
-fn run_data(stop: &Stop, counters: &Counters, mut s: &TcpStream) -> Result<()> {
+fn run_data(
+    stop: &Stop,
+    counters: &Counters,
+    mut s: &TcpStream,
+    limit: &mut ReadLimit,
+) -> Result<()> {
     let mut buf = vec![0u8; DISCARD_READ];
+    let len = limit.read_len(DISCARD_READ);
     let peer = s.peer_addr().ok();
     let mut discard = true;
     while !stop.is_triggered() {
         let r = if discard {
-            crate::sys::tcp::recv_discard(s.as_fd(), &mut buf)
+            crate::sys::tcp::recv_discard(s.as_fd(), &mut buf[..len])
         } else {
-            s.read(&mut buf[..TCP_READ])
+            s.read(&mut buf[..len.min(TCP_READ)])
         };
         match r {
             // EOF on a data connection: the peer is done with it; connection 0 ends the session.
             Ok(0) => return Ok(()),
-            Ok(n) => counters.received(n as u64),
+            Ok(n) => {
+                counters.received(n as u64);
+                limit.after(n, stop);
+            }
             Err(e) if net::is_timeout(&e) => {}
             Err(e) if discard && refused_flag(&e) => {
                 // Not seen on Linux (tcp(7): supported since 2.4); kept so an odd kernel or

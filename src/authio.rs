@@ -164,12 +164,16 @@ pub struct ServerAccounts {
 
 #[cfg(feature = "server")]
 /// Parses a users file: one `user:password` per line, `#` comments and blank lines ignored.
-/// The password is everything after the first colon (it may contain colons).
+/// The password is everything after the first colon (it may contain colons). `limit USER
+/// SPEC` lines (see [`limit_line`]) are not accounts and are skipped here.
 pub fn parse_users(text: &str, origin: &str) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim_end_matches('\r');
         if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        if limit_line(line).is_some() {
             continue;
         }
         let bad = |why: &str| {
@@ -191,6 +195,28 @@ pub fn parse_users(text: &str, origin: &str) -> Result<Vec<(String, String)>> {
         out.push((u.to_string(), p.to_string()));
     }
     Ok(out)
+}
+
+/// A `limit USER SPEC` line of a users file: the user and the limits spec
+/// (`limit alice day=10G sessions=2 rate=100M`, docs/btest.1). Such a line has no `:`, so no
+/// file that was valid before reads differently: a line without `:` used to be an error.
+pub fn limit_line(line: &str) -> Option<(&str, &str)> {
+    let rest = line.trim().strip_prefix("limit")?;
+    if !rest.starts_with([' ', '\t']) || rest.contains(':') {
+        return None;
+    }
+    let rest = rest.trim_start();
+    let (user, spec) = rest.split_once([' ', '\t']).unwrap_or((rest, ""));
+    Some((user, spec.trim()))
+}
+
+/// Every `limit` line of a users file: (line number, user, spec).
+pub fn parse_user_limits(text: &str) -> Vec<(usize, String, String)> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim_start().starts_with('#'))
+        .filter_map(|(i, l)| limit_line(l).map(|(u, s)| (i + 1, u.to_string(), s.to_string())))
+        .collect()
 }
 
 #[cfg(feature = "server")]
@@ -395,6 +421,30 @@ mod tests {
         assert!(e.contains("users.txt:2"), "{e}");
         let e = parse_users(":pw\n", "f").unwrap_err().to_string();
         assert!(e.contains("f:1") && e.contains("empty user"), "{e}");
+    }
+
+    #[test]
+    fn limit_lines_are_not_accounts() {
+        let t = "alice:pw\nlimit alice day=10G sessions=2\n# limit bob day=1\nlimit\tbob\tmonth=1T\nlimiter:pw\nlimit carol\n";
+        let u = parse_users(t, "f").unwrap();
+        assert_eq!(
+            u,
+            vec![
+                ("alice".into(), "pw".into()),
+                ("limiter".into(), "pw".into())
+            ]
+        );
+        assert_eq!(
+            parse_user_limits(t),
+            vec![
+                (2, "alice".into(), "day=10G sessions=2".into()),
+                (4, "bob".into(), "month=1T".into()),
+                (6, "carol".into(), "".into()),
+            ]
+        );
+        // with a ':' it is an account called "limit x", as it always was
+        assert_eq!(limit_line("limit x:pw"), None);
+        assert_eq!(limit_line("limitless day=1"), None);
     }
 
     #[test]

@@ -251,6 +251,14 @@ const OPTIONS: &[Opt] = &[
         "cap each session instead of refusing faster tests: our\nsending, and over TCP our reading (e.g. 100M; default none)",
     ),
     server(
+        "--source-limit 'SCOPE LIMITS'",
+        "limits per source (repeatable): SCOPE addr, v4/LEN or v6/LEN;\nLIMITS day=, week=, month= (bytes; up-/down- prefixed\nfor one way), sessions=N, duration=DUR, rate=RATE",
+    ),
+    server(
+        "--state-dir DIR",
+        "keep byte usage here across restarts (byte quotas need it)",
+    ),
+    server(
         "--auth ecsrp5|md5|none",
         "method offered (default ecsrp5 with credentials, else none)",
     ),
@@ -508,6 +516,8 @@ struct RawArgs {
     allow: Vec<crate::cidr::Cidr>,
     deny: Vec<crate::cidr::Cidr>,
     max_rate: Option<u64>,
+    source_limits: Vec<crate::config::SourceLimit>,
+    state_dir: Option<PathBuf>,
     tuning: crate::config::Tuning,
     auth: Option<AuthMethod>,
     users_file: Option<PathBuf>,
@@ -984,6 +994,18 @@ fn lex_arg(p: &mut lexopt::Parser, r: &mut RawArgs, arg: lexopt::Arg<'_>) -> Res
             }
             r.max_rate = Some(rate);
         }
+        Long("source-limit") => {
+            let v = val!("--source-limit");
+            r.source_limits
+                .push(v.parse().map_err(|e| format!("--source-limit: {e}"))?);
+        }
+        Long("state-dir") => {
+            let v = val!("--state-dir");
+            if v.is_empty() {
+                return Err("--state-dir: expected a directory".into());
+            }
+            r.state_dir = Some(PathBuf::from(v));
+        }
         Long("max-sessions") => {
             r.max_sessions = Some(num(
                 "--max-sessions",
@@ -1137,6 +1159,8 @@ fn finish(r: RawArgs, env_password: Option<String>) -> Result<Invocation, String
             s.allow = r.allow;
             s.deny = r.deny;
             s.max_rate = r.max_rate;
+            s.source_limits = r.source_limits;
+            s.state_dir = r.state_dir;
             s.output = output;
             if let Some(u) = r.user {
                 let p = password
@@ -1454,6 +1478,10 @@ mod tests {
             ),
             (&["server", "--deny", ","], "--deny: ',': expected CIDR[,CIDR]"),
             (&["server", "--max-rate", "0"], "--max-rate: '0' must be above 0"),
+            (
+                &["server", "--source-limit", "v4/40 day=1G"],
+                "--source-limit: 'v4/40 day=1G': expected SCOPE LIMITS",
+            ),
             (&["server", "--auth", "rsa"], "'rsa'"),
             (&["server", "--syslog", ":514"], "':514'"),
             (&["frobnicate"], "'frobnicate'"),
@@ -1639,6 +1667,8 @@ mod tests {
             ("--allow", Some("127.0.0.0/8")),
             ("--deny", Some("10.0.0.0/8")),
             ("--max-rate", Some("100M")),
+            ("--source-limit", Some("addr day=5G")),
+            ("--state-dir", Some("/var/lib/btest")),
             ("--auth", Some("none")),
             ("--users", Some("/tmp/u")),
             ("--metrics-file", Some("/tmp/m")),

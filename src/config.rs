@@ -182,9 +182,59 @@ pub struct ServerConfig {
     pub allow: Vec<crate::cidr::Cidr>,
     /// `--deny`: these networks may not connect (wins over `allow`).
     pub deny: Vec<crate::cidr::Cidr>,
-    /// `--max-rate`: bit/s cap on what a session sends and on what it asks its client to
-    /// send; `None` = no cap.
+    /// `--max-rate`: bit/s cap on what a session sends and (TCP) reads; `None` = no cap.
     pub max_rate: Option<u64>,
+    /// `--state-dir`: where byte usage is kept across restarts (needed by byte quotas).
+    pub state_dir: Option<PathBuf>,
+    /// `--source-limit`: limits per source address or network.
+    pub source_limits: Vec<SourceLimit>,
+}
+
+/// Which sources one `--source-limit` counts together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceScope {
+    /// Each IPv4 address and each IPv6 /64 (one host's addresses), as the handshake caps.
+    Addr,
+    /// IPv4 networks of this prefix length.
+    V4(u8),
+    /// IPv6 networks of this prefix length.
+    V6(u8),
+}
+
+/// `--source-limit SCOPE SPEC`: the spec is checked when the server starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceLimit {
+    pub scope: SourceScope,
+    pub spec: String,
+}
+
+impl std::str::FromStr for SourceLimit {
+    type Err = String;
+
+    /// `addr day=5G sessions=2`, `v4/24 month=500G`, `v6/48 rate=1G`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let (scope, spec) = t.split_once(char::is_whitespace).unwrap_or((t, ""));
+        let bad = || {
+            format!(
+                "'{s}': expected SCOPE LIMITS, SCOPE one of addr, v4/LEN, v6/LEN (e.g. \"addr day=5G sessions=2\", \"v4/24 month=500G\")"
+            )
+        };
+        let len = |l: &str, max: u8| l.parse::<u8>().ok().filter(|&n| n <= max);
+        let scope = match scope.split_once('/') {
+            None if scope == "addr" => SourceScope::Addr,
+            Some(("v4", l)) => SourceScope::V4(len(l, 32).ok_or_else(bad)?),
+            Some(("v6", l)) => SourceScope::V6(len(l, 128).ok_or_else(bad)?),
+            _ => return Err(bad()),
+        };
+        if spec.trim().is_empty() {
+            return Err(bad());
+        }
+        Ok(SourceLimit {
+            scope,
+            spec: spec.trim().to_string(),
+        })
+    }
 }
 
 impl Default for ServerConfig {
@@ -209,6 +259,8 @@ impl Default for ServerConfig {
             allow: Vec::new(),
             deny: Vec::new(),
             max_rate: None,
+            state_dir: None,
+            source_limits: Vec::new(),
         }
     }
 }
@@ -245,6 +297,40 @@ impl Default for GuardConfig {
             login_window: Duration::from_secs(60),
             login_block: Duration::from_secs(60),
             logins_per_minute: 30,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_limit_scopes() {
+        let ok = [
+            ("addr day=5G", SourceScope::Addr, "day=5G"),
+            (
+                "v4/24  month=500G sessions=4",
+                SourceScope::V4(24),
+                "month=500G sessions=4",
+            ),
+            ("v6/48 rate=1G", SourceScope::V6(48), "rate=1G"),
+            ("v4/0 day=1T", SourceScope::V4(0), "day=1T"),
+        ];
+        for (t, scope, spec) in ok {
+            let l: SourceLimit = t.parse().unwrap_or_else(|e| panic!("{t}: {e}"));
+            assert_eq!((l.scope, l.spec.as_str()), (scope, spec), "{t}");
+        }
+        for t in [
+            "addr",
+            "v4/33 day=1",
+            "v6/x day=1",
+            "host day=1",
+            "/24 day=1",
+            "",
+        ] {
+            let e = t.parse::<SourceLimit>().unwrap_err();
+            assert!(e.contains("expected SCOPE LIMITS"), "{t}: {e}");
         }
     }
 }

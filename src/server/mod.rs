@@ -9,6 +9,7 @@
 
 mod accept;
 pub mod acl;
+pub mod api;
 mod guard;
 mod handshake;
 mod join;

@@ -110,12 +110,12 @@ impl ClientResult {
         Some(match &self.summary.end_reason {
             StopReason::PeerClosed => format!(
                 "the server closed the connection {secs:.1} s into the test: it ended the \
-                 session (its --max-duration, or its control timeout after silence from us) or \
+                 session (its --max-duration, a quota, or its control timeout after silence from us) or \
                  its process exited or was killed"
             ),
             StopReason::PeerReset => format!(
                 "the server reset the connection {secs:.1} s into the test: it ended the session \
-                 with our data unread (its --max-duration, or its control timeout after silence \
+                 with our data unread (its --max-duration, a quota, or its control timeout after silence \
                  from us), it was killed or crashed, or a firewall or NAT dropped the connection"
             ),
             StopReason::ControlTimeout => {

@@ -11,6 +11,7 @@ mod faults; // issue 12: client and server killed or stopped mid-test, as proces
 mod guards; // issue 12: handshake deadline and per-source caps, login abuse, bounded logs
 mod hostile; // garbage, truncation, silence, vanishing clients: freed threads and ports
 mod netem; // 5 % loss on a veth link between two namespaces (root only)
+mod quota; // issue 10: byte quotas end and refuse sessions, survive restarts; per-source limits
 mod soak; // issue 12: 100/1000 sessions against one server process, 100 at once, /proc
 mod stop; // promptness of client and server shutdown
 mod tcp; // TCP in every direction, 1 and 4 connections, IPv4 and IPv6, speed limits

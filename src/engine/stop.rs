@@ -31,6 +31,8 @@ pub enum StopReason {
     MaxDuration,
     /// SIGINT/SIGTERM or the server shutting down.
     Shutdown,
+    /// The server ended the session: a byte quota of its user or source ran out (issue 10).
+    Quota,
     /// A role failed; the error itself is kept by the session.
     Error(String),
 }
@@ -45,6 +47,7 @@ impl StopReason {
             StopReason::ControlTimeout => "control_timeout",
             StopReason::MaxDuration => "max_duration",
             StopReason::Shutdown => "interrupted",
+            StopReason::Quota => "quota",
             StopReason::Error(_) => "error",
         }
     }

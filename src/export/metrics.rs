@@ -53,11 +53,13 @@ pub enum RejectReason {
     LoginRate,
     /// Its address is not admitted by `--allow` / `--deny`.
     Denied,
+    /// A byte quota used up, or a per-user / per-source session limit (issue 10).
+    Quota,
 }
 
 impl RejectReason {
     /// Every reason, in the order they are rendered.
-    pub const ALL: [RejectReason; 10] = [
+    pub const ALL: [RejectReason; 11] = [
         RejectReason::Limit,
         RejectReason::BadCommand,
         RejectReason::Timeout,
@@ -68,10 +70,11 @@ impl RejectReason {
         RejectReason::LoginBlocked,
         RejectReason::LoginRate,
         RejectReason::Denied,
+        RejectReason::Quota,
     ];
 
     /// The label value: `limit`, `bad_command`, `timeout`, `auth`, `unknown_token`, `other`,
-    /// `source_limit`, `login_blocked`, `login_rate`, `denied`.
+    /// `source_limit`, `login_blocked`, `login_rate`, `denied`, `quota`.
     pub fn as_str(self) -> &'static str {
         match self {
             RejectReason::Limit => "limit",
@@ -84,6 +87,7 @@ impl RejectReason {
             RejectReason::LoginBlocked => "login_blocked",
             RejectReason::LoginRate => "login_rate",
             RejectReason::Denied => "denied",
+            RejectReason::Quota => "quota",
         }
     }
 
@@ -574,8 +578,8 @@ mod tests {
     fn render_is_valid_prometheus_text() {
         let m = Metrics::default();
         let samples = validate(&m.render(0, 0)).unwrap();
-        // 1 started + 1 active + 10 reasons + 2 methods + 2 bytes + 1 ports + 2 guard gauges.
-        assert_eq!(samples.len(), 19, "{samples:?}");
+        // 1 started + 1 active + 11 reasons + 2 methods + 2 bytes + 1 ports + 2 guard gauges.
+        assert_eq!(samples.len(), 20, "{samples:?}");
         assert!(samples.values().all(|v| *v == 0.0));
 
         m.reject(RejectReason::UnknownToken);

@@ -1,5 +1,6 @@
 //! The guard thread (`btest-guard`): enforces the handshake deadline, writes the summary lines
-//! of the rejection log gate, forgets idle sources and keeps the guard gauges current.
+//! of the rejection log gate, forgets idle sources, keeps the guard gauges current and has
+//! byte usage written every few seconds (accounting.rs).
 //!
 //! A read timeout alone cannot bound a handshake: a client that sends one byte every few
 //! seconds restarts it on every read (16 bytes at 4 s each took 64 s). So each handshake is
@@ -99,5 +100,6 @@ pub(super) fn run(shared: &Shared) {
             (l.handshakes(), l.blocked_sources(now))
         };
         shared.metrics.set_guard_gauges(handshakes, blocked);
+        shared.accounting.tick(now);
     }
 }

@@ -30,6 +30,8 @@ pub(super) struct Admitted {
     pub method: AuthMethod,
     /// Frees the session slot.
     pub _active: Defer<Box<dyn FnOnce() + Send>>,
+    /// What its user's and source's limits allow; dropped at the session's end.
+    pub grant: super::accounting::Grant,
 }
 
 /// A handshake in progress: counted in [`Limits`] and watched by the guard until released
@@ -323,6 +325,19 @@ fn admit(
         shared.limits.lock().login_ok(src);
     }
     let fail = |e: Error| (e, user.clone(), method, None);
+    // Limits of the user and the source, before the session slot (a refused client must not
+    // hold one). The protocol has no refusal message after the command: the close is it.
+    let grant =
+        match shared
+            .accounting
+            .admit(user.as_deref(), peer.ip(), std::time::SystemTime::now())
+        {
+            Ok(g) => g,
+            Err(why) => {
+                reject(shared, peer, RejectReason::Quota, &why);
+                return Err((Error::Refused(why), user, method, Some(RejectReason::Quota)));
+            }
+        };
     // The session slot is taken after the login, so unauthenticated handshakes never hold
     // one (they are bounded per source instead).
     if shared.active.fetch_add(1, SeqCst) >= shared.cfg.max_sessions {
@@ -444,5 +459,6 @@ fn admit(
         user,
         method,
         _active: active,
+        grant,
     })
 }

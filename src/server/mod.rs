@@ -8,6 +8,7 @@
 //! [`SessionRecord`]s on a channel; the caller formats them).
 
 mod accept;
+pub mod accounting;
 pub mod acl;
 pub mod api;
 mod guard;
@@ -16,7 +17,9 @@ mod join;
 pub mod limits;
 pub mod live;
 mod ports;
+pub mod quota;
 mod session;
+pub mod usage;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
@@ -149,6 +152,7 @@ struct Shared {
     auth: crate::authio::ServerAccounts,
     metrics: Arc<Metrics>,
     live: Arc<live::Registry>,
+    accounting: Arc<accounting::Accounting>,
 }
 
 /// A bound, not yet running server.
@@ -182,6 +186,7 @@ impl Server {
             }
         }
         let auth = crate::authio::ServerAccounts::new(&cfg)?;
+        let accounting = Arc::new(accounting::Accounting::new(&cfg)?);
         // Fixed malloc thresholds, so a session's large buffers are unmapped when freed
         // (glibc; docs/reliability.md "Memory after load").
         if !crate::sys::mem::tune_allocator() {
@@ -210,6 +215,7 @@ impl Server {
                 auth,
                 metrics: Arc::new(Metrics::default()),
                 live: Arc::new(live::Registry::default()),
+                accounting,
             }),
             events: rx,
         })
@@ -300,6 +306,11 @@ impl ServerHandle {
         self.shared.live.clone()
     }
 
+    /// Accounts, limits and byte usage (for `/api/quotas`).
+    pub fn accounting(&self) -> Arc<accounting::Accounting> {
+        self.shared.accounting.clone()
+    }
+
     /// Has the server been told to stop?
     pub fn stopping(&self) -> bool {
         self.shared.stop.is_triggered()
@@ -315,6 +326,7 @@ impl ServerHandle {
         while self.shared.threads.load(SeqCst) > 0 && t0.elapsed() < grace {
             std::thread::sleep(Duration::from_millis(5));
         }
+        self.shared.accounting.flush();
         self.stats()
     }
 }

@@ -1,5 +1,7 @@
 //! A session's data phase, on the `btest-conn` thread that admitted it: the start record,
-//! the engine's plan from the command, the engine run, and the end record.
+//! the engine's plan from the command (rates and duration capped by `--max-rate`,
+//! `--max-duration` and the user's and source's limits), the engine run with its bytes
+//! charged to the session's quotas, and the end record.
 //!
 //! Must not: touch the handshake (handshake.rs) or print (records go out as [`ServerEvent`]s).
 
@@ -10,7 +12,9 @@ use std::time::{Duration, SystemTime};
 
 use super::handshake::Admitted;
 use super::{live, ServerEvent, SessionRecord, SessionStart, Shared};
-use crate::engine::{self, rx::canonical, Plan, Stop};
+use parking_lot::Mutex;
+
+use crate::engine::{self, rx::canonical, Plan, Stop, StopReason};
 use crate::wire::{self, datagram, Command, Protocol};
 
 pub(super) fn run(
@@ -27,6 +31,7 @@ pub(super) fn run(
         user,
         method,
         _active,
+        grant,
     } = a;
     let tcp = cmd.protocol == Protocol::Tcp;
     let n = cmd.connections();
@@ -58,7 +63,12 @@ pub(super) fn run(
         udp_port: lease.as_ref().map(|l| l.port),
     };
     let _ = shared.events.try_send(ServerEvent::Start(start.clone()));
-    let sends_at = capped(u64::from(cmd.remote_tx_speed), shared.cfg.max_rate);
+    // The lowest of --max-rate and the user's and source's rate= limits.
+    let cap = match (shared.cfg.max_rate, grant.rate) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let sends_at = capped(u64::from(cmd.remote_tx_speed), cap);
     let live = shared.live.start(live::SessionInfo {
         peer,
         user: start.user.clone(),
@@ -69,6 +79,9 @@ pub(super) fn run(
         cap_bps: (cmd.direction.server_tx() && sends_at != u64::from(cmd.remote_tx_speed))
             .then_some(sends_at),
     });
+    let stop = Stop::new();
+    let over: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    let grant = Arc::new(grant);
     let tx_size = if tcp {
         if cmd.tx_size == 0 {
             usize::from(wire::TCP_CHUNK_SIZE)
@@ -89,14 +102,17 @@ pub(super) fn run(
         udp_overhead: datagram::overhead(peer_ip.is_ipv6()),
         tx_rate: sends_at,
         // What we read, capped too: TCP flow control then slows the client to it.
-        rx_rate: shared.cfg.max_rate.filter(|_| tcp).unwrap_or(0),
+        rx_rate: cap.filter(|_| tcp).unwrap_or(0),
         tx_size,
         peer_chunk: tx_size,
         random: cmd.random_data,
         peer_zero: !cmd.random_data,
         interval: Duration::from_secs(1),
         duration: None,
-        max_duration: shared.cfg.max_duration,
+        max_duration: match (shared.cfg.max_duration, grant.duration) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        },
         control_timeout: shared.cfg.control_timeout,
         samples: None,
         parent: Some(shared.stop.clone()),
@@ -104,20 +120,33 @@ pub(super) fn run(
         on_bytes: Some({
             let m = shared.metrics.clone();
             let live = live.clone();
+            let stop = stop.clone();
+            let over = over.clone();
+            let grant = grant.clone();
+            // The status thread, once per take (about a second): never per packet.
             Arc::new(move |sent, received| {
                 m.add_bytes(sent, received);
                 live.add(sent, received);
+                if let Some(why) = grant.charge(sent, received, SystemTime::now()) {
+                    if stop.trigger(StopReason::Quota) {
+                        *over.lock() = Some(why);
+                    }
+                }
             })
         }),
         tuning: shared.cfg.tuning,
     };
-    let stop = Stop::new();
     let result = engine::run(plan, &stop);
     drop(lease);
+    // The last take is charged; written now so a restart keeps it.
+    drop(grant);
     match &result {
         Ok(sum) => {
             let reason = crate::report::server_end_reason(&sum.end_reason);
-            log::info!("{peer}: session end: {reason}");
+            match over.lock().as_deref() {
+                Some(why) => log::warn!("{peer}: session end: {reason}: {why}"),
+                None => log::info!("{peer}: session end: {reason}"),
+            }
             shared.live.end(&live, reason);
         }
         Err(e) => {

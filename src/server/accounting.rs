@@ -1,0 +1,595 @@
+//! Accounts and quotas at run time: which limits apply to a session (its user's `limit` line,
+//! every `--source-limit` whose scope holds its address), whether it may start, what it may
+//! use, and the bytes it used, kept durably in usage.rs under `--state-dir`.
+//!
+//! A session is admitted with a [`Grant`]; its status thread charges the grant with each
+//! take's bytes (about once a second, never per packet) and the session is stopped when a
+//! byte quota runs out, so it overshoots by at most one status interval of traffic. Usage is
+//! written (fsync) when a session ends and every [`SYNC_EVERY`] by the guard thread, so a
+//! crash loses at most that much of a long session's count.
+//!
+//! Keys name what is counted: `user:NAME`, `addr:IP` (an IPv4 address or an IPv6 /64, as the
+//! handshake caps count hosts), `net:PREFIX/LEN`. Must not: touch sockets or sessions (the
+//! caller stops the session with the reason this returns).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+
+use super::api::QuotaRow;
+use super::quota::{self, ByteLimit, LimitSet, Window};
+use super::usage::{self, Bytes, Store};
+use crate::cidr::{canonical, Cidr};
+use crate::config::{ServerConfig, SourceScope};
+use crate::error::{Error, Result};
+
+/// Usage is fsynced at least this often while sessions run.
+pub const SYNC_EVERY: Duration = Duration::from_secs(10);
+/// The log is rewritten (old periods dropped) after this many appended records.
+const COMPACT_AFTER: usize = 10_000;
+
+/// The limits of one key.
+#[derive(Debug, Clone)]
+struct Keyed {
+    key: String,
+    limits: LimitSet,
+}
+
+/// The server's accounts, limits and usage.
+pub struct Accounting {
+    users: HashMap<String, LimitSet>,
+    sources: Vec<(SourceScope, LimitSet)>,
+    store: Option<Mutex<Store>>,
+    active: Mutex<HashMap<String, usize>>,
+    synced: Mutex<Instant>,
+}
+
+/// What a session was granted; dropping it ends the session's count.
+pub struct Grant {
+    acc: Arc<Accounting>,
+    /// Keys with byte quotas, charged with the session's bytes.
+    charged: Vec<Keyed>,
+    /// Keys whose concurrent sessions this one counts in.
+    counted: Vec<String>,
+    /// The shortest `duration=` that applies.
+    pub duration: Option<Duration>,
+    /// The lowest `rate=` that applies.
+    pub rate: Option<u64>,
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn io_err(path: &Path, what: &str, e: std::io::Error) -> Error {
+    Error::Usage(format!(
+        "cannot {what} the usage store in {} ({e}); check that the directory exists and is writable, or choose another --state-dir",
+        path.display()
+    ))
+}
+
+impl Accounting {
+    /// From the configuration and the users file's `limit` lines. Byte quotas need
+    /// `--state-dir`: counted only in memory, a restart would silently give every user a
+    /// fresh quota.
+    pub fn new(cfg: &ServerConfig) -> Result<Accounting> {
+        let mut users = HashMap::new();
+        if let Some(p) = &cfg.users_file {
+            let text = std::fs::read_to_string(p).map_err(|e| {
+                Error::Usage(format!("cannot read users file {}: {e}", p.display()))
+            })?;
+            for (line, user, spec) in crate::authio::parse_user_limits(&text) {
+                let at = || format!("{}:{line}", p.display());
+                let limits = quota::parse_limits(&spec)
+                    .map_err(|e| Error::Usage(format!("{}: limit {user}: {e}", at())))?;
+                if !cfg.users.iter().any(|(u, _)| *u == user)
+                    && !crate::authio::parse_users(&text, "")
+                        .map(|l| l.iter().any(|(u, _)| *u == user))
+                        .unwrap_or(false)
+                {
+                    return Err(Error::Usage(format!(
+                        "{}: limit for '{user}', who has no account in the file or --user; add 'USER:PASSWORD' or fix the name",
+                        at()
+                    )));
+                }
+                if users.insert(user.clone(), limits).is_some() {
+                    return Err(Error::Usage(format!(
+                        "{}: a second limit line for '{user}'; put all of its limits on one line",
+                        at()
+                    )));
+                }
+            }
+        }
+        let mut sources = Vec::new();
+        for s in &cfg.source_limits {
+            let limits = quota::parse_limits(&s.spec)
+                .map_err(|e| Error::Usage(format!("--source-limit: {e}")))?;
+            sources.push((s.scope, limits));
+        }
+        let wants_bytes = users.values().any(|l| !l.bytes.is_empty())
+            || sources.iter().any(|(_, l)| !l.bytes.is_empty());
+        let store = match (&cfg.state_dir, wants_bytes) {
+            (Some(dir), _) => Some(Mutex::new(open_store(dir)?)),
+            (None, true) => {
+                return Err(Error::Usage(
+                    "byte quotas (day=, week=, month=, ...) need --state-dir DIR, where usage is kept across restarts".into(),
+                ))
+            }
+            (None, false) => None,
+        };
+        Ok(Accounting {
+            users,
+            sources,
+            store,
+            active: Mutex::new(HashMap::new()),
+            synced: Mutex::new(Instant::now()),
+        })
+    }
+
+    /// Does any limit or the store exist? Without, admission is free.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.sources.is_empty() && self.store.is_none()
+    }
+
+    fn applicable(&self, user: Option<&str>, ip: IpAddr) -> Vec<Keyed> {
+        let ip = canonical(ip);
+        let mut out = Vec::new();
+        if let Some((u, l)) = user.and_then(|u| self.users.get_key_value(u)) {
+            out.push(Keyed {
+                key: format!("user:{u}"),
+                limits: l.clone(),
+            });
+        }
+        for (scope, l) in &self.sources {
+            let key = match (*scope, ip) {
+                (SourceScope::Addr, IpAddr::V4(a)) => format!("addr:{a}"),
+                (SourceScope::Addr, IpAddr::V6(_)) => format!("addr:{}", Cidr::of(ip, 64)),
+                (SourceScope::V4(n), IpAddr::V4(_)) | (SourceScope::V6(n), IpAddr::V6(_)) => {
+                    format!("net:{}", Cidr::of(ip, n))
+                }
+                _ => continue,
+            };
+            out.push(Keyed {
+                key,
+                limits: l.clone(),
+            });
+        }
+        out
+    }
+
+    /// May a session of `user` from `ip` start now? The refusal says which limit and when it
+    /// resets.
+    pub fn admit(
+        self: &Arc<Self>,
+        user: Option<&str>,
+        ip: IpAddr,
+        now: SystemTime,
+    ) -> std::result::Result<Grant, String> {
+        let keyed = self.applicable(user, ip);
+        let now = unix(now);
+        if let Some(store) = &self.store {
+            let store = store.lock();
+            for k in &keyed {
+                if let Some(why) = over_quota(&store, k, now) {
+                    return Err(why);
+                }
+            }
+        }
+        let mut active = self.active.lock();
+        for k in &keyed {
+            if let Some(max) = k.limits.sessions {
+                let n = active.get(&k.key).copied().unwrap_or(0);
+                if n >= max {
+                    return Err(format!(
+                        "{} already has {n} session(s) running, its limit (sessions={max})",
+                        k.key
+                    ));
+                }
+            }
+        }
+        let counted: Vec<String> = keyed
+            .iter()
+            .filter(|k| k.limits.sessions.is_some())
+            .map(|k| k.key.clone())
+            .collect();
+        for k in &counted {
+            *active.entry(k.clone()).or_insert(0) += 1;
+        }
+        drop(active);
+        Ok(Grant {
+            acc: self.clone(),
+            duration: keyed.iter().filter_map(|k| k.limits.duration).min(),
+            rate: keyed.iter().filter_map(|k| k.limits.rate).min(),
+            charged: keyed
+                .into_iter()
+                .filter(|k| !k.limits.bytes.is_empty())
+                .collect(),
+            counted,
+        })
+    }
+
+    /// The guard thread's periodic work: fsync pending usage, compact a long log.
+    pub fn tick(&self, now: Instant) {
+        let Some(store) = &self.store else { return };
+        {
+            let mut last = self.synced.lock();
+            if now.duration_since(*last) < SYNC_EVERY {
+                return;
+            }
+            *last = now;
+        }
+        let mut s = store.lock();
+        if let Err(e) = s.sync() {
+            log::warn!(
+                "cannot write byte usage ({e}); will retry in {} s",
+                SYNC_EVERY.as_secs()
+            );
+        }
+        if s.appended() > COMPACT_AFTER {
+            let t = unix(SystemTime::now());
+            if let Err(e) = s.compact(|b| current_or_later(b, t)) {
+                log::warn!("cannot compact the usage log ({e}); it keeps growing until this works");
+            }
+        }
+    }
+
+    /// Writes pending usage now (server shutdown).
+    pub fn flush(&self) {
+        if let Some(store) = &self.store {
+            if let Err(e) = store.lock().sync() {
+                log::warn!("cannot write byte usage ({e})");
+            }
+        }
+    }
+
+    /// Quota usage in the current periods, for `/api/quotas`: every user with a byte quota,
+    /// and every source key with usage.
+    pub fn quota_rows(&self, now: SystemTime) -> Vec<QuotaRow> {
+        let Some(store) = &self.store else {
+            return Vec::new();
+        };
+        let now = unix(now);
+        let store = store.lock();
+        let mut keys: Vec<Keyed> = self
+            .users
+            .iter()
+            .filter(|(_, l)| !l.bytes.is_empty())
+            .map(|(u, l)| Keyed {
+                key: format!("user:{u}"),
+                limits: l.clone(),
+            })
+            .collect();
+        let mut seen: Vec<String> = Vec::new();
+        for (key, _, _) in store.entries() {
+            if key.starts_with("user:") || seen.contains(&key) {
+                continue;
+            }
+            if let Some(limits) = self.source_limits_of(&key) {
+                seen.push(key.clone());
+                keys.push(Keyed { key, limits });
+            }
+        }
+        keys.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut rows = Vec::new();
+        for k in keys {
+            for l in &k.limits.bytes {
+                let b = store.get(&k.key, &l.window.bucket(now));
+                rows.push(QuotaRow {
+                    key: k.key.clone(),
+                    window: l.window.as_str(),
+                    dir: l.dir.as_str(),
+                    used: l.dir.of(b.up, b.down),
+                    limit: l.bytes,
+                });
+            }
+        }
+        rows
+    }
+
+    /// The `--source-limit` a stored source key was counted under.
+    fn source_limits_of(&self, key: &str) -> Option<LimitSet> {
+        let (kind, rest) = key.split_once(':')?;
+        let scope = match kind {
+            "addr" => SourceScope::Addr,
+            "net" => {
+                let (ip, len) = rest.rsplit_once('/')?;
+                let len: u8 = len.parse().ok()?;
+                match ip.parse::<IpAddr>().ok()? {
+                    IpAddr::V4(_) => SourceScope::V4(len),
+                    IpAddr::V6(_) => SourceScope::V6(len),
+                }
+            }
+            _ => return None,
+        };
+        self.sources
+            .iter()
+            .find(|(s, l)| *s == scope && !l.bytes.is_empty())
+            .map(|(_, l)| l.clone())
+    }
+}
+
+fn open_store(dir: &Path) -> Result<Store> {
+    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, "create", e))?;
+    let (mut store, report) = Store::open(dir).map_err(|e| io_err(dir, "open", e))?;
+    if report.torn_tail_bytes > 0 || report.bad_lines > 0 {
+        log::warn!(
+            "{}: ignored {} damaged line(s) and a torn last record of {} byte(s) (a crash while writing); the rest of the usage is kept",
+            dir.join(usage::FILE_NAME).display(),
+            report.bad_lines,
+            report.torn_tail_bytes
+        );
+    }
+    let t = unix(SystemTime::now());
+    store
+        .compact(|b| current_or_later(b, t))
+        .map_err(|e| io_err(dir, "compact", e))?;
+    log::debug!(
+        "usage store {}: {} record(s) replayed",
+        dir.display(),
+        report.records
+    );
+    Ok(store)
+}
+
+/// Keep a bucket while its period has not passed (a clock set back keeps the later ones).
+fn current_or_later(bucket: &str, now: u64) -> bool {
+    match Window::of_bucket(bucket) {
+        Some(w) => bucket >= w.bucket(now).as_str(),
+        None => true,
+    }
+}
+
+/// The first byte quota of `k` that is used up at `now`, as a message.
+fn over_quota(store: &Store, k: &Keyed, now: u64) -> Option<String> {
+    k.limits.bytes.iter().find_map(|l: &ByteLimit| {
+        let b = store.get(&k.key, &l.window.bucket(now));
+        let used = l.dir.of(b.up, b.down);
+        (used >= l.bytes).then(|| {
+            format!(
+                "{} used {} of its {} {} quota of {}; it resets at {}",
+                k.key,
+                quota::format_bytes(used),
+                l.window.adjective(),
+                l.dir.as_str(),
+                quota::format_bytes(l.bytes),
+                quota::utc(l.window.next_start(now))
+            )
+        })
+    })
+}
+
+impl Grant {
+    /// Charges one take's bytes (`sent` by the server = the client's down). Returns why the
+    /// session must stop when a quota of any of its keys is used up.
+    pub fn charge(&self, sent: u64, received: u64, now: SystemTime) -> Option<String> {
+        if self.charged.is_empty() || (sent == 0 && received == 0) {
+            return None;
+        }
+        let store = self.acc.store.as_ref()?;
+        let now = unix(now);
+        let mut store = store.lock();
+        let b = Bytes {
+            up: received,
+            down: sent,
+        };
+        for k in &self.charged {
+            let mut windows: Vec<Window> = k.limits.bytes.iter().map(|l| l.window).collect();
+            windows.sort();
+            windows.dedup();
+            for w in windows {
+                store.add(&k.key, &w.bucket(now), b);
+            }
+        }
+        self.charged.iter().find_map(|k| over_quota(&store, k, now))
+    }
+
+    /// Does this session count against any byte quota?
+    pub fn charges(&self) -> bool {
+        !self.charged.is_empty()
+    }
+}
+
+impl Drop for Grant {
+    fn drop(&mut self) {
+        {
+            let mut active = self.acc.active.lock();
+            for k in &self.counted {
+                if let Some(n) = active.get_mut(k) {
+                    *n -= 1;
+                    if *n == 0 {
+                        active.remove(k);
+                    }
+                }
+            }
+        }
+        if self.charges() {
+            // At the session's end, so a restart right after keeps its count.
+            self.acc.flush();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SourceLimit;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn tmpdir() -> std::path::PathBuf {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let d = std::env::temp_dir().join(format!(
+            "btest-acct-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn cfg(
+        users_file: &str,
+        sources: &[&str],
+        dir: Option<&Path>,
+    ) -> (ServerConfig, Option<std::path::PathBuf>) {
+        let mut c = ServerConfig::default();
+        let mut f = None;
+        if !users_file.is_empty() {
+            let p = tmpdir().with_extension("users");
+            std::fs::write(&p, users_file).unwrap();
+            c.users_file = Some(p.clone());
+            f = Some(p);
+        }
+        c.source_limits = sources
+            .iter()
+            .map(|s| s.parse::<SourceLimit>().unwrap())
+            .collect();
+        c.state_dir = dir.map(Path::to_path_buf);
+        (c, f)
+    }
+
+    #[test]
+    fn byte_quotas_stop_refuse_and_survive_a_restart() {
+        let dir = tmpdir();
+        let (c, f) = cfg(
+            "alice:pw\nbob:pw\nlimit alice day=1000 sessions=1 rate=5M duration=1m\n",
+            &[],
+            Some(&dir),
+        );
+        let acc = Arc::new(Accounting::new(&c).unwrap());
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let now = SystemTime::now();
+        let g = acc.admit(Some("alice"), ip, now).unwrap();
+        assert_eq!(g.rate, Some(5_000_000));
+        assert_eq!(g.duration, Some(Duration::from_secs(60)));
+        // A second concurrent session is over sessions=1; bob has no limits.
+        let e = acc.admit(Some("alice"), ip, now).err().unwrap();
+        assert!(e.contains("user:alice already has 1 session(s)"), "{e}");
+        assert!(acc.admit(Some("bob"), ip, now).is_ok());
+        assert_eq!(g.charge(300, 200, now), None);
+        let why = g.charge(400, 100, now).unwrap();
+        assert!(
+            why.contains(
+                "user:alice used 1.00 kB of its daily total quota of 1.00 kB; it resets at"
+            ),
+            "{why}"
+        );
+        let rows = acc.quota_rows(now);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            (rows[0].used, rows[0].limit, rows[0].window, rows[0].dir),
+            (1000, 1000, "day", "total")
+        );
+        drop(g);
+        let e = acc.admit(Some("alice"), ip, now).err().unwrap();
+        assert!(e.contains("daily total quota"), "{e}");
+        drop(acc);
+        // Restart: the count is still there.
+        let acc = Arc::new(Accounting::new(&c).unwrap());
+        assert!(acc.admit(Some("alice"), ip, now).is_err());
+        // Tomorrow it is not.
+        assert!(acc
+            .admit(Some("alice"), ip, now + Duration::from_secs(86_400))
+            .is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = f.map(std::fs::remove_file);
+    }
+
+    #[test]
+    fn source_scopes_count_hosts_and_networks() {
+        let dir = tmpdir();
+        let (c, _) = cfg(
+            "",
+            &["addr up-day=100", "v4/24 sessions=2", "v6/48 down-week=50"],
+            Some(&dir),
+        );
+        let acc = Arc::new(Accounting::new(&c).unwrap());
+        let now = SystemTime::now();
+        let a: IpAddr = "10.1.2.3".parse().unwrap();
+        let b: IpAddr = "::ffff:10.1.2.4".parse().unwrap(); // v4-mapped: the same /24
+        let c2: IpAddr = "10.1.2.5".parse().unwrap();
+        let g1 = acc.admit(None, a, now).unwrap();
+        let g2 = acc.admit(None, b, now).unwrap();
+        let e = acc.admit(None, c2, now).err().unwrap();
+        assert!(e.contains("net:10.1.2.0/24 already has 2"), "{e}");
+        // Upload is counted per address; a's download does not count against up-day.
+        assert_eq!(g1.charge(1_000_000, 99, now), None);
+        assert!(g1
+            .charge(0, 1, now)
+            .unwrap()
+            .contains("addr:10.1.2.3 used 100 B of its daily up quota"));
+        assert_eq!(g2.charge(0, 50, now), None);
+        drop((g1, g2));
+        assert!(acc.admit(None, c2, now).is_ok());
+        assert!(acc.admit(None, a, now).is_err());
+        // IPv6: one /64 is one host; the /48 shares a weekly download quota.
+        let h1: IpAddr = "2001:db8:1:1::1".parse().unwrap();
+        let h2: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let g = acc.admit(None, h1, now).unwrap();
+        assert!(g
+            .charge(50, 0, now)
+            .unwrap()
+            .contains("net:2001:db8:1::/48 used 50 B of its weekly down quota"));
+        drop(g);
+        let e = acc.admit(None, h2, now).err().unwrap();
+        assert!(e.contains("net:2001:db8:1::/48"), "{e}");
+        let keys: Vec<String> = acc.quota_rows(now).into_iter().map(|r| r.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "addr:10.1.2.3",
+                "addr:10.1.2.4",
+                "addr:2001:db8:1:1::/64",
+                "net:2001:db8:1::/48"
+            ]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn configuration_errors_say_what_to_fix() {
+        let (c, f) = cfg("alice:pw\nlimit alice day=1G\n", &[], None);
+        let e = Accounting::new(&c).err().unwrap().to_string();
+        assert!(e.contains("need --state-dir"), "{e}");
+        let (c, f2) = cfg("alice:pw\nlimit carol day=1G\n", &[], None);
+        let e = Accounting::new(&c).err().unwrap().to_string();
+        assert!(e.contains(":2: limit for 'carol'"), "{e}");
+        let (c, f3) = cfg("alice:pw\nlimit alice dya=1G\n", &[], None);
+        let e = Accounting::new(&c).err().unwrap().to_string();
+        assert!(e.contains(":2: limit alice: unknown limit 'dya'"), "{e}");
+        let (c, f4) = cfg(
+            "alice:pw\nlimit alice sessions=1\nlimit alice rate=1M\n",
+            &[],
+            None,
+        );
+        let e = Accounting::new(&c).err().unwrap().to_string();
+        assert!(e.contains("second limit line"), "{e}");
+        // Limits without byte quotas need no state directory.
+        let (c, f5) = cfg(
+            "alice:pw\nlimit alice sessions=1 rate=1M\n",
+            &["addr sessions=3"],
+            None,
+        );
+        let acc = Accounting::new(&c).unwrap();
+        assert!(!acc.is_empty());
+        for p in [f, f2, f3, f4, f5].into_iter().flatten() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+
+    #[test]
+    fn old_periods_are_dropped_by_compaction() {
+        let t = 1_764_770_400; // 2025-12-03 14:00 UTC
+        assert!(current_or_later("d2025-12-03", t));
+        assert!(current_or_later("d2025-12-04", t));
+        assert!(!current_or_later("d2025-12-02", t));
+        assert!(current_or_later("w2025-12-01", t));
+        assert!(!current_or_later("w2025-11-24", t));
+        assert!(current_or_later("m2025-12", t));
+        assert!(!current_or_later("m2025-11", t));
+        assert!(current_or_later("x-unknown", t));
+    }
+}

@@ -1,0 +1,162 @@
+//! Issue 10: accounts with byte quotas and per-source limits, end to end on loopback. A quota
+//! ends a running session within about one status interval of traffic, refuses the next
+//! session with reason `quota`, and is still used up after a restart (the usage store under
+//! `--state-dir`). Per-source `sessions=` refuses the second concurrent session; `rate=` caps
+//! what the server sends.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use btest::auth::AuthMethod;
+use btest::engine::StopReason;
+use btest::export::metrics::RejectReason;
+use btest::server::quota::Window;
+use btest::server::usage::Store;
+use btest::server::ServerEvent;
+use btest::wire::{Direction, Protocol};
+
+use crate::util::*;
+
+const CAP: u64 = 40_000_000; // bit/s: 5 MB/s
+const QUOTA: u64 = 12_000_000; // bytes: ~2.4 s at the cap
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("btest-quota-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn quota_server(dir: &std::path::Path) -> TestServer {
+    let users = dir.join("users");
+    std::fs::write(
+        &users,
+        format!("alice:pw\nbob:pw\nlimit alice down-day={QUOTA}\n"),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut cfg = server_cfg();
+    cfg.auth = AuthMethod::Md5;
+    cfg.users_file = Some(users);
+    cfg.state_dir = Some(dir.join("state"));
+    cfg.max_rate = Some(CAP);
+    start_server(cfg)
+}
+
+fn download(srv: &TestServer, user: &str, secs: f64) -> btest::Result<btest::client::ClientResult> {
+    let mut c = client_cfg(srv.addr, Protocol::Tcp, Direction::ServerTx, secs);
+    c.user = Some(user.into());
+    c.password = Some("pw".into());
+    run_client(&c).0
+}
+
+#[test]
+fn a_byte_quota_ends_the_session_refuses_the_next_and_survives_a_restart() {
+    watchdog(90, || {
+        let _x = exclusive();
+        let dir = scratch("bytes");
+        let srv = quota_server(&dir);
+        let t0 = Instant::now();
+        let r = download(&srv, "alice", 20.0);
+        let took = t0.elapsed();
+        let rec = srv.next_session(Duration::from_secs(5));
+        let sum = rec.result.as_ref().expect("the session ran");
+        assert_eq!(sum.end_reason, StopReason::Quota, "{rec:?}");
+        let e = r
+            .expect("the test ran")
+            .outcome()
+            .expect_err("the client sees the test end early")
+            .to_string();
+        assert!(e.contains("a quota"), "{e}");
+        eprintln!("quota {QUOTA} B at {CAP} bit/s: session ended after {took:?}");
+        assert!(took < Duration::from_secs(10), "took {took:?}");
+        // bob has no limit and is served as before.
+        let r = download(&srv, "bob", 1.0);
+        assert!(r.is_ok(), "{r:?}");
+        let _ = srv.next_session(Duration::from_secs(5));
+        // alice again: refused at the handshake, reason quota.
+        assert!(download(&srv, "alice", 2.0).is_err());
+        match srv.next_refusal(Duration::from_secs(5)) {
+            ServerEvent::Rejected(r) => {
+                assert_eq!(r.reason, RejectReason::Quota, "{r:?}");
+                assert!(r.error.contains("user:alice used"), "{}", r.error);
+                assert!(r.error.contains("daily down quota"), "{}", r.error);
+            }
+            other => panic!("expected a quota rejection, got {other:?}"),
+        }
+        srv.assert_idle();
+        drop(srv);
+        // What was counted: at least the quota, at most one status interval more.
+        let (store, report) = Store::open(&dir.join("state")).unwrap();
+        assert_eq!(report.bad_lines, 0);
+        let used = store
+            .get("user:alice", &Window::Day.bucket(unix_now()))
+            .down;
+        let interval = CAP / 8; // one second at the cap
+        eprintln!("counted {used} B (quota {QUOTA}, one interval {interval})");
+        assert!(used >= QUOTA, "used {used}");
+        assert!(used <= QUOTA + interval * 3 / 2, "used {used}");
+        drop(store);
+        // A restart keeps the count.
+        let srv = quota_server(&dir);
+        assert!(download(&srv, "alice", 2.0).is_err());
+        match srv.next_refusal(Duration::from_secs(5)) {
+            ServerEvent::Rejected(r) => assert_eq!(r.reason, RejectReason::Quota),
+            other => panic!("expected a quota rejection after the restart, got {other:?}"),
+        }
+        drop(srv);
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn per_source_sessions_and_rate_limits() {
+    watchdog(60, || {
+        let _x = exclusive();
+        let mut cfg = server_cfg();
+        cfg.source_limits = vec!["addr sessions=1 rate=20M".parse().unwrap()];
+        let srv = start_server(cfg);
+        let addr = srv.addr;
+        let first = std::thread::spawn(move || {
+            let mut c = client_cfg(addr, Protocol::Udp, Direction::ServerTx, 3.0);
+            c.remote_tx_speed = 0; // unlimited: sent at the cap
+            run_client(&c).0
+        });
+        assert!(wait_until(Duration::from_secs(5), || srv
+            .stats()
+            .active_sessions
+            == 1));
+        let c = client_cfg(addr, Protocol::Tcp, Direction::Both, 1.0);
+        assert!(
+            run_client(&c).0.is_err(),
+            "a second session from one address"
+        );
+        match srv.next_refusal(Duration::from_secs(5)) {
+            ServerEvent::Rejected(r) => {
+                assert_eq!(r.reason, RejectReason::Quota);
+                assert!(
+                    r.error.contains("addr:127.0.0.1 already has 1 session(s)"),
+                    "{}",
+                    r.error
+                );
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        let r = first.join().unwrap().expect("the first session runs");
+        let got = avg_bps(r.summary.status.totals.rx_bytes, r.summary.duration);
+        eprintln!("rate=20M: received {got:.0} bit/s");
+        assert!(got > 14e6 && got < 26e6, "received {got}");
+        let _ = srv.next_session(Duration::from_secs(5));
+        // The slot is free again.
+        let c = client_cfg(addr, Protocol::Tcp, Direction::Both, 1.0);
+        assert!(run_client(&c).0.is_ok());
+        srv.assert_idle();
+    });
+}

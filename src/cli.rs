@@ -259,6 +259,10 @@ const OPTIONS: &[Opt] = &[
         "keep byte usage here across restarts (byte quotas need it)",
     ),
     server(
+        "--http [ADDR:]PORT",
+        "serve live sessions, quotas and history as JSON, /metrics\nand a dashboard page (a bare port: 127.0.0.1 only)",
+    ),
+    server(
         "--auth ecsrp5|md5|none",
         "method offered (default ecsrp5 with credentials, else none)",
     ),
@@ -518,6 +522,7 @@ struct RawArgs {
     max_rate: Option<u64>,
     source_limits: Vec<crate::config::SourceLimit>,
     state_dir: Option<PathBuf>,
+    http: Option<SocketAddr>,
     tuning: crate::config::Tuning,
     auth: Option<AuthMethod>,
     users_file: Option<PathBuf>,
@@ -999,6 +1004,10 @@ fn lex_arg(p: &mut lexopt::Parser, r: &mut RawArgs, arg: lexopt::Arg<'_>) -> Res
             r.source_limits
                 .push(v.parse().map_err(|e| format!("--source-limit: {e}"))?);
         }
+        Long("http") => {
+            let v = val!("--http");
+            r.http = Some(parse_http(&v)?);
+        }
         Long("state-dir") => {
             let v = val!("--state-dir");
             if v.is_empty() {
@@ -1161,6 +1170,7 @@ fn finish(r: RawArgs, env_password: Option<String>) -> Result<Invocation, String
             s.max_rate = r.max_rate;
             s.source_limits = r.source_limits;
             s.state_dir = r.state_dir;
+            s.http = r.http;
             s.output = output;
             if let Some(u) = r.user {
                 let p = password
@@ -1189,6 +1199,17 @@ fn finish(r: RawArgs, env_password: Option<String>) -> Result<Invocation, String
             done(Mode::Server(Box::new(s)))
         }
     }
+}
+
+/// `--http 8080` (loopback only: the API names every tester's address, so exposing it is a
+/// choice made by typing one), `--http 0.0.0.0:8080`, `--http [::]:8080`.
+fn parse_http(v: &str) -> Result<SocketAddr, String> {
+    if let Ok(p) = v.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], p)));
+    }
+    v.parse().map_err(|_| {
+        format!("--http: '{v}' is not a port or ADDR:PORT (e.g. 8080, 0.0.0.0:8080, [::]:8080)")
+    })
 }
 
 #[cfg(test)]
@@ -1482,6 +1503,10 @@ mod tests {
                 &["server", "--source-limit", "v4/40 day=1G"],
                 "--source-limit: 'v4/40 day=1G': expected SCOPE LIMITS",
             ),
+            (
+                &["server", "--http", "localhost"],
+                "--http: 'localhost' is not a port or ADDR:PORT",
+            ),
             (&["server", "--auth", "rsa"], "'rsa'"),
             (&["server", "--syslog", ":514"], "':514'"),
             (&["frobnicate"], "'frobnicate'"),
@@ -1669,6 +1694,7 @@ mod tests {
             ("--max-rate", Some("100M")),
             ("--source-limit", Some("addr day=5G")),
             ("--state-dir", Some("/var/lib/btest")),
+            ("--http", Some("8080")),
             ("--auth", Some("none")),
             ("--users", Some("/tmp/u")),
             ("--metrics-file", Some("/tmp/m")),

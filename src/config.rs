@@ -188,6 +188,8 @@ pub struct ServerConfig {
     pub state_dir: Option<PathBuf>,
     /// `--source-limit`: limits per source address or network.
     pub source_limits: Vec<SourceLimit>,
+    /// `--http`: serve the JSON API, /metrics and the dashboard here.
+    pub http: Option<SocketAddr>,
 }
 
 /// Which sources one `--source-limit` counts together.
@@ -261,6 +263,7 @@ impl Default for ServerConfig {
             max_rate: None,
             state_dir: None,
             source_limits: Vec::new(),
+            http: None,
         }
     }
 }

@@ -18,6 +18,8 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod export;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod net;
 pub mod record;
 pub mod report;

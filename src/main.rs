@@ -211,13 +211,47 @@ fn run_server(cfg: ServerConfig) -> Result<(), Error> {
         syslog: open_syslog(&cfg.syslog)?,
     };
     let metrics_file = cfg.metrics_file.clone();
+    let http_addr = cfg.http;
     let srv = server::Server::bind(cfg)?;
+    // Bound before anything runs, so a busy port is a usage error at start, not later.
+    #[cfg(feature = "http")]
+    let http = match http_addr {
+        Some(a) => Some(btest::http::HttpServer::bind(a).map_err(|e| {
+            Error::Usage(format!(
+                "--http {a}: cannot listen ({e}); choose another port or address"
+            ))
+        })?),
+        None => None,
+    };
+    #[cfg(not(feature = "http"))]
+    if http_addr.is_some() {
+        return Err(Error::Usage(
+            "--http: this btest was built without the web interface (cargo feature 'http')".into(),
+        ));
+    }
     // Not a log line: the address (with the real port for port 0) is for the user and for
     // scripts, whatever the log level.
     for a in srv.local_addrs() {
         eprintln!("btest: listening on {a}");
     }
     let handle = std::sync::Arc::new(srv.spawn()?);
+    #[cfg(feature = "http")]
+    let http_stop = btest::engine::Stop::new();
+    #[cfg(feature = "http")]
+    let http = match http {
+        Some(h) => {
+            eprintln!("btest: http on http://{}/", h.local_addr());
+            Some(
+                h.spawn(
+                    handle.http_handler(),
+                    btest::http::Limits::default(),
+                    http_stop.clone(),
+                )
+                .map_err(|e| Error::Usage(format!("--http: cannot start its thread: {e}")))?,
+            )
+        }
+        None => None,
+    };
     let (metrics_stop, metrics_rx) = crossbeam_channel::bounded::<()>(0);
     let writer = match metrics_file {
         Some(path) => {
@@ -247,6 +281,13 @@ fn run_server(cfg: ServerConfig) -> Result<(), Error> {
     drop(metrics_stop);
     if let Some(w) = writer {
         let _ = w.join();
+    }
+    #[cfg(feature = "http")]
+    {
+        http_stop.trigger(btest::engine::StopReason::Shutdown);
+        if let Some(h) = http {
+            h.join();
+        }
     }
     let events = handle.events().clone();
     let handle = std::sync::Arc::try_unwrap(handle).map_err(|_| Error::Internal {

@@ -10,6 +10,7 @@ mod export; // --csv, --syslog and --metrics-file through the built binary
 mod faults; // issue 12: client and server killed or stopped mid-test, as processes
 mod guards; // issue 12: handshake deadline and per-source caps, login abuse, bounded logs
 mod hostile; // garbage, truncation, silence, vanishing clients: freed threads and ports
+mod http; // issue 10: --http API, /metrics and the dashboard in headless Chromium
 mod netem; // 5 % loss on a veth link between two namespaces (root only)
 mod quota; // issue 10: byte quotas end and refuse sessions, survive restarts; per-source limits
 mod soak; // issue 12: 100/1000 sessions against one server process, 100 at once, /proc

@@ -20,6 +20,8 @@ mod ports;
 pub mod quota;
 mod session;
 pub mod usage;
+#[cfg(feature = "http")]
+pub mod web;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
@@ -304,6 +306,18 @@ impl ServerHandle {
     /// Live sessions and recent history (for `--http`).
     pub fn live(&self) -> Arc<live::Registry> {
         self.shared.live.clone()
+    }
+
+    /// The `--http` routes over this server's registry, accounts and counters.
+    #[cfg(feature = "http")]
+    pub fn http_handler(&self) -> crate::http::Handler {
+        let sh = self.shared.clone();
+        web::handler(
+            self.shared.live.clone(),
+            self.shared.accounting.clone(),
+            self.shared.metrics.clone(),
+            move || (sh.active.load(SeqCst) as u64, sh.ports.in_use() as u64),
+        )
     }
 
     /// Accounts, limits and byte usage (for `/api/quotas`).

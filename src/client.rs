@@ -34,9 +34,30 @@ pub struct ClientResult {
     pub control_timeout: Duration,
     /// Direction, as the command says it (`ServerRx` = the client transmits).
     pub direction: wire::Direction,
+    /// The rate we asked the server to send at (bit/s, 0 = unlimited).
+    pub asked_remote_bps: u64,
 }
 
 impl ClientResult {
+    /// UDP, the server sending at a rate we asked: what it really sent, when that is clearly
+    /// less. The protocol has no message for a server-side cap (docs/protocol.md 14.16), but
+    /// the sequence numbers count what it sent: what arrived plus what was lost on the way.
+    pub fn server_sent_short(&self) -> Option<f64> {
+        let t = &self.summary.status.totals;
+        let secs = self.summary.duration.as_secs_f64();
+        if self.protocol != Protocol::Udp
+            || !self.direction.server_tx()
+            || self.asked_remote_bps == 0
+            || t.rx_packets == 0
+            || secs < 1.0
+        {
+            return None;
+        }
+        let per_packet = t.rx_bytes as f64 / t.rx_packets as f64;
+        let sent = (t.rx_packets + t.lost) as f64 * per_packet * 8.0 / secs;
+        (sent < 0.9 * self.asked_remote_bps as f64).then_some(sent)
+    }
+
     /// Did the test end the way a successful test ends?
     pub fn succeeded(&self) -> bool {
         self.outcome().is_ok()
@@ -344,6 +365,7 @@ pub fn run(
         protocol: cfg.protocol,
         direction: cmd.direction,
         control_timeout,
+        asked_remote_bps: u64::from(cmd.remote_tx_speed),
     })
 }
 

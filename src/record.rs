@@ -198,6 +198,7 @@ const SUMMARY: &[FieldDoc] = &[
     n("verdict", Str, "a role thread was saturated: this host, not the link, limited the rate"),
     n("udp_tx_io", Str, "UDP: how we sent: `gso` (segmentation offload), `mmsg` (sendmmsg), `single` (one datagram per call), after any fallback"),
     n("udp_rx_io", Str, "UDP: how we received: `gro`, `mmsg` (recvmmsg), `single`"),
+    n("server_sent_bps", Num, "UDP with the server sending at a rate we asked: what it sent (bit/s; received plus lost, from the sequence numbers) when under 90 % of what we asked, i.e. the server capped it (its --max-rate or a rate= limit) or could not send faster; null otherwise"),
 ];
 
 const ERROR: &[FieldDoc] = &[

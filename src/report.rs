@@ -201,6 +201,7 @@ pub fn summary_record(r: &ClientResult, server: &str, started: SystemTime) -> Re
             .push("remote_rx_suspect", Value::Bool(trust.suspect))
             .push("verdict", Value::opt_str(r.verdict()));
         io_fields(b, &r.summary);
+        b.push("server_sent_bps", Value::opt_num(r.server_sent_short()));
     })
 }
 
@@ -454,6 +455,14 @@ fn summary_text(out: &mut impl Write, r: &Record) -> io::Result<()> {
             out,
             "  note: the peer's status carries a 32-bit byte count per second, which cannot \
              hold more than 4 GiB (about 34 Gbit/s): 'remote received' is a lower bound"
+        )?;
+    }
+    if let Some(sent) = r.get("server_sent_bps").as_f64() {
+        writeln!(
+            out,
+            "  note: the server sent {} where we asked for more: it capped the rate (its \
+             --max-rate or a rate= limit for this user or address) or could not send faster",
+            crate::units::format_rate(sent)
         )?;
     }
     if yes("remote_rx_suspect") {

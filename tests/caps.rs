@@ -61,6 +61,16 @@ fn udp_asked_faster_than_the_cap_is_sent_at_the_cap() {
                 got > 0.7 * CAP as f64 && got < 1.3 * CAP as f64,
                 "asked {asked}: received {got}"
             );
+            // The client's summary shows the cap it got when it asked for a rate (issue 10);
+            // asked unlimited, a cap cannot be told from what the server chose to send.
+            let shown = r.server_sent_short();
+            eprintln!("asked {asked}: summary shows the server sent {shown:?}");
+            if asked == 0 {
+                assert_eq!(shown, None);
+            } else {
+                let s = shown.expect("the cap is shown");
+                assert!(s > 0.7 * CAP as f64 && s < 1.3 * CAP as f64, "shown {s}");
+            }
             let _ = srv.next_session(Duration::from_secs(5));
         }
         // Below the cap: what was asked.
@@ -70,6 +80,11 @@ fn udp_asked_faster_than_the_cap_is_sent_at_the_cap() {
         let r = r.unwrap();
         let got = avg_bps(r.summary.status.totals.rx_bytes, r.summary.duration);
         assert!(got > 7e6 && got < 13e6, "asked 10M: received {got}");
+        assert_eq!(
+            r.server_sent_short(),
+            None,
+            "sent what was asked: no cap shown"
+        );
         srv.assert_idle();
     });
 }

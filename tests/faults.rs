@@ -202,8 +202,10 @@ fn server_stopped(proto: &str, dir: &str) {
         line.contains("the server went silent") && line.contains("for 10 s (the control timeout)"),
         "{proto} {dir}: {line}"
     );
+    // Silence counts from the last status heard, which may have come up to one status
+    // interval (1 s) before the stop: 9.11 s was seen in CI for TCP send.
     assert!(
-        took >= Duration::from_secs(10) && took < Duration::from_secs(15),
+        took >= Duration::from_millis(8900) && took < Duration::from_secs(15),
         "{proto} {dir}: {took:?}"
     );
     // Resumed, the server must not blame the client for the time it did not run itself:

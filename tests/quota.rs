@@ -1,8 +1,8 @@
 //! Issue 10: accounts with byte quotas and per-source limits, end to end on loopback. A quota
 //! ends a running session within about one status interval of traffic, refuses the next
 //! session with reason `quota`, and is still used up after a restart (the usage store under
-//! `--state-dir`). Per-source `sessions=` refuses the second concurrent session; `rate=` caps
-//! what the server sends.
+//! `--state-dir`). Per-source `sessions=` refuses the second concurrent session from one
+//! address (127.0.0.1) while another (127.0.0.2) is served; `rate=` caps what the server sends.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -149,6 +149,13 @@ fn per_source_sessions_and_rate_limits() {
             }
             other => panic!("expected a refusal, got {other:?}"),
         }
+        // Another address has its own count: served while 127.0.0.1 is at its limit.
+        let mut c = client_cfg(addr, Protocol::Tcp, Direction::Both, 1.0);
+        c.bind = Some("127.0.0.2".parse().unwrap());
+        let r2 = run_client(&c).0.expect("127.0.0.2 is served");
+        assert!(r2.outcome().is_ok(), "{:?}", r2.outcome());
+        let rec = srv.next_session(Duration::from_secs(5));
+        assert_eq!(rec.start.peer.ip().to_string(), "127.0.0.2");
         let r = first.join().unwrap().expect("the first session runs");
         let got = avg_bps(r.summary.status.totals.rx_bytes, r.summary.duration);
         eprintln!("rate=20M: received {got:.0} bit/s");

@@ -160,6 +160,8 @@ pub struct ServerAccounts {
     /// Stands in for unknown users so their handshake costs what a real one costs.
     dummy: Option<ec_srp5::Verifier>,
     salt_key: [u8; 32],
+    /// The users file's `limit` lines, kept for the accounting (read with the accounts).
+    limits: Vec<(usize, String, String)>,
 }
 
 #[cfg(feature = "server")]
@@ -220,7 +222,11 @@ pub fn parse_user_limits(text: &str) -> Vec<(usize, String, String)> {
 }
 
 #[cfg(feature = "server")]
-fn load_users_file(path: &Path) -> Result<Vec<(String, String)>> {
+/// The accounts and the `limit` lines of a users file, read once.
+type UsersFile = (Vec<(String, String)>, Vec<(usize, String, String)>);
+
+#[cfg(feature = "server")]
+fn load_users_file(path: &Path) -> Result<UsersFile> {
     use std::os::unix::fs::PermissionsExt;
     let origin = path.display().to_string();
     let meta =
@@ -233,7 +239,7 @@ fn load_users_file(path: &Path) -> Result<Vec<(String, String)>> {
     }
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Usage(format!("--users {origin}: {e}")))?;
-    parse_users(&text, &origin)
+    Ok((parse_users(&text, &origin)?, parse_user_limits(&text)))
 }
 
 #[cfg(feature = "server")]
@@ -242,8 +248,11 @@ impl ServerAccounts {
     /// a fresh random salt.
     pub fn new(cfg: &ServerConfig) -> Result<Self> {
         let mut list = cfg.users.clone();
+        let mut limits = Vec::new();
         if let Some(p) = &cfg.users_file {
-            list.extend(load_users_file(p)?);
+            let (accounts, l) = load_users_file(p)?;
+            list.extend(accounts);
+            limits = l;
         }
         if cfg.auth != AuthMethod::None && list.is_empty() {
             return Err(Error::Usage(format!(
@@ -284,7 +293,18 @@ impl ServerAccounts {
             users,
             dummy,
             salt_key,
+            limits,
         })
+    }
+
+    /// Is there an account of this name?
+    pub fn has_user(&self, name: &str) -> bool {
+        self.users.contains_key(name.as_bytes())
+    }
+
+    /// The users file's `limit` lines: (line number, user, spec), for accounting.rs.
+    pub fn limit_lines(&self) -> &[(usize, String, String)] {
+        &self.limits
     }
 
     /// The method offered.

@@ -23,6 +23,7 @@ use parking_lot::Mutex;
 use super::api::QuotaRow;
 use super::quota::{self, ByteLimit, LimitSet, Window};
 use super::usage::{self, Bytes, Store};
+use crate::authio::ServerAccounts;
 use crate::cidr::{canonical, Cidr};
 use crate::config::{ServerConfig, SourceScope};
 use crate::error::{Error, Result};
@@ -76,32 +77,25 @@ impl Accounting {
     /// From the configuration and the users file's `limit` lines. Byte quotas need
     /// `--state-dir`: counted only in memory, a restart would silently give every user a
     /// fresh quota.
-    pub fn new(cfg: &ServerConfig) -> Result<Accounting> {
+    pub fn new(cfg: &ServerConfig, accounts: &ServerAccounts) -> Result<Accounting> {
         let mut users = HashMap::new();
-        if let Some(p) = &cfg.users_file {
-            let text = std::fs::read_to_string(p).map_err(|e| {
-                Error::Usage(format!("cannot read users file {}: {e}", p.display()))
-            })?;
-            for (line, user, spec) in crate::authio::parse_user_limits(&text) {
-                let at = || format!("{}:{line}", p.display());
-                let limits = quota::parse_limits(&spec)
-                    .map_err(|e| Error::Usage(format!("{}: limit {user}: {e}", at())))?;
-                if !cfg.users.iter().any(|(u, _)| *u == user)
-                    && !crate::authio::parse_users(&text, "")
-                        .map(|l| l.iter().any(|(u, _)| *u == user))
-                        .unwrap_or(false)
-                {
-                    return Err(Error::Usage(format!(
-                        "{}: limit for '{user}', who has no account in the file or --user; add 'USER:PASSWORD' or fix the name",
-                        at()
-                    )));
-                }
-                if users.insert(user.clone(), limits).is_some() {
-                    return Err(Error::Usage(format!(
-                        "{}: a second limit line for '{user}'; put all of its limits on one line",
-                        at()
-                    )));
-                }
+        let file = cfg
+            .users_file
+            .as_deref()
+            .map_or_else(String::new, |p| p.display().to_string());
+        for (line, user, spec) in accounts.limit_lines() {
+            let at = format!("{file}:{line}");
+            let limits = quota::parse_limits(spec)
+                .map_err(|e| Error::Usage(format!("{at}: limit {user}: {e}")))?;
+            if !accounts.has_user(user) {
+                return Err(Error::Usage(format!(
+                    "{at}: limit for '{user}', who has no account in the file or --user; add 'USER:PASSWORD' or fix the name"
+                )));
+            }
+            if users.insert(user.clone(), limits).is_some() {
+                return Err(Error::Usage(format!(
+                    "{at}: a second limit line for '{user}'; put all of its limits on one line"
+                )));
             }
         }
         let mut sources = Vec::new();
@@ -263,13 +257,16 @@ impl Accounting {
                 limits: l.clone(),
             })
             .collect();
-        let mut seen: Vec<String> = Vec::new();
-        for (key, _, _) in store.entries() {
-            if key.starts_with("user:") || seen.contains(&key) {
-                continue;
-            }
+        let mut source_keys: Vec<String> = store
+            .entries()
+            .into_iter()
+            .map(|(key, _, _)| key)
+            .filter(|k| !k.starts_with("user:"))
+            .collect();
+        // `entries()` is sorted by key, so a key's buckets sit side by side: one row set each.
+        source_keys.dedup();
+        for key in source_keys {
             if let Some(limits) = self.source_limits_of(&key) {
-                seen.push(key.clone());
                 keys.push(Keyed { key, limits });
             }
         }
@@ -377,11 +374,11 @@ impl Grant {
             down: sent,
         };
         for k in &self.charged {
-            let mut windows: Vec<Window> = k.limits.bytes.iter().map(|l| l.window).collect();
-            windows.sort();
-            windows.dedup();
-            for w in windows {
-                store.add(&k.key, &w.bucket(now), b);
+            // Each window the key has a quota in, once (a day total and a day up share one).
+            for w in Window::ALL {
+                if k.limits.bytes.iter().any(|l| l.window == w) {
+                    store.add(&k.key, &w.bucket(now), b);
+                }
             }
         }
         self.charged.iter().find_map(|k| over_quota(&store, k, now))
@@ -440,6 +437,8 @@ mod tests {
         if !users_file.is_empty() {
             let p = tmpdir().with_extension("users");
             std::fs::write(&p, users_file).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
             c.users_file = Some(p.clone());
             f = Some(p);
         }
@@ -451,6 +450,10 @@ mod tests {
         (c, f)
     }
 
+    fn accounting(c: &ServerConfig) -> Result<Accounting> {
+        Accounting::new(c, &ServerAccounts::new(c)?)
+    }
+
     #[test]
     fn byte_quotas_stop_refuse_and_survive_a_restart() {
         let dir = tmpdir();
@@ -459,7 +462,7 @@ mod tests {
             &[],
             Some(&dir),
         );
-        let acc = Arc::new(Accounting::new(&c).unwrap());
+        let acc = Arc::new(accounting(&c).unwrap());
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
         let now = SystemTime::now();
         let g = acc.admit(Some("alice"), ip, now).unwrap();
@@ -488,7 +491,7 @@ mod tests {
         assert!(e.contains("daily total quota"), "{e}");
         drop(acc);
         // Restart: the count is still there.
-        let acc = Arc::new(Accounting::new(&c).unwrap());
+        let acc = Arc::new(accounting(&c).unwrap());
         assert!(acc.admit(Some("alice"), ip, now).is_err());
         // Tomorrow it is not.
         assert!(acc
@@ -506,7 +509,7 @@ mod tests {
             &["addr up-day=100", "v4/24 sessions=2", "v6/48 down-week=50"],
             Some(&dir),
         );
-        let acc = Arc::new(Accounting::new(&c).unwrap());
+        let acc = Arc::new(accounting(&c).unwrap());
         let now = SystemTime::now();
         let a: IpAddr = "10.1.2.3".parse().unwrap();
         let b: IpAddr = "::ffff:10.1.2.4".parse().unwrap(); // v4-mapped: the same /24
@@ -552,20 +555,20 @@ mod tests {
     #[test]
     fn configuration_errors_say_what_to_fix() {
         let (c, f) = cfg("alice:pw\nlimit alice day=1G\n", &[], None);
-        let e = Accounting::new(&c).err().unwrap().to_string();
+        let e = accounting(&c).err().unwrap().to_string();
         assert!(e.contains("need --state-dir"), "{e}");
         let (c, f2) = cfg("alice:pw\nlimit carol day=1G\n", &[], None);
-        let e = Accounting::new(&c).err().unwrap().to_string();
+        let e = accounting(&c).err().unwrap().to_string();
         assert!(e.contains(":2: limit for 'carol'"), "{e}");
         let (c, f3) = cfg("alice:pw\nlimit alice dya=1G\n", &[], None);
-        let e = Accounting::new(&c).err().unwrap().to_string();
+        let e = accounting(&c).err().unwrap().to_string();
         assert!(e.contains(":2: limit alice: unknown limit 'dya'"), "{e}");
         let (c, f4) = cfg(
             "alice:pw\nlimit alice sessions=1\nlimit alice rate=1M\n",
             &[],
             None,
         );
-        let e = Accounting::new(&c).err().unwrap().to_string();
+        let e = accounting(&c).err().unwrap().to_string();
         assert!(e.contains("second limit line"), "{e}");
         // Limits without byte quotas need no state directory.
         let (c, f5) = cfg(
@@ -573,7 +576,7 @@ mod tests {
             &["addr sessions=3"],
             None,
         );
-        let acc = Accounting::new(&c).unwrap();
+        let acc = accounting(&c).unwrap();
         assert!(!acc.is_empty());
         for p in [f, f2, f3, f4, f5].into_iter().flatten() {
             let _ = std::fs::remove_file(p);

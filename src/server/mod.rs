@@ -188,7 +188,7 @@ impl Server {
             }
         }
         let auth = crate::authio::ServerAccounts::new(&cfg)?;
-        let accounting = Arc::new(accounting::Accounting::new(&cfg)?);
+        let accounting = Arc::new(accounting::Accounting::new(&cfg, &auth)?);
         // Fixed malloc thresholds, so a session's large buffers are unmapped when freed
         // (glibc; docs/reliability.md "Memory after load").
         if !crate::sys::mem::tune_allocator() {

@@ -64,10 +64,7 @@ pub(super) fn run(
     };
     let _ = shared.events.try_send(ServerEvent::Start(start.clone()));
     // The lowest of --max-rate and the user's and source's rate= limits.
-    let cap = match (shared.cfg.max_rate, grant.rate) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
+    let cap = lowest(shared.cfg.max_rate, grant.rate);
     let sends_at = capped(u64::from(cmd.remote_tx_speed), cap);
     let live = shared.live.start(live::SessionInfo {
         peer,
@@ -109,10 +106,7 @@ pub(super) fn run(
         peer_zero: !cmd.random_data,
         interval: Duration::from_secs(1),
         duration: None,
-        max_duration: match (shared.cfg.max_duration, grant.duration) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        },
+        max_duration: lowest(shared.cfg.max_duration, grant.duration),
         control_timeout: shared.cfg.control_timeout,
         samples: None,
         parent: Some(shared.stop.clone()),
@@ -157,6 +151,14 @@ pub(super) fn run(
     SessionRecord {
         start,
         result: result.map_err(|e| e.to_string()),
+    }
+}
+
+/// The tighter of two optional limits (`None` = no limit).
+fn lowest<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

@@ -197,7 +197,13 @@ pub fn resolve(cfg: &ClientConfig) -> Result<Vec<SocketAddr>> {
 fn connect_any(cfg: &ClientConfig, addrs: &[SocketAddr]) -> Result<TcpStream> {
     let mut last = None;
     for &a in addrs {
-        match net::connect(a, cfg.bind, cfg.connect_timeout, cfg.tos) {
+        match net::connect(
+            a,
+            cfg.bind,
+            cfg.device.as_deref(),
+            cfg.connect_timeout,
+            cfg.tos,
+        ) {
             Ok(s) => return Ok(s),
             Err(e) => last = Some(e),
         }
@@ -307,7 +313,7 @@ pub fn run(
                 ),
             })?;
             let local = SocketAddr::new(local_ip, lport);
-            let sock = net::bind_udp(local, cfg.tos).map_err(|e| Error::Io {
+            let sock = net::bind_udp_on(local, cfg.tos, cfg.device.as_deref()).map_err(|e| Error::Io {
                 phase: Phase::UdpSetup,
                 addr: Some(local),
                 source: std::io::Error::new(
@@ -420,15 +426,21 @@ fn read_reply(
 
 /// Opens one extra data connection of a multi-connection TCP test.
 fn join(cfg: &ClientConfig, server: SocketAddr, token: command::Token) -> Result<TcpStream> {
-    let mut s =
-        net::connect(server, cfg.bind, cfg.connect_timeout, cfg.tos).map_err(|e| match e {
-            Error::Io { source, addr, .. } => Error::Io {
-                phase: Phase::Join,
-                addr,
-                source,
-            },
-            other => other,
-        })?;
+    let mut s = net::connect(
+        server,
+        cfg.bind,
+        cfg.device.as_deref(),
+        cfg.connect_timeout,
+        cfg.tos,
+    )
+    .map_err(|e| match e {
+        Error::Io { source, addr, .. } => Error::Io {
+            phase: Phase::Join,
+            addr,
+            source,
+        },
+        other => other,
+    })?;
     hello(&mut s, cfg.connect_timeout)?;
     net::write_msg(&mut s, &command::marker_to_bytes(token), Phase::Join)?;
     // The server sends nothing back on a data connection (reference 8.3); bytes that do

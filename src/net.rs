@@ -25,8 +25,15 @@ pub const UDP_BUFFER: usize = 4 << 20;
 
 /// Opens a listener; `[::]` is made dual-stack so IPv4 clients reach it too.
 pub fn listen(addr: SocketAddr) -> Result<TcpListener> {
+    listen_on(addr, None)
+}
+
+/// [`listen`], bound to a network interface when `device` is given. Accepted connections
+/// inherit the binding.
+pub fn listen_on(addr: SocketAddr, device: Option<&str>) -> Result<TcpListener> {
     let e = |err| Error::io(Phase::Bind, Some(addr), err);
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(e)?;
+    bind_device(&s, device).map_err(Error::Usage)?;
     s.set_reuse_address(true).map_err(e)?;
     if addr.is_ipv6() {
         // Dual-stack only for the unspecified address; a specific v6 address stays v6.
@@ -42,11 +49,13 @@ pub fn listen(addr: SocketAddr) -> Result<TcpListener> {
 pub fn connect(
     addr: SocketAddr,
     bind: Option<std::net::IpAddr>,
+    device: Option<&str>,
     timeout: Duration,
     tos: Option<u8>,
 ) -> Result<TcpStream> {
     let e = |err| Error::io(Phase::Connect, Some(addr), err);
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(e)?;
+    bind_device(&s, device).map_err(Error::Usage)?;
     if let Some(ip) = bind {
         s.bind(&SocketAddr::new(ip, 0).into())
             .map_err(|err| Error::io(Phase::Bind, Some(SocketAddr::new(ip, 0)), err))?;
@@ -120,9 +129,36 @@ pub fn set_timeouts(s: &TcpStream, t: Option<Duration>) -> io::Result<()> {
     s.set_write_timeout(t)
 }
 
+/// SO_BINDTODEVICE: every packet of the socket leaves and is taken from `device` only, so a
+/// host with two ports can send a test out of one and receive it on the other (issue 11's
+/// through-the-router mode), and a VRF's interface can be named. The error text names the
+/// interface and what to try.
+pub fn bind_device(s: &Socket, device: Option<&str>) -> std::result::Result<(), String> {
+    let Some(dev) = device else { return Ok(()) };
+    s.bind_device(Some(dev.as_bytes())).map_err(|err| {
+        let hint = match err.raw_os_error() {
+            Some(libc::ENODEV) => "no such interface here (see `ip link`)".to_string(),
+            Some(libc::EPERM) => "binding to an interface needs root or CAP_NET_RAW".to_string(),
+            Some(libc::EINVAL) => "not a valid interface name".to_string(),
+            _ => err.to_string(),
+        };
+        format!("--device {dev}: cannot bind to the interface: {hint}")
+    })
+}
+
 /// Binds a UDP socket with large buffers (forced when running as root) and TOS.
 pub fn bind_udp(addr: SocketAddr, tos: Option<u8>) -> io::Result<UdpSocket> {
+    bind_udp_on(addr, tos, None)
+}
+
+/// [`bind_udp`], bound to a network interface when `device` is given.
+pub fn bind_udp_on(
+    addr: SocketAddr,
+    tos: Option<u8>,
+    device: Option<&str>,
+) -> io::Result<UdpSocket> {
     let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    bind_device(&s, device).map_err(|m| io::Error::new(io::ErrorKind::InvalidInput, m))?;
     if addr.is_ipv6() {
         s.set_only_v6(false).ok();
     }

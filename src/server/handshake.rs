@@ -418,7 +418,13 @@ fn admit(
     if !tcp {
         let (l, sock) = shared
             .ports
-            .lease(n, |p| net::bind_udp(SocketAddr::new(local_ip, p), None))
+            .lease(n, |p| {
+                net::bind_udp_on(
+                    SocketAddr::new(local_ip, p),
+                    None,
+                    shared.cfg.device.as_deref(),
+                )
+            })
             .map_err(|e| fail(Error::Refused(e)))?;
         let port = l.port;
         lease = Some(l);

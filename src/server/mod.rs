@@ -11,6 +11,7 @@ mod accept;
 pub mod accounting;
 pub mod acl;
 pub mod api;
+pub mod echo;
 mod guard;
 mod handshake;
 mod join;
@@ -160,6 +161,7 @@ struct Shared {
 /// A bound, not yet running server.
 pub struct Server {
     listeners: Vec<TcpListener>,
+    echo: Vec<echo::EchoResponder>,
     shared: Arc<Shared>,
     events: Receiver<ServerEvent>,
 }
@@ -169,6 +171,7 @@ pub struct ServerHandle {
     addrs: Vec<SocketAddr>,
     shared: Arc<Shared>,
     accept: Vec<JoinHandle<()>>,
+    echo: Vec<JoinHandle<echo::EchoStats>>,
     events: Receiver<ServerEvent>,
 }
 
@@ -177,12 +180,15 @@ impl Server {
     pub fn bind(cfg: ServerConfig) -> Result<Server> {
         let mut listeners = Vec::new();
         for &a in &cfg.listen {
-            match net::listen(a) {
+            match net::listen_on(a, cfg.device.as_deref()) {
                 Ok(l) => listeners.push(l),
                 // `[::]` on a host without IPv6: fall back to 0.0.0.0 on the same port.
                 Err(e) if a.ip().is_unspecified() && a.is_ipv6() && cfg.listen.len() == 1 => {
                     log::warn!("cannot listen on {a} ({e}); falling back to IPv4 only");
-                    listeners.push(net::listen(SocketAddr::from(([0, 0, 0, 0], a.port())))?);
+                    listeners.push(net::listen_on(
+                        SocketAddr::from(([0, 0, 0, 0], a.port())),
+                        cfg.device.as_deref(),
+                    )?);
                 }
                 Err(e) => return Err(e),
             }
@@ -194,12 +200,26 @@ impl Server {
         if !crate::sys::mem::tune_allocator() {
             log::debug!("mallopt refused the fixed thresholds; idle memory may stay higher");
         }
+        // The latency probe's UDP echo (issue 11) on each listener's address and port number;
+        // a port some other program holds only costs clients the echo (they fall back to ICMP).
+        let mut echo = Vec::new();
+        if cfg.echo {
+            for a in listeners.iter().filter_map(|l| l.local_addr().ok()) {
+                match echo::EchoResponder::bind(a) {
+                    Ok(r) => echo.push(r),
+                    Err(e) => log::warn!(
+                        "UDP echo on {a}: {e}; latency probes to this server will use ICMP"
+                    ),
+                }
+            }
+        }
         let (tx, rx) = crossbeam_channel::bounded(1024);
         let guard_cfg = cfg.guard;
         let ports = ports::PortPool::new(cfg.udp_port_from);
         let acl = acl::Acl::new(&cfg.allow, &cfg.deny);
         Ok(Server {
             listeners,
+            echo,
             shared: Arc::new(Shared {
                 cfg,
                 stop: Stop::new(),
@@ -267,10 +287,19 @@ impl Server {
                 }
             }
         }
+        let mut echo = Vec::new();
+        for r in self.echo {
+            let sh = self.shared.clone();
+            match r.spawn(self.shared.stop.clone(), move |ip| sh.acl.admits(ip)) {
+                Ok(h) => echo.push(h),
+                Err(e) => log::warn!("UDP echo: cannot start its thread: {e}"),
+            }
+        }
         Ok(ServerHandle {
             addrs,
             shared: self.shared,
             accept,
+            echo,
             events: self.events,
         })
     }
@@ -336,6 +365,7 @@ impl ServerHandle {
         for h in self.accept.drain(..) {
             let _ = h.join();
         }
+        self.join_echo();
         let t0 = Instant::now();
         while self.shared.threads.load(SeqCst) > 0 && t0.elapsed() < grace {
             std::thread::sleep(Duration::from_millis(5));
@@ -345,12 +375,28 @@ impl ServerHandle {
     }
 }
 
+impl ServerHandle {
+    fn join_echo(&mut self) {
+        for h in self.echo.drain(..) {
+            if let Ok(s) = h.join() {
+                log::debug!(
+                    "UDP echo: {} echoed, {} ignored, {} rate-limited",
+                    s.echoed,
+                    s.ignored,
+                    s.rate_limited
+                );
+            }
+        }
+    }
+}
+
 impl Drop for ServerHandle {
     fn drop(&mut self) {
         self.shared.stop.trigger(StopReason::Shutdown);
         for h in self.accept.drain(..) {
             let _ = h.join();
         }
+        self.join_echo();
     }
 }
 

@@ -183,3 +183,33 @@ pub fn tcp_info(fd: RawFd) -> Option<libc::tcp_info> {
     };
     (r == 0).then_some(info)
 }
+
+/// Moves the calling thread (only it, and the threads it spawns afterwards) into the network
+/// namespace at `path`, e.g. `/run/netns/NAME` as `ip netns add` makes it. Sockets keep the
+/// namespace they were made in, so issue 11's through-the-router mode runs its server and its
+/// client in one process, each on a thread that entered its own namespace first.
+pub fn enter_netns(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path)?;
+    // SAFETY: `setns` gets a file descriptor that `f` keeps open for the whole call and the
+    // CLONE_NEWNET constant; it reads no memory of ours and changes only this thread.
+    let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Columns of the terminal on stdout, when it is one.
+pub fn terminal_columns() -> Option<u16> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one `winsize` into the struct we pass, which lives on our
+    // stack for the call; on a non-terminal it fails and writes nothing.
+    let r = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) };
+    (r == 0 && ws.ws_col > 0).then_some(ws.ws_col)
+}

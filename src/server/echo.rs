@@ -1,0 +1,604 @@
+//! The server's UDP echo responder for the client's latency probe (`--latency echo|auto`):
+//! one UDP socket on the same address and port number as a TCP listener, served by the
+//! `btest-echo` thread.
+//!
+//! Owns: the socket, the acceptance test, the rate limits and the echo counters. Must not:
+//! answer anything but our 32-byte probe datagram (so it is no general reflector), send more
+//! bytes than it received, log per packet, or block shutdown for more than ~100 ms.
+//!
+//! Wire format (src/probe/packet.rs has the layout): a datagram is echoed back to its source,
+//! unchanged, only if it is exactly 32 bytes long and starts with the magic `BTPROBE1`;
+//! anything else is silently dropped and counted in [`EchoStats::ignored`], as is a datagram
+//! from a source the server's `--allow`/`--deny` refuses. The server never reads the rest of
+//! the datagram (sequence, token, client time, padding).
+//!
+//! Rate limits, so a spoofed flood cannot turn us into a reflector and one client cannot
+//! take all the replies: a global token bucket of [`GLOBAL_RATE`] replies/s sustained with a
+//! burst of [`GLOBAL_BURST`], and a bucket per source address ([`SOURCE_RATE`]/s, burst
+//! [`SOURCE_BURST`]) in a table of at most [`MAX_SOURCES`] addresses, the stalest evicted
+//! first. A datagram over either limit gets no reply and counts in
+//! [`EchoStats::rate_limited`]; one warning at most every [`WARN_EVERY`] says how many.
+//! A client's default probe runs at 10/s, well inside the per-source limit.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::engine::Stop;
+
+/// The probe datagram's magic and size (src/probe/packet.rs owns the layout; the probe
+/// module is client-only, so a server-only build keeps its own copy, tested equal below).
+const MAGIC: [u8; 8] = *b"BTPROBE1";
+const ECHO_LEN: usize = 32;
+
+/// The acceptance test: exactly 32 bytes and the magic. Nothing else is echoed.
+fn is_echo_request(b: &[u8]) -> bool {
+    b.len() == ECHO_LEN && b[..MAGIC.len()] == MAGIC
+}
+
+/// Replies per second, all sources together.
+pub const GLOBAL_RATE: f64 = 1000.0;
+/// Replies the global bucket allows back to back.
+pub const GLOBAL_BURST: f64 = 200.0;
+/// Replies per second to one source address.
+pub const SOURCE_RATE: f64 = 50.0;
+/// Replies one source may get back to back.
+pub const SOURCE_BURST: f64 = 20.0;
+/// Source addresses with a bucket of their own; beyond, the stalest is forgotten (a
+/// forgotten source starts again with a full bucket, which the global bucket still bounds).
+pub const MAX_SOURCES: usize = 1024;
+/// At most one rate-limit warning this often.
+pub const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// Bounds every blocking receive, so the thread sees the stop within this long.
+const POLL: Duration = Duration::from_millis(100);
+const STACK: usize = 256 * 1024;
+
+/// What the responder did, returned when its thread ends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EchoStats {
+    /// Datagrams echoed back.
+    pub echoed: u64,
+    /// Datagrams dropped as not ours (wrong size or magic) or from a refused source.
+    pub ignored: u64,
+    /// Valid datagrams dropped by the rate limits.
+    pub rate_limited: u64,
+}
+
+/// The echo socket, bound and not yet served.
+pub struct EchoResponder {
+    sock: UdpSocket,
+    local: SocketAddr,
+}
+
+impl EchoResponder {
+    /// Binds UDP on `addr` (the same address and port number as a TCP listener; `[::]` is
+    /// dual-stack, as in net.rs `bind_udp`).
+    pub fn bind(addr: SocketAddr) -> io::Result<EchoResponder> {
+        let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        if addr.is_ipv6() {
+            // Dual-stack so one `[::]` socket answers IPv4 clients too; a host with IPv6
+            // v6only forced keeps working for IPv6.
+            s.set_only_v6(false).ok();
+        }
+        // The plain OS error: the caller says which address and what it costs.
+        s.bind(&addr.into())?;
+        let sock: UdpSocket = s.into();
+        sock.set_read_timeout(Some(POLL))?;
+        // A full send buffer must not stall the loop either; the reply is then dropped.
+        sock.set_write_timeout(Some(POLL))?;
+        let local = sock.local_addr()?;
+        Ok(EchoResponder { sock, local })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Spawns `btest-echo`. `admits` is the server's --allow/--deny check; a refused source
+    /// gets no reply. It is given IPv4-mapped sources (from a dual-stack socket) as plain
+    /// IPv4. The thread ends within ~100 ms of `stop` triggering and returns its counters.
+    pub fn spawn(
+        self,
+        stop: Stop,
+        admits: impl Fn(IpAddr) -> bool + Send + 'static,
+    ) -> io::Result<JoinHandle<EchoStats>> {
+        std::thread::Builder::new()
+            .name("btest-echo".into())
+            .stack_size(STACK)
+            .spawn(move || serve(self.sock, stop, admits))
+    }
+}
+
+fn serve(sock: UdpSocket, stop: Stop, admits: impl Fn(IpAddr) -> bool) -> EchoStats {
+    let mut stats = EchoStats::default();
+    let mut limiter = Limiter::new(Instant::now());
+    let mut warn = WarnEvery::new(WARN_EVERY);
+    // One byte more than a probe, so an oversized datagram shows as longer than 32 rather
+    // than being silently truncated to a valid-looking one.
+    let mut buf = [0u8; ECHO_LEN + 1];
+    while !stop.is_triggered() {
+        let (n, src) = match sock.recv_from(&mut buf) {
+            Ok(v) => v,
+            Err(e) => {
+                match e.kind() {
+                    io::ErrorKind::WouldBlock
+                    | io::ErrorKind::TimedOut
+                    | io::ErrorKind::Interrupted => {}
+                    // An ICMP error for an earlier reply (unreachable source) or another
+                    // transient error: not fatal, but do not spin on a persistent one.
+                    _ => std::thread::sleep(Duration::from_millis(1)),
+                }
+                continue;
+            }
+        };
+        let ip = src.ip().to_canonical();
+        if !is_echo_request(&buf[..n]) || !admits(ip) {
+            stats.ignored += 1;
+            continue;
+        }
+        let now = Instant::now();
+        if !limiter.admit(ip, now) {
+            stats.rate_limited += 1;
+            if let Some(count) = warn.note(now) {
+                log::warn!(
+                    "latency echo: rate-limited {count} probe datagram(s) in the last {}s \
+                     (limits: {GLOBAL_RATE}/s overall, {SOURCE_RATE}/s per source); a flood \
+                     or a client probing too fast",
+                    WARN_EVERY.as_secs()
+                );
+            }
+            continue;
+        }
+        if sock.send_to(&buf[..n], src).is_ok() {
+            stats.echoed += 1;
+        }
+    }
+    stats
+}
+
+/// A token bucket: `rate` tokens per second up to `burst`, starting full. Time comes in as
+/// an `Instant` the caller passes, so tests drive it with synthetic instants.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    pub fn new(rate: f64, burst: f64, now: Instant) -> TokenBucket {
+        TokenBucket {
+            rate,
+            burst,
+            tokens: burst,
+            last: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        // An instant before `last` (the caller's clock is monotonic, so only a test) adds
+        // nothing rather than draining.
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
+        if now > self.last {
+            self.last = now;
+        }
+    }
+
+    /// Whether a token is there now, without taking it.
+    pub fn has_token(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        self.tokens >= 1.0
+    }
+
+    /// Takes one token if there is one.
+    pub fn try_take(&mut self, now: Instant) -> bool {
+        if self.has_token(now) {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// When the bucket was last looked at.
+    pub fn last_seen(&self) -> Instant {
+        self.last
+    }
+}
+
+/// The global bucket and the bounded per-source table.
+#[derive(Debug)]
+pub struct Limiter {
+    global: TokenBucket,
+    sources: HashMap<IpAddr, TokenBucket>,
+}
+
+impl Limiter {
+    pub fn new(now: Instant) -> Limiter {
+        Limiter {
+            global: TokenBucket::new(GLOBAL_RATE, GLOBAL_BURST, now),
+            // Reserved up front: the table never grows past MAX_SOURCES, so no allocation
+            // happens per packet.
+            sources: HashMap::with_capacity(MAX_SOURCES),
+        }
+    }
+
+    /// Whether a reply to `ip` may go now; takes a token from both buckets if so.
+    pub fn admit(&mut self, ip: IpAddr, now: Instant) -> bool {
+        // The global bucket is asked first and only taken from last: while it is empty a
+        // flood costs no table work (no insertion, no eviction scan), and a source over its
+        // own limit does not use up the global budget.
+        if !self.global.has_token(now) {
+            return false;
+        }
+        if !self.sources.contains_key(&ip) && self.sources.len() >= MAX_SOURCES {
+            self.evict_stalest();
+        }
+        let bucket = self
+            .sources
+            .entry(ip)
+            .or_insert_with(|| TokenBucket::new(SOURCE_RATE, SOURCE_BURST, now));
+        if !bucket.try_take(now) {
+            return false;
+        }
+        self.global.try_take(now)
+    }
+
+    /// Forgets the source seen least recently. A linear scan of at most MAX_SOURCES, paid
+    /// only for a new source while the global bucket has tokens (≤ ~1,000/s).
+    fn evict_stalest(&mut self) {
+        let stalest = self
+            .sources
+            .iter()
+            .min_by_key(|(_, b)| b.last_seen())
+            .map(|(ip, _)| *ip);
+        if let Some(ip) = stalest {
+            self.sources.remove(&ip);
+        }
+    }
+
+    /// Source addresses in the table.
+    pub fn sources(&self) -> usize {
+        self.sources.len()
+    }
+}
+
+/// "At most one warning per period": counts events and says when a warning is due.
+#[derive(Debug)]
+struct WarnEvery {
+    period: Duration,
+    last: Option<Instant>,
+    pending: u64,
+}
+
+impl WarnEvery {
+    fn new(period: Duration) -> WarnEvery {
+        WarnEvery {
+            period,
+            last: None,
+            pending: 0,
+        }
+    }
+
+    /// Notes one event; returns the events to report when a warning is due now.
+    fn note(&mut self, now: Instant) -> Option<u64> {
+        self.pending += 1;
+        let due = self
+            .last
+            .is_none_or(|t| now.saturating_duration_since(t) >= self.period);
+        if !due {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.pending))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::StopReason;
+    use std::net::Ipv4Addr;
+
+    /// A probe datagram as the client's packet.rs writes it (seq, token, client time).
+    struct EchoDatagram {
+        seq: u32,
+        token: u32,
+        sent_ns: u64,
+    }
+
+    impl EchoDatagram {
+        fn encode(&self) -> [u8; 32] {
+            let mut b = [0u8; 32];
+            b[..8].copy_from_slice(&MAGIC);
+            b[8..12].copy_from_slice(&self.seq.to_be_bytes());
+            b[12..16].copy_from_slice(&self.token.to_be_bytes());
+            b[16..24].copy_from_slice(&self.sent_ns.to_be_bytes());
+            b
+        }
+    }
+
+    #[cfg(feature = "client")]
+    #[test]
+    fn same_format_as_the_probe() {
+        use crate::probe::packet;
+        assert_eq!(MAGIC, packet::MAGIC);
+        assert_eq!(ECHO_LEN, packet::ECHO_LEN);
+        let d = packet::EchoDatagram {
+            seq: 9,
+            token: 8,
+            sent_ns: 7,
+        };
+        let ours = EchoDatagram {
+            seq: 9,
+            token: 8,
+            sent_ns: 7,
+        };
+        assert_eq!(d.encode(), ours.encode());
+        assert!(is_echo_request(&d.encode()));
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn token_bucket_burst_then_rate() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(50.0, 20.0, t0);
+        // The burst goes at once, then nothing.
+        for i in 0..20 {
+            assert!(b.try_take(t0), "token {i}");
+        }
+        assert!(!b.try_take(t0));
+        // 50/s: one token per 20 ms.
+        assert!(!b.try_take(t0 + ms(19)));
+        assert!(b.try_take(t0 + ms(20)));
+        assert!(!b.try_take(t0 + ms(21)));
+        // A long pause refills to the burst, not beyond.
+        let later = t0 + Duration::from_secs(60);
+        let mut n = 0;
+        while b.try_take(later) {
+            n += 1;
+        }
+        assert_eq!(n, 20);
+        // An instant in the past neither refills nor panics.
+        assert!(!b.try_take(t0));
+        // has_token does not take.
+        let t = later + Duration::from_secs(1);
+        assert!(b.has_token(t) && b.has_token(t));
+    }
+
+    #[test]
+    fn token_bucket_sustained_rate() {
+        // Offered 2,000/s for 10 s against 1,000/s burst 200: 200 + 10,000 pass.
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(GLOBAL_RATE, GLOBAL_BURST, t0);
+        let passed = (0..20_000u64)
+            .filter(|i| b.try_take(t0 + Duration::from_micros(500 * (i + 1))))
+            .count();
+        assert!((10_150..=10_201).contains(&passed), "{passed}");
+    }
+
+    fn v4(n: u32) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::from(n))
+    }
+
+    #[test]
+    fn limiter_per_source_limit() {
+        let t0 = Instant::now();
+        let mut l = Limiter::new(t0);
+        let a = v4(1);
+        let b = v4(2);
+        for _ in 0..20 {
+            assert!(l.admit(a, t0));
+        }
+        // a is out; b still has its own burst.
+        assert!(!l.admit(a, t0));
+        assert!(l.admit(b, t0));
+        // a gets one more 20 ms later.
+        assert!(l.admit(a, t0 + ms(20)));
+        assert!(!l.admit(a, t0 + ms(20)));
+    }
+
+    #[test]
+    fn limiter_global_limit_bounds_a_spoofed_flood() {
+        // Every datagram from a new (spoofed) source: each passes its own bucket, the global
+        // bucket caps the replies at the burst, then at 1,000/s.
+        let t0 = Instant::now();
+        let mut l = Limiter::new(t0);
+        let burst = (0..1000u32).filter(|&i| l.admit(v4(i), t0)).count();
+        assert_eq!(burst, 200);
+        // One second later the bucket is full again, but only up to the burst: of 5,000 new
+        // sources arriving at one instant, 200 get replies.
+        let t1 = t0 + Duration::from_secs(1);
+        let next = (0..5000u32)
+            .filter(|&i| l.admit(v4(100_000 + i), t1))
+            .count();
+        assert_eq!(next, 200);
+        assert!(l.sources() <= MAX_SOURCES);
+    }
+
+    #[test]
+    fn limiter_table_is_bounded_and_evicts_the_stalest() {
+        let t0 = Instant::now();
+        let mut l = Limiter::new(t0);
+        // Spread over time so the global bucket never runs out: 1 source per 2 ms.
+        let at = |i: u32| t0 + Duration::from_millis(2 * u64::from(i));
+        for i in 0..MAX_SOURCES as u32 {
+            assert!(l.admit(v4(i), at(i)));
+        }
+        assert_eq!(l.sources(), MAX_SOURCES);
+        // Source 0 drains its bucket just before the table overflows: it is then the most
+        // recently seen, and source 1 the stalest.
+        let t = at(MAX_SOURCES as u32);
+        while l.admit(v4(0), t) {}
+        let newcomer = v4(1_000_000);
+        assert!(l.admit(newcomer, t + ms(2)));
+        assert_eq!(l.sources(), MAX_SOURCES);
+        // Source 0 kept its (empty) bucket; it was not the one evicted.
+        assert!(!l.admit(v4(0), t + ms(2)));
+        // Source 1 was evicted: it comes back with a full burst.
+        for _ in 0..20 {
+            assert!(l.admit(v4(1), t + ms(4)));
+        }
+    }
+
+    #[test]
+    fn warn_at_most_once_per_period() {
+        let t0 = Instant::now();
+        let mut w = WarnEvery::new(Duration::from_secs(10));
+        assert_eq!(w.note(t0), Some(1));
+        for i in 1..=5 {
+            assert_eq!(w.note(t0 + Duration::from_secs(i)), None);
+        }
+        assert_eq!(w.note(t0 + Duration::from_secs(10)), Some(6));
+        assert_eq!(w.note(t0 + Duration::from_secs(11)), None);
+    }
+
+    fn client(to: SocketAddr) -> UdpSocket {
+        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.set_read_timeout(Some(ms(300))).unwrap();
+        c.connect(to).unwrap();
+        c
+    }
+
+    #[test]
+    fn echo_answers_probes_and_ignores_garbage() {
+        let r = EchoResponder::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = r.local_addr();
+        assert_ne!(addr.port(), 0);
+        let stop = Stop::new();
+        let h = r.spawn(stop.clone(), |_| true).unwrap();
+        let c = client(addr);
+
+        let probe = EchoDatagram {
+            seq: 7,
+            token: 0x1234_5678,
+            sent_ns: 99,
+        }
+        .encode();
+        c.send(&probe).unwrap();
+        let mut buf = [0u8; 64];
+        let n = c.recv(&mut buf).expect("an echo reply");
+        assert_eq!(&buf[..n], &probe[..], "echoed unchanged, same size");
+
+        // Wrong size (short, long, empty) and wrong magic: no reply.
+        let mut bad_magic = probe;
+        bad_magic[0] = b'X';
+        let mut long = [0u8; 33];
+        long[..32].copy_from_slice(&probe);
+        for garbage in [
+            &probe[..31],
+            &long[..],
+            &[][..],
+            &bad_magic[..],
+            &[0u8; 1400][..],
+        ] {
+            c.send(garbage).unwrap();
+        }
+        assert!(c.recv(&mut buf).is_err(), "garbage must get no reply");
+
+        stop.trigger(StopReason::Shutdown);
+        let stats = h.join().unwrap();
+        assert_eq!(
+            stats,
+            EchoStats {
+                echoed: 1,
+                ignored: 5,
+                rate_limited: 0
+            }
+        );
+    }
+
+    #[test]
+    fn echo_refused_source_gets_no_reply() {
+        let r = EchoResponder::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = r.local_addr();
+        let stop = Stop::new();
+        let h = r
+            .spawn(stop.clone(), |ip| ip != IpAddr::from([127, 0, 0, 1]))
+            .unwrap();
+        let c = client(addr);
+        let probe = EchoDatagram {
+            seq: 1,
+            token: 2,
+            sent_ns: 3,
+        }
+        .encode();
+        c.send(&probe).unwrap();
+        let mut buf = [0u8; 64];
+        assert!(c.recv(&mut buf).is_err());
+        stop.trigger(StopReason::Shutdown);
+        let stats = h.join().unwrap();
+        assert_eq!((stats.echoed, stats.ignored), (0, 1));
+    }
+
+    #[test]
+    fn echo_rate_limits_one_fast_source() {
+        let r = EchoResponder::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = r.local_addr();
+        let stop = Stop::new();
+        let h = r.spawn(stop.clone(), |_| true).unwrap();
+        let c = client(addr);
+        let probe = EchoDatagram {
+            seq: 1,
+            token: 2,
+            sent_ns: 3,
+        }
+        .encode();
+        // 100 back to back: the per-source burst (20) plus what refills meanwhile.
+        for _ in 0..100 {
+            c.send(&probe).unwrap();
+        }
+        std::thread::sleep(ms(200));
+        stop.trigger(StopReason::Shutdown);
+        let stats = h.join().unwrap();
+        assert_eq!(stats.echoed + stats.rate_limited, 100, "{stats:?}");
+        assert!(stats.echoed >= 20 && stats.echoed < 60, "{stats:?}");
+    }
+
+    #[test]
+    fn echo_dual_stack_answers_ipv4() {
+        // `[::]` must answer an IPv4 client (skipped where the host has no IPv6).
+        let Ok(r) = EchoResponder::bind("[::]:0".parse().unwrap()) else {
+            eprintln!("skip: no IPv6 socket here");
+            return;
+        };
+        let port = r.local_addr().port();
+        let stop = Stop::new();
+        let h = r.spawn(stop.clone(), |ip| ip.is_ipv4()).unwrap();
+        let c = client(SocketAddr::from(([127, 0, 0, 1], port)));
+        let probe = EchoDatagram {
+            seq: 1,
+            token: 2,
+            sent_ns: 3,
+        }
+        .encode();
+        c.send(&probe).unwrap();
+        let mut buf = [0u8; 64];
+        // `admits` saw the IPv4 address, not ::ffff:127.0.0.1.
+        assert_eq!(c.recv(&mut buf).ok(), Some(32));
+        stop.trigger(StopReason::Shutdown);
+        assert_eq!(h.join().unwrap().echoed, 1);
+    }
+
+    #[test]
+    fn echo_thread_stops_promptly() {
+        let r = EchoResponder::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let stop = Stop::new();
+        let h = r.spawn(stop.clone(), |_| true).unwrap();
+        std::thread::sleep(ms(50));
+        let t = Instant::now();
+        stop.trigger(StopReason::Shutdown);
+        h.join().unwrap();
+        assert!(t.elapsed() < ms(300), "{:?}", t.elapsed());
+    }
+}

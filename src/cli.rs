@@ -29,6 +29,19 @@ macro_rules! server_usage {
     };
 }
 
+#[allow(unused_macros)] // a server-only build has neither command
+macro_rules! fleet_usage {
+    () => {
+        "btest fleet FILE [OPTIONS]             (many targets, one results matrix)"
+    };
+}
+#[allow(unused_macros)]
+macro_rules! through_usage {
+    () => {
+        "btest through --server-addr ADDR [OPTIONS]  (test the device between two ports)"
+    };
+}
+
 /// Short usage of the roles this binary was built with, printed after usage errors.
 #[cfg(all(feature = "client", feature = "server"))]
 pub const USAGE: &str = concat!(
@@ -36,6 +49,10 @@ pub const USAGE: &str = concat!(
     client_usage!(),
     "\n       ",
     server_usage!(),
+    "\n       ",
+    fleet_usage!(),
+    "\n       ",
+    through_usage!(),
     "\n       btest --help | --version"
 );
 /// Short usage of the roles this binary was built with, printed after usage errors.
@@ -43,6 +60,8 @@ pub const USAGE: &str = concat!(
 pub const USAGE: &str = concat!(
     "usage: ",
     client_usage!(),
+    "\n       ",
+    fleet_usage!(),
     "\n       btest --help | --version"
 );
 /// Short usage of the roles this binary was built with, printed after usage errors.
@@ -70,6 +89,10 @@ pub enum Help {
     Client,
     /// Server usage, the server options and the common ones.
     Server,
+    /// `btest fleet --help`.
+    Fleet,
+    /// `btest through --help`.
+    Through,
 }
 
 /// Where an option is listed; a flag listed only under one role is rejected in the other.
@@ -197,6 +220,26 @@ const OPTIONS: &[Opt] = &[
         "--syslog HOST[:PORT]",
         "RFC 3164 messages over UDP (default port 514)",
     ),
+    client(
+        "--latency auto|echo|icmp|off",
+        "round-trip probe beside the load, 10/s: echo = the btest\nserver's UDP echo, icmp = ping; auto = echo, else icmp\n(default auto)",
+    ),
+    client(
+        "--latency-idle DUR",
+        "idle round trip measured this long before the load, 0..60s\n(default 1s)",
+    ),
+    client(
+        "--device IF",
+        "bind every socket to this interface (SO_BINDTODEVICE)",
+    ),
+    client(
+        "--report FILE",
+        "write a self-contained HTML report (charts, tables)",
+    ),
+    client(
+        "--live auto|yes|no",
+        "live rate graph under the lines (default auto: stdout is a\nterminal and the output is text)",
+    ),
     server(
         "--listen ADDR[:PORT]",
         "listen address, repeatable (default [::]:2000, dual-stack)",
@@ -295,6 +338,14 @@ const OPTIONS: &[Opt] = &[
     server(
         "--metrics-file PATH",
         "Prometheus text file rewritten every second (node_exporter)",
+    ),
+    server(
+        "--echo yes|no",
+        "answer latency probes on UDP at each listen address and\nport (default yes)",
+    ),
+    server(
+        "--device IF",
+        "bind every socket to this interface (SO_BINDTODEVICE)",
     ),
     common(
         "-v, --verbose",
@@ -436,6 +487,8 @@ impl Help {
                       payload.\n";
                 s += EXIT_CODES;
             }
+            Help::Fleet => s += FLEET_HELP,
+            Help::Through => s += THROUGH_HELP,
             Help::Server => {
                 s += concat!(
                     "btest server: answers RouterOS /tool bandwidth-test and btest clients.\n\n\
@@ -466,6 +519,10 @@ pub enum Mode {
     Client(Box<ClientConfig>),
     /// Run a server.
     Server(Box<ServerConfig>),
+    /// Test many targets.
+    Fleet(Box<crate::config::FleetConfig>),
+    /// Run our server and client on two sides of a device.
+    Through(Box<crate::config::ThroughConfig>),
     /// Print this help and exit 0.
     Help(Help),
     /// Print the version and exit 0.
@@ -529,6 +586,12 @@ struct RawArgs {
     csv: Option<PathBuf>,
     syslog: Option<String>,
     metrics_file: Option<PathBuf>,
+    latency: Option<crate::config::Latency>,
+    latency_idle: Option<Duration>,
+    device: Option<String>,
+    report: Option<PathBuf>,
+    live: Option<crate::config::Live>,
+    echo: Option<bool>,
     /// (flag, role) of every role-specific flag seen, for the cross-role check.
     role_flags: Vec<(&'static str, Role)>,
 }
@@ -638,8 +701,314 @@ where
     I: IntoIterator<Item = S>,
     S: Into<OsString>,
 {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    match args.first().and_then(|a| a.to_str()) {
+        Some("fleet") if HAS_CLIENT => {
+            if !cfg!(feature = "fleet") {
+                return Err(
+                    "fleet: this btest was built without fleet runs (cargo feature 'fleet'; \
+                     the router images leave it out)"
+                        .into(),
+                );
+            }
+            return parse_fleet(&args[1..]);
+        }
+        Some("through") if HAS_CLIENT && HAS_SERVER => {
+            if !cfg!(feature = "through") {
+                return Err("through: this btest was built without it (cargo feature \
+                            'through'; the router images leave it out)"
+                    .into());
+            }
+            return parse_through(&args[1..], env_password);
+        }
+        _ => {}
+    }
     let raw = lex(args)?;
     finish(raw, env_password)
+}
+
+const FLEET_HELP: &str =
+    "btest fleet: test many targets, one after another or a few at a time, and write one
+results matrix (per target: up and down rates, loss, RTT, CPU both ends, errors).
+
+usage: btest fleet FILE [OPTIONS]
+
+FILE, one target per line ('#' starts a comment; quote values with spaces):
+  defaults CLIENT-OPTIONS...            options every target starts from
+  NAME HOST[:PORT] [CLIENT-OPTIONS...]  a target: any `btest client` option, and
+      --credentials FILE                a file holding USER:PASSWORD (mode 600)
+      --retries N                       this target's own retry count
+  e.g.  defaults --duration 10s --direction both
+        tower-1  10.0.0.1  --credentials /etc/btest/tower.cred
+        tower-2  10.0.0.2:2000  --protocol udp --remote-tx-speed 50M
+
+Options:
+  --parallel N          targets tested at once, 1..64 (default 1: one at a time,
+                        so tests do not share a link)
+  --retries N           further attempts after a failure that may pass on a retry
+                        (connect, timeout, the test ending early), 0..10 (default 1);
+                        wrong credentials and refusals are not retried
+  --retry-delay DUR     wait between attempts (default 5s)
+  --json                NDJSON `target` records on stdout instead of the text matrix
+  --ndjson FILE         write the `target` records as NDJSON to FILE
+  --csv FILE            write the `target` records as CSV to FILE
+  --report FILE         write a self-contained HTML report of every target
+  -v, -q                more / fewer diagnostics on stderr
+
+Progress goes to stderr, a line per attempt. Exit codes: 0 every target passed,
+1 at least one failed, 2 usage (the file's errors name their line).";
+
+const THROUGH_HELP: &str =
+    "btest through: our server and our client in one process, each on its own side of a
+device (a router, a bridge, a radio link), so a host with two ports tests the device
+between them. The server side listens only on --server-addr with a one-time account.
+
+usage: btest through --server-addr ADDR [OPTIONS] [CLIENT-OPTIONS...]
+
+Options:
+  --server-addr ADDR    the server side's address; the client connects to it
+  --port N              the server side's TCP port (default 2000; 0: any free one)
+  --udp-port-from N     the server side's first UDP port (default: --port + 1)
+  --server-dev IF       bind the server side's sockets to interface IF
+  --server-netns NAME   run the server side in network namespace NAME
+                        (/run/netns/NAME, or a path)
+  --client-bind ADDR    the client side's source address
+  --client-dev IF       bind the client side's sockets to interface IF
+  --client-netns NAME   run the client side in network namespace NAME
+  CLIENT-OPTIONS        every `btest client` option: --protocol, --direction,
+                        --connection-count, --local-tx-speed, --remote-tx-speed,
+                        --duration, --latency, --json, --csv, --report, ...
+
+Binding to an interface and entering a namespace need root (CAP_NET_RAW,
+CAP_SYS_ADMIN). Exit codes as for `btest client`.";
+
+/// Takes `--flag VALUE` or `--flag=VALUE` at `args[*i]`; `None` when it is another flag.
+fn take_value(args: &[String], i: &mut usize, flag: &str) -> Result<Option<String>, String> {
+    let a = &args[*i];
+    if let Some(v) = a.strip_prefix(flag).and_then(|r| r.strip_prefix('=')) {
+        return Ok(Some(v.to_string()));
+    }
+    if a != flag {
+        return Ok(None);
+    }
+    *i += 1;
+    args.get(*i)
+        .cloned()
+        .map(Some)
+        .ok_or_else(|| format!("{flag}: missing value"))
+}
+
+fn utf8_args(args: &[OsString]) -> Result<Vec<String>, String> {
+    args.iter()
+        .map(|a| {
+            a.clone()
+                .into_string()
+                .map_err(|v| format!("argument {v:?} is not valid UTF-8"))
+        })
+        .collect()
+}
+
+/// `NAME` means `/run/netns/NAME` (what `ip netns add NAME` makes); a path is taken as is.
+fn netns_path(flag: &str, v: &str) -> Result<PathBuf, String> {
+    if v.is_empty() {
+        return Err(format!("{flag}: missing namespace name"));
+    }
+    Ok(if v.contains('/') {
+        PathBuf::from(v)
+    } else {
+        PathBuf::from("/run/netns").join(v)
+    })
+}
+
+/// `btest through`: its own flags, then every other argument is a client option.
+fn parse_through(args: &[OsString], env_password: Option<String>) -> Result<Invocation, String> {
+    let args = utf8_args(args)?;
+    let mut rest: Vec<String> = Vec::new();
+    let (mut addr, mut port) = (None::<IpAddr>, DEFAULT_PORT);
+    let (mut sdev, mut cdev, mut cbind) = (None, None, None);
+    let (mut sns, mut cns) = (None, None);
+    let mut udp_from = None;
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].as_str();
+        if a == "--help" || a == "-h" {
+            return Ok(Invocation {
+                mode: Mode::Help(Help::Through),
+                verbosity: 0,
+            });
+        }
+        if let Some(v) = take_value(&args, &mut i, "--server-addr")? {
+            addr = Some(v.trim_matches(['[', ']']).parse().map_err(|_| {
+                format!(
+                    "--server-addr: invalid address '{v}': expected an IP address, e.g. 10.0.2.1"
+                )
+            })?);
+        } else if let Some(v) = take_value(&args, &mut i, "--port")? {
+            port = num("--port", &v, 0, u16::MAX, "a TCP port (0: any free one)")?;
+        } else if let Some(v) = take_value(&args, &mut i, "--udp-port-from")? {
+            udp_from = Some(num("--udp-port-from", &v, 1024, 65000, "a UDP port")?);
+        } else if let Some(v) = take_value(&args, &mut i, "--server-dev")? {
+            sdev = Some(parse_device(&v).map_err(|e| e.replace("--device", "--server-dev"))?);
+        } else if let Some(v) = take_value(&args, &mut i, "--client-dev")? {
+            cdev = Some(parse_device(&v).map_err(|e| e.replace("--device", "--client-dev"))?);
+        } else if let Some(v) = take_value(&args, &mut i, "--client-bind")? {
+            cbind = Some(v);
+        } else if let Some(v) = take_value(&args, &mut i, "--server-netns")? {
+            sns = Some(netns_path("--server-netns", &v)?);
+        } else if let Some(v) = take_value(&args, &mut i, "--client-netns")? {
+            cns = Some(netns_path("--client-netns", &v)?);
+        } else {
+            for (flag, instead) in [
+                ("--bind", "--client-bind"),
+                ("--device", "--client-dev or --server-dev"),
+                ("--user", "nothing: through mode makes a one-time account"),
+                (
+                    "--password",
+                    "nothing: through mode makes a one-time account",
+                ),
+            ] {
+                if a == flag || a.starts_with(&format!("{flag}=")) {
+                    return Err(format!("through: {flag} is not taken here; use {instead}"));
+                }
+            }
+            if !a.starts_with('-') && rest.last().is_none_or(|p| !p.starts_with('-')) {
+                return Err(format!(
+                    "through: unexpected argument '{a}': the target is --server-addr"
+                ));
+            }
+            rest.push(a.to_string());
+        }
+        i += 1;
+    }
+    let addr = addr.ok_or_else(|| {
+        "through: missing --server-addr ADDR (the server side's address, e.g. 10.0.2.1)".to_string()
+    })?;
+    // Port 0 (any free one) is known only once the server side is bound (through.rs); the
+    // client parser takes a placeholder.
+    let cport = port.max(1);
+    let target = match addr {
+        IpAddr::V6(a) => format!("[{a}]:{cport}"),
+        IpAddr::V4(a) => format!("{a}:{cport}"),
+    };
+    let mut cargs = vec!["client".to_string(), target];
+    cargs.extend(rest);
+    if let Some(d) = &cdev {
+        cargs.extend(["--device".to_string(), d.clone()]);
+    }
+    if let Some(b) = &cbind {
+        cargs.extend(["--bind".to_string(), b.clone()]);
+    }
+    let inv = parse_from(cargs, None).map_err(|e| format!("through: {e}"))?;
+    let mut client = match inv.mode {
+        Mode::Client(c) => *c,
+        Mode::Help(_) => {
+            return Ok(Invocation {
+                mode: Mode::Help(Help::Through),
+                verbosity: inv.verbosity,
+            })
+        }
+        _ => return Err("through: not a client test".into()),
+    };
+    let _ = env_password;
+    // A one-time account, so nobody else can use the server side while it listens.
+    let mut secret = [0u8; 12];
+    crate::sys::random_bytes(&mut secret);
+    let password: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    client.port = port;
+    client.user = Some("btest-through".into());
+    client.password = Some(password.clone());
+    let mut server = ServerConfig {
+        listen: vec![SocketAddr::new(addr, port)],
+        udp_port_from: udp_from.unwrap_or(if port == 0 {
+            2001
+        } else {
+            port.saturating_add(1).clamp(1024, 65000)
+        }),
+        auth: AuthMethod::Md5,
+        users: vec![("btest-through".into(), password)],
+        max_sessions: 4,
+        device: sdev,
+        output: client.output,
+        ..ServerConfig::default()
+    };
+    server.tuning = client.tuning;
+    Ok(Invocation {
+        mode: Mode::Through(Box::new(crate::config::ThroughConfig {
+            client,
+            server,
+            client_netns: cns,
+            server_netns: sns,
+        })),
+        verbosity: inv.verbosity,
+    })
+}
+
+/// `btest fleet FILE [OPTIONS]`; the file itself is read when the fleet runs.
+fn parse_fleet(args: &[OsString]) -> Result<Invocation, String> {
+    use lexopt::prelude::*;
+    let mut p = lexopt::Parser::from_args(args.iter().cloned());
+    let mut verbosity = 0;
+    let mut c = crate::config::FleetConfig {
+        file: PathBuf::new(),
+        parallel: 1,
+        retries: 1,
+        retry_delay: Duration::from_secs(5),
+        output: Output::Text,
+        csv: None,
+        ndjson: None,
+        report: None,
+    };
+    let mut file = None;
+    loop {
+        let arg = match p.next() {
+            Ok(None) => break,
+            Ok(Some(a)) => a,
+            Err(e) => return Err(format!("fleet: {e}")),
+        };
+        macro_rules! val {
+            ($flag:expr) => {
+                value_str($flag, p.value().map_err(|e| format!("fleet: {e}"))?)?
+            };
+        }
+        match arg {
+            Short('h') | Long("help") => {
+                return Ok(Invocation {
+                    mode: Mode::Help(Help::Fleet),
+                    verbosity,
+                })
+            }
+            Short('v') | Long("verbose") => verbosity += 1,
+            Short('q') | Long("quiet") => verbosity -= 1,
+            Long("parallel") => c.parallel = num("--parallel", &val!("--parallel"), 1, 64, "targets at once")?,
+            Long("retries") => c.retries = num("--retries", &val!("--retries"), 0, 10, "further attempts")?,
+            Long("retry-delay") => {
+                let v = val!("--retry-delay");
+                c.retry_delay = parse_duration(&v).map_err(|e| format!("--retry-delay: {e}"))?;
+            }
+            Long("json") => c.output = Output::Json,
+            Long("csv") => c.csv = Some(PathBuf::from(val!("--csv"))),
+            Long("ndjson") => c.ndjson = Some(PathBuf::from(val!("--ndjson"))),
+            Long("report") => c.report = Some(PathBuf::from(val!("--report"))),
+            Value(v) if file.is_none() => file = Some(PathBuf::from(v)),
+            Value(v) => {
+                return Err(format!(
+                    "fleet: unexpected argument '{}': one FILE only; targets and their options go in it",
+                    v.to_string_lossy()
+                ))
+            }
+            other => {
+                return Err(format!(
+                    "fleet: {} (see btest fleet --help; client options go in the file)",
+                    other.unexpected()
+                ))
+            }
+        }
+    }
+    c.file = file.ok_or_else(|| "fleet: missing FILE (see btest fleet --help)".to_string())?;
+    Ok(Invocation {
+        mode: Mode::Fleet(Box::new(c)),
+        verbosity,
+    })
 }
 
 fn lex<I, S>(args: I) -> Result<RawArgs, String>
@@ -1049,6 +1418,52 @@ fn lex_arg(p: &mut lexopt::Parser, r: &mut RawArgs, arg: lexopt::Arg<'_>) -> Res
             }
             r.metrics_file = Some(PathBuf::from(v));
         }
+        Long("latency") => {
+            use crate::config::Latency;
+            let v = val!("--latency");
+            r.latency = Some(match v.as_str() {
+                "auto" => Latency::Auto,
+                "echo" => Latency::Echo,
+                "icmp" => Latency::Icmp,
+                "off" | "no" => Latency::Off,
+                _ => {
+                    return Err(format!(
+                        "--latency: invalid value '{v}': expected auto, echo, icmp or off"
+                    ))
+                }
+            });
+        }
+        Long("latency-idle") => {
+            let v = val!("--latency-idle");
+            let d = parse_duration(&v).map_err(|e| format!("--latency-idle: {e}"))?;
+            if d > Duration::from_secs(60) {
+                return Err(format!(
+                    "--latency-idle: '{v}' is too long: expected 0..60s (e.g. 1s, 500ms)"
+                ));
+            }
+            r.latency_idle = Some(d);
+        }
+        Long("device") => r.device = Some(parse_device(&val!("--device"))?),
+        Long("report") => {
+            r.report = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?));
+        }
+        Long("live") => {
+            use crate::config::Live;
+            let v = val!("--live");
+            r.live = Some(match v.as_str() {
+                "auto" => Live::Auto,
+                _ => {
+                    if yes_no("--live", &v).map_err(|_| {
+                        format!("--live: invalid value '{v}': expected auto, yes or no")
+                    })? {
+                        Live::Yes
+                    } else {
+                        Live::No
+                    }
+                }
+            });
+        }
+        Long("echo") => r.echo = Some(yes_no("--echo", &val!("--echo"))?),
         Long("users") => {
             r.users_file = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?));
         }
@@ -1129,6 +1544,18 @@ fn finish(r: RawArgs, env_password: Option<String>) -> Result<Invocation, String
             c.csv = r.csv;
             c.syslog = r.syslog;
             c.tuning = r.tuning;
+            c.latency = r.latency.unwrap_or_default();
+            c.latency_idle = r.latency_idle.unwrap_or(c.latency_idle);
+            c.device = r.device;
+            if r.report.is_some() && !cfg!(feature = "report") {
+                return Err(
+                    "--report: this btest was built without HTML reports (cargo \
+                            feature 'report'; the router images leave it out)"
+                        .into(),
+                );
+            }
+            c.report = r.report;
+            c.live = r.live.unwrap_or_default();
             if password.is_some() && r.user.is_none() {
                 c.user = Some("admin".into());
             } else {
@@ -1184,6 +1611,8 @@ fn finish(r: RawArgs, env_password: Option<String>) -> Result<Invocation, String
             s.syslog = r.syslog;
             s.metrics_file = r.metrics_file;
             s.tuning = r.tuning;
+            s.echo = r.echo.unwrap_or(s.echo);
+            s.device = r.device;
             let have_creds = !s.users.is_empty() || s.users_file.is_some();
             s.auth = match r.auth {
                 Some(m) => m,
@@ -1199,6 +1628,17 @@ fn finish(r: RawArgs, env_password: Option<String>) -> Result<Invocation, String
             done(Mode::Server(Box::new(s)))
         }
     }
+}
+
+/// An interface name as SO_BINDTODEVICE takes it: 1..15 bytes (IFNAMSIZ), no '/', no space.
+fn parse_device(v: &str) -> Result<String, String> {
+    if v.is_empty() || v.len() > 15 || v.contains(['/', ' ', '\t', '\0']) {
+        return Err(format!(
+            "--device: invalid interface name '{v}': expected 1..15 characters without '/' or \
+             spaces, e.g. eth0, enp3s0, br-lan"
+        ));
+    }
+    Ok(v.to_string())
 }
 
 /// `--http 8080` (loopback only: the API names every tester's address, so exposing it is a
@@ -1654,6 +2094,209 @@ mod tests {
         }
     }
 
+    #[test]
+    fn latency_device_report_live() {
+        use crate::config::{Latency, Live};
+        let c = client(&[]);
+        assert_eq!(
+            (c.latency, c.latency_idle, c.live),
+            (Latency::Auto, Duration::from_secs(1), Live::Auto)
+        );
+        let c = client(&[
+            "--latency",
+            "icmp",
+            "--latency-idle",
+            "250ms",
+            "--device",
+            "eth0",
+        ]);
+        assert_eq!(
+            (c.latency, c.latency_idle),
+            (Latency::Icmp, Duration::from_millis(250))
+        );
+        assert_eq!(c.device.as_deref(), Some("eth0"));
+        if cfg!(feature = "report") {
+            let c = client(&["--report", "r.html", "--live", "yes"]);
+            assert_eq!(
+                (c.report, c.live),
+                (Some(PathBuf::from("r.html")), Live::Yes)
+            );
+        }
+        assert_eq!(client(&["--latency", "off"]).latency, Latency::Off);
+        for (args, want) in [
+            (
+                vec!["--latency", "tcp"],
+                "--latency: invalid value 'tcp': expected auto, echo, icmp or off",
+            ),
+            (
+                vec!["--latency-idle", "2m"],
+                "--latency-idle: '2m' is too long",
+            ),
+            (
+                vec!["--device", "a/b"],
+                "--device: invalid interface name 'a/b'",
+            ),
+            (
+                vec!["--device", "waytoolonginterface"],
+                "--device: invalid interface name",
+            ),
+            (
+                vec!["--live", "maybe"],
+                "--live: invalid value 'maybe': expected auto, yes or no",
+            ),
+        ] {
+            let mut a = vec!["client", "h"];
+            a.extend(args);
+            let e = err(&a);
+            assert!(e.starts_with(want), "{e}");
+        }
+        let s = server(&["--echo", "no", "--device", "br-lan"]);
+        assert!(!s.echo);
+        assert_eq!(s.device.as_deref(), Some("br-lan"));
+        assert!(server(&[]).echo);
+    }
+
+    #[test]
+    fn through_takes_its_sides_and_every_client_option() {
+        if !(HAS_CLIENT && HAS_SERVER) {
+            return;
+        }
+        let inv = parse_from(
+            [
+                "through",
+                "--server-addr",
+                "10.0.2.2",
+                "--server-netns",
+                "wan",
+                "--client-netns",
+                "/var/run/netns/lan",
+                "--client-dev",
+                "eth1",
+                "--server-dev=eth2",
+                "--protocol",
+                "udp",
+                "--direction",
+                "both",
+                "-v",
+            ],
+            None,
+        )
+        .unwrap();
+        let Mode::Through(t) = inv.mode else {
+            panic!("{:?}", inv.mode)
+        };
+        assert_eq!(inv.verbosity, 1);
+        assert_eq!((t.client.host.as_str(), t.client.port), ("10.0.2.2", 2000));
+        assert_eq!(t.client.protocol, Protocol::Udp);
+        assert_eq!(t.client.device.as_deref(), Some("eth1"));
+        assert_eq!(t.server.device.as_deref(), Some("eth2"));
+        assert_eq!(
+            t.server.listen,
+            vec!["10.0.2.2:2000".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(t.server.udp_port_from, 2001);
+        assert_eq!(t.server_netns, Some(PathBuf::from("/run/netns/wan")));
+        assert_eq!(t.client_netns, Some(PathBuf::from("/var/run/netns/lan")));
+        // A one-time account both sides share.
+        assert_eq!(
+            t.server.users,
+            vec![(
+                "btest-through".to_string(),
+                t.client.password.clone().unwrap()
+            )]
+        );
+        assert_eq!(t.client.password.as_ref().unwrap().len(), 24);
+        for (args, want) in [
+            (vec!["through"], "through: missing --server-addr"),
+            (
+                vec!["through", "--server-addr", "x"],
+                "--server-addr: invalid address 'x'",
+            ),
+            (
+                vec!["through", "--server-addr", "10.0.0.1", "--bind", "1.2.3.4"],
+                "through: --bind is not taken here; use --client-bind",
+            ),
+            (
+                vec!["through", "--server-addr", "10.0.0.1", "--password", "p"],
+                "through: --password is not taken here",
+            ),
+            (
+                vec!["through", "--server-addr", "10.0.0.1", "host"],
+                "through: unexpected argument 'host'",
+            ),
+            (
+                vec!["through", "--server-addr", "10.0.0.1", "--protocol", "sctp"],
+                "through: --protocol: invalid value 'sctp'",
+            ),
+            (
+                vec!["through", "--server-netns"],
+                "--server-netns: missing value",
+            ),
+        ] {
+            let e = parse_from(args.clone(), None).unwrap_err();
+            assert!(e.starts_with(want), "{args:?}: {e}");
+        }
+        assert_eq!(
+            parse_from(["through", "--help"], None).unwrap().mode,
+            Mode::Help(Help::Through)
+        );
+    }
+
+    #[test]
+    fn fleet_options() {
+        if !cfg!(feature = "fleet") {
+            return;
+        }
+        let inv = parse_from(
+            [
+                "fleet",
+                "f.txt",
+                "--parallel",
+                "4",
+                "--retries",
+                "0",
+                "--retry-delay",
+                "1s",
+                "--json",
+                "--csv",
+                "m.csv",
+                "--ndjson",
+                "m.nd",
+                "--report",
+                "r.html",
+            ],
+            None,
+        )
+        .unwrap();
+        let Mode::Fleet(f) = inv.mode else { panic!() };
+        assert_eq!(
+            (f.parallel, f.retries, f.retry_delay),
+            (4, 0, Duration::from_secs(1))
+        );
+        assert_eq!(f.output, Output::Json);
+        assert_eq!(f.file, PathBuf::from("f.txt"));
+        assert_eq!(f.csv, Some(PathBuf::from("m.csv")));
+        for (args, want) in [
+            (vec!["fleet"], "fleet: missing FILE"),
+            (vec!["fleet", "a", "b"], "fleet: unexpected argument 'b'"),
+            (
+                vec!["fleet", "a", "--parallel", "0"],
+                "--parallel: invalid value '0'",
+            ),
+            (
+                vec!["fleet", "a", "--protocol", "udp"],
+                "fleet: invalid option '--protocol'",
+            ),
+        ] {
+            let e = parse_from(args.clone(), None).unwrap_err();
+            assert!(e.starts_with(want), "{args:?}: {e}");
+        }
+        assert_eq!(
+            parse_from(["fleet", "-h"], None).unwrap().mode,
+            Mode::Help(Help::Fleet)
+        );
+    }
+
     /// The cross-role check comes from the help table and rejects exactly what it did when
     /// each lexer arm named its role.
     #[test]
@@ -1676,6 +2319,10 @@ mod tests {
             ("--bind", Some("::1")),
             ("--tos", Some("1")),
             ("--connect-timeout", Some("1s")),
+            ("--latency", Some("icmp")),
+            ("--latency-idle", Some("0s")),
+            ("--report", Some("/tmp/r.html")),
+            ("--live", Some("no")),
         ];
         let server_only = [
             ("--listen", Some("127.0.0.1")),
@@ -1698,9 +2345,11 @@ mod tests {
             ("--auth", Some("none")),
             ("--users", Some("/tmp/u")),
             ("--metrics-file", Some("/tmp/m")),
+            ("--echo", Some("no")),
         ];
         let both = [
             "--json",
+            "--device",
             "--pacing",
             "--udp-io",
             "--busy-poll",

@@ -77,6 +77,54 @@ pub struct ClientConfig {
     pub syslog: Option<String>,
     /// Data-path tuning.
     pub tuning: Tuning,
+    /// Network interface every socket of the test is bound to (SO_BINDTODEVICE).
+    pub device: Option<String>,
+    /// The latency side probe (issue 11).
+    pub latency: Latency,
+    /// How long the probe measures the idle path before the load starts.
+    pub latency_idle: Duration,
+    /// Write a self-contained HTML report of the test here.
+    pub report: Option<PathBuf>,
+    /// The live terminal view.
+    pub live: Live,
+}
+
+/// How the client probes latency beside the load (`--latency`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Latency {
+    /// Our server's UDP echo when it answers, else ICMP echo.
+    #[default]
+    Auto,
+    /// Only the btest server's UDP echo.
+    Echo,
+    /// Only ICMP echo (ping socket, else raw socket as root).
+    Icmp,
+    /// No probe.
+    Off,
+}
+
+impl Latency {
+    /// The `--latency` word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Latency::Auto => "auto",
+            Latency::Echo => "echo",
+            Latency::Icmp => "icmp",
+            Latency::Off => "off",
+        }
+    }
+}
+
+/// Whether the client redraws a live rate view on the terminal (`--live`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Live {
+    /// When stdout is a terminal and the output is text.
+    #[default]
+    Auto,
+    /// Always (text output only).
+    Yes,
+    /// Never.
+    No,
 }
 
 impl ClientConfig {
@@ -105,6 +153,11 @@ impl ClientConfig {
             csv: None,
             syslog: None,
             tuning: Tuning::default(),
+            device: None,
+            latency: Latency::Auto,
+            latency_idle: Duration::from_secs(1),
+            report: None,
+            live: Live::Auto,
         }
     }
 }
@@ -190,6 +243,45 @@ pub struct ServerConfig {
     pub source_limits: Vec<SourceLimit>,
     /// `--http`: serve the JSON API, /metrics and the dashboard here.
     pub http: Option<SocketAddr>,
+    /// Answer latency probes on UDP at each listener's address and port (`--echo`).
+    pub echo: bool,
+    /// Network interface every socket is bound to (SO_BINDTODEVICE).
+    pub device: Option<String>,
+}
+
+/// `btest through`: our server and our client in one process, each on its own side of the
+/// device under test (issue 11).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThroughConfig {
+    /// The client side: every client option, the target being the server side's address.
+    pub client: ClientConfig,
+    /// The server side: listens on that address only, one random account.
+    pub server: ServerConfig,
+    /// Network namespace the client side runs in (`/run/netns/NAME` or a path).
+    pub client_netns: Option<PathBuf>,
+    /// Network namespace the server side runs in.
+    pub server_netns: Option<PathBuf>,
+}
+
+/// `btest fleet FILE`: many targets, one results matrix (issue 11).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetConfig {
+    /// The targets file.
+    pub file: PathBuf,
+    /// Targets tested at once.
+    pub parallel: usize,
+    /// Further attempts after a failure that may pass on a retry.
+    pub retries: u32,
+    /// Wait between attempts of one target.
+    pub retry_delay: Duration,
+    /// Target records on stdout as text or NDJSON.
+    pub output: Output,
+    /// Write the target records as CSV here.
+    pub csv: Option<PathBuf>,
+    /// Write the target records as NDJSON here.
+    pub ndjson: Option<PathBuf>,
+    /// Write the HTML report here.
+    pub report: Option<PathBuf>,
 }
 
 /// Which sources one `--source-limit` counts together.
@@ -264,6 +356,8 @@ impl Default for ServerConfig {
             state_dir: None,
             source_limits: Vec::new(),
             http: None,
+            echo: true,
+            device: None,
         }
     }
 }

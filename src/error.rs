@@ -118,6 +118,9 @@ pub enum Error {
     Refused(String),
     /// The test ran but ended before its duration, for the reason given.
     EndedEarly(String),
+    /// A run of many tests finished and some failed (`btest fleet`); each failure was
+    /// reported with its target.
+    SomeFailed(String),
     /// The test ran, but no data arrived in a direction it asked for.
     NoData {
         /// `receive` (nothing reached us) or `transmit` (nothing reached the server).
@@ -161,7 +164,9 @@ impl Error {
             Error::Auth { .. } => Some(Phase::Auth),
             Error::Resolve { .. } => Some(Phase::Connect),
             Error::NoData { .. } | Error::EndedEarly(_) => Some(Phase::Data),
-            Error::Usage(_) | Error::Refused(_) | Error::Internal { .. } => None,
+            Error::Usage(_) | Error::Refused(_) | Error::Internal { .. } | Error::SomeFailed(_) => {
+                None
+            }
         }
     }
 
@@ -247,6 +252,7 @@ impl fmt::Display for Error {
             ),
             Error::Refused(m) => write!(f, "test refused: {m}"),
             Error::EndedEarly(m) => write!(f, "test ended early: {m}"),
+            Error::SomeFailed(m) => write!(f, "{m}"),
             Error::NoData { direction, detail } => write!(
                 f,
                 "the test failed in the data phase: no data in the {direction} direction for \

@@ -18,14 +18,24 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod export;
+#[cfg(feature = "fleet")]
+pub mod fleet;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod net;
+#[cfg(feature = "client")]
+pub mod probe;
 pub mod record;
 pub mod report;
+#[cfg(feature = "client")]
+pub mod run;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod sys;
+#[cfg(feature = "client")]
+pub mod termview;
+#[cfg(feature = "through")]
+pub mod through;
 pub mod units;
 pub mod wire;
 

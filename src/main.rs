@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::process::ExitCode;
+#[cfg(feature = "server")]
 use std::time::Duration;
 
 use btest::cli::{self, Mode};
@@ -11,7 +12,7 @@ use btest::export::syslog::Syslog;
 use btest::report;
 use btest::Error;
 #[cfg(feature = "client")]
-use btest::{client, engine::Stop, export::syslog::Severity, report::ClientReporter};
+use btest::{config::Live, engine::Stop, export::syslog::Severity, report::ClientReporter};
 #[cfg(feature = "server")]
 use btest::{config::Output, export::metrics, server, server::ServerEvent};
 
@@ -35,6 +36,8 @@ fn main() -> ExitCode {
         )),
         Mode::Client(c) => run_client(&c),
         Mode::Server(s) => run_server(*s),
+        Mode::Fleet(f) => run_fleet(&f),
+        Mode::Through(t) => run_through(&t),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -105,70 +108,439 @@ fn run_server(_: ServerConfig) -> Result<(), Error> {
     ))
 }
 
+/// A closed stdout ends the program quietly (as [`quiet_pipe`]); other output errors fail it.
 #[cfg(feature = "client")]
-fn run_client(cfg: &ClientConfig) -> Result<(), Error> {
-    btest::sys::install_signal_handlers();
+fn output<T>(r: std::io::Result<T>) -> Result<T, Error> {
+    r.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0)
+        }
+        Error::Usage(format!("cannot write the output: {e}"))
+    })
+}
+
+/// The reporter of a single test: text or JSON on stdout, the live view on a terminal.
+#[cfg(feature = "client")]
+fn reporter(cfg: &ClientConfig) -> ClientReporter<btest::run::Out> {
+    use std::io::IsTerminal;
+    let live = match cfg.live {
+        Live::No => false,
+        Live::Yes => true,
+        Live::Auto => std::io::stdout().is_terminal(),
+    } && cfg.output == btest::config::Output::Text;
+    let view = live.then(|| {
+        btest::termview::LiveView::new(
+            btest::sys::terminal_columns().unwrap_or(80),
+            cfg.direction.server_rx(),
+            cfg.direction.server_tx(),
+        )
+    });
+    ClientReporter::new(Box::new(std::io::stdout()) as btest::run::Out, cfg.output)
+        .with_latency(cfg.latency != btest::config::Latency::Off)
+        .with_live(view)
+}
+
+/// The parameters a report shows, in the order a reader looks for them.
+#[cfg(feature = "report")]
+fn test_params(cfg: &ClientConfig) -> Vec<(String, String)> {
+    use btest::units::format_rate;
+    let rate = |r: u64| {
+        if r == 0 {
+            "unlimited".to_string()
+        } else {
+            format_rate(r as f64)
+        }
+    };
+    let mut p = vec![
+        ("server", format!("{}:{}", cfg.host, cfg.port)),
+        ("protocol", cfg.protocol.as_str().to_string()),
+        ("direction", cfg.direction.client_word().to_string()),
+        ("connections", cfg.connection_count.to_string()),
+        ("local tx speed", rate(cfg.local_tx_speed)),
+        ("remote tx speed", rate(u64::from(cfg.remote_tx_speed))),
+        (
+            "duration",
+            cfg.duration
+                .map_or("until interrupted".into(), |d| format!("{:?}", d)),
+        ),
+        ("interval", format!("{:?}", cfg.interval)),
+        (
+            "latency probe",
+            format!("{} (idle {:?})", cfg.latency.as_str(), cfg.latency_idle),
+        ),
+    ];
+    if cfg.protocol == btest::wire::Protocol::Udp {
+        p.push(("local UDP size", format!("{} B", cfg.local_udp_tx_size)));
+        p.push(("remote UDP size", format!("{} B", cfg.remote_udp_tx_size)));
+    }
+    if let Some(b) = cfg.bind {
+        p.push(("bind", b.to_string()));
+    }
+    if let Some(d) = &cfg.device {
+        p.push(("device", d.clone()));
+    }
+    if let Some(t) = cfg.tos {
+        p.push(("tos", t.to_string()));
+    }
+    if let Some(u) = &cfg.user {
+        p.push(("user", u.clone()));
+    }
+    p.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// Writes a report file whole, or says why not.
+#[cfg(feature = "report")]
+fn write_report(path: &std::path::Path, html: &str) -> Result<(), Error> {
+    std::fs::write(path, html).map_err(|e| {
+        Error::Usage(format!(
+            "--report {}: cannot write the report: {e}; check the directory exists and is writable",
+            path.display()
+        ))
+    })
+}
+
+#[cfg(feature = "report")]
+fn html_test<'a>(
+    cfg: &ClientConfig,
+    run: &'a btest::run::TestRun,
+    error: Option<&'a btest::record::Record>,
+) -> btest::export::html::TestReport<'a> {
+    btest::export::html::TestReport {
+        title: format!(
+            "btest {} {} to {}",
+            cfg.protocol.as_str(),
+            cfg.direction.client_word(),
+            run.server
+        ),
+        generated: btest::export::csv::rfc3339_utc(std::time::SystemTime::now()),
+        params: test_params(cfg),
+        intervals: &run.intervals,
+        summary: run.summary.as_ref(),
+        error,
+    }
+}
+
+/// After a test: its CSV row, syslog lines, HTML report; then its verdict.
+#[cfg(feature = "client")]
+#[cfg_attr(not(feature = "report"), allow(unused_variables))]
+fn finish_test(
+    cfg: &ClientConfig,
+    run: btest::run::TestRun,
+    params: Option<Vec<(String, String)>>,
+) -> Result<(), Error> {
     let syslog = open_syslog(&cfg.syslog)?;
-    let csv = cfg
-        .csv
-        .as_ref()
-        .map(|p| CsvLog::new(p, csv::client_header()));
-    let server = format!("{}:{}", cfg.host, cfg.port);
-    let started = std::time::SystemTime::now();
-    let start = report::start_record(&server, cfg.protocol, cfg.direction, cfg.connection_count);
     if let Some(s) = &syslog {
         s.send(
             Severity::Info,
-            &format!("test start {}", start.key_values()),
+            &format!("test start {}", run.start.key_values()),
         );
     }
-    let stdout = std::io::stdout();
-    let mut rep = ClientReporter::new(stdout.lock(), cfg.output);
-    quiet_pipe(rep.start(&start))?;
-    let stop = Stop::new();
-    let (samples, handle) = client::spawn(cfg.clone(), stop.clone())?;
-    loop {
-        match samples.recv_timeout(Duration::from_millis(100)) {
-            Ok(s) => quiet_pipe(rep.sample(&s))?,
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                // The engine's status thread reacts to signals; before the session starts
-                // (connect, handshake) we end the wait ourselves.
-                if btest::sys::signalled() {
-                    stop.trigger(btest::engine::StopReason::Shutdown);
-                }
-            }
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+    if let Some(summary) = &run.summary {
+        if let Some(p) = &cfg.csv {
+            append_csv(
+                &Some(CsvLog::new(p, csv::client_header())),
+                summary.csv_cells(),
+            );
         }
-    }
-    let result = handle.join().map_err(|_| Error::Internal {
-        thread: "btest-client".into(),
-    })?;
-    // A test that ran gets its summary everywhere, then its verdict: a test that measured
-    // nothing in an asked direction, or ended early, is a failure (exit 1) with its reason.
-    let outcome = match result {
-        Ok(r) => {
-            let summary = report::summary_record(&r, &server, started);
-            quiet_pipe(rep.summary(&summary))?;
-            append_csv(&csv, summary.csv_cells());
-            if let Some(s) = &syslog {
-                s.send(Severity::Info, &report::client_summary_syslog(&summary));
-            }
-            r.outcome()
-        }
-        Err(e) => Err(e),
-    };
-    if let Err(e) = &outcome {
-        quiet_pipe(rep.error(&report::error_record(e)))?;
         if let Some(s) = &syslog {
-            let sev = if matches!(e, Error::Auth { .. }) {
-                Severity::Notice
-            } else {
-                Severity::Err
-            };
-            s.send(sev, &format!("test failed server={server}: {e}"));
+            s.send(Severity::Info, &report::client_summary_syslog(summary));
         }
     }
-    outcome
+    #[cfg(feature = "report")]
+    if let Some(path) = &cfg.report {
+        let err = run.error_record();
+        let mut t = html_test(cfg, &run, err.as_ref());
+        if let Some(p) = params {
+            t.params = p;
+        }
+        write_report(path, &btest::export::html::render_test(&t))?;
+    }
+    if let (Err(e), Some(s)) = (&run.outcome, &syslog) {
+        let sev = if matches!(e, Error::Auth { .. }) {
+            Severity::Notice
+        } else {
+            Severity::Err
+        };
+        s.send(sev, &format!("test failed server={}: {e}", run.server));
+    }
+    run.outcome
+}
+
+#[cfg(feature = "client")]
+fn run_client(cfg: &ClientConfig) -> Result<(), Error> {
+    btest::sys::install_signal_handlers();
+    // Checked before the test, so a typo costs no test.
+    open_syslog(&cfg.syslog)?;
+    let mut rep = reporter(cfg);
+    let run = output(btest::run::run(cfg, &Stop::new(), &mut rep))?;
+    finish_test(cfg, run, None)
+}
+
+#[cfg(feature = "through")]
+fn run_through(cfg: &btest::config::ThroughConfig) -> Result<(), Error> {
+    btest::sys::install_signal_handlers();
+    open_syslog(&cfg.client.syslog)?;
+    let run = btest::through::run(cfg, &Stop::new(), reporter(&cfg.client))?;
+    #[cfg(feature = "report")]
+    let params = Some(through_params(cfg));
+    #[cfg(not(feature = "report"))]
+    let params = None;
+    finish_test(&cfg.client, run, params)
+}
+
+/// The report's parameters of a through test: the client's, and where each side ran.
+#[cfg(all(feature = "report", feature = "through"))]
+fn through_params(cfg: &btest::config::ThroughConfig) -> Vec<(String, String)> {
+    let mut params = test_params(&cfg.client);
+    params.retain(|(k, _)| k != "user");
+    let side = |ns: &Option<std::path::PathBuf>, dev: &Option<String>| {
+        let mut v = Vec::new();
+        if let Some(n) = ns {
+            v.push(format!("netns {}", n.display()));
+        }
+        if let Some(d) = dev {
+            v.push(format!("dev {d}"));
+        }
+        if v.is_empty() {
+            "this host".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    params.insert(0, ("mode".into(), "through the device".into()));
+    params.push((
+        "server side".into(),
+        side(&cfg.server_netns, &cfg.server.device),
+    ));
+    params.push((
+        "client side".into(),
+        side(&cfg.client_netns, &cfg.client.device),
+    ));
+    params
+}
+
+#[cfg(not(feature = "through"))]
+fn run_through(_: &btest::config::ThroughConfig) -> Result<(), Error> {
+    Err(Error::Usage(
+        "this btest was built without btest through (cargo feature 'through')".into(),
+    ))
+}
+
+#[cfg(not(feature = "fleet"))]
+fn run_fleet(_: &btest::config::FleetConfig) -> Result<(), Error> {
+    Err(Error::Usage(
+        "this btest was built without fleet runs (cargo feature 'fleet')".into(),
+    ))
+}
+
+#[cfg(feature = "fleet")]
+fn run_fleet(fc: &btest::config::FleetConfig) -> Result<(), Error> {
+    use btest::fleet::{self, Progress};
+    use btest::record::{Kind, Record};
+    btest::sys::install_signal_handlers();
+    let text = std::fs::read_to_string(&fc.file)
+        .map_err(|e| Error::Usage(format!("fleet: cannot read {}: {e}", fc.file.display())))?;
+    let dir = fc
+        .file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let targets = fleet::parse(&text, dir)
+        .map_err(|e| Error::Usage(format!("fleet: {}: {e}", fc.file.display())))?;
+    // Output files are opened before the first test, so a typo costs no test. Both are
+    // appended to, as the client's --csv is: a nightly fleet run adds to one history.
+    let open = |p: &std::path::PathBuf, what: &str| {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(p)
+            .map_err(|e| {
+                Error::Usage(format!(
+                    "fleet: --{what} {}: cannot open it: {e}",
+                    p.display()
+                ))
+            })
+    };
+    let mut ndjson = fc.ndjson.as_ref().map(|p| open(p, "ndjson")).transpose()?;
+    let csvlog = match &fc.csv {
+        Some(p) => {
+            open(p, "csv")?;
+            Some(CsvLog::new(p, Record::csv_header(Kind::Target)))
+        }
+        None => None,
+    };
+    let n = targets.len();
+    eprintln!(
+        "btest fleet: {n} target(s) from {}, {} at a time, {} retr{} each",
+        fc.file.display(),
+        fc.parallel.min(n),
+        fc.retries,
+        if fc.retries == 1 { "y" } else { "ies" }
+    );
+    let mut finished = 0;
+    let mut io_err = None;
+    let done = output(fleet::run_all(fc, &targets, |p| match p {
+        Progress::Retry {
+            target,
+            attempt,
+            error,
+        } => eprintln!(
+            "btest fleet: {} attempt {attempt} failed: {error}; retrying in {:?}",
+            target.name, fc.retry_delay
+        ),
+        Progress::Done(d, t) => {
+            finished += 1;
+            let r = &d.record;
+            let rate = |k: &str| {
+                r.get(k)
+                    .as_f64()
+                    .map_or("-".to_string(), btest::units::format_rate)
+            };
+            let ms = |k: &str| r.get(k).as_f64().map_or("-".into(), |v| format!("{v:.1}"));
+            if d.run.outcome.is_ok() {
+                eprintln!(
+                    "btest fleet: [{finished}/{n}] {} ok: up {} down {} rtt idle {} loaded {} ms",
+                    t.name,
+                    rate("up_bps"),
+                    rate("down_bps"),
+                    ms("idle_rtt_ms"),
+                    ms("loaded_rtt_ms")
+                );
+            } else {
+                eprintln!(
+                    "btest fleet: [{finished}/{n}] {} FAILED after {} attempt(s): {}",
+                    t.name,
+                    r.text("attempts"),
+                    r.text("error")
+                );
+            }
+            let mut w = || -> std::io::Result<()> {
+                if fc.output == btest::config::Output::Json {
+                    let mut o = std::io::stdout().lock();
+                    writeln!(o, "{}", r.to_json())?;
+                    o.flush()?;
+                }
+                if let Some(f) = &mut ndjson {
+                    writeln!(f, "{}", r.to_json())?;
+                }
+                if let Some(l) = &csvlog {
+                    l.append(&r.csv_cells())?;
+                }
+                Ok(())
+            };
+            if let Err(e) = w() {
+                io_err.get_or_insert(e);
+            }
+        }
+    }))?;
+    if let Some(e) = io_err {
+        output::<()>(Err(e))?;
+    }
+    if fc.output == btest::config::Output::Text {
+        output(fleet_matrix(&mut std::io::stdout().lock(), &done))?;
+    }
+    #[cfg(not(feature = "report"))]
+    if fc.report.is_some() {
+        return Err(Error::Usage(
+            "--report: this btest was built without HTML reports (cargo feature 'report')".into(),
+        ));
+    }
+    #[cfg(feature = "report")]
+    if let Some(path) = &fc.report {
+        let errors: Vec<Option<Record>> = done.iter().map(|d| d.run.error_record()).collect();
+        let entries: Vec<btest::export::html::FleetEntry> = done
+            .iter()
+            .zip(&errors)
+            .map(|(d, e)| btest::export::html::FleetEntry {
+                target: &d.record,
+                test: html_test(&targets[d.index].cfg, &d.run, e.as_ref()),
+            })
+            .collect();
+        let params = vec![
+            ("targets file".to_string(), fc.file.display().to_string()),
+            ("targets".to_string(), n.to_string()),
+            ("parallel".to_string(), fc.parallel.to_string()),
+            ("retries".to_string(), fc.retries.to_string()),
+            ("retry delay".to_string(), format!("{:?}", fc.retry_delay)),
+        ];
+        let html = btest::export::html::render_fleet(
+            &format!("btest fleet: {}", fc.file.display()),
+            &btest::export::csv::rfc3339_utc(std::time::SystemTime::now()),
+            &params,
+            &entries,
+        );
+        write_report(path, &html)?;
+    }
+    let failed = done.iter().filter(|d| d.run.outcome.is_err()).count();
+    let skipped = n - done.len();
+    if failed == 0 && skipped == 0 {
+        return Ok(());
+    }
+    Err(Error::SomeFailed(match skipped {
+        0 => format!("fleet: {failed} of {n} target(s) failed (see the error column)"),
+        s => format!("fleet: {failed} of {n} target(s) failed, {s} not tested (interrupted)"),
+    }))
+}
+
+/// The results matrix as text.
+#[cfg(feature = "fleet")]
+fn fleet_matrix(out: &mut impl Write, done: &[btest::fleet::Done]) -> std::io::Result<()> {
+    let w = done
+        .iter()
+        .map(|d| d.record.text("name").len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    writeln!(
+        out,
+        "{:<w$}  {:<6} {:>11} {:>11} {:>7} {:>7} {:>8} {:>8} {:>8} {:>9}  error",
+        "name",
+        "result",
+        "up",
+        "down",
+        "loss-up",
+        "loss-dn",
+        "rtt-idle",
+        "rtt-load",
+        "bloat",
+        "cpu l/r"
+    )?;
+    for d in done {
+        let r = &d.record;
+        let rate = |k: &str| {
+            r.get(k)
+                .as_f64()
+                .map_or("-".into(), btest::units::format_rate)
+        };
+        let f = |k: &str, dp: usize| {
+            r.get(k)
+                .as_f64()
+                .map_or("-".into(), |v| format!("{v:.dp$}"))
+        };
+        writeln!(
+            out,
+            "{:<w$}  {:<6} {:>11} {:>11} {:>7} {:>7} {:>8} {:>8} {:>8} {:>9}  {}",
+            r.text("name"),
+            if d.run.outcome.is_ok() {
+                "ok"
+            } else {
+                "FAILED"
+            },
+            rate("up_bps"),
+            rate("down_bps"),
+            f("up_loss_pct", 2),
+            f("down_loss_pct", 2),
+            f("idle_rtt_ms", 2),
+            f("loaded_rtt_ms", 2),
+            f("bufferbloat_ms", 2),
+            format!("{}/{}", f("local_cpu_avg", 0), f("remote_cpu_avg", 0)),
+            match r.get("error") {
+                btest::record::Value::Str(e) => e.as_str(),
+                _ => "",
+            }
+        )?;
+    }
+    Ok(())
 }
 
 /// Where server events go: stdout, CSV, syslog.

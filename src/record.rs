@@ -28,6 +28,8 @@ pub enum Kind {
     Summary,
     /// Client: the test could not run or failed.
     Error,
+    /// Fleet: one target's result (the last of its attempts).
+    Target,
     /// Server: a session passed its handshake.
     SessionStart,
     /// Server: a session that started has ended.
@@ -40,11 +42,12 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in documentation order.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Start,
         Kind::Interval,
         Kind::Summary,
         Kind::Error,
+        Kind::Target,
         Kind::SessionStart,
         Kind::SessionEnd,
         Kind::AuthFailure,
@@ -58,6 +61,7 @@ impl Kind {
             Kind::Interval => "interval",
             Kind::Summary => "summary",
             Kind::Error => "error",
+            Kind::Target => "target",
             Kind::SessionStart => "session_start",
             Kind::SessionEnd => "session_end",
             Kind::AuthFailure => "auth_failure",
@@ -167,6 +171,15 @@ const INTERVAL: &[FieldDoc] = &[
     f("senders", Nested, "pacing audit per TX thread: `thread`, `target_bps`, `achieved_bps`, `gap_p50_us`, `gap_p99_us` (between send calls), `burst_avg`, `burst_max` (datagrams per send call) (gaps and bursts: paced senders only)"),
     n("tcp", Nested, "TCP_INFO: `retransmits` (this interval), `total` and `per_connection` objects with `rtt_us`, `rttvar_us`, `cwnd`, `mss`, `retransmits_total`, `delivery_rate_bps`"),
     f("thread_cpu", Nested, "busiest thread per role, % of one core: `tx`, `rx`, `status`"),
+    n("rtt_sent", Int, "latency probes sent in this interval (null: no probe ran)"),
+    n("rtt_lost", Int, "latency probes whose reply did not come within 1 s, counted when their time ran out"),
+    n("rtt_min_ms", Num, "lowest probe round-trip time of the replies in this interval"),
+    n("rtt_avg_ms", Num, "mean probe round-trip time in this interval"),
+    n("rtt_p50_ms", Num, "median probe round-trip time in this interval"),
+    n("rtt_p90_ms", Num, "90th percentile probe round-trip time in this interval"),
+    n("rtt_max_ms", Num, "highest probe round-trip time in this interval"),
+    n("rtt_jitter_ms", Num, "RFC 3550 interarrival jitter of the probe round-trip times, at the end of this interval"),
+    n("tcp_rtt_ms", Num, "TCP: the kernel's smoothed round-trip time (TCP_INFO), mean over the connections"),
 ];
 
 const SUMMARY: &[FieldDoc] = &[
@@ -199,6 +212,100 @@ const SUMMARY: &[FieldDoc] = &[
     n("udp_tx_io", Str, "UDP: how we sent: `gso` (segmentation offload), `mmsg` (sendmmsg), `single` (one datagram per call), after any fallback"),
     n("udp_rx_io", Str, "UDP: how we received: `gro`, `mmsg` (recvmmsg), `single`"),
     n("server_sent_bps", Num, "UDP with the server sending at a rate we asked: what it sent (bit/s; received plus lost, from the sequence numbers) when under 90 % of what we asked, i.e. the server capped it (its --max-rate or a rate= limit) or could not send faster; null otherwise"),
+    n("rtt_method", Str, "how latency was probed: `echo` (the btest server's UDP echo), `icmp` (ping socket), `icmp-raw` (raw socket, root); null: no probe"),
+    n("idle_rtt_min_ms", Num, "lowest probe round-trip time in the idle second before the load"),
+    n("idle_rtt_avg_ms", Num, "mean idle round-trip time"),
+    n("idle_rtt_p50_ms", Num, "median idle round-trip time"),
+    n("idle_rtt_p90_ms", Num, "90th percentile idle round-trip time"),
+    n("idle_rtt_max_ms", Num, "highest idle round-trip time"),
+    n("idle_jitter_ms", Num, "RFC 3550 jitter over the idle probes"),
+    n("loaded_rtt_min_ms", Num, "lowest probe round-trip time during the load"),
+    n("loaded_rtt_avg_ms", Num, "mean round-trip time during the load"),
+    n("loaded_rtt_p50_ms", Num, "median round-trip time during the load"),
+    n("loaded_rtt_p90_ms", Num, "90th percentile round-trip time during the load"),
+    n("loaded_rtt_max_ms", Num, "highest round-trip time during the load"),
+    n("loaded_jitter_ms", Num, "RFC 3550 jitter over the probes during the load"),
+    n("rtt_sent", Int, "latency probes sent during the load"),
+    n("rtt_lost", Int, "of those, probes without a reply within 1 s"),
+    n("bufferbloat_ms", Num, "loaded median round-trip time minus the idle median: the delay the load added (queueing)"),
+    n("tcp_rtt_ms", Num, "TCP: the kernel's smoothed round-trip time at the end, mean over the connections"),
+];
+
+const TARGET: &[FieldDoc] = &[
+    f(
+        "timestamp",
+        Str,
+        "when the target's last attempt started, RFC 3339 UTC",
+    ),
+    f("name", Str, "the target's name in the fleet file"),
+    f("server", Str, "the server as given (`host:port`)"),
+    f("ok", Bool, "the last attempt succeeded"),
+    f("attempts", Int, "attempts made (1 + retries used)"),
+    n("protocol", Str, "`tcp` or `udp`"),
+    n(
+        "direction",
+        Str,
+        "`transmit`, `receive` or `both`, seen from the client",
+    ),
+    n(
+        "duration_s",
+        Num,
+        "length of the data phase of the last attempt",
+    ),
+    n(
+        "up_bps",
+        Num,
+        "average rate we sent (client to server); null when we did not send",
+    ),
+    n(
+        "down_bps",
+        Num,
+        "average rate we received (server to client); null when we did not receive",
+    ),
+    n(
+        "up_loss_pct",
+        Num,
+        "UDP: share of what we sent that the server's statuses did not count",
+    ),
+    n(
+        "down_loss_pct",
+        Num,
+        "UDP: share of the server's datagrams missing from the sequence",
+    ),
+    n("lost_packets", Int, "UDP datagrams lost on the way to us"),
+    n(
+        "idle_rtt_ms",
+        Num,
+        "median probe round-trip time before the load",
+    ),
+    n(
+        "loaded_rtt_ms",
+        Num,
+        "median probe round-trip time during the load",
+    ),
+    n(
+        "bufferbloat_ms",
+        Num,
+        "loaded minus idle median round-trip time",
+    ),
+    n(
+        "tcp_rtt_ms",
+        Num,
+        "TCP: smoothed round-trip time (TCP_INFO) at the end",
+    ),
+    n("local_cpu_avg", Num, "average CPU % of this machine"),
+    n("remote_cpu_avg", Num, "average CPU % the server reported"),
+    n(
+        "end_reason",
+        Str,
+        "how the last attempt's data phase ended (as in `summary`)",
+    ),
+    n(
+        "error",
+        Str,
+        "why the last attempt failed (null when it succeeded)",
+    ),
+    n("phase", Str, "the phase the last attempt failed in"),
 ];
 
 const ERROR: &[FieldDoc] = &[
@@ -290,6 +397,7 @@ pub fn schema(kind: Kind) -> &'static [FieldDoc] {
         Kind::Interval => INTERVAL,
         Kind::Summary => SUMMARY,
         Kind::Error => ERROR,
+        Kind::Target => TARGET,
         Kind::SessionStart => SESSION_START,
         Kind::SessionEnd => SESSION_END,
         Kind::AuthFailure => AUTH_FAILURE,

@@ -124,6 +124,75 @@ mod client_records {
 }
 
 #[cfg(feature = "client")]
+/// Round-trip figures of a set of latency probes, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Rtt {
+    /// Lowest.
+    pub min_ms: f64,
+    /// Mean.
+    pub avg_ms: f64,
+    /// Median.
+    pub p50_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+    /// Highest.
+    pub max_ms: f64,
+    /// RFC 3550 jitter estimate at the end of the set.
+    pub jitter_ms: f64,
+}
+
+#[cfg(feature = "client")]
+/// What the latency probe saw in one interval.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct IntervalRtt {
+    /// Probes sent in the interval.
+    pub sent: u64,
+    /// Probes whose time ran out in the interval.
+    pub lost: u64,
+    /// Figures of the replies that arrived; `None` when none did.
+    pub rtt: Option<Rtt>,
+}
+
+#[cfg(feature = "client")]
+/// The latency probe over the whole test.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LatencySummary {
+    /// `echo`, `icmp` or `icmp-raw`.
+    pub method: &'static str,
+    /// Before the load; `None` when no idle reply came (or no idle phase was asked).
+    pub idle: Option<Rtt>,
+    /// During the load.
+    pub loaded: Option<Rtt>,
+    /// Probes sent during the load.
+    pub sent: u64,
+    /// Of those, unanswered.
+    pub lost: u64,
+}
+
+#[cfg(feature = "client")]
+fn ms(v: f64) -> Value {
+    Value::Num(v, 3)
+}
+
+#[cfg(feature = "client")]
+fn tcp_rtt_ms(t: Option<&crate::engine::TcpSample>) -> Value {
+    t.filter(|t| t.total.rtt_us > 0)
+        .map_or(Value::Null, |t| ms(f64::from(t.total.rtt_us) / 1000.0))
+}
+
+#[cfg(feature = "client")]
+/// The `rtt_*` fields of a summary for one phase (`idle` or `loaded`).
+fn rtt_phase(b: &mut record::Builder, phase: &str, r: Option<&Rtt>) {
+    let v = |f: fn(&Rtt) -> f64| r.map_or(Value::Null, |r| ms(f(r)));
+    b.push(&format!("{phase}_rtt_min_ms"), v(|r| r.min_ms))
+        .push(&format!("{phase}_rtt_avg_ms"), v(|r| r.avg_ms))
+        .push(&format!("{phase}_rtt_p50_ms"), v(|r| r.p50_ms))
+        .push(&format!("{phase}_rtt_p90_ms"), v(|r| r.p90_ms))
+        .push(&format!("{phase}_rtt_max_ms"), v(|r| r.max_ms))
+        .push(&format!("{phase}_jitter_ms"), v(|r| r.jitter_ms));
+}
+
+#[cfg(feature = "client")]
 /// The `start` record.
 pub fn start_record(
     server: &str,
@@ -174,7 +243,12 @@ impl RemoteTrust {
 
 #[cfg(feature = "client")]
 /// The `summary` record of a finished test.
-pub fn summary_record(r: &ClientResult, server: &str, started: SystemTime) -> Record {
+pub fn summary_record(
+    r: &ClientResult,
+    server: &str,
+    started: SystemTime,
+    lat: Option<&LatencySummary>,
+) -> Record {
     let st = &r.summary.status;
     let d = r.summary.duration;
     let trust = RemoteTrust::of(st, r.protocol == Protocol::Tcp);
@@ -202,6 +276,17 @@ pub fn summary_record(r: &ClientResult, server: &str, started: SystemTime) -> Re
             .push("verdict", Value::opt_str(r.verdict()));
         io_fields(b, &r.summary);
         b.push("server_sent_bps", Value::opt_num(r.server_sent_short()));
+        b.push("rtt_method", Value::opt_str(lat.map(|l| l.method)));
+        rtt_phase(b, "idle", lat.and_then(|l| l.idle.as_ref()));
+        rtt_phase(b, "loaded", lat.and_then(|l| l.loaded.as_ref()));
+        let count = |f: fn(&LatencySummary) -> u64| lat.map_or(Value::Null, |l| Value::Int(f(l)));
+        b.push("rtt_sent", count(|l| l.sent))
+            .push("rtt_lost", count(|l| l.lost));
+        let bloat = lat
+            .and_then(|l| Some(l.loaded?.p50_ms - l.idle?.p50_ms))
+            .map_or(Value::Null, ms);
+        b.push("bufferbloat_ms", bloat)
+            .push("tcp_rtt_ms", tcp_rtt_ms(st.tcp.as_ref()));
     })
 }
 
@@ -224,6 +309,8 @@ pub struct ClientReporter<W: Write> {
     total_rx: u64,
     total_lost: u64,
     lines: u64,
+    latency: bool,
+    live: Option<crate::termview::LiveView>,
 }
 
 #[cfg(feature = "client")]
@@ -242,6 +329,8 @@ impl<W: Write> ClientReporter<W> {
             total_rx: 0,
             total_lost: 0,
             lines: 0,
+            latency: false,
+            live: None,
         }
     }
 
@@ -260,8 +349,9 @@ impl<W: Write> ClientReporter<W> {
         }
     }
 
-    /// The `interval` record of a sample; keeps the 10 s window and the running totals.
-    pub fn interval_record(&mut self, s: &Sample) -> Record {
+    /// The `interval` record of a sample and what the latency probe saw in it (`None`: no
+    /// probe runs); keeps the 10 s window and the running totals.
+    pub fn interval_record(&mut self, s: &Sample, lat: Option<&IntervalRtt>) -> Record {
         self.window
             .push_back((s.dt, s.delta.tx_bytes, s.delta.rx_bytes));
         let mut span: Duration = self.window.iter().map(|w| w.0).sum();
@@ -300,19 +390,77 @@ impl<W: Write> ClientReporter<W> {
                 .push("senders", client_records::senders(s))
                 .push("tcp", client_records::tcp(s.tcp.as_ref()))
                 .push("thread_cpu", client_records::roles(s.role_cpu));
+            let rtt = lat.and_then(|l| l.rtt);
+            let v = |f: fn(&Rtt) -> f64| rtt.as_ref().map_or(Value::Null, |r| ms(f(r)));
+            b.push("rtt_sent", lat.map_or(Value::Null, |l| Value::Int(l.sent)))
+                .push("rtt_lost", lat.map_or(Value::Null, |l| Value::Int(l.lost)))
+                .push("rtt_min_ms", v(|r| r.min_ms))
+                .push("rtt_avg_ms", v(|r| r.avg_ms))
+                .push("rtt_p50_ms", v(|r| r.p50_ms))
+                .push("rtt_p90_ms", v(|r| r.p90_ms))
+                .push("rtt_max_ms", v(|r| r.max_ms))
+                .push("rtt_jitter_ms", v(|r| r.jitter_ms))
+                .push("tcp_rtt_ms", tcp_rtt_ms(s.tcp.as_ref()));
         })
     }
 
-    /// One interval.
-    pub fn sample(&mut self, s: &Sample) -> io::Result<()> {
-        let r = self.interval_record(s);
-        if self.output == Output::Json {
-            return writeln!(self.out, "{}", r.to_json());
+    /// Latency columns in the text lines (a probe runs).
+    pub fn with_latency(mut self, on: bool) -> Self {
+        self.latency = on;
+        self
+    }
+
+    /// The live view, redrawn under the text lines after each interval.
+    pub fn with_live(mut self, view: Option<crate::termview::LiveView>) -> Self {
+        self.live = view;
+        self
+    }
+
+    /// Clears the live view's line, so a following line starts clean.
+    fn clear_live(&mut self) -> io::Result<()> {
+        if self.live.is_some() {
+            write!(self.out, "{}", crate::termview::CLEAR_LINE)?;
         }
+        Ok(())
+    }
+
+    /// A free-form line for people (text output only): a warning about the probe, a retry.
+    pub fn note(&mut self, msg: &str) -> io::Result<()> {
+        if self.output == Output::Text {
+            self.clear_live()?;
+            writeln!(self.out, "{msg}")?;
+        }
+        Ok(())
+    }
+
+    /// One interval: printed, and returned as its record.
+    pub fn sample(&mut self, s: &Sample, lat: Option<&IntervalRtt>) -> io::Result<Record> {
+        let r = self.interval_record(s, lat);
+        if self.output == Output::Json {
+            writeln!(self.out, "{}", r.to_json())?;
+            return Ok(r);
+        }
+        self.clear_live()?;
+        self.interval_text(s, &r)?;
+        if let Some(v) = &mut self.live {
+            v.push(
+                r.f64("tx_current_bps"),
+                r.f64("rx_current_bps"),
+                r.get("rtt_p50_ms").as_f64(),
+            );
+            let line = v.render();
+            write!(self.out, "{line}")?;
+            self.out.flush()?;
+        }
+        Ok(r)
+    }
+
+    fn interval_text(&mut self, s: &Sample, r: &Record) -> io::Result<()> {
+        let rtt_head = if self.latency { "  rtt p50/p90" } else { "" };
         if self.lines % 20 == 0 {
             writeln!(
                 self.out,
-                "{:>7} {:>11} {:>11} {:>11}  {:>11} {:>11} {:>11} {:>6} {:>9}",
+                "{:>7} {:>11} {:>11} {:>11}  {:>11} {:>11} {:>11} {:>6} {:>9}{rtt_head}",
                 "time",
                 "tx-current",
                 "tx-10s-avg",
@@ -324,6 +472,14 @@ impl<W: Write> ClientReporter<W> {
                 "cpu l/r"
             )?;
         }
+        let rtt = if !self.latency {
+            String::new()
+        } else {
+            match (r.get("rtt_p50_ms").as_f64(), r.get("rtt_p90_ms").as_f64()) {
+                (Some(a), Some(b)) => format!("  {a:.2}/{b:.2}ms"),
+                _ => "  -".to_string(),
+            }
+        };
         self.lines += 1;
         let pct = |k: &str| match r.get(k) {
             Value::Null => "-".to_string(),
@@ -331,7 +487,7 @@ impl<W: Write> ClientReporter<W> {
         };
         writeln!(
             self.out,
-            "{:>6.1}s {:>11} {:>11} {:>11}  {:>11} {:>11} {:>11} {:>6} {:>9}",
+            "{:>6.1}s {:>11} {:>11} {:>11}  {:>11} {:>11} {:>11} {:>6} {:>9}{rtt}",
             r.f64("elapsed_s"),
             format_rate(r.f64("tx_current_bps")),
             format_rate(r.f64("tx_10s_avg_bps")),
@@ -363,6 +519,7 @@ impl<W: Write> ClientReporter<W> {
 
     /// The final summary.
     pub fn summary(&mut self, r: &Record) -> io::Result<()> {
+        self.clear_live()?;
         match self.output {
             Output::Json => writeln!(self.out, "{}", r.to_json()),
             Output::Text => summary_text(&mut self.out, r),
@@ -371,6 +528,7 @@ impl<W: Write> ClientReporter<W> {
 
     /// An error record (JSON mode); text mode leaves errors to stderr.
     pub fn error(&mut self, r: &Record) -> io::Result<()> {
+        self.clear_live()?;
         if self.output == Output::Json {
             writeln!(self.out, "{}", r.to_json())?;
         }
@@ -436,6 +594,40 @@ fn summary_text(out: &mut impl Write, r: &Record) -> io::Result<()> {
             ms("rttvar_us"),
             total.field("cwnd").plain(),
             tcp.field("retransmits").plain(),
+        )?;
+    }
+    if let Value::Str(method) = r.get("rtt_method") {
+        let v = |k: &str| {
+            r.get(k)
+                .as_f64()
+                .map_or_else(|| "-".to_string(), |x| format!("{x:.2}"))
+        };
+        let bloat = r.get("bufferbloat_ms").as_f64().map_or_else(
+            || "-".to_string(),
+            |b| {
+                // Rounded first, so a hair below zero prints as +0.00, not -0.00.
+                let b = (b * 100.0).round() / 100.0;
+                if b < 0.0 {
+                    format!("{b:.2} ms")
+                } else {
+                    format!("+{:.2} ms", b.abs())
+                }
+            },
+        );
+        writeln!(
+            out,
+            "  latency ({method}): idle p50 {} ms   loaded p50 {} p90 {} max {} ms   jitter {} ms",
+            v("idle_rtt_p50_ms"),
+            v("loaded_rtt_p50_ms"),
+            v("loaded_rtt_p90_ms"),
+            v("loaded_rtt_max_ms"),
+            v("loaded_jitter_ms"),
+        )?;
+        writeln!(
+            out,
+            "  bufferbloat {bloat} (loaded minus idle median)   probes lost {} of {}",
+            r.text("rtt_lost"),
+            r.text("rtt_sent"),
         )?;
     }
     let c = r.get("thread_cpu_max");

@@ -270,7 +270,15 @@ fn wrong_logins_and_msg1_floods_cost_bounded_cpu_and_spare_other_users() {
                     "--password",
                     "wrong",
                 ])
-                .args(["--duration", "1", "--connect-timeout", "3s"])
+                // No idle probe second: 100 logins must fit the 60 s block.
+                .args([
+                    "--duration",
+                    "1",
+                    "--connect-timeout",
+                    "3s",
+                    "--latency",
+                    "off",
+                ])
                 .output()
                 .unwrap();
             assert!(!o.status.success());

@@ -8,13 +8,17 @@ mod caps; // issue 10: --max-rate clamps instead of refusing
 mod cli; // the built binary: options, errors, exit codes, --json output
 mod export; // --csv, --syslog and --metrics-file through the built binary
 mod faults; // issue 12: client and server killed or stopped mid-test, as processes
+mod fleet; // issue 11: btest fleet FILE: matrix, retries, credentials files, reports
 mod guards; // issue 12: handshake deadline and per-source caps, login abuse, bounded logs
 mod hostile; // garbage, truncation, silence, vanishing clients: freed threads and ports
 mod http; // issue 10: --http API, /metrics and the dashboard in headless Chromium
+mod latency; // issue 11: the latency probe: echo, ICMP, idle and loaded figures
 mod netem; // 5 % loss on a veth link between two namespaces (root only)
 mod quota; // issue 10: byte quotas end and refuse sessions, survive restarts; per-source limits
+mod report; // issue 11: --report HTML (parsed, and rendered in headless Chromium), the live view
 mod soak; // issue 12: 100/1000 sessions against one server process, 100 at once, /proc
 mod stop; // promptness of client and server shutdown
 mod tcp; // TCP in every direction, 1 and 4 connections, IPv4 and IPv6, speed limits
+mod through; // issue 11: btest through a router of three namespaces (root only)
 mod trust; // issue 8: last interval, status bytes, peer counts, no-data failures, records
 mod udp; // UDP in every direction, IPv4 and IPv6, speed limits, adaptation

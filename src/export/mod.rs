@@ -7,5 +7,7 @@
 //! test fail because an export failed (callers log and go on).
 
 pub mod csv;
+#[cfg(feature = "report")]
+pub mod html;
 pub mod metrics;
 pub mod syslog;

@@ -1,0 +1,580 @@
+//! `btest fleet FILE` (issue 11): reads the targets file, runs each target's test through
+//! run.rs one after another or a bounded few at a time (threads `btest-fleet-K`), retries what
+//! a retry can fix, and turns every target's last attempt into one `target` record: the
+//! results matrix the caller prints and writes as NDJSON, CSV and HTML.
+//!
+//! The file parser ([`parse`]) is pure and table-tested. Must not: print (progress goes to the
+//! caller's callback), or retry what cannot pass on a retry (wrong credentials, a peer that
+//! is not btest, usage errors).
+
+use std::io;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::cli::{self, Mode};
+use crate::config::{ClientConfig, FleetConfig, Live, Output};
+use crate::engine::{Stop, StopReason};
+use crate::error::Error;
+use crate::record::{Kind, Record, Value};
+use crate::report::ClientReporter;
+use crate::run::{self, TestRun};
+use crate::wire::Protocol;
+
+/// One line of the targets file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    /// Its name, unique in the file.
+    pub name: String,
+    /// Line number, for messages.
+    pub line: usize,
+    /// The test, as `btest client` would run it.
+    pub cfg: ClientConfig,
+    /// Its own `--retries`, instead of the fleet's.
+    pub retries: Option<u32>,
+}
+
+/// Splits a line into words: blanks separate, `'...'` and `"..."` quote, `\` escapes the next
+/// character outside single quotes, `#` at the start of a word comments out the rest.
+pub fn words(line: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {
+                if in_word {
+                    out.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            '#' if !in_word => break,
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => cur.push(c),
+                        None => return Err("unclosed ' quote".into()),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c) => cur.push(c),
+                            None => return Err("unclosed \" quote".into()),
+                        },
+                        Some(c) => cur.push(c),
+                        None => return Err("unclosed \" quote".into()),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                match chars.next() {
+                    Some(c) => cur.push(c),
+                    None => return Err("a line may not end in \\".into()),
+                }
+            }
+            c => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    if in_word {
+        out.push(cur);
+    }
+    Ok(out)
+}
+
+/// Client options a target line may not carry: they are the fleet's.
+const FLEET_ONLY: [(&str, &str); 4] = [
+    ("--report", "btest fleet FILE --report FILE"),
+    ("--csv", "btest fleet FILE --csv FILE"),
+    ("--json", "btest fleet FILE --json"),
+    ("--live", "nothing: a fleet shows progress on stderr"),
+];
+
+/// `USER:PASSWORD` on the first line of a file only its owner can read.
+pub fn read_credentials(path: &Path) -> Result<(String, String), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| format!("--credentials {}: cannot read it: {e}", path.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!(
+            "--credentials {}: other users can read it; run chmod 600 {}",
+            path.display(),
+            path.display()
+        ));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("--credentials {}: cannot read it: {e}", path.display()))?;
+    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    match first.trim_end_matches('\r').split_once(':') {
+        Some((u, p)) if !u.is_empty() => Ok((u.to_string(), p.to_string())),
+        _ => Err(format!(
+            "--credentials {}: expected USER:PASSWORD on its first line",
+            path.display()
+        )),
+    }
+}
+
+/// Parses the targets file. `dir` is the file's directory: relative `--credentials` paths are
+/// taken from there, as a reader of the file would expect. Errors name the line.
+pub fn parse(text: &str, dir: &Path) -> Result<Vec<Target>, String> {
+    let mut defaults: Vec<String> = Vec::new();
+    let mut targets: Vec<Target> = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        let at = |e: String| format!("line {line}: {e}");
+        let w = words(raw).map_err(at)?;
+        let Some(first) = w.first() else { continue };
+        if first == "defaults" {
+            if !targets.is_empty() {
+                return Err(at("'defaults' must come before the first target".into()));
+            }
+            defaults.extend(w[1..].iter().cloned());
+            continue;
+        }
+        let name = first.clone();
+        if name.starts_with('-') {
+            return Err(at(format!(
+                "expected NAME HOST[:PORT] [OPTIONS], got the option '{name}' first"
+            )));
+        }
+        let host = w
+            .get(1)
+            .filter(|h| !h.starts_with('-'))
+            .ok_or_else(|| at(format!("target '{name}' has no HOST[:PORT] after its name")))?;
+        if targets.iter().any(|t| t.name == name) {
+            return Err(at(format!("the name '{name}' is used twice")));
+        }
+        let mut args = vec!["client".to_string(), host.clone()];
+        let mut retries = None;
+        let mut creds = None;
+        let mut opts = defaults.iter().chain(&w[2..]);
+        while let Some(o) = opts.next() {
+            if let Some((flag, instead)) = FLEET_ONLY.iter().find(|(f, _)| o == f) {
+                return Err(at(format!("{flag} is a fleet option here; use {instead}")));
+            }
+            match o.as_str() {
+                "--credentials" => {
+                    let p = opts
+                        .next()
+                        .ok_or_else(|| at("--credentials: missing FILE".into()))?;
+                    creds = Some(dir.join(p));
+                }
+                "--retries" => {
+                    let v = opts
+                        .next()
+                        .ok_or_else(|| at("--retries: missing N".into()))?;
+                    retries = Some(
+                        v.parse::<u32>()
+                            .ok()
+                            .filter(|n| *n <= 10)
+                            .ok_or_else(|| at(format!("--retries: '{v}' is not 0..10")))?,
+                    );
+                }
+                _ => args.push(o.clone()),
+            }
+        }
+        if let Some(p) = &creds {
+            let (u, pw) = read_credentials(p).map_err(at)?;
+            args.extend(["--user".into(), u, "--password".into(), pw]);
+        }
+        let inv = cli::parse_from(args, None).map_err(|e| at(format!("target '{name}': {e}")))?;
+        let Mode::Client(mut cfg) = inv.mode else {
+            return Err(at(format!("target '{name}': not a client test")));
+        };
+        cfg.live = Live::No;
+        cfg.output = Output::Json;
+        targets.push(Target {
+            name,
+            line,
+            cfg: *cfg,
+            retries,
+        });
+    }
+    if targets.is_empty() {
+        return Err("no targets: expected lines of NAME HOST[:PORT] [OPTIONS]".into());
+    }
+    Ok(targets)
+}
+
+/// Whether another attempt may pass: a wrong password, a peer that is not a btest server, or
+/// a usage error fail the same way every time.
+pub fn retryable(e: &Error) -> bool {
+    !matches!(
+        e,
+        Error::Usage(_) | Error::Auth { .. } | Error::Protocol { .. } | Error::Internal { .. }
+    )
+}
+
+/// What one target came to.
+#[derive(Debug)]
+pub struct Done {
+    /// Position in the file.
+    pub index: usize,
+    /// Its `target` record.
+    pub record: Record,
+    /// Its last attempt.
+    pub run: TestRun,
+}
+
+/// What the fleet tells its caller as it goes.
+pub enum Progress<'a> {
+    /// An attempt failed and another follows after the delay.
+    Retry {
+        /// The target.
+        target: &'a Target,
+        /// The attempt that failed (1-based).
+        attempt: u32,
+        /// Why, as the error prints.
+        error: &'a str,
+    },
+    /// A target is finished.
+    Done(&'a Done, &'a Target),
+}
+
+fn pct(part: f64, whole: f64) -> Value {
+    if whole > 0.0 {
+        Value::Num((part / whole * 100.0).clamp(0.0, 100.0), 3)
+    } else {
+        Value::Null
+    }
+}
+
+/// The `target` record of a target's last attempt.
+pub fn target_record(t: &Target, attempts: u32, run: &TestRun) -> Record {
+    let s = run.summary.as_ref();
+    let get = |k: &str| s.map_or(Value::Null, |s| s.get(k).clone());
+    let dir = t.cfg.direction;
+    let udp = t.cfg.protocol == Protocol::Udp;
+    let totals = run.result.as_ref().map(|r| &r.summary.status);
+    let up_loss = match (totals, s) {
+        (Some(st), Some(s))
+            if udp && dir.server_rx() && *s.get("remote_rx_lower_bound") != Value::Bool(true) =>
+        {
+            let sent = st.totals.tx_bytes as f64;
+            pct(sent - st.remote_rx_bytes as f64, sent)
+        }
+        _ => Value::Null,
+    };
+    let down_loss = match totals {
+        Some(st) if udp && dir.server_tx() => {
+            let lost = (st.totals.lost as i64).max(0) as f64;
+            pct(lost, st.totals.rx_packets as f64 + lost)
+        }
+        _ => Value::Null,
+    };
+    let err = run.error_record();
+    Record::build(Kind::Target, |b| {
+        b.str("timestamp", &crate::export::csv::rfc3339_utc(run.started))
+            .str("name", &t.name)
+            .str("server", &run.server)
+            .push("ok", Value::Bool(run.outcome.is_ok()))
+            .int("attempts", u64::from(attempts))
+            .push("protocol", get("protocol"))
+            .push("direction", get("direction"))
+            .push("duration_s", get("duration_s"))
+            .push(
+                "up_bps",
+                if dir.server_rx() {
+                    get("tx_avg_bps")
+                } else {
+                    Value::Null
+                },
+            )
+            .push(
+                "down_bps",
+                if dir.server_tx() {
+                    get("rx_avg_bps")
+                } else {
+                    Value::Null
+                },
+            )
+            .push("up_loss_pct", up_loss)
+            .push("down_loss_pct", down_loss)
+            .push(
+                "lost_packets",
+                if udp {
+                    get("lost_packets")
+                } else {
+                    Value::Null
+                },
+            )
+            .push("idle_rtt_ms", get("idle_rtt_p50_ms"))
+            .push("loaded_rtt_ms", get("loaded_rtt_p50_ms"))
+            .push("bufferbloat_ms", get("bufferbloat_ms"))
+            .push("tcp_rtt_ms", get("tcp_rtt_ms"))
+            .push("local_cpu_avg", get("local_cpu_avg"))
+            .push("remote_cpu_avg", get("remote_cpu_avg"))
+            .push("end_reason", get("end_reason"))
+            .push(
+                "error",
+                err.as_ref()
+                    .map_or(Value::Null, |e| e.get("message").clone()),
+            )
+            .push(
+                "phase",
+                err.as_ref().map_or(Value::Null, |e| e.get("phase").clone()),
+            );
+    })
+}
+
+/// Waits `d`, or less when the fleet is stopped.
+fn pause(d: Duration, stop: &Stop) {
+    let end = Instant::now() + d;
+    while !stop.is_triggered() && !crate::sys::signalled() {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
+}
+
+/// One target, with its retries.
+fn test_target(
+    t: &Target,
+    index: usize,
+    fleet: &FleetConfig,
+    stop: &Stop,
+    on_retry: &dyn Fn(&Target, u32, &Error),
+) -> Done {
+    let retries = t.retries.unwrap_or(fleet.retries);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let test_stop = Stop::new();
+        if stop.is_triggered() {
+            test_stop.trigger(StopReason::Shutdown);
+        }
+        let mut sink = ClientReporter::new(Box::new(io::sink()) as run::Out, Output::Json);
+        // A sink does not fail.
+        let run = run::run(&t.cfg, &test_stop, &mut sink).unwrap_or_else(|e| TestRun {
+            started: std::time::SystemTime::now(),
+            server: format!("{}:{}", t.cfg.host, t.cfg.port),
+            start: crate::report::start_record(
+                &t.cfg.host,
+                t.cfg.protocol,
+                t.cfg.direction,
+                t.cfg.connection_count,
+            ),
+            intervals: Vec::new(),
+            summary: None,
+            result: None,
+            outcome: Err(Error::Usage(e.to_string())),
+        });
+        let again = match &run.outcome {
+            Err(e) if attempt <= retries && retryable(e) && !stop.is_triggered() => {
+                on_retry(t, attempt, e);
+                true
+            }
+            _ => false,
+        };
+        if !again {
+            return Done {
+                index,
+                record: target_record(t, attempt, &run),
+                run,
+            };
+        }
+        pause(fleet.retry_delay, stop);
+        if stop.is_triggered() || crate::sys::signalled() {
+            return Done {
+                index,
+                record: target_record(t, attempt, &run),
+                run,
+            };
+        }
+    }
+}
+
+/// Runs every target, at most `fleet.parallel` at once, in file order as workers free up.
+/// `progress` is called on the caller's thread as results come. Returns the finished targets
+/// in file order (targets a Ctrl-C kept from starting are left out).
+pub fn run_all(
+    fleet: &FleetConfig,
+    targets: &[Target],
+    mut progress: impl FnMut(Progress<'_>),
+) -> io::Result<Vec<Done>> {
+    let stop = Stop::new();
+    let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<usize>(targets.len());
+    for i in 0..targets.len() {
+        let _ = jobs_tx.send(i);
+    }
+    drop(jobs_tx);
+    enum Msg {
+        Retry(usize, u32, String),
+        Done(Box<Done>),
+    }
+    let (res_tx, res_rx) = crossbeam_channel::unbounded::<Msg>();
+    let mut done: Vec<Done> = Vec::new();
+    std::thread::scope(|scope| -> io::Result<()> {
+        for k in 0..fleet.parallel.min(targets.len()) {
+            let jobs = jobs_rx.clone();
+            let res = res_tx.clone();
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name(format!("btest-fleet-{k}"))
+                .spawn_scoped(scope, move || {
+                    while let Ok(i) = jobs.recv() {
+                        if stop.is_triggered() {
+                            break;
+                        }
+                        let retry = |_: &Target, n: u32, e: &Error| {
+                            let _ = res.send(Msg::Retry(i, n, e.to_string()));
+                        };
+                        let d = test_target(&targets[i], i, fleet, &stop, &retry);
+                        let _ = res.send(Msg::Done(Box::new(d)));
+                    }
+                })?;
+        }
+        drop(res_tx);
+        loop {
+            match res_rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(Msg::Retry(i, n, e)) => progress(Progress::Retry {
+                    target: &targets[i],
+                    attempt: n,
+                    error: &e,
+                }),
+                Ok(Msg::Done(d)) => {
+                    progress(Progress::Done(&d, &targets[d.index]));
+                    done.push(*d);
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    if crate::sys::signalled() {
+                        stop.trigger(StopReason::Shutdown);
+                    }
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        Ok(())
+    })?;
+    done.sort_by_key(|d| d.index);
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_split_quote_and_comment() {
+        let ok: &[(&str, &[&str])] = &[
+            ("a b  c", &["a", "b", "c"]),
+            ("  # all comment", &[]),
+            ("a # rest", &["a"]),
+            ("a#b c", &["a#b", "c"]),
+            ("'x y' \"p \\\"q\\\"\" z", &["x y", "p \"q\"", "z"]),
+            ("a\\ b", &["a b"]),
+            ("''", &[""]),
+            ("", &[]),
+        ];
+        for (line, want) in ok {
+            assert_eq!(words(line).unwrap(), *want, "{line}");
+        }
+        for bad in ["'open", "\"open", "end\\"] {
+            assert!(words(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn targets_take_defaults_and_their_own_options() {
+        let text = "# towers\n\
+                    defaults --duration 3s --direction both\n\
+                    t1 10.0.0.1\n\
+                    t2 10.0.0.2:2001 --protocol udp --remote-tx-speed 50M --retries 3 --duration 5s\n";
+        let t = parse(text, Path::new("/")).unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!((t[0].name.as_str(), t[0].line), ("t1", 3));
+        assert_eq!(t[0].cfg.duration, Some(Duration::from_secs(3)));
+        assert_eq!(t[0].cfg.direction, crate::wire::Direction::Both);
+        assert_eq!((t[1].cfg.host.as_str(), t[1].cfg.port), ("10.0.0.2", 2001));
+        assert_eq!(t[1].cfg.protocol, Protocol::Udp);
+        assert_eq!(t[1].cfg.remote_tx_speed, 50_000_000);
+        assert_eq!(
+            t[1].cfg.duration,
+            Some(Duration::from_secs(5)),
+            "the target's own wins"
+        );
+        assert_eq!((t[0].retries, t[1].retries), (None, Some(3)));
+        assert_eq!(t[1].cfg.live, Live::No);
+    }
+
+    #[test]
+    fn bad_files_name_the_line() {
+        let cases = [
+            ("t1\n", "line 1: target 't1' has no HOST"),
+            ("t1 h\nt1 h2\n", "line 2: the name 't1' is used twice"),
+            (
+                "t1 h --protocol sctp\n",
+                "line 1: target 't1': --protocol: invalid value 'sctp'",
+            ),
+            (
+                "t1 h --report x.html\n",
+                "line 1: --report is a fleet option",
+            ),
+            (
+                "t1 h\ndefaults --duration 1s\n",
+                "line 2: 'defaults' must come before",
+            ),
+            ("--duration 1s\n", "line 1: expected NAME HOST"),
+            (
+                "t1 h --retries 99\n",
+                "line 1: --retries: '99' is not 0..10",
+            ),
+            ("t1 'h\n", "line 1: unclosed ' quote"),
+            ("# nothing\n\n", "no targets"),
+            (
+                "t1 h --credentials /nonexistent/c\n",
+                "line 1: --credentials /nonexistent/c: cannot read it",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = parse(text, Path::new("/")).unwrap_err();
+            assert!(e.starts_with(want), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn credentials_file_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("btest-fleet-cred-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c");
+        std::fs::write(&f, "admin:s3cr:et\n").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = read_credentials(&f).unwrap_err();
+        assert!(e.contains("chmod 600"), "{e}");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(
+            read_credentials(&f).unwrap(),
+            ("admin".to_string(), "s3cr:et".to_string())
+        );
+        let t = parse("t1 h --credentials c\n", &dir).unwrap();
+        assert_eq!(t[0].cfg.user.as_deref(), Some("admin"));
+        assert_eq!(t[0].cfg.password.as_deref(), Some("s3cr:et"));
+        std::fs::write(&f, "nocolon\n").unwrap();
+        assert!(read_credentials(&f).unwrap_err().contains("USER:PASSWORD"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn what_is_retried() {
+        assert!(retryable(&Error::Refused("busy".into())));
+        assert!(retryable(&Error::EndedEarly("x".into())));
+        assert!(!retryable(&Error::Auth {
+            method: "md5",
+            detail: "wrong".into()
+        }));
+        assert!(!retryable(&Error::Usage("x".into())));
+    }
+}

@@ -1,0 +1,229 @@
+//! One client test from start to verdict, as records: the latency probe's idle second, the
+//! session (client.rs), every interval with what the probe saw in it, the summary and the
+//! verdict. A plain test, the through-the-router mode and each fleet target all run here, so
+//! they report alike.
+//!
+//! Output goes only through the [`ClientReporter`] it is handed (text, JSON, or a sink for a
+//! fleet). Must not: parse command lines, write the HTML report or CSV (callers do, from the
+//! [`TestRun`]), or decide whether a test succeeded (client.rs does).
+
+use std::io::{self, Write};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::client::{self, ClientResult};
+use crate::config::{ClientConfig, Latency};
+use crate::engine::{Stop, StopReason};
+use crate::error::{Error, Result};
+use crate::probe::{self, stats, Probe, ProbeConfig};
+use crate::record::Record;
+use crate::report::{self, ClientReporter, IntervalRtt, LatencySummary, Rtt};
+
+/// Where a test's reporter writes. One type for every caller (stdout, a fleet's sink), so
+/// the reporter and this module are compiled once: the router build's size budget counts
+/// every copy (docs/bench.md).
+pub type Out = Box<dyn Write + Send>;
+
+/// What one test produced.
+#[derive(Debug)]
+pub struct TestRun {
+    /// When it started (before the idle probe).
+    pub started: SystemTime,
+    /// `host:port` as given.
+    pub server: String,
+    /// The `start` record.
+    pub start: Record,
+    /// One `interval` record per report interval.
+    pub intervals: Vec<Record>,
+    /// The `summary` record, when the data phase ran.
+    pub summary: Option<Record>,
+    /// The client's result, when the data phase ran.
+    pub result: Option<ClientResult>,
+    /// The verdict: `Ok` for a test that counts.
+    pub outcome: Result<()>,
+}
+
+impl TestRun {
+    /// The `error` record of a failed test.
+    pub fn error_record(&self) -> Option<Record> {
+        self.outcome.as_ref().err().map(report::error_record)
+    }
+}
+
+/// How the probe's RTTs become figures: one estimator per phase, so the loaded jitter does
+/// not start from the idle one.
+struct Phase {
+    jitter: stats::Jitter,
+    all: Vec<f64>,
+    sent: u64,
+    lost: u64,
+}
+
+impl Phase {
+    fn new() -> Phase {
+        Phase {
+            jitter: stats::Jitter::new(),
+            all: Vec::new(),
+            sent: 0,
+            lost: 0,
+        }
+    }
+
+    /// Adds a take; returns the figures of its replies alone.
+    fn add(&mut self, t: &probe::Take) -> IntervalRtt {
+        self.all.extend_from_slice(&t.rtts_ms);
+        self.sent += t.sent;
+        self.lost += t.lost;
+        IntervalRtt {
+            sent: t.sent,
+            lost: t.lost,
+            rtt: figures(&t.rtts_ms, &mut self.jitter),
+        }
+    }
+
+    /// The whole phase; its jitter is the estimator run over all of it in order.
+    fn overall(&self) -> Option<Rtt> {
+        figures(&self.all, &mut stats::Jitter::new())
+    }
+}
+
+fn figures(rtts: &[f64], jitter: &mut stats::Jitter) -> Option<Rtt> {
+    let s = stats::RttStats::compute(rtts, jitter)?;
+    Some(Rtt {
+        min_ms: s.min_ms,
+        avg_ms: s.avg_ms,
+        p50_ms: s.p50_ms,
+        p90_ms: s.p90_ms,
+        max_ms: s.max_ms,
+        jitter_ms: s.jitter_ms,
+    })
+}
+
+/// Starts the probe the configuration asks for. A probe that cannot run costs the test its
+/// latency figures, not the test: the reason goes to the reporter as a note.
+fn start_probe(cfg: &ClientConfig, rep: &mut ClientReporter<Out>) -> io::Result<Option<Probe>> {
+    let want = match cfg.latency {
+        Latency::Off => return Ok(None),
+        Latency::Auto => probe::Want::Auto,
+        Latency::Echo => probe::Want::Echo,
+        Latency::Icmp => probe::Want::Icmp,
+    };
+    // A name that does not resolve fails the test itself a moment later, with DNS advice.
+    let Some(target) = client::resolve(cfg).ok().and_then(|a| a.first().copied()) else {
+        return Ok(None);
+    };
+    let mut pc = ProbeConfig::new(target.ip(), cfg.port);
+    pc.want = want;
+    pc.bind = cfg.bind;
+    pc.device = cfg.device.clone();
+    pc.tos = cfg.tos;
+    match Probe::start(&pc) {
+        Ok(p) => Ok(Some(p)),
+        Err(e) => {
+            log::warn!("{e}");
+            rep.note(&format!("note: no latency figures: {e}"))?;
+            Ok(None)
+        }
+    }
+}
+
+/// Waits `d`, or less when the test is stopped (Ctrl-C during the idle second).
+fn idle_wait(d: Duration, stop: &Stop) {
+    let end = Instant::now() + d;
+    while !stop.is_triggered() {
+        if crate::sys::signalled() {
+            stop.trigger(StopReason::Shutdown);
+            break;
+        }
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
+}
+
+/// Runs one test. `Err` only for output errors (a closed pipe); the test's own failure is in
+/// [`TestRun::outcome`].
+pub fn run(cfg: &ClientConfig, stop: &Stop, rep: &mut ClientReporter<Out>) -> io::Result<TestRun> {
+    let server = format!("{}:{}", cfg.host, cfg.port);
+    let started = SystemTime::now();
+    let start = report::start_record(&server, cfg.protocol, cfg.direction, cfg.connection_count);
+    rep.start(&start)?;
+    let probe = start_probe(cfg, rep)?;
+    let mut idle = Phase::new();
+    let mut loaded = Phase::new();
+    if let Some(p) = &probe {
+        idle_wait(cfg.latency_idle, stop);
+        idle.add(&p.take());
+    }
+    let mut run = TestRun {
+        started,
+        server,
+        start,
+        intervals: Vec::new(),
+        summary: None,
+        result: None,
+        outcome: Ok(()),
+    };
+    if stop.is_triggered() {
+        run.outcome = Err(Error::EndedEarly(
+            "interrupted before the test started".into(),
+        ));
+        return Ok(run);
+    }
+    let (samples, handle) = match client::spawn(cfg.clone(), stop.clone()) {
+        Ok(x) => x,
+        Err(e) => {
+            run.outcome = Err(e);
+            return Ok(run);
+        }
+    };
+    loop {
+        match samples.recv_timeout(Duration::from_millis(100)) {
+            Ok(s) => {
+                let lat = probe.as_ref().map(|p| loaded.add(&p.take()));
+                let r = rep.sample(&s, lat.as_ref())?;
+                run.intervals.push(r);
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                // The engine's status thread reacts to signals; before the session starts
+                // (connect, handshake) we end the wait ourselves.
+                if crate::sys::signalled() {
+                    stop.trigger(StopReason::Shutdown);
+                }
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let method = probe.as_ref().map(|p| p.method().as_str());
+    if let Some(p) = probe {
+        p.stop();
+    }
+    let result = match handle.join() {
+        Ok(r) => r,
+        Err(_) => Err(Error::Internal {
+            thread: "btest-client".into(),
+        }),
+    };
+    match result {
+        Ok(r) => {
+            let lat = method.map(|method| LatencySummary {
+                method,
+                idle: idle.overall(),
+                loaded: loaded.overall(),
+                sent: loaded.sent,
+                lost: loaded.lost,
+            });
+            let summary = report::summary_record(&r, &run.server, started, lat.as_ref());
+            rep.summary(&summary)?;
+            run.outcome = r.outcome();
+            run.summary = Some(summary);
+            run.result = Some(r);
+        }
+        Err(e) => run.outcome = Err(e),
+    }
+    if let Some(e) = run.error_record() {
+        rep.error(&e)?;
+    }
+    Ok(run)
+}

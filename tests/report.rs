@@ -1,0 +1,174 @@
+//! Issue 11.4 and 11.5: `--report FILE.html` of a single test, parsed here and rendered in
+//! headless Chromium; the live terminal view on a terminal (a pty from script(1)), forced, and
+//! off when piped or with --json.
+
+use crate::util::*;
+
+fn chromium() -> Option<String> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            std::process::Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .map(String::from)
+}
+
+/// Points of the polyline with `data-series="NAME"` inside the chart `data-chart="CHART"`.
+fn points(html: &str, chart: &str, series: &str) -> usize {
+    let at = html
+        .find(&format!("data-chart=\"{chart}\""))
+        .unwrap_or_else(|| panic!("no chart {chart}"));
+    let svg = &html[at..at + html[at..].find("</svg>").unwrap()];
+    let s = svg
+        .find(&format!("data-series=\"{series}\""))
+        .unwrap_or_else(|| panic!("no series {series} in {chart}"));
+    let tag = &svg[svg[..s].rfind('<').unwrap()..];
+    let tag = &tag[..tag.find('>').unwrap()];
+    let p = tag.find("points=\"").unwrap() + 8;
+    tag[p..p + tag[p..].find('"').unwrap()]
+        .split_whitespace()
+        .count()
+}
+
+#[test]
+fn a_test_report_is_one_self_contained_file_with_charts() {
+    watchdog(90, || {
+        let (mut srv, addr) = spawn_server_bin(&[]);
+        let dir = std::env::temp_dir().join(format!("btest-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.html");
+        let o = btest_bin()
+            .args([
+                "client",
+                &addr,
+                "--json",
+                "--protocol",
+                "udp",
+                "--direction",
+                "both",
+            ])
+            .args([
+                "--duration",
+                "3s",
+                "--local-tx-speed",
+                "30M",
+                "--remote-tx-speed",
+                "30M",
+            ])
+            .args(["--report", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_exit(&o, 0);
+        let intervals = json_lines(&o.stdout)
+            .iter()
+            .filter(|r| r["type"] == "interval")
+            .count();
+        let h = std::fs::read_to_string(&path).unwrap();
+        btest::export::html::check_well_formed(&h).unwrap();
+        assert!(
+            !h.contains("https://") && !h.contains("src="),
+            "no external assets"
+        );
+        for (chart, series) in [("rate-tx", "tx"), ("rate-rx", "rx"), ("rtt", "p50")] {
+            let n = points(&h, chart, series);
+            assert_eq!(
+                n, intervals,
+                "{chart}/{series}: {n} points, {intervals} intervals"
+            );
+        }
+        assert!(h.contains("data-chart=\"loss\""), "UDP has a loss chart");
+        eprintln!("report: {} bytes, {intervals} intervals", h.len());
+        if let Some(b) = chromium() {
+            let o = std::process::Command::new(&b)
+                .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+                .arg(format!("file://{}", path.display()))
+                .output()
+                .unwrap();
+            let dom = String::from_utf8_lossy(&o.stdout);
+            assert!(
+                dom.matches("<svg").count() >= 3,
+                "chromium rendered: {dom:.400}"
+            );
+            assert!(
+                dom.contains("polyline") && dom.contains(&addr),
+                "{dom:.400}"
+            );
+            eprintln!(
+                "chromium: the report rendered with {} charts",
+                dom.matches("<svg").count()
+            );
+        } else {
+            eprintln!("skipped the browser check: no chromium installed");
+        }
+        // A failed test still gets a report, with its error.
+        let bad = dir.join("bad.html");
+        let o = btest_bin()
+            .args(["client", "127.0.0.1:1", "--connect-timeout", "1s"])
+            .args(["--report", bad.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_exit(&o, 1);
+        let h = std::fs::read_to_string(&bad).unwrap();
+        btest::export::html::check_well_formed(&h).unwrap();
+        assert!(h.contains("127.0.0.1:1"), "the error is in the report");
+        // An unwritable path is a clear error.
+        let o = btest_bin()
+            .args(["client", &addr, "--duration", "1s", "--latency", "off"])
+            .args(["--report", "/nonexistent/dir/r.html"])
+            .output()
+            .unwrap();
+        assert_exit(&o, 2);
+        assert!(String::from_utf8_lossy(&o.stderr).contains("--report /nonexistent/dir/r.html"));
+        srv.kill().unwrap();
+        let _ = srv.wait();
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
+
+#[test]
+fn the_live_view_is_drawn_on_a_terminal_only() {
+    watchdog(60, || {
+        let (mut srv, addr) = spawn_server_bin(&[]);
+        let run = |extra: &[&str]| {
+            let o = btest_bin()
+                .args(["client", &addr, "--duration", "2s", "--direction", "both"])
+                .args(extra)
+                .output()
+                .unwrap();
+            assert_exit(&o, 0);
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        };
+        let clear = "\r\x1b[2K";
+        assert!(!run(&[]).contains(clear), "piped: no live view");
+        let forced = run(&["--live", "yes"]);
+        assert!(
+            forced.contains(clear) && forced.contains("tx ") && forced.contains(" | rx "),
+            "{forced}"
+        );
+        assert!(
+            !run(&["--live", "yes", "--json"]).contains(clear),
+            "never with --json"
+        );
+        // A real terminal: script(1) gives the client a pty.
+        let cmd = format!(
+            "{} client {addr} --duration 2s",
+            env!("CARGO_BIN_EXE_btest")
+        );
+        match std::process::Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .output()
+        {
+            Ok(o) if o.status.success() => {
+                let t = String::from_utf8_lossy(&o.stdout);
+                assert!(t.contains("\x1b[2K") && t.contains("rx "), "on a pty: {t}");
+                assert!(!run(&["--live", "no"]).contains(clear));
+            }
+            _ => eprintln!("skipped the pty check: no script(1)"),
+        }
+        srv.kill().unwrap();
+        let _ = srv.wait();
+    });
+}

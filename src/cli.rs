@@ -989,6 +989,9 @@ fn parse_fleet(args: &[OsString]) -> Result<Invocation, String> {
             Long("csv") => c.csv = Some(PathBuf::from(val!("--csv"))),
             Long("ndjson") => c.ndjson = Some(PathBuf::from(val!("--ndjson"))),
             Long("report") => c.report = Some(PathBuf::from(val!("--report"))),
+            Value(v) if v.is_empty() => {
+                return Err("fleet: FILE is an empty name (see btest fleet --help)".into())
+            }
             Value(v) if file.is_none() => file = Some(PathBuf::from(v)),
             Value(v) => {
                 return Err(format!(
@@ -2278,6 +2281,7 @@ mod tests {
         assert_eq!(f.csv, Some(PathBuf::from("m.csv")));
         for (args, want) in [
             (vec!["fleet"], "fleet: missing FILE"),
+            (vec!["fleet", ""], "fleet: FILE is an empty name"),
             (vec!["fleet", "a", "b"], "fleet: unexpected argument 'b'"),
             (
                 vec!["fleet", "a", "--parallel", "0"],

@@ -9,7 +9,8 @@
 //!   same with and without it;
 //! - what is accepted is consistent: a client has 1..=255 connections and a user whenever it
 //!   has a password; a server listens somewhere and only requires authentication when it
-//!   has accounts.
+//!   has accounts; a fleet's numbers are in range; `through` has one listen address, the one
+//!   its client connects to, and one one-time account both sides share.
 #![no_main]
 
 use std::ffi::OsString;
@@ -59,6 +60,21 @@ fuzz_target!(|data: &[u8]| {
             }
             Mode::Help(_) => assert_eq!(with_env().as_ref(), Ok(inv)),
             Mode::Version => assert_eq!(with_env().as_ref(), Ok(inv)),
+            Mode::Fleet(f) => {
+                assert!((1..=64).contains(&f.parallel) && f.retries <= 10);
+                assert!(!f.file.as_os_str().is_empty());
+                assert_eq!(with_env().as_ref(), Ok(inv), "BTEST_PASSWORD changed a fleet");
+            }
+            Mode::Through(t) => {
+                // One listen address, the one the client connects to, and one one-time
+                // account both sides share (random per parse, so not compared across runs).
+                assert_eq!(t.server.listen.len(), 1);
+                assert_eq!(t.server.listen[0].ip().to_string(), t.client.host.trim_matches(['[', ']']));
+                assert_eq!(t.server.users.len(), 1);
+                assert_eq!(t.client.password.as_ref(), Some(&t.server.users[0].1));
+                assert_eq!(t.client.user.as_deref(), Some("btest-through"));
+                assert!(matches!(with_env().map(|i| i.mode), Ok(Mode::Through(_))));
+            }
         },
     }
 

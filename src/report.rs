@@ -124,22 +124,9 @@ mod client_records {
 }
 
 #[cfg(feature = "client")]
-/// Round-trip figures of a set of latency probes, in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct Rtt {
-    /// Lowest.
-    pub min_ms: f64,
-    /// Mean.
-    pub avg_ms: f64,
-    /// Median.
-    pub p50_ms: f64,
-    /// 90th percentile.
-    pub p90_ms: f64,
-    /// Highest.
-    pub max_ms: f64,
-    /// RFC 3550 jitter estimate at the end of the set.
-    pub jitter_ms: f64,
-}
+/// Round-trip figures of a set of latency probes, in milliseconds (probe/stats.rs computes
+/// them).
+pub use crate::probe::stats::RttStats as Rtt;
 
 #[cfg(feature = "client")]
 /// What the latency probe saw in one interval.

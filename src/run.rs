@@ -87,15 +87,7 @@ impl Phase {
 }
 
 fn figures(rtts: &[f64], jitter: &mut stats::Jitter) -> Option<Rtt> {
-    let s = stats::RttStats::compute(rtts, jitter)?;
-    Some(Rtt {
-        min_ms: s.min_ms,
-        avg_ms: s.avg_ms,
-        p50_ms: s.p50_ms,
-        p90_ms: s.p90_ms,
-        max_ms: s.max_ms,
-        jitter_ms: s.jitter_ms,
-    })
+    stats::RttStats::compute(rtts, jitter)
 }
 
 /// Starts the probe the configuration asks for. A probe that cannot run costs the test its

@@ -16,16 +16,6 @@ struct Link {
     b: String,
 }
 
-fn run(args: &[&str]) -> bool {
-    Command::new(args[0])
-        .args(&args[1..])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
 impl Link {
     fn new(loss_pct: u32) -> Option<Link> {
         let id = std::process::id() % 100_000;

@@ -4,18 +4,6 @@
 
 use crate::util::*;
 
-fn chromium() -> Option<String> {
-    ["chromium", "chromium-browser", "google-chrome"]
-        .into_iter()
-        .find(|b| {
-            std::process::Command::new(b)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .map(String::from)
-}
-
 /// Points of the polyline with `data-series="NAME"` inside the chart `data-chart="CHART"`.
 fn points(html: &str, chart: &str, series: &str) -> usize {
     let at = html

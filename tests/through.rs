@@ -4,18 +4,9 @@
 //! through the "device" and not a shortcut; a drop rule in R shows loss through it. Needs root,
 //! iproute2 and nft; skipped without them.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::util::*;
-
-fn run(args: &[&str]) -> bool {
-    Command::new(args[0])
-        .args(&args[1..])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
 
 struct Lab {
     c: String,

@@ -368,3 +368,26 @@ pub fn assert_exit(o: &std::process::Output, code: i32) {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// The headless browser the report and dashboard tests open pages in, if one is installed.
+pub fn chromium() -> Option<String> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            std::process::Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .map(String::from)
+}
+
+/// Runs a setup command (ip, tc, nft) quietly; true when it succeeded.
+pub fn run(args: &[&str]) -> bool {
+    std::process::Command::new(args[0])
+        .args(&args[1..])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}

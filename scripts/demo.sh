@@ -19,5 +19,7 @@ echo "== TCP, both directions, 3 s =="
 "$BIN" client "127.0.0.1:$PORT" --protocol tcp --direction both --duration 3s
 echo
 echo "== UDP, both directions, 3 s, 200 Mbit/s each way =="
+REPORT=${REPORT:-$(dirname "$BIN")/demo-report.html}
 "$BIN" client "127.0.0.1:$PORT" --protocol udp --direction both --duration 3s \
-  --local-tx-speed 200M --remote-tx-speed 200M
+  --local-tx-speed 200M --remote-tx-speed 200M --report "$REPORT"
+echo "demo: the HTML report of the UDP test is $REPORT"

@@ -313,7 +313,7 @@ pub fn run(
                 ),
             })?;
             let local = SocketAddr::new(local_ip, lport);
-            let sock = net::bind_udp_on(local, cfg.tos, cfg.device.as_deref()).map_err(|e| Error::Io {
+            let sock = net::bind_udp_shared(local, cfg.tos, cfg.device.as_deref()).map_err(|e| Error::Io {
                 phase: Phase::UdpSetup,
                 addr: Some(local),
                 source: std::io::Error::new(

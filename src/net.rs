@@ -157,7 +157,37 @@ pub fn bind_udp_on(
     tos: Option<u8>,
     device: Option<&str>,
 ) -> io::Result<UdpSocket> {
+    bind_udp_with(addr, tos, device, false)
+}
+
+/// The client's UDP data socket: [`bind_udp_on`] with SO_REUSEPORT, for a socket the caller
+/// connects to its server right after.
+///
+/// Why: the protocol fixes our port at the server's port + 256, and RouterOS servers all
+/// start at 2001, so two tests at once to two routers (`btest fleet --parallel`) both need
+/// local port 2257; without it the second failed with "Address already in use" (measured,
+/// issue 11). With SO_REUSEPORT both bind it, and Linux delivers each datagram to the
+/// connected socket whose remote address and port match it (connected UDP sockets win the
+/// lookup's score and are kept out of the reuseport hash). Only sockets that set the option
+/// too can share the port, so a port another program holds still fails as before.
+pub fn bind_udp_shared(
+    addr: SocketAddr,
+    tos: Option<u8>,
+    device: Option<&str>,
+) -> io::Result<UdpSocket> {
+    bind_udp_with(addr, tos, device, true)
+}
+
+fn bind_udp_with(
+    addr: SocketAddr,
+    tos: Option<u8>,
+    device: Option<&str>,
+    reuse_port: bool,
+) -> io::Result<UdpSocket> {
     let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if reuse_port {
+        s.set_reuse_port(true)?;
+    }
     bind_device(&s, device).map_err(|m| io::Error::new(io::ErrorKind::InvalidInput, m))?;
     if addr.is_ipv6() {
         s.set_only_v6(false).ok();

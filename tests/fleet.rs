@@ -171,3 +171,51 @@ fn a_bad_fleet_file_names_its_line() {
     assert_exit(&o, 2);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// RouterOS servers all hand out UDP port 2001, and the protocol puts our port at theirs +
+/// 256, so two UDP tests at once to two routers need the same local port. Two servers here
+/// (127.0.0.1 and 127.0.0.3) give the same port; both tests must pass, each with its own
+/// datagrams (no loss, the asked rate each way). Before SO_REUSEPORT on the client's data
+/// sockets the second failed: "cannot bind our UDP port ...: Address already in use".
+#[test]
+fn parallel_udp_targets_share_the_protocols_client_port() {
+    watchdog(60, || {
+        let base = udp_base();
+        let (mut a, aa) = spawn_server_bin_on("127.0.0.1:0", base, &[]);
+        let (mut b, ba) = spawn_server_bin_on("127.0.0.3:0", base, &[]);
+        let dir = tmp("shared");
+        let file = dir.join("f");
+        let opts = "--protocol udp --direction both --local-tx-speed 10M --remote-tx-speed 10M --duration 3s";
+        std::fs::write(&file, format!("a {aa} {opts}\nb {ba} {opts}\n")).unwrap();
+        let o = btest_bin()
+            .args([
+                "fleet",
+                file.to_str().unwrap(),
+                "--parallel",
+                "2",
+                "--retries",
+                "0",
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        assert_exit(&o, 0);
+        for r in json_lines(&o.stdout) {
+            eprintln!(
+                "{}: up {} down {} bit/s, loss up {} down {} %",
+                r["name"], r["up_bps"], r["down_bps"], r["up_loss_pct"], r["down_loss_pct"]
+            );
+            assert_eq!(r["ok"], true, "{r}");
+            for k in ["up_bps", "down_bps"] {
+                let v = r[k].as_f64().unwrap();
+                assert!((9e6..=11e6).contains(&v), "{k}: {r}");
+            }
+            assert!(r["down_loss_pct"].as_f64().unwrap() < 0.5, "{r}");
+        }
+        for s in [&mut a, &mut b] {
+            s.kill().unwrap();
+            let _ = s.wait();
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}

@@ -298,16 +298,19 @@ pub fn btest_bin() -> std::process::Command {
 /// Starts `btest server --listen 127.0.0.1:0 --udp-port-from <fresh range> EXTRA...` with
 /// piped stdout/stderr; returns the child and the address it logged.
 pub fn spawn_server_bin(extra: &[&str]) -> (std::process::Child, String) {
+    spawn_server_bin_on("127.0.0.1:0", udp_base(), extra)
+}
+
+/// [`spawn_server_bin`] on `listen` with UDP ports from `udp_from`.
+pub fn spawn_server_bin_on(
+    listen: &str,
+    udp_from: u16,
+    extra: &[&str],
+) -> (std::process::Child, String) {
     use std::io::BufRead;
-    let base = udp_base().to_string();
+    let base = udp_from.to_string();
     let mut child = btest_bin()
-        .args([
-            "server",
-            "--listen",
-            "127.0.0.1:0",
-            "--udp-port-from",
-            &base,
-        ])
+        .args(["server", "--listen", listen, "--udp-port-from", &base])
         .args(extra)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -217,10 +217,7 @@ fn body(o: &mut String, r: &TestReport, h: u8, target: Option<&Record>) {
     } else if let Some(t) = failed {
         error_box(o, t.get("error"), t.get("phase"));
     }
-    if !r.params.is_empty() {
-        w!(o, "<h{h}>Parameters</h{h}>");
-        kv_table(o, &r.params);
-    }
+    // The reader's order: the results, the charts, then what the test was and every field.
     if let Some(s) = r.summary {
         w!(o, "<h{h}>Summary</h{h}>");
         o.push_str("<table>");
@@ -237,7 +234,27 @@ fn body(o: &mut String, r: &TestReport, h: u8, target: Option<&Record>) {
             }
             o.push_str("</td></tr>");
         }
-        o.push_str("<tr><th colspan=\"2\" class=\"muted\">All other fields</th></tr>");
+        o.push_str("</table>\n");
+    }
+    w!(o, "<h{h}>Charts</h{h}>");
+    if r.intervals.is_empty() {
+        o.push_str("<p class=\"muted\">No intervals.</p>\n");
+    } else {
+        // What the test ran, from its summary, or else from the fleet's record.
+        let hint = |key: &str| {
+            r.summary
+                .and_then(|s| str_of(s.get(key)))
+                .or_else(|| target.and_then(|t| str_of(t.get(key))))
+                .unwrap_or("")
+        };
+        charts(o, r, hint("protocol"), hint("direction"));
+    }
+    if !r.params.is_empty() {
+        w!(o, "<h{h}>Parameters</h{h}>");
+        kv_table(o, &r.params);
+    }
+    if let Some(s) = r.summary {
+        o.push_str("<details><summary>Every summary field</summary><table>");
         for (d, v) in s.fields() {
             if d.ty == Ty::Nested
                 || matches!(v, Value::Null)
@@ -249,22 +266,11 @@ fn body(o: &mut String, r: &TestReport, h: u8, target: Option<&Record>) {
             put(o, v, Fmt::Plain);
             o.push_str("</td></tr>");
         }
-        o.push_str("</table>\n");
+        o.push_str("</table></details>\n");
     }
-    w!(o, "<h{h}>Charts</h{h}>");
-    if r.intervals.is_empty() {
-        o.push_str("<p class=\"muted\">No intervals.</p>\n");
-        return;
+    if !r.intervals.is_empty() {
+        intervals_table(o, r.intervals);
     }
-    // What the test ran, from its summary, or else from the fleet's record.
-    let hint = |key: &str| {
-        r.summary
-            .and_then(|s| str_of(s.get(key)))
-            .or_else(|| target.and_then(|t| str_of(t.get(key))))
-            .unwrap_or("")
-    };
-    charts(o, r, hint("protocol"), hint("direction"));
-    intervals_table(o, r.intervals);
 }
 
 fn error_box(o: &mut String, message: &Value, phase: &Value) {

@@ -262,6 +262,8 @@ fn every_option_is_documented() {
         &["--help"][..],
         &["client", "--help"],
         &["server", "--help"],
+        &["fleet", "--help"],
+        &["through", "--help"],
     ]
     .iter()
     .map(|args| help_of(args))

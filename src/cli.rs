@@ -779,8 +779,10 @@ Options:
                         --connection-count, --local-tx-speed, --remote-tx-speed,
                         --duration, --latency, --json, --csv, --report, ...
 
-Binding to an interface and entering a namespace need root (CAP_NET_RAW,
-CAP_SYS_ADMIN). Exit codes as for `btest client`.";
+Two ports in one namespace reach each other over loopback, whatever the binding: give
+one side its own namespace (or VRF) so the traffic crosses the device. Binding to an
+interface and entering a namespace need root (CAP_NET_RAW, CAP_SYS_ADMIN). Exit codes as
+for `btest client`.";
 
 /// Takes `--flag VALUE` or `--flag=VALUE` at `args[*i]`; `None` when it is another flag.
 fn take_value(args: &[String], i: &mut usize, flag: &str) -> Result<Option<String>, String> {

@@ -355,7 +355,7 @@ fn test_target(
         if stop.is_triggered() {
             test_stop.trigger(StopReason::Shutdown);
         }
-        let mut sink = ClientReporter::new(Box::new(io::sink()) as run::Out, Output::Json);
+        let mut sink = ClientReporter::new(run::Out::sink(), Output::Json);
         // A sink does not fail.
         let run = run::run(&t.cfg, &test_stop, &mut sink).unwrap_or_else(|e| TestRun {
             started: std::time::SystemTime::now(),

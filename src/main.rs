@@ -135,7 +135,7 @@ fn reporter(cfg: &ClientConfig) -> ClientReporter<btest::run::Out> {
             cfg.direction.server_tx(),
         )
     });
-    ClientReporter::new(Box::new(std::io::stdout()) as btest::run::Out, cfg.output)
+    ClientReporter::new(btest::run::Out::stdout(), cfg.output)
         .with_latency(cfg.latency != btest::config::Latency::Off)
         .with_live(view)
 }

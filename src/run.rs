@@ -18,10 +18,39 @@ use crate::probe::{self, stats, Probe, ProbeConfig};
 use crate::record::Record;
 use crate::report::{self, ClientReporter, IntervalRtt, LatencySummary, Rtt};
 
-/// Where a test's reporter writes. One type for every caller (stdout, a fleet's sink), so
-/// the reporter and this module are compiled once: the router build's size budget counts
-/// every copy (docs/bench.md).
-pub type Out = Box<dyn Write + Send>;
+/// Where a test's reporter writes: stdout, or nowhere (a fleet's targets). One concrete type
+/// for every caller, so the reporter and this module are compiled once, and not a
+/// `Box<dyn Write>`, whose vtable would pull in every `Stdout` method: the router image's
+/// 1 MiB budget counts each copy (docs/bench.md).
+pub struct Out(Option<std::io::Stdout>);
+
+impl Out {
+    /// Writes to stdout.
+    pub fn stdout() -> Out {
+        Out(Some(std::io::stdout()))
+    }
+
+    /// Discards everything.
+    pub fn sink() -> Out {
+        Out(None)
+    }
+}
+
+impl Write for Out {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        match &mut self.0 {
+            Some(s) => s.write(b),
+            None => Ok(b.len()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.0 {
+            Some(s) => s.flush(),
+            None => Ok(()),
+        }
+    }
+}
 
 /// What one test produced.
 #[derive(Debug)]

@@ -204,7 +204,7 @@ impl Probe {
                          the server is not a btest server of ours, runs with --echo no, or UDP \
                          to that port is filtered; use --latency icmp",
                         cfg.echo_port,
-                        AUTO_WAIT.as_millis()
+                        AUTO_WAIT.as_millis() as u64
                     ));
                 }
                 (ep, AUTO_PROBES, Method::Echo)
@@ -233,7 +233,7 @@ impl Probe {
                                 "latency probe: no echo reply from {target} UDP port {} \
                                  within {} ms (only a btest server of ours answers it), {}",
                                 cfg.echo_port,
-                                AUTO_WAIT.as_millis(),
+                                AUTO_WAIT.as_millis() as u64,
                                 e.detail()
                             ))
                         }

@@ -254,8 +254,18 @@ pub fn run(
     stop: &Stop,
     samples: Option<crossbeam_channel::Sender<Sample>>,
 ) -> Result<ClientResult> {
-    let addrs = resolve(cfg)?;
-    let mut s = connect_any(cfg, &addrs)?;
+    run_to(cfg, &resolve(cfg)?, stop, samples)
+}
+
+/// [`run`] to addresses the caller already resolved (run.rs resolves once, for the latency
+/// probe and the test alike).
+fn run_to(
+    cfg: &ClientConfig,
+    addrs: &[SocketAddr],
+    stop: &Stop,
+    samples: Option<crossbeam_channel::Sender<Sample>>,
+) -> Result<ClientResult> {
+    let mut s = connect_any(cfg, addrs)?;
     let server = s
         .peer_addr()
         .map_err(|e| Error::io(Phase::Connect, None, e))?;
@@ -456,10 +466,22 @@ pub type Running = (
 
 /// Runs a test on a background thread; returns the sample stream and the join handle.
 pub fn spawn(cfg: ClientConfig, stop: Stop) -> Result<Running> {
+    spawn_with(cfg, stop, None)
+}
+
+/// [`spawn`] to addresses [`resolve`] already gave.
+pub fn spawn_to(cfg: ClientConfig, stop: Stop, addrs: Vec<SocketAddr>) -> Result<Running> {
+    spawn_with(cfg, stop, Some(addrs))
+}
+
+fn spawn_with(cfg: ClientConfig, stop: Stop, addrs: Option<Vec<SocketAddr>>) -> Result<Running> {
     let (tx, rx) = crossbeam_channel::bounded(1024);
     let h = std::thread::Builder::new()
         .name("btest-client".into())
-        .spawn(move || run(&cfg, &stop, Some(tx)))
+        .spawn(move || match addrs {
+            Some(a) => run_to(&cfg, &a, &stop, Some(tx)),
+            None => run(&cfg, &stop, Some(tx)),
+        })
         .map_err(|e| Error::Io {
             phase: Phase::Connect,
             addr: None,

@@ -8,6 +8,7 @@
 //! [`TestRun`]), or decide whether a test succeeded (client.rs does).
 
 use std::io::{self, Write};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::client::{self, ClientResult};
@@ -72,6 +73,22 @@ pub struct TestRun {
 }
 
 impl TestRun {
+    /// A test of `cfg` that is about to start: its `start` record, no results yet.
+    pub fn new(cfg: &ClientConfig) -> TestRun {
+        let server = format!("{}:{}", cfg.host, cfg.port);
+        let start =
+            report::start_record(&server, cfg.protocol, cfg.direction, cfg.connection_count);
+        TestRun {
+            started: SystemTime::now(),
+            server,
+            start,
+            intervals: Vec::new(),
+            summary: None,
+            result: None,
+            outcome: Ok(()),
+        }
+    }
+
     /// The `error` record of a failed test.
     pub fn error_record(&self) -> Option<Record> {
         self.outcome.as_ref().err().map(report::error_record)
@@ -105,35 +122,29 @@ impl Phase {
         IntervalRtt {
             sent: t.sent,
             lost: t.lost,
-            rtt: figures(&t.rtts_ms, &mut self.jitter),
+            rtt: stats::RttStats::compute(&t.rtts_ms, &mut self.jitter),
         }
     }
 
     /// The whole phase; its jitter is the estimator run over all of it in order.
     fn overall(&self) -> Option<Rtt> {
-        figures(&self.all, &mut stats::Jitter::new())
+        stats::RttStats::compute(&self.all, &mut stats::Jitter::new())
     }
 }
 
-fn figures(rtts: &[f64], jitter: &mut stats::Jitter) -> Option<Rtt> {
-    stats::RttStats::compute(rtts, jitter)
-}
-
-/// Starts the probe the configuration asks for. A probe that cannot run costs the test its
-/// latency figures, not the test: the reason goes to the reporter as a note.
-fn start_probe(cfg: &ClientConfig, rep: &mut ClientReporter<Out>) -> io::Result<Option<Probe>> {
-    let want = match cfg.latency {
-        Latency::Off => return Ok(None),
-        Latency::Auto => probe::Want::Auto,
-        Latency::Echo => probe::Want::Echo,
-        Latency::Icmp => probe::Want::Icmp,
-    };
-    // A name that does not resolve fails the test itself a moment later, with DNS advice.
-    let Some(target) = client::resolve(cfg).ok().and_then(|a| a.first().copied()) else {
+/// Starts the probe the configuration asks for, to the server's first address. A probe that
+/// cannot run costs the test its latency figures, not the test: the reason goes to the
+/// reporter as a note.
+fn start_probe(
+    cfg: &ClientConfig,
+    target: SocketAddr,
+    rep: &mut ClientReporter<Out>,
+) -> io::Result<Option<Probe>> {
+    if cfg.latency == Latency::Off {
         return Ok(None);
-    };
+    }
     let mut pc = ProbeConfig::new(target.ip(), cfg.port);
-    pc.want = want;
+    pc.want = cfg.latency;
     pc.bind = cfg.bind;
     pc.device = cfg.device.clone();
     pc.tos = cfg.tos;
@@ -147,8 +158,9 @@ fn start_probe(cfg: &ClientConfig, rep: &mut ClientReporter<Out>) -> io::Result<
     }
 }
 
-/// Waits `d`, or less when the test is stopped (Ctrl-C during the idle second).
-fn idle_wait(d: Duration, stop: &Stop) {
+/// Waits `d`, or less when `stop` triggers; a signal (Ctrl-C) triggers it. The probe's idle
+/// second and a fleet's retry delay.
+pub fn wait(d: Duration, stop: &Stop) {
     let end = Instant::now() + d;
     while !stop.is_triggered() {
         if crate::sys::signalled() {
@@ -164,40 +176,47 @@ fn idle_wait(d: Duration, stop: &Stop) {
 }
 
 /// Runs one test. `Err` only for output errors (a closed pipe); the test's own failure is in
-/// [`TestRun::outcome`].
+/// [`TestRun::outcome`], and in an `error` record after the summary (if there is one).
 pub fn run(cfg: &ClientConfig, stop: &Stop, rep: &mut ClientReporter<Out>) -> io::Result<TestRun> {
-    let server = format!("{}:{}", cfg.host, cfg.port);
-    let started = SystemTime::now();
-    let start = report::start_record(&server, cfg.protocol, cfg.direction, cfg.connection_count);
-    rep.start(&start)?;
-    let probe = start_probe(cfg, rep)?;
+    let mut run = TestRun::new(cfg);
+    rep.start(&run.start)?;
+    if let Err(e) = session(cfg, stop, rep, &mut run)? {
+        run.outcome = Err(e);
+    }
+    if let Some(e) = run.error_record() {
+        rep.error(&e)?;
+    }
+    Ok(run)
+}
+
+/// The probe's idle second, the test, its intervals and summary, into `run`. The inner
+/// `Err` is a test that could not start or run.
+fn session(
+    cfg: &ClientConfig,
+    stop: &Stop,
+    rep: &mut ClientReporter<Out>,
+    run: &mut TestRun,
+) -> io::Result<Result<()>> {
+    // Resolved once, for the probe and the test.
+    let addrs = match client::resolve(cfg) {
+        Ok(a) => a,
+        Err(e) => return Ok(Err(e)),
+    };
+    let probe = start_probe(cfg, addrs[0], rep)?;
     let mut idle = Phase::new();
     let mut loaded = Phase::new();
     if let Some(p) = &probe {
-        idle_wait(cfg.latency_idle, stop);
+        wait(cfg.latency_idle, stop);
         idle.add(&p.take());
     }
-    let mut run = TestRun {
-        started,
-        server,
-        start,
-        intervals: Vec::new(),
-        summary: None,
-        result: None,
-        outcome: Ok(()),
-    };
     if stop.is_triggered() {
-        run.outcome = Err(Error::EndedEarly(
+        return Ok(Err(Error::EndedEarly(
             "interrupted before the test started".into(),
-        ));
-        return Ok(run);
+        )));
     }
-    let (samples, handle) = match client::spawn(cfg.clone(), stop.clone()) {
+    let (samples, handle) = match client::spawn_to(cfg.clone(), stop.clone(), addrs) {
         Ok(x) => x,
-        Err(e) => {
-            run.outcome = Err(e);
-            return Ok(run);
-        }
+        Err(e) => return Ok(Err(e)),
     };
     loop {
         match samples.recv_timeout(Duration::from_millis(100)) {
@@ -220,31 +239,26 @@ pub fn run(cfg: &ClientConfig, stop: &Stop, rep: &mut ClientReporter<Out>) -> io
     if let Some(p) = probe {
         p.stop();
     }
-    let result = match handle.join() {
-        Ok(r) => r,
-        Err(_) => Err(Error::Internal {
-            thread: "btest-client".into(),
-        }),
-    };
-    match result {
-        Ok(r) => {
-            let lat = method.map(|method| LatencySummary {
-                method,
-                idle: idle.overall(),
-                loaded: loaded.overall(),
-                sent: loaded.sent,
-                lost: loaded.lost,
-            });
-            let summary = report::summary_record(&r, &run.server, started, lat.as_ref());
-            rep.summary(&summary)?;
-            run.outcome = r.outcome();
-            run.summary = Some(summary);
-            run.result = Some(r);
+    let r = match handle.join() {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return Ok(Err(e)),
+        Err(_) => {
+            return Ok(Err(Error::Internal {
+                thread: "btest-client".into(),
+            }))
         }
-        Err(e) => run.outcome = Err(e),
-    }
-    if let Some(e) = run.error_record() {
-        rep.error(&e)?;
-    }
-    Ok(run)
+    };
+    let lat = method.map(|method| LatencySummary {
+        method,
+        idle: idle.overall(),
+        loaded: loaded.overall(),
+        sent: loaded.sent,
+        lost: loaded.lost,
+    });
+    let summary = report::summary_record(&r, &run.server, run.started, lat.as_ref());
+    rep.summary(&summary)?;
+    let outcome = r.outcome();
+    run.summary = Some(summary);
+    run.result = Some(r);
+    Ok(outcome)
 }

@@ -40,6 +40,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use socket2::{Domain, Protocol, Socket, Type};
 
+pub use crate::config::Latency;
 use packet::EchoDatagram;
 
 /// Default spacing of probes: 10 per second.
@@ -61,39 +62,6 @@ const STACK: usize = 256 * 1024;
 const AUTO_PROBES: u32 = 3;
 const AUTO_SPACING: Duration = Duration::from_millis(100);
 const AUTO_WAIT: Duration = Duration::from_millis(300);
-
-/// What the user asked for with `--latency`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Want {
-    Auto,
-    Echo,
-    Icmp,
-    Off,
-}
-
-impl Want {
-    /// Parses `auto`, `echo`, `icmp` or `off` (any case).
-    pub fn parse(s: &str) -> Result<Want, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "auto" => Ok(Want::Auto),
-            "echo" => Ok(Want::Echo),
-            "icmp" => Ok(Want::Icmp),
-            "off" => Ok(Want::Off),
-            _ => Err(format!(
-                "unknown latency probe {s:?}: use auto, echo, icmp or off"
-            )),
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Want::Auto => "auto",
-            Want::Echo => "echo",
-            Want::Icmp => "icmp",
-            Want::Off => "off",
-        }
-    }
-}
 
 /// The method a running probe uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,7 +89,7 @@ pub struct ProbeConfig {
     pub target: IpAddr,
     /// The server's TCP port number; our server's echo listens on the same number, UDP.
     pub echo_port: u16,
-    pub want: Want,
+    pub want: Latency,
     pub interval: Duration,
     /// A probe without a reply by then is lost.
     pub timeout: Duration,
@@ -138,7 +106,7 @@ impl ProbeConfig {
         ProbeConfig {
             target,
             echo_port,
-            want: Want::Auto,
+            want: Latency::Auto,
             interval: DEFAULT_INTERVAL,
             timeout: DEFAULT_TIMEOUT,
             bind: None,
@@ -182,8 +150,8 @@ pub struct Probe {
 
 impl Probe {
     /// Opens the socket for `cfg.want` and spawns `btest-probe`. Every error is a sentence
-    /// for the user that says what to do; with `Want::Auto` an error means neither echo nor
-    /// ICMP is possible (the caller warns and runs the test without latency). `Want::Off`
+    /// for the user that says what to do; with `Latency::Auto` an error means neither echo nor
+    /// ICMP is possible (the caller warns and runs the test without latency). `Latency::Off`
     /// is an error too: the caller should not start a probe then.
     pub fn start(cfg: &ProbeConfig) -> Result<Probe, String> {
         if cfg.interval.is_zero() || cfg.timeout.is_zero() {
@@ -193,10 +161,10 @@ impl Probe {
         let target = cfg.target.to_canonical();
         let token = random_u32();
         let (ep, first_seq, method) = match cfg.want {
-            Want::Off => return Err("latency probe: off (--latency off)".into()),
+            Latency::Off => return Err("latency probe: off (--latency off)".into()),
             // Checked like `Auto`: a server without the echo would otherwise read as 100 %
             // probe loss under load, which is a lie about the link.
-            Want::Echo => {
+            Latency::Echo => {
                 let ep = open_echo(cfg, target, token)?;
                 if !echo_answers(&ep) {
                     return Err(format!(
@@ -209,11 +177,11 @@ impl Probe {
                 }
                 (ep, AUTO_PROBES, Method::Echo)
             }
-            Want::Icmp => {
+            Latency::Icmp => {
                 let (ep, m) = open_icmp(cfg, target, token).map_err(|e| e.message())?;
                 (ep, 0, m)
             }
-            Want::Auto => {
+            Latency::Auto => {
                 let echo = match open_echo(cfg, target, token) {
                     Ok(ep) if echo_answers(&ep) => Some(ep),
                     Ok(_) => None,
@@ -743,17 +711,7 @@ mod tests {
     }
 
     #[test]
-    fn want_parse() {
-        assert_eq!(Want::parse("auto"), Ok(Want::Auto));
-        assert_eq!(Want::parse("ECHO"), Ok(Want::Echo));
-        assert_eq!(Want::parse("icmp"), Ok(Want::Icmp));
-        assert_eq!(Want::parse("off"), Ok(Want::Off));
-        let e = Want::parse("ping").unwrap_err();
-        assert!(e.contains("auto, echo, icmp or off"), "{e}");
-        assert!(Want::parse("").is_err());
-        for w in [Want::Auto, Want::Echo, Want::Icmp, Want::Off] {
-            assert_eq!(Want::parse(w.as_str()), Ok(w));
-        }
+    fn method_names() {
         assert_eq!(Method::IcmpRaw.as_str(), "icmp-raw");
         assert_eq!(Method::Icmp.as_str(), "icmp");
         assert_eq!(Method::Echo.as_str(), "echo");
@@ -762,7 +720,7 @@ mod tests {
     #[test]
     fn config_defaults() {
         let c = ProbeConfig::new(IpAddr::from([10, 0, 0, 1]), 2000);
-        assert_eq!(c.want, Want::Auto);
+        assert_eq!(c.want, Latency::Auto);
         assert_eq!(c.interval, ms(100));
         assert_eq!(c.timeout, ms(1000));
         assert_eq!((c.bind, c.device, c.tos), (None, None, None));
@@ -908,9 +866,9 @@ mod tests {
     #[test]
     fn start_rejects_bad_config() {
         let mut c = ProbeConfig::new(IpAddr::from([127, 0, 0, 1]), 9);
-        c.want = Want::Off;
+        c.want = Latency::Off;
         assert!(Probe::start(&c).is_err());
-        c.want = Want::Echo;
+        c.want = Latency::Echo;
         c.interval = Duration::ZERO;
         assert!(Probe::start(&c).is_err());
         c.interval = ms(100);
@@ -942,7 +900,7 @@ mod tests {
         let h = r.spawn(stop.clone(), |_| true).unwrap();
 
         let mut c = ProbeConfig::new(IpAddr::from([127, 0, 0, 1]), port);
-        c.want = Want::Echo;
+        c.want = Latency::Echo;
         let p = Probe::start(&c).unwrap();
         assert_eq!(p.method(), Method::Echo);
         let t = run_for(&p, ms(1050));
@@ -956,7 +914,7 @@ mod tests {
         p.stop();
 
         // Auto finds the echo.
-        c.want = Want::Auto;
+        c.want = Latency::Auto;
         let p = Probe::start(&c).unwrap();
         assert_eq!(p.method(), Method::Echo);
         let t = run_for(&p, ms(500));
@@ -973,7 +931,7 @@ mod tests {
     fn echo_probe_without_responder_is_refused_at_start() {
         // Not a run of 100 % "loss": a server without the echo is said to be one.
         let mut c = ProbeConfig::new(IpAddr::from([127, 0, 0, 1]), dead_port());
-        c.want = Want::Echo;
+        c.want = Latency::Echo;
         let e = Probe::start(&c).err().expect("no responder: an error");
         assert!(
             e.contains("no echo reply") && e.contains("--latency icmp"),
@@ -1009,7 +967,7 @@ mod tests {
             answered
         });
         let mut c = ProbeConfig::new(IpAddr::from([127, 0, 0, 1]), port);
-        c.want = Want::Echo;
+        c.want = Latency::Echo;
         let p = Probe::start(&c).unwrap();
         let t = run_for(&p, ms(750));
         p.stop();
@@ -1021,7 +979,7 @@ mod tests {
     }
 
     /// Starts an ICMP probe, or says why it cannot here and returns None (skip).
-    fn icmp_probe(target: IpAddr, want: Want) -> Option<Probe> {
+    fn icmp_probe(target: IpAddr, want: Latency) -> Option<Probe> {
         let mut c = ProbeConfig::new(target, dead_port());
         c.want = want;
         match Probe::start(&c) {
@@ -1038,7 +996,7 @@ mod tests {
 
     #[test]
     fn icmp_probe_on_loopback_v4() {
-        let Some(p) = icmp_probe(IpAddr::from([127, 0, 0, 1]), Want::Icmp) else {
+        let Some(p) = icmp_probe(IpAddr::from([127, 0, 0, 1]), Latency::Icmp) else {
             return;
         };
         assert!(matches!(p.method(), Method::Icmp | Method::IcmpRaw));
@@ -1050,7 +1008,7 @@ mod tests {
 
     #[test]
     fn icmp_probe_on_loopback_v6() {
-        let Some(p) = icmp_probe("::1".parse().unwrap(), Want::Icmp) else {
+        let Some(p) = icmp_probe("::1".parse().unwrap(), Latency::Icmp) else {
             return;
         };
         let t = run_for(&p, ms(1050));
@@ -1060,7 +1018,7 @@ mod tests {
 
     #[test]
     fn icmp_probe_to_mapped_address_uses_icmpv4() {
-        let Some(p) = icmp_probe("::ffff:127.0.0.1".parse().unwrap(), Want::Icmp) else {
+        let Some(p) = icmp_probe("::ffff:127.0.0.1".parse().unwrap(), Latency::Icmp) else {
             return;
         };
         let t = run_for(&p, ms(550));
@@ -1071,7 +1029,7 @@ mod tests {
     fn auto_falls_back_to_icmp() {
         let t0 = Instant::now();
         let mut c = ProbeConfig::new(IpAddr::from([127, 0, 0, 1]), dead_port());
-        c.want = Want::Auto;
+        c.want = Latency::Auto;
         match Probe::start(&c) {
             Ok(p) => {
                 // The closed port answers with a port unreachable: no need to wait 300 ms.
@@ -1100,7 +1058,7 @@ mod tests {
             }
         });
         let mut c = ProbeConfig::new(IpAddr::from([127, 0, 0, 1]), port);
-        c.want = Want::Echo;
+        c.want = Latency::Echo;
         // A long interval: the thread sits in its (≤ 100 ms) receive wait.
         c.interval = Duration::from_secs(5);
         let p = Probe::start(&c).unwrap();

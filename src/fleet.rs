@@ -9,7 +9,7 @@
 
 use std::io;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::cli::{self, Mode};
 use crate::config::{ClientConfig, FleetConfig, Live, Output};
@@ -327,18 +327,6 @@ pub fn target_record(t: &Target, attempts: u32, run: &TestRun) -> Record {
     })
 }
 
-/// Waits `d`, or less when the fleet is stopped.
-fn pause(d: Duration, stop: &Stop) {
-    let end = Instant::now() + d;
-    while !stop.is_triggered() && !crate::sys::signalled() {
-        let left = end.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return;
-        }
-        std::thread::sleep(left.min(Duration::from_millis(50)));
-    }
-}
-
 /// One target, with its retries.
 fn test_target(
     t: &Target,
@@ -357,19 +345,10 @@ fn test_target(
         }
         let mut sink = ClientReporter::new(run::Out::sink(), Output::Json);
         // A sink does not fail.
+        // The sink never fails to write; should it, the test is what failed.
         let run = run::run(&t.cfg, &test_stop, &mut sink).unwrap_or_else(|e| TestRun {
-            started: std::time::SystemTime::now(),
-            server: format!("{}:{}", t.cfg.host, t.cfg.port),
-            start: crate::report::start_record(
-                &t.cfg.host,
-                t.cfg.protocol,
-                t.cfg.direction,
-                t.cfg.connection_count,
-            ),
-            intervals: Vec::new(),
-            summary: None,
-            result: None,
             outcome: Err(Error::Usage(e.to_string())),
+            ..TestRun::new(&t.cfg)
         });
         let again = match &run.outcome {
             Err(e) if attempt <= retries && retryable(e) && !stop.is_triggered() => {
@@ -385,7 +364,7 @@ fn test_target(
                 run,
             };
         }
-        pause(fleet.retry_delay, stop);
+        run::wait(fleet.retry_delay, stop);
         if stop.is_triggered() || crate::sys::signalled() {
             return Done {
                 index,

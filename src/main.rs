@@ -220,21 +220,29 @@ fn html_test<'a>(
     }
 }
 
+/// Opens `--syslog` (before the test, so a typo costs no test) and says the test starts.
+#[cfg(feature = "client")]
+fn start_syslog(cfg: &ClientConfig) -> Result<Option<Syslog>, Error> {
+    let syslog = open_syslog(&cfg.syslog)?;
+    if let Some(s) = &syslog {
+        let start = btest::run::TestRun::new(cfg).start;
+        s.send(
+            Severity::Info,
+            &format!("test start {}", start.key_values()),
+        );
+    }
+    Ok(syslog)
+}
+
 /// After a test: its CSV row, syslog lines, HTML report; then its verdict.
 #[cfg(feature = "client")]
 #[cfg_attr(not(feature = "report"), allow(unused_variables))]
 fn finish_test(
     cfg: &ClientConfig,
     run: btest::run::TestRun,
+    syslog: Option<Syslog>,
     params: Option<Vec<(String, String)>>,
 ) -> Result<(), Error> {
-    let syslog = open_syslog(&cfg.syslog)?;
-    if let Some(s) = &syslog {
-        s.send(
-            Severity::Info,
-            &format!("test start {}", run.start.key_values()),
-        );
-    }
     if let Some(summary) = &run.summary {
         if let Some(p) = &cfg.csv {
             append_csv(
@@ -269,23 +277,22 @@ fn finish_test(
 #[cfg(feature = "client")]
 fn run_client(cfg: &ClientConfig) -> Result<(), Error> {
     btest::sys::install_signal_handlers();
-    // Checked before the test, so a typo costs no test.
-    open_syslog(&cfg.syslog)?;
+    let syslog = start_syslog(cfg)?;
     let mut rep = reporter(cfg);
     let run = output(btest::run::run(cfg, &Stop::new(), &mut rep))?;
-    finish_test(cfg, run, None)
+    finish_test(cfg, run, syslog, None)
 }
 
 #[cfg(feature = "through")]
 fn run_through(cfg: &btest::config::ThroughConfig) -> Result<(), Error> {
     btest::sys::install_signal_handlers();
-    open_syslog(&cfg.client.syslog)?;
+    let syslog = start_syslog(&cfg.client)?;
     let run = btest::through::run(cfg, &Stop::new(), reporter(&cfg.client))?;
     #[cfg(feature = "report")]
     let params = Some(through_params(cfg));
     #[cfg(not(feature = "report"))]
     let params = None;
-    finish_test(&cfg.client, run, params)
+    finish_test(&cfg.client, run, syslog, params)
 }
 
 /// The report's parameters of a through test: the client's, and where each side ran.

@@ -370,6 +370,7 @@ fn run_to(
         gauge: None,
         on_bytes: None,
         tuning: cfg.tuning,
+        budget: Default::default(),
     };
     let summary = engine::run(plan, stop)?;
     Ok(ClientResult {

@@ -7,6 +7,7 @@
 //! The first error wins; [`Stop`] wakes everyone. A panicking role becomes
 //! [`Error::Internal`]. Must not: do handshakes (client.rs / server.rs do) or print.
 
+pub mod budget;
 pub mod counters;
 pub mod cpu;
 pub mod pacer;
@@ -98,6 +99,9 @@ pub struct Plan {
     pub on_bytes: Option<ByteSink>,
     /// Pacing mode, UDP batching, busy polling.
     pub tuning: crate::config::Tuning,
+    /// Byte quotas taken on the data path (server); empty = none. A used-up quota stops the
+    /// session with [`StopReason::Quota`].
+    pub budget: budget::Budget,
 }
 
 /// Receiver of live byte deltas.
@@ -371,6 +375,7 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
                         socket,
                         epoch,
                         tuning: plan.tuning,
+                        budget: &plan.budget,
                     };
                     sender += 1;
                     let alive = tx_alive.clone();
@@ -387,15 +392,16 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
                             &status_tx,
                         )
                     });
-                    let s = links[l];
+                    let (s, b) = (links[l], &plan.budget);
                     roles::spawn(scope, &slot.name, gauge, stop, move || {
-                        rx::run_tcp(stop, c, s, ctl, limit)
+                        rx::run_tcp(stop, c, s, ctl, limit, b)
                     })?
                 }
                 RoleKind::Rx => {
                     let (link, oh, want) = (&plan.udp[l], plan.udp_overhead, plan.tuning.udp_io);
+                    let b = &plan.budget;
                     roles::spawn(scope, &slot.name, gauge, stop, move || {
-                        rx::run_udp(stop, c, &link.socket, oh, link.accept_from, want)
+                        rx::run_udp(stop, c, &link.socket, oh, link.accept_from, want, b)
                     })?
                 }
                 RoleKind::CtlRx => {

@@ -2,11 +2,16 @@
 //! every `--source-limit` whose scope holds its address), whether it may start, what it may
 //! use, and the bytes it used, kept durably in usage.rs under `--state-dir`.
 //!
-//! A session is admitted with a [`Grant`]; its status thread charges the grant with each
-//! take's bytes (about once a second, never per packet) and the session is stopped when a
-//! byte quota runs out, so it overshoots by at most one status interval of traffic. Usage is
-//! written (fsync) when a session ends and every [`SYNC_EVERY`] by the guard thread, so a
-//! crash loses at most that much of a long session's count.
+//! A session is admitted with a [`Grant`]. Its byte quotas are enforced on the data path: each
+//! quota of each key (a user's daily total, an address's weekly upload) is one
+//! [`Pool`] shared by every session counting against it, which the session's
+//! TX and RX threads take their bytes from with one atomic per call (engine/budget.rs), so a
+//! quota is passed by at most one read per RX thread at any rate, however many sessions share
+//! it (issue 18: the once-a-second check let a 10 MB quota pass by 0.36-1.18 GB). The status
+//! thread still charges the durable store with each take's bytes (about once a second), which
+//! is what survives a restart, and refills a pool when its period turns. Usage is written
+//! (fsync) when a session ends and every [`SYNC_EVERY`] by the guard thread, so a crash loses
+//! at most that much of a long session's count.
 //!
 //! Keys name what is counted: `user:NAME`, `addr:IP` (an IPv4 address or an IPv6 /64, as the
 //! handshake caps count hosts), `net:PREFIX/LEN`. Must not: touch sockets or sessions (the
@@ -24,6 +29,7 @@ use super::api::QuotaRow;
 use super::quota::{self, ByteLimit, LimitSet, Window};
 use super::usage::{self, Bytes, Store};
 use crate::authio::ServerAccounts;
+use crate::engine::budget::{self, Budget, Pool};
 use crate::cidr::{canonical, Cidr};
 use crate::config::{ServerConfig, SourceScope};
 use crate::error::{Error, Result};
@@ -47,6 +53,25 @@ pub struct Accounting {
     store: Option<Mutex<Store>>,
     active: Mutex<HashMap<String, usize>>,
     synced: Mutex<Instant>,
+    /// The data-path pools of the quotas sessions now count against; a pool lives while a
+    /// session holds it (dropped with the last [`Grant`]; the store has every byte by then).
+    pools: Mutex<HashMap<PoolKey, PoolSlot>>,
+}
+
+/// One byte quota of one key: (key, window, direction).
+type PoolKey = (String, Window, quota::Dir);
+
+struct PoolSlot {
+    pool: Arc<Pool>,
+    /// The period the pool counts in; a new period refills it from the store.
+    bucket: String,
+}
+
+/// A quota a session's bytes are taken from, and what the status thread needs to refill it.
+struct Charged {
+    key: PoolKey,
+    limit: u64,
+    pool: Arc<Pool>,
 }
 
 /// What a session was granted; dropping it ends the session's count.
@@ -56,6 +81,8 @@ pub struct Grant {
     charged: Vec<Keyed>,
     /// Keys whose concurrent sessions this one counts in.
     counted: Vec<String>,
+    /// The pools of every byte quota that applies.
+    quotas: Vec<Charged>,
     /// The shortest `duration=` that applies.
     pub duration: Option<Duration>,
     /// The lowest `rate=` that applies.
@@ -121,6 +148,7 @@ impl Accounting {
             store,
             active: Mutex::new(HashMap::new()),
             synced: Mutex::new(Instant::now()),
+            pools: Mutex::new(HashMap::new()),
         })
     }
 
@@ -165,14 +193,7 @@ impl Accounting {
     ) -> std::result::Result<Grant, String> {
         let keyed = self.applicable(user, ip);
         let now = unix(now);
-        if let Some(store) = &self.store {
-            let store = store.lock();
-            for k in &keyed {
-                if let Some(why) = over_quota(&store, k, now) {
-                    return Err(why);
-                }
-            }
-        }
+        let quotas = self.pools_of(&keyed, now)?;
         let mut active = self.active.lock();
         for k in &keyed {
             if let Some(max) = k.limits.sessions {
@@ -203,7 +224,64 @@ impl Accounting {
                 .filter(|k| !k.limits.bytes.is_empty())
                 .collect(),
             counted,
+            quotas,
         })
+    }
+
+    /// The pool of every byte quota in `keyed`, created from the store's count for the
+    /// current period where no session holds one yet, refilled where the period turned; the
+    /// first one used up refuses the session.
+    fn pools_of(&self, keyed: &[Keyed], now: u64) -> std::result::Result<Vec<Charged>, String> {
+        let mut out = Vec::new();
+        for k in keyed {
+            for l in &k.limits.bytes {
+                let key = (k.key.clone(), l.window, l.dir);
+                let pool = self.pool(&key, l.bytes, now);
+                if pool.left() < budget::MIN_LEFT {
+                    let used = l.bytes.saturating_sub(pool.left());
+                    return Err(quota_message(&k.key, l, used, now));
+                }
+                out.push(Charged {
+                    key,
+                    limit: l.bytes,
+                    pool,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The pool of one quota in the period holding `now` (created or refilled from the store).
+    fn pool(&self, key: &PoolKey, limit: u64, now: u64) -> Arc<Pool> {
+        let bucket = key.1.bucket(now);
+        let used = |bucket: &str| {
+            self.store.as_ref().map_or(0, |st| {
+                let b = st.lock().get(&key.0, bucket);
+                key.2.of(b.up, b.down)
+            })
+        };
+        let mut pools = self.pools.lock();
+        match pools.get_mut(key) {
+            Some(slot) if slot.bucket == bucket => slot.pool.clone(),
+            Some(slot) => {
+                // A new period: what the store counted in it (nothing, unless the clock went
+                // back and forth) is what is used.
+                slot.pool.set(limit.saturating_sub(used(&bucket)));
+                slot.bucket = bucket;
+                slot.pool.clone()
+            }
+            None => {
+                let pool = Arc::new(Pool::new(limit.saturating_sub(used(&bucket))));
+                pools.insert(
+                    key.clone(),
+                    PoolSlot {
+                        pool: pool.clone(),
+                        bucket,
+                    },
+                );
+                pool
+            }
+        }
     }
 
     /// The guard thread's periodic work: fsync pending usage, compact a long log.
@@ -340,23 +418,16 @@ fn current_or_later(bucket: &str, now: u64) -> bool {
     }
 }
 
-/// The first byte quota of `k` that is used up at `now`, as a message.
-fn over_quota(store: &Store, k: &Keyed, now: u64) -> Option<String> {
-    k.limits.bytes.iter().find_map(|l: &ByteLimit| {
-        let b = store.get(&k.key, &l.window.bucket(now));
-        let used = l.dir.of(b.up, b.down);
-        (used >= l.bytes).then(|| {
-            format!(
-                "{} used {} of its {} {} quota of {}; it resets at {}",
-                k.key,
-                quota::format_bytes(used),
-                l.window.adjective(),
-                l.dir.as_str(),
-                quota::format_bytes(l.bytes),
-                quota::utc(l.window.next_start(now))
-            )
-        })
-    })
+/// Why a used-up quota refuses or ends a session.
+fn quota_message(key: &str, l: &ByteLimit, used: u64, now: u64) -> String {
+    format!(
+        "{key} used {} of its {} {} quota of {}; it resets at {}",
+        quota::format_bytes(used),
+        l.window.adjective(),
+        l.dir.as_str(),
+        quota::format_bytes(l.bytes),
+        quota::utc(l.window.next_start(now))
+    )
 }
 
 impl Grant {
@@ -368,20 +439,58 @@ impl Grant {
         }
         let store = self.acc.store.as_ref()?;
         let now = unix(now);
-        let mut store = store.lock();
-        let b = Bytes {
-            up: received,
-            down: sent,
-        };
-        for k in &self.charged {
-            // Each window the key has a quota in, once (a day total and a day up share one).
-            for w in Window::ALL {
-                if k.limits.bytes.iter().any(|l| l.window == w) {
-                    store.add(&k.key, &w.bucket(now), b);
+        {
+            let mut store = store.lock();
+            let b = Bytes {
+                up: received,
+                down: sent,
+            };
+            for k in &self.charged {
+                // Each window the key has a quota in, once (a day total and a day up share one).
+                for w in Window::ALL {
+                    if k.limits.bytes.iter().any(|l| l.window == w) {
+                        store.add(&k.key, &w.bucket(now), b);
+                    }
                 }
             }
         }
-        self.charged.iter().find_map(|k| over_quota(&store, k, now))
+        // A period that turned refills its pool (the pool call does it, once per pool).
+        for q in &self.quotas {
+            self.acc.pool(&q.key, q.limit, now);
+        }
+        self.over(now)
+    }
+
+    /// The first used-up quota of this session, as a message.
+    pub fn over(&self, now: u64) -> Option<String> {
+        let q = self.quotas.iter().find(|q| q.pool.left() < budget::MIN_LEFT)?;
+        let l = ByteLimit {
+            window: q.key.1,
+            dir: q.key.2,
+            bytes: q.limit,
+        };
+        Some(quota_message(
+            &q.key.0,
+            &l,
+            q.limit.saturating_sub(q.pool.left()),
+            now,
+        ))
+    }
+
+    /// The data-path budget: sent bytes go to the client's down and total quotas, received
+    /// bytes to its up and total quotas.
+    pub fn budget(&self) -> Budget {
+        let of = |f: fn(quota::Dir) -> bool| {
+            self.quotas
+                .iter()
+                .filter(|q| f(q.key.2))
+                .map(|q| q.pool.clone())
+                .collect()
+        };
+        Budget {
+            tx: of(|d| d != quota::Dir::Up),
+            rx: of(|d| d != quota::Dir::Down),
+        }
     }
 
     /// Does this session count against any byte quota?
@@ -402,6 +511,12 @@ impl Drop for Grant {
                     }
                 }
             }
+        }
+        if !self.quotas.is_empty() {
+            let mut pools = self.acc.pools.lock();
+            self.quotas.clear();
+            // Pools no session holds any more: the store has their count.
+            pools.retain(|_, slot| Arc::strong_count(&slot.pool) > 1);
         }
         if self.charges() {
             // At the session's end, so a restart right after keeps its count.
@@ -454,11 +569,20 @@ mod tests {
         Accounting::new(c, &ServerAccounts::new(c)?)
     }
 
+    /// What the data path and the status thread do with a session's bytes: take them from
+    /// the pools (engine/budget.rs), then charge the store once per take.
+    fn moved(g: &Grant, sent: u64, received: u64, now: SystemTime) -> Option<String> {
+        let b = g.budget();
+        let _ = b.take_tx(sent);
+        let _ = b.take_rx(received);
+        g.charge(sent, received, now)
+    }
+
     #[test]
     fn byte_quotas_stop_refuse_and_survive_a_restart() {
         let dir = tmpdir();
         let (c, f) = cfg(
-            "alice:pw\nbob:pw\nlimit alice day=1000 sessions=1 rate=5M duration=1m\n",
+            "alice:pw\nbob:pw\nlimit alice day=1M sessions=1 rate=5M duration=1m\n",
             &[],
             Some(&dir),
         );
@@ -472,11 +596,13 @@ mod tests {
         let e = acc.admit(Some("alice"), ip, now).err().unwrap();
         assert!(e.contains("user:alice already has 1 session(s)"), "{e}");
         assert!(acc.admit(Some("bob"), ip, now).is_ok());
-        assert_eq!(g.charge(300, 200, now), None);
-        let why = g.charge(400, 100, now).unwrap();
+        assert_eq!(moved(&g, 300_000, 200_000, now), None);
+        // A send that would pass the quota does not go out.
+        assert!(!g.budget().take_tx(600_000));
+        let why = moved(&g, 400_000, 100_000, now).unwrap();
         assert!(
             why.contains(
-                "user:alice used 1.00 kB of its daily total quota of 1.00 kB; it resets at"
+                "user:alice used 1.00 MB of its daily total quota of 1.00 MB; it resets at"
             ),
             "{why}"
         );
@@ -484,7 +610,7 @@ mod tests {
         assert_eq!(rows.len(), 1);
         assert_eq!(
             (rows[0].used, rows[0].limit, rows[0].window, rows[0].dir),
-            (1000, 1000, "day", "total")
+            (1_000_000, 1_000_000, "day", "total")
         );
         drop(g);
         let e = acc.admit(Some("alice"), ip, now).err().unwrap();
@@ -502,11 +628,54 @@ mod tests {
     }
 
     #[test]
+    fn less_than_a_send_left_refuses_the_next_session() {
+        let dir = tmpdir();
+        let (c, _) = cfg("", &["addr down-day=1M"], Some(&dir));
+        let acc = Arc::new(accounting(&c).unwrap());
+        let ip: IpAddr = "192.0.2.9".parse().unwrap();
+        let now = SystemTime::now();
+        let g = acc.admit(None, ip, now).unwrap();
+        // 40 kB left: less than one more TCP batch may need, so the quota reads as used up
+        // (the status thread ends the session; the next one is refused, also after a restart).
+        let why = moved(&g, 960_000, 0, now).unwrap();
+        assert!(why.contains("used 960.00 kB of its daily down quota"), "{why}");
+        drop(g);
+        let e = acc.admit(None, ip, now).err().unwrap();
+        assert!(e.contains("used 960.00 kB"), "{e}");
+        drop(acc);
+        let acc = Arc::new(accounting(&c).unwrap());
+        assert!(acc.admit(None, ip, now).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn sessions_of_one_key_share_one_pool_and_it_is_freed() {
+        let dir = tmpdir();
+        let (c, _) = cfg("", &["v4/24 day=1M"], Some(&dir));
+        let acc = Arc::new(accounting(&c).unwrap());
+        let now = SystemTime::now();
+        let a = acc.admit(None, "10.9.9.1".parse().unwrap(), now).unwrap();
+        let b = acc.admit(None, "10.9.9.2".parse().unwrap(), now).unwrap();
+        assert_eq!(acc.pools.lock().len(), 1, "one /24, one quota, one pool");
+        assert!(a.budget().take_tx(700_000));
+        assert!(!b.budget().take_tx(700_000), "the second session sees the first's bytes");
+        assert!(
+            !a.budget().take_rx(1),
+            "a refused send leaves the quota used up for every session"
+        );
+        drop(a);
+        assert_eq!(acc.pools.lock().len(), 1, "b still holds it");
+        drop(b);
+        assert!(acc.pools.lock().is_empty(), "no session, no pool");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn source_scopes_count_hosts_and_networks() {
         let dir = tmpdir();
         let (c, _) = cfg(
             "",
-            &["addr up-day=100", "v4/24 sessions=2", "v6/48 down-week=50"],
+            &["addr up-day=1M", "v4/24 sessions=2", "v6/48 down-week=500k"],
             Some(&dir),
         );
         let acc = Arc::new(accounting(&c).unwrap());
@@ -519,12 +688,11 @@ mod tests {
         let e = acc.admit(None, c2, now).err().unwrap();
         assert!(e.contains("net:10.1.2.0/24 already has 2"), "{e}");
         // Upload is counted per address; a's download does not count against up-day.
-        assert_eq!(g1.charge(1_000_000, 99, now), None);
-        assert!(g1
-            .charge(0, 1, now)
+        assert_eq!(moved(&g1, 10_000_000, 900_000, now), None);
+        assert!(moved(&g1, 0, 100_000, now)
             .unwrap()
-            .contains("addr:10.1.2.3 used 100 B of its daily up quota"));
-        assert_eq!(g2.charge(0, 50, now), None);
+            .contains("addr:10.1.2.3 used 1.00 MB of its daily up quota"));
+        assert_eq!(moved(&g2, 0, 50_000, now), None);
         drop((g1, g2));
         assert!(acc.admit(None, c2, now).is_ok());
         assert!(acc.admit(None, a, now).is_err());
@@ -532,10 +700,9 @@ mod tests {
         let h1: IpAddr = "2001:db8:1:1::1".parse().unwrap();
         let h2: IpAddr = "2001:db8:1:2::1".parse().unwrap();
         let g = acc.admit(None, h1, now).unwrap();
-        assert!(g
-            .charge(50, 0, now)
+        assert!(moved(&g, 500_000, 0, now)
             .unwrap()
-            .contains("net:2001:db8:1::/48 used 50 B of its weekly down quota"));
+            .contains("net:2001:db8:1::/48 used 500.00 kB of its weekly down quota"));
         drop(g);
         let e = acc.admit(None, h2, now).err().unwrap();
         assert!(e.contains("net:2001:db8:1::/48"), "{e}");

@@ -121,16 +121,24 @@ pub(super) fn run(
             Arc::new(move |sent, received| {
                 m.add_bytes(sent, received);
                 live.add(sent, received);
+                // The data path stops a session whose quota ran out (engine/budget.rs);
+                // this keeps the message, and stops one whose period check found it so.
                 if let Some(why) = grant.charge(sent, received, SystemTime::now()) {
-                    if stop.trigger(StopReason::Quota) {
-                        *over.lock() = Some(why);
-                    }
+                    stop.trigger(StopReason::Quota);
+                    over.lock().get_or_insert(why);
                 }
             })
         }),
         tuning: shared.cfg.tuning,
+        budget: grant.budget(),
     };
     let result = engine::run(plan, &stop);
+    if stop.reason() == Some(StopReason::Quota) && over.lock().is_none() {
+        let now = SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        *over.lock() = grant.over(now);
+    }
     drop(lease);
     // The last take is charged; written now so a restart keeps it.
     drop(grant);

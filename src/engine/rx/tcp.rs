@@ -19,7 +19,8 @@ use super::{peer_closed, peer_gone};
 use crate::engine::counters::Counters;
 use crate::engine::scan::StatusScanner;
 use crate::engine::status::PeerMsg;
-use crate::engine::stop::Stop;
+use crate::engine::budget::Budget;
+use crate::engine::stop::{Stop, StopReason};
 use crate::error::Result;
 use crate::net;
 use crate::wire::status;
@@ -45,12 +46,34 @@ pub fn run(
     s: &TcpStream,
     control: Option<(StatusScanner, &Sender<PeerMsg>)>,
     limit_bps: u64,
+    budget: &Budget,
 ) -> Result<()> {
     let mut limit = ReadLimit::new(limit_bps);
     match control {
-        Some((scanner, tx)) => run_control(stop, counters, s, scanner, tx, &mut limit),
-        None => run_data(stop, counters, s, &mut limit),
+        Some((scanner, tx)) => run_control(stop, counters, s, scanner, tx, &mut limit, budget),
+        None => run_data(stop, counters, s, &mut limit, budget),
     }
+}
+
+/// How much the next read may take under the byte quotas; `None` (and the session stopped)
+/// when a receive quota is used up.
+#[inline]
+fn room(stop: &Stop, budget: &Budget, len: usize) -> Option<usize> {
+    let r = budget.rx_room(len);
+    if r.is_none() {
+        stop.trigger(StopReason::Quota);
+    }
+    r
+}
+
+/// Takes `n` read bytes from the quotas; false (and the session stopped) when one ran out.
+#[inline]
+fn take(stop: &Stop, budget: &Budget, n: u64) -> bool {
+    if budget.take_rx(n) {
+        return true;
+    }
+    stop.trigger(StopReason::Quota);
+    false
 }
 
 /// Reading no faster than a rate: after each read, sleep until the bytes read so far are due.
@@ -113,6 +136,7 @@ fn run_control(
     mut scanner: StatusScanner,
     tx: &Sender<PeerMsg>,
     limit: &mut ReadLimit,
+    budget: &Budget,
 ) -> Result<()> {
     let mut buf = vec![0u8; TCP_READ];
     let len = limit.read_len(TCP_READ);
@@ -121,6 +145,9 @@ fn run_control(
     // so the 12 bytes may be more than this read holds).
     let mut status_debt = 0u64;
     while !stop.is_triggered() {
+        let Some(len) = room(stop, budget, len) else {
+            break;
+        };
         match s.read(&mut buf[..len]) {
             Ok(0) => {
                 peer_closed(stop, tx);
@@ -138,6 +165,9 @@ fn run_control(
                 n -= paid;
                 if n > 0 {
                     counters.received(n);
+                    if !take(stop, budget, n) {
+                        break;
+                    }
                 }
             }
             Err(e) if net::is_timeout(&e) => {}
@@ -153,12 +183,16 @@ fn run_data(
     counters: &Counters,
     mut s: &TcpStream,
     limit: &mut ReadLimit,
+    budget: &Budget,
 ) -> Result<()> {
     let mut buf = vec![0u8; DISCARD_READ];
     let len = limit.read_len(DISCARD_READ);
     let peer = s.peer_addr().ok();
     let mut discard = true;
     while !stop.is_triggered() {
+        let Some(len) = room(stop, budget, len) else {
+            break;
+        };
         let r = if discard {
             crate::sys::tcp::recv_discard(s.as_fd(), &mut buf[..len])
         } else {
@@ -169,6 +203,9 @@ fn run_data(
             Ok(0) => return Ok(()),
             Ok(n) => {
                 counters.received(n as u64);
+                if !take(stop, budget, n as u64) {
+                    break;
+                }
                 limit.after(n, stop);
             }
             Err(e) if net::is_timeout(&e) => {}

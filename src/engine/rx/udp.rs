@@ -9,7 +9,8 @@ use std::net::UdpSocket;
 use super::{canonical, AcceptFrom};
 use crate::config::UdpIo;
 use crate::engine::counters::{Counters, LossTracker};
-use crate::engine::stop::Stop;
+use crate::engine::budget::Budget;
+use crate::engine::stop::{Stop, StopReason};
 use crate::engine::udpio::{for_each_datagram, UdpRx};
 use crate::error::{Error, Phase, Result};
 use crate::net;
@@ -23,6 +24,7 @@ pub fn run(
     overhead: usize,
     from: Option<AcceptFrom>,
     want: UdpIo,
+    budget: &Budget,
 ) -> Result<()> {
     let mut io = UdpRx::new(s, want, counters);
     let mut loss = vec![LossTracker::new(); from.map_or(1, |f| f.ports.max(1))];
@@ -60,6 +62,12 @@ pub fn run(
             });
             if count > 0 {
                 counters.received_n(count, bytes);
+                if !budget.take_rx(bytes) {
+                    // A batch that arrived cannot be refused: the quota is passed by at most
+                    // one receive batch of this thread.
+                    stop.trigger(StopReason::Quota);
+                    return Ok(());
+                }
             }
         }
     }

@@ -17,7 +17,7 @@ use crossbeam_channel::Receiver;
 
 use super::counters::{Counters, GapHistogram};
 use super::pacer::sleep_until;
-use super::stop::Stop;
+use super::stop::{Stop, StopReason};
 use crate::error::Result;
 use crate::wire::status;
 
@@ -66,6 +66,21 @@ pub struct TxCtx<'a> {
     pub epoch: Instant,
     /// Pacing mode and UDP batching.
     pub tuning: crate::config::Tuning,
+    /// Byte quotas: a unit's bytes are taken before it is sent.
+    pub budget: &'a super::budget::Budget,
+}
+
+impl TxCtx<'_> {
+    /// Takes `n` bytes about to be sent from the quotas; false (and the session stopped
+    /// with [`StopReason::Quota`]) when they would pass one.
+    #[inline]
+    pub(super) fn take(&self, n: u64) -> bool {
+        if self.budget.take_tx(n) {
+            return true;
+        }
+        self.stop.trigger(StopReason::Quota);
+        false
+    }
 }
 
 /// Runs the TX role until stop or a fatal error.

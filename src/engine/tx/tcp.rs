@@ -172,7 +172,14 @@ pub(super) fn run_with(
             end = off + owed * chunk;
             owed = 0;
         }
-        match s.write(&batch[off..end]) {
+        let want = (end - off) as u64;
+        if !ctx.take(want) {
+            return Ok(());
+        }
+        let r = s.write(&batch[off..end]);
+        ctx.budget
+            .unsent(want.saturating_sub(*r.as_ref().unwrap_or(&0) as u64));
+        match r {
             Ok(0) => {
                 return Err(Error::PeerClosed {
                     phase: Phase::Data,
@@ -310,6 +317,7 @@ mod tests {
                 pacing,
                 ..Default::default()
             },
+            budget: &Default::default(),
         };
         let t0 = Instant::now();
         let mut received_by_end = 0;
@@ -423,6 +431,7 @@ mod tests {
             },
             epoch: Instant::now(),
             tuning: Default::default(),
+            budget: &Default::default(),
         };
         std::thread::scope(|sc| {
             let t = sc.spawn(|| {

@@ -61,6 +61,12 @@ pub(super) fn run(
                 continue;
             }
         };
+        // Only the datagrams the send quotas have room for (engine/budget.rs).
+        let n = n.min(usize::try_from(ctx.budget.tx_room() / wire).unwrap_or(usize::MAX));
+        if n == 0 {
+            ctx.stop.trigger(crate::engine::StopReason::Quota);
+            return Ok(());
+        }
         if paced {
             if last_send > 0 {
                 ctx.gaps.record(now - last_send);
@@ -75,7 +81,13 @@ pub(super) fn run(
         // buffer, ENOBUFS, a stale ICMP error) is retried, so the time is not lost and the
         // achieved rate stays the asked rate.
         loop {
-            match io.send(&frame, n, dests.get(k)) {
+            if !ctx.take(n as u64 * wire) {
+                return Ok(());
+            }
+            let r = io.send(&frame, n, dests.get(k));
+            ctx.budget
+                .unsent(n.saturating_sub(*r.as_ref().unwrap_or(&0)) as u64 * wire);
+            match r {
                 Ok(m) => {
                     ctx.counters.sent_n(m as u64, wire);
                     pacer.commit(m);

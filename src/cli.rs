@@ -270,6 +270,14 @@ const OPTIONS: &[Opt] = &[
         "... per IPv4 address or IPv6 /64 (default 16; joins on top)",
     ),
     server(
+        "--max-sessions-per-source N",
+        "sessions at once per IPv4 address or IPv6 /64 (default 4;\n0 = no limit)",
+    ),
+    server(
+        "--max-connections-per-source N",
+        "TCP connections of one source's sessions together (default\n300; 0 = no limit)",
+    ),
+    server(
         "--max-login-failures N",
         "wrong logins per source in 60 s, then block (default 5; 0 off)",
     ),
@@ -571,6 +579,8 @@ struct RawArgs {
     handshake_timeout: Option<Duration>,
     max_handshakes: Option<usize>,
     max_handshakes_per_source: Option<usize>,
+    max_sessions_per_source: Option<usize>,
+    max_connections_per_source: Option<usize>,
     max_login_failures: Option<u32>,
     login_block: Option<Duration>,
     logins_per_minute: Option<u32>,
@@ -1315,6 +1325,24 @@ fn lex_arg(p: &mut lexopt::Parser, r: &mut RawArgs, arg: lexopt::Arg<'_>) -> Res
                 "a connection count",
             )?);
         }
+        Long("max-sessions-per-source") => {
+            r.max_sessions_per_source = Some(num(
+                "--max-sessions-per-source",
+                &val!("--max-sessions-per-source"),
+                0usize,
+                100_000,
+                "a session count (0 = no limit)",
+            )?);
+        }
+        Long("max-connections-per-source") => {
+            r.max_connections_per_source = Some(num(
+                "--max-connections-per-source",
+                &val!("--max-connections-per-source"),
+                0usize,
+                10_000_000,
+                "a connection count (0 = no limit)",
+            )?);
+        }
         Long("max-login-failures") => {
             r.max_login_failures = Some(num(
                 "--max-login-failures",
@@ -1594,6 +1622,12 @@ fn finish(r: RawArgs, env_password: Option<String>) -> Result<Invocation, String
             g.max_handshakes_per_source = r
                 .max_handshakes_per_source
                 .unwrap_or(g.max_handshakes_per_source);
+            g.max_sessions_per_source = r
+                .max_sessions_per_source
+                .unwrap_or(g.max_sessions_per_source);
+            g.max_connections_per_source = r
+                .max_connections_per_source
+                .unwrap_or(g.max_connections_per_source);
             g.max_login_failures = r.max_login_failures.unwrap_or(g.max_login_failures);
             g.login_block = r.login_block.unwrap_or(g.login_block);
             g.logins_per_minute = r.logins_per_minute.unwrap_or(g.logins_per_minute);
@@ -2339,6 +2373,8 @@ mod tests {
             ("--handshake-timeout", Some("2s")),
             ("--max-handshakes", Some("20")),
             ("--max-handshakes-per-source", Some("4")),
+            ("--max-sessions-per-source", Some("2")),
+            ("--max-connections-per-source", Some("64")),
             ("--max-login-failures", Some("3")),
             ("--login-block", Some("30s")),
             ("--logins-per-minute", Some("0")),

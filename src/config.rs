@@ -380,7 +380,22 @@ pub struct GuardConfig {
     /// Logins (either method) one source may start per minute, after a burst of
     /// [`AUTH_BURST`]. 0 = no limit.
     pub logins_per_minute: u32,
+    /// Sessions running at once from one source. 0 = no limit.
+    pub max_sessions_per_source: usize,
+    /// TCP connections the running sessions of one source hold together. 0 = no limit.
+    pub max_connections_per_source: usize,
 }
+
+/// Sessions one source may run at once by default (issue 18: without a bound one address
+/// held all 100 slots). Four covers a fleet host testing with `--parallel 4`, or a few
+/// subscribers behind one NAT address; an operator serving a larger NAT raises it.
+pub const SESSIONS_PER_SOURCE: usize = 4;
+
+/// TCP connections one source's sessions may hold together by default: one test with the
+/// protocol's maximum of 255 connections plus a few small ones. Each connection costs the
+/// server a descriptor and up to two threads (issue 18: four 255-connection sessions from one
+/// address exhausted a server under systemd's default limits).
+pub const CONNECTIONS_PER_SOURCE: usize = 300;
 
 /// Logins a source may start at once before `logins_per_minute` applies.
 pub const AUTH_BURST: u32 = 10;
@@ -394,6 +409,8 @@ impl Default for GuardConfig {
             login_window: Duration::from_secs(60),
             login_block: Duration::from_secs(60),
             logins_per_minute: 30,
+            max_sessions_per_source: SESSIONS_PER_SOURCE,
+            max_connections_per_source: CONNECTIONS_PER_SOURCE,
         }
     }
 }

@@ -452,7 +452,7 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
             duration: plan.duration,
             max_duration: plan.max_duration,
             control_timeout: plan.control_timeout,
-            tx_counts_as_life: tcp,
+            acked: if tcp { &links } else { &[] },
             on_bytes: plan.on_bytes.clone(),
             epoch,
         };

@@ -208,12 +208,26 @@ pub struct StatusCtx<'a> {
     pub max_duration: Option<Duration>,
     /// Silence limit.
     pub control_timeout: Duration,
-    /// TCP: a successful send counts as a sign of life (the peer's kernel is acking).
-    pub tx_counts_as_life: bool,
+    /// TCP: the connections whose acknowledged bytes count as a sign of life while the peer
+    /// sends no status (empty for UDP).
+    pub acked: &'a [&'a TcpStream],
     /// Live byte deltas go here.
     pub on_bytes: Option<super::ByteSink>,
     /// Session start.
     pub epoch: Instant,
+}
+
+/// How often, at most, a silent peer's acknowledgements are looked up (a getsockopt per
+/// connection).
+const ACKED_CHECK: Duration = Duration::from_millis(500);
+
+/// Bytes the peer acknowledged over these connections (TCP_INFO `tcpi_bytes_acked`, Linux
+/// 4.1+); `None` when the kernel does not say.
+fn acked_bytes(links: &[&TcpStream]) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    links.iter().try_fold(0u64, |sum, s| {
+        crate::sys::tcp_info(s.as_raw_fd()).map(|t| sum.saturating_add(t.tcpi_bytes_acked))
+    })
 }
 
 /// How the main loop ended.
@@ -244,6 +258,8 @@ struct State {
     last_report: Instant,
     schedule: Schedule,
     last_heard: Instant,
+    /// The peer's acknowledged bytes over our TCP connections, at the last look.
+    acked: u64,
     /// When [`State::tick`] last started, to notice that this process did not run
     /// ([`STALL`]); a slow status write gives up after 100 ms, well under that.
     last_tick: Instant,
@@ -271,6 +287,7 @@ impl State {
             last_report: ctx.epoch,
             schedule: Schedule::new(ctx.epoch, ctx.interval),
             last_heard: ctx.epoch,
+            acked: 0,
             last_tick: ctx.epoch,
             seq: 0,
             cpu: CpuMeter::new(),
@@ -295,14 +312,29 @@ impl State {
             }
             d += x;
         }
-        // A successful TCP send shows only that the peer's kernel still acks, and a stopped
-        // peer's kernel does until its receive buffer and then our send buffer fill (45 s at
-        // 1 Mbit/s). So it counts only until the peer has sent a status: a RouterOS client
-        // may never send them on TCP (docs/protocol.md 14.13 q3); one that does, and falls
+        // What we send is a sign of life only while the peer takes it: its kernel acks it
+        // (TCP_INFO bytes_acked grows), which stops once a peer that does not read has
+        // filled its receive window. A successful send is not: it only fills our own send
+        // buffer (issue 18: a peer that never read held its session as long as sends
+        // succeeded). It counts only until the peer has sent a status: a RouterOS client may
+        // never send them on TCP (docs/protocol.md 14.13 q3); one that does, and falls
         // silent, is silent (decision 14.15).
-        let tx_life = ctx.tx_counts_as_life && self.t.statuses_received == 0;
-        if d.rx_bytes > 0 || (tx_life && d.tx_bytes > 0) {
+        if d.rx_bytes > 0 {
             self.last_heard = now;
+        } else if !ctx.acked.is_empty()
+            && self.t.statuses_received == 0
+            && d.tx_bytes > 0
+            && now.saturating_duration_since(self.last_heard) >= ACKED_CHECK
+        {
+            match acked_bytes(ctx.acked) {
+                Some(a) if a > self.acked => {
+                    self.acked = a;
+                    self.last_heard = now;
+                }
+                Some(_) => {}
+                // No TCP_INFO: a successful send is the best sign there is.
+                None => self.last_heard = now,
+            }
         }
         self.report += d;
         self.t.totals += d;

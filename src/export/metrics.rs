@@ -55,11 +55,13 @@ pub enum RejectReason {
     Denied,
     /// A byte quota used up, or a per-user / per-source session limit (issue 10).
     Quota,
+    /// The process is near its descriptor or thread limit (issue 18, server/capacity.rs).
+    Capacity,
 }
 
 impl RejectReason {
     /// Every reason, in the order they are rendered.
-    pub const ALL: [RejectReason; 11] = [
+    pub const ALL: [RejectReason; 12] = [
         RejectReason::Limit,
         RejectReason::BadCommand,
         RejectReason::Timeout,
@@ -71,10 +73,11 @@ impl RejectReason {
         RejectReason::LoginRate,
         RejectReason::Denied,
         RejectReason::Quota,
+        RejectReason::Capacity,
     ];
 
     /// The label value: `limit`, `bad_command`, `timeout`, `auth`, `unknown_token`, `other`,
-    /// `source_limit`, `login_blocked`, `login_rate`, `denied`, `quota`.
+    /// `source_limit`, `login_blocked`, `login_rate`, `denied`, `quota`, `capacity`.
     pub fn as_str(self) -> &'static str {
         match self {
             RejectReason::Limit => "limit",
@@ -88,6 +91,7 @@ impl RejectReason {
             RejectReason::LoginRate => "login_rate",
             RejectReason::Denied => "denied",
             RejectReason::Quota => "quota",
+            RejectReason::Capacity => "capacity",
         }
     }
 
@@ -578,8 +582,8 @@ mod tests {
     fn render_is_valid_prometheus_text() {
         let m = Metrics::default();
         let samples = validate(&m.render(0, 0)).unwrap();
-        // 1 started + 1 active + 11 reasons + 2 methods + 2 bytes + 1 ports + 2 guard gauges.
-        assert_eq!(samples.len(), 20, "{samples:?}");
+        // 1 started + 1 active + 12 reasons + 2 methods + 2 bytes + 1 ports + 2 guard gauges.
+        assert_eq!(samples.len(), 21, "{samples:?}");
         assert!(samples.values().all(|v| *v == 0.0));
 
         m.reject(RejectReason::UnknownToken);

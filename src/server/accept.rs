@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::capacity::Tier;
 use super::limits::Source;
 use super::{handshake, Defer, Shared};
 use crate::engine::StopReason;
@@ -31,8 +32,12 @@ pub(super) fn run(shared: &Arc<Shared>, l: TcpListener) {
         let (stream, peer) = match l.accept() {
             Ok(x) => x,
             Err(e) => {
-                log::warn!("accept failed: {e}");
-                // EMFILE and friends: back off instead of spinning.
+                // EMFILE and friends: back off instead of spinning, and log through the gate
+                // (it was 20 lines a second under a descriptor flood, issue 18).
+                shared.metrics.reject(RejectReason::Capacity);
+                if shared.gate.lock().allow("accept_failed") {
+                    log::warn!("accept failed: {e}");
+                }
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
             }
@@ -51,6 +56,16 @@ pub(super) fn run(shared: &Arc<Shared>, l: TcpListener) {
             handshake::reject(shared, peer, handshake::refusal_reason(r), &r.describe(now));
             continue;
         }
+        // The connection and its thread, within the process budget; beyond it the connection
+        // is closed now, which leaves room to accept and refuse the next.
+        let hold = match shared.capacity.hold(Tier::Handshake, 1, 1) {
+            Ok(h) => h,
+            Err(full) => {
+                shared.limits.lock().end_handshake(src);
+                handshake::reject(shared, peer, RejectReason::Capacity, &full.to_string());
+                continue;
+            }
+        };
         shared.threads.fetch_add(1, SeqCst);
         let sh = shared.clone();
         let r = std::thread::Builder::new()
@@ -61,6 +76,7 @@ pub(super) fn run(shared: &Arc<Shared>, l: TcpListener) {
                 let _done = Defer::new(move || {
                     gauge.fetch_sub(1, SeqCst);
                 });
+                let _hold = hold;
                 handshake::handle_connection(&sh, stream, peer, now);
             });
         if let Err(e) = r {

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use super::capacity::Tier;
 use super::limits::{Refusal, Source};
 use super::{guard, hex, join, ports, session, Defer, Rejection, ServerEvent, Shared};
 use crate::auth::AuthMethod;
@@ -32,6 +33,10 @@ pub(super) struct Admitted {
     pub _active: Defer<Box<dyn FnOnce() + Send>>,
     /// What its user's and source's limits allow; dropped at the session's end.
     pub grant: super::accounting::Grant,
+    /// Its place in the per-source session and connection counts.
+    pub _source: Defer<Box<dyn FnOnce() + Send>>,
+    /// Its descriptors and threads in the process budget.
+    pub _capacity: super::capacity::Hold,
 }
 
 /// A handshake in progress: counted in [`Limits`] and watched by the guard until released
@@ -115,6 +120,7 @@ pub(super) fn refusal_reason(r: Refusal) -> RejectReason {
         Refusal::SourceBusy(_) => RejectReason::SourceLimit,
         Refusal::Blocked(_) => RejectReason::LoginBlocked,
         Refusal::LoginRate(_) => RejectReason::LoginRate,
+        Refusal::SourceSessions(_) | Refusal::SourceConnections(..) => RejectReason::SourceLimit,
     }
 }
 
@@ -338,6 +344,40 @@ fn admit(
                 return Err((Error::Refused(why), user, method, Some(RejectReason::Quota)));
             }
         };
+    let tcp = cmd.protocol == Protocol::Tcp;
+    let n = cmd.connections();
+    // Per source: sessions, and the TCP connections they hold together (issue 18: one
+    // address took all 100 slots; four 255-connection sessions exhausted the process).
+    let links = if tcp { n } else { 1 };
+    let admitted = shared.limits.lock().begin_session(src, links, Instant::now());
+    if let Err(r) = admitted {
+        let why = r.describe(Instant::now());
+        reject(shared, peer, refusal_reason(r), &why);
+        return Err((Error::Refused(why), user, method, Some(refusal_reason(r))));
+    }
+    let source = {
+        let sh = shared.clone();
+        Defer::boxed(move || sh.limits.lock().end_session(src, links))
+    };
+    let (fds, threads) = super::capacity::session_cost(
+        tcp,
+        n,
+        cmd.direction.server_tx(),
+        cmd.direction.server_rx(),
+    );
+    let capacity = match shared.capacity.hold(Tier::Session, fds, threads) {
+        Ok(h) => h,
+        Err(full) => {
+            let why = full.to_string();
+            reject(shared, peer, RejectReason::Capacity, &why);
+            return Err((
+                Error::Refused(why),
+                user,
+                method,
+                Some(RejectReason::Capacity),
+            ));
+        }
+    };
     // The session slot is taken after the login, so unauthenticated handshakes never hold
     // one (they are bounded per source instead).
     if shared.active.fetch_add(1, SeqCst) >= shared.cfg.max_sessions {
@@ -355,8 +395,6 @@ fn admit(
             sh.active.fetch_sub(1, SeqCst);
         })
     };
-    let tcp = cmd.protocol == Protocol::Tcp;
-    let n = cmd.connections();
     let local_ip = s
         .local_addr()
         .map_err(|e| fail(Error::io(Phase::Command, Some(peer), e)))?
@@ -394,7 +432,17 @@ fn admit(
                 extra.push(c);
             }
         }
-        if extra.is_empty() && !shared.stop.is_triggered() {
+        if shared.stop.is_triggered() {
+            // The server is stopping (a signal): this session must not start with whatever
+            // joined so far (issue 18: it started with none of them).
+            return Err((
+                Error::Refused("the server is shutting down".into()),
+                user,
+                method,
+                Some(RejectReason::Other),
+            ));
+        }
+        if extra.is_empty() {
             // Nothing joined: a client that opens no data connection is broken or hostile,
             // and going on would hold a session slot until the control timeout (issue 12).
             log::debug!("{peer}: none of {} data connections joined", n - 1);
@@ -466,5 +514,7 @@ fn admit(
         method,
         _active: active,
         grant,
+        _source: source,
+        _capacity: capacity,
     })
 }

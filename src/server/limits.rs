@@ -65,6 +65,11 @@ pub enum Refusal {
     Blocked(Instant),
     /// The source started more logins than `logins_per_minute` allows.
     LoginRate(u32),
+    /// `max_sessions_per_source` sessions from this source are running.
+    SourceSessions(usize),
+    /// The source's sessions hold this many TCP connections, and this one asks for that
+    /// many more, over `max_connections_per_source`.
+    SourceConnections(usize, usize),
 }
 
 impl Refusal {
@@ -82,6 +87,12 @@ impl Refusal {
             Refusal::LoginRate(n) => {
                 format!("more than {n} logins per minute from this source (--logins-per-minute)")
             }
+            Refusal::SourceSessions(n) => format!(
+                "{n} sessions from this source are running (--max-sessions-per-source)"
+            ),
+            Refusal::SourceConnections(have, asked) => format!(
+                "this source's sessions hold {have} TCP connections and this one asks for {asked} more (--max-connections-per-source)"
+            ),
         }
     }
 }
@@ -89,6 +100,9 @@ impl Refusal {
 #[derive(Debug, Clone)]
 struct SourceState {
     handshakes: usize,
+    /// Sessions running, and the TCP connections they asked for (issue 18).
+    sessions: usize,
+    connections: usize,
     /// Data connections that sessions from this source are waiting for.
     join_room: usize,
     /// Login tokens left (the bucket), and when it was last refilled.
@@ -104,6 +118,8 @@ impl SourceState {
     fn new(now: Instant) -> Self {
         SourceState {
             handshakes: 0,
+            sessions: 0,
+            connections: 0,
             join_room: 0,
             tokens: f64::from(AUTH_BURST),
             refilled: now,
@@ -126,6 +142,7 @@ impl SourceState {
             t.tokens >= f64::from(AUTH_BURST)
         };
         self.handshakes == 0
+            && self.sessions == 0
             && self.join_room == 0
             && self.blocked(now).is_none()
             && (self.failures == 0 || now.duration_since(self.window_start) >= cfg.login_window)
@@ -232,6 +249,38 @@ impl Limits {
             st.join_room += n;
         } else {
             st.join_room = st.join_room.saturating_sub(n);
+        }
+    }
+
+    /// A session from `src` over `connections` TCP connections (1 for UDP: its control
+    /// connection) is about to start: admitted (counted until [`Limits::end_session`]) or
+    /// refused. 0 in a cap is no limit.
+    pub fn begin_session(
+        &mut self,
+        src: Source,
+        connections: usize,
+        now: Instant,
+    ) -> Result<(), Refusal> {
+        let cfg = self.cfg;
+        let st = self.state(src, now);
+        if cfg.max_sessions_per_source > 0 && st.sessions >= cfg.max_sessions_per_source {
+            return Err(Refusal::SourceSessions(st.sessions));
+        }
+        if cfg.max_connections_per_source > 0
+            && st.connections + connections > cfg.max_connections_per_source
+        {
+            return Err(Refusal::SourceConnections(st.connections, connections));
+        }
+        st.sessions += 1;
+        st.connections += connections;
+        Ok(())
+    }
+
+    /// A session admitted by [`Limits::begin_session`] ended.
+    pub fn end_session(&mut self, src: Source, connections: usize) {
+        if let Some(st) = self.get_mut(src) {
+            st.sessions = st.sessions.saturating_sub(1);
+            st.connections = st.connections.saturating_sub(connections);
         }
     }
 
@@ -566,6 +615,49 @@ mod tests {
         l.end_handshake(v4(1));
         l.prune(t + Duration::from_secs(60));
         assert_eq!(l.sources(), 0);
+    }
+
+    #[test]
+    fn sessions_and_their_connections_are_capped_per_source() {
+        let cfg = GuardConfig {
+            max_sessions_per_source: 3,
+            max_connections_per_source: 300,
+            ..GuardConfig::default()
+        };
+        let mut l = Limits::new(cfg);
+        let t = Instant::now();
+        let a = Source::of("192.0.2.1".parse().unwrap());
+        let b = Source::of("192.0.2.2".parse().unwrap());
+        // One 255-connection session works; a second one from the same source does not.
+        assert_eq!(l.begin_session(a, 255, t), Ok(()));
+        assert_eq!(
+            l.begin_session(a, 255, t),
+            Err(Refusal::SourceConnections(255, 255))
+        );
+        assert_eq!(l.begin_session(a, 1, t), Ok(()));
+        assert_eq!(l.begin_session(a, 1, t), Ok(()));
+        assert_eq!(l.begin_session(a, 1, t), Err(Refusal::SourceSessions(3)));
+        // Another source is not affected.
+        assert_eq!(l.begin_session(b, 255, t), Ok(()));
+        l.end_session(a, 255);
+        assert_eq!(l.begin_session(a, 20, t), Ok(()));
+        l.prune(t);
+        assert_eq!(l.sources(), 2, "sources with sessions are remembered");
+        for n in [1, 1, 20] {
+            l.end_session(a, n);
+        }
+        l.end_session(b, 255);
+        l.prune(t);
+        assert_eq!(l.sources(), 0);
+        // 0 = no limit.
+        let mut l = Limits::new(GuardConfig {
+            max_sessions_per_source: 0,
+            max_connections_per_source: 0,
+            ..GuardConfig::default()
+        });
+        for _ in 0..1000 {
+            assert_eq!(l.begin_session(a, 255, t), Ok(()));
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod accept;
 pub mod accounting;
 pub mod acl;
 pub mod api;
+pub mod capacity;
 pub mod echo;
 mod guard;
 mod handshake;
@@ -156,6 +157,7 @@ struct Shared {
     metrics: Arc<Metrics>,
     live: Arc<live::Registry>,
     accounting: Arc<accounting::Accounting>,
+    capacity: Arc<capacity::Capacity>,
 }
 
 /// A bound, not yet running server.
@@ -213,6 +215,9 @@ impl Server {
                 }
             }
         }
+        // After the listeners and echo sockets exist, so they are in the measured base.
+        let capacity = Arc::new(capacity::Capacity::of_process());
+        log::info!("{}", capacity.describe());
         let (tx, rx) = crossbeam_channel::bounded(1024);
         let guard_cfg = cfg.guard;
         let ports = ports::PortPool::new(cfg.udp_port_from);
@@ -238,6 +243,7 @@ impl Server {
                 metrics: Arc::new(Metrics::default()),
                 live: Arc::new(live::Registry::default()),
                 accounting,
+                capacity,
             }),
             events: rx,
         })

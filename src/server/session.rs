@@ -32,6 +32,8 @@ pub(super) fn run(
         method,
         _active,
         grant,
+        _source,
+        _capacity,
     } = a;
     let tcp = cmd.protocol == Protocol::Tcp;
     let n = cmd.connections();

@@ -7,6 +7,7 @@
 //! longer than asked. Every block carries a SAFETY comment.
 #![allow(unsafe_code)]
 
+pub mod limits;
 pub mod mem;
 pub mod tcp;
 pub mod udp;

@@ -244,6 +244,30 @@ fn load_users_file(path: &Path) -> Result<UsersFile> {
 
 #[cfg(feature = "server")]
 impl ServerAccounts {
+    /// What a reload changes, for the log: users added or removed, passwords changed (names
+    /// escaped: a users file may hold anything). Never the passwords themselves.
+    pub fn changes_to(&self, newer: &ServerAccounts) -> Vec<String> {
+        let name = |u: &[u8]| crate::text::Esc(&String::from_utf8_lossy(u)).to_string();
+        let mut out = Vec::new();
+        for (u, a) in &newer.users {
+            match self.users.get(u) {
+                None => out.push(format!("user '{}' added", name(u))),
+                Some(old) if old.password != a.password => {
+                    out.push(format!("password of '{}' changed", name(u)))
+                }
+                Some(_) => {}
+            }
+        }
+        for u in self.users.keys().filter(|u| !newer.users.contains_key(*u)) {
+            out.push(format!("user '{}' removed", name(u)));
+        }
+        out.sort();
+        out
+    }
+}
+
+#[cfg(feature = "server")]
+impl ServerAccounts {
     /// Loads the accounts of the configuration and, for EC-SRP5, computes each verifier from
     /// a fresh random salt.
     pub fn new(cfg: &ServerConfig) -> Result<Self> {

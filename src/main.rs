@@ -550,23 +550,19 @@ fn fleet_matrix(out: &mut impl Write, done: &[btest::fleet::Done]) -> std::io::R
     Ok(())
 }
 
-/// Where server events go: stdout, CSV, syslog.
+/// Where server events go: stdout (through its own writer thread), CSV, syslog.
 #[cfg(feature = "server")]
 struct ServerSinks {
     output: Output,
     csv: Option<CsvLog>,
     syslog: Option<Syslog>,
+    stdout: btest::export::stdout::LineOut,
 }
 
 #[cfg(feature = "server")]
 impl ServerSinks {
-    fn emit(&self, ev: &ServerEvent) -> Result<(), Error> {
-        if let Some(line) = report::server_event_line(ev, self.output) {
-            let stdout = std::io::stdout();
-            let mut out = stdout.lock();
-            quiet_pipe(writeln!(out, "{line}"))?;
-            quiet_pipe(out.flush())?;
-        }
+    /// Never blocks on stdout: a line that cannot be queued is dropped and counted.
+    fn emit(&self, ev: &ServerEvent) {
         if let Some(row) = report::server_csv_row(ev) {
             append_csv(&self.csv, row);
         }
@@ -574,13 +570,43 @@ impl ServerSinks {
             let (sev, msg) = report::server_event_syslog(ev);
             s.send(sev, &msg);
         }
-        Ok(())
+        if let Some(line) = report::server_event_line(ev, self.output) {
+            self.stdout.send(line);
+        }
     }
+}
+
+/// The `btest-events` thread: every server event to the sinks until `done` is dropped, then
+/// whatever is still queued (the sessions a shutdown ended).
+#[cfg(feature = "server")]
+fn spawn_events(
+    sinks: ServerSinks,
+    events: crossbeam_channel::Receiver<ServerEvent>,
+    done: crossbeam_channel::Receiver<()>,
+) -> std::io::Result<std::thread::JoinHandle<ServerSinks>> {
+    std::thread::Builder::new()
+        .name("btest-events".into())
+        .spawn(move || {
+            loop {
+                crossbeam_channel::select! {
+                    recv(events) -> ev => match ev {
+                        Ok(ev) => sinks.emit(&ev),
+                        Err(_) => break,
+                    },
+                    recv(done) -> _ => break,
+                }
+            }
+            for ev in events.try_iter() {
+                sinks.emit(&ev);
+            }
+            sinks
+        })
 }
 
 #[cfg(feature = "server")]
 fn run_server(cfg: ServerConfig) -> Result<(), Error> {
     btest::sys::install_signal_handlers();
+    btest::sys::install_hangup_handler();
     let sinks = ServerSinks {
         output: cfg.output,
         csv: cfg
@@ -588,6 +614,9 @@ fn run_server(cfg: ServerConfig) -> Result<(), Error> {
             .as_ref()
             .map(|p| CsvLog::new(p, csv::server_header())),
         syslog: open_syslog(&cfg.syslog)?,
+        stdout: btest::export::stdout::LineOut::spawn().map_err(|e| Error::Internal {
+            thread: format!("btest-stdout ({e})"),
+        })?,
     };
     let metrics_file = cfg.metrics_file.clone();
     let http_addr = cfg.http;
@@ -652,9 +681,20 @@ fn run_server(cfg: ServerConfig) -> Result<(), Error> {
         }
         None => None,
     };
+    // Events go to their sinks on btest-events; this thread only watches the signals, so
+    // nothing it does can block on a reader of stdout (issue 18).
+    let (events_done, done_rx) = crossbeam_channel::bounded::<()>(0);
+    let events =
+        spawn_events(sinks, handle.events().clone(), done_rx).map_err(|e| Error::Internal {
+            thread: format!("btest-events ({e})"),
+        })?;
     while !btest::sys::signalled() && !handle.stopping() {
-        if let Ok(ev) = handle.events().recv_timeout(Duration::from_millis(100)) {
-            sinks.emit(&ev)?;
+        std::thread::sleep(Duration::from_millis(50));
+        if btest::sys::take_hangup() {
+            match handle.reload() {
+                Ok(what) => log::info!("SIGHUP: {what}"),
+                Err(e) => log::warn!("SIGHUP: the users file was not reloaded, the old accounts and limits stay: {e}"),
+            }
         }
     }
     drop(metrics_stop);
@@ -668,14 +708,20 @@ fn run_server(cfg: ServerConfig) -> Result<(), Error> {
             h.join();
         }
     }
-    let events = handle.events().clone();
     let handle = std::sync::Arc::try_unwrap(handle).map_err(|_| Error::Internal {
         thread: "btest-metrics".into(),
     })?;
+    let dropped = handle.events_dropped();
+    // Ends every session (their records queue up) and writes the usage (accounting flush).
     let stats = handle.shutdown(Duration::from_secs(1));
-    // Sessions ended by the shutdown still get their line.
-    for ev in events.try_iter() {
-        sinks.emit(&ev)?;
+    // Sessions ended by the shutdown still get their records: CSV and syslog at once, stdout
+    // if its reader takes them within a moment (it never holds the exit longer).
+    drop(events_done);
+    if let Ok(sinks) = events.join() {
+        sinks.stdout.finish(Duration::from_millis(300));
+    }
+    if dropped > 0 {
+        log::warn!("{dropped} session record(s) were dropped: the output did not keep up");
     }
     log::info!("stopped: {} session(s) served", stats.sessions_started);
     Ok(())

@@ -214,7 +214,10 @@ mod tests {
             })
             .collect();
         let sum: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
-        assert_eq!(sum, 1_000_000, "eight senders together send the quota exactly");
+        assert_eq!(
+            sum, 1_000_000,
+            "eight senders together send the quota exactly"
+        );
     }
 
     #[test]

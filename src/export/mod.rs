@@ -1,5 +1,5 @@
-//! Optional outputs for other tools: a CSV results log, RFC 3164 syslog over UDP, and a
-//! Prometheus textfile for node_exporter.
+//! Optional outputs for other tools: a CSV results log, RFC 3164 syslog over UDP, a
+//! Prometheus textfile for node_exporter, and the server's non-blocking stdout writer.
 //!
 //! Each module only formats and delivers what the caller hands it; none of them knows about
 //! sessions, sockets of the test itself or the engine. Must not: block a test on a slow or
@@ -10,4 +10,5 @@ pub mod csv;
 #[cfg(feature = "report")]
 pub mod html;
 pub mod metrics;
+pub mod stdout;
 pub mod syslog;

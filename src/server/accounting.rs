@@ -23,15 +23,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 use super::api::QuotaRow;
 use super::quota::{self, ByteLimit, LimitSet, Window};
 use super::usage::{self, Bytes, Store};
 use crate::authio::ServerAccounts;
-use crate::engine::budget::{self, Budget, Pool};
 use crate::cidr::{canonical, Cidr};
 use crate::config::{ServerConfig, SourceScope};
+use crate::engine::budget::{self, Budget, Pool};
 use crate::error::{Error, Result};
 
 /// Usage is fsynced at least this often while sessions run.
@@ -48,7 +48,8 @@ struct Keyed {
 
 /// The server's accounts, limits and usage.
 pub struct Accounting {
-    users: HashMap<String, LimitSet>,
+    /// The users file's limit lines; replaced whole by a reload (SIGHUP).
+    users: RwLock<HashMap<String, LimitSet>>,
     sources: Vec<(SourceScope, LimitSet)>,
     store: Option<Mutex<Store>>,
     active: Mutex<HashMap<String, usize>>,
@@ -58,8 +59,9 @@ pub struct Accounting {
     pools: Mutex<HashMap<PoolKey, PoolSlot>>,
 }
 
-/// One byte quota of one key: (key, window, direction).
-type PoolKey = (String, Window, quota::Dir);
+/// One byte quota of one key: (key, window, direction, limit). A limit changed by a reload
+/// is a new pool: running sessions keep the one they were admitted with.
+type PoolKey = (String, Window, quota::Dir, u64);
 
 struct PoolSlot {
     pool: Arc<Pool>,
@@ -105,26 +107,7 @@ impl Accounting {
     /// `--state-dir`: counted only in memory, a restart would silently give every user a
     /// fresh quota.
     pub fn new(cfg: &ServerConfig, accounts: &ServerAccounts) -> Result<Accounting> {
-        let mut users = HashMap::new();
-        let file = cfg
-            .users_file
-            .as_deref()
-            .map_or_else(String::new, |p| p.display().to_string());
-        for (line, user, spec) in accounts.limit_lines() {
-            let at = format!("{file}:{line}");
-            let limits = quota::parse_limits(spec)
-                .map_err(|e| Error::Usage(format!("{at}: limit {user}: {e}")))?;
-            if !accounts.has_user(user) {
-                return Err(Error::Usage(format!(
-                    "{at}: limit for '{user}', who has no account in the file or --user; add 'USER:PASSWORD' or fix the name"
-                )));
-            }
-            if users.insert(user.clone(), limits).is_some() {
-                return Err(Error::Usage(format!(
-                    "{at}: a second limit line for '{user}'; put all of its limits on one line"
-                )));
-            }
-        }
+        let users = user_limits(cfg, accounts)?;
         let mut sources = Vec::new();
         for s in &cfg.source_limits {
             let limits = quota::parse_limits(&s.spec)
@@ -143,7 +126,7 @@ impl Accounting {
             (None, false) => None,
         };
         Ok(Accounting {
-            users,
+            users: RwLock::new(users),
             sources,
             store,
             active: Mutex::new(HashMap::new()),
@@ -152,19 +135,54 @@ impl Accounting {
         })
     }
 
+    /// Takes the `limit` lines of a reloaded users file (SIGHUP), checked first: on an error
+    /// nothing changes. Running sessions keep the limits they were admitted with. Returns
+    /// what changed, one phrase per user.
+    pub fn reload_users(
+        &self,
+        cfg: &ServerConfig,
+        accounts: &ServerAccounts,
+    ) -> Result<Vec<String>> {
+        let new = user_limits(cfg, accounts)?;
+        if self.store.is_none() && new.values().any(|l| !l.bytes.is_empty()) {
+            return Err(Error::Usage(
+                "the reloaded users file has byte quotas, which need --state-dir (set when the server starts)".into(),
+            ));
+        }
+        let mut users = self.users.write();
+        let mut changes = Vec::new();
+        for (u, l) in &new {
+            match users.get(u) {
+                None => changes.push(format!("limit for '{}' added", crate::text::Esc(u))),
+                Some(old) if old != l => {
+                    changes.push(format!("limit for '{}' changed", crate::text::Esc(u)))
+                }
+                Some(_) => {}
+            }
+        }
+        for u in users.keys().filter(|u| !new.contains_key(*u)) {
+            changes.push(format!("limit for '{}' removed", crate::text::Esc(u)));
+        }
+        changes.sort();
+        *users = new;
+        Ok(changes)
+    }
+
     /// Does any limit or the store exist? Without, admission is free.
     pub fn is_empty(&self) -> bool {
-        self.users.is_empty() && self.sources.is_empty() && self.store.is_none()
+        self.users.read().is_empty() && self.sources.is_empty() && self.store.is_none()
     }
 
     fn applicable(&self, user: Option<&str>, ip: IpAddr) -> Vec<Keyed> {
         let ip = canonical(ip);
         let mut out = Vec::new();
-        if let Some((u, l)) = user.and_then(|u| self.users.get_key_value(u)) {
-            out.push(Keyed {
-                key: format!("user:{u}"),
-                limits: l.clone(),
-            });
+        if let Some(u) = user {
+            if let Some(l) = self.users.read().get(u) {
+                out.push(Keyed {
+                    key: format!("user:{u}"),
+                    limits: l.clone(),
+                });
+            }
         }
         for (scope, l) in &self.sources {
             let key = match (*scope, ip) {
@@ -235,7 +253,7 @@ impl Accounting {
         let mut out = Vec::new();
         for k in keyed {
             for l in &k.limits.bytes {
-                let key = (k.key.clone(), l.window, l.dir);
+                let key = (k.key.clone(), l.window, l.dir, l.bytes);
                 let pool = self.pool(&key, l.bytes, now);
                 if pool.left() < budget::MIN_LEFT {
                     let used = l.bytes.saturating_sub(pool.left());
@@ -328,6 +346,7 @@ impl Accounting {
         let store = store.lock();
         let mut keys: Vec<Keyed> = self
             .users
+            .read()
             .iter()
             .filter(|(_, l)| !l.bytes.is_empty())
             .map(|(u, l)| Keyed {
@@ -385,6 +404,31 @@ impl Accounting {
             .find(|(s, l)| *s == scope && !l.bytes.is_empty())
             .map(|(_, l)| l.clone())
     }
+}
+
+/// The users file's `limit` lines, checked: each names an account, at most one per user.
+fn user_limits(cfg: &ServerConfig, accounts: &ServerAccounts) -> Result<HashMap<String, LimitSet>> {
+    let mut users = HashMap::new();
+    let file = cfg
+        .users_file
+        .as_deref()
+        .map_or_else(String::new, |p| p.display().to_string());
+    for (line, user, spec) in accounts.limit_lines() {
+        let at = format!("{file}:{line}");
+        let limits = quota::parse_limits(spec)
+            .map_err(|e| Error::Usage(format!("{at}: limit {user}: {e}")))?;
+        if !accounts.has_user(user) {
+            return Err(Error::Usage(format!(
+                "{at}: limit for '{user}', who has no account in the file or --user; add 'USER:PASSWORD' or fix the name"
+            )));
+        }
+        if users.insert(user.clone(), limits).is_some() {
+            return Err(Error::Usage(format!(
+                "{at}: a second limit line for '{user}'; put all of its limits on one line"
+            )));
+        }
+    }
+    Ok(users)
 }
 
 fn open_store(dir: &Path) -> Result<Store> {
@@ -463,7 +507,10 @@ impl Grant {
 
     /// The first used-up quota of this session, as a message.
     pub fn over(&self, now: u64) -> Option<String> {
-        let q = self.quotas.iter().find(|q| q.pool.left() < budget::MIN_LEFT)?;
+        let q = self
+            .quotas
+            .iter()
+            .find(|q| q.pool.left() < budget::MIN_LEFT)?;
         let l = ByteLimit {
             window: q.key.1,
             dir: q.key.2,
@@ -638,7 +685,10 @@ mod tests {
         // 40 kB left: less than one more TCP batch may need, so the quota reads as used up
         // (the status thread ends the session; the next one is refused, also after a restart).
         let why = moved(&g, 960_000, 0, now).unwrap();
-        assert!(why.contains("used 960.00 kB of its daily down quota"), "{why}");
+        assert!(
+            why.contains("used 960.00 kB of its daily down quota"),
+            "{why}"
+        );
         drop(g);
         let e = acc.admit(None, ip, now).err().unwrap();
         assert!(e.contains("used 960.00 kB"), "{e}");
@@ -658,7 +708,10 @@ mod tests {
         let b = acc.admit(None, "10.9.9.2".parse().unwrap(), now).unwrap();
         assert_eq!(acc.pools.lock().len(), 1, "one /24, one quota, one pool");
         assert!(a.budget().take_tx(700_000));
-        assert!(!b.budget().take_tx(700_000), "the second session sees the first's bytes");
+        assert!(
+            !b.budget().take_tx(700_000),
+            "the second session sees the first's bytes"
+        );
         assert!(
             !a.budget().take_rx(1),
             "a refused send leaves the quota used up for every session"

@@ -178,7 +178,11 @@ impl Capacity {
         if let Some(n) = limits::threads_max() {
             consider(n, format!("kernel.threads-max {n}"));
         }
-        let clamp = |n: u64| usize::try_from(n).unwrap_or(usize::MAX / 2).min(usize::MAX / 2);
+        let clamp = |n: u64| {
+            usize::try_from(n)
+                .unwrap_or(usize::MAX / 2)
+                .min(usize::MAX / 2)
+        };
         Capacity::new(
             clamp(fds),
             clamp(threads.0),
@@ -192,12 +196,7 @@ impl Capacity {
     }
 
     /// Reserves `fds` descriptors and `threads` threads for a handshake or a session.
-    pub fn hold(
-        self: &Arc<Self>,
-        tier: Tier,
-        fds: usize,
-        threads: usize,
-    ) -> Result<Hold, Full> {
+    pub fn hold(self: &Arc<Self>, tier: Tier, fds: usize, threads: usize) -> Result<Hold, Full> {
         if !self.fds.take(fds, tier) {
             return Err(self.full(&self.fds, "file descriptors", fds, &self.sources.fds));
         }
@@ -244,7 +243,8 @@ impl Capacity {
 /// What a session costs: `links` TCP connections (UDP: its control connection and one
 /// socket), its role threads (engine/roles.rs decides which) and its `btest-conn` thread.
 pub fn session_cost(tcp: bool, links: usize, transmit: bool, receive: bool) -> (usize, usize) {
-    let roles = crate::engine::roles::RoleTable::new(tcp, if tcp { links } else { 1 }, transmit, receive);
+    let roles =
+        crate::engine::roles::RoleTable::new(tcp, if tcp { links } else { 1 }, transmit, receive);
     let fds = if tcp { links } else { 2 };
     (fds, roles.slots.len() + 1)
 }

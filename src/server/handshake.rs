@@ -239,7 +239,7 @@ pub(super) fn handle_connection(
     match admit(shared, s, peer, cmd, &mut slot) {
         Ok(ready) => {
             let rec = session::run(shared, peer, cmd, ready);
-            let _ = shared.events.try_send(ServerEvent::End(Box::new(rec)));
+            shared.emit(ServerEvent::End(Box::new(rec)));
             // The session's sockets and buffers are gone: hand glibc's free pages back
             // (8 waves of 100 sessions left ~20 MiB idle without it, ~4 MiB with it).
             crate::sys::mem::release_idle_memory();
@@ -271,7 +271,7 @@ pub(super) fn handle_connection(
                     error: e.to_string(),
                 }))
             };
-            let _ = shared.events.try_send(ev);
+            shared.emit(ev);
         }
     }
 }
@@ -289,7 +289,8 @@ fn admit(
     cmd: Command,
     slot: &mut HandshakeSlot<'_>,
 ) -> std::result::Result<Admitted, SetupError> {
-    let method = shared.auth.method();
+    let accounts = shared.accounts();
+    let method = accounts.method();
     let src = slot.src;
     if method != AuthMethod::None {
         // Before any of the login's work: an EC-SRP5 MSG1 costs the server ~10x what it
@@ -303,8 +304,7 @@ fn admit(
         }
     }
     let mut presented = None;
-    let user = shared
-        .auth
+    let user = accounts
         .authenticate(&mut s, peer, &mut presented)
         .map_err(|e| {
             shared.rejected.fetch_add(1, SeqCst);
@@ -349,7 +349,10 @@ fn admit(
     // Per source: sessions, and the TCP connections they hold together (issue 18: one
     // address took all 100 slots; four 255-connection sessions exhausted the process).
     let links = if tcp { n } else { 1 };
-    let admitted = shared.limits.lock().begin_session(src, links, Instant::now());
+    let admitted = shared
+        .limits
+        .lock()
+        .begin_session(src, links, Instant::now());
     if let Err(r) = admitted {
         let why = r.describe(Instant::now());
         reject(shared, peer, refusal_reason(r), &why);
@@ -359,12 +362,8 @@ fn admit(
         let sh = shared.clone();
         Defer::boxed(move || sh.limits.lock().end_session(src, links))
     };
-    let (fds, threads) = super::capacity::session_cost(
-        tcp,
-        n,
-        cmd.direction.server_tx(),
-        cmd.direction.server_rx(),
-    );
+    let (fds, threads) =
+        super::capacity::session_cost(tcp, n, cmd.direction.server_tx(), cmd.direction.server_rx());
     let capacity = match shared.capacity.hold(Tier::Session, fds, threads) {
         Ok(h) => h,
         Err(full) => {

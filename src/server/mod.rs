@@ -153,7 +153,11 @@ struct Shared {
     started: AtomicU64,
     rejected: AtomicU64,
     events: Sender<ServerEvent>,
-    auth: crate::authio::ServerAccounts,
+    /// Events the caller was too slow to take (the channel was full): counted, and logged
+    /// through the gate.
+    events_dropped: AtomicU64,
+    /// The accounts; replaced whole by [`ServerHandle::reload`].
+    auth: parking_lot::RwLock<Arc<crate::authio::ServerAccounts>>,
     metrics: Arc<Metrics>,
     live: Arc<live::Registry>,
     accounting: Arc<accounting::Accounting>,
@@ -239,7 +243,8 @@ impl Server {
                 started: AtomicU64::new(0),
                 rejected: AtomicU64::new(0),
                 events: tx,
-                auth,
+                events_dropped: AtomicU64::new(0),
+                auth: parking_lot::RwLock::new(Arc::new(auth)),
                 metrics: Arc::new(Metrics::default()),
                 live: Arc::new(live::Registry::default()),
                 accounting,
@@ -360,6 +365,31 @@ impl ServerHandle {
         self.shared.accounting.clone()
     }
 
+    /// Reads the users file again (SIGHUP): its accounts and `limit` lines replace the old
+    /// ones only if the whole file is valid; otherwise nothing changes and the error says
+    /// why. Sessions already running keep their login and limits. Returns what changed.
+    pub fn reload(&self) -> Result<String> {
+        let sh = &self.shared;
+        let Some(path) = &sh.cfg.users_file else {
+            return Ok("no --users file: nothing to reload".into());
+        };
+        let accounts = crate::authio::ServerAccounts::new(&sh.cfg)?;
+        let old = sh.auth.read().clone();
+        let mut changes = old.changes_to(&accounts);
+        changes.extend(sh.accounting.reload_users(&sh.cfg, &accounts)?);
+        *sh.auth.write() = Arc::new(accounts);
+        Ok(if changes.is_empty() {
+            format!("reloaded {}: no change", path.display())
+        } else {
+            format!("reloaded {}: {}", path.display(), changes.join(", "))
+        })
+    }
+
+    /// Events dropped because the caller did not take them in time.
+    pub fn events_dropped(&self) -> u64 {
+        self.shared.events_dropped.load(SeqCst)
+    }
+
     /// Has the server been told to stop?
     pub fn stopping(&self) -> bool {
         self.shared.stop.is_triggered()
@@ -403,6 +433,26 @@ impl Drop for ServerHandle {
             let _ = h.join();
         }
         self.join_echo();
+    }
+}
+
+impl Shared {
+    /// Hands an event to the caller without blocking a session: when the caller falls behind
+    /// (its channel of 1024 is full) the event is dropped, counted and logged through the gate.
+    fn emit(&self, ev: ServerEvent) {
+        if self.events.try_send(ev).is_err() {
+            self.events_dropped.fetch_add(1, SeqCst);
+            if self.gate.lock().allow("events_dropped") {
+                log::warn!(
+                    "a session record was dropped: the output is not keeping up (counted in events_dropped)"
+                );
+            }
+        }
+    }
+
+    /// The accounts in force now.
+    fn accounts(&self) -> Arc<crate::authio::ServerAccounts> {
+        self.auth.read().clone()
     }
 }
 

@@ -64,7 +64,7 @@ pub(super) fn run(
         auth: method,
         udp_port: lease.as_ref().map(|l| l.port),
     };
-    let _ = shared.events.try_send(ServerEvent::Start(start.clone()));
+    shared.emit(ServerEvent::Start(start.clone()));
     // The lowest of --max-rate and the user's and source's rate= limits.
     let cap = lowest(shared.cfg.max_rate, grant.rate);
     let sends_at = capped(u64::from(cmd.remote_tx_speed), cap);

@@ -80,7 +80,10 @@ pub fn cgroup_pids() -> Option<(u64, u64, PathBuf)> {
         loop {
             if let Some(max) = read_u64(&d.join("pids.max")) {
                 let cur = read_u64(&d.join("pids.current")).unwrap_or(0);
-                if best.as_ref().is_none_or(|b| max.saturating_sub(cur) < b.0.saturating_sub(b.1)) {
+                if best
+                    .as_ref()
+                    .is_none_or(|b| max.saturating_sub(cur) < b.0.saturating_sub(b.1))
+                {
                     best = Some((max, cur, d.to_path_buf()));
                 }
             }

@@ -1,9 +1,10 @@
 //! The crate's only `unsafe` code: thin wrappers over libc calls that std does not offer.
 //!
-//! Owns: the SIGINT/SIGTERM flag, the TX threads' timer slack, readiness polling of listeners,
+//! Owns: the SIGINT/SIGTERM and SIGHUP flags, the TX threads' timer slack, readiness polling of listeners,
 //! socket options std lacks (forced buffer sizes, integer options), TCP_INFO, getrandom;
 //! `tcp.rs` the TCP data-path calls, `udp.rs` batched UDP I/O (sendmmsg/recvmmsg, GSO/GRO and
-//! their control messages). Must not: hold state other than the signal flag, or block
+//! their control messages), `limits.rs` the process's resource limits. Must not: hold state
+//! other than the signal flags, or block
 //! longer than asked. Every block carries a SAFETY comment.
 #![allow(unsafe_code)]
 
@@ -36,6 +37,33 @@ pub fn install_signal_handlers() {
             libc::sigaction(sig, &sa, std::ptr::null_mut());
         }
     }
+}
+
+static HANGUP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_hangup(_: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    HANGUP.store(true, Ordering::SeqCst);
+}
+
+/// Installs a SIGHUP handler that only sets a flag (see [`take_hangup`]): the server reloads
+/// its users file on it, as daemons conventionally do, instead of dying (issue 18: a
+/// logrotate script or a closed terminal killed it, losing session records and usage).
+pub fn install_hangup_handler() {
+    // SAFETY: as in `install_signal_handlers`: a zeroed, fully set struct whose handler only
+    // performs an atomic store.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_hangup as *const () as libc::sighandler_t;
+        libc::sigemptyset(&mut sa.sa_mask);
+        sa.sa_flags = libc::SA_RESTART;
+        libc::sigaction(libc::SIGHUP, &sa, std::ptr::null_mut());
+    }
+}
+
+/// True once per SIGHUP (or several that came together).
+pub fn take_hangup() -> bool {
+    HANGUP.swap(false, Ordering::SeqCst)
 }
 
 /// True once SIGINT or SIGTERM arrived.

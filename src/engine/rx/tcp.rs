@@ -16,10 +16,10 @@ use std::os::fd::AsFd;
 use crossbeam_channel::Sender;
 
 use super::{peer_closed, peer_gone};
+use crate::engine::budget::Budget;
 use crate::engine::counters::Counters;
 use crate::engine::scan::StatusScanner;
 use crate::engine::status::PeerMsg;
-use crate::engine::budget::Budget;
 use crate::engine::stop::{Stop, StopReason};
 use crate::error::Result;
 use crate::net;

@@ -8,8 +8,8 @@ use std::net::UdpSocket;
 
 use super::{canonical, AcceptFrom};
 use crate::config::UdpIo;
-use crate::engine::counters::{Counters, LossTracker};
 use crate::engine::budget::Budget;
+use crate::engine::counters::{Counters, LossTracker};
 use crate::engine::stop::{Stop, StopReason};
 use crate::engine::udpio::{for_each_datagram, UdpRx};
 use crate::error::{Error, Phase, Result};

@@ -229,6 +229,7 @@ const SUMMARY: &[FieldDoc] = &[
     n("rtt_lost", Int, "of those, probes without a reply within 1 s"),
     n("bufferbloat_ms", Num, "loaded median round-trip time minus the idle median: the delay the load added (queueing)"),
     n("tcp_rtt_ms", Num, "TCP: the kernel's smoothed round-trip time at the end, mean over the connections"),
+    f("foreign_datagrams", Int, "UDP datagrams received that were not the server's: from another sender or port, of another size, or with a sequence far from the test's (not counted as data, loss or reorder)"),
 ];
 
 const TARGET: &[FieldDoc] = &[
@@ -365,6 +366,7 @@ const SESSION_END: &[FieldDoc] = &[
     n("error", Str, "what failed, when `end_reason` is `error`"),
     n("udp_tx_io", Str, "UDP: how the server sent (`gso`, `mmsg`, `single`)"),
     n("udp_rx_io", Str, "UDP: how the server received (`gro`, `mmsg`, `single`)"),
+    f("foreign_datagrams", Int, "UDP datagrams received that were not the client's: from another address or port, of another size, or with a sequence far from the test's (not counted as data, loss or quota)"),
 ];
 
 const AUTH_FAILURE: &[FieldDoc] = &[

@@ -273,7 +273,8 @@ pub fn summary_record(
             .and_then(|l| Some(l.loaded?.p50_ms - l.idle?.p50_ms))
             .map_or(Value::Null, ms);
         b.push("bufferbloat_ms", bloat)
-            .push("tcp_rtt_ms", tcp_rtt_ms(st.tcp.as_ref()));
+            .push("tcp_rtt_ms", tcp_rtt_ms(st.tcp.as_ref()))
+            .int("foreign_datagrams", st.totals.foreign);
     })
 }
 
@@ -754,6 +755,7 @@ fn session_end_record(r: &SessionRecord) -> Record {
                     .push("udp_rx_io", Value::Null);
             }
         }
+        b.int("foreign_datagrams", st.totals.foreign);
     })
 }
 

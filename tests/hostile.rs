@@ -255,3 +255,74 @@ fn session_limit_rejects_and_recovers() {
         still_serves(&srv);
     });
 }
+
+/// Issue 18 item 7: random datagrams sent from the client's own address and port into a live
+/// data port (a spoofer, or a stray) are counted as foreign: not as traffic, loss or quota.
+/// Before, random sequence numbers made `lost_packets` 4.8e12.
+#[test]
+fn foreign_datagrams_into_a_udp_data_port_are_not_traffic_or_loss() {
+    watchdog(60, || {
+        let srv = start_server(server_cfg());
+        let addr = srv.addr;
+        let client = std::thread::spawn(move || {
+            let mut c = client_cfg(addr, Protocol::Udp, Direction::ServerRx, 3.0);
+            c.local_tx_speed = 10_000_000;
+            c.latency = btest::config::Latency::Off;
+            run_client(&c).0
+        });
+        let udp_port = loop {
+            match srv.h().events().recv_timeout(Duration::from_secs(10)) {
+                Ok(btest::server::ServerEvent::Start(s)) => break s.udp_port.unwrap(),
+                Ok(_) => {}
+                Err(_) => panic!("no session start"),
+            }
+        };
+        // The client's own port (server port + 256), shared through SO_REUSEPORT as the
+        // client's data socket allows.
+        let spoof =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+        spoof.set_reuse_port(true).unwrap();
+        let from: SocketAddr = format!("127.0.0.1:{}", udp_port + 256).parse().unwrap();
+        spoof.bind(&from.into()).unwrap();
+        let to: SocketAddr = format!("127.0.0.1:{udp_port}").parse().unwrap();
+        let mut x = 0x2545_f491u32;
+        let mut buf = vec![0u8; 1472];
+        let sent = 20_000;
+        for i in 0..sent {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            buf[..4].copy_from_slice(&x.to_be_bytes());
+            // Half of the client's size, half of others.
+            let len = if i % 2 == 0 {
+                1472
+            } else {
+                4 + (x as usize % 1400)
+            };
+            let _ = spoof.send_to(&buf[..len], &to.into());
+            if i % 500 == 0 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        let r = client.join().unwrap().expect("the test ran");
+        let rec = srv.next_session(Duration::from_secs(10));
+        let s = rec.result.expect("the session ran");
+        let t = &s.status.totals;
+        eprintln!(
+            "client sent {} B; server received {} B, lost {}, reordered {}, foreign {} of {sent} spoofed",
+            r.summary.status.totals.tx_bytes, t.rx_bytes, t.lost as i64, t.reordered, t.foreign
+        );
+        // Most spoofed datagrams reach the server's socket (a few may go to the client's
+        // socket through SO_REUSEPORT, or be dropped): all that arrive are foreign.
+        assert!(t.foreign >= sent as u64 / 2, "{t:?}");
+        assert!((t.lost as i64) < 1_000, "phantom loss: {t:?}");
+        let diff = t.rx_bytes.abs_diff(r.summary.status.totals.tx_bytes);
+        assert!(
+            diff < r.summary.status.totals.tx_bytes / 10,
+            "received {} vs sent {}",
+            t.rx_bytes,
+            r.summary.status.totals.tx_bytes
+        );
+        srv.assert_idle();
+    });
+}

@@ -25,6 +25,9 @@ pub struct Counters {
     pub reordered: AtomicU64,
     /// UDP datagrams seen twice.
     pub duplicates: AtomicU64,
+    /// UDP datagrams that were not plausibly the session's: from another sender, of another
+    /// size, or with a sequence far from the session's (issue 18). Not traffic, loss or quota.
+    pub foreign: AtomicU64,
     /// The UDP I/O method this thread settled on ([`crate::engine::udpio::Method`] as u8;
     /// 0 = none yet). Written at start and on a fallback, read at the end of the session.
     pub io_method: std::sync::atomic::AtomicU8,
@@ -47,6 +50,8 @@ pub struct Snapshot {
     pub reordered: u64,
     /// Duplicated datagrams.
     pub duplicates: u64,
+    /// Foreign datagrams (see [`Counters::foreign`]).
+    pub foreign: u64,
 }
 
 impl Counters {
@@ -88,6 +93,7 @@ impl Counters {
             lost: self.lost.swap(0, Relaxed),
             reordered: self.reordered.swap(0, Relaxed),
             duplicates: self.duplicates.swap(0, Relaxed),
+            foreign: self.foreign.swap(0, Relaxed),
         }
     }
 }
@@ -103,6 +109,7 @@ impl std::ops::AddAssign for Snapshot {
         self.lost = self.lost.wrapping_add(o.lost);
         self.reordered = self.reordered.wrapping_add(o.reordered);
         self.duplicates = self.duplicates.wrapping_add(o.duplicates);
+        self.foreign = self.foreign.wrapping_add(o.foreign);
     }
 }
 
@@ -117,18 +124,44 @@ pub enum SeqEvent {
     Late,
     /// Seen before.
     Duplicate,
+    /// Not plausibly the session's: a size other than the sender's, or a sequence number
+    /// further than [`FAR`] from the window (random datagrams into a data port counted as
+    /// 4.8e12 lost before, issue 18).
+    Foreign,
 }
 
-/// UDP sequence tracking with a 64-datagram reorder window, wrap-safe at 2^32.
+/// UDP sequence tracking with a 64-datagram reorder window, wrap-safe at 2^32, that tells
+/// the sender's datagrams from foreign ones.
+///
+/// The first datagram sets the window and the sender's datagram size (every btest sender
+/// sends one size; the sequence may start anywhere, reference 9.1). A datagram of another
+/// size, or whose sequence is [`FAR`] or more ahead or behind, is [`SeqEvent::Foreign`].
+/// [`RESYNC`] consecutive datagrams that follow each other far from the window (the first
+/// datagram was a stray, or the sender jumped) move the window and the size to them.
 #[derive(Debug, Default, Clone)]
 pub struct LossTracker {
     highest: Option<u32>,
     /// Bit i set = datagram `highest - i` was seen (bit 0 is `highest` itself).
     window: u64,
+    /// The sender's datagram length (payload bytes).
+    size: usize,
+    /// Far datagrams that follow each other: (last sequence, length, how many).
+    far: Option<(u32, usize, u32)>,
 }
 
 /// Datagrams further behind than this are treated as late without duplicate detection.
 const WINDOW: u32 = 64;
+
+/// A sequence this far ahead of or behind the window is not taken on its own word: a random
+/// 32-bit number lands this close with odds of 1 in 2^19, and then moves the window by at most
+/// this much. A sender's real jump (a burst of loss longer than this) is followed after
+/// [`RESYNC`] datagrams, and its gap is then counted as lost, less those [`RESYNC`] datagrams
+/// (counted foreign, not received).
+pub const FAR: u32 = 4096;
+
+/// Consecutive far datagrams, each at most [`WINDOW`] after the previous one and of one size,
+/// that move the window to them.
+pub const RESYNC: u32 = 8;
 
 impl LossTracker {
     /// A tracker that has seen nothing.
@@ -136,14 +169,41 @@ impl LossTracker {
         Self::default()
     }
 
-    /// Accounts one datagram.
+    /// Accounts one datagram of any size (tests of the sequence rules).
     pub fn on_seq(&mut self, seq: u32) -> SeqEvent {
+        self.on_datagram(seq, self.size)
+    }
+
+    /// Accounts one datagram of `len` payload bytes.
+    pub fn on_datagram(&mut self, seq: u32, len: usize) -> SeqEvent {
         let Some(high) = self.highest else {
-            self.highest = Some(seq);
-            self.window = 1;
+            self.restart(seq, len);
             return SeqEvent::InOrder;
         };
         let ahead = seq.wrapping_sub(high);
+        let behind = high.wrapping_sub(seq);
+        if len != self.size || (ahead >= FAR && behind >= FAR) {
+            // Far datagrams that follow each other are the sender after all (a stray first
+            // datagram, or a jump): move there.
+            let follows = |&(last, l, _): &(u32, usize, u32)| {
+                l == len && (1..=WINDOW).contains(&seq.wrapping_sub(last))
+            };
+            let n = match self.far {
+                Some(f) if follows(&f) => f.2 + 1,
+                _ => 1,
+            };
+            if n >= RESYNC {
+                // Forward: the sender's datagrams in the gap are lost, but for the ones just
+                // counted foreign on their way here.
+                let gap = (seq.wrapping_sub(high) < 1 << 31 && len == self.size)
+                    .then(|| seq.wrapping_sub(high).saturating_sub(RESYNC))
+                    .filter(|&g| g > 0);
+                self.restart(seq, len);
+                return gap.map_or(SeqEvent::InOrder, SeqEvent::Gap);
+            }
+            self.far = Some((seq, len, n));
+            return SeqEvent::Foreign;
+        }
         if ahead == 0 {
             return SeqEvent::Duplicate;
         }
@@ -161,7 +221,6 @@ impl LossTracker {
                 SeqEvent::Gap(ahead - 1)
             };
         }
-        let behind = high.wrapping_sub(seq);
         if behind < WINDOW {
             let bit = 1u64 << behind;
             if self.window & bit != 0 {
@@ -170,6 +229,13 @@ impl LossTracker {
             self.window |= bit;
         }
         SeqEvent::Late
+    }
+
+    fn restart(&mut self, seq: u32, len: usize) {
+        self.highest = Some(seq);
+        self.window = 1;
+        self.size = len;
+        self.far = None;
     }
 
     /// Applies an event to a counter slot.
@@ -187,6 +253,9 @@ impl LossTracker {
             }
             SeqEvent::Duplicate => {
                 c.duplicates.fetch_add(1, Relaxed);
+            }
+            SeqEvent::Foreign => {
+                c.foreign.fetch_add(1, Relaxed);
             }
         }
     }
@@ -232,6 +301,57 @@ mod tests {
         );
         assert_eq!(t.on_seq(2000), SeqEvent::Gap(999));
         assert_eq!(t.on_seq(1999), SeqEvent::Late);
+    }
+
+    #[test]
+    fn random_datagrams_are_foreign_and_change_nothing() {
+        let mut t = LossTracker::new();
+        let c = Counters::default();
+        for s in 1..=100u32 {
+            LossTracker::account(t.on_datagram(s, 1472), &c);
+        }
+        // The issue 18 probe: random sequence numbers from the client's address and port.
+        let mut x = 0x9e37_79b9u32;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            LossTracker::account(t.on_datagram(x, 1472), &c);
+        }
+        // The wrong size is foreign even in the window.
+        assert_eq!(t.on_datagram(101, 64), SeqEvent::Foreign);
+        assert_eq!(t.on_datagram(101, 1472), SeqEvent::InOrder);
+        let s = c.take();
+        assert_eq!(s.foreign, 10_000, "{s:?}");
+        assert_eq!(s.lost, 0, "no phantom loss");
+    }
+
+    #[test]
+    fn a_stray_first_datagram_or_a_real_jump_resyncs() {
+        let mut t = LossTracker::new();
+        assert_eq!(
+            t.on_datagram(0xdead_beef, 17),
+            SeqEvent::InOrder,
+            "a stray came first"
+        );
+        for s in 1..RESYNC {
+            assert_eq!(t.on_datagram(s, 1472), SeqEvent::Foreign);
+        }
+        assert_eq!(
+            t.on_datagram(RESYNC, 1472),
+            SeqEvent::InOrder,
+            "the sender's own"
+        );
+        assert_eq!(t.on_datagram(RESYNC + 2, 1472), SeqEvent::Gap(1));
+        // A sender that loses 100,000 datagrams in a row is followed after RESYNC of its
+        // datagrams, and the gap counted lost but for those RESYNC.
+        let high = RESYNC + 2;
+        let j = high + 100_001;
+        for s in 0..RESYNC - 1 {
+            assert_eq!(t.on_datagram(j + s, 1472), SeqEvent::Foreign);
+        }
+        assert_eq!(t.on_datagram(j + RESYNC - 1, 1472), SeqEvent::Gap(100_000));
+        assert_eq!(t.on_datagram(j + RESYNC, 1472), SeqEvent::InOrder);
     }
 
     #[test]

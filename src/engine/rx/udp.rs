@@ -9,12 +9,13 @@ use std::net::UdpSocket;
 use super::{canonical, AcceptFrom};
 use crate::config::UdpIo;
 use crate::engine::budget::Budget;
-use crate::engine::counters::{Counters, LossTracker};
+use crate::engine::counters::{Counters, LossTracker, SeqEvent};
 use crate::engine::stop::{Stop, StopReason};
 use crate::engine::udpio::{for_each_datagram, UdpRx};
 use crate::error::{Error, Phase, Result};
 use crate::net;
 use crate::wire::datagram;
+use std::sync::atomic::Ordering::Relaxed;
 
 /// Reads UDP test datagrams. `from` filters sources on an unconnected server socket.
 pub fn run(
@@ -38,27 +39,37 @@ pub fn run(
         for m in 0..n {
             let (data, meta) = io.get(m);
             let port = match (from, meta.src) {
-                (None, _) => 0,
+                (None, _) => Some(0),
                 (Some(f), Some(src)) if Some(canonical(src.ip())) == want_ip => {
-                    match usize::from(src.port().wrapping_sub(f.first_port)) {
-                        i if i < loss.len() => i,
-                        _ => continue, // not one of our client's ports: ignore
-                    }
+                    Some(usize::from(src.port().wrapping_sub(f.first_port)))
+                        .filter(|&i| i < loss.len())
                 }
-                _ => continue, // not our client: ignore
+                _ => None,
+            };
+            let Some(port) = port else {
+                // Not our client, or not one of its ports: foreign, not traffic.
+                let mut n = 0;
+                for_each_datagram(data, &meta, |_, _| n += 1);
+                counters.foreign.fetch_add(n, Relaxed);
+                continue;
             };
             let tracker = &mut loss[port];
             let (mut count, mut bytes) = (0u64, 0u64);
             for_each_datagram(data, &meta, |d, len| {
-                // Shorter than the sequence header: a NAT opener, ignored.
-                if let Some(seq) = (len >= datagram::SEQ_LEN)
+                // Shorter than the sequence header: a NAT opener, not traffic.
+                let Some(seq) = (len >= datagram::SEQ_LEN)
                     .then(|| datagram::read_seq(d))
                     .flatten()
-                {
+                else {
+                    counters.foreign.fetch_add(1, Relaxed);
+                    return;
+                };
+                let ev = tracker.on_datagram(seq, len);
+                if ev != SeqEvent::Foreign {
                     count += 1;
                     bytes += (len + overhead) as u64;
-                    LossTracker::account(tracker.on_seq(seq), counters);
                 }
+                LossTracker::account(ev, counters);
             });
             if count > 0 {
                 counters.received_n(count, bytes);

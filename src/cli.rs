@@ -314,6 +314,10 @@ const OPTIONS: &[Opt] = &[
         "serve live sessions, quotas and history as JSON, /metrics\nand a dashboard page (a bare port: 127.0.0.1 only)",
     ),
     server(
+        "--http-host NAME",
+        "also answer --http requests for this host name (repeatable);\nits listen address is always answered, other names get\n421 (DNS rebinding)",
+    ),
+    server(
         "--auth ecsrp5|md5|none",
         "method offered (default ecsrp5 with credentials, else none)",
     ),
@@ -590,6 +594,7 @@ struct RawArgs {
     source_limits: Vec<crate::config::SourceLimit>,
     state_dir: Option<PathBuf>,
     http: Option<SocketAddr>,
+    http_hosts: Vec<String>,
     tuning: crate::config::Tuning,
     auth: Option<AuthMethod>,
     users_file: Option<PathBuf>,
@@ -1410,6 +1415,10 @@ fn lex_arg(p: &mut lexopt::Parser, r: &mut RawArgs, arg: lexopt::Arg<'_>) -> Res
             let v = val!("--http");
             r.http = Some(parse_http(&v)?);
         }
+        Long("http-host") => {
+            let v = val!("--http-host");
+            r.http_hosts.push(parse_http_host(&v)?);
+        }
         Long("state-dir") => {
             let v = val!("--state-dir");
             if v.is_empty() {
@@ -1636,7 +1645,15 @@ fn finish(r: RawArgs, env_password: Option<String>) -> Result<Invocation, String
             s.max_rate = r.max_rate;
             s.source_limits = r.source_limits;
             s.state_dir = r.state_dir;
+            if r.http.is_none() && !r.http_hosts.is_empty() {
+                return Err(
+                    "--http-host: needs --http (it names the hosts the web interface \
+                            answers for)"
+                        .into(),
+                );
+            }
             s.http = r.http;
+            s.http_hosts = r.http_hosts;
             s.output = output;
             if let Some(u) = r.user {
                 let p = password
@@ -1689,6 +1706,19 @@ fn parse_http(v: &str) -> Result<SocketAddr, String> {
     v.parse().map_err(|_| {
         format!("--http: '{v}' is not a port or ADDR:PORT (e.g. 8080, 0.0.0.0:8080, [::]:8080)")
     })
+}
+
+/// `--http-host NAME`: a DNS name or an IP literal, without a port (src/http/host.rs judges
+/// the syntax; a build without `http` refuses `--http` anyway).
+fn parse_http_host(v: &str) -> Result<String, String> {
+    #[cfg(feature = "http")]
+    if !crate::http::host::valid_name(v) {
+        return Err(format!(
+            "--http-host: '{v}' is not a host name or IP address (no port, no scheme; e.g. \
+             btest.example.net, 192.0.2.1, [2001:db8::1])"
+        ));
+    }
+    Ok(v.to_string())
 }
 
 #[cfg(test)]
@@ -1902,6 +1932,27 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "http")]
+    fn http_host_is_repeatable_and_checked() {
+        let s = server(&[
+            "--http",
+            "8080",
+            "--http-host",
+            "a.example",
+            "--http-host=[::1]",
+        ]);
+        assert_eq!(s.http_hosts, vec!["a.example".to_string(), "[::1]".into()]);
+        assert!(server(&["--http", "8080"]).http_hosts.is_empty());
+        for bad in ["a.example:80", "http://a.example", "", "*.example"] {
+            let e = err(&["server", "--http", "8080", "--http-host", bad]);
+            assert!(
+                e.contains(&format!("--http-host: '{bad}' is not a host name")),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
     fn server_defaults_and_options() {
         let s = server(&[]);
         assert_eq!(s, ServerConfig::default());
@@ -1985,6 +2036,10 @@ mod tests {
             (
                 &["server", "--http", "localhost"],
                 "--http: 'localhost' is not a port or ADDR:PORT",
+            ),
+            (
+                &["server", "--http-host", "a.example"],
+                "--http-host: needs --http",
             ),
             (&["server", "--auth", "rsa"], "'rsa'"),
             (&["server", "--syslog", ":514"], "':514'"),
@@ -2384,6 +2439,7 @@ mod tests {
             ("--source-limit", Some("addr day=5G")),
             ("--state-dir", Some("/var/lib/btest")),
             ("--http", Some("8080")),
+            ("--http-host", Some("a.example")),
             ("--auth", Some("none")),
             ("--users", Some("/tmp/u")),
             ("--metrics-file", Some("/tmp/m")),

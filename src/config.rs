@@ -243,6 +243,9 @@ pub struct ServerConfig {
     pub source_limits: Vec<SourceLimit>,
     /// `--http`: serve the JSON API, /metrics and the dashboard here.
     pub http: Option<SocketAddr>,
+    /// `--http-host`: names (or IP literals) the `--http` interface answers for besides its
+    /// listen address; any other Host gets 421 (issue 18: DNS rebinding; src/http/host.rs).
+    pub http_hosts: Vec<String>,
     /// Answer latency probes on UDP at each listener's address and port (`--echo`).
     pub echo: bool,
     /// Network interface every socket is bound to (SO_BINDTODEVICE).
@@ -356,6 +359,7 @@ impl Default for ServerConfig {
             state_dir: None,
             source_limits: Vec::new(),
             http: None,
+            http_hosts: Vec::new(),
             echo: true,
             device: None,
         }

@@ -620,15 +620,21 @@ fn run_server(cfg: ServerConfig) -> Result<(), Error> {
     };
     let metrics_file = cfg.metrics_file.clone();
     let http_addr = cfg.http;
+    #[cfg(feature = "http")]
+    let http_hosts = cfg.http_hosts.clone();
     let srv = server::Server::bind(cfg)?;
     // Bound before anything runs, so a busy port is a usage error at start, not later.
     #[cfg(feature = "http")]
     let http = match http_addr {
-        Some(a) => Some(btest::http::HttpServer::bind(a).map_err(|e| {
-            Error::Usage(format!(
-                "--http {a}: cannot listen ({e}); choose another port or address"
-            ))
-        })?),
+        Some(a) => Some(
+            btest::http::HttpServer::bind(a)
+                .map_err(|e| {
+                    Error::Usage(format!(
+                        "--http {a}: cannot listen ({e}); choose another port or address"
+                    ))
+                })?
+                .allow_hosts(&http_hosts),
+        ),
         None => None,
     };
     #[cfg(not(feature = "http"))]

@@ -2,10 +2,15 @@
 //! session with its per-second rates and its quota usage, `/metrics` is Prometheus text, the
 //! dashboard page renders it in a real browser (headless Chromium; skipped cleanly when none
 //! is installed), and the history keeps the ended session.
+//!
+//! Issue 18 item 8, through the built binary: one source's silent connections take only its
+//! share of the 16 slots, so another source is served at once; the Host header is checked
+//! (421 for names not served, DNS rebinding included) and `--http-host` adds names.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
 
 use btest::engine::{Stop, StopReason};
 use btest::http::{HttpServer, Limits};
@@ -16,7 +21,7 @@ use crate::util::*;
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     let status = out[9..12].parse().unwrap();
@@ -110,5 +115,219 @@ fn the_api_metrics_and_dashboard_show_a_live_session() {
         web.join();
         drop(srv);
         let _ = std::fs::remove_dir_all(&dir);
+    });
+}
+
+/// `btest server --listen 127.0.0.1:0 --http 127.0.0.1:0 EXTRA...` as a process, killed on
+/// drop (also when the test panics).
+struct WebServer {
+    child: Child,
+    http: SocketAddr,
+}
+
+impl WebServer {
+    fn start(extra: &[&str]) -> WebServer {
+        let base = udp_base().to_string();
+        let mut child = btest_bin()
+            .args([
+                "server",
+                "--listen",
+                "127.0.0.1:0",
+                "--udp-port-from",
+                &base,
+            ])
+            .args(["--http", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut http = None;
+        let mut line = String::new();
+        while http.is_none() {
+            line.clear();
+            if err.read_line(&mut line).unwrap() == 0 {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("server exited before serving http");
+            }
+            http = line
+                .trim()
+                .strip_prefix("btest: http on http://")
+                .and_then(|a| a.strip_suffix('/'))
+                .map(|a| a.parse::<SocketAddr>().unwrap());
+        }
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in err.lines() {});
+        WebServer {
+            child,
+            http: http.unwrap(),
+        }
+    }
+}
+
+impl Drop for WebServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP connection from `from` (all of 127.0.0.0/8 is local on Linux: a second source).
+fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let local: SocketAddr = format!("{from}:0").parse().unwrap();
+    s.bind(&local.into()).unwrap();
+    s.connect(&to.into()).unwrap();
+    s.into()
+}
+
+/// One request with this Host over `s`; the status code (0 if none came).
+fn status_of(mut s: TcpStream, path: &str, host: &str) -> u16 {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out)
+        .get(9..12)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// 16 connections from 127.0.0.1 that send nothing (the issue's attack), held open.
+/// Returns them with how many were answered 503: those come at once from the accept thread,
+/// so they are counted for up to 2 s or until `expect` have come; the rest are held by the
+/// server until its 5 s head deadline.
+fn silent_flood(at: SocketAddr, expect: usize) -> (Vec<TcpStream>, usize) {
+    let conns: Vec<TcpStream> = (0..16).map(|_| connect_from("127.0.0.1", at)).collect();
+    let mut answered = vec![false; conns.len()];
+    let mut refused = 0;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while refused < expect && Instant::now() < deadline {
+        for (c, done) in conns.iter().zip(answered.iter_mut()) {
+            if *done {
+                continue;
+            }
+            c.set_nonblocking(true).unwrap();
+            let mut head = [0u8; 12];
+            if let Ok(n) = (&*c).read(&mut head) {
+                *done = true;
+                if n == 12 && &head[9..12] == b"503" {
+                    refused += 1;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (conns, refused)
+}
+
+#[test]
+fn sixteen_silent_connections_from_one_address_leave_others_served() {
+    watchdog(60, || {
+        // The issue's finding, with the share turned off (max_per_source = max_connections):
+        // 16 silent connections from 127.0.0.1 take every slot, 127.0.0.2 gets 503.
+        let web = HttpServer::bind("127.0.0.1:0".parse().unwrap())
+            .unwrap()
+            .spawn(
+                std::sync::Arc::new(|_: &btest::http::Request| {
+                    btest::http::Response::text(200, "ok\n")
+                }),
+                Limits {
+                    max_per_source: 16,
+                    ..Limits::default()
+                },
+                Stop::new(),
+            )
+            .unwrap();
+        let at = web.local_addr();
+        let (_held, refused) = silent_flood(at, 0);
+        assert_eq!(refused, 0);
+        assert!(wait_until(Duration::from_secs(2), || web.connections() == 16));
+        let st = status_of(connect_from("127.0.0.2", at), "/", &at.to_string());
+        eprintln!("share off: 16 silent from 127.0.0.1, a GET from 127.0.0.2 got {st}");
+        assert_eq!(st, 503);
+        drop(_held);
+        drop(web);
+
+        // The binary, default limits (4 of 16 per source).
+        let srv = WebServer::start(&[]);
+        let at = srv.http;
+        let host = at.to_string();
+        let t = Instant::now();
+        let (held, refused) = silent_flood(at, 12);
+        eprintln!(
+            "share on: 16 silent connections from 127.0.0.1: {} held, {refused} answered 503 \
+             ({:?})",
+            16 - refused,
+            t.elapsed()
+        );
+        assert_eq!(refused, 12, "a source holds 4 of the 16 slots");
+        // The flooding address itself gets 503 while it holds its share...
+        assert_eq!(
+            status_of(connect_from("127.0.0.1", at), "/api/summary", &host),
+            503
+        );
+        // ...another address is served at once, several times over.
+        for i in 0..5 {
+            let t = Instant::now();
+            let st = status_of(connect_from("127.0.0.2", at), "/api/summary", &host);
+            let took = t.elapsed();
+            eprintln!("share on: GET /api/summary from 127.0.0.2 #{i}: {st} in {took:?}");
+            assert_eq!(st, 200);
+            assert!(took < Duration::from_secs(1), "took {took:?}");
+        }
+        drop(held);
+    });
+}
+
+#[test]
+fn host_header_is_checked_and_http_host_adds_names() {
+    watchdog(60, || {
+        let srv = WebServer::start(&[]);
+        let at = srv.http;
+        let port = at.port();
+        let get = |host: &str| status_of(TcpStream::connect(at).unwrap(), "/api/summary", host);
+        assert_eq!(get(&at.to_string()), 200);
+        assert_eq!(get("127.0.0.1"), 200);
+        assert_eq!(get(&format!("localhost:{port}")), 200);
+        assert_eq!(get("evil.example"), 421);
+        // DNS rebinding: the attacker's name now resolves to us; the Host is still its name.
+        assert_eq!(get(&format!("attacker.example:{port}")), 421);
+        assert_eq!(get("127.0.0.2"), 421);
+        // The body names the refused host, escaped, and nothing of the API.
+        let mut s = TcpStream::connect(at).unwrap();
+        write!(
+            s,
+            "GET /api/sessions HTTP/1.1\r\nHost: evil.example\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        assert!(
+            out.starts_with("HTTP/1.1 421 Misdirected Request\r\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("'evil.example'") && !out.contains("sessions\""),
+            "{out}"
+        );
+        // HTTP/1.1 without Host: 400.
+        let mut s = TcpStream::connect(at).unwrap();
+        s.write_all(b"GET /api/summary HTTP/1.1\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        assert!(out.starts_with("HTTP/1.1 400 "), "{out}");
+        drop(srv);
+
+        let srv = WebServer::start(&["--http-host", "evil.example"]);
+        let at = srv.http;
+        let get = |host: &str| status_of(TcpStream::connect(at).unwrap(), "/api/summary", host);
+        assert_eq!(get("evil.example"), 200);
+        assert_eq!(get(&format!("EVIL.example:{}", at.port())), 200);
+        assert_eq!(get(&at.to_string()), 200);
+        assert_eq!(get(&format!("attacker.example:{}", at.port())), 421);
     });
 }

@@ -2,8 +2,10 @@
 //! API, Prometheus `/metrics` and the dashboard page ([`DASHBOARD`]).
 //!
 //! Owns: the listener, the accept thread `btest-http`, one `btest-http-conn` thread per
-//! connection, the limits (connection cap, a whole-head deadline, a write deadline) and the
-//! framing of responses. Request-head parsing is in request.rs. Must not: know about sessions,
+//! connection, the limits (connection cap and each source's share of it, a whole-head
+//! deadline, a write deadline), the Host check and the framing of responses. Request-head
+//! parsing is in request.rs, the Host policy in host.rs, the per-source counts in share.rs
+//! (all three pure). Must not: know about sessions,
 //! routes or JSON (the btest server builds the [`Handler`]); keep a connection alive or read a
 //! request body (one request per connection keeps every thread's life bounded by the limits);
 //! block the accept loop on a client; log per request above debug level (anyone who can reach
@@ -12,22 +14,28 @@
 //! Same shape as the btest listener (src/server/accept.rs): blocking sockets on dedicated
 //! threads, the listener polled with a 100 ms timeout so a [`Stop`] is seen promptly.
 
+pub mod host;
 pub mod request;
+mod share;
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use host::{HostPolicy, Verdict};
+use parking_lot::Mutex;
 use request::{parse_head, HeadError, MAX_HEAD};
 pub use request::{Method, Request};
+use share::{Full, Shares};
 
 use crate::engine::Stop;
 use crate::net::POLL_TIMEOUT;
+use crate::server::limits::Source;
 
 /// The dashboard: one self-contained page (inline CSS and JS, no external assets) that polls
 /// the JSON API every second. Serve it with [`Response::html`].
@@ -120,6 +128,14 @@ pub struct Limits {
     /// Connections served at once; one more is answered 503 by the accept thread. 0 answers
     /// every connection 503.
     pub max_connections: usize,
+    /// Connections one source (an IPv4 address or an IPv6 /64, as for the btest listener)
+    /// may hold of those at once; its next one is answered 503 while other sources are
+    /// still served. Default 4 of 16: the dashboard's refresh fetches its four API routes
+    /// at once (Promise.all in dashboard.html), so one browser needs 4, a Prometheus scrape
+    /// 1; and with 4, one source holds at most a quarter of the slots, so 16 silent
+    /// connections from one address (issue 18) no longer deny the API to everyone. A value
+    /// at or above `max_connections` turns the share off; 0 answers every connection 503.
+    pub max_per_source: usize,
     /// Deadline for the whole request head, from accept: a deadline rather than a per-read
     /// timeout, so a client trickling a byte at a time (slow loris) cannot hold a slot longer.
     pub head_timeout: Duration,
@@ -131,6 +147,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 16,
+            max_per_source: 4,
             head_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(5),
         }
@@ -142,6 +159,8 @@ impl Default for Limits {
 pub struct HttpServer {
     listener: TcpListener,
     addr: SocketAddr,
+    /// Names (or IP literals) answered besides the listen address: `--http-host`.
+    hosts: Vec<String>,
 }
 
 impl HttpServer {
@@ -158,7 +177,19 @@ impl HttpServer {
         // WouldBlock instead of waiting for the next client (and stalling a stop).
         listener.set_nonblocking(true).map_err(named)?;
         let addr = listener.local_addr().map_err(named)?;
-        Ok(HttpServer { listener, addr })
+        Ok(HttpServer {
+            listener,
+            addr,
+            hosts: Vec::new(),
+        })
+    }
+
+    /// Also answers requests whose Host is one of `names` (`--http-host`: DNS names or IP
+    /// literals). Without it, only the listen address is answered (any IP literal when bound
+    /// to 0.0.0.0 or `[::]`) and, when bound to loopback, `localhost` (host.rs says why).
+    pub fn allow_hosts(mut self, names: &[String]) -> Self {
+        self.hosts.extend_from_slice(names);
+        self
     }
 
     /// The bound address (with the real port when bound to port 0).
@@ -172,9 +203,10 @@ impl HttpServer {
         let shared = Arc::new(Shared {
             handler,
             limits,
+            hosts: HostPolicy::new(self.addr, &self.hosts),
             stop,
             quit: AtomicBool::new(false),
-            active: AtomicUsize::new(0),
+            shares: Mutex::new(Shares::new(limits.max_connections, limits.max_per_source)),
         });
         let sh = shared.clone();
         let listener = self.listener;
@@ -218,7 +250,7 @@ impl HttpHandle {
 
     /// Connections open now (each holds a slot until its thread is done with it).
     pub fn connections(&self) -> usize {
-        self.shared.active.load(SeqCst)
+        self.shared.open()
     }
 
     fn finish(&mut self, quit: bool) {
@@ -239,7 +271,7 @@ impl HttpHandle {
             .saturating_add(LINGER + POLL_TIMEOUT)
             .min(MAX_JOIN_WAIT);
         let deadline = after(wait);
-        while self.shared.active.load(SeqCst) > 0 && Instant::now() < deadline {
+        while self.shared.open() > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -255,38 +287,42 @@ impl Drop for HttpHandle {
 struct Shared {
     handler: Handler,
     limits: Limits,
+    hosts: HostPolicy,
     stop: Stop,
     /// Set when the handle is dropped: stops this server without touching `stop`, which
     /// belongs to the whole btest server.
     quit: AtomicBool,
-    /// Connections holding a slot (see [`Slot`]).
-    active: AtomicUsize,
+    /// Connections holding a slot (see [`Slot`]), overall and per source. Taken once per
+    /// connection by the accept thread and once by its connection thread when it ends:
+    /// never on a data path, held for a scan of at most `max_connections` entries.
+    shares: Mutex<Shares>,
 }
 
 impl Shared {
     fn quitting(&self) -> bool {
         self.stop.is_triggered() || self.quit.load(SeqCst)
     }
+
+    fn open(&self) -> usize {
+        self.shares.lock().total()
+    }
 }
 
-/// One of the `max_connections` slots; giving it back is a Drop so that no path (an early
-/// return, a panic, a thread that failed to start and dropped its closure) can leak it.
-struct Slot(Arc<Shared>);
+/// One of the `max_connections` slots, counted against its source's share; giving it back
+/// is a Drop so that no path (an early return, a panic, a thread that failed to start and
+/// dropped its closure) can leak it.
+struct Slot(Arc<Shared>, Source);
 
 impl Slot {
-    /// Only the accept thread takes slots, so the check and the increment cannot race.
-    fn take(shared: &Arc<Shared>) -> Option<Slot> {
-        if shared.active.load(SeqCst) >= shared.limits.max_connections {
-            return None;
-        }
-        shared.active.fetch_add(1, SeqCst);
-        Some(Slot(shared.clone()))
+    fn take(shared: &Arc<Shared>, src: Source) -> Result<Slot, Full> {
+        shared.shares.lock().take(src)?;
+        Ok(Slot(shared.clone(), src))
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.active.fetch_sub(1, SeqCst);
+        self.0.shares.lock().give(self.1);
     }
 }
 
@@ -296,8 +332,8 @@ fn accept_loop(shared: &Arc<Shared>, listener: TcpListener) {
         if !crate::sys::wait_readable(fd, POLL_TIMEOUT) {
             continue;
         }
-        let stream = match listener.accept() {
-            Ok((s, _)) => s,
+        let (stream, peer) = match listener.accept() {
+            Ok(x) => x,
             Err(e)
                 if matches!(
                     e.kind(),
@@ -319,9 +355,18 @@ fn accept_loop(shared: &Arc<Shared>, listener: TcpListener) {
         if stream.set_nonblocking(false).is_err() {
             continue;
         }
-        let Some(slot) = Slot::take(shared) else {
-            busy(stream);
-            continue;
+        let slot = match Slot::take(shared, Source::of(peer.ip())) {
+            Ok(slot) => slot,
+            Err(Full::All) => {
+                busy(stream, "busy, retry\n");
+                continue;
+            }
+            Err(Full::Source) => {
+                // Per request, so debug only (see the module doc).
+                log::debug!("http: {peer}: over its share of connections, 503");
+                busy(stream, "too many connections from your address, retry\n");
+                continue;
+            }
         };
         let sh = shared.clone();
         let spawned = std::thread::Builder::new()
@@ -339,9 +384,10 @@ fn accept_loop(shared: &Arc<Shared>, listener: TcpListener) {
     }
 }
 
-/// Over the cap: a 503 written from the accept thread, so it must not wait on the client.
-fn busy(mut stream: TcpStream) {
-    let mut r = Response::text(503, "busy, retry\n");
+/// Over the cap or the source's share: a 503 written from the accept thread, so it must not
+/// wait on the client.
+fn busy(mut stream: TcpStream, why: &'static str) {
+    let mut r = Response::text(503, why);
     r.headers.push(("Retry-After", "1".into()));
     let bytes = render(&r, false);
     if write_by(&mut stream, &bytes, after(BUSY_WRITE_TIMEOUT)).is_err() {
@@ -377,16 +423,20 @@ enum Head {
 /// Serves the one request of a connection.
 fn serve(sh: &Shared, mut stream: TcpStream) {
     let (resp, head_only) = match read_head(sh, &mut stream) {
-        Head::Request(req) => {
-            let resp = match catch_unwind(AssertUnwindSafe(|| (sh.handler)(&req))) {
-                Ok(r) => r,
-                Err(_) => {
-                    log::debug!("http handler panicked on {:?}", crate::text::Esc(&req.path));
-                    Response::text(500, "internal error\n")
-                }
-            };
-            (resp, req.method == Method::Head)
-        }
+        // The Host is judged before any route: a refused request learns nothing else.
+        Head::Request(req) => match sh.hosts.check(req.host.as_deref(), req.minor) {
+            Verdict::Allowed => {
+                let resp = match catch_unwind(AssertUnwindSafe(|| (sh.handler)(&req))) {
+                    Ok(r) => r,
+                    Err(_) => {
+                        log::debug!("http handler panicked on {:?}", crate::text::Esc(&req.path));
+                        Response::text(500, "internal error\n")
+                    }
+                };
+                (resp, req.method == Method::Head)
+            }
+            refused => (host_refused(refused, &req), false),
+        },
         Head::Reply(resp) => (resp, false),
         Head::Close => {
             close_now(&mut stream);
@@ -467,6 +517,31 @@ fn read_head(sh: &Shared, stream: &mut TcpStream) -> Head {
                 r.headers.push(("Allow", "GET, HEAD".into()));
                 return Head::Reply(r);
             }
+        }
+    }
+}
+
+/// The answer to a request whose Host this listener does not serve (host.rs).
+///
+/// 421 Misdirected Request rather than 403: RFC 9110 15.5.20 defines 421 for a request sent
+/// to a server that will not answer for its target's authority, which is exactly a Host we
+/// do not serve; it says "wrong name for this server", not "you may not", and tells a client
+/// that reached us under an unlisted name (or an operator reading its log) what to fix.
+/// The value is echoed only through `host::shown`, which escapes all but `[A-Za-z0-9-._:[]]`.
+fn host_refused(v: Verdict, req: &Request) -> Response {
+    match v {
+        Verdict::Missing => Response::text(400, "bad request: HTTP/1.1 without Host\n"),
+        Verdict::Malformed => Response::text(400, "bad request: malformed Host\n"),
+        Verdict::Allowed | Verdict::Misdirected => {
+            let host = host::shown(req.host.as_deref().unwrap_or(""));
+            log::debug!("http: Host {host:?} is not served here, 421");
+            Response::text(
+                421,
+                format!(
+                    "misdirected request: this server does not answer for host '{host}'; \
+                     its operator can allow a name with --http-host\n"
+                ),
+            )
         }
     }
 }
@@ -577,6 +652,7 @@ fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        421 => "Misdirected Request",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
@@ -702,7 +778,7 @@ mod tests {
     fn get(addr: SocketAddr, path: &str) -> Reply {
         exchange(
             addr,
-            format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes(),
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes(),
         )
     }
 
@@ -739,7 +815,10 @@ mod tests {
         let _g = serial();
         let (h, _stop) = start(Limits::default());
         let full = get(h.local_addr(), "/");
-        let r = exchange(h.local_addr(), b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\n");
+        let r = exchange(
+            h.local_addr(),
+            b"HEAD / HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        );
         assert_eq!(r.status, 200);
         assert!(r.body.is_empty());
         assert_eq!(
@@ -754,7 +833,7 @@ mod tests {
         let _g = serial();
         let (h, _stop) = start(Limits::default());
         for raw in [
-            &b"POST / HTTP/1.1\r\nHost: t\r\n\r\n"[..],
+            &b"POST / HTTP/1.1\r\nHost: localhost\r\n\r\n"[..],
             b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
             b"DELETE /api/sessions HTTP/1.1\r\n\r\n",
         ] {
@@ -862,13 +941,129 @@ mod tests {
         assert_eq!(h.connections(), 2);
 
         // Once the stalled clients leave, their slots serve again.
-        a.write_all(b"TP/1.1\r\n\r\n").unwrap();
+        a.write_all(b"TP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
         assert_eq!(parse(&read_all(&mut a)).status, 200);
         drop(b);
         wait_for("slots back", Duration::from_secs(1), || {
             h.connections() == 0
         });
         assert_eq!(get(h.local_addr(), "/").status, 200);
+    }
+
+    /// A client socket bound to `from` (any of 127.0.0.0/8 is local on Linux), so one test
+    /// can be several sources.
+    fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
+        use socket2::{Domain, Socket, Type};
+        let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        let local: SocketAddr = format!("{from}:0").parse().unwrap();
+        s.bind(&local.into()).unwrap();
+        s.connect(&to.into()).unwrap();
+        s.into()
+    }
+
+    #[test]
+    fn one_source_gets_only_its_share() {
+        let _g = serial();
+        let (h, _stop) = start(Limits {
+            max_connections: 4,
+            max_per_source: 2,
+            ..Limits::default()
+        });
+        let addr = h.local_addr();
+        let _silent: Vec<TcpStream> = (0..2).map(|_| connect_from("127.0.0.1", addr)).collect();
+        wait_for("two silent clients", Duration::from_secs(1), || {
+            h.connections() == 2
+        });
+        // The same source again: 503 at once, with its own reason.
+        let mut s = connect_from("127.0.0.1", addr);
+        s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .unwrap();
+        let r = parse(&read_all(&mut s));
+        assert_eq!(r.status, 503);
+        assert_eq!(r.header("Retry-After"), Some("1"));
+        assert!(String::from_utf8_lossy(&r.body).contains("your address"));
+        // Another source is served while the first holds its share.
+        let mut s = connect_from("127.0.0.2", addr);
+        s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .unwrap();
+        assert_eq!(parse(&read_all(&mut s)).status, 200);
+        // Two more sources fill the cap; then the global 503.
+        let _more: Vec<TcpStream> = ["127.0.0.3", "127.0.0.4"]
+            .iter()
+            .map(|a| connect_from(a, addr))
+            .collect();
+        wait_for("four slots taken", Duration::from_secs(1), || {
+            h.connections() == 4
+        });
+        let mut s = connect_from("127.0.0.5", addr);
+        s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .unwrap();
+        let r = parse(&read_all(&mut s));
+        assert_eq!(r.status, 503);
+        assert_eq!(r.body, b"busy, retry\n");
+    }
+
+    #[test]
+    fn host_is_checked_before_any_route() {
+        let _g = serial();
+        let (h, _stop) = start(Limits::default());
+        let addr = h.local_addr();
+        let req = |host: &str| format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        for ok in [
+            format!("{addr}"),
+            "127.0.0.1".into(),
+            "localhost".into(),
+            format!("localhost:{}", addr.port()),
+        ] {
+            assert_eq!(exchange(addr, req(&ok).as_bytes()).status, 200, "{ok}");
+        }
+        // DNS rebinding: the attacker's name, our port.
+        let r = exchange(
+            addr,
+            req(&format!("attacker.example:{}", addr.port())).as_bytes(),
+        );
+        assert_eq!(r.status, 421);
+        let body = String::from_utf8_lossy(&r.body);
+        assert!(
+            body.contains(&format!("'attacker.example:{}'", addr.port())),
+            "{body}"
+        );
+        assert!(!body.contains("\"path\""), "the route ran: {body}");
+        // Even a route that does not exist says 421, not 404.
+        let r = exchange(addr, b"GET /nope HTTP/1.1\r\nHost: evil.example\r\n\r\n");
+        assert_eq!(r.status, 421);
+        // No Host on 1.1, two of them, or one that is no host: 400. HTTP/1.0 needs none.
+        for raw in [
+            &b"GET / HTTP/1.1\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: <script>\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\xc3\xa9\r\n\r\n",
+        ] {
+            let r = exchange(addr, raw);
+            assert_eq!(r.status, 400, "{:?}", String::from_utf8_lossy(raw));
+            assert!(!String::from_utf8_lossy(&r.body).contains('<'));
+        }
+        assert_eq!(exchange(addr, b"GET / HTTP/1.0\r\n\r\n").status, 200);
+        assert_eq!(
+            exchange(addr, b"GET / HTTP/1.0\r\nHost: evil.example\r\n\r\n").status,
+            421
+        );
+    }
+
+    #[test]
+    fn allowed_hosts_are_served() {
+        let _g = serial();
+        let server = HttpServer::bind("127.0.0.1:0".parse().unwrap())
+            .unwrap()
+            .allow_hosts(&["Evil.Example".into()]);
+        let h = server
+            .spawn(dummy(), Limits::default(), Stop::new())
+            .unwrap();
+        let addr = h.local_addr();
+        let r = exchange(addr, b"GET / HTTP/1.1\r\nHost: evil.example:80\r\n\r\n");
+        assert_eq!(r.status, 200);
+        let r = exchange(addr, b"GET / HTTP/1.1\r\nHost: other.example\r\n\r\n");
+        assert_eq!(r.status, 421);
     }
 
     #[test]

@@ -4,9 +4,10 @@
 //! Owns: the grammar we accept (`GET`/`HEAD`, origin-form targets, HTTP/1.x, at most
 //! [`MAX_HEADERS`] header fields, a head of at most [`MAX_HEAD`] bytes, no request body) and
 //! the error each violation maps to. Must not: touch sockets or clocks, allocate more than the
-//! request line's path and query, panic on any input, or interpret header values beyond the
-//! two that announce a body: a dashboard and a JSON API need nothing else, and every header we
-//! do not look at is one less parser to get wrong.
+//! request line's path and query and the Host value, panic on any input, or interpret header
+//! values beyond the two that announce a body and `Host` (kept raw, judged by host.rs; issue
+//! 18: DNS rebinding): a dashboard and a JSON API need nothing else, and every header we do
+//! not look at is one less parser to get wrong.
 //!
 //! The parser is strict where leniency is how request smuggling starts (bare CR, obsolete line
 //! folding, whitespace before the colon, a body on a GET) and rejects rather than guesses.
@@ -37,6 +38,11 @@ pub struct Request {
     pub path: String,
     /// The target after the first `?` (without it), raw; empty when there was none.
     pub query: String,
+    /// The `Host` field's value, trimmed, as sent (obs-text bytes lossily converted, which
+    /// host.rs then refuses); `None` when there was none. At most one is accepted.
+    pub host: Option<String>,
+    /// The `x` of `HTTP/1.x`: a 1.1 (or later 1.x) request must carry a Host (RFC 9112 3.2).
+    pub minor: u8,
 }
 
 /// Why a head cannot be served; mod.rs maps each to a status code.
@@ -82,9 +88,10 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
         },
         Some(l) => l,
     };
-    let (method, path, query) = request_line(first)?;
+    let (method, path, query, minor) = request_line(first)?;
 
     let mut fields = 0usize;
+    let mut host: Option<String> = None;
     loop {
         let line = match lines.next()? {
             None => return Ok(None),
@@ -95,6 +102,8 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
                 method,
                 path,
                 query,
+                host,
+                minor,
             };
             return Ok(Some((req, lines.pos)));
         }
@@ -102,7 +111,13 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
         if fields > MAX_HEADERS {
             return Err(HeadError::TooLarge);
         }
-        header_line(line)?;
+        if let Some(value) = header_line(line)? {
+            // RFC 9112 3.2: more than one Host is answered 400 (which one would we judge?).
+            if host.is_some() {
+                return Err(HeadError::Bad("more than one Host"));
+            }
+            host = Some(String::from_utf8_lossy(value).into_owned());
+        }
     }
 }
 
@@ -144,8 +159,8 @@ impl<'a> Lines<'a> {
     }
 }
 
-/// `METHOD SP TARGET SP HTTP/1.x`, exactly one space between the three parts.
-fn request_line(line: &[u8]) -> Result<(Method, String, String), HeadError> {
+/// `METHOD SP TARGET SP HTTP/1.x`, exactly one space between the three parts; the `x` last.
+fn request_line(line: &[u8]) -> Result<(Method, String, String, u8), HeadError> {
     let mut parts = line.split(|&b| b == b' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -155,9 +170,9 @@ fn request_line(line: &[u8]) -> Result<(Method, String, String), HeadError> {
     if method.is_empty() || !method.iter().all(|&b| is_tchar(b)) {
         return Err(HeadError::Bad("bad method"));
     }
-    if !is_http1(version) {
+    let Some(minor) = http1_minor(version) else {
         return Err(HeadError::Bad("not HTTP/1.x"));
-    }
+    };
     // Methods are case-sensitive (RFC 9110 9.1): "get" is a method we do not allow.
     let method = match method {
         b"GET" => Method::Get,
@@ -186,16 +201,22 @@ fn request_line(line: &[u8]) -> Result<(Method, String, String), HeadError> {
         method,
         String::from_utf8_lossy(path).into_owned(),
         String::from_utf8_lossy(query).into_owned(),
+        minor,
     ))
 }
 
-/// `HTTP/1.` and one digit: 1.0 and 1.1 clients, and any later 1.x, speak the same framing.
-fn is_http1(v: &[u8]) -> bool {
-    matches!(v, [b'H', b'T', b'T', b'P', b'/', b'1', b'.', d] if d.is_ascii_digit())
+/// `HTTP/1.` and one digit (the minor version): 1.0 and 1.1 clients, and any later 1.x, speak
+/// the same framing.
+fn http1_minor(v: &[u8]) -> Option<u8> {
+    match v {
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', d] if d.is_ascii_digit() => Some(d - b'0'),
+        _ => None,
+    }
 }
 
-/// `name: value`, checked for syntax; only the fields that would announce a body are read.
-fn header_line(line: &[u8]) -> Result<(), HeadError> {
+/// `name: value`, checked for syntax; only the fields that would announce a body are read,
+/// and the value of a `Host` field is returned (trimmed) for the caller to keep.
+fn header_line(line: &[u8]) -> Result<Option<&[u8]>, HeadError> {
     if matches!(line.first(), Some(b' ' | b'\t')) {
         return Err(HeadError::Bad("obsolete line folding"));
     }
@@ -228,7 +249,10 @@ fn header_line(line: &[u8]) -> Result<(), HeadError> {
             return Err(HeadError::Bad("request body not accepted"));
         }
     }
-    Ok(())
+    if name.eq_ignore_ascii_case(b"host") {
+        return Ok(Some(value));
+    }
+    Ok(None)
 }
 
 fn trim_ows(mut v: &[u8]) -> &[u8] {
@@ -501,6 +525,35 @@ mod tests {
         for (name, input, want) in cases {
             check(name, input, want);
         }
+    }
+
+    #[test]
+    fn host_and_version_are_kept() {
+        let r = |input: &[u8]| parse_head(input).map(|o| o.map(|(r, _)| (r.host, r.minor)));
+        assert_eq!(
+            r(b"GET / HTTP/1.1\r\nHost: a.example:80\r\n\r\n"),
+            Ok(Some((Some("a.example:80".into()), 1)))
+        );
+        // Any case of the name, value trimmed.
+        assert_eq!(
+            r(b"GET / HTTP/1.1\r\nhOST: \t[::1]:8 \r\n\r\n"),
+            Ok(Some((Some("[::1]:8".into()), 1)))
+        );
+        assert_eq!(r(b"GET / HTTP/1.0\r\n\r\n"), Ok(Some((None, 0))));
+        assert_eq!(
+            r(b"GET / HTTP/1.1\r\nHost:\r\n\r\n"),
+            Ok(Some((Some(String::new()), 1)))
+        );
+        // Other fields whose names start alike are not Host.
+        assert_eq!(
+            r(b"GET / HTTP/1.1\r\nHostx: a\r\nX-Host: b\r\n\r\n"),
+            Ok(Some((None, 1)))
+        );
+        // Two are refused as soon as the second line is complete.
+        assert_eq!(
+            r(b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n"),
+            Err(HeadError::Bad("more than one Host"))
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ use parking_lot::Mutex;
 
 use super::api::QuotaRow;
 use super::quota::{self, ByteLimit, LimitSet, Window};
-use super::usage::{self, Bytes, Store};
+use super::usage::{self, Bytes, Store, Totals};
 use crate::authio::ServerAccounts;
 use crate::cidr::{canonical, Cidr};
 use crate::config::{ServerConfig, SourceScope};
@@ -44,7 +44,8 @@ struct Keyed {
 pub struct Accounting {
     users: HashMap<String, LimitSet>,
     sources: Vec<(SourceScope, LimitSet)>,
-    store: Option<Mutex<Store>>,
+    /// Its own two locks: `lock()` (map operations only) and the writer's (usage.rs).
+    store: Option<Store>,
     active: Mutex<HashMap<String, usize>>,
     synced: Mutex<Instant>,
 }
@@ -107,7 +108,7 @@ impl Accounting {
         let wants_bytes = users.values().any(|l| !l.bytes.is_empty())
             || sources.iter().any(|(_, l)| !l.bytes.is_empty());
         let store = match (&cfg.state_dir, wants_bytes) {
-            (Some(dir), _) => Some(Mutex::new(open_store(dir)?)),
+            (Some(dir), _) => Some(open_store(dir)?),
             (None, true) => {
                 return Err(Error::Usage(
                     "byte quotas (day=, week=, month=, ...) need --state-dir DIR, where usage is kept across restarts".into(),
@@ -206,7 +207,8 @@ impl Accounting {
         })
     }
 
-    /// The guard thread's periodic work: fsync pending usage, compact a long log.
+    /// The guard thread's periodic work: fsync pending usage, compact a long log. The disk
+    /// I/O runs under the store's writer lock only, never the lock `admit` and `charge` take.
     pub fn tick(&self, now: Instant) {
         let Some(store) = &self.store else { return };
         {
@@ -216,26 +218,31 @@ impl Accounting {
             }
             *last = now;
         }
-        let mut s = store.lock();
-        if let Err(e) = s.sync() {
+        if let Err(e) = store.sync() {
             log::warn!(
-                "cannot write byte usage ({e}); will retry in {} s",
+                "cannot write byte usage ({e}); counting goes on in memory, retried in {} s",
                 SYNC_EVERY.as_secs()
             );
         }
-        if s.appended() > COMPACT_AFTER {
+        if store.appended() > COMPACT_AFTER {
             let t = unix(SystemTime::now());
-            if let Err(e) = s.compact(|b| current_or_later(b, t)) {
-                log::warn!("cannot compact the usage log ({e}); it keeps growing until this works");
+            match store.compact(|b| current_or_later(b, t), t) {
+                Ok(c) => report_compaction(&c),
+                Err(e) => log::warn!(
+                    "cannot compact the usage log ({e}); it keeps growing until this works"
+                ),
             }
         }
     }
 
-    /// Writes pending usage now (server shutdown).
+    /// Writes pending usage now (session end, server shutdown).
     pub fn flush(&self) {
         if let Some(store) = &self.store {
-            if let Err(e) = store.lock().sync() {
-                log::warn!("cannot write byte usage ({e})");
+            if let Err(e) = store.sync() {
+                log::warn!(
+                    "cannot write byte usage ({e}); counting goes on in memory, retried in {} s",
+                    SYNC_EVERY.as_secs()
+                );
             }
         }
     }
@@ -309,27 +316,78 @@ impl Accounting {
     }
 }
 
+/// Opens the usage store and compacts it. Refuses only what would silently reset usage: a
+/// state directory that cannot be made or a log that cannot be read. A write error (a full
+/// disk, a read-only file) is a warning: the server counts in memory and every sync
+/// retries, as at run time (issue 18: a full disk used to stop the server from starting).
 fn open_store(dir: &Path) -> Result<Store> {
     std::fs::create_dir_all(dir).map_err(|e| io_err(dir, "create", e))?;
-    let (mut store, report) = Store::open(dir).map_err(|e| io_err(dir, "open", e))?;
-    if report.torn_tail_bytes > 0 || report.bad_lines > 0 {
+    let (store, report) = Store::open(dir).map_err(|e| io_err(dir, "read", e))?;
+    let path = dir.join(usage::FILE_NAME);
+    let path = path.display();
+    if report.torn_tail_bytes > 0 {
         log::warn!(
-            "{}: ignored {} damaged line(s) and a torn last record of {} byte(s) (a crash while writing); the rest of the usage is kept",
-            dir.join(usage::FILE_NAME).display(),
-            report.bad_lines,
+            "{path}: cut a torn last record of {} byte(s) (a crash while writing; it was never acknowledged, so nothing counted is lost)",
             report.torn_tail_bytes
         );
     }
+    if report.newer_lines > 0 {
+        log::warn!(
+            "{path}: {} line(s) of a newer btest version are kept as they are and not counted by this one",
+            report.newer_lines
+        );
+    }
+    if let Some(e) = &report.write_error {
+        log::warn!(
+            "cannot write the usage store {path} ({e}); serving and counting in memory, retried every {} s: free space or fix the permissions of {}",
+            SYNC_EVERY.as_secs(),
+            dir.display()
+        );
+    }
     let t = unix(SystemTime::now());
-    store
-        .compact(|b| current_or_later(b, t))
-        .map_err(|e| io_err(dir, "compact", e))?;
+    let compacted = store.compact(|b| current_or_later(b, t), t);
+    if let Err(e) = &compacted {
+        log::warn!("cannot compact the usage log {path} at start ({e}); it is kept as it is and compaction is retried as it grows");
+    }
+    // Nothing readable at all: not silently zero usage.
+    if report.bad_lines > 0 && report.records == 0 && report.newer_lines == 0 {
+        let now_in = match &compacted {
+            Ok(c) => c
+                .rejected_to
+                .as_ref()
+                .map_or_else(|| path.to_string(), |p| p.display().to_string()),
+            Err(_) => path.to_string(),
+        };
+        log::error!(
+            "{path} held no usage record this btest can read ({} unreadable line(s), now in {now_in}): byte usage starts from zero. If it was a real usage log (a bad restore, a disk error), stop the server, put the good log back as {path}, and start it again",
+            report.bad_lines
+        );
+    } else if report.bad_lines > 0 {
+        match &compacted {
+            Ok(c) => report_compaction(c),
+            Err(_) => log::warn!(
+                "{path}: skipped {} unreadable line(s), left in place; the rest of the usage is kept",
+                report.bad_lines
+            ),
+        }
+    }
     log::debug!(
         "usage store {}: {} record(s) replayed",
         dir.display(),
         report.records
     );
     Ok(store)
+}
+
+/// Names the side file a compaction moved unreadable lines to.
+fn report_compaction(c: &usage::Compacted) {
+    if let Some(side) = &c.rejected_to {
+        log::warn!(
+            "moved {} unreadable line(s) of the usage log to {} (not counted; kept for inspection, delete it when done)",
+            c.rejected_lines,
+            side.display()
+        );
+    }
 }
 
 /// Keep a bucket while its period has not passed (a clock set back keeps the later ones).
@@ -341,7 +399,7 @@ fn current_or_later(bucket: &str, now: u64) -> bool {
 }
 
 /// The first byte quota of `k` that is used up at `now`, as a message.
-fn over_quota(store: &Store, k: &Keyed, now: u64) -> Option<String> {
+fn over_quota(store: &Totals, k: &Keyed, now: u64) -> Option<String> {
     k.limits.bytes.iter().find_map(|l: &ByteLimit| {
         let b = store.get(&k.key, &l.window.bucket(now));
         let used = l.dir.of(b.up, b.down);

@@ -1322,4 +1322,242 @@ mod tests {
             s.sync().unwrap();
         }
     }
+
+    /// The file of the golden tests: good, damaged, newer, garbage and an unterminated tail.
+    const MIXED: &[u8] = b"u1 a d1 1 2 e5223480\n\
+u1 a d1 5 7 00000000\n\
+u3 future format\n\
+u1 b old 9 9 c51593d8\n\
+hello garbage\n\
+u1 a d1 3 3 91a1d078\n\
+\x00\x01binary tail";
+
+    #[test]
+    fn unreadable_lines_move_to_a_side_file_and_newer_lines_stay() {
+        let t = TempDir::new();
+        fs::write(t.log(), MIXED).unwrap();
+        let (s, r) = Store::open(&t.0).unwrap();
+        assert_eq!(
+            r,
+            LoadReport {
+                records: 3,
+                bad_lines: 3,
+                newer_lines: 1,
+                ..LoadReport::default()
+            }
+        );
+        assert_eq!(fs::read(t.log()).unwrap(), MIXED, "open changes nothing");
+        assert_eq!(s.get("a", "d1"), b(4, 5));
+        assert_eq!(s.get("b", "old"), b(9, 9));
+        // The next write owes the unterminated garbage a newline: no record glued onto it.
+        s.add("k", "b", b(1, 2));
+        s.sync().unwrap();
+        let mut want = MIXED.to_vec();
+        want.extend_from_slice(b"\nu1 k b 1 2 86f1fcd2\n");
+        assert_eq!(fs::read(t.log()).unwrap(), want);
+        drop(s);
+        let (s, r) = Store::open(&t.0).unwrap();
+        assert_eq!((r.records, r.bad_lines, r.newer_lines), (4, 3, 1));
+        // Compaction: the newer line carried verbatim, unreadable lines to the side file.
+        let done = s.compact(|bucket| bucket != "old", 1_700_000_000).unwrap();
+        let side = t.0.join("usage.log.rejected-1700000000");
+        assert_eq!(
+            done,
+            Compacted {
+                rejected_lines: 3,
+                rejected_to: Some(side.clone()),
+                newer_lines: 1,
+            }
+        );
+        let log = "u3 future format\nu1 a d1 4 5 7d8d63c8\nu1 k b 1 2 86f1fcd2\n";
+        assert_eq!(fs::read_to_string(t.log()).unwrap(), log);
+        assert_eq!(
+            fs::read(&side).unwrap(),
+            b"u1 a d1 5 7 00000000\nhello garbage\n\x00\x01binary tail\n"
+        );
+        assert_eq!(s.get("b", "old"), Bytes::default(), "dropped by keep");
+        // Again: nothing left to reject, the newer line still carried.
+        let done = s.compact(|_| true, 1_700_000_001).unwrap();
+        assert_eq!(done.rejected_to, None);
+        assert_eq!(done.newer_lines, 1);
+        assert_eq!(fs::read_to_string(t.log()).unwrap(), log);
+        assert!(!t.0.join("usage.log.rejected-1700000001").exists());
+        drop(s);
+        let (s, r) = Store::open(&t.0).unwrap();
+        assert_eq!(
+            r,
+            LoadReport {
+                records: 2,
+                newer_lines: 1,
+                ..LoadReport::default()
+            }
+        );
+        assert_eq!(s.get("a", "d1"), b(4, 5));
+    }
+
+    #[test]
+    fn a_file_of_garbage_is_moved_aside_whole() {
+        let t = TempDir::new();
+        let garbage = b"not a usage log\n\x7fELF\x02\x01\x01\n\n";
+        fs::write(t.log(), garbage).unwrap();
+        let (s, r) = Store::open(&t.0).unwrap();
+        assert_eq!(
+            r,
+            LoadReport {
+                bad_lines: 3,
+                ..LoadReport::default()
+            }
+        );
+        let done = s.compact(|_| true, 7).unwrap();
+        assert_eq!(done.rejected_lines, 3);
+        assert_eq!(fs::read(t.0.join("usage.log.rejected-7")).unwrap(), garbage);
+        assert_eq!(fs::read(t.log()).unwrap(), b"");
+        // A second side file of the same second is appended to, never overwritten.
+        fs::write(t.log(), b"more garbage\n").unwrap();
+        drop(s);
+        let (s, _) = Store::open(&t.0).unwrap();
+        s.compact(|_| true, 7).unwrap();
+        let mut want = garbage.to_vec();
+        want.extend_from_slice(b"more garbage\n");
+        assert_eq!(fs::read(t.0.join("usage.log.rejected-7")).unwrap(), want);
+    }
+
+    #[test]
+    fn only_a_torn_tail_of_ours_is_cut() {
+        let t = TempDir::new();
+        let good = b"u1 k b 1 2 86f1fcd2\n";
+        // (tail, cut?)
+        for (tail, cut) in [
+            (&b"u"[..], true),
+            (b"u1", true),
+            (b"u1 k b 1", true),
+            (b"u1 k b 1 2 86f1fcd2", false), // a whole record of ours, only its newline torn
+            (b"u2 k b", false),
+            (b"x", false),
+            (b"\x00\x00\x00", false),
+        ] {
+            let mut data = good.to_vec();
+            data.extend_from_slice(tail);
+            fs::write(t.log(), &data).unwrap();
+            let (s, r) = Store::open(&t.0).unwrap();
+            let name = String::from_utf8_lossy(tail);
+            if cut {
+                assert_eq!(r.torn_tail_bytes, tail.len() as u64, "{name}");
+                assert_eq!(fs::read(t.log()).unwrap(), good, "{name}");
+            } else if tail.starts_with(b"u1 ") {
+                // Starts like ours: cut as a torn write (its newline was never acknowledged).
+                assert_eq!(r.torn_tail_bytes, tail.len() as u64, "{name}");
+            } else {
+                assert_eq!((r.torn_tail_bytes, r.bad_lines), (0, 1), "{name}");
+                assert_eq!(fs::read(t.log()).unwrap(), data, "{name}: kept");
+            }
+            s.add("k", "b", b(1, 1));
+            s.sync().unwrap();
+            drop(s);
+            let (s, _) = Store::open(&t.0).unwrap();
+            assert_eq!(
+                s.get("k", "b"),
+                b(2, 3),
+                "{name}: the new record is readable"
+            );
+        }
+    }
+
+    /// A hook that tells `entered` it runs, then holds the fsync until `release` (at most
+    /// 10 s, so a broken test fails instead of hanging).
+    fn holding_hook(
+        entered: std::sync::mpsc::Sender<()>,
+        release: std::sync::mpsc::Receiver<()>,
+    ) -> Hook {
+        Box::new(move || {
+            let _ = entered.send(());
+            let _ = release.recv_timeout(Duration::from_secs(10));
+        })
+    }
+
+    /// While a sync or compaction is held inside its fsync, 200 add+get pairs from another
+    /// thread complete, each within 250 ms (a lock held across the fsync would block them
+    /// until the release, 10 s). Returns the slowest pair.
+    fn adds_while_held(s: &std::sync::Arc<Store>, op: fn(&Store)) -> Duration {
+        use std::sync::atomic::AtomicBool;
+        let (entered_tx, entered_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel();
+        s.set_hook(holding_hook(entered_tx, release_rx));
+        let done = std::sync::Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (s, done) = (s.clone(), done.clone());
+            std::thread::spawn(move || {
+                op(&s);
+                done.store(true, Ordering::SeqCst);
+            })
+        };
+        entered_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the writer reached its fsync");
+        let mut slowest = Duration::ZERO;
+        for _ in 0..200 {
+            let t0 = Instant::now();
+            s.add("k", "b", b(1, 1));
+            let _ = s.get("k", "b");
+            slowest = slowest.max(t0.elapsed());
+        }
+        assert!(
+            !done.load(Ordering::SeqCst),
+            "the writer was held throughout"
+        );
+        release_tx.send(()).unwrap();
+        writer.join().unwrap();
+        assert!(slowest < Duration::from_millis(250), "{slowest:?}");
+        slowest
+    }
+
+    #[test]
+    fn a_slow_fsync_does_not_hold_adds_and_gets() {
+        let t = TempDir::new();
+        let s = std::sync::Arc::new(Store::open(&t.0).unwrap().0);
+        s.add("k", "b", b(1, 2));
+        let slowest = adds_while_held(&s, |s| s.sync().unwrap());
+        eprintln!("slowest add+get during a held sync: {slowest:?}");
+        // The 200 deltas added during the sync are pending, written by the next one.
+        assert_eq!(fs::read(t.log()).unwrap(), b"u1 k b 1 2 86f1fcd2\n");
+        s.set_hook(Box::new(|| {}));
+        s.sync().unwrap();
+        assert_eq!(
+            fs::read(t.log()).unwrap(),
+            b"u1 k b 1 2 86f1fcd2\nu1 k b 200 200 2e0701aa\n"
+        );
+        let slowest = adds_while_held(&s, |s| {
+            s.compact(|_| true, 1).unwrap();
+        });
+        eprintln!("slowest add+get during a held compaction: {slowest:?}");
+        // The compacted file has the snapshot; the deltas added meanwhile follow it.
+        s.set_hook(Box::new(|| {}));
+        s.sync().unwrap();
+        assert_eq!(
+            fs::read(t.log()).unwrap(),
+            b"u1 k b 201 202 fd694936\nu1 k b 200 200 2e0701aa\n"
+        );
+        assert_eq!(s.get("k", "b"), b(401, 402));
+        drop(s);
+        let (s, _) = Store::open(&t.0).unwrap();
+        assert_eq!(s.get("k", "b"), b(401, 402));
+    }
+
+    #[test]
+    fn a_failed_compaction_keeps_the_pending_deltas() {
+        let t = TempDir::new();
+        let (s, _) = Store::open(&t.0).unwrap();
+        s.add("k", "b", b(1, 2));
+        s.sync().unwrap();
+        s.add("k", "b", b(100, 100));
+        // The tmp path taken by a directory: the compaction cannot create its file.
+        fs::create_dir(t.0.join(TMP_NAME)).unwrap();
+        assert!(s.compact(|_| true, 1).is_err());
+        fs::remove_dir(t.0.join(TMP_NAME)).unwrap();
+        s.sync().unwrap();
+        assert_eq!(
+            fs::read(t.log()).unwrap(),
+            b"u1 k b 1 2 86f1fcd2\nu1 k b 100 100 1da9a56e\n"
+        );
+    }
 }

@@ -653,4 +653,174 @@ mod tests {
         assert!(!current_or_later("m2025-11", t));
         assert!(current_or_later("x-unknown", t));
     }
+
+    fn is_root() -> bool {
+        std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+    }
+
+    fn sh(args: &[&str]) -> bool {
+        std::process::Command::new(args[0])
+            .args(&args[1..])
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// A 64 KiB tmpfs on a fresh directory, unmounted (and removed) on drop.
+    struct SmallFs(std::path::PathBuf);
+
+    impl SmallFs {
+        fn mount() -> Option<SmallFs> {
+            let d = tmpdir();
+            std::fs::create_dir_all(&d).unwrap();
+            let p = d.to_str().unwrap();
+            if sh(&["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", p]) {
+                Some(SmallFs(d))
+            } else {
+                let _ = std::fs::remove_dir(&d);
+                None
+            }
+        }
+
+        fn remount(&self, how: &str) {
+            let opt = format!("remount,{how}");
+            assert!(sh(&["mount", "-o", &opt, self.0.to_str().unwrap()]));
+        }
+    }
+
+    impl Drop for SmallFs {
+        fn drop(&mut self) {
+            sh(&["umount", "-l", self.0.to_str().unwrap()]);
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    const ALICE: &str = "alice:pw\nlimit alice day=1G\n";
+
+    fn used(acc: &Accounting, now: SystemTime) -> u64 {
+        acc.quota_rows(now)[0].used
+    }
+
+    /// Serves alice, charging `n` bytes, with the session's end sync.
+    fn session(acc: &Arc<Accounting>, n: u64, now: SystemTime) {
+        let g = acc
+            .admit(Some("alice"), "192.0.2.1".parse().unwrap(), now)
+            .unwrap();
+        assert_eq!(g.charge(n, 0, now), None);
+    }
+
+    /// A store that cannot be written at start: the server starts, counts in memory, and
+    /// the first sync after `writable()` writes it all.
+    fn unwritable_at_start(dir: &Path, read_only: impl Fn(), writable: impl Fn()) {
+        let (c, f) = cfg(ALICE, &[], Some(dir));
+        let now = SystemTime::now();
+        let acc = Arc::new(accounting(&c).unwrap());
+        session(&acc, 1000, now);
+        drop(acc);
+        read_only();
+        let (_, r) = Store::open(dir).unwrap();
+        assert!(
+            r.write_error.is_some(),
+            "the log cannot be opened to append: {r:?}"
+        );
+        let acc = Arc::new(accounting(&c).expect("a write error at start is not a refusal"));
+        assert_eq!(used(&acc, now), 1000, "replayed");
+        session(&acc, 500, now);
+        assert_eq!(used(&acc, now), 1500, "counted in memory");
+        writable();
+        acc.flush();
+        drop(acc);
+        let acc = accounting(&c).unwrap();
+        assert_eq!(used(&acc, now), 1500, "written by the retry");
+        let _ = f.map(std::fs::remove_file);
+    }
+
+    #[test]
+    fn a_read_only_store_at_start_is_a_warning() {
+        if is_root() {
+            // Root writes through file modes: the tmpfs test below covers this as root.
+            eprintln!(
+                "skipped: file modes do not stop root (see a_full_disk_at_start_is_a_warning)"
+            );
+            return;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tmpdir();
+        let log = dir.join(usage::FILE_NAME);
+        let mode = |p: &Path, m| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+        unwritable_at_start(
+            &dir,
+            || {
+                mode(&log, 0o444).unwrap();
+                mode(&dir, 0o555).unwrap();
+            },
+            || {
+                mode(&dir, 0o755).unwrap();
+                mode(&log, 0o644).unwrap();
+            },
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_full_disk_at_start_is_a_warning() {
+        if !is_root() {
+            eprintln!("skipped: mounting a small tmpfs needs root (a_read_only_store_at_start_is_a_warning runs instead)");
+            return;
+        }
+        let Some(fs) = SmallFs::mount() else {
+            eprintln!("skipped: cannot mount a tmpfs here");
+            return;
+        };
+        let dir = fs.0.join("state");
+        // Read-only file system at start: the log cannot even be opened for appending.
+        unwritable_at_start(&dir, || fs.remount("ro"), || fs.remount("rw"));
+        // Full: start-up compaction cannot write its new file.
+        let filler = fs.0.join("filler");
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&filler).unwrap();
+            while f.write_all(&[0u8; 4096]).is_ok() {}
+        }
+        let (store, _) = Store::open(&dir).unwrap();
+        let e = store.compact(|_| true, 1).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+        drop(store);
+        let (c, f) = cfg(ALICE, &[], Some(&dir));
+        let now = SystemTime::now();
+        let acc = Arc::new(accounting(&c).expect("a full disk at start is not a refusal"));
+        assert_eq!(used(&acc, now), 1500);
+        session(&acc, 1, now);
+        assert_eq!(used(&acc, now), 1501);
+        std::fs::remove_file(&filler).unwrap();
+        acc.flush();
+        drop(acc);
+        assert_eq!(used(&accounting(&c).unwrap(), now), 1501);
+        let _ = f.map(std::fs::remove_file);
+    }
+
+    #[test]
+    fn a_store_of_garbage_is_set_aside_not_refused() {
+        let dir = tmpdir();
+        std::fs::create_dir_all(&dir).unwrap();
+        let garbage = b"this is not a usage log\n";
+        std::fs::write(dir.join(usage::FILE_NAME), garbage).unwrap();
+        let (c, f) = cfg(ALICE, &[], Some(&dir));
+        let acc = accounting(&c).expect("a public server keeps serving");
+        assert_eq!(used(&acc, SystemTime::now()), 0);
+        let side: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.unwrap().file_name().into_string().unwrap();
+                name.starts_with(usage::REJECTED_PREFIX).then_some(name)
+            })
+            .collect();
+        assert_eq!(side.len(), 1, "{side:?}");
+        assert_eq!(std::fs::read(dir.join(&side[0])).unwrap(), garbage);
+        assert_eq!(std::fs::read(dir.join(usage::FILE_NAME)).unwrap(), b"");
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = f.map(std::fs::remove_file);
+    }
 }

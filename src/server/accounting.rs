@@ -51,7 +51,8 @@ pub struct Accounting {
     /// The users file's limit lines; replaced whole by a reload (SIGHUP).
     users: RwLock<HashMap<String, LimitSet>>,
     sources: Vec<(SourceScope, LimitSet)>,
-    store: Option<Mutex<Store>>,
+    /// Its own two locks: `lock()` (map operations only) and the writer's (usage.rs).
+    store: Option<Store>,
     active: Mutex<HashMap<String, usize>>,
     synced: Mutex<Instant>,
     /// The data-path pools of the quotas sessions now count against; a pool lives while a
@@ -117,7 +118,7 @@ impl Accounting {
         let wants_bytes = users.values().any(|l| !l.bytes.is_empty())
             || sources.iter().any(|(_, l)| !l.bytes.is_empty());
         let store = match (&cfg.state_dir, wants_bytes) {
-            (Some(dir), _) => Some(Mutex::new(open_store(dir)?)),
+            (Some(dir), _) => Some(open_store(dir)?),
             (None, true) => {
                 return Err(Error::Usage(
                     "byte quotas (day=, week=, month=, ...) need --state-dir DIR, where usage is kept across restarts".into(),
@@ -302,7 +303,8 @@ impl Accounting {
         }
     }
 
-    /// The guard thread's periodic work: fsync pending usage, compact a long log.
+    /// The guard thread's periodic work: fsync pending usage, compact a long log. The disk
+    /// I/O runs under the store's writer lock only, never the lock `admit` and `charge` take.
     pub fn tick(&self, now: Instant) {
         let Some(store) = &self.store else { return };
         {
@@ -312,26 +314,31 @@ impl Accounting {
             }
             *last = now;
         }
-        let mut s = store.lock();
-        if let Err(e) = s.sync() {
+        if let Err(e) = store.sync() {
             log::warn!(
-                "cannot write byte usage ({e}); will retry in {} s",
+                "cannot write byte usage ({e}); counting goes on in memory, retried in {} s",
                 SYNC_EVERY.as_secs()
             );
         }
-        if s.appended() > COMPACT_AFTER {
+        if store.appended() > COMPACT_AFTER {
             let t = unix(SystemTime::now());
-            if let Err(e) = s.compact(|b| current_or_later(b, t)) {
-                log::warn!("cannot compact the usage log ({e}); it keeps growing until this works");
+            match store.compact(|b| current_or_later(b, t), t) {
+                Ok(c) => report_compaction(&c),
+                Err(e) => log::warn!(
+                    "cannot compact the usage log ({e}); it keeps growing until this works"
+                ),
             }
         }
     }
 
-    /// Writes pending usage now (server shutdown).
+    /// Writes pending usage now (session end, server shutdown).
     pub fn flush(&self) {
         if let Some(store) = &self.store {
-            if let Err(e) = store.lock().sync() {
-                log::warn!("cannot write byte usage ({e})");
+            if let Err(e) = store.sync() {
+                log::warn!(
+                    "cannot write byte usage ({e}); counting goes on in memory, retried in {} s",
+                    SYNC_EVERY.as_secs()
+                );
             }
         }
     }
@@ -431,27 +438,78 @@ fn user_limits(cfg: &ServerConfig, accounts: &ServerAccounts) -> Result<HashMap<
     Ok(users)
 }
 
+/// Opens the usage store and compacts it. Refuses only what would silently reset usage: a
+/// state directory that cannot be made or a log that cannot be read. A write error (a full
+/// disk, a read-only file) is a warning: the server counts in memory and every sync
+/// retries, as at run time (issue 18: a full disk used to stop the server from starting).
 fn open_store(dir: &Path) -> Result<Store> {
     std::fs::create_dir_all(dir).map_err(|e| io_err(dir, "create", e))?;
-    let (mut store, report) = Store::open(dir).map_err(|e| io_err(dir, "open", e))?;
-    if report.torn_tail_bytes > 0 || report.bad_lines > 0 {
+    let (store, report) = Store::open(dir).map_err(|e| io_err(dir, "read", e))?;
+    let path = dir.join(usage::FILE_NAME);
+    let path = path.display();
+    if report.torn_tail_bytes > 0 {
         log::warn!(
-            "{}: ignored {} damaged line(s) and a torn last record of {} byte(s) (a crash while writing); the rest of the usage is kept",
-            dir.join(usage::FILE_NAME).display(),
-            report.bad_lines,
+            "{path}: cut a torn last record of {} byte(s) (a crash while writing; it was never acknowledged, so nothing counted is lost)",
             report.torn_tail_bytes
         );
     }
+    if report.newer_lines > 0 {
+        log::warn!(
+            "{path}: {} line(s) of a newer btest version are kept as they are and not counted by this one",
+            report.newer_lines
+        );
+    }
+    if let Some(e) = &report.write_error {
+        log::warn!(
+            "cannot write the usage store {path} ({e}); serving and counting in memory, retried every {} s: free space or fix the permissions of {}",
+            SYNC_EVERY.as_secs(),
+            dir.display()
+        );
+    }
     let t = unix(SystemTime::now());
-    store
-        .compact(|b| current_or_later(b, t))
-        .map_err(|e| io_err(dir, "compact", e))?;
+    let compacted = store.compact(|b| current_or_later(b, t), t);
+    if let Err(e) = &compacted {
+        log::warn!("cannot compact the usage log {path} at start ({e}); it is kept as it is and compaction is retried as it grows");
+    }
+    // Nothing readable at all: not silently zero usage.
+    if report.bad_lines > 0 && report.records == 0 && report.newer_lines == 0 {
+        let now_in = match &compacted {
+            Ok(c) => c
+                .rejected_to
+                .as_ref()
+                .map_or_else(|| path.to_string(), |p| p.display().to_string()),
+            Err(_) => path.to_string(),
+        };
+        log::error!(
+            "{path} held no usage record this btest can read ({} unreadable line(s), now in {now_in}): byte usage starts from zero. If it was a real usage log (a bad restore, a disk error), stop the server, put the good log back as {path}, and start it again",
+            report.bad_lines
+        );
+    } else if report.bad_lines > 0 {
+        match &compacted {
+            Ok(c) => report_compaction(c),
+            Err(_) => log::warn!(
+                "{path}: skipped {} unreadable line(s), left in place; the rest of the usage is kept",
+                report.bad_lines
+            ),
+        }
+    }
     log::debug!(
         "usage store {}: {} record(s) replayed",
         dir.display(),
         report.records
     );
     Ok(store)
+}
+
+/// Names the side file a compaction moved unreadable lines to.
+fn report_compaction(c: &usage::Compacted) {
+    if let Some(side) = &c.rejected_to {
+        log::warn!(
+            "moved {} unreadable line(s) of the usage log to {} (not counted; kept for inspection, delete it when done)",
+            c.rejected_lines,
+            side.display()
+        );
+    }
 }
 
 /// Keep a bucket while its period has not passed (a clock set back keeps the later ones).
@@ -814,5 +872,175 @@ mod tests {
         assert!(current_or_later("m2025-12", t));
         assert!(!current_or_later("m2025-11", t));
         assert!(current_or_later("x-unknown", t));
+    }
+
+    fn is_root() -> bool {
+        std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+    }
+
+    fn sh(args: &[&str]) -> bool {
+        std::process::Command::new(args[0])
+            .args(&args[1..])
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// A 64 KiB tmpfs on a fresh directory, unmounted (and removed) on drop.
+    struct SmallFs(std::path::PathBuf);
+
+    impl SmallFs {
+        fn mount() -> Option<SmallFs> {
+            let d = tmpdir();
+            std::fs::create_dir_all(&d).unwrap();
+            let p = d.to_str().unwrap();
+            if sh(&["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", p]) {
+                Some(SmallFs(d))
+            } else {
+                let _ = std::fs::remove_dir(&d);
+                None
+            }
+        }
+
+        fn remount(&self, how: &str) {
+            let opt = format!("remount,{how}");
+            assert!(sh(&["mount", "-o", &opt, self.0.to_str().unwrap()]));
+        }
+    }
+
+    impl Drop for SmallFs {
+        fn drop(&mut self) {
+            sh(&["umount", "-l", self.0.to_str().unwrap()]);
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    const ALICE: &str = "alice:pw\nlimit alice day=1G\n";
+
+    fn used(acc: &Accounting, now: SystemTime) -> u64 {
+        acc.quota_rows(now)[0].used
+    }
+
+    /// Serves alice, charging `n` bytes, with the session's end sync.
+    fn session(acc: &Arc<Accounting>, n: u64, now: SystemTime) {
+        let g = acc
+            .admit(Some("alice"), "192.0.2.1".parse().unwrap(), now)
+            .unwrap();
+        assert_eq!(g.charge(n, 0, now), None);
+    }
+
+    /// A store that cannot be written at start: the server starts, counts in memory, and
+    /// the first sync after `writable()` writes it all.
+    fn unwritable_at_start(dir: &Path, read_only: impl Fn(), writable: impl Fn()) {
+        let (c, f) = cfg(ALICE, &[], Some(dir));
+        let now = SystemTime::now();
+        let acc = Arc::new(accounting(&c).unwrap());
+        session(&acc, 1000, now);
+        drop(acc);
+        read_only();
+        let (_, r) = Store::open(dir).unwrap();
+        assert!(
+            r.write_error.is_some(),
+            "the log cannot be opened to append: {r:?}"
+        );
+        let acc = Arc::new(accounting(&c).expect("a write error at start is not a refusal"));
+        assert_eq!(used(&acc, now), 1000, "replayed");
+        session(&acc, 500, now);
+        assert_eq!(used(&acc, now), 1500, "counted in memory");
+        writable();
+        acc.flush();
+        drop(acc);
+        let acc = accounting(&c).unwrap();
+        assert_eq!(used(&acc, now), 1500, "written by the retry");
+        let _ = f.map(std::fs::remove_file);
+    }
+
+    #[test]
+    fn a_read_only_store_at_start_is_a_warning() {
+        if is_root() {
+            // Root writes through file modes: the tmpfs test below covers this as root.
+            eprintln!(
+                "skipped: file modes do not stop root (see a_full_disk_at_start_is_a_warning)"
+            );
+            return;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tmpdir();
+        let log = dir.join(usage::FILE_NAME);
+        let mode = |p: &Path, m| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+        unwritable_at_start(
+            &dir,
+            || {
+                mode(&log, 0o444).unwrap();
+                mode(&dir, 0o555).unwrap();
+            },
+            || {
+                mode(&dir, 0o755).unwrap();
+                mode(&log, 0o644).unwrap();
+            },
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_full_disk_at_start_is_a_warning() {
+        if !is_root() {
+            eprintln!("skipped: mounting a small tmpfs needs root (a_read_only_store_at_start_is_a_warning runs instead)");
+            return;
+        }
+        let Some(fs) = SmallFs::mount() else {
+            eprintln!("skipped: cannot mount a tmpfs here");
+            return;
+        };
+        let dir = fs.0.join("state");
+        // Read-only file system at start: the log cannot even be opened for appending.
+        unwritable_at_start(&dir, || fs.remount("ro"), || fs.remount("rw"));
+        // Full: start-up compaction cannot write its new file.
+        let filler = fs.0.join("filler");
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&filler).unwrap();
+            while f.write_all(&[0u8; 4096]).is_ok() {}
+        }
+        let (store, _) = Store::open(&dir).unwrap();
+        let e = store.compact(|_| true, 1).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+        drop(store);
+        let (c, f) = cfg(ALICE, &[], Some(&dir));
+        let now = SystemTime::now();
+        let acc = Arc::new(accounting(&c).expect("a full disk at start is not a refusal"));
+        assert_eq!(used(&acc, now), 1500);
+        session(&acc, 1, now);
+        assert_eq!(used(&acc, now), 1501);
+        std::fs::remove_file(&filler).unwrap();
+        acc.flush();
+        drop(acc);
+        assert_eq!(used(&accounting(&c).unwrap(), now), 1501);
+        let _ = f.map(std::fs::remove_file);
+    }
+
+    #[test]
+    fn a_store_of_garbage_is_set_aside_not_refused() {
+        let dir = tmpdir();
+        std::fs::create_dir_all(&dir).unwrap();
+        let garbage = b"this is not a usage log\n";
+        std::fs::write(dir.join(usage::FILE_NAME), garbage).unwrap();
+        let (c, f) = cfg(ALICE, &[], Some(&dir));
+        let acc = accounting(&c).expect("a public server keeps serving");
+        assert_eq!(used(&acc, SystemTime::now()), 0);
+        let side: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.unwrap().file_name().into_string().unwrap();
+                name.starts_with(usage::REJECTED_PREFIX).then_some(name)
+            })
+            .collect();
+        assert_eq!(side.len(), 1, "{side:?}");
+        assert_eq!(std::fs::read(dir.join(&side[0])).unwrap(), garbage);
+        assert_eq!(std::fs::read(dir.join(usage::FILE_NAME)).unwrap(), b"");
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = f.map(std::fs::remove_file);
     }
 }

@@ -14,8 +14,10 @@ mod hostile; // garbage, truncation, silence, vanishing clients: freed threads a
 mod http; // issue 10: --http API, /metrics and the dashboard in headless Chromium
 mod latency; // issue 11: the latency probe: echo, ICMP, idle and loaded figures
 mod netem; // 5 % loss on a veth link between two namespaces (root only)
+mod public; // issue 18: one source holding slots or 255-connection floods; the process budget
 mod quota; // issue 10: byte quotas end and refuse sessions, survive restarts; per-source limits
 mod report; // issue 11: --report HTML (parsed, and rendered in headless Chromium), the live view
+mod signals; // issue 18: SIGHUP reloads, SIGTERM within 1 s whatever stdout does, records kept
 mod soak; // issue 12: 100/1000 sessions against one server process, 100 at once, /proc
 mod stop; // promptness of client and server shutdown
 mod tcp; // TCP in every direction, 1 and 4 connections, IPv4 and IPv6, speed limits

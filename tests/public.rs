@@ -324,3 +324,31 @@ fn skip(why: &str) {
     );
     eprintln!("skipped: {why}");
 }
+
+/// Issue 18 item 9: a server stopped (SIGINT, SIGTERM) while a multi-connection session
+/// waits for its data connections refuses that session; it used to start it with none.
+#[test]
+fn a_stop_during_the_join_wait_refuses_the_session() {
+    watchdog(30, || {
+        let mut srv = start_server(server_cfg());
+        let events = srv.h().events().clone();
+        let mut s = connect_from(a("127.0.0.1"), srv.addr).unwrap();
+        hello(&mut s).unwrap();
+        s.write_all(&command(4, 0, 32768)).unwrap();
+        let mut ok = [0u8; 4];
+        s.read_exact(&mut ok).unwrap();
+        assert_eq!(ok[0], 1, "OK with a token: the server waits for 3 joins");
+        std::thread::sleep(Duration::from_millis(300));
+        let st = srv.handle.take().unwrap().shutdown(Duration::from_secs(2));
+        assert_eq!(st.live_threads, 0, "{st:?}");
+        let evs: Vec<_> = events.try_iter().collect();
+        assert!(
+            !evs.iter().any(|e| matches!(e, btest::server::ServerEvent::Start(_))),
+            "no session started: {evs:?}"
+        );
+        assert!(
+            evs.iter().any(|e| matches!(e, btest::server::ServerEvent::Rejected(r) if r.error.contains("shutting down"))),
+            "{evs:?}"
+        );
+    });
+}

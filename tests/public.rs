@@ -207,17 +207,19 @@ fn under_systemd_limits_the_budget_refuses_before_the_process_runs_out() {
         let cleanup = CgroupDir(cg.clone());
         std::fs::write(cg.join("pids.max"), "2048").unwrap();
         // The unit's default: soft and hard 1024 descriptors, from the start.
-        let mut child = std::process::Command::new("prlimit")
-            .args(["--nofile=1024:1024", "--"])
-            .arg(env!("CARGO_BIN_EXE_btest"))
-            .args(["server", "--listen", "127.0.0.1:0", "--udp-port-from"])
-            .arg(udp_base().to_string())
-            .args(["-v"])
-            .pre_exec_cgroup(&cg)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = Proc(
+            std::process::Command::new("prlimit")
+                .args(["--nofile=1024:1024", "--"])
+                .arg(env!("CARGO_BIN_EXE_btest"))
+                .args(["server", "--listen", "127.0.0.1:0", "--udp-port-from"])
+                .arg(udp_base().to_string())
+                .args(["-v"])
+                .pre_exec_cgroup(&cg)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
         let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
         let mut addr = None;
         let mut log = Vec::new();
@@ -343,7 +345,8 @@ fn a_stop_during_the_join_wait_refuses_the_session() {
         assert_eq!(st.live_threads, 0, "{st:?}");
         let evs: Vec<_> = events.try_iter().collect();
         assert!(
-            !evs.iter().any(|e| matches!(e, btest::server::ServerEvent::Start(_))),
+            !evs.iter()
+                .any(|e| matches!(e, btest::server::ServerEvent::Start(_))),
             "no session started: {evs:?}"
         );
         assert!(

@@ -7,7 +7,6 @@ use std::io::{BufRead, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use btest::auth::AuthMethod;
 use btest::wire::{Command, Direction, Protocol};
 
 use crate::util::*;
@@ -28,21 +27,17 @@ fn users_file(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
 }
 
 /// Starts the binary with piped stdio; returns it, its address and its stderr lines.
-fn server(
-    args: &[&str],
-) -> (
-    std::process::Child,
-    SocketAddr,
-    crossbeam_channel::Receiver<String>,
-) {
-    let mut child = btest_bin()
-        .args(["server", "--listen", "127.0.0.1:0", "--udp-port-from"])
-        .arg(udp_base().to_string())
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+fn server(args: &[&str]) -> (Proc, SocketAddr, crossbeam_channel::Receiver<String>) {
+    let mut child = Proc(
+        btest_bin()
+            .args(["server", "--listen", "127.0.0.1:0", "--udp-port-from"])
+            .arg(udp_base().to_string())
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     while !line.contains("listening on") {

@@ -119,9 +119,12 @@ impl Budget {
     #[inline]
     pub fn take_rx(&self, n: u64) -> bool {
         let n = clamp(n);
-        self.rx
-            .iter()
-            .fold(true, |ok, p| p.left.fetch_sub(n, Relaxed) > n && ok)
+        // Every pool takes them (no short circuit): they were received.
+        let mut ok = true;
+        for p in &self.rx {
+            ok &= p.left.fetch_sub(n, Relaxed) > n;
+        }
+        ok
     }
 
     /// How much the next read may take: `max`, or less as a receive quota runs out (at least

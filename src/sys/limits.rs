@@ -26,6 +26,8 @@ fn getrlimit(res: Resource) -> Option<libc::rlimit> {
     (unsafe { libc::getrlimit(res, &mut r) } == 0).then_some(r)
 }
 
+// `rlim_t` is 32 bits on 32-bit glibc targets, 64 elsewhere.
+#[allow(clippy::unnecessary_cast)]
 fn finite(v: libc::rlim_t) -> Option<u64> {
     (v != libc::RLIM_INFINITY).then_some(v as u64)
 }

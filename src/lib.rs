@@ -34,6 +34,7 @@ pub mod server;
 pub mod sys;
 #[cfg(feature = "client")]
 pub mod termview;
+pub mod text;
 #[cfg(feature = "through")]
 pub mod through;
 pub mod units;

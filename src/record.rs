@@ -641,16 +641,22 @@ impl Record {
             .collect()
     }
 
-    /// The CSV cells, in [`Record::csv_header`] order.
+    /// The CSV cells, in [`Record::csv_header`] order. Text values are neutralised against
+    /// formula injection ([`crate::text::csv_text`], issue 18); numbers stay numeric (their
+    /// type, not their text, decides: a `-1.5` the program computed is not a formula).
     pub fn csv_cells(&self) -> Vec<String> {
         self.fields()
             .filter(|(d, _)| d.ty != Ty::Nested)
-            .map(|(_, v)| v.plain())
+            .map(|(_, v)| match v {
+                Value::Str(s) => crate::text::csv_text(s).into_owned(),
+                v => v.plain(),
+            })
             .collect()
     }
 
-    /// `key=value` pairs of the non-null, non-nested fields (syslog). Values with a space
-    /// are quoted.
+    /// `key=value` pairs of the non-null, non-nested fields (syslog). Text values are escaped
+    /// ([`crate::text::Esc`]: a newline in a peer's user name must not start a new line or a
+    /// new `key=`, issue 18); values with a space are quoted.
     pub fn key_values(&self) -> String {
         self.key_values_except(&[])
     }
@@ -662,7 +668,10 @@ impl Record {
             if d.ty == Ty::Nested || *v == Value::Null || skip.contains(&d.key) {
                 continue;
             }
-            let p = v.plain();
+            let p = match v {
+                Value::Str(t) => crate::text::Esc(t).to_string(),
+                v => v.plain(),
+            };
             if !s.is_empty() {
                 s.push(' ');
             }
@@ -759,6 +768,46 @@ mod tests {
             "server=h:2000 protocol=udp direction=both connections=2"
         );
         assert!(!Record::csv_header(Kind::Interval).contains(&"senders"));
+    }
+
+    #[test]
+    fn peer_text_is_neutralised_in_csv_and_escaped_in_syslog() {
+        // issue 18: a user name is whatever the peer sent in its login
+        let r = Record::build(Kind::AuthFailure, |b| {
+            b.str("timestamp", "2026-11-23T13:05:09Z")
+                .str("peer", "192.0.2.1:5000")
+                .str("user", "=cmd|' /C calc'!A0\ninfo: x")
+                .str("auth", "md5");
+        });
+        assert_eq!(
+            r.csv_cells(),
+            [
+                "2026-11-23T13:05:09Z",
+                "192.0.2.1:5000",
+                "'=cmd|' /C calc'!A0\ninfo: x",
+                "md5"
+            ]
+        );
+        let r = Record::build(Kind::AuthFailure, |b| {
+            b.str("timestamp", "t")
+                .str("peer", "p")
+                .str("user", "x\nreason=ok\u{1b}")
+                .str("auth", "md5");
+        });
+        assert_eq!(
+            r.key_values(),
+            "timestamp=t peer=p user=x\\nreason=ok\\x1b auth=md5"
+        );
+        // numbers the program wrote stay numbers, even negative ones
+        let r = Record::build(Kind::Start, |b| {
+            b.str("server", "-h")
+                .str("protocol", "udp")
+                .str("direction", "both")
+                .int("connections", 2);
+        });
+        assert_eq!(r.csv_cells(), ["'-h", "udp", "both", "2"]);
+        assert_eq!(crate::text::csv_text(&Value::num(-1.5).plain()), "'-1.500");
+        assert_eq!(Value::num(-1.5).plain(), "-1.500");
     }
 
     #[test]

@@ -827,12 +827,13 @@ pub fn server_event_line(ev: &ServerEvent, output: Output) -> Option<String> {
 
 #[cfg(feature = "server")]
 fn session_text(r: &Record) -> String {
+    // A user name and an error text may carry what a peer sent (issue 18): escaped.
     let user = match r.get("user") {
-        Value::Str(u) => format!(" user {u}"),
+        Value::Str(u) => format!(" user {}", crate::text::Esc(u)),
         _ => String::new(),
     };
     let err = match r.get("error") {
-        Value::Str(e) => format!(" ({e})"),
+        Value::Str(e) => format!(" ({})", crate::text::Esc(e)),
         _ => String::new(),
     };
     format!(

@@ -381,7 +381,7 @@ fn serve(sh: &Shared, mut stream: TcpStream) {
             let resp = match catch_unwind(AssertUnwindSafe(|| (sh.handler)(&req))) {
                 Ok(r) => r,
                 Err(_) => {
-                    log::debug!("http handler panicked on {:?}", req.path);
+                    log::debug!("http handler panicked on {:?}", crate::text::Esc(&req.path));
                     Response::text(500, "internal error\n")
                 }
             };

@@ -146,7 +146,7 @@ fn forged_name_is_escaped(method: &str) {
         std::process::id()
     ));
     let _ = std::fs::remove_file(&csv);
-    let mut child = btest_bin()
+    let child = btest_bin()
         .args(["server", "-v", "--listen", "127.0.0.1:0", "--auth", method])
         .args(["--user", "admin", "--password", "secret", "--echo", "no"])
         .args(["--udp-port-from", &udp_base().to_string()])
@@ -156,9 +156,18 @@ fn forged_name_is_escaped(method: &str) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // killed and reaped on every way out, a failed assertion included
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Reap(child);
     let lines = Arc::new(Mutex::new(Vec::<String>::new()));
     let sink = lines.clone();
-    let err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let err = std::io::BufReader::new(child.0.stderr.take().unwrap());
     std::thread::spawn(move || {
         for l in err.lines().map_while(Result::ok) {
             sink.lock().unwrap().push(l);
@@ -194,8 +203,8 @@ fn forged_name_is_escaped(method: &str) {
     assert!(wait_until(Duration::from_secs(5), || {
         std::fs::read_to_string(&csv).is_ok_and(|t| t.lines().count() >= 2)
     }));
-    signal(child.id(), "-TERM");
-    child.wait().unwrap();
+    signal(child.0.id(), "-TERM");
+    child.0.wait().unwrap();
     let all = lines.lock().unwrap().clone();
     for l in &all {
         assert!(

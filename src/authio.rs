@@ -1,8 +1,9 @@
 //! The I/O half of authentication, for both roles: reads and writes the MD5 and EC-SRP5
 //! messages on connection 0 and calls the pure code in `auth/`.
 //!
-//! Owns: the server's account table (loaded once at start-up, EC-SRP5 verifiers computed
-//! then), the users file format, and the client's credential handling. Must not: implement
+//! Owns: the server's account table (loaded once at start-up: each password hashed once into
+//! what the method needs; EC-SRP5 verifiers derived at each login, for a known and an unknown
+//! name alike), the users file format, and the client's credential handling. Must not: implement
 //! cryptography, log passwords, or answer differently (in content or timing) for an unknown
 //! user than for a wrong password.
 
@@ -147,9 +148,15 @@ pub fn client_ecsrp5(s: &mut TcpStream, cfg: &ClientConfig, _server: SocketAddr)
 }
 
 #[cfg(feature = "server")]
+/// One account, as the offered method needs it: the password itself is not kept.
 struct Account {
-    password: Vec<u8>,
-    verifier: Option<ec_srp5::Verifier>,
+    /// MD5: the hash state after the password ([`md5::Prepared`]).
+    md5: Option<md5::Prepared>,
+    /// EC-SRP5: `SHA256(user ":" password)`, from which each login derives the verifier.
+    ec: Option<ec_srp5::PasswordKey>,
+    /// SHA-256 of the process secret and the password: tells a reload (SIGHUP) whether the
+    /// password changed without keeping the password.
+    fingerprint: [u8; 32],
 }
 
 #[cfg(feature = "server")]
@@ -157,73 +164,135 @@ struct Account {
 pub struct ServerAccounts {
     method: AuthMethod,
     users: HashMap<Vec<u8>, Account>,
-    /// Stands in for unknown users so their handshake costs what a real one costs.
-    dummy: Option<ec_srp5::Verifier>,
-    salt_key: [u8; 32],
+    /// 32 random bytes drawn at start: EC-SRP5 salts of every name, and the stand-in keys of
+    /// unknown names, are derived from it (stable for the process's life).
+    secret: [u8; 32],
     /// The users file's `limit` lines, kept for the accounting (read with the accounts).
     limits: Vec<(usize, String, String)>,
 }
 
 #[cfg(feature = "server")]
-/// Parses a users file: one `user:password` per line, `#` comments and blank lines ignored.
-/// The password is everything after the first colon (it may contain colons). `limit USER
-/// SPEC` lines (see [`limit_line`]) are not accounts and are skipped here.
-pub fn parse_users(text: &str, origin: &str) -> Result<Vec<(String, String)>> {
-    let mut out = Vec::new();
+/// What a users file holds, read once.
+#[derive(Debug, Default, PartialEq)]
+pub struct UsersFile {
+    /// (line number, user, password).
+    pub accounts: Vec<(usize, String, String)>,
+    /// (line number, user, limits spec) of the `limit` lines.
+    pub limits: Vec<(usize, String, String)>,
+    /// What loads but deserves a word, each naming its line (never a password).
+    pub warnings: Vec<String>,
+}
+
+#[cfg(feature = "server")]
+/// One non-blank line of a users file.
+enum Line<'a> {
+    Comment,
+    Account(&'a str, &'a str),
+    Limit(&'a str, &'a str),
+}
+
+#[cfg(feature = "server")]
+/// Reads one line (without its end). A line whose first word is `limit` is a limit line,
+/// whatever follows: its keyword is looked at before any `user:password` split, and in it a
+/// `#` starts a comment (issue 18: `limit alice day=10G # ticket: 42` had become an account
+/// named `limit alice day=10G # ticket` and the limit was gone). Any other line is
+/// `user:password`: the password is everything after the first `:`, verbatim, so it may hold
+/// `:` and `#` (comments are whole lines that start with `#`, as they always were).
+fn classify(line: &str) -> std::result::Result<Line<'_>, String> {
+    let t = line.trim();
+    if t.is_empty() || t.starts_with('#') {
+        return Ok(Line::Comment);
+    }
+    if let Some(rest) = t.strip_prefix("limit") {
+        if rest.is_empty() || rest.starts_with([' ', '\t']) {
+            let body = rest.split_once('#').map_or(rest, |(b, _)| b).trim();
+            if body.is_empty() {
+                return Err("a limit line without a user (expected: limit USER SPEC)".into());
+            }
+            let (user, spec) = body.split_once([' ', '\t']).unwrap_or((body, ""));
+            if user.contains(':') {
+                return Err(format!(
+                    "a limit line for '{}', but a user name has no ':' (an account cannot be \
+                     named 'limit ...'; expected: limit USER SPEC)",
+                    crate::text::Esc(user)
+                ));
+            }
+            return Ok(Line::Limit(user, spec.trim()));
+        }
+    }
+    let (u, p) = line
+        .split_once(':')
+        .ok_or("no ':' in the line (expected user:password)")?;
+    let u = u.trim();
+    if u.is_empty() {
+        return Err("empty user name (expected user:password)".into());
+    }
+    if u.len() > 255 {
+        return Err("user name longer than 255 bytes (expected user:password)".into());
+    }
+    Ok(Line::Account(u, p))
+}
+
+#[cfg(feature = "server")]
+/// Parses a users file: `user:password` lines, `limit USER SPEC` lines, `#` comment lines and
+/// blank lines (see [`classify`] for the rules). Errors name the line.
+pub fn parse_users_file(text: &str, origin: &str) -> Result<UsersFile> {
+    let mut out = UsersFile::default();
     for (i, raw) in text.lines().enumerate() {
+        let n = i + 1;
         let line = raw.trim_end_matches('\r');
-        if line.trim().is_empty() || line.trim_start().starts_with('#') {
-            continue;
+        match classify(line).map_err(|why| Error::Usage(format!("{origin}:{n}: {why}")))? {
+            Line::Comment => {}
+            Line::Limit(u, spec) => out.limits.push((n, u.to_string(), spec.to_string())),
+            Line::Account(u, p) => {
+                let who = crate::text::Esc(u);
+                if p.is_empty() {
+                    out.warnings.push(format!(
+                        "{origin}:{n}: user '{who}' has an empty password: anyone who knows \
+                         the name can log in"
+                    ));
+                } else if p.contains(" #") || p.contains("\t#") {
+                    out.warnings.push(format!(
+                        "{origin}:{n}: the password of '{who}' contains ' #', which is part of \
+                         it: only lines that start with '#' are comments"
+                    ));
+                }
+                out.accounts.push((n, u.to_string(), p.to_string()));
+            }
         }
-        if limit_line(line).is_some() {
-            continue;
-        }
-        let bad = |why: &str| {
-            Error::Usage(format!(
-                "{origin}:{}: {why} (expected user:password)",
-                i + 1
-            ))
-        };
-        let (u, p) = line
-            .split_once(':')
-            .ok_or_else(|| bad("no ':' in the line"))?;
-        let u = u.trim();
-        if u.is_empty() {
-            return Err(bad("empty user name"));
-        }
-        if u.len() > 255 {
-            return Err(bad("user name longer than 255 bytes"));
-        }
-        out.push((u.to_string(), p.to_string()));
     }
     Ok(out)
 }
 
-/// A `limit USER SPEC` line of a users file: the user and the limits spec
-/// (`limit alice day=10G sessions=2 rate=100M`, docs/btest.1). Such a line has no `:`, so no
-/// file that was valid before reads differently: a line without `:` used to be an error.
-pub fn limit_line(line: &str) -> Option<(&str, &str)> {
-    let rest = line.trim().strip_prefix("limit")?;
-    if !rest.starts_with([' ', '\t']) || rest.contains(':') {
-        return None;
-    }
-    let rest = rest.trim_start();
-    let (user, spec) = rest.split_once([' ', '\t']).unwrap_or((rest, ""));
-    Some((user, spec.trim()))
-}
-
-/// Every `limit` line of a users file: (line number, user, spec).
-pub fn parse_user_limits(text: &str) -> Vec<(usize, String, String)> {
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim_start().starts_with('#'))
-        .filter_map(|(i, l)| limit_line(l).map(|(u, s)| (i + 1, u.to_string(), s.to_string())))
-        .collect()
+#[cfg(feature = "server")]
+/// The accounts of a users file, (user, password), in file order; see [`parse_users_file`].
+pub fn parse_users(text: &str, origin: &str) -> Result<Vec<(String, String)>> {
+    Ok(parse_users_file(text, origin)?
+        .accounts
+        .into_iter()
+        .map(|(_, u, p)| (u, p))
+        .collect())
 }
 
 #[cfg(feature = "server")]
-/// The accounts and the `limit` lines of a users file, read once.
-type UsersFile = (Vec<(String, String)>, Vec<(usize, String, String)>);
+/// A valid `limit USER SPEC` line of a users file: the user and the limits spec, without the
+/// comment (`limit alice day=10G sessions=2 rate=100M # ticket: 42`, docs/btest.1). `None` for
+/// any other line, including a malformed limit line (which [`parse_users_file`] refuses).
+pub fn limit_line(line: &str) -> Option<(&str, &str)> {
+    match classify(line) {
+        Ok(Line::Limit(u, spec)) => Some((u, spec)),
+        _ => None,
+    }
+}
+
+#[cfg(feature = "server")]
+/// Every valid `limit` line of a users file: (line number, user, spec).
+pub fn parse_user_limits(text: &str) -> Vec<(usize, String, String)> {
+    text.lines()
+        .enumerate()
+        .filter_map(|(i, l)| limit_line(l).map(|(u, s)| (i + 1, u.to_string(), s.to_string())))
+        .collect()
+}
 
 #[cfg(feature = "server")]
 fn load_users_file(path: &Path) -> Result<UsersFile> {
@@ -231,15 +300,25 @@ fn load_users_file(path: &Path) -> Result<UsersFile> {
     let origin = path.display().to_string();
     let meta =
         std::fs::metadata(path).map_err(|e| Error::Usage(format!("--users {origin}: {e}")))?;
-    if meta.permissions().mode() & 0o004 != 0 {
+    let mode = meta.permissions().mode();
+    if mode & 0o004 != 0 {
         return Err(Error::Usage(format!(
             "--users {origin}: the file is world-readable and holds passwords; refusing it \
              (run: chmod 600 {origin})"
         )));
     }
+    // Whoever can write the file can add an account (issue 18).
+    if mode & 0o022 != 0 {
+        let who = if mode & 0o002 != 0 { "world" } else { "group" };
+        return Err(Error::Usage(format!(
+            "--users {origin}: the file is {who}-writable (mode {:o}) and holds the accounts: \
+             others could add one; refusing it (run: chmod go-w {origin})",
+            mode & 0o777
+        )));
+    }
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Usage(format!("--users {origin}: {e}")))?;
-    Ok((parse_users(&text, &origin)?, parse_user_limits(&text)))
+    parse_users_file(&text, &origin)
 }
 
 #[cfg(feature = "server")]
@@ -252,7 +331,7 @@ impl ServerAccounts {
         for (u, a) in &newer.users {
             match self.users.get(u) {
                 None => out.push(format!("user '{}' added", name(u))),
-                Some(old) if old.password != a.password => {
+                Some(old) if old.fingerprint != a.fingerprint => {
                     out.push(format!("password of '{}' changed", name(u)))
                 }
                 Some(_) => {}
@@ -268,15 +347,40 @@ impl ServerAccounts {
 
 #[cfg(feature = "server")]
 impl ServerAccounts {
-    /// Loads the accounts of the configuration and, for EC-SRP5, computes each verifier from
-    /// a fresh random salt.
+    /// Loads the accounts of the configuration: each password is hashed once into what the
+    /// offered method needs (MD5 state or EC-SRP5 key); no EC-SRP5 verifier is built here.
+    /// Logs how many accounts were loaded, from where, and how.
     pub fn new(cfg: &ServerConfig) -> Result<Self> {
+        let mut secret = [0u8; 32];
+        crate::sys::random_bytes(&mut secret);
+        Self::with_secret(cfg, secret)
+    }
+
+    /// The users file read again (SIGHUP), with this process's secret: every name keeps its
+    /// EC-SRP5 salt, and password changes can be told.
+    pub fn reload(&self, cfg: &ServerConfig) -> Result<Self> {
+        Self::with_secret(cfg, self.secret)
+    }
+
+    fn with_secret(cfg: &ServerConfig, secret: [u8; 32]) -> Result<Self> {
+        let t0 = std::time::Instant::now();
         let mut list = cfg.users.clone();
+        for (u, p) in &cfg.users {
+            if p.is_empty() {
+                log::warn!(
+                    "--user {}: empty password: anyone who knows the name can log in",
+                    crate::text::Esc(u)
+                );
+            }
+        }
         let mut limits = Vec::new();
         if let Some(p) = &cfg.users_file {
-            let (accounts, l) = load_users_file(p)?;
-            list.extend(accounts);
-            limits = l;
+            let file = load_users_file(p)?;
+            for w in &file.warnings {
+                log::warn!("--users {w}");
+            }
+            list.extend(file.accounts.into_iter().map(|(_, u, p)| (u, p)));
+            limits = file.limits;
         }
         if cfg.auth != AuthMethod::None && list.is_empty() {
             return Err(Error::Usage(format!(
@@ -284,41 +388,78 @@ impl ServerAccounts {
                 cfg.auth
             )));
         }
-        let ec = cfg.auth == AuthMethod::EcSrp5;
-        let mut users = HashMap::new();
+        let mut users = HashMap::with_capacity(list.len());
         for (u, p) in list {
-            let verifier = ec.then(|| {
-                let mut salt = [0u8; ec_srp5::SALT_LEN];
-                crate::sys::random_bytes(&mut salt);
-                ec_srp5::Verifier::new(u.as_bytes(), p.as_bytes(), salt)
-            });
-            if users
-                .insert(
-                    u.clone().into_bytes(),
-                    Account {
-                        password: p.into_bytes(),
-                        verifier,
-                    },
-                )
-                .is_some()
-            {
-                log::warn!("user '{u}' is defined more than once; the last definition wins");
+            let account = Account {
+                md5: (cfg.auth == AuthMethod::Md5).then(|| md5::Prepared::new(p.as_bytes())),
+                ec: (cfg.auth == AuthMethod::EcSrp5)
+                    .then(|| ec_srp5::PasswordKey::new(u.as_bytes(), p.as_bytes())),
+                fingerprint: {
+                    use sha2::Digest;
+                    sha2::Sha256::new()
+                        .chain_update(secret)
+                        .chain_update(p.as_bytes())
+                        .finalize()
+                        .into()
+                },
+            };
+            if users.insert(u.clone().into_bytes(), account).is_some() {
+                log::warn!(
+                    "user '{}' is defined more than once; the last definition wins",
+                    crate::text::Esc(&u)
+                );
             }
         }
-        let mut salt_key = [0u8; 32];
-        crate::sys::random_bytes(&mut salt_key);
-        let dummy = ec.then(|| {
-            let mut pw = [0u8; 32];
-            crate::sys::random_bytes(&mut pw);
-            ec_srp5::Verifier::new(b"\0unknown", &pw, [0; ec_srp5::SALT_LEN])
-        });
+        if cfg.auth != AuthMethod::None {
+            let how = match cfg.auth {
+                AuthMethod::Md5 => "MD5: each password hashed once",
+                _ => "EC-SRP5: each password hashed once, verifiers derived at each login",
+            };
+            let from = cfg
+                .users_file
+                .as_ref()
+                .map_or_else(|| "--user".to_string(), |p| p.display().to_string());
+            log::info!(
+                "{} account(s) and {} limit line(s) loaded from {from} in {} ms ({how})",
+                users.len(),
+                limits.len(),
+                t0.elapsed().as_millis()
+            );
+        }
         Ok(ServerAccounts {
             method: cfg.auth,
             users,
-            dummy,
-            salt_key,
+            secret,
             limits,
         })
+    }
+
+    /// MD5: does `reply` answer `challenge` for the user it names? The same work for an
+    /// unknown user (a prepared dummy) as for a known one.
+    fn md5_check(
+        &self,
+        reply: &[u8; md5::REPLY_LEN],
+        challenge: &[u8; md5::CHALLENGE_LEN],
+    ) -> bool {
+        let pw = self
+            .users
+            .get(md5::reply_user(reply))
+            .and_then(|a| a.md5.as_ref());
+        md5::verify_prepared(reply, pw, challenge)
+    }
+
+    /// EC-SRP5: the verifier to answer MSG1 with, built now. A known user's comes from its
+    /// key; an unknown name gets a stand-in from the process secret and the name, stable per
+    /// name, made with the same work, with its salt derived the same way as a real one's, so
+    /// MSG2 and its timing do not tell whether the name exists (issue 18).
+    fn ec_verifier(&self, user: &[u8]) -> ec_srp5::Verifier {
+        let stand_in = ec_srp5::PasswordKey::unknown(&self.secret, user);
+        let key = self
+            .users
+            .get(user)
+            .and_then(|a| a.ec.as_ref())
+            .unwrap_or(&stand_in);
+        ec_srp5::Verifier::from_key(key, ec_srp5::derived_salt(&self.secret, user))
     }
 
     /// Is there an account of this name?
@@ -368,19 +509,19 @@ impl ServerAccounts {
         msg.extend_from_slice(&challenge);
         net::write_msg(s, &msg, Phase::Auth)?;
         let reply = net::read_msg::<{ md5::REPLY_LEN }>(s, Phase::Auth)?;
-        let user = md5::reply_user(&reply);
-        let name = String::from_utf8_lossy(user).into_owned();
+        let name = String::from_utf8_lossy(md5::reply_user(&reply)).into_owned();
         *presented = Some(name.clone());
-        let pw = self.users.get(user).map(|a| a.password.as_slice());
-        if md5::verify(&reply, pw, &challenge) {
-            log::info!("{peer}: authenticated user '{name}' (MD5)");
+        // The name is the peer's: escaped wherever it is printed (issue 18).
+        let shown = crate::text::Esc(&name);
+        if self.md5_check(&reply, &challenge) {
+            log::info!("{peer}: authenticated user '{shown}' (MD5)");
             return Ok(name);
         }
-        log::debug!("{peer}: authentication failed (MD5) for user '{name}'");
+        log::debug!("{peer}: authentication failed (MD5) for user '{shown}'");
         let _ = net::write_msg(s, &Reply::Failed.to_bytes(), Phase::Auth);
         Err(auth_err(
             m,
-            format!("user '{name}' from {peer}: wrong user or password"),
+            format!("user '{shown}' from {peer}: wrong user or password"),
         ))
     }
 
@@ -399,44 +540,29 @@ impl ServerAccounts {
         })?;
         let name = String::from_utf8_lossy(parsed.user).into_owned();
         *presented = Some(name.clone());
-        let fallback;
-        let verifier = match self
-            .users
-            .get(parsed.user)
-            .and_then(|a| a.verifier.as_ref())
-        {
-            Some(v) => v,
-            None => {
-                // Unknown user: the same work with a stand-in, and a salt stable per name.
-                let dummy = self
-                    .dummy
-                    .as_ref()
-                    .ok_or_else(|| auth_err(m, "no verifier"))?;
-                fallback = dummy.with_salt(ec_srp5::unknown_user_salt(&self.salt_key, parsed.user));
-                &fallback
-            }
-        };
+        let shown = crate::text::Esc(&name);
+        let verifier = self.ec_verifier(parsed.user);
         let mut s_b = [0u8; 32];
         crate::sys::random_bytes(&mut s_b);
-        let r = ec_srp5::ServerHandshake::new(verifier, &parsed, s_b);
+        let r = ec_srp5::ServerHandshake::new(&verifier, &parsed, s_b);
         s_b.fill(0);
         let (hs, msg2) = r.map_err(|e| {
-            log::debug!("{peer}: authentication failed (EC-SRP5) for user '{name}': {e}");
-            auth_err(m, format!("user '{name}' from {peer}: {e}"))
+            log::debug!("{peer}: authentication failed (EC-SRP5) for user '{shown}': {e}");
+            auth_err(m, format!("user '{shown}' from {peer}: {e}"))
         })?;
         write_frame(s, &msg2, m)?;
         let msg3 = read_frame(s, m)?;
         match hs.on_msg3(&msg3) {
             Ok(msg4) => {
                 write_frame(s, &msg4, m)?;
-                log::info!("{peer}: authenticated user '{name}' (EC-SRP5)");
+                log::info!("{peer}: authenticated user '{shown}' (EC-SRP5)");
                 Ok(name)
             }
             Err(e) => {
-                log::debug!("{peer}: authentication failed (EC-SRP5) for user '{name}': {e}");
+                log::debug!("{peer}: authentication failed (EC-SRP5) for user '{shown}': {e}");
                 Err(auth_err(
                     m,
-                    format!("user '{name}' from {peer}: wrong user or password"),
+                    format!("user '{shown}' from {peer}: wrong user or password"),
                 ))
             }
         }
@@ -486,7 +612,7 @@ mod tests {
                 (6, "carol".into(), "".into()),
             ]
         );
-        // with a ':' it is an account called "limit x", as it always was
+        // not a valid limit line (a name has no ':'); parse_users_file refuses it
         assert_eq!(limit_line("limit x:pw"), None);
         assert_eq!(limit_line("limitless day=1"), None);
     }
@@ -512,5 +638,246 @@ mod tests {
         assert_eq!(a.method(), AuthMethod::Md5);
         assert!(a.users.contains_key(b"alice".as_slice()));
         let _ = std::fs::remove_file(&path);
+    }
+
+    fn scratch_file(tag: &str, text: &str, mode: u32) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::env::temp_dir().join(format!("btest-users-{tag}-{}", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    fn server(auth: AuthMethod, path: &Path) -> Result<ServerAccounts> {
+        ServerAccounts::new(&ServerConfig {
+            auth,
+            users_file: Some(path.to_path_buf()),
+            ..ServerConfig::default()
+        })
+    }
+
+    #[test]
+    fn limit_lines_are_read_by_keyword_whatever_the_comment_holds() {
+        // issue 18: the ':' in the comment made this an account named after the line
+        let t = "alice:pw\nlimit alice day=10G # ticket: 42\nlimit bob#x:y\n  limit\tcarol\t# c\n";
+        let f = parse_users_file(t, "f").unwrap();
+        assert_eq!(f.accounts, vec![(1, "alice".into(), "pw".into())]);
+        assert_eq!(
+            f.limits,
+            vec![
+                (2, "alice".into(), "day=10G".into()),
+                (3, "bob".into(), "".into()),
+                (4, "carol".into(), "".into()),
+            ]
+        );
+        assert_eq!(parse_user_limits(t), f.limits);
+        assert_eq!(
+            limit_line("limit alice day=1 # a: b"),
+            Some(("alice", "day=1"))
+        );
+        // a limit line that cannot be one is an error naming the line, never an account
+        for (bad, want) in [
+            ("ok:1\nlimit x:pw\n", "f:2: a limit line for 'x:pw'"),
+            ("limit\n", "f:1: a limit line without a user"),
+            ("limit # who?\n", "f:1: a limit line without a user"),
+        ] {
+            let e = parse_users_file(bad, "f").unwrap_err().to_string();
+            assert!(e.contains(want), "{bad:?}: {e}");
+        }
+        // the word alone at the start of a name is still a name
+        assert_eq!(
+            parse_users("limit:pw\nlimiter:pw\n", "f").unwrap(),
+            vec![
+                ("limit".into(), "pw".into()),
+                ("limiter".into(), "pw".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn hash_in_a_password_is_kept_and_warned_about() {
+        let f = parse_users_file("a:p#1\nb:pw # old\nc:pw\t#x\n", "u.txt").unwrap();
+        let pws: Vec<_> = f.accounts.iter().map(|(_, _, p)| p.as_str()).collect();
+        assert_eq!(pws, ["p#1", "pw # old", "pw\t#x"]);
+        assert_eq!(f.warnings.len(), 2, "{:?}", f.warnings);
+        assert!(f.warnings[0].starts_with("u.txt:2: the password of 'b' contains ' #'"));
+        assert!(f.warnings[1].starts_with("u.txt:3: "));
+        // never the password itself
+        assert!(!f
+            .warnings
+            .iter()
+            .any(|w| w.contains("old") || w.contains("#x")));
+    }
+
+    #[test]
+    fn empty_passwords_are_warned_about_by_line() {
+        let f = parse_users_file("a:x\n\nb:\n", "u.txt").unwrap();
+        assert_eq!(
+            f.warnings,
+            ["u.txt:3: user 'b' has an empty password: anyone who knows the name can log in"]
+        );
+        assert_eq!(f.accounts[1], (3, "b".into(), "".into()));
+        // escaped like any name printed in a log line
+        let f = parse_users_file("a\u{1b}[2J:\n", "u").unwrap();
+        assert!(
+            f.warnings[0].contains("user 'a\\x1b[2J'"),
+            "{:?}",
+            f.warnings
+        );
+    }
+
+    #[test]
+    fn group_or_world_writable_files_are_refused() {
+        for (mode, who) in [(0o620, "group"), (0o660, "group"), (0o602, "world")] {
+            let path = scratch_file(&format!("w{mode:o}"), "alice:pw\n", mode);
+            let e = server(AuthMethod::Md5, &path)
+                .err()
+                .expect("a writable file is refused");
+            let text = e.to_string();
+            assert!(text.contains(&format!("{who}-writable")), "{text}");
+            assert!(
+                text.contains(&format!("chmod go-w {}", path.display())),
+                "{text}"
+            );
+            assert_eq!(e.exit_code(), 2);
+            let _ = std::fs::remove_file(&path);
+        }
+        // group-readable (root:btest 640) stays fine
+        let path = scratch_file("r640", "alice:pw\n", 0o640);
+        assert!(server(AuthMethod::Md5, &path).is_ok());
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn md5_costs_the_same_work_for_known_and_unknown_users() {
+        let long = "p".repeat(1 << 20);
+        let path = scratch_file("md5", &format!("alice:{long}\nbob:short\n"), 0o600);
+        let a = server(AuthMethod::Md5, &path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let challenge = [9u8; md5::CHALLENGE_LEN];
+        let ok = md5::client_reply(b"alice", long.as_bytes(), &challenge);
+        assert!(a.md5_check(&ok, &challenge));
+        assert!(!a.md5_check(&md5::client_reply(b"alice", b"x", &challenge), &challenge));
+        assert!(!a.md5_check(&md5::client_reply(b"eve", b"x", &challenge), &challenge));
+        assert!(a.md5_check(&md5::client_reply(b"bob", b"short", &challenge), &challenge));
+    }
+
+    #[test]
+    fn ecsrp5_unknown_names_get_a_stable_verifier_and_known_ones_log_in() {
+        let path = scratch_file("ec", "alice:secret\n", 0o600);
+        let a = server(AuthMethod::EcSrp5, &path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert!(a.users[b"alice".as_slice()].md5.is_none());
+        let ghost = a.ec_verifier(b"ghost");
+        assert_eq!(ghost.salt(), a.ec_verifier(b"ghost").salt());
+        assert_eq!(ghost.x_gamma(), a.ec_verifier(b"ghost").x_gamma());
+        assert_ne!(ghost.salt(), a.ec_verifier(b"ghost2").salt());
+        assert_eq!(
+            a.ec_verifier(b"alice").salt(),
+            ec_srp5::derived_salt(&a.secret, b"alice")
+        );
+        let (mut client, msg1) = ec_srp5::ClientHandshake::new(b"alice", b"secret", [3; 32]);
+        let parsed = ec_srp5::parse_msg1(&msg1).unwrap();
+        let v = a.ec_verifier(parsed.user);
+        let (hs, msg2) = ec_srp5::ServerHandshake::new(&v, &parsed, [5; 32]).unwrap();
+        let msg4 = hs.on_msg3(&client.on_msg2(&msg2).unwrap()).unwrap();
+        client.on_msg4(&msg4).unwrap();
+    }
+
+    #[test]
+    fn ten_thousand_ecsrp5_users_load_without_building_verifiers() {
+        let text: String = (0..10_000).map(|i| format!("user{i}:pw{i}\n")).collect();
+        let path = scratch_file("10k", &text, 0o600);
+        let a = server(AuthMethod::EcSrp5, &path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(a.users.len(), 10_000);
+        assert!(a.has_user("user9999"));
+    }
+
+    /// The cost-equality figures of docs/reliability.md (not asserted: timing):
+    /// `cargo test --release --lib authio::tests::login_cost -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn login_cost_known_vs_unknown() {
+        use std::time::Instant;
+        let long = "p".repeat(1 << 20);
+        let path = scratch_file("cost", &format!("alice:{long}\nbob:pw\n"), 0o600);
+        let md = server(AuthMethod::Md5, &path).unwrap();
+        let ec = server(AuthMethod::EcSrp5, &path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let challenge = [1u8; md5::CHALLENGE_LEN];
+        for (label, user) in [
+            ("known, 1 MiB password", &b"alice"[..]),
+            ("known, 2-byte password", b"bob"),
+            ("unknown", b"eve"),
+            ("known, 1 MiB password", b"alice"),
+            ("unknown", b"eve"),
+        ] {
+            let reply = md5::client_reply(user, b"wrong", &challenge);
+            let n = 200_000;
+            let t = Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(md.md5_check(std::hint::black_box(&reply), &challenge));
+            }
+            println!(
+                "md5 wrong login, {label}: {:.0} ns",
+                t.elapsed().as_nanos() as f64 / n as f64
+            );
+        }
+        // Before issue 18, for reference: the password hashed at each login.
+        let reply = md5::client_reply(b"alice", b"wrong", &challenge);
+        for (label, pw) in [
+            ("known, 1 MiB password", Some(long.as_bytes())),
+            ("unknown", None),
+        ] {
+            let n = 200;
+            let t = Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(md5::verify(std::hint::black_box(&reply), pw, &challenge));
+            }
+            println!(
+                "md5 wrong login, hashing the password each time (before), {label}: {:.0} ns",
+                t.elapsed().as_nanos() as f64 / f64::from(n)
+            );
+        }
+        let (_, msg1) = ec_srp5::ClientHandshake::new(b"alice", b"wrong", [3; 32]);
+        let parsed = ec_srp5::parse_msg1(&msg1).unwrap();
+        let v = ec.ec_verifier(parsed.user);
+        let n = 200;
+        let t = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(ec_srp5::ServerHandshake::new(&v, &parsed, [5; 32]).ok());
+        }
+        println!(
+            "ecsrp5 MSG1 -> MSG2 with a verifier built at start (before): {:.2} ms",
+            t.elapsed().as_secs_f64() * 1e3 / f64::from(n)
+        );
+        let t = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(ec.ec_verifier(std::hint::black_box(parsed.user)));
+        }
+        println!(
+            "ecsrp5 verifier derivation alone: {:.2} ms",
+            t.elapsed().as_secs_f64() * 1e3 / f64::from(n)
+        );
+        for (label, user) in [
+            ("known, 1 MiB password", &b"alice"[..]),
+            ("unknown", b"eve"),
+            ("known, 1 MiB password", b"alice"),
+            ("unknown", b"eve"),
+        ] {
+            let (_, msg1) = ec_srp5::ClientHandshake::new(user, b"wrong", [3; 32]);
+            let parsed = ec_srp5::parse_msg1(&msg1).unwrap();
+            let n = 200;
+            let t = Instant::now();
+            for _ in 0..n {
+                let v = ec.ec_verifier(parsed.user);
+                std::hint::black_box(ec_srp5::ServerHandshake::new(&v, &parsed, [5; 32]).ok());
+            }
+            println!(
+                "ecsrp5 MSG1 -> MSG2, {label}: {:.2} ms",
+                t.elapsed().as_secs_f64() * 1e3 / f64::from(n)
+            );
+        }
     }
 }

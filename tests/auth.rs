@@ -133,3 +133,101 @@ fn md5_end_to_end() {
 fn ecsrp5_end_to_end() {
     watchdog(90, || matrix(AuthMethod::EcSrp5));
 }
+
+/// Issue 18: a user name with a newline, sent in a login, must not forge a log line, and a
+/// CSV cell with it must not start a formula. Runs the built server with `-v` (so successful
+/// and failed logins are both logged) and reads its whole stderr.
+fn forged_name_is_escaped(method: &str) {
+    use std::io::BufRead;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+    let csv = std::env::temp_dir().join(format!(
+        "btest-test-{}-forge-{method}.csv",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&csv);
+    let child = btest_bin()
+        .args(["server", "-v", "--listen", "127.0.0.1:0", "--auth", method])
+        .args(["--user", "admin", "--password", "secret", "--echo", "no"])
+        .args(["--udp-port-from", &udp_base().to_string()])
+        .arg("--csv")
+        .arg(&csv)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // killed and reaped on every way out, a failed assertion included
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Reap(child);
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = lines.clone();
+    let err = std::io::BufReader::new(child.0.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for l in err.lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(l);
+        }
+    });
+    assert!(wait_until(Duration::from_secs(5), || lines
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("listening on"))));
+    let addr: std::net::SocketAddr = {
+        let l = lines.lock().unwrap();
+        let l = l.iter().find(|l| l.contains("listening on")).unwrap();
+        l.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    // 28 bytes: fits MD5's 32-byte user field whole
+    let forged = "=1+1\nbtest[main] info: forged";
+    let mut c = client_cfg(addr, Protocol::Tcp, Direction::ServerTx, 1.0);
+    c.user = Some(forged.into());
+    c.password = Some("secret".into());
+    let r = run_client(&c).0;
+    assert!(matches!(r, Err(Error::Auth { .. })), "{r:?}");
+    let escaped = "=1+1\\nbtest[main] info: forged";
+    assert!(
+        wait_until(Duration::from_secs(5), || lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains(escaped))),
+        "no escaped name in {:?}",
+        lines.lock().unwrap()
+    );
+    assert!(wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(&csv).is_ok_and(|t| t.lines().count() >= 2)
+    }));
+    signal(child.0.id(), "-TERM");
+    child.0.wait().unwrap();
+    let all = lines.lock().unwrap().clone();
+    for l in &all {
+        assert!(
+            !l.starts_with("btest[main] info: forged"),
+            "forged line: {all:#?}"
+        );
+    }
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let _ = std::fs::remove_file(&csv);
+    // RFC 4180 quoting keeps the newline inside the cell; the cell starts with a quote
+    assert!(
+        text.contains(",\"'=1+1\nbtest[main] info: forged\","),
+        "{text}"
+    );
+    assert!(!text.contains(",=1+1"), "{text}");
+}
+
+#[test]
+fn md5_forged_user_name_is_escaped_in_log_and_csv() {
+    watchdog(40, || forged_name_is_escaped("md5"));
+}
+
+#[test]
+fn ecsrp5_forged_user_name_is_escaped_in_log_and_csv() {
+    watchdog(40, || forged_name_is_escaped("ecsrp5"));
+}

@@ -34,12 +34,15 @@
 //! functions here take and return payloads without that byte.
 //!
 //! Unknown users: a server should not reveal through its answer or its timing whether a
-//! user exists. Build one dummy verifier at start-up from a random password and keep a
-//! random 32-byte key; for a user that does not exist, run the normal server steps with
-//! `dummy.with_salt(unknown_user_salt(&key, msg1.user))`. The work is identical to a real
-//! login (real verifiers are also built once, ahead of time), the salt sent is stable per
-//! user name like a real one, and [`ServerHandshake::on_msg3`] then fails with a proof
-//! mismatch because no client knows the dummy password.
+//! user exists. The way this crate's server does it (authio.rs, issue 18): keep each user's
+//! [`PasswordKey`] (`SHA256(user ":" password)`, hashed once at load) and a random 32-byte
+//! process key; at each login derive the salt with [`derived_salt`] and the verifier with
+//! [`Verifier::from_key`], for a known user from its key, for an unknown one from
+//! [`PasswordKey::unknown`]. Both paths do the same work (one verifier, one handshake), the salt
+//! sent is stable per name and computed the same way for both, and
+//! [`ServerHandshake::on_msg3`] then fails with a proof mismatch for the unknown name because
+//! no client knows its stand-in password. Deriving per login also means start-up builds no
+//! verifier at all (10,000 users took 46 s when they were built at start).
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -607,6 +610,37 @@ fn password_inner(user: &[u8], password: &[u8]) -> Secret32 {
     Secret32(sha256(&[user, b":", password]))
 }
 
+/// What a server keeps per user instead of the password: `SHA256(user ":" password)`, the
+/// inner hash of `i`. Hashing it once at load makes each login's cost independent of the
+/// password's length (a long password made a wrong login slower only for users that exist,
+/// issue 18). Password-equivalent: wiped on drop, never printed.
+#[derive(Clone)]
+pub struct PasswordKey(Secret32);
+
+impl PasswordKey {
+    /// The key of `user` / `password` (raw bytes).
+    pub fn new(user: &[u8], password: &[u8]) -> PasswordKey {
+        PasswordKey(password_inner(user, password))
+    }
+
+    /// A stand-in key for a user name that does not exist: `SHA256(tag || secret || user)`,
+    /// stable per name for one `secret` (32 random bytes drawn once per process), unknowable
+    /// without it, so no client can log in with it.
+    pub fn unknown(secret: &[u8; 32], user: &[u8]) -> PasswordKey {
+        PasswordKey(Secret32(sha256(&[
+            b"btest unknown user key\0",
+            secret,
+            user,
+        ])))
+    }
+}
+
+impl fmt::Debug for PasswordKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordKey(..)")
+    }
+}
+
 /// `i = SHA256(salt || inner)`.
 fn password_i(salt: &[u8; SALT_LEN], inner: &Secret32) -> Secret32 {
     Secret32(sha256(&[salt, &inner.0]))
@@ -679,7 +713,8 @@ pub fn frame(payload: &[u8]) -> Result<Vec<u8>, AuthError> {
 /// Gamma is computed from the password, never rebuilt from `x_gamma` with a guessed parity
 /// (spec 6.6). `i` itself is not kept: it is password-equivalent (it is all a client needs)
 /// and the server has no use for it once Gamma is known. Building a verifier costs one
-/// scalar multiplication, so servers build them once, at start-up.
+/// scalar multiplication; this crate's server builds one per login from a [`PasswordKey`]
+/// (see the module docs), not all at start-up.
 #[derive(Clone)]
 pub struct Verifier {
     salt: [u8; SALT_LEN],
@@ -695,9 +730,14 @@ impl Verifier {
     /// Computes the verifier for `user` / `password` (raw bytes, no terminators) and a
     /// 16-byte salt, which the caller draws at random once per user.
     pub fn new(user: &[u8], password: &[u8], salt: [u8; SALT_LEN]) -> Verifier {
+        Verifier::from_key(&PasswordKey::new(user, password), salt)
+    }
+
+    /// The verifier of a [`PasswordKey`] and a salt: one scalar multiplication and one
+    /// `redp1`, the same work whatever the key (about a third of a server handshake).
+    pub fn from_key(key: &PasswordKey, salt: [u8; SALT_LEN]) -> Verifier {
         let c = curve();
-        let inner = password_inner(user, password);
-        let i = password_i(&salt, &inner);
+        let i = password_i(&salt, &key.0);
         // i*G is infinity only if i is a multiple of r (probability about 2^-252). G then
         // stands in: the verifier still works mechanically but no client can match it,
         // because such a client's own step fails with `Degenerate`.
@@ -751,10 +791,11 @@ impl fmt::Debug for Verifier {
     }
 }
 
-/// The salt to send for a user name that does not exist: the first 16 bytes of
-/// `SHA256(key || user)`. `key` is 32 random bytes the server draws once, so the same
-/// unknown name always gets the same salt, as a real user would.
-pub fn unknown_user_salt(key: &[u8; 32], user: &[u8]) -> [u8; SALT_LEN] {
+/// The salt to send for a user name, known or not: the first 16 bytes of
+/// `SHA256(key || user)`. `key` is 32 random bytes the server draws once, so a name always
+/// gets the same salt during a process's life, and a known name's salt is made exactly as an
+/// unknown one's is (MSG2 does not tell them apart).
+pub fn derived_salt(key: &[u8; 32], user: &[u8]) -> [u8; SALT_LEN] {
     let h = sha256(&[key, user]);
     let mut salt = [0u8; SALT_LEN];
     salt.copy_from_slice(&h[..SALT_LEN]);
@@ -1718,9 +1759,9 @@ mod tests {
         let key = rng.bytes32();
         let (mut client, msg1) = ClientHandshake::new(b"ghost", b"secret", rng.bytes32());
         let parsed = parse_msg1(&msg1).unwrap();
-        let salt = unknown_user_salt(&key, parsed.user);
-        assert_eq!(salt, unknown_user_salt(&key, b"ghost"));
-        assert_ne!(salt, unknown_user_salt(&key, b"ghost2"));
+        let salt = derived_salt(&key, parsed.user);
+        assert_eq!(salt, derived_salt(&key, b"ghost"));
+        assert_ne!(salt, derived_salt(&key, b"ghost2"));
         let stand_in = dummy.with_salt(salt);
         assert_eq!(stand_in.x_gamma(), dummy.x_gamma());
         let (server, msg2) = ServerHandshake::new(&stand_in, &parsed, rng.bytes32()).unwrap();
@@ -1730,6 +1771,51 @@ mod tests {
             server.on_msg3(&msg3),
             Err(AuthError::ProofMismatch { side: "client" })
         );
+    }
+
+    #[test]
+    fn verifier_from_key_and_unknown_keys() {
+        let mut rng = Prng::new("from key");
+        let salt = rng.salt();
+        let a = Verifier::new(b"admin", b"secret", salt);
+        let b = Verifier::from_key(&PasswordKey::new(b"admin", b"secret"), salt);
+        assert_eq!(a.x_gamma(), b.x_gamma());
+        assert_eq!(a.gamma_parity(), b.gamma_parity());
+        assert_eq!(
+            format!("{:?}", PasswordKey::new(b"a", b"pw")),
+            "PasswordKey(..)"
+        );
+
+        // A login against a per-login verifier from the key works.
+        let key = rng.bytes32();
+        let salt = derived_salt(&key, b"admin");
+        let v = Verifier::from_key(&PasswordKey::new(b"admin", b"secret"), salt);
+        let (mut client, msg1) = ClientHandshake::new(b"admin", b"secret", rng.bytes32());
+        let parsed = parse_msg1(&msg1).unwrap();
+        let (server, msg2) = ServerHandshake::new(&v, &parsed, rng.bytes32()).unwrap();
+        let msg4 = server.on_msg3(&client.on_msg2(&msg2).unwrap()).unwrap();
+        client.on_msg4(&msg4).unwrap();
+
+        // Unknown name: stable stand-in per name and process key, and no password opens it.
+        let ghost = |k: &[u8; 32], n: &[u8]| {
+            Verifier::from_key(&PasswordKey::unknown(k, n), derived_salt(k, n))
+        };
+        let g1 = ghost(&key, b"ghost");
+        assert_eq!(g1.x_gamma(), ghost(&key, b"ghost").x_gamma());
+        assert_eq!(g1.salt(), ghost(&key, b"ghost").salt());
+        assert_ne!(g1.x_gamma(), ghost(&key, b"ghost2").x_gamma());
+        assert_ne!(g1.x_gamma(), ghost(&rng.bytes32(), b"ghost").x_gamma());
+        for pw in [&b"secret"[..], b"", b"ghost"] {
+            let (mut client, msg1) = ClientHandshake::new(b"ghost", pw, rng.bytes32());
+            let parsed = parse_msg1(&msg1).unwrap();
+            let (server, msg2) = ServerHandshake::new(&g1, &parsed, rng.bytes32()).unwrap();
+            assert_eq!(msg2[field::SALT], derived_salt(&key, b"ghost"));
+            let msg3 = client.on_msg2(&msg2).unwrap();
+            assert_eq!(
+                server.on_msg3(&msg3),
+                Err(AuthError::ProofMismatch { side: "client" })
+            );
+        }
     }
 
     #[test]

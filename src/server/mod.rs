@@ -373,8 +373,8 @@ impl ServerHandle {
         let Some(path) = &sh.cfg.users_file else {
             return Ok("no --users file: nothing to reload".into());
         };
-        let accounts = crate::authio::ServerAccounts::new(&sh.cfg)?;
         let old = sh.auth.read().clone();
+        let accounts = old.reload(&sh.cfg)?;
         let mut changes = old.changes_to(&accounts);
         changes.extend(sh.accounting.reload_users(&sh.cfg, &accounts)?);
         *sh.auth.write() = Arc::new(accounts);

@@ -82,7 +82,9 @@ impl<'a> HandshakeSlot<'a> {
         self.expired.load(SeqCst)
     }
 
-    /// An error of the handshake, or the timeout it really was when the guard cut it.
+    /// An error of the handshake, or the timeout it really was when the guard cut it. An
+    /// `Auth` error is a verdict the login reached (authio.rs returns I/O failures as they
+    /// are, never as `Auth`), so it stays one even if the deadline passed just after.
     fn explain(&self, e: Error) -> Error {
         if !self.expired() || matches!(e, Error::Auth { .. }) {
             return e;
@@ -301,6 +303,18 @@ fn admit(
         .auth
         .authenticate(&mut s, peer, &mut presented)
         .map_err(|e| {
+            // A login the guard cut at the deadline is a timeout, whatever the read then saw
+            // (issue 18: it was recorded as a failed login and counted towards a block).
+            let e = match slot.explain(e) {
+                // The client gave up mid-exchange: a failed login, as it always was.
+                Error::PeerClosed {
+                    phase: Phase::Auth, ..
+                } => Error::Auth {
+                    method: method.as_str(),
+                    detail: format!("{peer} closed the connection during the exchange"),
+                },
+                e => e,
+            };
             shared.rejected.fetch_add(1, SeqCst);
             shared.metrics.reject(reason_of(&e));
             if matches!(e, Error::Auth { .. }) {

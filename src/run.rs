@@ -106,7 +106,7 @@ impl TestRun {
 
 /// How the probe's RTTs become figures: one estimator per phase, so the loaded jitter does
 /// not start from the idle one. The phase's RTTs are held in a bounded [`stats::RttDigest`]
-/// (exact for the first 6.8 minutes, then within 0.5 %): issue 18.
+/// (exact for the first 6.8 minutes, then within 0.39 %): issue 18.
 struct Phase {
     jitter: stats::Jitter,
     all: stats::RttDigest,

@@ -306,10 +306,11 @@ fn admit(
             // A login the guard cut at the deadline is a timeout, whatever the read then saw
             // (issue 18: it was recorded as a failed login and counted towards a block).
             let e = match slot.explain(e) {
-                // The client gave up mid-exchange: a failed login, as it always was.
+                // An EC-SRP5 client that gave up mid-exchange: a failed login, as it always
+                // was (an MD5 one stays a closed peer, as it always was too).
                 Error::PeerClosed {
                     phase: Phase::Auth, ..
-                } => Error::Auth {
+                } if method == AuthMethod::EcSrp5 => Error::Auth {
                     method: method.as_str(),
                     detail: format!("{peer} closed the connection during the exchange"),
                 },

@@ -28,11 +28,35 @@ fn auth_err(method: AuthMethod, detail: impl Into<String>) -> Error {
     }
 }
 
-/// Maps a failure while talking during authentication into an authentication error that
-/// still says what happened (the peer closing mid-exchange is how EC-SRP5 says "no").
-fn during(method: AuthMethod, e: Error) -> Error {
-    match e {
-        Error::PeerClosed { .. } => auth_err(
+/// How soon after our last login message a close still counts as the server's answer to it.
+/// A server judges a login the moment the message arrives: one curve verification (3.8 ms
+/// of server CPU per exchange, docs/reliability.md "Login abuse") plus a round trip. A server
+/// that gives up instead shuts the connection at its handshake deadline, counted from its
+/// accept (`--handshake-timeout`, 5 s by default; RouterOS' is not documented). Issue 18: such a close used to read as "wrong
+/// user or password" and fleet did not retry it. docs/protocol.md 14.10 has the rule.
+#[cfg(feature = "client")]
+const PROMPT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Maps a failure while talking during authentication into what it says about the login.
+/// `sent` is when we sent the message whose answer we were waiting for (or when a wait for
+/// the server began). A close (or reset) [`PROMPT`] or more after it is the server's
+/// handshake deadline, not a verdict: a timeout, which a retry may pass. A prompt close is
+/// how EC-SRP5 says "no": an authentication error that still says what happened.
+#[cfg(feature = "client")]
+fn during(method: AuthMethod, e: Error, sent: std::time::Instant) -> Error {
+    let waited = sent.elapsed();
+    let closed = match &e {
+        Error::PeerClosed { addr, .. } => Some(*addr),
+        Error::Io { addr, source, .. } if is_reset(source) => Some(*addr),
+        _ => None,
+    };
+    match closed {
+        Some(addr) if waited >= PROMPT => Error::Timeout {
+            phase: Phase::Auth,
+            addr,
+            secs: waited.as_secs_f64(),
+        },
+        Some(_) if matches!(e, Error::PeerClosed { .. }) => auth_err(
             method,
             match method {
                 AuthMethod::EcSrp5 => {
@@ -42,7 +66,34 @@ fn during(method: AuthMethod, e: Error) -> Error {
                 _ => "the server closed the connection: check the user and password",
             },
         ),
-        other => other,
+        _ => e,
+    }
+}
+
+#[cfg(feature = "client")]
+fn is_reset(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::BrokenPipe
+    )
+}
+
+/// Has the server already closed (or reset) the connection? A non-blocking peek, so it
+/// never waits. Used before MSG3: a slow client (EC-SRP5 on a small router) may find the
+/// server gone at its deadline, and the MSG3 write would still succeed.
+#[cfg(feature = "client")]
+fn closed_already(s: &TcpStream) -> bool {
+    if s.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let r = s.peek(&mut [0u8; 1]);
+    let _ = s.set_nonblocking(false);
+    match r {
+        Ok(0) => true,
+        Err(e) => is_reset(&e),
+        Ok(_) => false,
     }
 }
 
@@ -58,8 +109,8 @@ fn creds(cfg: &ClientConfig, method: AuthMethod) -> Result<(&[u8], &[u8])> {
 }
 
 #[cfg(feature = "client")]
-fn read_final(s: &mut TcpStream, method: AuthMethod) -> Result<Reply> {
-    let b = net::read_msg::<4>(s, Phase::Auth).map_err(|e| during(method, e))?;
+fn read_final(s: &mut TcpStream, method: AuthMethod, sent: std::time::Instant) -> Result<Reply> {
+    let b = net::read_msg::<4>(s, Phase::Auth).map_err(|e| during(method, e, sent))?;
     match Reply::parse(&b) {
         Ok(r @ (Reply::Ok | Reply::OkToken(_))) => Ok(r),
         Ok(Reply::Failed) => Err(auth_err(
@@ -97,23 +148,28 @@ pub fn client_md5(s: &mut TcpStream, cfg: &ClientConfig, _server: SocketAddr) ->
             md5::USER_FIELD_LEN
         );
     }
+    let asked = std::time::Instant::now();
     let challenge =
-        net::read_msg::<{ md5::CHALLENGE_LEN }>(s, Phase::Auth).map_err(|e| during(m, e))?;
+        net::read_msg::<{ md5::CHALLENGE_LEN }>(s, Phase::Auth).map_err(|e| during(m, e, asked))?;
+    let sent = std::time::Instant::now();
     net::write_msg(s, &md5::client_reply(user, pw, &challenge), Phase::Auth)
-        .map_err(|e| during(m, e))?;
-    read_final(s, m)
+        .map_err(|e| during(m, e, sent))?;
+    read_final(s, m, sent)
 }
 
-fn read_frame(s: &mut TcpStream, m: AuthMethod) -> Result<Vec<u8>> {
-    let len = net::read_msg::<1>(s, Phase::Auth).map_err(|e| during(m, e))?[0];
+/// Reads one EC-SRP5 frame. I/O failures come back as they are (closed, timeout, reset):
+/// the server reports them as such (a guard-cut login is a timeout, handshake.rs), the client
+/// reads them through [`during`].
+fn read_frame(s: &mut TcpStream) -> Result<Vec<u8>> {
+    let len = net::read_msg::<1>(s, Phase::Auth)?[0];
     let mut v = vec![0u8; usize::from(len)];
-    net::read_exact(s, &mut v, Phase::Auth).map_err(|e| during(m, e))?;
+    net::read_exact(s, &mut v, Phase::Auth)?;
     Ok(v)
 }
 
 fn write_frame(s: &mut TcpStream, payload: &[u8], m: AuthMethod) -> Result<()> {
     let f = ec_srp5::frame(payload).map_err(|e| auth_err(m, e.to_string()))?;
-    net::write_msg(s, &f, Phase::Auth).map_err(|e| during(m, e))
+    net::write_msg(s, &f, Phase::Auth)
 }
 
 #[cfg(feature = "client")]
@@ -131,20 +187,34 @@ pub fn client_ecsrp5(s: &mut TcpStream, cfg: &ClientConfig, _server: SocketAddr)
     crate::sys::random_bytes(&mut s_a);
     let (mut hs, msg1) = ec_srp5::ClientHandshake::new(user, pw, s_a);
     s_a.fill(0);
-    write_frame(s, &msg1, m)?;
-    let msg2 = read_frame(s, m)?;
+    let sent1 = std::time::Instant::now();
+    write_frame(s, &msg1, m).map_err(|e| during(m, e, sent1))?;
+    let msg2 = read_frame(s).map_err(|e| during(m, e, sent1))?;
     let msg3 = hs
         .on_msg2(&msg2)
         .map_err(|e| auth_err(m, format!("bad server message: {e}")))?;
-    write_frame(s, &msg3, m)?;
-    let msg4 = read_frame(s, m)?;
+    // The server cannot judge the password before MSG3: a close already there was its
+    // deadline passing while we computed (or a refusal of MSG1, when it came at once).
+    if closed_already(s) {
+        return Err(during(
+            m,
+            Error::PeerClosed {
+                phase: Phase::Auth,
+                addr: s.peer_addr().ok(),
+            },
+            sent1,
+        ));
+    }
+    let sent3 = std::time::Instant::now();
+    write_frame(s, &msg3, m).map_err(|e| during(m, e, sent3))?;
+    let msg4 = read_frame(s).map_err(|e| during(m, e, sent3))?;
     hs.on_msg4(&msg4).map_err(|e| {
         auth_err(
             m,
             format!("{e}: {RECHECK}; RouterOS 6.43+ servers use EC-SRP5"),
         )
     })?;
-    read_final(s, m)
+    read_final(s, m, sent3)
 }
 
 #[cfg(feature = "server")]
@@ -533,7 +603,7 @@ impl ServerAccounts {
     ) -> Result<String> {
         let m = AuthMethod::EcSrp5;
         net::write_msg(s, &Reply::NeedEcSrp5.to_bytes(), Phase::Auth)?;
-        let msg1 = read_frame(s, m)?;
+        let msg1 = read_frame(s)?;
         let parsed = ec_srp5::parse_msg1(&msg1).map_err(|e| {
             log::debug!("{peer}: authentication failed (EC-SRP5): bad MSG1: {e}");
             auth_err(m, format!("from {peer}: bad MSG1: {e}"))
@@ -551,7 +621,7 @@ impl ServerAccounts {
             auth_err(m, format!("user '{shown}' from {peer}: {e}"))
         })?;
         write_frame(s, &msg2, m)?;
-        let msg3 = read_frame(s, m)?;
+        let msg3 = read_frame(s)?;
         match hs.on_msg3(&msg3) {
             Ok(msg4) => {
                 write_frame(s, &msg4, m)?;
@@ -566,6 +636,58 @@ impl ServerAccounts {
                 ))
             }
         }
+    }
+}
+
+#[cfg(all(test, feature = "client"))]
+mod client_tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_close_is_a_verdict_only_when_prompt() {
+        let closed = || Error::PeerClosed {
+            phase: Phase::Auth,
+            addr: None,
+        };
+        let m = AuthMethod::EcSrp5;
+        assert!(matches!(
+            during(m, closed(), Instant::now()),
+            Error::Auth { .. }
+        ));
+        let long_ago = Instant::now() - PROMPT - Duration::from_millis(10);
+        match during(m, closed(), long_ago) {
+            Error::Timeout { phase, secs, .. } => {
+                assert_eq!(phase, Phase::Auth);
+                assert!(secs >= PROMPT.as_secs_f64());
+            }
+            other => panic!("{other:?}"),
+        }
+        let reset = || {
+            Error::io(
+                Phase::Auth,
+                None,
+                std::io::Error::from(std::io::ErrorKind::ConnectionReset),
+            )
+        };
+        assert!(matches!(
+            during(m, reset(), long_ago),
+            Error::Timeout { .. }
+        ));
+        assert!(matches!(
+            during(m, reset(), Instant::now()),
+            Error::Io { .. }
+        ));
+        // our own read timeout stays a timeout
+        let t = Error::Timeout {
+            phase: Phase::Auth,
+            addr: None,
+            secs: 10.0,
+        };
+        assert!(matches!(
+            during(m, t, Instant::now()),
+            Error::Timeout { .. }
+        ));
     }
 }
 

@@ -213,6 +213,25 @@ impl fmt::Display for Error {
                 addr,
                 source,
             } => write!(f, "{phase} phase failed{}: {source}", at(addr)),
+            Error::Timeout {
+                phase: Phase::Auth,
+                addr,
+                secs,
+            } => {
+                write!(f, "timed out in the authentication phase{}", at(addr))?;
+                if *secs > 0.0 {
+                    write!(f, " after {secs:.1} s")?;
+                }
+                // Both sides: the server's handshake deadline passed, or our own wait
+                // (docs/protocol.md 14.10). Not a wrong password: a retry may pass.
+                write!(
+                    f,
+                    "; the login did not finish before a handshake deadline (a btest server's \
+                     --handshake-timeout, 5 s by default, or our --connect-timeout): a loaded \
+                     server or client (EC-SRP5 is slow on small routers) or a slow path; not a \
+                     wrong password, try again"
+                )
+            }
             Error::Timeout { phase, addr, secs } => {
                 write!(f, "timed out in the {phase} phase{}", at(addr))?;
                 if *secs > 0.0 {

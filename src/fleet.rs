@@ -555,5 +555,11 @@ mod tests {
             detail: "wrong".into()
         }));
         assert!(!retryable(&Error::Usage("x".into())));
+        // A login the server's handshake deadline cut (issue 18) is worth another try.
+        assert!(retryable(&Error::Timeout {
+            phase: crate::error::Phase::Auth,
+            addr: None,
+            secs: 5.0
+        }));
     }
 }

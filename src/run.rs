@@ -62,8 +62,15 @@ pub struct TestRun {
     pub server: String,
     /// The `start` record.
     pub start: Record,
-    /// One `interval` record per report interval.
+    /// One `interval` record per report interval, kept only when something reads them
+    /// afterwards (`--report`; see [`TestRun::keep_intervals`]). Empty otherwise.
     pub intervals: Vec<Record>,
+    /// Intervals reported, kept or not.
+    pub intervals_seen: u64,
+    /// Keep the interval records in [`TestRun::intervals`]? Issue 18: each is ~2.3 KB, and a
+    /// `--duration 0` test at `--interval 20ms` made 50 a second for nothing when no report
+    /// was asked for (the text, JSON, CSV and syslog outputs are written as they go).
+    pub keep_intervals: bool,
     /// The `summary` record, when the data phase ran.
     pub summary: Option<Record>,
     /// The client's result, when the data phase ran.
@@ -83,6 +90,8 @@ impl TestRun {
             server,
             start,
             intervals: Vec::new(),
+            intervals_seen: 0,
+            keep_intervals: cfg.report.is_some(),
             summary: None,
             result: None,
             outcome: Ok(()),
@@ -96,10 +105,11 @@ impl TestRun {
 }
 
 /// How the probe's RTTs become figures: one estimator per phase, so the loaded jitter does
-/// not start from the idle one.
+/// not start from the idle one. The phase's RTTs are held in a bounded [`stats::RttDigest`]
+/// (exact for the first 6.8 minutes, then within 0.39 %): issue 18.
 struct Phase {
     jitter: stats::Jitter,
-    all: Vec<f64>,
+    all: stats::RttDigest,
     sent: u64,
     lost: u64,
 }
@@ -108,7 +118,7 @@ impl Phase {
     fn new() -> Phase {
         Phase {
             jitter: stats::Jitter::new(),
-            all: Vec::new(),
+            all: stats::RttDigest::new(),
             sent: 0,
             lost: 0,
         }
@@ -116,7 +126,7 @@ impl Phase {
 
     /// Adds a take; returns the figures of its replies alone.
     fn add(&mut self, t: &probe::Take) -> IntervalRtt {
-        self.all.extend_from_slice(&t.rtts_ms);
+        self.all.extend(&t.rtts_ms);
         self.sent += t.sent;
         self.lost += t.lost;
         IntervalRtt {
@@ -128,7 +138,7 @@ impl Phase {
 
     /// The whole phase; its jitter is the estimator run over all of it in order.
     fn overall(&self) -> Option<Rtt> {
-        stats::RttStats::compute(&self.all, &mut stats::Jitter::new())
+        self.all.stats()
     }
 }
 
@@ -223,7 +233,10 @@ fn session(
             Ok(s) => {
                 let lat = probe.as_ref().map(|p| loaded.add(&p.take()));
                 let r = rep.sample(&s, lat.as_ref())?;
-                run.intervals.push(r);
+                run.intervals_seen += 1;
+                if run.keep_intervals {
+                    run.intervals.push(r);
+                }
             }
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                 // The engine's status thread reacts to signals; before the session starts

@@ -231,3 +231,182 @@ fn md5_forged_user_name_is_escaped_in_log_and_csv() {
 fn ecsrp5_forged_user_name_is_escaped_in_log_and_csv() {
     watchdog(40, || forged_name_is_escaped("ecsrp5"));
 }
+
+/// Issue 18: an EC-SRP5 login the server's guard cuts at its handshake deadline is a timeout,
+/// not a failed login: a raw client sends the command and MSG1, reads MSG2 and then stalls
+/// (a slow client computing MSG3) past a 1 s `--handshake-timeout`.
+#[test]
+fn ecsrp5_login_cut_at_the_deadline_is_a_timeout_on_the_server() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    watchdog(30, || {
+        let mut cfg = server_cfg();
+        cfg.auth = AuthMethod::EcSrp5;
+        cfg.users = vec![("admin".into(), "secret".into())];
+        cfg.handshake_timeout = Duration::from_secs(1);
+        let srv = start_server(cfg);
+        let mut s = std::net::TcpStream::connect(srv.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut b4 = [0u8; 4];
+        s.read_exact(&mut b4).unwrap();
+        assert_eq!(b4, [1, 0, 0, 0]);
+        let cmd = btest::wire::Command {
+            protocol: Protocol::Tcp,
+            direction: Direction::ServerTx,
+            random_data: false,
+            connection_count: 0,
+            tx_size: btest::wire::TCP_CHUNK_SIZE,
+            client_buf_size: 0,
+            remote_tx_speed: 1_000_000,
+            local_tx_speed: 0,
+        };
+        s.write_all(&cmd.to_bytes()).unwrap();
+        s.read_exact(&mut b4).unwrap();
+        assert_eq!(b4, [3, 0, 0, 0], "the server asks for EC-SRP5");
+        let (_hs, msg1) = btest::auth::ec_srp5::ClientHandshake::new(b"admin", b"secret", [7; 32]);
+        s.write_all(&btest::auth::ec_srp5::frame(&msg1).unwrap())
+            .unwrap();
+        let mut len = [0u8; 1];
+        s.read_exact(&mut len).unwrap();
+        let mut msg2 = vec![0u8; usize::from(len[0])];
+        s.read_exact(&mut msg2).unwrap();
+        // Stall: never send MSG3. The guard shuts the socket at the deadline.
+        let t0 = Instant::now();
+        let mut rest = [0u8; 64];
+        let closed = matches!(s.read(&mut rest), Ok(0) | Err(_));
+        assert!(closed && t0.elapsed() < Duration::from_secs(5));
+        match srv.next_refusal(Duration::from_secs(5)) {
+            btest::server::ServerEvent::Rejected(r) => {
+                assert_eq!(r.phase, btest::error::Phase::Auth, "{r:?}");
+                assert_eq!(
+                    r.reason,
+                    btest::export::metrics::RejectReason::Timeout,
+                    "{r:?}"
+                );
+                assert!(r.error.contains("timed out"), "{r:?}");
+            }
+            other => panic!("expected a timeout rejection, got {other:?}"),
+        }
+        srv.assert_idle();
+        // Not counted as a wrong login: the same source still logs in at once.
+        let r = login(
+            &srv,
+            Protocol::Tcp,
+            Direction::ServerTx,
+            "admin",
+            "secret",
+            1,
+        )
+        .unwrap();
+        assert!(r.succeeded());
+    });
+}
+
+/// A fake EC-SRP5 server: hello, reads the command, asks for EC-SRP5, reads MSG1, waits
+/// `delay` and closes without MSG2, `conns` times; returns its address.
+fn fake_ecsrp5_server(delay: std::time::Duration, conns: usize) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for _ in 0..conns {
+            let Ok((mut s, _)) = l.accept() else { return };
+            let _ = (|| -> std::io::Result<()> {
+                s.write_all(&[1, 0, 0, 0])?;
+                let mut cmd = [0u8; 16];
+                s.read_exact(&mut cmd)?;
+                s.write_all(&[3, 0, 0, 0])?;
+                let mut len = [0u8; 1];
+                s.read_exact(&mut len)?;
+                let mut msg1 = vec![0u8; usize::from(len[0])];
+                s.read_exact(&mut msg1)?;
+                std::thread::sleep(delay);
+                Ok(())
+            })();
+        }
+    });
+    addr
+}
+
+/// The client side: a server that closes the login long after MSG1 (its deadline) is a
+/// timeout in the authentication phase, which fleet retries; one that closes at once is
+/// still an authentication failure (docs/protocol.md 14.10).
+#[test]
+fn a_login_closed_late_is_a_client_timeout_and_fleet_retries_it() {
+    use std::time::Duration;
+    watchdog(60, || {
+        let fake = fake_ecsrp5_server(Duration::from_millis(1500), 1);
+        let mut c = client_cfg(fake, Protocol::Tcp, Direction::ServerTx, 1.0);
+        c.user = Some("admin".into());
+        c.password = Some("secret".into());
+        c.latency = btest::config::Latency::Off;
+        let e = run_client(&c).0.unwrap_err();
+        match &e {
+            Error::Timeout {
+                phase: btest::error::Phase::Auth,
+                secs,
+                ..
+            } => assert!(*secs >= 1.0, "{e:?}"),
+            other => panic!("expected a timeout in the authentication phase, got {other:?}"),
+        }
+        assert!(btest::fleet::retryable(&e));
+        assert!(e.to_string().contains("not a wrong password"), "{e}");
+
+        // A prompt close after MSG1 is still the server's "no".
+        let fake = fake_ecsrp5_server(Duration::ZERO, 1);
+        let mut c2 = c.clone();
+        c2.port = fake.port();
+        match run_client(&c2).0 {
+            Err(e @ Error::Auth { .. }) => assert!(!btest::fleet::retryable(&e)),
+            other => panic!("expected an authentication error, got {other:?}"),
+        }
+
+        // The binary: exit 1, an error record of the authentication phase that says timeout.
+        let fake = fake_ecsrp5_server(Duration::from_millis(1500), 1);
+        let o = btest_bin()
+            .args([
+                "client",
+                &fake.to_string(),
+                "--user",
+                "admin",
+                "--password",
+                "x",
+            ])
+            .args(["--latency", "off", "--json", "--duration", "1s"])
+            .output()
+            .unwrap();
+        assert_exit(&o, 1);
+        let recs = json_lines(&o.stdout);
+        let err = recs
+            .iter()
+            .find(|r| r["type"] == "error")
+            .expect("error record");
+        assert_eq!(err["phase"], "authentication", "{err}");
+        assert!(
+            err["message"].as_str().unwrap().contains("timed out"),
+            "{err}"
+        );
+
+        // fleet retries it (and would not retry a wrong password, fleet.rs tests).
+        let fake = fake_ecsrp5_server(Duration::from_millis(1500), 2);
+        let dir = std::env::temp_dir().join(format!("btest-i18-late-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("targets");
+        std::fs::write(
+            &file,
+            format!("late {fake} --user admin --password x --latency off --retries 1\n"),
+        )
+        .unwrap();
+        let o = btest_bin()
+            .args(["fleet", file.to_str().unwrap(), "--retry-delay", "100ms"])
+            .output()
+            .unwrap();
+        assert_exit(&o, 1);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("late attempt 1 failed") && err.contains("retrying"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}

@@ -277,6 +277,8 @@ fn foreign_datagrams_into_a_udp_data_port_are_not_traffic_or_loss() {
                 Err(_) => panic!("no session start"),
             }
         };
+        // A live data port: the client's datagrams are flowing (the probe).
+        std::thread::sleep(Duration::from_millis(500));
         // The client's own port (server port + 256), shared through SO_REUSEPORT as the
         // client's data socket allows.
         let spoof =

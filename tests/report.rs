@@ -160,3 +160,36 @@ fn the_live_view_is_drawn_on_a_terminal_only() {
         let _ = srv.wait();
     });
 }
+
+/// Issue 18: interval records are kept for the end of the test only when `--report` will read
+/// them; without it a 20 ms test reports every interval and keeps none.
+#[test]
+fn interval_records_are_kept_only_for_a_report() {
+    use btest::config::{Latency, Output};
+    use btest::engine::Stop;
+    use btest::report::ClientReporter;
+    use btest::run::{self, Out};
+    use btest::wire::{Direction, Protocol};
+    watchdog(60, || {
+        let srv = start_server(server_cfg());
+        let mut c = client_cfg(srv.addr, Protocol::Udp, Direction::Both, 1.0);
+        c.interval = std::time::Duration::from_millis(20);
+        c.local_tx_speed = 1_000_000;
+        c.remote_tx_speed = 1_000_000;
+        c.latency = Latency::Off;
+        for report in [None, Some(std::env::temp_dir().join("never-written.html"))] {
+            c.report = report.clone();
+            let mut rep = ClientReporter::new(Out::sink(), Output::Json);
+            let r = run::run(&c, &Stop::new(), &mut rep).unwrap();
+            r.outcome.as_ref().unwrap();
+            assert!(r.intervals_seen >= 20, "{} intervals", r.intervals_seen);
+            let kept = r.intervals.len() as u64;
+            if report.is_some() {
+                assert_eq!(kept, r.intervals_seen);
+            } else {
+                assert_eq!(kept, 0, "no --report: nothing kept");
+            }
+            let _ = srv.next_session(std::time::Duration::from_secs(5));
+        }
+    });
+}

@@ -172,6 +172,14 @@ impl ServerProc {
         let mut child = server_bin()
             .args(["server", "--listen", "127.0.0.1:0", "--json"])
             .args(["--udp-port-from", &udp_from.to_string()])
+            // Every client here is 127.0.0.1: these tests are about what sessions leave
+            // behind, not about the per-source caps (issue 18), so those are off.
+            .args([
+                "--max-sessions-per-source",
+                "0",
+                "--max-connections-per-source",
+                "0",
+            ])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -147,6 +147,10 @@ pub struct LossTracker {
     size: usize,
     /// Far datagrams that follow each other: (last sequence, length, how many).
     far: Option<(u32, usize, u32)>,
+    /// Datagrams taken in the window since it was set (up to [`RESYNC`]): a window that
+    /// never held more than a stray or two has no gap to count when the sender's datagrams
+    /// move it.
+    held: u32,
 }
 
 /// Datagrams further behind than this are treated as late without duplicate detection.
@@ -195,15 +199,17 @@ impl LossTracker {
             if n >= RESYNC {
                 // Forward: the sender's datagrams in the gap are lost, but for the ones just
                 // counted foreign on their way here.
-                let gap = (seq.wrapping_sub(high) < 1 << 31 && len == self.size)
-                    .then(|| seq.wrapping_sub(high).saturating_sub(RESYNC))
-                    .filter(|&g| g > 0);
+                let gap =
+                    (seq.wrapping_sub(high) < 1 << 31 && len == self.size && self.held >= RESYNC)
+                        .then(|| seq.wrapping_sub(high).saturating_sub(RESYNC))
+                        .filter(|&g| g > 0);
                 self.restart(seq, len);
                 return gap.map_or(SeqEvent::InOrder, SeqEvent::Gap);
             }
             self.far = Some((seq, len, n));
             return SeqEvent::Foreign;
         }
+        self.held = (self.held + 1).min(RESYNC);
         if ahead == 0 {
             return SeqEvent::Duplicate;
         }
@@ -236,6 +242,7 @@ impl LossTracker {
         self.window = 1;
         self.size = len;
         self.far = None;
+        self.held = 1;
     }
 
     /// Applies an event to a counter slot.
@@ -340,12 +347,24 @@ mod tests {
         assert_eq!(
             t.on_datagram(RESYNC, 1472),
             SeqEvent::InOrder,
-            "the sender's own"
+            "the sender's own, and no gap from the stray"
         );
+        // A stray of the sender's size far ahead, or far behind: no phantom loss either.
+        for stray in [0x7000_0000u32, 0xf000_0000] {
+            let mut u = LossTracker::new();
+            assert_eq!(u.on_datagram(stray, 1472), SeqEvent::InOrder);
+            for s in 1..RESYNC {
+                assert_eq!(u.on_datagram(s, 1472), SeqEvent::Foreign);
+            }
+            assert_eq!(u.on_datagram(RESYNC, 1472), SeqEvent::InOrder, "{stray:x}");
+        }
         assert_eq!(t.on_datagram(RESYNC + 2, 1472), SeqEvent::Gap(1));
+        for s in RESYNC + 3..=100 {
+            assert_eq!(t.on_datagram(s, 1472), SeqEvent::InOrder);
+        }
         // A sender that loses 100,000 datagrams in a row is followed after RESYNC of its
         // datagrams, and the gap counted lost but for those RESYNC.
-        let high = RESYNC + 2;
+        let high = 100;
         let j = high + 100_001;
         for s in 0..RESYNC - 1 {
             assert_eq!(t.on_datagram(j + s, 1472), SeqEvent::Foreign);

@@ -87,7 +87,9 @@ impl<'a> HandshakeSlot<'a> {
         self.expired.load(SeqCst)
     }
 
-    /// An error of the handshake, or the timeout it really was when the guard cut it.
+    /// An error of the handshake, or the timeout it really was when the guard cut it. An
+    /// `Auth` error is a verdict the login reached (authio.rs returns I/O failures as they
+    /// are, never as `Auth`), so it stays one even if the deadline passed just after.
     fn explain(&self, e: Error) -> Error {
         if !self.expired() || matches!(e, Error::Auth { .. }) {
             return e;
@@ -307,6 +309,19 @@ fn admit(
     let user = accounts
         .authenticate(&mut s, peer, &mut presented)
         .map_err(|e| {
+            // A login the guard cut at the deadline is a timeout, whatever the read then saw
+            // (issue 18: it was recorded as a failed login and counted towards a block).
+            let e = match slot.explain(e) {
+                // An EC-SRP5 client that gave up mid-exchange: a failed login, as it always
+                // was (an MD5 one stays a closed peer, as it always was too).
+                Error::PeerClosed {
+                    phase: Phase::Auth, ..
+                } if method == AuthMethod::EcSrp5 => Error::Auth {
+                    method: method.as_str(),
+                    detail: format!("{peer} closed the connection during the exchange"),
+                },
+                e => e,
+            };
             shared.rejected.fetch_add(1, SeqCst);
             shared.metrics.reject(reason_of(&e));
             if matches!(e, Error::Auth { .. }) {

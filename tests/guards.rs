@@ -82,16 +82,6 @@ impl Drop for LoggedServer {
     }
 }
 
-/// A connection from `from` (a loopback address) that has read the hello.
-fn connect_from(from: [u8; 4], to: SocketAddr) -> Option<TcpStream> {
-    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
-    s.bind(&SocketAddr::from((from, 0)).into()).ok()?;
-    s.connect(&to.into()).ok()?;
-    let s: TcpStream = s.into();
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    Some(s)
-}
-
 /// Reads until the server closes; how long that took from `since`.
 fn closed_after(s: &mut TcpStream, since: Instant) -> Duration {
     let mut buf = [0u8; 256];
@@ -151,7 +141,7 @@ fn a_flood_of_half_open_handshakes_does_not_starve_another_source() {
         // connection-count 20 command whose data connections never come.
         let mut flood = Vec::new();
         for i in 0..500 {
-            let Some(mut s) = connect_from([127, 0, 0, 1], to) else {
+            let Some(mut s) = connect_from("127.0.0.1", to).ok() else {
                 continue;
             };
             if i % 25 == 0 {
@@ -164,7 +154,7 @@ fn a_flood_of_half_open_handshakes_does_not_starve_another_source() {
         assert!(flood.len() >= 490, "only {} connected", flood.len());
         // A slow-loris from its own address: one byte every 300 ms would restart a per-read
         // timeout forever; the deadline counts from the accept.
-        let mut loris = connect_from([127, 0, 0, 3], to).unwrap();
+        let mut loris = connect_from("127.0.0.3", to).unwrap();
         let loris_t0 = Instant::now();
         let mut hello = [0u8; 4];
         loris.read_exact(&mut hello).unwrap();
@@ -349,7 +339,7 @@ fn wrong_logins_and_msg1_floods_cost_bounded_cpu_and_spare_other_users() {
         let msg1 = btest::auth::ec_srp5::frame(&msg1).unwrap();
         let mut answered = 0;
         for _ in 0..200 {
-            let Some(mut s) = connect_from([127, 0, 0, 3], srv.sock()) else {
+            let Some(mut s) = connect_from("127.0.0.3", srv.sock()).ok() else {
                 continue;
             };
             let mut b = [0u8; 4];
@@ -395,7 +385,7 @@ fn allow_and_deny_lists_are_checked_before_the_hello() {
         let srv = LoggedServer::start(&["--deny", "127.0.0.2/32", "--metrics-file", &prom_s]);
         let to = srv.sock();
         for _ in 0..50 {
-            let mut s = connect_from([127, 0, 0, 2], to).expect("connect");
+            let mut s = connect_from("127.0.0.2", to).expect("connect");
             let mut b = [0u8; 4];
             // closed at once: no hello
             assert_eq!(s.read(&mut b).unwrap_or(0), 0);

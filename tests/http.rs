@@ -174,16 +174,6 @@ impl Drop for WebServer {
     }
 }
 
-/// A TCP connection from `from` (all of 127.0.0.0/8 is local on Linux: a second source).
-fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
-    use socket2::{Domain, Socket, Type};
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    let local: SocketAddr = format!("{from}:0").parse().unwrap();
-    s.bind(&local.into()).unwrap();
-    s.connect(&to.into()).unwrap();
-    s.into()
-}
-
 /// One request with this Host over `s`; the status code (0 if none came).
 fn status_of(mut s: TcpStream, path: &str, host: &str) -> u16 {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -201,7 +191,9 @@ fn status_of(mut s: TcpStream, path: &str, host: &str) -> u16 {
 /// so they are counted for up to 2 s or until `expect` have come; the rest are held by the
 /// server until its 5 s head deadline.
 fn silent_flood(at: SocketAddr, expect: usize) -> (Vec<TcpStream>, usize) {
-    let conns: Vec<TcpStream> = (0..16).map(|_| connect_from("127.0.0.1", at)).collect();
+    let conns: Vec<TcpStream> = (0..16)
+        .map(|_| connect_from("127.0.0.1", at).unwrap())
+        .collect();
     let mut answered = vec![false; conns.len()];
     let mut refused = 0;
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -246,7 +238,7 @@ fn sixteen_silent_connections_from_one_address_leave_others_served() {
         let (_held, refused) = silent_flood(at, 0);
         assert_eq!(refused, 0);
         assert!(wait_until(Duration::from_secs(2), || web.connections() == 16));
-        let st = status_of(connect_from("127.0.0.2", at), "/", &at.to_string());
+        let st = status_of(connect_from("127.0.0.2", at).unwrap(), "/", &at.to_string());
         eprintln!("share off: 16 silent from 127.0.0.1, a GET from 127.0.0.2 got {st}");
         assert_eq!(st, 503);
         drop(_held);
@@ -267,13 +259,21 @@ fn sixteen_silent_connections_from_one_address_leave_others_served() {
         assert_eq!(refused, 12, "a source holds 4 of the 16 slots");
         // The flooding address itself gets 503 while it holds its share...
         assert_eq!(
-            status_of(connect_from("127.0.0.1", at), "/api/summary", &host),
+            status_of(
+                connect_from("127.0.0.1", at).unwrap(),
+                "/api/summary",
+                &host
+            ),
             503
         );
         // ...another address is served at once, several times over.
         for i in 0..5 {
             let t = Instant::now();
-            let st = status_of(connect_from("127.0.0.2", at), "/api/summary", &host);
+            let st = status_of(
+                connect_from("127.0.0.2", at).unwrap(),
+                "/api/summary",
+                &host,
+            );
             let took = t.elapsed();
             eprintln!("share on: GET /api/summary from 127.0.0.2 #{i}: {st} in {took:?}");
             assert_eq!(st, 200);

@@ -6,22 +6,12 @@
 //! a pids cgroup (root only; skipped otherwise, saying why).
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use btest::wire::{command, Command, Direction, Protocol};
 
 use crate::util::*;
-
-/// A TCP connection from `from` (any 127.0.0.0/8 address is this host's on Linux).
-fn connect_from(from: IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
-    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-    s.bind(&SocketAddr::new(from, 0).into())?;
-    s.connect_timeout(&to.into(), Duration::from_secs(5))?;
-    let s: TcpStream = s.into();
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    Ok(s)
-}
 
 fn hello(s: &mut TcpStream) -> std::io::Result<()> {
     let mut h = [0u8; 4];
@@ -47,7 +37,7 @@ fn command(conns: u8, rate: u32, size: u16) -> [u8; 16] {
 
 /// Opens a session from `from` and its joins; returns its sockets (never read or written
 /// again) or `None` when the server refused it.
-fn hostile_session(from: IpAddr, to: SocketAddr, conns: u8, rate: u32) -> Option<Vec<TcpStream>> {
+fn hostile_session(from: &str, to: SocketAddr, conns: u8, rate: u32) -> Option<Vec<TcpStream>> {
     let mut s = connect_from(from, to).ok()?;
     hello(&mut s).ok()?;
     s.write_all(&command(conns, rate, 100)).ok()?;
@@ -69,7 +59,7 @@ fn hostile_session(from: IpAddr, to: SocketAddr, conns: u8, rate: u32) -> Option
 
 /// How long a client from `from` waits for the server's OK to its command: the server has
 /// admitted it (slot, limits, budget) and would start the test.
-fn time_to_admission(from: IpAddr, to: SocketAddr) -> Option<Duration> {
+fn time_to_admission(from: &str, to: SocketAddr) -> Option<Duration> {
     let t0 = Instant::now();
     let mut s = connect_from(from, to).ok()?;
     hello(&mut s).ok()?;
@@ -77,10 +67,6 @@ fn time_to_admission(from: IpAddr, to: SocketAddr) -> Option<Duration> {
     let mut ok = [0u8; 4];
     s.read_exact(&mut ok).ok()?;
     (ok == [1, 0, 0, 0]).then(|| t0.elapsed())
-}
-
-fn a(s: &str) -> IpAddr {
-    s.parse().unwrap()
 }
 
 #[test]
@@ -91,7 +77,7 @@ fn one_source_holding_slots_leaves_others_served() {
         // The probe: 100 sessions asking for 8 kbit/s in 100-byte chunks, never read.
         let mut held = Vec::new();
         for _ in 0..100 {
-            if let Some(h) = hostile_session(a("127.0.0.1"), srv.addr, 1, 8_000) {
+            if let Some(h) = hostile_session("127.0.0.1", srv.addr, 1, 8_000) {
                 held.push(h);
             }
         }
@@ -107,7 +93,7 @@ fn one_source_holding_slots_leaves_others_served() {
         // Ten normal clients from another address over 10 s: each admitted within 1 s.
         let mut worst = Duration::ZERO;
         for i in 0..10 {
-            let t = time_to_admission(a("127.0.0.2"), srv.addr)
+            let t = time_to_admission("127.0.0.2", srv.addr)
                 .unwrap_or_else(|| panic!("client {i} from 127.0.0.2 was refused"));
             worst = worst.max(t);
             std::thread::sleep(Duration::from_millis(1000));
@@ -156,7 +142,7 @@ fn a_255_connection_flood_from_one_source_is_capped() {
         let srv = start_server(server_cfg());
         let mut held = Vec::new();
         for _ in 0..4 {
-            if let Some(h) = hostile_session(a("127.0.0.1"), srv.addr, 255, 8_000) {
+            if let Some(h) = hostile_session("127.0.0.1", srv.addr, 255, 8_000) {
                 held.push(h);
             }
             // A session that was refused closes its connection 0; its joins are refused.
@@ -171,7 +157,7 @@ fn a_255_connection_flood_from_one_source_is_capped() {
             st.active_sessions, 1,
             "one 255-connection session per source: {st:?}"
         );
-        let t = time_to_admission(a("127.0.0.2"), srv.addr).expect("another address is served");
+        let t = time_to_admission("127.0.0.2", srv.addr).expect("another address is served");
         eprintln!("a client from 127.0.0.2 admitted in {t:?}");
         assert!(t < Duration::from_secs(1));
         drop(held);
@@ -243,13 +229,14 @@ fn under_systemd_limits_the_budget_refuses_before_the_process_runs_out() {
         let addr = addr.expect("the server started");
         let mut held = Vec::new();
         for k in 0..8 {
-            let from = a(&format!("127.0.1.{}", k + 1));
+            let from = format!("127.0.1.{}", k + 1);
+            let from = from.as_str();
             if let Some(h) = hostile_session(from, addr, 255, 8_000) {
                 held.push(h);
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        let t = time_to_admission(a("127.0.2.1"), addr);
+        let t = time_to_admission("127.0.2.1", addr);
         let lines: Vec<String> = rx.try_iter().collect();
         let refused = lines
             .iter()
@@ -334,7 +321,7 @@ fn a_stop_during_the_join_wait_refuses_the_session() {
     watchdog(30, || {
         let mut srv = start_server(server_cfg());
         let events = srv.h().events().clone();
-        let mut s = connect_from(a("127.0.0.1"), srv.addr).unwrap();
+        let mut s = connect_from("127.0.0.1", srv.addr).unwrap();
         hello(&mut s).unwrap();
         s.write_all(&command(4, 0, 32768)).unwrap();
         let mut ok = [0u8; 4];

@@ -10,14 +10,16 @@
 //! - `payload_len` is never below 4, equals `tx_size - overhead` above that, and with the
 //!   overhead (28 IPv4, 48 IPv6) gives back `tx_size` whenever `tx_size` leaves room;
 //! - the loss tracker only calls a datagram a duplicate if that sequence number was really
-//!   seen before; `InOrder` is the first datagram or the one after the highest; `Gap(n)` is a
-//!   jump to highest + n + 1 with `1 <= n < 2^31`; and the counters it feeds net out to
-//!   gaps - late arrivals (lost), late arrivals (reordered), duplicates.
+//!   seen before; `InOrder` is the first datagram, the one after the highest, or the end of
+//!   a run of `RESYNC - 1` foreign ones (the window moved); `Gap(n)` is a jump to
+//!   highest + n + 1 with `1 <= n < FAR`, or ends such a run; a jump of `FAR` or more is never
+//!   taken at once (issue 18: random sequences are foreign); and the counters it feeds net out
+//!   to gaps - late arrivals (lost), late arrivals (reordered), duplicates, foreign.
 #![no_main]
 
 use std::collections::HashSet;
 
-use btest::engine::counters::{Counters, LossTracker, SeqEvent};
+use btest::engine::counters::{Counters, LossTracker, SeqEvent, FAR, RESYNC};
 use btest::wire::datagram::{self, SEQ_LEN};
 use libfuzzer_sys::fuzz_target;
 
@@ -43,7 +45,9 @@ fuzz_target!(|data: &[u8]| {
     let mut tracker = LossTracker::new();
     let mut seen = HashSet::new();
     let mut highest: Option<u32> = None;
-    let (mut gaps, mut late, mut dups) = (0u64, 0u64, 0u64);
+    let (mut gaps, mut late, mut dups, mut foreign) = (0u64, 0u64, 0u64, 0u64);
+    // Foreign datagrams in a row just before this one: a move of the window may end them.
+    let mut run = 0u32;
     let mut rest = &data[3..];
     while let Some((&len, tail)) = rest.split_first() {
         let d = &tail[..usize::from(len).min(tail.len())];
@@ -60,20 +64,25 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(datagram::read_seq(&copy), Some(other));
         assert_eq!(copy[SEQ_LEN..], d[SEQ_LEN..]);
 
-        let ev = tracker.on_seq(seq);
+        let ev = tracker.on_datagram(seq, d.len());
+        let moved = run + 1 >= RESYNC;
         match ev {
             SeqEvent::InOrder => {
                 assert!(
-                    highest.is_none_or(|h| seq == h.wrapping_add(1)),
+                    highest.is_none_or(|h| seq == h.wrapping_add(1)) || moved,
                     "{seq} after {highest:?}"
                 )
             }
             SeqEvent::Gap(n) => {
                 assert!((1..1 << 31).contains(&n));
                 let h = highest.expect("a gap needs an earlier datagram");
-                assert_eq!(seq, h.wrapping_add(n).wrapping_add(1));
+                if !moved {
+                    assert!(n < FAR, "a jump of {n} taken at once");
+                    assert_eq!(seq, h.wrapping_add(n).wrapping_add(1));
+                }
                 gaps += u64::from(n);
             }
+            SeqEvent::Foreign => foreign += 1,
             SeqEvent::Late => {
                 assert!(highest.is_some());
                 late += 1;
@@ -89,6 +98,7 @@ fuzz_target!(|data: &[u8]| {
         if matches!(ev, SeqEvent::InOrder | SeqEvent::Gap(_)) {
             highest = Some(seq);
         }
+        run = if ev == SeqEvent::Foreign { run + 1 } else { 0 };
         seen.insert(seq);
         LossTracker::account(ev, &counters);
     }
@@ -96,4 +106,5 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(s.lost, gaps.wrapping_sub(late));
     assert_eq!(s.reordered, late);
     assert_eq!(s.duplicates, dups);
+    assert_eq!(s.foreign, foreign);
 });

@@ -418,3 +418,21 @@ impl Drop for Proc {
         let _ = self.0.wait();
     }
 }
+
+/// A TCP connection from `from` (all of 127.0.0.0/8 is this host's on Linux, so one test can
+/// be several sources), with a 10 s read timeout.
+pub fn connect_from(from: &str, to: SocketAddr) -> std::io::Result<std::net::TcpStream> {
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(to),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    let local: SocketAddr = format!("{from}:0")
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    s.bind(&local.into())?;
+    s.connect_timeout(&to.into(), Duration::from_secs(5))?;
+    let s: std::net::TcpStream = s.into();
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    Ok(s)
+}

@@ -19,7 +19,7 @@
 //! - a parity byte other than 0/1 is refused by `ServerHandshake::new` as `BadParity`;
 //! - `on_msg3` accepts exactly the golden client proof (and then returns the golden MSG4),
 //!   refuses any other 32 bytes as a proof mismatch and any other length as too short/long;
-//! - `unknown_user_salt` is a function of (key, user); `with_salt` changes only the salt.
+//! - `derived_salt` is a function of (key, user); `with_salt` changes only the salt.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -130,8 +130,8 @@ fn check_msg1(p: &[u8]) {
         assert!(!e.to_string().is_empty());
     }
     let key = [0x5a; 32];
-    let salt = ec_srp5::unknown_user_salt(&key, m.user);
-    assert_eq!(salt, ec_srp5::unknown_user_salt(&key, m.user));
+    let salt = ec_srp5::derived_salt(&key, m.user);
+    assert_eq!(salt, ec_srp5::derived_salt(&key, m.user));
     let stand_in = g.verifier.with_salt(salt);
     assert_eq!(stand_in.salt(), salt);
     assert_eq!(stand_in.x_gamma(), g.verifier.x_gamma());

@@ -210,6 +210,8 @@ impl LossTracker {
             return SeqEvent::Foreign;
         }
         self.held = (self.held + 1).min(RESYNC);
+        // A move needs far datagrams in a row: one in the window breaks the run.
+        self.far = None;
         if ahead == 0 {
             return SeqEvent::Duplicate;
         }

@@ -394,7 +394,8 @@ fn load_users_file(path: &Path) -> Result<UsersFile> {
 #[cfg(feature = "server")]
 impl ServerAccounts {
     /// What a reload changes, for the log: users added or removed, passwords changed (names
-    /// escaped: a users file may hold anything). Never the passwords themselves.
+    /// escaped: a users file may hold anything), in no particular order. Never the passwords
+    /// themselves.
     pub fn changes_to(&self, newer: &ServerAccounts) -> Vec<String> {
         let name = |u: &[u8]| crate::text::Esc(&String::from_utf8_lossy(u)).to_string();
         let mut out = Vec::new();
@@ -410,7 +411,6 @@ impl ServerAccounts {
         for u in self.users.keys().filter(|u| !newer.users.contains_key(*u)) {
             out.push(format!("user '{}' removed", name(u)));
         }
-        out.sort();
         out
     }
 }
@@ -493,7 +493,7 @@ impl ServerAccounts {
                 "{} account(s) and {} limit line(s) loaded from {from} in {} ms ({how})",
                 users.len(),
                 limits.len(),
-                t0.elapsed().as_millis()
+                t0.elapsed().as_millis() as u64
             );
         }
         Ok(ServerAccounts {

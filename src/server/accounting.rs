@@ -23,7 +23,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 
 use super::api::QuotaRow;
 use super::quota::{self, ByteLimit, LimitSet, Window};
@@ -49,7 +49,7 @@ struct Keyed {
 /// The server's accounts, limits and usage.
 pub struct Accounting {
     /// The users file's limit lines; replaced whole by a reload (SIGHUP).
-    users: RwLock<HashMap<String, LimitSet>>,
+    users: Mutex<HashMap<String, LimitSet>>,
     sources: Vec<(SourceScope, LimitSet)>,
     /// Its own two locks: `lock()` (map operations only) and the writer's (usage.rs).
     store: Option<Store>,
@@ -127,7 +127,7 @@ impl Accounting {
             (None, false) => None,
         };
         Ok(Accounting {
-            users: RwLock::new(users),
+            users: Mutex::new(users),
             sources,
             store,
             active: Mutex::new(HashMap::new()),
@@ -150,7 +150,7 @@ impl Accounting {
                 "the reloaded users file has byte quotas, which need --state-dir (set when the server starts)".into(),
             ));
         }
-        let mut users = self.users.write();
+        let mut users = self.users.lock();
         let mut changes = Vec::new();
         for (u, l) in &new {
             match users.get(u) {
@@ -164,21 +164,20 @@ impl Accounting {
         for u in users.keys().filter(|u| !new.contains_key(*u)) {
             changes.push(format!("limit for '{}' removed", crate::text::Esc(u)));
         }
-        changes.sort();
         *users = new;
         Ok(changes)
     }
 
     /// Does any limit or the store exist? Without, admission is free.
     pub fn is_empty(&self) -> bool {
-        self.users.read().is_empty() && self.sources.is_empty() && self.store.is_none()
+        self.users.lock().is_empty() && self.sources.is_empty() && self.store.is_none()
     }
 
     fn applicable(&self, user: Option<&str>, ip: IpAddr) -> Vec<Keyed> {
         let ip = canonical(ip);
         let mut out = Vec::new();
         if let Some(u) = user {
-            if let Some(l) = self.users.read().get(u) {
+            if let Some(l) = self.users.lock().get(u) {
                 out.push(Keyed {
                     key: format!("user:{u}"),
                     limits: l.clone(),
@@ -353,7 +352,7 @@ impl Accounting {
         let store = store.lock();
         let mut keys: Vec<Keyed> = self
             .users
-            .read()
+            .lock()
             .iter()
             .filter(|(_, l)| !l.bytes.is_empty())
             .map(|(u, l)| Keyed {

@@ -157,7 +157,7 @@ struct Shared {
     /// through the gate.
     events_dropped: AtomicU64,
     /// The accounts; replaced whole by [`ServerHandle::reload`].
-    auth: parking_lot::RwLock<Arc<crate::authio::ServerAccounts>>,
+    auth: Mutex<Arc<crate::authio::ServerAccounts>>,
     metrics: Arc<Metrics>,
     live: Arc<live::Registry>,
     accounting: Arc<accounting::Accounting>,
@@ -244,7 +244,7 @@ impl Server {
                 rejected: AtomicU64::new(0),
                 events: tx,
                 events_dropped: AtomicU64::new(0),
-                auth: parking_lot::RwLock::new(Arc::new(auth)),
+                auth: Mutex::new(Arc::new(auth)),
                 metrics: Arc::new(Metrics::default()),
                 live: Arc::new(live::Registry::default()),
                 accounting,
@@ -373,11 +373,11 @@ impl ServerHandle {
         let Some(path) = &sh.cfg.users_file else {
             return Ok("no --users file: nothing to reload".into());
         };
-        let old = sh.auth.read().clone();
+        let old = sh.auth.lock().clone();
         let accounts = old.reload(&sh.cfg)?;
         let mut changes = old.changes_to(&accounts);
         changes.extend(sh.accounting.reload_users(&sh.cfg, &accounts)?);
-        *sh.auth.write() = Arc::new(accounts);
+        *sh.auth.lock() = Arc::new(accounts);
         Ok(if changes.is_empty() {
             format!("reloaded {}: no change", path.display())
         } else {
@@ -452,7 +452,7 @@ impl Shared {
 
     /// The accounts in force now.
     fn accounts(&self) -> Arc<crate::authio::ServerAccounts> {
-        self.auth.read().clone()
+        self.auth.lock().clone()
     }
 }
 

@@ -27,7 +27,9 @@ use parking_lot::Mutex;
 
 use super::api::QuotaRow;
 use super::quota::{self, ByteLimit, LimitSet, Window};
-use super::usage::{self, Bytes, Store};
+#[cfg(feature = "quotas")]
+use super::usage;
+use super::usage::{Bytes, Store};
 use crate::authio::ServerAccounts;
 use crate::cidr::{canonical, Cidr};
 use crate::config::{ServerConfig, SourceScope};
@@ -37,6 +39,7 @@ use crate::error::{Error, Result};
 /// Usage is fsynced at least this often while sessions run.
 pub const SYNC_EVERY: Duration = Duration::from_secs(10);
 /// The log is rewritten (old periods dropped) after this many appended records.
+#[cfg(feature = "quotas")]
 const COMPACT_AFTER: usize = 10_000;
 
 /// The limits of one key.
@@ -96,6 +99,7 @@ fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+#[cfg(feature = "quotas")]
 fn io_err(path: &Path, what: &str, e: std::io::Error) -> Error {
     Error::Usage(format!(
         "cannot {what} the usage store in {} ({e}); check that the directory exists and is writable, or choose another --state-dir",
@@ -117,6 +121,11 @@ impl Accounting {
         }
         let wants_bytes = users.values().any(|l| !l.bytes.is_empty())
             || sources.iter().any(|(_, l)| !l.bytes.is_empty());
+        if cfg!(not(feature = "quotas")) && (wants_bytes || cfg.state_dir.is_some()) {
+            return Err(Error::Usage(
+                "byte quotas (day=, week=, month=, ...) and --state-dir: this btest was built without them (cargo feature 'quotas', left out of the router image: usage is written to disk every 10 s); use the full build".into(),
+            ));
+        }
         let store = match (&cfg.state_dir, wants_bytes) {
             (Some(dir), _) => Some(open_store(dir)?),
             (None, true) => {
@@ -319,6 +328,7 @@ impl Accounting {
                 SYNC_EVERY.as_secs()
             );
         }
+        #[cfg(feature = "quotas")]
         if store.appended() > COMPACT_AFTER {
             let t = unix(SystemTime::now());
             match store.compact(|b| current_or_later(b, t), t) {
@@ -437,10 +447,17 @@ fn user_limits(cfg: &ServerConfig, accounts: &ServerAccounts) -> Result<HashMap<
     Ok(users)
 }
 
+/// Without the `quotas` feature there is no store; `new` has refused `--state-dir` already.
+#[cfg(not(feature = "quotas"))]
+fn open_store(_: &Path) -> Result<Store> {
+    Err(Error::Usage("--state-dir: built without the 'quotas' feature".into()))
+}
+
 /// Opens the usage store and compacts it. Refuses only what would silently reset usage: a
 /// state directory that cannot be made or a log that cannot be read. A write error (a full
 /// disk, a read-only file) is a warning: the server counts in memory and every sync
 /// retries, as at run time (issue 18: a full disk used to stop the server from starting).
+#[cfg(feature = "quotas")]
 fn open_store(dir: &Path) -> Result<Store> {
     std::fs::create_dir_all(dir).map_err(|e| io_err(dir, "create", e))?;
     let (store, report) = Store::open(dir).map_err(|e| io_err(dir, "read", e))?;
@@ -501,6 +518,7 @@ fn open_store(dir: &Path) -> Result<Store> {
 }
 
 /// Names the side file a compaction moved unreadable lines to.
+#[cfg(feature = "quotas")]
 fn report_compaction(c: &usage::Compacted) {
     if let Some(side) = &c.rejected_to {
         log::warn!(
@@ -512,6 +530,7 @@ fn report_compaction(c: &usage::Compacted) {
 }
 
 /// Keep a bucket while its period has not passed (a clock set back keeps the later ones).
+#[cfg(feature = "quotas")]
 fn current_or_later(bucket: &str, now: u64) -> bool {
     match Window::of_bucket(bucket) {
         Some(w) => bucket >= w.bucket(now).as_str(),
@@ -629,7 +648,7 @@ impl Drop for Grant {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "quotas"))]
 mod tests {
     use super::*;
     use crate::config::SourceLimit;

@@ -21,6 +21,10 @@ pub mod live;
 mod ports;
 pub mod quota;
 mod session;
+#[cfg(feature = "quotas")]
+pub mod usage;
+#[cfg(not(feature = "quotas"))]
+#[path = "usage_off.rs"]
 pub mod usage;
 #[cfg(feature = "http")]
 pub mod web;

@@ -688,8 +688,10 @@ fn run_server(cfg: ServerConfig) -> Result<(), Error> {
     // nothing it does can block on a reader of stdout (issue 18).
     let events_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let events =
-        spawn_events(sinks, handle.events().clone(), events_done.clone()).map_err(|e| Error::Internal {
-            thread: format!("btest-events ({e})"),
+        spawn_events(sinks, handle.events().clone(), events_done.clone()).map_err(|e| {
+            Error::Internal {
+                thread: format!("btest-events ({e})"),
+            }
         })?;
     while !btest::sys::signalled() && !handle.stopping() {
         std::thread::sleep(Duration::from_millis(50));

@@ -450,7 +450,9 @@ fn user_limits(cfg: &ServerConfig, accounts: &ServerAccounts) -> Result<HashMap<
 /// Without the `quotas` feature there is no store; `new` has refused `--state-dir` already.
 #[cfg(not(feature = "quotas"))]
 fn open_store(_: &Path) -> Result<Store> {
-    Err(Error::Usage("--state-dir: built without the 'quotas' feature".into()))
+    Err(Error::Usage(
+        "--state-dir: built without the 'quotas' feature".into(),
+    ))
 }
 
 /// Opens the usage store and compacts it. Refuses only what would silently reset usage: a

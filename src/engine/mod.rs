@@ -94,8 +94,8 @@ pub struct Plan {
     pub parent: Option<Stop>,
     /// Live thread gauge (server: asserted by tests and shown in stats).
     pub gauge: Option<Arc<AtomicUsize>>,
-    /// Called by the status thread with (sent, received) byte deltas a few times a second
-    /// (server metrics).
+    /// Called by the status thread with each take's [`Take`] (about once a second; server
+    /// metrics, quotas and the live view).
     pub on_bytes: Option<ByteSink>,
     /// Pacing mode, UDP batching, busy polling.
     pub tuning: crate::config::Tuning,
@@ -104,8 +104,25 @@ pub struct Plan {
     pub budget: budget::Budget,
 }
 
-/// Receiver of live byte deltas.
-pub type ByteSink = Arc<dyn Fn(u64, u64) + Send + Sync>;
+/// What the status thread hands the server's live view at each take (about once a second,
+/// never per packet): counter deltas since the last take and the latest gauges it already
+/// has. `rtt_us` is one TCP_INFO read of connection 0 per take (server only: the client has
+/// no sink); `None` for UDP or before the kernel has an estimate.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Take {
+    pub tx_bytes: u64,
+    pub rx_bytes: u64,
+    /// Datagrams received and lost (UDP; 0 for TCP).
+    pub rx_packets: u64,
+    pub lost: u64,
+    /// This machine's CPU at our last status, and the peer's from its last status, percent.
+    pub local_cpu: Option<u8>,
+    pub remote_cpu: Option<u8>,
+    pub rtt_us: Option<u32>,
+}
+
+/// Receiver of live takes.
+pub type ByteSink = Arc<dyn Fn(&Take) + Send + Sync>;
 
 /// Pacing audit of one TX thread over one report interval.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -341,7 +341,21 @@ impl State {
         self.status_rx += d.rx_bytes;
         self.status_tx += d.tx_bytes;
         if let Some(f) = &ctx.on_bytes {
-            f(d.tx_bytes, d.rx_bytes);
+            f(&super::Take {
+                tx_bytes: d.tx_bytes,
+                rx_bytes: d.rx_bytes,
+                rx_packets: d.rx_packets,
+                lost: d.lost,
+                local_cpu: self.local_cpu,
+                remote_cpu: self.remote_cpu,
+                // One getsockopt a take, on the status thread (ctx.acked is empty for UDP).
+                rtt_us: ctx
+                    .acked
+                    .first()
+                    .and_then(|s| super::tcpinfo::read(s))
+                    .map(|t| t.rtt_us)
+                    .filter(|&r| r > 0),
+            });
         }
     }
 

@@ -120,9 +120,10 @@ pub(super) fn run(
             let over = over.clone();
             let grant = grant.clone();
             // The status thread, once per take (about a second): never per packet.
-            Arc::new(move |sent, received| {
+            Arc::new(move |t: &engine::Take| {
+                let (sent, received) = (t.tx_bytes, t.rx_bytes);
                 m.add_bytes(sent, received);
-                live.add(sent, received);
+                live.add(t);
                 // The data path stops a session whose quota ran out (engine/budget.rs);
                 // this keeps the message, and stops one whose period check found it so.
                 if let Some(why) = grant.charge(sent, received, SystemTime::now()) {

@@ -59,6 +59,13 @@ fn the_api_metrics_and_dashboard_show_a_live_session() {
             .stats()
             .active_sessions
             == 1));
+        // A UDP session beside it, for the loss chart and the aggregate of two.
+        let udp = std::thread::spawn(move || {
+            let mut c = client_cfg(addr, Protocol::Udp, Direction::Both, 5.0);
+            c.local_tx_speed = 5_000_000;
+            c.remote_tx_speed = 10_000_000;
+            run_client(&c).0
+        });
         std::thread::sleep(Duration::from_millis(2500));
         let (st, body) = get(at, "/api/sessions");
         assert_eq!(st, 200);
@@ -73,15 +80,37 @@ fn the_api_metrics_and_dashboard_show_a_live_session() {
         let rx = s["rx_bps"].as_f64().unwrap();
         assert!(tx > 20e6 && tx < 40e6, "tx {tx}: {body}");
         assert!(rx > 13e6 && rx < 27e6, "rx {rx}: {body}");
+        // Issue 19: loss, RTT and CPU per session, the aggregate.
+        assert!(s["rtt_ms_avg"].as_f64().is_some(), "TCP has an RTT: {body}");
+        let last = hist.last().unwrap();
+        assert!(
+            last["local_cpu"].is_u64() && last.get("loss_pct").is_some(),
+            "{body}"
+        );
+        let u = v["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["protocol"] == "udp")
+            .unwrap_or_else(|| panic!("no UDP session: {body}"));
+        assert!(u["loss_pct"].is_number(), "UDP counts datagrams: {u}");
+        let (_, sm) = get(at, "/api/summary");
+        let sm: serde_json::Value = serde_json::from_str(&sm).unwrap();
+        let agg = sm["history"].as_array().unwrap();
+        assert!(
+            agg.iter().any(|h| h["tx_bps"].as_f64().unwrap() > 0.0),
+            "the aggregate saw the sessions: {sm}"
+        );
         let (_, q) = get(at, "/api/quotas");
         let q: serde_json::Value = serde_json::from_str(&q).unwrap();
         assert_eq!(q["quotas"][0]["key"], "addr:127.0.0.1", "{q}");
         assert!(q["quotas"][0]["used"].as_u64().unwrap() > 1_000_000, "{q}");
         let (st, m) = get(at, "/metrics");
         assert_eq!(st, 200);
-        assert!(m.contains("btest_sessions_active 1"), "{m}");
+        assert!(m.contains("btest_sessions_active 2"), "{m}");
         assert_eq!(get(at, "/nope").0, 404);
         if let Some(b) = chromium() {
+            let url = format!("http://{at}/");
             let o = std::process::Command::new(&b)
                 .args([
                     "--headless",
@@ -89,11 +118,12 @@ fn the_api_metrics_and_dashboard_show_a_live_session() {
                     "--disable-gpu",
                     "--virtual-time-budget=3000",
                     "--dump-dom",
-                    &format!("http://{at}/"),
+                    &url,
                 ])
                 .output()
                 .unwrap();
             let dom = String::from_utf8_lossy(&o.stdout);
+            screenshot(&b, &url, "dashboard");
             assert!(
                 dom.contains("data-updated"),
                 "the page never refreshed: {dom}"
@@ -108,14 +138,52 @@ fn the_api_metrics_and_dashboard_show_a_live_session() {
             eprintln!("skipped the browser check: no chromium installed");
         }
         assert!(client.join().unwrap().is_ok());
+        assert!(udp.join().unwrap().is_ok());
+        let _ = srv.next_session(Duration::from_secs(5));
         let _ = srv.next_session(Duration::from_secs(5));
         let (_, h) = get(at, "/api/history");
         assert!(h.contains(r#""end_reason":"client_closed""#), "{h}");
+        assert!(
+            h.contains(r#""tx_avg_bps":"#),
+            "ended sessions with averages: {h}"
+        );
+        if let Some(b) = chromium() {
+            screenshot(&b, &format!("http://{at}/"), "dashboard-ended");
+        }
         stop.trigger(StopReason::Shutdown);
         web.join();
         drop(srv);
         let _ = std::fs::remove_dir_all(&dir);
     });
+}
+
+/// A picture to look at (issue 19): the page at `url` as
+/// target/tmp/screenshots/NAME.png, after 3 s of virtual time (three refreshes).
+pub fn screenshot(chromium: &str, url: &str, name: &str) -> std::path::PathBuf {
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let png = shots.join(format!("{name}.png"));
+    let _ = std::fs::remove_file(&png);
+    let o = std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1280,1600",
+            "--virtual-time-budget=3000",
+        ])
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(
+        png.metadata().is_ok_and(|m| m.len() > 10_000),
+        "no screenshot of {url}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    eprintln!("screenshot: {}", png.display());
+    png
 }
 
 /// `btest server --listen 127.0.0.1:0 --http 127.0.0.1:0 EXTRA...` as a process, killed on

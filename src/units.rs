@@ -78,6 +78,26 @@ pub fn format_rate(bps: f64) -> String {
     }
 }
 
+/// `x` with `.1` decimals that never prints as `-0.00`: a value that rounds to zero prints
+/// as 0 (issue 19: a report said `Bufferbloat -0.00 ms` for a loaded median a hair below the
+/// idle one). Non-finite values print as 0 too.
+pub struct Fixed(pub f64, pub usize);
+
+impl std::fmt::Display for Fixed {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        let mut p = 1.0;
+        for _ in 0..self.1 {
+            p *= 10.0;
+        }
+        let v = if self.0.is_finite() && (self.0 * p).round() != 0.0 {
+            self.0
+        } else {
+            0.0
+        };
+        write!(f, "{v:.*}", self.1)
+    }
+}
+
 /// Formats a byte count with binary units.
 pub fn format_bytes(b: u64) -> String {
     let f = b as f64;
@@ -95,6 +115,23 @@ pub fn format_bytes(b: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fixed_never_prints_negative_zero() {
+        let table = [
+            (-0.004, 2, "0.00"),
+            (-0.0, 2, "0.00"),
+            (-0.005, 2, "-0.01"),
+            (0.004, 2, "0.00"),
+            (-0.04, 1, "0.0"),
+            (12.345, 1, "12.3"),
+            (-3.0, 0, "-3"),
+            (f64::NAN, 2, "0.00"),
+        ];
+        for (x, d, want) in table {
+            assert_eq!(Fixed(x, d).to_string(), want, "{x} with {d}");
+        }
+    }
 
     #[test]
     fn rates() {

@@ -60,7 +60,12 @@ fn a_test_report_is_one_self_contained_file_with_charts() {
             !h.contains("https://") && !h.contains("src="),
             "no external assets"
         );
-        for (chart, series) in [("rate-tx", "tx"), ("rate-rx", "rx"), ("rtt", "p50")] {
+        for (chart, series) in [
+            ("rate", "tx"),
+            ("rate", "rx"),
+            ("rtt", "p50"),
+            ("cpu", "local"),
+        ] {
             let n = points(&h, chart, series);
             assert_eq!(
                 n, intervals,
@@ -88,6 +93,7 @@ fn a_test_report_is_one_self_contained_file_with_charts() {
                 "chromium: the report rendered with {} charts",
                 dom.matches("<svg").count()
             );
+            crate::http::screenshot(&b, &format!("file://{}", path.display()), "report");
         } else {
             eprintln!("skipped the browser check: no chromium installed");
         }
@@ -114,6 +120,72 @@ fn a_test_report_is_one_self_contained_file_with_charts() {
         let _ = srv.wait();
         let _ = std::fs::remove_dir_all(&dir);
     });
+}
+
+/// Issue 19: a fleet report whose rates are two decades apart and whose error is long, as a
+/// picture (target/tmp/screenshots/fleet.png): every column on the page, both bars seen.
+#[test]
+fn a_fleet_report_shows_small_and_large_rates_and_every_column() {
+    use btest::export::html::{render_fleet, FleetEntry, TestReport};
+    use btest::record::{schema, Kind, Record, Ty, Value};
+    let target = |name: &str, bps: Option<f64>, err: Option<&str>| {
+        Record::build(Kind::Target, |b| {
+            for d in schema(Kind::Target) {
+                let v = match d.key {
+                    "name" => Value::Str(name.into()),
+                    "server" => Value::Str("192.0.2.1:2000".into()),
+                    "ok" => Value::Bool(err.is_none()),
+                    "attempts" => Value::Int(1),
+                    "up_bps" | "down_bps" => bps.map_or(Value::Null, Value::num),
+                    "error" => Value::opt_str(err),
+                    _ if d.nullable => Value::Null,
+                    _ => match d.ty {
+                        Ty::Str => Value::Str(String::new()),
+                        Ty::Int => Value::Int(0),
+                        Ty::Num => Value::num(0.0),
+                        Ty::Bool => Value::Bool(false),
+                        Ty::Nested => Value::Obj(Vec::new()),
+                    },
+                };
+                b.push(d.key, v);
+            }
+        })
+    };
+    let t = [
+        target("core-dc1", Some(4e9), None),
+        target("tower-17", Some(50e6), None),
+        target("dead-one", None, Some("connect: 192.0.2.9:2000: no answer within 5 s (connect timeout); is the server running and is port 2000 open on every firewall between here and there? try --connect-timeout 10s")),
+    ];
+    let entries: Vec<_> = t
+        .iter()
+        .map(|r| FleetEntry {
+            target: r,
+            test: TestReport {
+                title: "t".into(),
+                generated: "g".into(),
+                params: vec![],
+                intervals: &[],
+                summary: None,
+                error: None,
+            },
+        })
+        .collect();
+    let h = render_fleet(
+        "btest fleet: towers.txt",
+        "2026-12-01T10:00:00Z",
+        &[],
+        &entries,
+    );
+    btest::export::html::check_well_formed(&h).unwrap();
+    assert!(!h.contains("overflow-x") && h.contains(">50.0 Mb</text>"));
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("fleet.html");
+    std::fs::write(&path, &h).unwrap();
+    match chromium() {
+        Some(b) => {
+            crate::http::screenshot(&b, &format!("file://{}", path.display()), "fleet");
+        }
+        None => eprintln!("skipped the browser check: no chromium installed"),
+    }
 }
 
 #[test]

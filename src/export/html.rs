@@ -19,7 +19,7 @@
 use std::fmt::{self, Write as _};
 
 use crate::record::{Record, Ty, Value};
-use crate::units::format_rate;
+use crate::units::{format_rate, Fixed};
 
 /// Writing into a String cannot fail; this drops the `fmt::Result`.
 macro_rules! w {
@@ -107,7 +107,8 @@ h1{font-size:1.5em}h2{font-size:1.25em;margin-top:1.5em}h3{font-size:1.1em}\
 table{border-collapse:collapse;margin:.5em 0}\
 th,td{border:1px solid #ddd;padding:.2em .6em;text-align:left;vertical-align:top}\
 th{background:#f3f4f6}td.n{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}\
-tr.failed td{background:#fdecea}.wide{overflow-x:auto}.wide table{font-size:.9em}td.err{min-width:14em}.muted{color:#666}\
+tr.failed td{background:#fdecea}.muted{color:#666}\
+table.matrix{width:100%;font-size:.85em}.matrix td.n{white-space:normal}td.err{min-width:12em;overflow-wrap:anywhere}\
 .error{border:2px solid #c62828;background:#fdecea;padding:.5em 1em;margin:1em 0}\
 figure{margin:1em 0}svg{display:block;width:100%;max-width:860px;height:auto}figcaption{color:#444}\
 section{border-top:2px solid #ccc;margin-top:2em}\
@@ -170,9 +171,10 @@ fn put(o: &mut String, v: &Value, f: Fmt) {
         (Value::Null, ..) => o.push('—'),
         (Value::Str(t), ..) => w!(o, "{}", E(t)),
         (_, Fmt::Rate, Some(x)) => o.push_str(&format_rate(x)),
-        (_, Fmt::Ms, Some(x)) => w!(o, "{x:.2} ms"),
-        (_, Fmt::Secs, Some(x)) => w!(o, "{x:.1} s"),
-        (_, Fmt::Pct, Some(x)) => w!(o, "{x:.1} %"),
+        // Fixed: never "-0.00" (issue 19: "Bufferbloat -0.00 ms").
+        (_, Fmt::Ms, Some(x)) => w!(o, "{} ms", Fixed(x, 2)),
+        (_, Fmt::Secs, Some(x)) => w!(o, "{} s", Fixed(x, 1)),
+        (_, Fmt::Pct, Some(x)) => w!(o, "{} %", Fixed(x, 1)),
         // Numbers without a unit, booleans (and NaN, which plain() shows as 0).
         _ => o.push_str(&v.plain()),
     }
@@ -315,6 +317,8 @@ enum Axis {
     Rate,
     Ms,
     Count,
+    /// 0 to 100 % (CPU).
+    Pct,
 }
 
 struct Series {
@@ -363,27 +367,58 @@ fn charts(o: &mut String, r: &TestReport, protocol: &str, direction: &str) {
         .fold(0.0, f64::max);
     let any =
         |key: &str, f: &dyn Fn(f64) -> bool| iv.iter().any(|r| r.get(key).as_f64().is_some_and(f));
-    for (key, id, label, color, dir) in [
-        (
+    // Both directions on one chart, as WinBox draws them (issue 19).
+    let mut rates = Vec::new();
+    if direction == "transmit" || direction == "both" || any("tx_current_bps", &|v| v > 0.0) {
+        rates.push(Series::of(
+            iv,
             "tx_current_bps",
-            "rate-tx",
-            "client → server",
-            "#1565c0",
-            "transmit",
-        ),
-        (
-            "rx_current_bps",
-            "rate-rx",
-            "server → client",
-            "#e65100",
-            "receive",
-        ),
-    ] {
-        if direction == dir || direction == "both" || any(key, &|v| v > 0.0) {
-            let s = Series::of(iv, key, &id[5..], label, color);
-            let title = format!("Rate, {label}");
-            line_chart(o, id, &title, Axis::Rate, x_max, &[s], None);
+            "tx",
+            "sent, client → server",
+            TX,
+        ));
+        // What the server said it received of our upload: the delivered rate, for UDP,
+        // where it can fall short of what was sent (TCP delivers what it sends).
+        let mut got = Series::of(
+            iv,
+            "remote_rx_bytes",
+            "delivered",
+            "delivered to the server",
+            TX,
+        );
+        for (p, r) in got.pts.iter_mut().zip(iv.iter().filter(|r| {
+            r.get("elapsed_s").as_f64().is_some_and(f64::is_finite)
+                && r.get("remote_rx_bytes")
+                    .as_f64()
+                    .is_some_and(f64::is_finite)
+        })) {
+            let dt = r.f64("interval_s");
+            p.1 = if dt > 0.0 { p.1 * 8.0 / dt } else { 0.0 };
         }
+        got.extra = " stroke-dasharray=\"5 3\" stroke-opacity=\"0.7\"";
+        if protocol == "udp" && got.pts.iter().any(|p| p.1 > 0.0) {
+            rates.push(got);
+        }
+    }
+    if direction == "receive" || direction == "both" || any("rx_current_bps", &|v| v > 0.0) {
+        rates.push(Series::of(
+            iv,
+            "rx_current_bps",
+            "rx",
+            "received, server → client",
+            RX,
+        ));
+    }
+    if !rates.is_empty() {
+        line_chart(
+            o,
+            "rate",
+            "Rate per interval",
+            Axis::Rate,
+            x_max,
+            &rates,
+            None,
+        );
     }
     if protocol == "udp" || any("lost_packets", &|v| v > 0.0) {
         let lost = Series::of(iv, "lost_packets", "lost", "lost", "#c62828");
@@ -429,7 +464,40 @@ fn charts(o: &mut String, r: &TestReport, protocol: &str, direction: &str) {
             idle,
         );
     }
+    // Loss as a percentage each way, when the records carry it (issue 19 item 2).
+    let loss = [
+        Series::of(iv, "tx_loss_pct", "tx-loss", "upload, client → server", TX),
+        Series::of(
+            iv,
+            "rx_loss_pct",
+            "rx-loss",
+            "download, server → client",
+            RX,
+        ),
+    ];
+    if loss.iter().any(|s| !s.pts.is_empty()) {
+        line_chart(
+            o,
+            "loss-pct",
+            "Loss per interval, %",
+            Axis::Pct,
+            x_max,
+            &loss,
+            None,
+        );
+    }
+    let cpu = [
+        Series::of(iv, "local_cpu", "local", "CPU, this machine", "#6a1b9a"),
+        Series::of(iv, "remote_cpu", "remote", "CPU, the server", "#00897b"),
+    ];
+    if cpu.iter().any(|s| !s.pts.is_empty()) {
+        line_chart(o, "cpu", "CPU per interval", Axis::Pct, x_max, &cpu, None);
+    }
 }
+
+/// The colours of the two directions, in every chart.
+const TX: &str = "#1565c0";
+const RX: &str = "#e65100";
 
 // Chart geometry (viewBox units): size and the margins around the plot area.
 const W: f64 = 720.0;
@@ -521,6 +589,7 @@ fn y_axis(o: &mut String, w: f64, data_max: f64, axis: Axis) -> f64 {
         Axis::Ms => 1.0,
         // Whole packets: with a top of at least 4 every step is an integer.
         Axis::Count => 4.0,
+        Axis::Pct => 100.0,
     };
     let (top, step) = nice(data_max, floor);
     let d = decimals(step);
@@ -544,6 +613,7 @@ fn y_axis(o: &mut String, w: f64, data_max: f64, axis: Axis) -> f64 {
             }
             Axis::Ms => w!(o, "{v:.d$} ms"),
             Axis::Count => w!(o, "{v:.d$}"),
+            Axis::Pct => w!(o, "{v:.d$} %"),
         }
         o.push_str("</text>");
     }
@@ -590,11 +660,18 @@ fn line_chart(
         .fold(0.0, f64::max);
     svg_open(o, id, title, W);
     let top = y_axis(o, W, data_max, axis);
-    let (x_top, x_step) = nice(x_max, 1.0);
+    // The axis ends where the test did (issue 19: a 20 s test ran to 25 s); round ticks up
+    // to it.
+    let x_top = if x_max.is_finite() && x_max > 0.0 {
+        x_max
+    } else {
+        1.0
+    };
+    let (_, x_step) = nice(x_top, 1e-3);
     let x_of = |x: f64| ML + (x / x_top).clamp(0.0, 1.0) * (W - ML - MR);
     o.push_str("<g fill=\"#555\" text-anchor=\"middle\">");
     let d = decimals(x_step);
-    for i in 0..=(x_top / x_step).round().min(20.0) as usize {
+    for i in 0..=(x_top / x_step + 1e-6).floor().min(20.0) as usize {
         let x = i as f64 * x_step;
         w!(
             o,
@@ -652,42 +729,122 @@ stroke-dasharray=\"6 4\" />",
     svg_close(o, title);
 }
 
-/// The fleet's overview: average up and down rate per target, as bars.
+/// log10 of `x` (> 0) without libm (see [`nice`]): decades by loops, the rest bit by bit
+/// from log2; good to about 1e-6, far below a pixel.
+fn log10(x: f64) -> f64 {
+    let (mut m, mut k) = (x, 0.0);
+    while m >= 10.0 {
+        m /= 10.0;
+        k += 1.0;
+    }
+    while m < 1.0 {
+        m *= 10.0;
+        k -= 1.0;
+    }
+    let mut l2 = 0.0;
+    while m >= 2.0 {
+        m /= 2.0;
+        l2 += 1.0;
+    }
+    let mut bit = 0.5;
+    for _ in 0..24 {
+        m *= m;
+        if m >= 2.0 {
+            m /= 2.0;
+            l2 += bit;
+        }
+        bit /= 2.0;
+    }
+    k + l2 * std::f64::consts::LOG10_2
+}
+
+/// The fleet's overview: average up and down rate per target, as bars on a log scale.
+///
+/// Log, with a grid line and label per decade, and each bar's value written above it: fleets
+/// mix links three or more decades apart (issue 19: a 50 Mbit/s tower was invisible beside a
+/// 4 Gbit/s one on a linear axis). A linear axis with a minimum bar width would draw the small
+/// one, but at a height that means nothing; on a log axis every height still compares.
 fn fleet_chart(o: &mut String, entries: &[FleetEntry]) {
-    const UP: &str = "#1565c0";
-    const DOWN: &str = "#e65100";
-    let rate = |e: &FleetEntry, k: &str| e.target.get(k).as_f64().filter(|v| v.is_finite());
-    let data_max = entries
+    let rate = |e: &FleetEntry, k: &str| {
+        e.target
+            .get(k)
+            .as_f64()
+            .filter(|v| v.is_finite() && *v > 0.0)
+    };
+    let all = entries
         .iter()
         .flat_map(|e| [rate(e, "up_bps"), rate(e, "down_bps")])
-        .flatten()
-        .fold(0.0, f64::max);
+        .flatten();
+    let (lo, hi) = all.fold((f64::MAX, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    // Whole decades around the data, the lowest at least 0.3 of one below the smallest bar
+    // (so a rate of exactly 10 Mbps is not drawn at zero height); at least two decades, and
+    // 1 kbps to 1 Mbps when there is no data.
+    let (mut d0, mut d1) = if hi > 0.0 {
+        ((log10(lo) - 0.3).floor(), log10(hi).ceil())
+    } else {
+        (3.0, 6.0)
+    };
+    if d1 - d0 < 2.0 {
+        d0 = d1 - 2.0;
+    }
+    d0 = d0.max(0.0);
+    d1 = d1.max(d0 + 1.0);
+    let y_log = |v: f64| {
+        let f = ((log10(v) - d0) / (d1 - d0)).clamp(0.0, 1.0);
+        MT + (1.0 - f) * (H - MT - MB)
+    };
     let w = W.max(ML + MR + 64.0 * entries.len() as f64);
-    let title = "Average rate per target";
+    let title = "Average rate per target (log scale)";
     svg_open(o, "fleet-rates", title, w);
-    let top = y_axis(o, w, data_max, Axis::Rate);
+    let mut dec = 1.0;
+    for _ in 0..d0 as usize {
+        dec *= 10.0;
+    }
+    for _ in d0 as usize..=d1 as usize {
+        let y = y_log(dec);
+        let s = format_rate(dec);
+        let (n, unit) = s.split_once(' ').unwrap_or((&s, ""));
+        w!(
+            o,
+            "<line x1=\"{ML}\" x2=\"{}\" y1=\"{y}\" y2=\"{y}\" stroke=\"#e0e0e0\" />\
+<text x=\"{}\" y=\"{}\" text-anchor=\"end\" fill=\"#555\">{} {unit}</text>",
+            P(w - MR),
+            P(ML - 6.0),
+            P(y + 4.0),
+            trim_num(n),
+            y = P(y)
+        );
+        dec *= 10.0;
+    }
     let slot = (w - ML - MR) / entries.len() as f64;
     let bar = (slot * 0.35).min(48.0);
     for (i, e) in entries.iter().enumerate() {
         // The pair of bars, centred in its slot.
         let x0 = ML + (i as f64 + 0.5) * slot - bar;
         let name = str_of(e.target.get("name")).unwrap_or("");
-        for (j, (k, id, color)) in [("up_bps", "up", UP), ("down_bps", "down", DOWN)]
+        for (j, (k, id, color)) in [("up_bps", "up", TX), ("down_bps", "down", RX)]
             .into_iter()
             .enumerate()
         {
             if let Some(v) = rate(e, k) {
-                let y = y_of(v, top);
+                let y = y_log(v);
+                let x = x0 + j as f64 * bar;
+                let label = format_rate(v);
                 w!(
                     o,
                     "<rect data-series=\"{id}\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{color}\">\
-<title>{} {id}: {}</title></rect>",
-                    P(x0 + j as f64 * bar),
+<title>{} {id}: {}</title></rect>\
+<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"9\" fill=\"{color}\">{}</text>",
+                    P(x),
                     P(y),
                     P(bar),
                     P(H - MB - y),
                     E(name),
-                    E(&format_rate(v))
+                    E(&label),
+                    P(x + bar / 2.0),
+                    // Above the bar, or inside the plot's top when the bar reaches it.
+                    P((y - 3.0).max(MT - 2.0)),
+                    E(label.trim_end_matches("ps"))
                 );
             }
         }
@@ -719,8 +876,8 @@ fn fleet_chart(o: &mut String, entries: &[FleetEntry]) {
     legend(
         o,
         &[
-            ("up, client → server", UP, ""),
-            ("down, server → client", DOWN, ""),
+            ("up, client → server", TX, ""),
+            ("down, server → client", RX, ""),
         ],
     );
     svg_close(o, title);
@@ -728,7 +885,7 @@ fn fleet_chart(o: &mut String, entries: &[FleetEntry]) {
 
 fn matrix(o: &mut String, entries: &[FleetEntry]) {
     o.push_str(
-        "<div class=\"wide\"><table><tr><th>#</th><th>target</th><th>server</th><th>result</th><th>attempts</th>\
+        "<table class=\"matrix\"><tr><th>#</th><th>target</th><th>server</th><th>result</th><th>attempts</th>\
 <th>up</th><th>down</th><th>loss up / down</th><th>RTT idle / loaded</th><th>bufferbloat</th>\
 <th>CPU local / remote</th><th>error</th></tr>",
     );
@@ -769,7 +926,7 @@ fn matrix(o: &mut String, entries: &[FleetEntry]) {
         let err = str_of(t.get("error")).unwrap_or("");
         w!(o, "<td class=\"err\">{}</td></tr>", E(err));
     }
-    o.push_str("</table></div>\n");
+    o.push_str("</table>\n");
 }
 
 /// Checks that `doc` is well-formed XML, as our polyglot output must be: one root element,
@@ -1154,7 +1311,7 @@ mod tests {
         let sum = summary("10.0.0.1:2000");
         let html = render_test(&report(&iv, Some(&sum), None));
         assert_sane(&html);
-        for chart in ["rate-tx", "rate-rx", "loss", "rtt"] {
+        for chart in ["rate", "loss", "rtt", "cpu"] {
             assert!(html.contains(&format!("data-chart=\"{chart}\"")), "{chart}");
         }
         assert!(html.contains("<details><summary>Intervals (10)</summary>"));
@@ -1162,8 +1319,108 @@ mod tests {
         assert!(html.contains("<tr><th>Idle RTT p50</th><td>1.50 ms</td></tr>"));
         assert!(html.contains("<tr><th>timestamp</th><td>2026-12-01T10:00:00Z</td></tr>"));
         assert!(html.contains("data-series=\"idle-p50\""));
-        assert!(html.contains("<title>Rate, client → server</title>"));
+        assert!(html.contains("<title>Rate per interval</title>"));
         assert_sane(&fleet_page().0);
+    }
+
+    #[test]
+    fn issue_19_axes_end_with_the_test_and_numbers_are_not_negative_zero() {
+        // 20 one-second intervals: the x axis ends at 20 s, not 25.
+        let mut iv = intervals(20);
+        for r in &mut iv {
+            *r = rec(
+                Kind::Interval,
+                &[
+                    ("elapsed_s", r.get("elapsed_s").clone()),
+                    ("interval_s", n(1.0)),
+                    ("tx_current_bps", n(150e6)),
+                    ("rx_current_bps", n(90e6)),
+                    ("remote_rx_bytes", Value::Int(12_500_000)),
+                    ("local_cpu", n(12.0)),
+                    ("remote_cpu", n(30.0)),
+                ],
+            );
+        }
+        let sum = rec(
+            Kind::Summary,
+            &[
+                ("protocol", s("udp")),
+                ("direction", s("both")),
+                ("bufferbloat_ms", n(-0.001)),
+            ],
+        );
+        let html = render_test(&report(&iv, Some(&sum), None));
+        assert_sane(&html);
+        assert!(
+            html.contains(">20 s</text>") && !html.contains(">25 s</text>"),
+            "{html}"
+        );
+        assert!(html.contains("<td>0.00 ms</td>") && !html.contains("-0.00"));
+        // Sent and delivered (100 Mbps from the server's statuses) on one chart with rx.
+        assert_eq!(points(&html, "rate", "tx"), 20);
+        assert_eq!(points(&html, "rate", "delivered"), 20);
+        assert_eq!(points(&html, "rate", "rx"), 20);
+        assert!(html.contains("delivered to the server"));
+        assert_eq!(points(&html, "cpu", "local"), 20);
+        assert_eq!(points(&html, "cpu", "remote"), 20);
+        assert!(
+            !html.contains("data-chart=\"loss-pct\""),
+            "no loss fields yet"
+        );
+    }
+
+    #[test]
+    fn fleet_bars_on_a_log_scale_show_small_and_large_rates() {
+        for (x, want) in [
+            (1.0, 0.0),
+            (50e6, 7.69897),
+            (4e9, 9.60206),
+            (0.25, -0.60206),
+        ] {
+            assert!((log10(x) - want).abs() < 1e-5, "log10({x}) = {}", log10(x));
+        }
+        let mut a = target("big", "10.0.0.1:2000", true, None);
+        let mut b = target("small", "10.0.0.2:2000", true, None);
+        for (r, v) in [(&mut a, 4e9), (&mut b, 50e6)] {
+            *r = rec(
+                Kind::Target,
+                &[
+                    ("name", r.get("name").clone()),
+                    ("ok", Value::Bool(true)),
+                    ("up_bps", n(v)),
+                    ("down_bps", n(v)),
+                ],
+            );
+        }
+        let entries = [&a, &b].map(|t| FleetEntry {
+            target: t,
+            test: report(&[], None, None),
+        });
+        let html = render_fleet("f", "g", &[], &entries);
+        assert_sane(&html);
+        let heights: Vec<f64> = html
+            .split("<rect ")
+            .skip(1)
+            .map(|r| {
+                let h = &r[r.find("height=\"").unwrap() + 8..];
+                h[..h.find('"').unwrap()].parse().unwrap()
+            })
+            .collect();
+        assert_eq!(heights.len(), 4);
+        // 4 Gbps fills most of the axis (10 Mbps to 10 Gbps); 50 Mbps is well visible.
+        assert!(heights[0] > 150.0 && heights[2] > 40.0, "{heights:?}");
+        for label in [
+            ">10 Mbps</text>",
+            ">10 Gbps</text>",
+            ">4.00 Gb</text>",
+            ">50.0 Mb</text>",
+        ] {
+            assert!(html.contains(label), "{label}");
+        }
+        assert!(
+            !html.contains("overflow-x"),
+            "no column hides behind a scroll"
+        );
     }
 
     #[test]
@@ -1203,8 +1460,8 @@ mod tests {
         let iv = intervals(7);
         let sum = summary("h:2000");
         let html = render_test(&report(&iv, Some(&sum), None));
-        assert_eq!(points(&html, "rate-tx", "tx"), 7);
-        assert_eq!(points(&html, "rate-rx", "rx"), 7);
+        assert_eq!(points(&html, "rate", "tx"), 7);
+        assert_eq!(points(&html, "rate", "rx"), 7);
         assert_eq!(points(&html, "loss", "lost"), 7);
         assert_eq!(points(&html, "loss", "lost-wire"), 7);
         // Probes on intervals 0, 2, 4, 6.
@@ -1231,10 +1488,10 @@ mod tests {
         );
         let html = render_test(&report(&iv, Some(&sum), None));
         assert_sane(&html);
-        assert_eq!(points(&html, "rate-tx", "tx"), 3);
+        assert_eq!(points(&html, "rate", "tx"), 3);
         assert_eq!(points(&html, "rtt", "tcp"), 2);
         assert!(polyline(&html, "rtt", "p50").is_none());
-        assert!(!html.contains("data-chart=\"rate-rx\"") && !html.contains("data-chart=\"loss\""));
+        assert!(polyline(&html, "rate", "rx").is_none() && !html.contains("data-chart=\"loss\""));
         assert!(!html.contains("idle-p50"));
     }
 
@@ -1294,7 +1551,7 @@ mod tests {
         let one = intervals(1);
         let html = render_test(&report(&one, Some(&sum), None));
         assert_sane(&html);
-        assert_eq!(points(&html, "rate-tx", "tx"), 1);
+        assert_eq!(points(&html, "rate", "tx"), 1);
         assert!(html.contains("<circle"));
         // All zero, all null (even the summary missing), huge and non-finite values.
         let zero: Vec<Record> = (0..5).map(|_| rec(Kind::Interval, &[])).collect();
@@ -1328,14 +1585,14 @@ mod tests {
             assert!(!html.contains("NaN"));
         }
         let html = render_test(&report(&zero, Some(&empty_sum), None));
-        assert_eq!(points(&html, "rate-tx", "tx"), 5);
+        assert_eq!(points(&html, "rate", "tx"), 5);
         assert!(
             html.contains(">1 kbps</text>"),
             "the axis of all-zero rates has a top"
         );
         let html = render_test(&report(&huge, None, None));
         assert!(html.contains(">100 Gbps</text>"));
-        assert_eq!(points(&html, "rate-rx", "rx"), 4);
+        assert_eq!(points(&html, "rate", "rx"), 4);
         assert_eq!(points(&html, "rtt", "p50"), 0);
         assert_eq!(points(&html, "rtt", "p90"), 5);
         // The fleet with no targets.

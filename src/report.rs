@@ -580,8 +580,8 @@ impl<W: Write> ClientReporter<W> {
 
     /// Clears the live view's line, so a following line starts clean.
     fn clear_live(&mut self) -> io::Result<()> {
-        if self.live.is_some() {
-            write!(self.out, "{}", crate::termview::CLEAR_LINE)?;
+        if let Some(v) = &mut self.live {
+            write!(self.out, "{}", v.clear())?;
         }
         Ok(())
     }
@@ -976,11 +976,7 @@ pub fn fleet_matrix(out: &mut impl Write, rows: &[(&Record, bool)]) -> io::Resul
         "cpu l/r"
     )?;
     for &(r, ok) in rows {
-        let rate = |k: &str| {
-            r.get(k)
-                .as_f64()
-                .map_or("-".into(), format_rate)
-        };
+        let rate = |k: &str| r.get(k).as_f64().map_or("-".into(), format_rate);
         let f = |k: &str, dp: usize| {
             r.get(k)
                 .as_f64()
@@ -990,11 +986,7 @@ pub fn fleet_matrix(out: &mut impl Write, rows: &[(&Record, bool)]) -> io::Resul
             out,
             "{:<w$}  {:<6} {:>11} {:>11} {:>7} {:>7} {:>8} {:>8} {:>8} {:>9}  {}",
             r.text("name"),
-            if ok {
-                "ok"
-            } else {
-                "FAILED"
-            },
+            if ok { "ok" } else { "FAILED" },
             rate("up_bps"),
             rate("down_bps"),
             f("up_loss_pct", 2),
@@ -1258,7 +1250,10 @@ mod tests {
         let c = cover(iv);
         let sent: u64 = iv.iter().map(|i| i.1).sum();
         let old = (c.remote as f64) < sent as f64 * TCP_PLAUSIBLE_SHARE;
-        (old, RemoteTrust::of(&totals(sent, c.remote), true, c.covered_tx).suspect)
+        (
+            old,
+            RemoteTrust::of(&totals(sent, c.remote), true, c.covered_tx).suspect,
+        )
     }
 
     const R: u64 = 100_000_000;
@@ -1282,7 +1277,12 @@ mod tests {
         ];
         assert_eq!(note(&seed), (true, false));
         // Statuses missing in the middle, and the rest covering exactly what they say.
-        let gaps = [(1.0, R, 1, R), (2.0, R, 0, 0), (3.0, R, 0, 0), (4.0, R, 1, R)];
+        let gaps = [
+            (1.0, R, 1, R),
+            (2.0, R, 0, 0),
+            (3.0, R, 0, 0),
+            (4.0, R, 1, R),
+        ];
         assert_eq!(note(&gaps), (true, false));
     }
 
@@ -1305,7 +1305,10 @@ mod tests {
     #[test]
     fn remote_trust_lower_bound() {
         let ok = totals(1_000_000, 999_000);
-        assert_eq!(RemoteTrust::of(&ok, true, 1_000_000), RemoteTrust::default());
+        assert_eq!(
+            RemoteTrust::of(&ok, true, 1_000_000),
+            RemoteTrust::default()
+        );
         assert!(!RemoteTrust::of(&totals(0, 0), true, 0).suspect);
         // A saturated status, or a second in which we sent more than 2^32 bytes.
         let mut sat = totals(10, 10);
@@ -1329,7 +1332,10 @@ mod tests {
         assert_eq!(c.push(2.0, 100, 1, 130), Some((1.0, 200, 130)));
         // A final status for the partial last second (after our FIN) covers up to the end.
         let (secs, tx, rx) = c.push(2.2, 40, 1, 40).unwrap();
-        assert!((secs - 0.2).abs() < 1e-9 && (tx, rx) == (40, 40), "{secs} {tx} {rx}");
+        assert!(
+            (secs - 0.2).abs() < 1e-9 && (tx, rx) == (40, 40),
+            "{secs} {tx} {rx}"
+        );
         assert_eq!((c.covered_tx, c.remote), (340, 235));
         for i in 3..10_000 {
             c.push(f64::from(i), 10, 1, 10);
@@ -1337,7 +1343,14 @@ mod tests {
         assert!(c.sent.len() <= 2, "{}", c.sent.len());
     }
 
-    fn sample(elapsed: f64, tx: u64, rx_pkts: u64, lost: u64, statuses: u64, remote: u64) -> Sample {
+    fn sample(
+        elapsed: f64,
+        tx: u64,
+        rx_pkts: u64,
+        lost: u64,
+        statuses: u64,
+        remote: u64,
+    ) -> Sample {
         Sample {
             elapsed: Duration::from_secs_f64(elapsed),
             dt: Duration::from_secs(1),
@@ -1364,8 +1377,13 @@ mod tests {
     /// A UDP both test through a path shaped to about 100 Mbit/s, as issue 19's.
     fn shaped() -> (ClientReporter<Vec<u8>>, Vec<Record>) {
         let mut rep = ClientReporter::new(Vec::new(), Output::Text);
-        rep.start(&start_record("192.0.2.1:2000", Protocol::Udp, Direction::Both, 1))
-            .unwrap();
+        rep.start(&start_record(
+            "192.0.2.1:2000",
+            Protocol::Udp,
+            Direction::Both,
+            1,
+        ))
+        .unwrap();
         let per = 18_750_000; // 150 Mbit/s
         let mut recs = Vec::new();
         for i in 1..=3u32 {
@@ -1435,15 +1453,23 @@ mod tests {
         for l in wide {
             assert_eq!(l.chars().count(), interval_width(true, true), "{l}");
         }
-        assert_eq!(interval_head(true, false).len(), interval_width(true, false));
+        assert_eq!(
+            interval_head(true, false).len(),
+            interval_width(true, false)
+        );
     }
 
     #[test]
     fn pacing_lines_only_when_asked() {
         let run = |pacing: bool| {
             let mut rep = ClientReporter::new(Vec::new(), Output::Text).with_pacing(pacing);
-            rep.start(&start_record("h:2000", Protocol::Udp, Direction::ServerRx, 1))
-                .unwrap();
+            rep.start(&start_record(
+                "h:2000",
+                Protocol::Udp,
+                Direction::ServerRx,
+                1,
+            ))
+            .unwrap();
             let mut s = sample(1.0, 1_000, 0, 0, 0, 0);
             s.senders = vec![crate::engine::SenderAudit {
                 thread: 0,
@@ -1462,18 +1488,20 @@ mod tests {
     }
 
     fn result(protocol: Protocol, direction: Direction) -> ClientResult {
-        let mut st = StatusTotals::default();
-        st.totals = Snapshot {
-            tx_bytes: 186_375_000,
-            rx_bytes: 121_500_000,
-            rx_packets: 81_000,
-            lost: 22_351,
-            ..Snapshot::default()
+        let st = StatusTotals {
+            totals: Snapshot {
+                tx_bytes: 186_375_000,
+                rx_bytes: 121_500_000,
+                rx_packets: 81_000,
+                lost: 22_351,
+                ..Snapshot::default()
+            },
+            remote_rx_bytes: 1_896_034_624,
+            local_cpu_avg: Some(12.0),
+            remote_cpu_avg: Some(45.0),
+            host_drops: Some(351),
+            ..StatusTotals::default()
         };
-        st.remote_rx_bytes = 1_896_034_624;
-        st.local_cpu_avg = Some(12.0);
-        st.remote_cpu_avg = Some(45.0);
-        st.host_drops = Some(351);
         ClientResult {
             summary: crate::engine::Summary {
                 duration: Duration::from_secs(10),
@@ -1499,7 +1527,13 @@ mod tests {
     fn golden_summary() {
         let t0 = SystemTime::UNIX_EPOCH;
         let cov = cover(&[(9.0, 167_737_500, 9, 9 * 12_187_500)]);
-        let r = summary_record(&result(Protocol::Udp, Direction::Both), "h:2000", t0, None, &cov);
+        let r = summary_record(
+            &result(Protocol::Udp, Direction::Both),
+            "h:2000",
+            t0,
+            None,
+            &cov,
+        );
         assert_eq!(r.get("tx_loss_pct").json(), "34.608");
         let mut out = Vec::new();
         summary_text(&mut out, &r).unwrap();

@@ -210,7 +210,7 @@ const SUMMARY: &[FieldDoc] = &[
     f("thread_cpu_max", Nested, "highest per-role thread CPU of any interval: `tx`, `rx`, `status`"),
     f("remote_rx_saturated", Bool, "a peer status carried the 32-bit maximum (it received more than 4 GiB in a second)"),
     f("remote_rx_lower_bound", Bool, "the peer's per-second 32-bit field could not carry what we sent (above ~34 Gbit/s), or saturated: remote_rx_bytes is a lower bound"),
-    f("remote_rx_suspect", Bool, "TCP: over the seconds its statuses cover, the peer reported less than TCP delivered by about a multiple of 2^32 bytes (its counter wraps): remote_rx_bytes is not loss"),
+    f("remote_rx_suspect", Bool, "TCP: over the seconds its statuses cover (not a last partial second it never reported, nor what we sent after a Ctrl-C), the peer reported far less than TCP delivered (a counter that wraps at 2^32, or one that counts something else): remote_rx_bytes is not loss"),
     n("verdict", Str, "a role thread was saturated: this host, not the link, limited the rate"),
     n("udp_tx_io", Str, "UDP: how we sent: `gso` (segmentation offload), `mmsg` (sendmmsg), `single` (one datagram per call), after any fallback"),
     n("udp_rx_io", Str, "UDP: how we received: `gro`, `mmsg` (recvmmsg), `single`"),

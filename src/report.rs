@@ -291,7 +291,8 @@ impl Coverage {
                 if span <= 0.0 {
                     return b;
                 }
-                let f = ((t - prev.0) / span).clamp(0.0, 1.0);
+                // max/min, not f64::clamp: its panic message formats floats (+4.3 KiB, issue 18).
+                let f = ((t - prev.0) / span).max(0.0).min(1.0);
                 return prev.1 + ((b - prev.1) as f64 * f).round() as u64;
             }
             prev = (e, b);
@@ -306,7 +307,7 @@ fn loss_pct(part: u64, whole: u64) -> Value {
     if whole == 0 {
         return Value::Null;
     }
-    Value::Num((part as f64 / whole as f64 * 100.0).clamp(0.0, 100.0), 3)
+    Value::Num((part as f64 / whole as f64 * 100.0).min(100.0), 3)
 }
 
 #[cfg(feature = "client")]

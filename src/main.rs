@@ -122,25 +122,32 @@ fn output<T>(r: std::io::Result<T>) -> Result<T, Error> {
 /// The reporter of a single test: text or JSON on stdout, the live view on a terminal.
 #[cfg(feature = "client")]
 fn reporter(cfg: &ClientConfig) -> ClientReporter<btest::run::Out> {
-    use std::io::IsTerminal;
-    let live = match cfg.live {
-        Live::No => false,
-        Live::Yes => true,
-        Live::Auto => std::io::stdout().is_terminal(),
-    } && cfg.output == btest::config::Output::Text;
-    let view = live.then(|| {
-        btest::termview::LiveView::new(
-            btest::sys::terminal_columns().unwrap_or(80),
-            cfg.direction.server_rx(),
-            cfg.direction.server_tx(),
-        )
-    });
-    ClientReporter::new(btest::run::Out::stdout(), cfg.output)
+    let rep = ClientReporter::new(btest::run::Out::stdout(), cfg.output)
         .with_latency(cfg.latency != btest::config::Latency::Off)
-        .with_live(view)
         .with_columns(text_columns())
         // The pacing audit is for developers (issue 19): -v turns on info logging.
-        .with_pacing(log::log_enabled!(log::Level::Info))
+        .with_pacing(log::log_enabled!(log::Level::Info));
+    #[cfg(feature = "tty")]
+    let rep = {
+        use std::io::IsTerminal;
+        let live = match cfg.live {
+            Live::No => false,
+            Live::Yes => true,
+            Live::Auto => std::io::stdout().is_terminal(),
+        } && cfg.output == btest::config::Output::Text;
+        rep.with_live(live.then(|| {
+            btest::termview::LiveView::new(
+                btest::sys::terminal_columns().unwrap_or(80),
+                cfg.direction.server_rx(),
+                cfg.direction.server_tx(),
+            )
+        }))
+    };
+    #[cfg(not(feature = "tty"))]
+    if cfg.live == Live::Yes {
+        log::warn!("--live: this btest was built without the live view (cargo feature 'tty')");
+    }
+    rep
 }
 
 /// Columns the text lines may use: `COLUMNS` when set (as ls(1): an explicit ask, e.g.

@@ -291,8 +291,10 @@ impl Coverage {
                 if span <= 0.0 {
                     return b;
                 }
-                // max/min, not f64::clamp: its panic message formats floats (+4.3 KiB, issue 18).
-                let f = ((t - prev.0) / span).max(0.0).min(1.0);
+                // t is within [prev.0, e] (the points before the covered mark are gone); a
+                // negative product would saturate to 0 in the cast. No f64::clamp: its panic
+                // message formats floats (+4.3 KiB, issue 18).
+                let f = ((t - prev.0) / span).min(1.0);
                 return prev.1 + ((b - prev.1) as f64 * f).round() as u64;
             }
             prev = (e, b);
@@ -408,6 +410,7 @@ pub struct ClientReporter<W: Write> {
     total_rx: u64,
     lines: u64,
     latency: bool,
+    #[cfg(feature = "tty")]
     live: Option<crate::termview::LiveView>,
     cov: Coverage,
     /// From the start record: a UDP test, we send, we receive.
@@ -436,6 +439,7 @@ impl<W: Write> ClientReporter<W> {
             total_rx: 0,
             lines: 0,
             latency: false,
+            #[cfg(feature = "tty")]
             live: None,
             cov: Coverage::default(),
             udp: false,
@@ -565,6 +569,7 @@ impl<W: Write> ClientReporter<W> {
     }
 
     /// The live view, redrawn under the text lines after each interval.
+    #[cfg(feature = "tty")]
     pub fn with_live(mut self, view: Option<crate::termview::LiveView>) -> Self {
         self.live = view;
         self
@@ -572,6 +577,7 @@ impl<W: Write> ClientReporter<W> {
 
     /// Clears the live view's line, so a following line starts clean.
     fn clear_live(&mut self) -> io::Result<()> {
+        #[cfg(feature = "tty")]
         if let Some(v) = &mut self.live {
             write!(self.out, "{}", v.clear())?;
         }
@@ -596,6 +602,7 @@ impl<W: Write> ClientReporter<W> {
         }
         self.clear_live()?;
         self.interval_text(s, &r)?;
+        #[cfg(feature = "tty")]
         if let Some(v) = &mut self.live {
             v.push(
                 r.f64("tx_current_bps"),
@@ -610,7 +617,8 @@ impl<W: Write> ClientReporter<W> {
     }
 
     fn interval_text(&mut self, s: &Sample, r: &Record) -> io::Result<()> {
-        let wide = usize::from(self.columns) > interval_width(true, self.latency);
+        let wide =
+            cfg!(feature = "tty") && usize::from(self.columns) > interval_width(true, self.latency);
         if self.lines % 20 == 0 {
             writeln!(self.out, "{}", interval_head(wide, self.latency))?;
         }
@@ -674,13 +682,15 @@ pub fn interval_width(wide: bool, latency: bool) -> usize {
 #[cfg(feature = "client")]
 /// The column heads of the interval lines.
 pub fn interval_head(wide: bool, latency: bool) -> String {
+    let _ = wide; // the wide layout is in builds with the 'tty' feature
+    #[cfg(feature = "tty")]
     if wide {
         let rtt = if latency {
             format!("  {:>17}", "rtt p50/p90")
         } else {
             String::new()
         };
-        format!(
+        return format!(
             "{:>7} {:>11} {:>11} {:>11} {:>11} {:>7}  {:>11} {:>11} {:>11} {:>7} {:>7}  {:>9}{rtt}",
             "time",
             "tx-current",
@@ -694,18 +704,17 @@ pub fn interval_head(wide: bool, latency: bool) -> String {
             "lost",
             "rx-loss",
             "cpu l/r",
-        )
-    } else {
-        let rtt = if latency {
-            format!("  {:>8}", "rtt-p50")
-        } else {
-            String::new()
-        };
-        format!(
-            "{:>7} {:>11} {:>7}  {:>11} {:>7} {:>7}{rtt}  {:>9}",
-            "time", "tx", "tx-loss", "rx", "lost", "rx-loss", "cpu l/r"
-        )
+        );
     }
+    let rtt = if latency {
+        format!("  {:>8}", "rtt-p50")
+    } else {
+        String::new()
+    };
+    format!(
+        "{:>7} {:>11} {:>7}  {:>11} {:>7} {:>7}{rtt}  {:>9}",
+        "time", "tx", "tx-loss", "rx", "lost", "rx-loss", "cpu l/r"
+    )
 }
 
 #[cfg(feature = "client")]
@@ -727,6 +736,7 @@ fn pct2(r: &Record, k: &str) -> String {
 #[cfg(feature = "client")]
 /// One interval as a text line (`lost` is this interval's, as in JSON).
 pub fn interval_line(r: &Record, wide: bool, latency: bool) -> String {
+    let _ = wide; // the wide layout is in builds with the 'tty' feature
     let cpu = |k: &str| match r.get(k) {
         Value::Null => "-".to_string(),
         v => format!("{}%", v.plain()),
@@ -735,6 +745,7 @@ pub fn interval_line(r: &Record, wide: bool, latency: bool) -> String {
     let rate = |k: &str| format_rate(r.f64(k));
     let ms = |k: &str| r.get(k).as_f64().map(|v| format!("{v:.2}ms"));
     let lost = count7(r.get("lost_packets").as_f64().unwrap_or(0.0) as u64);
+    #[cfg(feature = "tty")]
     if wide {
         let rtt = match (latency, ms("rtt_p50_ms"), ms("rtt_p90_ms")) {
             (false, ..) => String::new(),
@@ -745,7 +756,7 @@ pub fn interval_line(r: &Record, wide: bool, latency: bool) -> String {
             .get("tx_delivered_bps")
             .as_f64()
             .map_or("-".into(), format_rate);
-        format!(
+        return format!(
             "{:>6.1}s {:>11} {:>11} {:>11} {:>11} {:>7}  {:>11} {:>11} {:>11} {:>7} {:>7}  {:>9}{rtt}",
             r.f64("elapsed_s"),
             rate("tx_current_bps"),
@@ -759,24 +770,23 @@ pub fn interval_line(r: &Record, wide: bool, latency: bool) -> String {
             lost,
             pct2(r, "rx_loss_pct"),
             cpu,
-        )
-    } else {
-        let rtt = if latency {
-            format!("  {:>8}", ms("rtt_p50_ms").unwrap_or_else(|| "-".into()))
-        } else {
-            String::new()
-        };
-        format!(
-            "{:>6.1}s {:>11} {:>7}  {:>11} {:>7} {:>7}{rtt}  {:>9}",
-            r.f64("elapsed_s"),
-            rate("tx_current_bps"),
-            pct2(r, "tx_loss_pct"),
-            rate("rx_current_bps"),
-            lost,
-            pct2(r, "rx_loss_pct"),
-            cpu,
-        )
+        );
     }
+    let rtt = if latency {
+        format!("  {:>8}", ms("rtt_p50_ms").unwrap_or_else(|| "-".into()))
+    } else {
+        String::new()
+    };
+    format!(
+        "{:>6.1}s {:>11} {:>7}  {:>11} {:>7} {:>7}{rtt}  {:>9}",
+        r.f64("elapsed_s"),
+        rate("tx_current_bps"),
+        pct2(r, "tx_loss_pct"),
+        rate("rx_current_bps"),
+        lost,
+        pct2(r, "rx_loss_pct"),
+        cpu,
+    )
 }
 
 #[cfg(feature = "client")]

@@ -241,37 +241,15 @@ pub enum Progress<'a> {
     Done(&'a Done, &'a Target),
 }
 
-fn pct(part: f64, whole: f64) -> Value {
-    if whole > 0.0 {
-        Value::Num((part / whole * 100.0).clamp(0.0, 100.0), 3)
-    } else {
-        Value::Null
-    }
-}
-
 /// The `target` record of a target's last attempt.
 pub fn target_record(t: &Target, attempts: u32, run: &TestRun) -> Record {
     let s = run.summary.as_ref();
     let get = |k: &str| s.map_or(Value::Null, |s| s.get(k).clone());
     let dir = t.cfg.direction;
     let udp = t.cfg.protocol == Protocol::Udp;
-    let totals = run.result.as_ref().map(|r| &r.summary.status);
-    let up_loss = match (totals, s) {
-        (Some(st), Some(s))
-            if udp && dir.server_rx() && *s.get("remote_rx_lower_bound") != Value::Bool(true) =>
-        {
-            let sent = st.totals.tx_bytes as f64;
-            pct(sent - st.remote_rx_bytes as f64, sent)
-        }
-        _ => Value::Null,
-    };
-    let down_loss = match totals {
-        Some(st) if udp && dir.server_tx() => {
-            let lost = (st.totals.lost as i64).max(0) as f64;
-            pct(lost, st.totals.rx_packets as f64 + lost)
-        }
-        _ => Value::Null,
-    };
+    // The summary's figures (issue 19: one definition of loss for text, JSON, CSV and fleet).
+    let up_loss = get("tx_loss_pct");
+    let down_loss = get("rx_loss_pct");
     let err = run.error_record();
     Record::build(Kind::Target, |b| {
         b.str("timestamp", &crate::export::csv::rfc3339_utc(run.started))

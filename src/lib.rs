@@ -33,6 +33,7 @@ pub mod run;
 pub mod server;
 pub mod sys;
 #[cfg(feature = "client")]
+#[cfg(feature = "tty")]
 pub mod termview;
 pub mod text;
 #[cfg(feature = "through")]

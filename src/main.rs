@@ -122,22 +122,43 @@ fn output<T>(r: std::io::Result<T>) -> Result<T, Error> {
 /// The reporter of a single test: text or JSON on stdout, the live view on a terminal.
 #[cfg(feature = "client")]
 fn reporter(cfg: &ClientConfig) -> ClientReporter<btest::run::Out> {
-    use std::io::IsTerminal;
-    let live = match cfg.live {
-        Live::No => false,
-        Live::Yes => true,
-        Live::Auto => std::io::stdout().is_terminal(),
-    } && cfg.output == btest::config::Output::Text;
-    let view = live.then(|| {
-        btest::termview::LiveView::new(
-            btest::sys::terminal_columns().unwrap_or(80),
-            cfg.direction.server_rx(),
-            cfg.direction.server_tx(),
-        )
-    });
-    ClientReporter::new(btest::run::Out::stdout(), cfg.output)
+    let rep = ClientReporter::new(btest::run::Out::stdout(), cfg.output)
         .with_latency(cfg.latency != btest::config::Latency::Off)
-        .with_live(view)
+        .with_columns(text_columns())
+        // The pacing audit is for developers (issue 19): -v turns on info logging.
+        .with_pacing(log::log_enabled!(log::Level::Info));
+    #[cfg(feature = "tty")]
+    let rep = {
+        use std::io::IsTerminal;
+        let live = match cfg.live {
+            Live::No => false,
+            Live::Yes => true,
+            Live::Auto => std::io::stdout().is_terminal(),
+        } && cfg.output == btest::config::Output::Text;
+        rep.with_live(live.then(|| {
+            btest::termview::LiveView::new(
+                btest::sys::terminal_columns().unwrap_or(80),
+                cfg.direction.server_rx(),
+                cfg.direction.server_tx(),
+            )
+        }))
+    };
+    #[cfg(not(feature = "tty"))]
+    if cfg.live == Live::Yes {
+        log::warn!("--live: this btest was built without the live view (cargo feature 'tty')");
+    }
+    rep
+}
+
+/// Columns the text lines may use: `COLUMNS` when set (as ls(1): an explicit ask, e.g.
+/// `COLUMNS=160` for the wide interval lines in a pipe), else the terminal's, else 80.
+#[cfg(feature = "client")]
+fn text_columns() -> u16 {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse().ok())
+        .or_else(btest::sys::terminal_columns)
+        .unwrap_or(80)
 }
 
 /// The parameters a report shows, in the order a reader looks for them.
@@ -444,7 +465,14 @@ fn run_fleet(fc: &btest::config::FleetConfig) -> Result<(), Error> {
         output::<()>(Err(e))?;
     }
     if fc.output == btest::config::Output::Text {
-        output(fleet_matrix(&mut std::io::stdout().lock(), &done))?;
+        let rows: Vec<_> = done
+            .iter()
+            .map(|d| (&d.record, d.run.outcome.is_ok()))
+            .collect();
+        output(btest::report::fleet_matrix(
+            &mut std::io::stdout().lock(),
+            &rows,
+        ))?;
     }
     #[cfg(not(feature = "report"))]
     if fc.report.is_some() {
@@ -487,67 +515,6 @@ fn run_fleet(fc: &btest::config::FleetConfig) -> Result<(), Error> {
         0 => format!("fleet: {failed} of {n} target(s) failed (see the error column)"),
         s => format!("fleet: {failed} of {n} target(s) failed, {s} not tested (interrupted)"),
     }))
-}
-
-/// The results matrix as text.
-#[cfg(feature = "fleet")]
-fn fleet_matrix(out: &mut impl Write, done: &[btest::fleet::Done]) -> std::io::Result<()> {
-    let w = done
-        .iter()
-        .map(|d| d.record.text("name").len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    writeln!(
-        out,
-        "{:<w$}  {:<6} {:>11} {:>11} {:>7} {:>7} {:>8} {:>8} {:>8} {:>9}  error",
-        "name",
-        "result",
-        "up",
-        "down",
-        "loss-up",
-        "loss-dn",
-        "rtt-idle",
-        "rtt-load",
-        "bloat",
-        "cpu l/r"
-    )?;
-    for d in done {
-        let r = &d.record;
-        let rate = |k: &str| {
-            r.get(k)
-                .as_f64()
-                .map_or("-".into(), btest::units::format_rate)
-        };
-        let f = |k: &str, dp: usize| {
-            r.get(k)
-                .as_f64()
-                .map_or("-".into(), |v| format!("{v:.dp$}"))
-        };
-        writeln!(
-            out,
-            "{:<w$}  {:<6} {:>11} {:>11} {:>7} {:>7} {:>8} {:>8} {:>8} {:>9}  {}",
-            r.text("name"),
-            if d.run.outcome.is_ok() {
-                "ok"
-            } else {
-                "FAILED"
-            },
-            rate("up_bps"),
-            rate("down_bps"),
-            f("up_loss_pct", 2),
-            f("down_loss_pct", 2),
-            f("idle_rtt_ms", 2),
-            f("loaded_rtt_ms", 2),
-            f("bufferbloat_ms", 2),
-            format!("{}/{}", f("local_cpu_avg", 0), f("remote_cpu_avg", 0)),
-            match r.get("error") {
-                btest::record::Value::Str(e) => e.as_str(),
-                _ => "",
-            }
-        )?;
-    }
-    Ok(())
 }
 
 /// Where server events go: stdout (through its own writer thread), CSV, syslog.

@@ -180,6 +180,9 @@ const INTERVAL: &[FieldDoc] = &[
     n("rtt_max_ms", Num, "highest probe round-trip time in this interval"),
     n("rtt_jitter_ms", Num, "RFC 3550 interarrival jitter of the probe round-trip times, at the end of this interval"),
     n("tcp_rtt_ms", Num, "TCP: the kernel's smoothed round-trip time (TCP_INFO), mean over the connections"),
+    n("tx_loss_pct", Num, "UDP upload: share of what we sent that the peer's statuses did not count, over the seconds the statuses that arrived in this interval cover (null: TCP, no upload, or no status arrived)"),
+    n("rx_loss_pct", Num, "UDP download: lost_packets / (datagrams received + lost_packets) in this interval, in % (null: TCP, or no download)"),
+    n("tx_delivered_bps", Num, "UDP upload: what the peer's statuses that arrived in this interval say it received, per second they cover (null as tx_loss_pct)"),
 ];
 
 const SUMMARY: &[FieldDoc] = &[
@@ -193,7 +196,7 @@ const SUMMARY: &[FieldDoc] = &[
     f("rx_bytes", Int, "data bytes received (the sum of the intervals)"),
     f("tx_avg_bps", Num, "average send rate"),
     f("rx_avg_bps", Num, "average receive rate"),
-    f("lost_packets", Int, "UDP datagrams lost"),
+    f("lost_packets", Int, "UDP datagrams lost (the sum of the intervals' `lost_packets`)"),
     n("local_cpu_avg", Num, "average CPU % of this machine"),
     n("remote_cpu_avg", Num, "average CPU % the peer reported"),
     f("remote_rx_bytes", Int, "sum of what the peer's statuses said it received"),
@@ -207,7 +210,7 @@ const SUMMARY: &[FieldDoc] = &[
     f("thread_cpu_max", Nested, "highest per-role thread CPU of any interval: `tx`, `rx`, `status`"),
     f("remote_rx_saturated", Bool, "a peer status carried the 32-bit maximum (it received more than 4 GiB in a second)"),
     f("remote_rx_lower_bound", Bool, "the peer's per-second 32-bit field could not carry what we sent (above ~34 Gbit/s), or saturated: remote_rx_bytes is a lower bound"),
-    f("remote_rx_suspect", Bool, "TCP: the peer reported far less than TCP delivered (a counter that wraps at 2^32, or no statuses): remote_rx_bytes is not loss"),
+    f("remote_rx_suspect", Bool, "TCP: over the seconds its statuses cover (not a last partial second it never reported, nor what we sent after a Ctrl-C), the peer reported far less than TCP delivered (a counter that wraps at 2^32, or one that counts something else): remote_rx_bytes is not loss"),
     n("verdict", Str, "a role thread was saturated: this host, not the link, limited the rate"),
     n("udp_tx_io", Str, "UDP: how we sent: `gso` (segmentation offload), `mmsg` (sendmmsg), `single` (one datagram per call), after any fallback"),
     n("udp_rx_io", Str, "UDP: how we received: `gro`, `mmsg` (recvmmsg), `single`"),
@@ -230,6 +233,9 @@ const SUMMARY: &[FieldDoc] = &[
     n("bufferbloat_ms", Num, "loaded median round-trip time minus the idle median: the delay the load added (queueing)"),
     n("tcp_rtt_ms", Num, "TCP: the kernel's smoothed round-trip time at the end, mean over the connections"),
     f("foreign_datagrams", Int, "UDP datagrams received that were not the server's: from another sender or port, of another size, or with a sequence far from the test's (not counted as data, loss or reorder)"),
+    n("tx_loss_pct", Num, "UDP upload: share of what we sent that the peer's statuses did not count, over the seconds its statuses cover (the last partial second and anything after our stop count only when the peer reported them; null: TCP, no upload, no statuses, or remote_rx_lower_bound)"),
+    n("rx_loss_pct", Num, "UDP download: lost_packets / (datagrams received + lost_packets), in % (null: TCP, or no download)"),
+    n("tx_delivered_bps", Num, "UDP upload: what the peer's statuses say it received, per second they cover (null as tx_loss_pct)"),
 ];
 
 const TARGET: &[FieldDoc] = &[
@@ -266,12 +272,12 @@ const TARGET: &[FieldDoc] = &[
     n(
         "up_loss_pct",
         Num,
-        "UDP: share of what we sent that the server's statuses did not count",
+        "UDP: share of what we sent that the server's statuses did not count (the summary's `tx_loss_pct`)",
     ),
     n(
         "down_loss_pct",
         Num,
-        "UDP: share of the server's datagrams missing from the sequence",
+        "UDP: share of the server's datagrams missing from the sequence (the summary's `rx_loss_pct`)",
     ),
     n("lost_packets", Int, "UDP datagrams lost on the way to us"),
     n(

@@ -202,30 +202,126 @@ pub struct RemoteTrust {
     /// The peer's figure is a lower bound: its 32-bit per-second field saturated, or we sent
     /// more in some second than the field can carry.
     pub lower_bound: bool,
-    /// TCP: the peer reported far less than TCP delivered, which cannot be loss (a peer whose
-    /// counter wraps at 2^32, or one that sends no statuses).
+    /// TCP: over the seconds its statuses cover, the peer reported far less than TCP
+    /// delivered (a counter that wraps at 2^32, or one that counts something else). Not loss.
     pub suspect: bool,
 }
 
 #[cfg(feature = "client")]
-/// Below this share of what we sent, a TCP peer's figure is implausible. TCP delivers every
-/// byte; after the drain the peer's final status covers what was in flight, so only a peer
-/// that never reported the end (a few MB at most) comes anywhere near it.
+/// Below this share of what we sent in the seconds the peer's statuses cover, a TCP peer's
+/// figure is implausible: TCP delivers every byte, and the seconds are matched to within the
+/// difference of the two clocks' starts (milliseconds).
 const TCP_PLAUSIBLE_SHARE: f64 = 0.9;
 
 #[cfg(feature = "client")]
 impl RemoteTrust {
-    /// Judges the peer's figure for a test that sent `st.totals.tx_bytes`.
-    pub fn of(st: &StatusTotals, tcp: bool) -> RemoteTrust {
-        let sent = st.totals.tx_bytes;
+    /// Judges the peer's figure, `covered_tx` being what we sent in the seconds its statuses
+    /// cover ([`Coverage`]). Issue 19: comparing against everything we sent flagged every
+    /// Ctrl-C, every early end and every peer that never reports its last partial second,
+    /// whose bytes no status covers; over the covered seconds a TCP shortfall is evidence.
+    pub fn of(st: &StatusTotals, tcp: bool, covered_tx: u64) -> RemoteTrust {
+        let remote = st.remote_rx_bytes;
         RemoteTrust {
             lower_bound: st.remote_rx_saturated > 0
                 || st.tx_peak_status_bytes > u64::from(u32::MAX),
             suspect: tcp
-                && sent > 0
-                && (st.remote_rx_bytes as f64) < sent as f64 * TCP_PLAUSIBLE_SHARE,
+                && covered_tx > 0
+                && (remote as f64) < covered_tx as f64 * TCP_PLAUSIBLE_SHARE,
         }
     }
+}
+
+#[cfg(feature = "client")]
+/// Which of our bytes the peer's statuses speak for (issue 19). Each status carries what the
+/// peer received in one second of its clock, which starts with ours; n statuses so far cover
+/// our first n seconds of sending (at most up to now). What we sent after that (a last
+/// partial second the peer never reports, anything after a Ctrl-C or an early end) is not
+/// compared, so it is neither loss nor a "peer reported far less" note.
+#[derive(Debug, Clone, Default)]
+pub struct Coverage {
+    /// (elapsed s, bytes sent up to then), from the last point at or before `covered_s`.
+    sent: VecDeque<(f64, u64)>,
+    total_sent: u64,
+    statuses: u64,
+    /// Seconds of our sending the statuses cover.
+    pub covered_s: f64,
+    /// What we sent in those seconds.
+    pub covered_tx: u64,
+    /// What the statuses say the peer received.
+    pub remote: u64,
+}
+
+#[cfg(feature = "client")]
+impl Coverage {
+    /// One interval (`elapsed` at its end, our bytes, the peer's statuses in it and their
+    /// sum). Returns what it newly covers: (seconds, our bytes, the peer's bytes); `None`
+    /// when no status arrived.
+    pub fn push(
+        &mut self,
+        elapsed: f64,
+        tx: u64,
+        statuses: u64,
+        remote: u64,
+    ) -> Option<(f64, u64, u64)> {
+        self.total_sent += tx;
+        self.sent.push_back((elapsed, self.total_sent));
+        self.statuses += statuses;
+        self.remote += remote;
+        if statuses == 0 {
+            return None;
+        }
+        let upto = (self.statuses as f64).min(elapsed).max(self.covered_s);
+        let at = self.sent_at(upto).max(self.covered_tx);
+        let new = (upto - self.covered_s, at - self.covered_tx, remote);
+        self.covered_s = upto;
+        self.covered_tx = at;
+        // Bounded: only the points from the covered mark on are needed again.
+        while self.sent.len() > 1 && self.sent[1].0 <= upto {
+            self.sent.pop_front();
+        }
+        Some(new)
+    }
+
+    /// What we had sent `t` seconds in, interpolated between interval ends.
+    fn sent_at(&self, t: f64) -> u64 {
+        let mut prev = (0.0, 0u64);
+        for &(e, b) in &self.sent {
+            if e >= t {
+                let span = e - prev.0;
+                if span <= 0.0 {
+                    return b;
+                }
+                // t is within [prev.0, e] (the points before the covered mark are gone); a
+                // negative product would saturate to 0 in the cast. No f64::clamp: its panic
+                // message formats floats (+4.3 KiB, issue 18).
+                let f = ((t - prev.0) / span).min(1.0);
+                return prev.1 + ((b - prev.1) as f64 * f).round() as u64;
+            }
+            prev = (e, b);
+        }
+        prev.1
+    }
+}
+
+#[cfg(feature = "client")]
+/// `part` of `whole` in %, 0-100, three decimals; null when `whole` is 0.
+fn loss_pct(part: u64, whole: u64) -> Value {
+    if whole == 0 {
+        return Value::Null;
+    }
+    Value::Num((part as f64 / whole as f64 * 100.0).min(100.0), 3)
+}
+
+#[cfg(feature = "client")]
+/// (tx_loss_pct, tx_delivered_bps) of what a coverage span says: null unless asked (`on`).
+fn tx_delivery(on: bool, secs: f64, sent: u64, remote: u64) -> (Value, Value) {
+    if !on || sent == 0 || secs <= 0.0 {
+        return (Value::Null, Value::Null);
+    }
+    (
+        loss_pct(sent.saturating_sub(remote), sent),
+        Value::Num(remote as f64 * 8.0 / secs, 0),
+    )
 }
 
 #[cfg(feature = "client")]
@@ -235,10 +331,24 @@ pub fn summary_record(
     server: &str,
     started: SystemTime,
     lat: Option<&LatencySummary>,
+    cov: &Coverage,
 ) -> Record {
     let st = &r.summary.status;
     let d = r.summary.duration;
-    let trust = RemoteTrust::of(st, r.protocol == Protocol::Tcp);
+    let trust = RemoteTrust::of(st, r.protocol == Protocol::Tcp, cov.covered_tx);
+    let udp = r.protocol == Protocol::Udp;
+    let (tx_loss, tx_dlvd) = tx_delivery(
+        udp && r.direction.server_rx() && !trust.lower_bound,
+        cov.covered_s,
+        cov.covered_tx,
+        cov.remote,
+    );
+    let rx_lost = lost(st.totals.lost);
+    let rx_loss = if udp && r.direction.server_tx() {
+        loss_pct(rx_lost, st.totals.rx_packets + rx_lost)
+    } else {
+        Value::Null
+    };
     Record::build(Kind::Summary, |b| {
         b.str("timestamp", &rfc3339_utc(started))
             .str("server", server)
@@ -274,7 +384,10 @@ pub fn summary_record(
             .map_or(Value::Null, ms);
         b.push("bufferbloat_ms", bloat)
             .push("tcp_rtt_ms", tcp_rtt_ms(st.tcp.as_ref()))
-            .int("foreign_datagrams", st.totals.foreign);
+            .int("foreign_datagrams", st.totals.foreign)
+            .push("tx_loss_pct", tx_loss)
+            .push("rx_loss_pct", rx_loss)
+            .push("tx_delivered_bps", tx_dlvd);
     })
 }
 
@@ -295,10 +408,19 @@ pub struct ClientReporter<W: Write> {
     window: VecDeque<(Duration, u64, u64)>,
     total_tx: u64,
     total_rx: u64,
-    total_lost: u64,
     lines: u64,
     latency: bool,
+    #[cfg(feature = "tty")]
     live: Option<crate::termview::LiveView>,
+    cov: Coverage,
+    /// From the start record: a UDP test, we send, we receive.
+    udp: bool,
+    up: bool,
+    down: bool,
+    /// The pacing audit lines (`-v`).
+    pacing: bool,
+    /// Terminal width the interval lines are laid out for.
+    columns: u16,
 }
 
 #[cfg(feature = "client")]
@@ -315,15 +437,28 @@ impl<W: Write> ClientReporter<W> {
             window: VecDeque::new(),
             total_tx: 0,
             total_rx: 0,
-            total_lost: 0,
             lines: 0,
             latency: false,
+            #[cfg(feature = "tty")]
             live: None,
+            cov: Coverage::default(),
+            udp: false,
+            up: false,
+            down: false,
+            pacing: false,
+            columns: 80,
         }
     }
 
-    /// The start record (JSON) or header (text).
+    /// The start record (JSON) or header (text); a new test's running figures begin.
     pub fn start(&mut self, r: &Record) -> io::Result<()> {
+        self.window.clear();
+        (self.total_tx, self.total_rx, self.lines) = (0, 0, 0);
+        self.cov = Coverage::default();
+        self.udp = r.text("protocol") == "udp";
+        let dir = r.text("direction");
+        self.up = dir != "receive";
+        self.down = dir != "transmit";
         match self.output {
             Output::Json => writeln!(self.out, "{}", r.to_json()),
             Output::Text => writeln!(
@@ -354,7 +489,22 @@ impl<W: Write> ClientReporter<W> {
             .fold((0, 0), |a, w| (a.0 + w.1, a.1 + w.2));
         self.total_tx += s.delta.tx_bytes;
         self.total_rx += s.delta.rx_bytes;
-        self.total_lost = self.total_lost.wrapping_add(s.delta.lost);
+        let covered = self.cov.push(
+            s.elapsed.as_secs_f64(),
+            s.delta.tx_bytes,
+            s.remote_statuses,
+            s.remote_rx_bytes,
+        );
+        let (tx_loss, tx_dlvd) = match covered {
+            Some((secs, sent, remote)) => tx_delivery(self.udp && self.up, secs, sent, remote),
+            None => (Value::Null, Value::Null),
+        };
+        let rx_lost = lost(s.delta.lost);
+        let rx_loss = if self.udp && self.down {
+            loss_pct(rx_lost, s.delta.rx_packets + rx_lost)
+        } else {
+            Value::Null
+        };
         Record::build(Kind::Interval, |b| {
             b.num("elapsed_s", s.elapsed.as_secs_f64())
                 .num("interval_s", s.dt.as_secs_f64())
@@ -388,8 +538,28 @@ impl<W: Write> ClientReporter<W> {
                 .push("rtt_p90_ms", v(|r| r.p90_ms))
                 .push("rtt_max_ms", v(|r| r.max_ms))
                 .push("rtt_jitter_ms", v(|r| r.jitter_ms))
-                .push("tcp_rtt_ms", tcp_rtt_ms(s.tcp.as_ref()));
+                .push("tcp_rtt_ms", tcp_rtt_ms(s.tcp.as_ref()))
+                .push("tx_loss_pct", tx_loss)
+                .push("rx_loss_pct", rx_loss)
+                .push("tx_delivered_bps", tx_dlvd);
         })
+    }
+
+    /// What the peer's statuses covered of our sending so far, for [`summary_record`].
+    pub fn coverage(&self) -> &Coverage {
+        &self.cov
+    }
+
+    /// The pacing audit's developer lines under each interval (`-v`).
+    pub fn with_pacing(mut self, on: bool) -> Self {
+        self.pacing = on;
+        self
+    }
+
+    /// The terminal width the interval lines are laid out for (80 when unknown).
+    pub fn with_columns(mut self, columns: u16) -> Self {
+        self.columns = columns;
+        self
     }
 
     /// Latency columns in the text lines (a probe runs).
@@ -399,6 +569,7 @@ impl<W: Write> ClientReporter<W> {
     }
 
     /// The live view, redrawn under the text lines after each interval.
+    #[cfg(feature = "tty")]
     pub fn with_live(mut self, view: Option<crate::termview::LiveView>) -> Self {
         self.live = view;
         self
@@ -406,8 +577,9 @@ impl<W: Write> ClientReporter<W> {
 
     /// Clears the live view's line, so a following line starts clean.
     fn clear_live(&mut self) -> io::Result<()> {
-        if self.live.is_some() {
-            write!(self.out, "{}", crate::termview::CLEAR_LINE)?;
+        #[cfg(feature = "tty")]
+        if let Some(v) = &mut self.live {
+            write!(self.out, "{}", v.clear())?;
         }
         Ok(())
     }
@@ -430,6 +602,7 @@ impl<W: Write> ClientReporter<W> {
         }
         self.clear_live()?;
         self.interval_text(s, &r)?;
+        #[cfg(feature = "tty")]
         if let Some(v) = &mut self.live {
             v.push(
                 r.f64("tx_current_bps"),
@@ -444,49 +617,18 @@ impl<W: Write> ClientReporter<W> {
     }
 
     fn interval_text(&mut self, s: &Sample, r: &Record) -> io::Result<()> {
-        let rtt_head = if self.latency { "  rtt p50/p90" } else { "" };
+        let wide =
+            cfg!(feature = "tty") && usize::from(self.columns) > interval_width(true, self.latency);
         if self.lines % 20 == 0 {
-            writeln!(
-                self.out,
-                "{:>7} {:>11} {:>11} {:>11}  {:>11} {:>11} {:>11} {:>6} {:>9}{rtt_head}",
-                "time",
-                "tx-current",
-                "tx-10s-avg",
-                "tx-avg",
-                "rx-current",
-                "rx-10s-avg",
-                "rx-avg",
-                "lost",
-                "cpu l/r"
-            )?;
+            writeln!(self.out, "{}", interval_head(wide, self.latency))?;
         }
-        let rtt = if !self.latency {
-            String::new()
-        } else {
-            match (r.get("rtt_p50_ms").as_f64(), r.get("rtt_p90_ms").as_f64()) {
-                (Some(a), Some(b)) => format!("  {a:.2}/{b:.2}ms"),
-                _ => "  -".to_string(),
-            }
-        };
         self.lines += 1;
-        let pct = |k: &str| match r.get(k) {
-            Value::Null => "-".to_string(),
-            v => format!("{}%", v.plain()),
-        };
-        writeln!(
-            self.out,
-            "{:>6.1}s {:>11} {:>11} {:>11}  {:>11} {:>11} {:>11} {:>6} {:>9}{rtt}",
-            r.f64("elapsed_s"),
-            format_rate(r.f64("tx_current_bps")),
-            format_rate(r.f64("tx_10s_avg_bps")),
-            format_rate(r.f64("tx_total_avg_bps")),
-            format_rate(r.f64("rx_current_bps")),
-            format_rate(r.f64("rx_10s_avg_bps")),
-            format_rate(r.f64("rx_total_avg_bps")),
-            lost(self.total_lost),
-            format!("{}/{}", pct("local_cpu"), pct("remote_cpu")),
-        )?;
-        // Pacing audit: only for paced senders, so a user can see the pacing held.
+        writeln!(self.out, "{}", interval_line(r, wide, self.latency))?;
+        if !self.pacing {
+            return Ok(());
+        }
+        // Pacing audit (-v only, issue 19: in the first second it read like a failure): only
+        // for paced senders, so a developer can see the pacing held.
         let us = |g: Option<f64>| g.map_or_else(|| "-".into(), |g| format!("{g:.0}us"));
         for a in s.senders.iter().filter(|a| a.target_bps > 0) {
             writeln!(
@@ -525,6 +667,142 @@ impl<W: Write> ClientReporter<W> {
 }
 
 #[cfg(feature = "client")]
+/// Characters of an interval line: the 80-column layout (77 with the RTT column) or the wide
+/// one, which a terminal wider than it gets (issue 19: the old 115-column line wrapped in two
+/// in an 80-column pane).
+pub fn interval_width(wide: bool, latency: bool) -> usize {
+    match (wide, latency) {
+        (false, false) => 67,
+        (false, true) => 77,
+        (true, false) => 127,
+        (true, true) => 146,
+    }
+}
+
+#[cfg(feature = "client")]
+/// The column heads of the interval lines.
+pub fn interval_head(wide: bool, latency: bool) -> String {
+    let _ = wide; // the wide layout is in builds with the 'tty' feature
+    #[cfg(feature = "tty")]
+    if wide {
+        let rtt = if latency {
+            format!("  {:>17}", "rtt p50/p90")
+        } else {
+            String::new()
+        };
+        return format!(
+            "{:>7} {:>11} {:>11} {:>11} {:>11} {:>7}  {:>11} {:>11} {:>11} {:>7} {:>7}  {:>9}{rtt}",
+            "time",
+            "tx-current",
+            "tx-10s-avg",
+            "tx-avg",
+            "tx-dlvd",
+            "tx-loss",
+            "rx-current",
+            "rx-10s-avg",
+            "rx-avg",
+            "lost",
+            "rx-loss",
+            "cpu l/r",
+        );
+    }
+    let rtt = if latency {
+        format!("  {:>8}", "rtt-p50")
+    } else {
+        String::new()
+    };
+    format!(
+        "{:>7} {:>11} {:>7}  {:>11} {:>7} {:>7}{rtt}  {:>9}",
+        "time", "tx", "tx-loss", "rx", "lost", "rx-loss", "cpu l/r"
+    )
+}
+
+#[cfg(feature = "client")]
+/// A count in at most 7 characters: as is below ten million, else `12.35M`, `4.08G`.
+fn count7(n: u64) -> String {
+    match n {
+        0..=9_999_999 => n.to_string(),
+        10_000_000..=999_999_999 => format!("{:.2}M", n as f64 / 1e6),
+        _ => format!("{:.2}G", n as f64 / 1e9),
+    }
+}
+
+#[cfg(feature = "client")]
+/// A percentage field as `12.34%`, `-` when null.
+fn pct2(r: &Record, k: &str) -> String {
+    r.get(k).as_f64().map_or("-".into(), |v| format!("{v:.2}%"))
+}
+
+#[cfg(feature = "client")]
+/// One interval as a text line (`lost` is this interval's, as in JSON).
+pub fn interval_line(r: &Record, wide: bool, latency: bool) -> String {
+    let _ = wide; // the wide layout is in builds with the 'tty' feature
+    let cpu = |k: &str| match r.get(k) {
+        Value::Null => "-".to_string(),
+        v => format!("{}%", v.plain()),
+    };
+    let cpu = format!("{}/{}", cpu("local_cpu"), cpu("remote_cpu"));
+    let rate = |k: &str| format_rate(r.f64(k));
+    let ms = |k: &str| r.get(k).as_f64().map(|v| format!("{v:.2}ms"));
+    let lost = count7(r.get("lost_packets").as_f64().unwrap_or(0.0) as u64);
+    #[cfg(feature = "tty")]
+    if wide {
+        let rtt = match (latency, ms("rtt_p50_ms"), ms("rtt_p90_ms")) {
+            (false, ..) => String::new(),
+            (true, Some(a), Some(b)) => format!("  {:>17}", format!("{a}/{b}")),
+            (true, ..) => format!("  {:>17}", "-"),
+        };
+        let dlvd = r
+            .get("tx_delivered_bps")
+            .as_f64()
+            .map_or("-".into(), format_rate);
+        return format!(
+            "{:>6.1}s {:>11} {:>11} {:>11} {:>11} {:>7}  {:>11} {:>11} {:>11} {:>7} {:>7}  {:>9}{rtt}",
+            r.f64("elapsed_s"),
+            rate("tx_current_bps"),
+            rate("tx_10s_avg_bps"),
+            rate("tx_total_avg_bps"),
+            dlvd,
+            pct2(r, "tx_loss_pct"),
+            rate("rx_current_bps"),
+            rate("rx_10s_avg_bps"),
+            rate("rx_total_avg_bps"),
+            lost,
+            pct2(r, "rx_loss_pct"),
+            cpu,
+        );
+    }
+    let rtt = if latency {
+        format!("  {:>8}", ms("rtt_p50_ms").unwrap_or_else(|| "-".into()))
+    } else {
+        String::new()
+    };
+    format!(
+        "{:>6.1}s {:>11} {:>7}  {:>11} {:>7} {:>7}{rtt}  {:>9}",
+        r.f64("elapsed_s"),
+        rate("tx_current_bps"),
+        pct2(r, "tx_loss_pct"),
+        rate("rx_current_bps"),
+        lost,
+        pct2(r, "rx_loss_pct"),
+        cpu,
+    )
+}
+
+#[cfg(feature = "client")]
+/// Bytes in decimal units, as rates are: `1.90 GB` (issue 19: a 10-digit count is unreadable).
+pub fn human_bytes(b: u64) -> String {
+    let f = b as f64;
+    match b {
+        0..=999 => format!("{b} B"),
+        1_000..=999_999 => format!("{:.1} kB", f / 1e3),
+        1_000_000..=999_999_999 => format!("{:.1} MB", f / 1e6),
+        1_000_000_000..=999_999_999_999 => format!("{:.2} GB", f / 1e9),
+        _ => format!("{:.2} TB", f / 1e12),
+    }
+}
+
+#[cfg(feature = "client")]
 fn summary_text(out: &mut impl Write, r: &Record) -> io::Result<()> {
     let pct = |k: &str| r.get(k).as_f64().map_or("-".into(), |c| format!("{c:.0}%"));
     let yes = |k: &str| *r.get(k) == Value::Bool(true);
@@ -536,13 +814,35 @@ fn summary_text(out: &mut impl Write, r: &Record) -> io::Result<()> {
         r.text("connections"),
         r.text("auth")
     )?;
+    // Delivered and lost beside what was sent (issue 19: a shaped UDP upload showed only
+    // what left this host).
+    let tx_loss = match (r.get("tx_delivered_bps").as_f64(), r.get("tx_loss_pct")) {
+        (Some(d), Value::Num(..)) => format!(
+            "  delivered {}, {} lost",
+            format_rate(d),
+            pct2(r, "tx_loss_pct")
+        ),
+        _ => String::new(),
+    };
     writeln!(
         out,
-        "tx-total-average {}  ({} bytes)   rx-total-average {}  ({} bytes)",
+        "tx-total-average {} ({}){tx_loss}",
         format_rate(r.f64("tx_avg_bps")),
-        r.text("tx_bytes"),
+        human_bytes(r.f64("tx_bytes") as u64),
+    )?;
+    let rx_loss = match r.get("rx_loss_pct") {
+        Value::Num(..) => format!(
+            "  lost {} datagrams ({})",
+            r.text("lost_packets"),
+            pct2(r, "rx_loss_pct")
+        ),
+        _ => String::new(),
+    };
+    writeln!(
+        out,
+        "rx-total-average {} ({}){rx_loss}",
         format_rate(r.f64("rx_avg_bps")),
-        r.text("rx_bytes"),
+        human_bytes(r.f64("rx_bytes") as u64),
     )?;
     let bound = if yes("remote_rx_lower_bound") {
         " (at least)"
@@ -551,9 +851,8 @@ fn summary_text(out: &mut impl Write, r: &Record) -> io::Result<()> {
     };
     writeln!(
         out,
-        "lost-packets {}  remote received {}{bound} bytes  cpu local {} remote {}",
-        r.text("lost_packets"),
-        r.text("remote_rx_bytes"),
+        "remote received {}{bound}  cpu local {} remote {}",
+        human_bytes(r.f64("remote_rx_bytes") as u64),
         pct("local_cpu_avg"),
         pct("remote_cpu_avg"),
     )?;
@@ -648,8 +947,61 @@ fn summary_text(out: &mut impl Write, r: &Record) -> io::Result<()> {
     if yes("remote_rx_suspect") {
         writeln!(
             out,
-            "  note: the peer reported receiving far less than TCP delivered; TCP loses nothing, \
-             so this is the peer's counting (a 32-bit counter that wraps, or no statuses), not loss"
+            "  note: over the seconds its statuses cover, the peer reported receiving far less \
+             than TCP delivered;\n  TCP loses nothing, so this is the peer's counting (e.g. a \
+             32-bit counter that wraps), not loss"
+        )?;
+    }
+    Ok(())
+}
+
+/// The fleet's results matrix as text: one line per `target` record and whether it passed.
+#[cfg(feature = "fleet")]
+pub fn fleet_matrix(out: &mut impl Write, rows: &[(&Record, bool)]) -> io::Result<()> {
+    let w = rows
+        .iter()
+        .map(|d| d.0.text("name").len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    writeln!(
+        out,
+        "{:<w$}  {:<6} {:>11} {:>11} {:>7} {:>7} {:>8} {:>8} {:>8} {:>9}  error",
+        "name",
+        "result",
+        "up",
+        "down",
+        "loss-up",
+        "loss-dn",
+        "rtt-idle",
+        "rtt-load",
+        "bloat",
+        "cpu l/r"
+    )?;
+    for &(r, ok) in rows {
+        let rate = |k: &str| r.get(k).as_f64().map_or("-".into(), format_rate);
+        let f = |k: &str, dp: usize| {
+            r.get(k)
+                .as_f64()
+                .map_or("-".into(), |v| format!("{v:.dp$}"))
+        };
+        writeln!(
+            out,
+            "{:<w$}  {:<6} {:>11} {:>11} {:>7} {:>7} {:>8} {:>8} {:>8} {:>9}  {}",
+            r.text("name"),
+            if ok { "ok" } else { "FAILED" },
+            rate("up_bps"),
+            rate("down_bps"),
+            f("up_loss_pct", 2),
+            f("down_loss_pct", 2),
+            f("idle_rtt_ms", 2),
+            f("loaded_rtt_ms", 2),
+            f("bufferbloat_ms", 2),
+            format!("{}/{}", f("local_cpu_avg", 0), f("remote_cpu_avg", 0)),
+            match r.get("error") {
+                Value::Str(e) => e.as_str(),
+                _ => "",
+            }
         )?;
     }
     Ok(())
@@ -878,6 +1230,7 @@ pub fn server_event_syslog(ev: &ServerEvent) -> (crate::export::syslog::Severity
 #[cfg(all(test, feature = "client"))]
 mod tests {
     use super::*;
+    use crate::engine::counters::Snapshot;
 
     fn totals(sent: u64, remote: u64) -> StatusTotals {
         let mut st = StatusTotals::default();
@@ -886,26 +1239,383 @@ mod tests {
         st
     }
 
+    /// A coverage from intervals (elapsed at the end, bytes sent, statuses, their bytes).
+    fn cover(iv: &[(f64, u64, u64, u64)]) -> Coverage {
+        let mut c = Coverage::default();
+        for &(e, tx, n, rx) in iv {
+            c.push(e, tx, n, rx);
+        }
+        c
+    }
+
+    /// The note for a TCP test of these intervals: what the old rule and the new one say.
+    fn note(iv: &[(f64, u64, u64, u64)]) -> (bool, bool) {
+        let c = cover(iv);
+        let sent: u64 = iv.iter().map(|i| i.1).sum();
+        let old = (c.remote as f64) < sent as f64 * TCP_PLAUSIBLE_SHARE;
+        (
+            old,
+            RemoteTrust::of(&totals(sent, c.remote), true, c.covered_tx).suspect,
+        )
+    }
+
+    const R: u64 = 100_000_000;
+
     #[test]
-    fn remote_trust_flags_what_cannot_be_loss() {
+    fn no_note_for_a_ctrl_c_an_early_end_or_a_missing_final_status() {
+        // Ctrl-C 2.5 s in: the peer reported two whole seconds; the half second after is not
+        // compared (the old rule: 200 of 250 MB, a note).
+        let ctrl_c = [(1.0, R, 1, R), (2.0, R, 1, R), (2.5, R / 2, 0, 0)];
+        assert_eq!(note(&ctrl_c), (true, false));
+        // The peer closed 1.4 s in; its one status arrived in the last interval.
+        let early = [(1.0, R, 0, 0), (1.4, 4 * R / 10, 1, R)];
+        assert_eq!(note(&early), (true, false));
+        // A 3 s test against a peer that never reports its last partial second, with its
+        // statuses arriving late (two in one interval).
+        let seed = [
+            (1.0, R, 0, 0),
+            (2.0, R, 2, 2 * R),
+            (3.0, R, 0, 0),
+            (3.05, R / 20, 0, 0),
+        ];
+        assert_eq!(note(&seed), (true, false));
+        // Statuses missing in the middle, and the rest covering exactly what they say.
+        let gaps = [
+            (1.0, R, 1, R),
+            (2.0, R, 0, 0),
+            (3.0, R, 0, 0),
+            (4.0, R, 1, R),
+        ];
+        assert_eq!(note(&gaps), (true, false));
+    }
+
+    #[test]
+    fn a_real_shortfall_gets_the_note() {
         // Seen with another implementation: 14.84 GB sent over TCP, 1.94 GB "received".
-        let wrapped = totals(14_840_000_000, 1_940_000_000);
-        assert!(RemoteTrust::of(&wrapped, true).suspect);
+        let per = 1_484_000_000u64;
+        let wrap = 3 * (1u64 << 32);
+        let iv: Vec<_> = (1..=10)
+            .map(|i| (f64::from(i), per, 1, (per * 10 - wrap) / 10))
+            .collect();
+        assert_eq!(note(&iv), (true, true));
+        let c = cover(&iv);
         // Over UDP the same figures are loss, and are reported as such.
-        assert!(!RemoteTrust::of(&wrapped, false).suspect);
-        // TCP, everything reported: fine.
+        assert!(!RemoteTrust::of(&totals(per * 10, c.remote), false, c.covered_tx).suspect);
+        // Far less over the covered seconds, however it came about.
+        assert!(RemoteTrust::of(&totals(2_000, 500), true, 1_000).suspect);
+        assert!(!RemoteTrust::of(&totals(2_000, 950), true, 1_000).suspect);
+    }
+
+    #[test]
+    fn remote_trust_lower_bound() {
         let ok = totals(1_000_000, 999_000);
-        assert_eq!(RemoteTrust::of(&ok, true), RemoteTrust::default());
-        // Nothing sent: nothing to judge.
-        assert!(!RemoteTrust::of(&totals(0, 0), true).suspect);
+        assert_eq!(
+            RemoteTrust::of(&ok, true, 1_000_000),
+            RemoteTrust::default()
+        );
+        assert!(!RemoteTrust::of(&totals(0, 0), true, 0).suspect);
         // A saturated status, or a second in which we sent more than 2^32 bytes.
         let mut sat = totals(10, 10);
         sat.remote_rx_saturated = 1;
-        assert!(RemoteTrust::of(&sat, true).lower_bound);
+        assert!(RemoteTrust::of(&sat, true, 10).lower_bound);
         let mut fast = totals(10, 10);
         fast.tx_peak_status_bytes = u64::from(u32::MAX) + 1;
-        assert!(RemoteTrust::of(&fast, false).lower_bound);
+        assert!(RemoteTrust::of(&fast, false, 10).lower_bound);
         fast.tx_peak_status_bytes = u64::from(u32::MAX);
-        assert!(!RemoteTrust::of(&fast, false).lower_bound);
+        assert!(!RemoteTrust::of(&fast, false, 10).lower_bound);
+    }
+
+    #[test]
+    fn coverage_matches_statuses_to_seconds_and_stays_bounded() {
+        let mut c = Coverage::default();
+        // Half-second intervals: a status covers two of them.
+        assert_eq!(c.push(0.5, 50, 0, 0), None);
+        assert_eq!(c.push(1.0, 50, 1, 65), Some((1.0, 100, 65)));
+        assert_eq!(c.push(1.5, 100, 0, 0), None);
+        // The second status covers 1.0-2.0 s: 100 + 100 sent.
+        assert_eq!(c.push(2.0, 100, 1, 130), Some((1.0, 200, 130)));
+        // A final status for the partial last second (after our FIN) covers up to the end.
+        let (secs, tx, rx) = c.push(2.2, 40, 1, 40).unwrap();
+        assert!(
+            (secs - 0.2).abs() < 1e-9 && (tx, rx) == (40, 40),
+            "{secs} {tx} {rx}"
+        );
+        assert_eq!((c.covered_tx, c.remote), (340, 235));
+        for i in 3..10_000 {
+            c.push(f64::from(i), 10, 1, 10);
+        }
+        assert!(c.sent.len() <= 2, "{}", c.sent.len());
+    }
+
+    fn sample(
+        elapsed: f64,
+        tx: u64,
+        rx_pkts: u64,
+        lost: u64,
+        statuses: u64,
+        remote: u64,
+    ) -> Sample {
+        Sample {
+            elapsed: Duration::from_secs_f64(elapsed),
+            dt: Duration::from_secs(1),
+            delta: Snapshot {
+                tx_bytes: tx,
+                rx_bytes: rx_pkts * 1500,
+                tx_packets: tx / 1500,
+                rx_packets: rx_pkts,
+                lost,
+                ..Snapshot::default()
+            },
+            remote_rx_bytes: remote,
+            remote_statuses: statuses,
+            local_cpu: Some(12),
+            remote_cpu: Some(45),
+            tx_target_bps: 150_000_000,
+            senders: vec![],
+            host_drops: Some(0),
+            tcp: None,
+            role_cpu: crate::engine::RoleCpu::default(),
+        }
+    }
+
+    /// A UDP both test through a path shaped to about 100 Mbit/s, as issue 19's.
+    fn shaped() -> (ClientReporter<Vec<u8>>, Vec<Record>) {
+        let mut rep = ClientReporter::new(Vec::new(), Output::Text);
+        rep.start(&start_record(
+            "192.0.2.1:2000",
+            Protocol::Udp,
+            Direction::Both,
+            1,
+        ))
+        .unwrap();
+        let per = 18_750_000; // 150 Mbit/s
+        let mut recs = Vec::new();
+        for i in 1..=3u32 {
+            let lost = if i == 3 { 12_345_678 } else { 2_235 };
+            let lat = IntervalRtt {
+                sent: 10,
+                lost: 0,
+                rtt: Some(Rtt {
+                    count: 10,
+                    min_ms: 1.0,
+                    avg_ms: 2.0,
+                    p50_ms: 1.5,
+                    p90_ms: 3.25,
+                    max_ms: 4.0,
+                    jitter_ms: 0.5,
+                }),
+            };
+            let s = sample(f64::from(i), per, 6_000, lost, 1, per * 65 / 100);
+            recs.push(rep.interval_record(&s, Some(&lat)));
+        }
+        (rep, recs)
+    }
+
+    #[test]
+    fn interval_records_carry_loss_both_ways() {
+        let (_, recs) = shaped();
+        let r = &recs[1];
+        assert_eq!(r.get("tx_loss_pct").json(), "35");
+        assert_eq!(r.get("tx_delivered_bps").json(), "97500000");
+        assert_eq!(r.get("lost_packets").json(), "2235");
+        assert_eq!(r.get("rx_loss_pct").json(), "27.140");
+    }
+
+    /// Golden: the 80-column and the wide interval lines. A change here is deliberate.
+    #[test]
+    fn golden_interval_lines() {
+        let (_, recs) = shaped();
+        let narrow = [
+            interval_head(false, true),
+            interval_line(&recs[1], false, true),
+            interval_line(&recs[2], false, true),
+            interval_head(false, false),
+            interval_line(&recs[1], false, false),
+        ];
+        assert_eq!(
+            narrow.join("\n"),
+            "   time          tx tx-loss           rx    lost rx-loss   rtt-p50    cpu l/r\n\
+            \x20  2.0s  150.0 Mbps  35.00%    72.0 Mbps    2235  27.14%    1.50ms    12%/45%\n\
+            \x20  3.0s  150.0 Mbps  35.00%    72.0 Mbps  12.35M  99.95%    1.50ms    12%/45%\n\
+            \x20  time          tx tx-loss           rx    lost rx-loss    cpu l/r\n\
+            \x20  2.0s  150.0 Mbps  35.00%    72.0 Mbps    2235  27.14%    12%/45%"
+        );
+        for (i, l) in narrow.iter().enumerate() {
+            let latency = i < 3;
+            assert_eq!(l.chars().count(), interval_width(false, latency), "{l}");
+            assert!(l.chars().count() <= 80);
+        }
+        let wide = [
+            interval_head(true, true),
+            interval_line(&recs[1], true, true),
+        ];
+        assert_eq!(
+            wide.join("\n"),
+            "   time  tx-current  tx-10s-avg      tx-avg     tx-dlvd tx-loss   rx-current  rx-10s-avg      rx-avg    lost rx-loss    cpu l/r        rtt p50/p90\n\
+            \x20  2.0s  150.0 Mbps  150.0 Mbps  150.0 Mbps   97.5 Mbps  35.00%    72.0 Mbps   72.0 Mbps   72.0 Mbps    2235  27.14%    12%/45%      1.50ms/3.25ms"
+        );
+        for l in wide {
+            assert_eq!(l.chars().count(), interval_width(true, true), "{l}");
+        }
+        assert_eq!(
+            interval_head(true, false).len(),
+            interval_width(true, false)
+        );
+    }
+
+    #[test]
+    fn pacing_lines_only_when_asked() {
+        let run = |pacing: bool| {
+            let mut rep = ClientReporter::new(Vec::new(), Output::Text).with_pacing(pacing);
+            rep.start(&start_record(
+                "h:2000",
+                Protocol::Udp,
+                Direction::ServerRx,
+                1,
+            ))
+            .unwrap();
+            let mut s = sample(1.0, 1_000, 0, 0, 0, 0);
+            s.senders = vec![crate::engine::SenderAudit {
+                thread: 0,
+                target_bps: 1_000_000,
+                achieved_bps: 999_000.0,
+                gap_p50_us: Some(12.0),
+                gap_p99_us: Some(80.0),
+                burst_avg: Some(1.0),
+                burst_max: Some(2),
+            }];
+            rep.sample(&s, None).unwrap();
+            String::from_utf8(rep.out).unwrap()
+        };
+        assert!(!run(false).contains("pacing"));
+        assert!(run(true).contains("pacing tx-0: asked 1.0 Mbps"));
+    }
+
+    fn result(protocol: Protocol, direction: Direction) -> ClientResult {
+        let st = StatusTotals {
+            totals: Snapshot {
+                tx_bytes: 186_375_000,
+                rx_bytes: 121_500_000,
+                rx_packets: 81_000,
+                lost: 22_351,
+                ..Snapshot::default()
+            },
+            remote_rx_bytes: 1_896_034_624,
+            local_cpu_avg: Some(12.0),
+            remote_cpu_avg: Some(45.0),
+            host_drops: Some(351),
+            ..StatusTotals::default()
+        };
+        ClientResult {
+            summary: crate::engine::Summary {
+                duration: Duration::from_secs(10),
+                status: st,
+                end_reason: crate::engine::StopReason::Completed,
+                udp_tx_io: None,
+                udp_rx_io: None,
+            },
+            server: "192.0.2.1:2000".parse().unwrap(),
+            auth: crate::auth::AuthMethod::Md5,
+            connections: 1,
+            udp_port: Some(2001),
+            protocol,
+            control_timeout: Duration::from_secs(10),
+            direction,
+            asked_remote_bps: 0,
+        }
+    }
+
+    /// Golden: the text summary of a UDP both test (delivered beside sent, loss both ways,
+    /// humanised bytes) and of a TCP send cut short by Ctrl-C (no note).
+    #[test]
+    fn golden_summary() {
+        let t0 = SystemTime::UNIX_EPOCH;
+        let cov = cover(&[(9.0, 167_737_500, 9, 9 * 12_187_500)]);
+        let r = summary_record(
+            &result(Protocol::Udp, Direction::Both),
+            "h:2000",
+            t0,
+            None,
+            &cov,
+        );
+        assert_eq!(r.get("tx_loss_pct").json(), "34.608");
+        let mut out = Vec::new();
+        summary_text(&mut out, &r).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "--- summary (completed) ---\n\
+             duration 10.0s  connections 1  auth md5\n\
+             tx-total-average 149.1 Mbps (186.4 MB)  delivered 97.5 Mbps, 34.61% lost\n\
+             rx-total-average 97.2 Mbps (121.5 MB)  lost 22351 datagrams (21.63%)\n\
+             remote received 1.90 GB  cpu local 12% remote 45%\n\
+             \x20 lost on the wire 22000  dropped by this host 351  reordered 0  duplicates 0\n\
+             \x20 threads (busiest, % of a core): tx 0  rx 0  status 0\n"
+        );
+        let mut tcp = result(Protocol::Tcp, Direction::ServerRx);
+        tcp.summary.status.remote_rx_bytes = 150_000_000;
+        let cov = cover(&[(1.0, R, 1, R), (1.5, R / 2, 0, 0)]);
+        let r = summary_record(&tcp, "h:2000", t0, None, &cov);
+        assert_eq!(*r.get("tx_loss_pct"), Value::Null);
+        let mut out = Vec::new();
+        summary_text(&mut out, &r).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("note"), "{text}");
+        assert!(text.lines().all(|l| l.chars().count() <= 80), "{text}");
+    }
+
+    #[test]
+    fn bytes_and_counts_are_humanised() {
+        assert_eq!(human_bytes(1_896_034_624), "1.90 GB");
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(1_500), "1.5 kB");
+        assert_eq!(count7(9_999_999), "9999999");
+        assert_eq!(count7(4_080_958_000), "4.08G");
+    }
+
+    /// Golden: the fleet matrix.
+    #[cfg(feature = "fleet")]
+    #[test]
+    fn golden_fleet_matrix() {
+        let target = |name: &str, ok: bool, up: Value, err: Value| {
+            Record::build(Kind::Target, |b| {
+                b.str("timestamp", "2026-01-01T00:00:00Z")
+                    .str("name", name)
+                    .str("server", "h:2000")
+                    .push("ok", Value::Bool(ok))
+                    .int("attempts", 1)
+                    .str("protocol", "udp")
+                    .str("direction", "both")
+                    .push("duration_s", Value::num(10.0))
+                    .push("up_bps", up)
+                    .push("down_bps", Value::num(4.2e9))
+                    .push("up_loss_pct", Value::Num(34.609, 3))
+                    .push("down_loss_pct", Value::Num(0.0, 3))
+                    .int("lost_packets", 0)
+                    .push("idle_rtt_ms", Value::Num(0.25, 3))
+                    .push("loaded_rtt_ms", Value::Num(12.5, 3))
+                    .push("bufferbloat_ms", Value::Num(12.25, 3))
+                    .push("tcp_rtt_ms", Value::Null)
+                    .push("local_cpu_avg", Value::Num(12.0, 1))
+                    .push("remote_cpu_avg", Value::Null)
+                    .str("end_reason", "completed")
+                    .push("error", err)
+                    .push("phase", Value::Null);
+            })
+        };
+        let a = target("edge-1", true, Value::num(97.5e6), Value::Null);
+        let b = target(
+            "core",
+            false,
+            Value::Null,
+            Value::Str("connect: refused".into()),
+        );
+        let mut out = Vec::new();
+        fleet_matrix(&mut out, &[(&a, true), (&b, false)]).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "name    result          up        down loss-up loss-dn rtt-idle rtt-load    bloat   cpu l/r  error\n\
+             edge-1  ok       97.5 Mbps   4.20 Gbps   34.61    0.00     0.25    12.50    12.25      12/-  \n\
+             core    FAILED           -   4.20 Gbps   34.61    0.00     0.25    12.50    12.25      12/-  connect: refused\n"
+        );
     }
 }

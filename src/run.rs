@@ -268,7 +268,8 @@ fn session(
         sent: loaded.sent,
         lost: loaded.lost,
     });
-    let summary = report::summary_record(&r, &run.server, run.started, lat.as_ref());
+    let summary =
+        report::summary_record(&r, &run.server, run.started, lat.as_ref(), rep.coverage());
     rep.summary(&summary)?;
     let outcome = r.outcome();
     run.summary = Some(summary);

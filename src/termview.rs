@@ -1,6 +1,10 @@
-//! The live terminal view of a single client test (issue 11): one line under the interval
-//! lines, redrawn after each interval, with a rate sparkline per direction that carries data
-//! and the last probe RTT.
+//! The live terminal view of a single client test (issues 11, 19): a bar graph under the
+//! interval lines, three rows high per direction that carries data, as wide as the terminal
+//! allows (one column per interval, the newest on the right), with the current and highest
+//! rate beside it and the last probe RTT; redrawn after each interval.
+//!
+//! Why a graph of rows: the one-line sparkline of issue 11 had three or four characters of
+//! history in a short test and one-eighth steps, too coarse to read (issue 19).
 //!
 //! Pure: renders text only. The reporter decides when it is shown (stdout a terminal, text
 //! output, `--live`), writes it and clears it. Must not: read the clock or the terminal.
@@ -9,10 +13,15 @@ use std::collections::VecDeque;
 
 use crate::units::format_rate;
 
-/// Returns to the line's start and erases it (ANSI CR + EL 2).
-pub const CLEAR_LINE: &str = "\r\x1b[2K";
-
+/// Eighth blocks, lowest first; a cell holds 0-8 eighths.
 const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+
+/// Rows of graph per direction.
+pub const ROWS: usize = 3;
+
+/// Label before the graph (`tx `) and figures after it (` 999.9 Mbps` / ` max 999.9 Mbps`).
+const LABEL: usize = 3;
+const FIGURES: usize = 16;
 
 /// Rate history and the layout for one terminal width.
 #[derive(Debug, Clone)]
@@ -23,6 +32,8 @@ pub struct LiveView {
     show_tx: bool,
     show_rx: bool,
     columns: usize,
+    /// Lines on screen from the last render (what [`LiveView::clear`] erases).
+    drawn: usize,
 }
 
 impl LiveView {
@@ -35,15 +46,14 @@ impl LiveView {
             show_tx,
             show_rx,
             columns: usize::from(columns.max(20)),
+            drawn: 0,
         }
     }
 
-    /// History cells per direction: what is left of the line after the labels and figures
-    /// (`tx ` + ` 999.9 Mbps` = 15 per direction, ` | rtt 999.99ms` = 16), at most 60.
+    /// Graph columns: the line less the label and the figures (and one column, so a line
+    /// never reaches the terminal's edge and wraps), at least 8.
     fn cells(&self) -> usize {
-        let dirs = usize::from(self.show_tx) + usize::from(self.show_rx);
-        let fixed = 15 * dirs + 16 + 3 * dirs.saturating_sub(1) + 1;
-        (self.columns.saturating_sub(fixed) / dirs.max(1)).clamp(1, 60)
+        self.columns.saturating_sub(LABEL + FIGURES + 1).max(8)
     }
 
     /// One interval's rates (bit/s) and median probe RTT.
@@ -60,41 +70,82 @@ impl LiveView {
         }
     }
 
-    fn spark(h: &VecDeque<f64>) -> String {
+    /// `ROWS` rows of bars, top first, `width` cells each, right-aligned (newest right).
+    /// Scaled to the highest interval shown; a non-zero rate shows at least one eighth.
+    fn graph(h: &VecDeque<f64>, width: usize) -> Vec<String> {
         let max = h.iter().copied().fold(0.0, f64::max);
-        h.iter()
+        let eighths: Vec<usize> = h
+            .iter()
             .map(|&v| {
-                if max <= 0.0 {
-                    BARS[0]
+                if max <= 0.0 || v <= 0.0 {
+                    0
                 } else {
-                    let i = (v / max * (BARS.len() - 1) as f64).round() as usize;
-                    BARS[i.min(BARS.len() - 1)]
+                    ((v / max * (ROWS * 8) as f64).round() as usize).clamp(1, ROWS * 8)
                 }
+            })
+            .collect();
+        let pad = width.saturating_sub(eighths.len());
+        (0..ROWS)
+            .map(|row| {
+                let floor = (ROWS - 1 - row) * 8;
+                let mut line = " ".repeat(pad);
+                for &e in &eighths {
+                    line.push(match e.saturating_sub(floor).min(8) {
+                        0 => ' ',
+                        k => BARS[k - 1],
+                    });
+                }
+                line
             })
             .collect()
     }
 
-    /// The line, without a newline; never wider than the terminal.
-    pub fn render(&self) -> String {
-        let mut parts = Vec::new();
-        for (show, name, h) in [
+    /// The view, lines joined by `\n`, without a final newline; no line as wide as the
+    /// terminal. Remembers its height for [`LiveView::clear`].
+    pub fn render(&mut self) -> String {
+        let width = self.cells();
+        let mut lines = Vec::new();
+        let dirs: Vec<_> = [
             (self.show_tx, "tx", &self.tx),
             (self.show_rx, "rx", &self.rx),
-        ] {
-            if show {
-                let last = h.back().copied().unwrap_or(0.0);
-                parts.push(format!(
-                    "{name} {} {:>11}",
-                    Self::spark(h),
-                    format_rate(last)
-                ));
+        ]
+        .into_iter()
+        .filter(|d| d.0)
+        .collect();
+        for (i, &(_, name, h)) in dirs.iter().enumerate() {
+            let last = h.back().copied().unwrap_or(0.0);
+            let max = h.iter().copied().fold(0.0, f64::max);
+            let rtt = match self.rtt_ms {
+                Some(r) if i + 1 == dirs.len() => format!(" rtt {r:.2}ms"),
+                _ => String::new(),
+            };
+            let figures = [
+                format!(" {:>11}", format_rate(last)),
+                format!(" max {}", format_rate(max)),
+                rtt,
+            ];
+            for (row, g) in Self::graph(h, width).into_iter().enumerate() {
+                let label = if row == 0 { name } else { "" };
+                let line = format!("{label:<LABEL$}{g}{}", figures[row]);
+                lines.push(line.chars().take(self.columns - 1).collect::<String>());
             }
         }
-        let mut line = parts.join(" | ");
-        if let Some(r) = self.rtt_ms {
-            line.push_str(&format!(" | rtt {r:.2}ms"));
+        self.drawn = lines.len();
+        lines.join("\n")
+    }
+
+    /// Erases what the last render drew and leaves the cursor where it began (ANSI: CR and
+    /// erase line, then up and erase for each line above); empty when nothing is drawn.
+    pub fn clear(&mut self) -> String {
+        let mut s = String::new();
+        if self.drawn > 0 {
+            s.push_str("\r\x1b[2K");
+            for _ in 1..self.drawn {
+                s.push_str("\x1b[1A\x1b[2K");
+            }
         }
-        line.chars().take(self.columns.saturating_sub(1)).collect()
+        self.drawn = 0;
+        s
     }
 }
 
@@ -102,45 +153,66 @@ impl LiveView {
 mod tests {
     use super::*;
 
+    /// Golden: both directions and the RTT in a 40-column terminal (20 graph columns).
     #[test]
-    fn sparkline_scales_to_the_highest_interval() {
-        let mut v = LiveView::new(120, true, false);
-        for r in [0.0, 50e6, 100e6] {
-            v.push(r, 0.0, None);
+    fn golden_graph() {
+        let mut v = LiveView::new(40, true, true);
+        for r in [0.0, 25e6, 50e6, 100e6, 75e6] {
+            v.push(r, 1e9, Some(1.25));
         }
-        let line = v.render();
-        assert!(line.starts_with("tx ▁▅█ "), "{line}");
-        assert!(line.contains("100"), "{line}");
-        assert!(!line.contains("rx"), "{line}");
+        assert_eq!(
+            v.render(),
+            [
+                "tx                   █▂   75.0 Mbps",
+                "                    ▄██ max 100.0 Mbps",
+                "                   ▆███",
+                "rx                █████   1.00 Gbps",
+                "                  █████ max 1.00 Gbps",
+                "                  █████ rtt 1.25ms",
+            ]
+            .join("\n")
+        );
+        assert_eq!(
+            v.clear(),
+            "\r\x1b[2K\x1b[1A\x1b[2K\x1b[1A\x1b[2K\x1b[1A\x1b[2K\x1b[1A\x1b[2K\x1b[1A\x1b[2K"
+        );
+        assert_eq!(v.clear(), "", "nothing drawn: nothing to erase");
     }
 
     #[test]
-    fn both_directions_and_rtt_fit_the_width() {
+    fn the_graph_uses_the_width_and_never_reaches_the_edge() {
         for cols in [20u16, 40, 80, 200] {
             let mut v = LiveView::new(cols, true, true);
             for i in 0..500 {
                 v.push(f64::from(i) * 1e6, 1e9, Some(1.25));
             }
-            let line = v.render();
-            assert!(
-                line.chars().count() < usize::from(cols.max(20)),
-                "{cols}: {line}"
-            );
+            let text = v.render();
+            assert_eq!(text.lines().count(), 2 * ROWS);
+            for l in text.lines() {
+                assert!(l.chars().count() < usize::from(cols.max(20)), "{cols}: {l}");
+            }
             if cols >= 80 {
-                assert!(
-                    line.contains("rx ") && line.contains("rtt 1.25ms"),
-                    "{line}"
-                );
+                // one column per interval: the whole line but label and figures
+                let bars = text
+                    .lines()
+                    .nth(ROWS - 1)
+                    .unwrap()
+                    .chars()
+                    .filter(|c| BARS.contains(c))
+                    .count();
+                assert_eq!(bars, usize::from(cols) - LABEL - FIGURES - 1, "{text}");
+                assert!(text.contains("rtt 1.25ms"), "{text}");
             }
         }
     }
 
     #[test]
     fn odd_values_do_not_panic() {
-        let mut v = LiveView::new(80, true, true);
+        let mut v = LiveView::new(80, true, false);
         v.push(f64::NAN, f64::INFINITY, None);
         v.push(-5.0, 0.0, None);
-        let line = v.render();
-        assert!(line.starts_with("tx ▁▁"), "{line}");
+        let text = v.render();
+        assert_eq!(text.lines().count(), ROWS);
+        assert!(text.starts_with("tx "), "{text}");
     }
 }

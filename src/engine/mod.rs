@@ -200,6 +200,9 @@ pub struct Sample {
     pub delta: Snapshot,
     /// What the peer said it received in this interval (sum of its statuses).
     pub remote_rx_bytes: u64,
+    /// The peer's statuses that arrived in this interval (each covers one second of its
+    /// receiving; report.rs matches them to what we sent, issue 19).
+    pub remote_statuses: u64,
     /// Our machine's CPU load, percent.
     pub local_cpu: Option<u8>,
     /// The peer's last reported CPU load.

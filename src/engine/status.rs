@@ -255,6 +255,7 @@ struct State {
     status_tx: u64,
     /// What the peer's statuses reported since the last report.
     remote_rx: u64,
+    remote_statuses: u64,
     last_report: Instant,
     schedule: Schedule,
     last_heard: Instant,
@@ -284,6 +285,7 @@ impl State {
             status_rx: 0,
             status_tx: 0,
             remote_rx: 0,
+            remote_statuses: 0,
             last_report: ctx.epoch,
             schedule: Schedule::new(ctx.epoch, ctx.interval),
             last_heard: ctx.epoch,
@@ -363,6 +365,7 @@ impl State {
         self.last_heard = Instant::now();
         self.t.statuses_received += 1;
         self.remote_rx += u64::from(st.bytes_received);
+        self.remote_statuses += 1;
         self.t.remote_rx_bytes += u64::from(st.bytes_received);
         if st.bytes_received == u32::MAX {
             self.t.remote_rx_saturated += 1;
@@ -442,6 +445,7 @@ impl State {
                 dt,
                 delta: self.report,
                 remote_rx_bytes: self.remote_rx,
+                remote_statuses: self.remote_statuses,
                 local_cpu: self.local_cpu,
                 remote_cpu: self.remote_cpu,
                 tx_target_bps: ctx.rates.iter().map(|r| r.load(Relaxed)).sum(),
@@ -453,6 +457,7 @@ impl State {
         self.report = Snapshot::default();
         self.per_tx.iter_mut().for_each(|p| *p = 0);
         self.remote_rx = 0;
+        self.remote_statuses = 0;
         self.last_report = now;
         self.schedule.reported(now);
     }

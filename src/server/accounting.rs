@@ -25,6 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
+#[cfg(feature = "http")]
 use super::api::QuotaRow;
 use super::quota::{self, ByteLimit, LimitSet, Window};
 #[cfg(feature = "quotas")]
@@ -354,6 +355,7 @@ impl Accounting {
 
     /// Quota usage in the current periods, for `/api/quotas`: every user with a byte quota,
     /// and every source key with usage.
+    #[cfg(feature = "http")]
     pub fn quota_rows(&self, now: SystemTime) -> Vec<QuotaRow> {
         let Some(store) = &self.store else {
             return Vec::new();
@@ -401,6 +403,7 @@ impl Accounting {
     }
 
     /// The `--source-limit` a stored source key was counted under.
+    #[cfg(feature = "http")]
     fn source_limits_of(&self, key: &str) -> Option<LimitSet> {
         let (kind, rest) = key.split_once(':')?;
         let scope = match kind {
@@ -650,7 +653,7 @@ impl Drop for Grant {
     }
 }
 
-#[cfg(all(test, feature = "quotas"))]
+#[cfg(all(test, feature = "quotas", feature = "http"))]
 mod tests {
     use super::*;
     use crate::config::SourceLimit;

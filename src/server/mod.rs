@@ -10,6 +10,7 @@
 mod accept;
 pub mod accounting;
 pub mod acl;
+#[cfg(feature = "http")]
 pub mod api;
 pub mod capacity;
 pub mod echo;
@@ -17,6 +18,10 @@ mod guard;
 mod handshake;
 mod join;
 pub mod limits;
+#[cfg(feature = "http")]
+pub mod live;
+#[cfg(not(feature = "http"))]
+#[path = "live_off.rs"]
 pub mod live;
 mod ports;
 pub mod quota;

@@ -479,6 +479,9 @@ impl State {
         if crate::sys::signalled() || ctx.parent.is_some_and(|p| p.is_triggered()) {
             return Ok(Some(End::Abrupt(StopReason::Shutdown)));
         }
+        if ctx.stop.peer_eof() {
+            return Ok(Some(End::PeerClosed));
+        }
         if ctx.duration.is_some_and(|d| elapsed >= d) {
             return Ok(Some(End::Duration));
         }
@@ -562,6 +565,9 @@ impl State {
                     recv(ctx.remote) -> msg => match msg {
                         Ok(PeerMsg::Status(st)) => {
                             self.on_peer_status(ctx, st);
+                            if ctx.stop.peer_eof() {
+                                break; // the close, behind a full channel
+                            }
                             deadline = deadline.min(Instant::now() + AFTER_PEER_STATUS);
                         }
                         Ok(PeerMsg::Closed) | Err(_) => break,
@@ -601,7 +607,13 @@ pub fn run(mut ctx: StatusCtx<'_>) -> Result<StatusTotals> {
             recv(ctx.stop.channel()) -> _ => break End::Stopped,
             recv(end_at) -> _ => break End::Duration,
             recv(remote) -> msg => match msg {
-                Ok(PeerMsg::Status(st)) => s.on_peer_status(&ctx, st),
+                Ok(PeerMsg::Status(st)) => {
+                    s.on_peer_status(&ctx, st);
+                    // The close may be behind a full channel (rx/mod.rs peer_closed).
+                    if ctx.stop.peer_eof() {
+                        break End::PeerClosed;
+                    }
+                }
                 Ok(PeerMsg::Closed) => break End::PeerClosed,
                 Err(_) => remote = never.clone(),
             },

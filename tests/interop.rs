@@ -1,0 +1,99 @@
+//! Issue 19: servers that are not ours. A server whose TCP chunks begin with bytes that look
+//! like a status, one that sends a stray duplicate OK, a RouterOS 7.x status with the CPU high
+//! bit clear, and a server that sends UDP from another port than the one it announced. Each is
+//! a small fake server on raw sockets, speaking just enough btest.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use btest::engine::StopReason;
+use btest::wire::{Direction, Protocol};
+
+use crate::util::*;
+
+/// Accepts connections for ever (the thread dies with the test binary); each gets the hello,
+/// its 16-byte command read, an OK, then `then` on its own thread.
+fn fake_server(then: fn(TcpStream, [u8; 16])) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                if s.write_all(&[1, 0, 0, 0]).is_err() {
+                    return;
+                }
+                let mut cmd = [0u8; 16];
+                if s.read_exact(&mut cmd).is_err() || s.write_all(&[1, 0, 0, 0]).is_err() {
+                    return;
+                }
+                then(s, cmd);
+            });
+        }
+    });
+    addr
+}
+
+/// Reads (and drops) what the client sends until its FIN, then closes the connection: the
+/// answer a btest server gives to the client's end of the test.
+fn close_on_fin(s: &TcpStream) {
+    let mut r = s.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while matches!(r.read(&mut buf), Ok(n) if n > 0) {}
+        let _ = r.shutdown(Shutdown::Both);
+    });
+}
+
+/// Sends zero chunks of 32768 bytes that each begin `07 00 00 00 01 00 00 00`, as one
+/// open-source server's do, as fast as loopback takes them, until the client's FIN.
+fn status_looking_chunks(mut s: TcpStream, _cmd: [u8; 16]) {
+    close_on_fin(&s);
+    let mut chunk = vec![0u8; 32768];
+    chunk[..8].copy_from_slice(&[7, 0, 0, 0, 1, 0, 0, 0]);
+    let batch: Vec<u8> = chunk.repeat(8);
+    while s.write_all(&batch).is_ok() {}
+}
+
+#[test]
+fn status_looking_chunks_never_turn_a_completed_test_into_a_failure() {
+    watchdog(120, || {
+        let addr = status_looking_chunks_server();
+        for k in 0..20 {
+            let cfg = client_cfg(addr, Protocol::Tcp, Direction::ServerTx, 0.5);
+            let (r, _) = run_client(&cfg);
+            let r = r.unwrap_or_else(|e| panic!("test {k}: {e}"));
+            assert_eq!(
+                r.summary.end_reason,
+                StopReason::Completed,
+                "test {k} of 20 ended {:?}",
+                r.summary.end_reason
+            );
+            assert!(r.summary.status.totals.rx_bytes > 0, "test {k}");
+        }
+    });
+}
+
+fn status_looking_chunks_server() -> SocketAddr {
+    fake_server(status_looking_chunks)
+}
+
+/// The stray OK and then exactly 100,000 zero bytes, then idle until the client's FIN.
+fn stray_ok_then_zeros(mut s: TcpStream, _cmd: [u8; 16]) {
+    close_on_fin(&s);
+    let _ = s.write_all(&[1, 0, 0, 0]);
+    let _ = s.write_all(&vec![0u8; 100_000]);
+    std::thread::sleep(Duration::from_secs(5));
+}
+
+#[test]
+fn a_stray_duplicate_ok_is_not_data() {
+    watchdog(30, || {
+        let addr = fake_server(stray_ok_then_zeros);
+        let cfg = client_cfg(addr, Protocol::Tcp, Direction::ServerTx, 1.0);
+        let (r, _) = run_client(&cfg);
+        let r = r.unwrap();
+        assert_eq!(r.summary.status.totals.rx_bytes, 100_000, "{:?}", r.summary);
+    });
+}

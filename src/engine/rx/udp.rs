@@ -36,6 +36,9 @@ pub fn run(
             Err(e) if net::is_transient_udp(&e) => continue,
             Err(e) => return Err(Error::io(Phase::Data, None, e)),
         };
+        // Datagrams and the sum over them of their buffer's size, for the host-drop scale
+        // (counters.rs rx_skbs).
+        let (mut skbs, mut skb_dgs) = (0u64, 0u64);
         for m in 0..n {
             let (data, meta) = io.get(m);
             let port = match (from, meta.src) {
@@ -72,6 +75,8 @@ pub fn run(
                 LossTracker::account(ev, counters);
             });
             if count > 0 {
+                skbs += count; // size-biased: each datagram weighs its buffer's size
+                skb_dgs += count * count;
                 counters.received_n(count, bytes);
                 if !budget.take_rx(bytes) {
                     // A batch that arrived cannot be refused: the quota is passed by at most
@@ -80,6 +85,10 @@ pub fn run(
                     return Ok(());
                 }
             }
+        }
+        if skbs > 0 {
+            counters.rx_skbs.fetch_add(skbs, Relaxed);
+            counters.rx_skb_datagrams.fetch_add(skb_dgs, Relaxed);
         }
     }
     Ok(())

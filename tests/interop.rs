@@ -140,3 +140,56 @@ fn loopback_loss_is_this_hosts_not_the_wires() {
         );
     });
 }
+
+/// Issue 19, item 5: a server that announces one UDP port and sends from another (RouterOS
+/// through NAT). The client's socket is connected to the announced port; after 1.5 s of
+/// nothing from it, the reader takes the server's datagrams from any of its ports.
+#[test]
+fn udp_from_another_port_than_announced_is_received() {
+    watchdog(40, || {
+        let free = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let client_port = free.local_addr().unwrap().port();
+        drop(free);
+        if client_port < 1024 + 256 {
+            println!("skipped: ephemeral port {client_port} too low");
+            return;
+        }
+        let announced = client_port - 256;
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let srv = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            s.write_all(&[1, 0, 0, 0]).unwrap();
+            let mut cmd = [0u8; 16];
+            s.read_exact(&mut cmd).unwrap();
+            s.write_all(&[1, 0, 0, 0]).unwrap();
+            s.write_all(&announced.to_be_bytes()).unwrap();
+            close_on_fin(&s);
+            // another port than the announced one
+            let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let to: SocketAddr = format!("127.0.0.1:{client_port}").parse().unwrap();
+            let mut d = vec![0u8; 1000];
+            let t0 = std::time::Instant::now();
+            let mut seq = 1u32;
+            while t0.elapsed() < Duration::from_secs(5) {
+                d[..4].copy_from_slice(&seq.to_be_bytes());
+                let _ = u.send_to(&d, to);
+                seq += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        let cfg = client_cfg(addr, Protocol::Udp, Direction::ServerTx, 3.0);
+        let (r, samples) = run_client(&cfg);
+        let r = r.unwrap();
+        let got = r.summary.status.totals.rx_packets;
+        // 1.5 s of 3 s deaf, then about 500 a second (2 ms apart, a loaded host sleeps longer)
+        assert!(got > 50, "received {got}: {samples:?}");
+        assert_eq!(r.summary.end_reason, StopReason::Completed);
+        let first = samples.first().map_or(0, |s| s.delta.rx_packets);
+        assert_eq!(
+            first, 0,
+            "the first second came from the other port, unread"
+        );
+        srv.join().unwrap();
+    });
+}

@@ -52,72 +52,44 @@ pub fn run(
         (None, Ok(p)) => Some(p),
         _ => None,
     };
-    let started = Instant::now();
-    match read(
-        stop,
-        counters,
-        s,
-        overhead,
-        from,
-        want,
-        budget,
-        server.map(|_| started),
-    )? {
-        Read::Done => Ok(()),
-        Read::Silent => {
-            let Some(server) = server else {
-                return Ok(());
-            };
-            let sibling = match net::bind_udp_sibling(s) {
-                Ok(x) => x,
-                Err(e) => {
-                    log::warn!(
-                        "nothing from the server's UDP port {} for {:.1} s, and no socket to \
-                         take its other ports ({e}); still waiting on {}",
-                        server.port(),
-                        OTHER_PORT_AFTER.as_secs_f64(),
-                        server.port()
-                    );
-                    return keep_reading(stop, counters, s, overhead, want, budget);
-                }
-            };
-            log::info!(
-                "nothing from the server's UDP port {} for {:.1} s: accepting its datagrams \
-                 from any port of {} (decision 14.20)",
-                server.port(),
-                OTHER_PORT_AFTER.as_secs_f64(),
-                server.ip()
-            );
-            let any_port = AcceptFrom {
-                ip: server.ip(),
-                first_port: server.port(),
-                ports: 0,
-            };
-            read(
-                stop,
-                counters,
-                &sibling,
-                overhead,
-                Some(any_port),
-                want,
-                budget,
-                None,
-            )?;
-            Ok(())
+    let mut silence_from = server.map(|_| Instant::now());
+    let mut sibling = None;
+    let mut from = from;
+    loop {
+        let sock = sibling.as_ref().unwrap_or(s);
+        if let Read::Done = read(
+            stop,
+            counters,
+            sock,
+            overhead,
+            from,
+            want,
+            budget,
+            silence_from,
+        )? {
+            return Ok(());
+        }
+        // Silent for OTHER_PORT_AFTER: only a connected socket asked to be told.
+        silence_from = None;
+        let Some(server) = server else { return Ok(()) };
+        match net::bind_udp_sibling(s) {
+            Ok(x) => {
+                log::info!(
+                    "nothing from the server's UDP port {} for 1.5 s: taking its datagrams \
+                     from any port of {} (decision 14.20)",
+                    server.port(),
+                    server.ip()
+                );
+                sibling = Some(x);
+                from = Some(AcceptFrom {
+                    ip: server.ip(),
+                    first_port: server.port(),
+                    ports: 0,
+                });
+            }
+            Err(e) => log::warn!("cannot take the server's other UDP ports: {e}"),
         }
     }
-}
-
-fn keep_reading(
-    stop: &Stop,
-    counters: &Counters,
-    s: &UdpSocket,
-    overhead: usize,
-    want: UdpIo,
-    budget: &Budget,
-) -> Result<()> {
-    read(stop, counters, s, overhead, None, want, budget, None)?;
-    Ok(())
 }
 
 /// How a reading loop ended.
@@ -130,6 +102,7 @@ enum Read {
 
 /// The reading loop. `from` with `ports == 0` takes any port of its address (the fallback).
 #[allow(clippy::too_many_arguments)]
+#[inline(never)]
 fn read(
     stop: &Stop,
     counters: &Counters,

@@ -178,6 +178,17 @@ pub fn bind_udp_shared(
     bind_udp_with(addr, tos, device, true)
 }
 
+/// An unconnected socket on `of`'s local address and device, in its SO_REUSEPORT group: it
+/// gets what the connected `of` does not match, i.e. datagrams from other source ports
+/// (issue 19: "RouterOS may send from another port"; decision 14.20). Only for a client
+/// socket bound with [`bind_udp_shared`].
+pub fn bind_udp_sibling(of: &UdpSocket) -> io::Result<UdpSocket> {
+    let addr = of.local_addr()?;
+    let dev = SockRef::from(of).device().ok().flatten();
+    let dev = dev.as_deref().and_then(|d| std::str::from_utf8(d).ok());
+    bind_udp_with(addr, None, dev, true)
+}
+
 fn bind_udp_with(
     addr: SocketAddr,
     tos: Option<u8>,

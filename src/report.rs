@@ -860,6 +860,8 @@ fn summary_text(out: &mut impl Write, r: &Record) -> io::Result<()> {
     if udp && r.text("direction") != "transmit" {
         let host = match r.get("lost_host") {
             Value::Null => "unknown".to_string(),
+            // GRO: scaled from the kernel's buffer drops, an estimate (udpdrops.rs)
+            v if r.text("udp_rx_io") == "gro" => format!("~{}", v.plain()),
             v => v.plain(),
         };
         writeln!(

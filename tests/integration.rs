@@ -12,6 +12,7 @@ mod fleet; // issue 11: btest fleet FILE: matrix, retries, credentials files, re
 mod guards; // issue 12: handshake deadline and per-source caps, login abuse, bounded logs
 mod hostile; // garbage, truncation, silence, vanishing clients: freed threads and ports
 mod http; // issue 10: --http API, /metrics and the dashboard in headless Chromium
+mod interop; // issue 19: servers that are not ours: status-looking chunks, a stray OK, RouterOS 7.x
 mod latency; // issue 11: the latency probe: echo, ICMP, idle and loaded figures
 mod netem; // 5 % loss on a veth link between two namespaces (root only)
 mod public; // issue 18: one source holding slots or 255-connection floods; the process budget

@@ -31,6 +31,15 @@ pub struct Counters {
     /// The UDP I/O method this thread settled on ([`crate::engine::udpio::Method`] as u8;
     /// 0 = none yet). Written at start and on a fallback, read at the end of the session.
     pub io_method: std::sync::atomic::AtomicU8,
+    /// UDP: datagrams that came in receive buffers (socket buffers, `skb`s: one datagram each
+    /// without GRO, up to 64 with it), and the sum over those datagrams of their buffer's
+    /// datagram count. Their ratio is the size of the buffer an average datagram arrived in
+    /// (size-biased: the kernel drops whole buffers when the socket is full, and bursts of full
+    /// GSO batches are what fills it), which turns the kernel's buffer drops into datagrams
+    /// (udpdrops.rs). Added once per receive batch; read only by the drops probe.
+    pub rx_skbs: AtomicU64,
+    /// See [`Counters::rx_skbs`].
+    pub rx_skb_datagrams: AtomicU64,
 }
 
 /// Interval deltas taken from a set of [`Counters`].

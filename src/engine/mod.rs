@@ -444,7 +444,15 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
                 udp_drops: if plan.receive {
                     plan.udp
                         .iter()
-                        .map(|l| udpdrops::UdpDrops::new(&l.socket))
+                        .enumerate()
+                        .filter_map(|(k, l)| {
+                            // The counters of this socket's reader (its buffers per datagram).
+                            let i = table
+                                .slots
+                                .iter()
+                                .position(|s| matches!(s.kind, RoleKind::Rx) && s.link == k)?;
+                            Some((udpdrops::UdpDrops::new(&l.socket), &counters[i]))
+                        })
                         .collect()
                 } else {
                     Vec::new()

@@ -7,7 +7,8 @@
 //!   `tx_size` chunks and never starts a chunk with `07 8x`), so look there only.
 //!
 //! Pure: no sockets. A candidate must look like a status (`07`, CPU byte `00` or `>= 80`,
-//! reserved `00 00`) or it is treated as data.
+//! reserved `00 00`; or RouterOS 7.x's CPU byte without its high bit, `01..=64`, followed by
+//! a sequence in 1..2^24) or it is treated as data.
 
 use crate::wire::status::{self, Status};
 
@@ -22,14 +23,46 @@ pub struct StatusScanner {
     have: usize,
 }
 
-fn plausible_prefix(b: &[u8]) -> bool {
-    match b.len() {
-        0 => true,
-        1 => b[0] == status::TYPE,
-        2 => b[0] == status::TYPE && (b[1] == 0 || b[1] & status::CPU_VALID != 0),
-        3 => plausible_prefix(&b[..2]) && b[2] == 0,
-        _ => plausible_prefix(&b[..3]) && b[3] == 0,
+/// A CPU byte with the valid bit clear and a percentage in it: RouterOS 7.23.1 servers clear
+/// the bit a client sets (`07 1e 00 00 ...`, reported by tikoci/centrs, validated against CHR
+/// 7.23.1; docs/protocol.md 14.1). `00` stays "no CPU information".
+pub fn bare_cpu(b: u8) -> bool {
+    (1..=100).contains(&b)
+}
+
+/// Bytes a candidate needs before it is judged: 4 (`07`, CPU, reserved `00 00`), or 8 when
+/// the CPU byte is bare, whose candidates must also carry a plausible sequence.
+fn decide_len(cand: &[u8]) -> usize {
+    if cand.len() >= 2 && bare_cpu(cand[1]) {
+        8
+    } else {
+        4
     }
+}
+
+/// Whether the bytes so far can begin a status: `07`, a CPU byte `00`, `>= 80` or bare
+/// (1..=100), reserved `00 00`; with a bare CPU byte also a sequence in 1..2^24 (a status a
+/// second for 194 days), so a bare CPU byte does not make data look like a status more often:
+/// the 8 bytes a data candidate must match instead of 4 more than pay for the 100 extra CPU
+/// values.
+fn plausible_prefix(b: &[u8]) -> bool {
+    let Some((&t, rest)) = b.split_first() else {
+        return true;
+    };
+    if t != status::TYPE {
+        return false;
+    }
+    let cpu_ok = |c: u8| c == 0 || c & status::CPU_VALID != 0 || bare_cpu(c);
+    if rest.first().is_some_and(|&c| !cpu_ok(c))
+        || b[2.min(b.len())..b.len().min(4)].iter().any(|&x| x != 0)
+    {
+        return false;
+    }
+    if b.len() >= 8 && bare_cpu(b[1]) {
+        let seq = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+        return seq != 0 && seq < 1 << 24;
+    }
+    true
 }
 
 impl StatusScanner {
@@ -54,7 +87,7 @@ impl StatusScanner {
             if self.have > 0 {
                 // One byte at a time until the 4 bytes that decide plausibility are in, so
                 // that a rejection consumes the same bytes however the stream was cut.
-                let take = if self.have < 4 {
+                let take = if self.have < decide_len(&self.cand[..self.have]) {
                     1
                 } else {
                     (status::LEN - self.have).min(data.len() - i)
@@ -105,6 +138,47 @@ impl StatusScanner {
                 i += adv;
             }
         }
+    }
+}
+
+/// The go reply, `01 00 00 00`.
+pub const OK: [u8; 4] = [1, 0, 0, 0];
+
+/// A duplicate OK at the very start of connection 0's data phase is not data (issue 19: one
+/// server sends a second `01 00 00 00` after the handshake's; counted as 4 data bytes, it made
+/// one test of a pair pass and the other fail, and in random mode it would put the boundary
+/// scan 4 bytes out of step). Only the first 4 bytes of the stream can be one: a zero payload
+/// never holds `01`, a random chunk starts so with odds of 1 in 2^32. Pure; a read may end
+/// inside the 4 bytes, so they are withheld until they match or not.
+#[derive(Debug, Clone, Default)]
+pub struct LeadingOk {
+    have: usize,
+    done: bool,
+}
+
+impl LeadingOk {
+    /// Feeds the next read. Returns (bytes at the start of `data` that belong to the OK, not
+    /// data; bytes withheld from earlier reads that turned out to be data: that many bytes of
+    /// [`OK`], which come before `data` in the stream).
+    pub fn feed(&mut self, data: &[u8]) -> (usize, usize) {
+        if self.done {
+            return (0, 0);
+        }
+        let prior = self.have;
+        let mut i = 0;
+        while self.have < OK.len() && i < data.len() {
+            if data[i] != OK[self.have] {
+                self.done = true;
+                self.have = 0;
+                return (0, prior);
+            }
+            self.have += 1;
+            i += 1;
+        }
+        if self.have == OK.len() {
+            self.done = true;
+        }
+        (i, 0)
     }
 }
 
@@ -254,6 +328,101 @@ mod tests {
                 "piece {piece}"
             );
         }
+    }
+
+    /// Splits `stream` into reads of `piece` and returns what is data after [`LeadingOk`]: the
+    /// withheld bytes given back, then each read less its OK bytes.
+    fn after_leading_ok(stream: &[u8], piece: usize) -> Vec<u8> {
+        let mut l = LeadingOk::default();
+        let mut out = vec![];
+        for p in stream.chunks(piece) {
+            let (skip, back) = l.feed(p);
+            out.extend_from_slice(&OK[..back]);
+            out.extend_from_slice(&p[skip..]);
+        }
+        out
+    }
+
+    #[test]
+    fn a_leading_duplicate_ok_is_not_data_however_the_reads_fall() {
+        let mut stray = OK.to_vec();
+        stray.extend([0u8; 20]);
+        let mut not_ok = vec![1, 0, 0, 7];
+        not_ok.extend([0u8; 20]);
+        let mut twice = OK.to_vec();
+        twice.extend(OK);
+        for piece in 1..=24 {
+            assert_eq!(after_leading_ok(&stray, piece), vec![0u8; 20], "{piece}");
+            assert_eq!(after_leading_ok(&not_ok, piece), not_ok, "{piece}");
+            // only the first one: the second is data (zero mode would see a 01 byte)
+            assert_eq!(after_leading_ok(&twice, piece), OK.to_vec(), "{piece}");
+            // a status first: all data for this rule (the scanner takes it)
+            let st = st(1).to_vec();
+            assert_eq!(after_leading_ok(&st, piece), st, "{piece}");
+        }
+    }
+
+    /// RouterOS 7.23.1's status with the CPU high bit clear (issue 19, `07 1e 00 00 ...`):
+    /// found in both modes whatever the read split, and its CPU kept.
+    #[test]
+    fn routeros_7_bare_cpu_status_is_found() {
+        let ros7: [u8; 12] = [0x07, 0x1e, 0, 0, 0x01, 0, 0, 0, 0x10, 0x92, 0x88, 0x03];
+        let mut zero = vec![0u8; 100];
+        zero.extend(ros7);
+        zero.extend([0u8; 100]);
+        let mut random = vec![0x55u8; 64];
+        random.extend(ros7);
+        random.extend([0x55u8; 64]);
+        for piece in 1..=zero.len() {
+            for (is_zero, stream) in [(true, &zero), (false, &random)] {
+                let mut s = StatusScanner::new(is_zero, 64);
+                let mut got = vec![];
+                for p in stream.chunks(piece) {
+                    s.feed(p, |x| got.push(x));
+                }
+                assert_eq!(
+                    got,
+                    vec![Status {
+                        cpu: Some(30),
+                        seq: 1,
+                        bytes_received: 0x0388_9210
+                    }],
+                    "zero {is_zero}, pieces of {piece}"
+                );
+            }
+        }
+    }
+
+    /// A bare CPU byte needs a plausible sequence too; inside a random chunk nothing counts.
+    #[test]
+    fn bare_cpu_lookalikes_are_data() {
+        let golden: [(&[u8], usize); 6] = [
+            (&[7, 0x1e, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0], 1),
+            (&[7, 0x64, 0, 0, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0], 1),
+            (&[7, 0x1e, 0, 0, 0, 0, 0, 0, 9, 9, 9, 9], 0), // sequence 0
+            (&[7, 0x1e, 0, 0, 1, 0, 0, 1, 9, 9, 9, 9], 0), // sequence >= 2^24
+            (&[7, 0x65, 0, 0, 1, 0, 0, 0, 9, 9, 9, 9], 0), // CPU 101: not a percentage
+            (&[7, 0x1e, 0, 1, 1, 0, 0, 0, 9, 9, 9, 9], 0), // reserved byte set
+        ];
+        for (bytes, want) in golden {
+            for piece in 1..=12 {
+                let mut s = StatusScanner::new(true, 32768);
+                let mut n = 0;
+                let mut stream = vec![0u8; 10];
+                stream.extend_from_slice(bytes);
+                for p in stream.chunks(piece) {
+                    s.feed(p, |_| n += 1);
+                }
+                assert_eq!(n, want, "{bytes:02x?} in pieces of {piece}");
+            }
+        }
+        // random mode: a bare-CPU status shape in the middle of a chunk is data
+        let mut chunk = vec![0x55u8; 64];
+        chunk[20..32].copy_from_slice(&[7, 0x1e, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
+        let mut s = StatusScanner::new(false, 64);
+        let mut n = 0;
+        s.feed(&[chunk.clone(), chunk].concat(), |_| n += 1);
+        assert_eq!(n, 0);
     }
 
     #[test]

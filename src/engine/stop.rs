@@ -56,6 +56,7 @@ impl StopReason {
 struct Inner {
     flag: AtomicBool,
     drain: AtomicBool,
+    peer_eof: AtomicBool,
     reason: Mutex<Option<StopReason>>,
     sender: Mutex<Option<Sender<()>>>,
     receiver: Receiver<()>,
@@ -78,6 +79,7 @@ impl Stop {
         Stop(Arc::new(Inner {
             flag: AtomicBool::new(false),
             drain: AtomicBool::new(false),
+            peer_eof: AtomicBool::new(false),
             reason: Mutex::new(None),
             sender: Mutex::new(Some(tx)),
             receiver: rx,
@@ -112,6 +114,22 @@ impl Stop {
     #[inline]
     pub fn data_over(&self) -> bool {
         self.0.drain.load(Ordering::Relaxed) || self.0.flag.load(Ordering::Relaxed)
+    }
+
+    /// The RX side of connection 0 read the peer's orderly close (EOF). A flag, not only a
+    /// channel message, so the close cannot be lost when the bounded peer channel is full
+    /// (issue 19: a server whose chunks start like statuses filled it with ~20k false
+    /// statuses a second, `try_send(Closed)` failed, and the RX thread's own `PeerClosed`
+    /// trigger beat the status thread's `Completed`: 5 of 30 complete tests exited 1). Only
+    /// the status thread decides what the close means (an early end, or the answer to our FIN).
+    pub fn note_peer_eof(&self) {
+        self.0.peer_eof.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`Stop::note_peer_eof`] was called.
+    #[inline]
+    pub fn peer_eof(&self) -> bool {
+        self.0.peer_eof.load(Ordering::SeqCst)
     }
 
     /// The reason, once triggered.

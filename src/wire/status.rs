@@ -3,7 +3,8 @@
 //! ```text
 //! off size field
 //!  0   1   0x07 message type
-//!  1   1   CPU load of the sender: 0x80 | percent; 0x00 = no CPU info (older RouterOS)
+//!  1   1   CPU load of the sender: 0x80 | percent; 0x00 = no CPU info (older RouterOS);
+//!          RouterOS 7.23.1 servers send the percent without 0x80 (read as the percent)
 //!  2   2   reserved: sent as 00 00, ignored on receipt
 //!  4   4   sequence, u32 LE, 1 for the first status
 //!  8   4   bytes received by the sender during the last interval, u32 LE, saturating
@@ -57,7 +58,13 @@ impl Status {
         if b[0] != TYPE {
             return Err(WireError::new(WireErrorKind::BadStatusType, 0, b[0]));
         }
-        let cpu = (b[1] & CPU_VALID != 0).then_some((b[1] & !CPU_VALID).min(100));
+        // RouterOS 7.23.1 clears the valid bit (issue 19: `07 1e 00 00 ...` is CPU 30); a
+        // bare 1..=100 is still a percentage, a bare 0 stays "no CPU information".
+        let cpu = if b[1] & CPU_VALID != 0 {
+            Some((b[1] & !CPU_VALID).min(100))
+        } else {
+            (1..=100).contains(&b[1]).then_some(b[1])
+        };
         Ok(Status {
             cpu,
             seq: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),

@@ -28,11 +28,12 @@ pub use tcp::run as run_tcp;
 pub use udp::run as run_udp;
 
 /// The peer closed connection 0 in order: the status thread ends the session (final interval,
-/// final statuses). If it cannot be told, end the session here.
+/// final statuses) and decides the reason. The flag is set first, so a full channel loses
+/// nothing: the status thread checks it after every message it takes and on every tick. The
+/// message only wakes it sooner.
 pub(super) fn peer_closed(stop: &Stop, tx: &Sender<PeerMsg>) {
-    if tx.try_send(PeerMsg::Closed).is_err() {
-        stop.trigger(StopReason::PeerClosed);
-    }
+    stop.note_peer_eof();
+    let _ = tx.try_send(PeerMsg::Closed);
 }
 
 pub(super) fn peer_gone(

@@ -18,7 +18,7 @@ use crossbeam_channel::Sender;
 use super::{peer_closed, peer_gone};
 use crate::engine::budget::Budget;
 use crate::engine::counters::Counters;
-use crate::engine::scan::StatusScanner;
+use crate::engine::scan::{LeadingOk, StatusScanner, OK};
 use crate::engine::status::PeerMsg;
 use crate::engine::stop::{Stop, StopReason};
 use crate::error::Result;
@@ -144,6 +144,7 @@ fn run_control(
     // Status bytes found but not yet taken off the data count (a status can straddle reads,
     // so the 12 bytes may be more than this read holds).
     let mut status_debt = 0u64;
+    let mut lead = LeadingOk::default();
     while !stop.is_triggered() {
         let Some(len) = room(stop, budget, len) else {
             break;
@@ -155,11 +156,17 @@ fn run_control(
             }
             Ok(n) => {
                 limit.after(n, stop);
-                scanner.feed(&buf[..n], |st| {
+                let mut found = |st| {
                     status_debt += status::LEN as u64;
                     let _ = tx.try_send(PeerMsg::Status(st));
-                });
-                let mut n = n as u64;
+                };
+                // A stray duplicate OK first is not data (scan.rs LeadingOk).
+                let (skip, back) = lead.feed(&buf[..n]);
+                if back > 0 {
+                    scanner.feed(&OK[..back], &mut found);
+                }
+                scanner.feed(&buf[skip..n], &mut found);
+                let mut n = (n - skip + back) as u64;
                 let paid = status_debt.min(n);
                 status_debt -= paid;
                 n -= paid;

@@ -205,7 +205,8 @@ fn the_live_view_is_drawn_on_a_terminal_only() {
         assert!(!run(&[]).contains(clear), "piped: no live view");
         let forced = run(&["--live", "yes"]);
         assert!(
-            forced.contains(clear) && forced.contains("tx ") && forced.contains(" | rx "),
+            // The live graph (issue 19): rows per direction, erased before the next line.
+            forced.contains(clear) && forced.contains("\ntx ") && forced.contains("\nrx "),
             "{forced}"
         );
         assert!(

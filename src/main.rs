@@ -34,6 +34,10 @@ fn main() -> ExitCode {
             "btest {}",
             env!("CARGO_PKG_VERSION")
         )),
+        #[cfg(feature = "completions")]
+        Mode::Completions(sh) => quiet_pipe(write!(std::io::stdout(), "{}", cli::completions(sh))),
+        #[cfg(not(feature = "completions"))]
+        Mode::Completions(_) => Ok(()),
         Mode::Client(c) => run_client(&c),
         Mode::Server(s) => run_server(*s),
         Mode::Fleet(f) => run_fleet(&f),

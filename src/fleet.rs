@@ -162,9 +162,8 @@ pub fn parse(text: &str, dir: &Path) -> Result<Vec<Target>, String> {
             // Asked of the flag table, so `--csv=x`, `csv=x` and an alias are `--csv` too
             // (they used to pass and be ignored, review B3).
             let name = cli::flag_name(o);
-            if let Some((flag, instead)) = FLEET_ONLY
-                .iter()
-                .find(|(f, _)| name.as_deref() == Some(*f))
+            if let Some((flag, instead)) =
+                FLEET_ONLY.iter().find(|(f, _)| name.as_deref() == Some(*f))
             {
                 return Err(at(format!("{flag} is a fleet option here; use {instead}")));
             }

@@ -11,10 +11,18 @@ use super::Shell;
 
 /// The commands and the flag bits each takes (`through` also takes the client's).
 const CMDS: [(&str, u8, &str); 4] = [
-    ("client", CLIENT, "run a test against a bandwidth-test server"),
+    (
+        "client",
+        CLIENT,
+        "run a test against a bandwidth-test server",
+    ),
     ("server", SERVER, "answer RouterOS and btest clients"),
     ("fleet", FLEET, "test many targets, one results matrix"),
-    ("through", THROUGH | CLIENT, "test the device between two ports"),
+    (
+        "through",
+        THROUGH | CLIENT,
+        "test the device between two ports",
+    ),
 ];
 
 /// The script for `shell`.
@@ -66,7 +74,10 @@ fn bash() -> String {
         }
         seen.extend(pats.iter().cloned());
         let action = match f.choices() {
-            Some(c) => format!("COMPREPLY=($(compgen -W \"{}\" -- \"$cur\"))", c.collect::<Vec<_>>().join(" ")),
+            Some(c) => format!(
+                "COMPREPLY=($(compgen -W \"{}\" -- \"$cur\"))",
+                c.collect::<Vec<_>>().join(" ")
+            ),
             None if f.takes_file() => "COMPREPLY=($(compgen -f -- \"$cur\"))".to_string(),
             None => "COMPREPLY=()".to_string(),
         };
@@ -173,9 +184,7 @@ fn fish() -> String {
           complete -c btest -n \"__fish_seen_subcommand_from completions\" -a 'bash zsh fish'\n";
     for (name, bits, _) in CMDS {
         for f in rows(bits) {
-            let mut line = format!(
-                "complete -c btest -n \"__fish_seen_subcommand_from {name}\""
-            );
+            let mut line = format!("complete -c btest -n \"__fish_seen_subcommand_from {name}\"");
             if !f.long.is_empty() {
                 let _ = write!(line, " -l {}", f.long);
             }

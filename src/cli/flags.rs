@@ -150,7 +150,9 @@ fn choice<T: Copy>(flag: &str, v: &str, table: &[(&str, T)], expected: &str) -> 
 fn cidrs(flag: &str, v: &str) -> Result<Vec<crate::cidr::Cidr>, String> {
     let list = crate::cidr::parse_list(v).map_err(|e| format!("{flag}: {e}"))?;
     if list.is_empty() {
-        return Err(format!("{flag}: '{v}': expected CIDR[,CIDR], e.g. 192.0.2.0/24"));
+        return Err(format!(
+            "{flag}: '{v}': expected CIDR[,CIDR], e.g. 192.0.2.0/24"
+        ));
     }
     Ok(list)
 }
@@ -484,7 +486,9 @@ fn remote_rate(flag: &str, v: &str) -> Result<u32, String> {
 
 fn set_user(r: &mut RawArgs, v: &str) -> Result<(), String> {
     if v.is_empty() || v.len() > 255 || v.contains('\0') {
-        return Err(format!("--user: invalid user '{v}': expected 1..255 bytes without NUL"));
+        return Err(format!(
+            "--user: invalid user '{v}': expected 1..255 bytes without NUL"
+        ));
     }
     r.user = Some(v.to_string());
     Ok(())
@@ -556,7 +560,9 @@ pub(super) fn short(c: char, cmd: u8) -> Option<&'static Flag> {
 pub(super) fn cmds_of(f: &Flag) -> u8 {
     FLAGS
         .iter()
-        .filter(|g| (g.long == f.long && !f.long.is_empty()) || (f.long.is_empty() && g.short == f.short))
+        .filter(|g| {
+            (g.long == f.long && !f.long.is_empty()) || (f.long.is_empty() && g.short == f.short)
+        })
         .fold(0, |a, g| a | g.cmds)
 }
 

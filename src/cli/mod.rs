@@ -216,7 +216,8 @@ impl Help {
                 write_section(&mut s, "Common options:", 0);
                 s += &format!("\n{pointer}\n");
                 if cfg!(feature = "completions") {
-                    s += "Shell completions: `btest completions bash|zsh|fish` prints the script.\n";
+                    s +=
+                        "Shell completions: `btest completions bash|zsh|fish` prints the script.\n";
                 }
                 s += EXIT_CODES;
             }
@@ -582,17 +583,17 @@ where
 
 fn parse_completions(args: &[OsString]) -> Result<Invocation, String> {
     if !cfg!(feature = "completions") {
-        return Err("completions: this btest was built without them (cargo feature \
+        return Err(
+            "completions: this btest was built without them (cargo feature \
                     'completions'; the router images leave it out)"
-            .into());
+                .into(),
+        );
     }
     let shell = match args.iter().map(|a| a.to_str()).collect::<Vec<_>>()[..] {
         [Some("bash")] => Shell::Bash,
         [Some("zsh")] => Shell::Zsh,
         [Some("fish")] => Shell::Fish,
-        _ => {
-            return Err("completions: expected one shell: btest completions bash|zsh|fish".into())
-        }
+        _ => return Err("completions: expected one shell: btest completions bash|zsh|fish".into()),
     };
     Ok(Invocation {
         mode: Mode::Completions(shell),
@@ -843,7 +844,11 @@ fn finish(r: RawArgs, env_password: Option<String>) -> Result<Invocation, String
             let host = r.host.clone().ok_or_else(|| {
                 "client: missing HOST: expected btest client HOST[:PORT]".to_string()
             })?;
-            done(Mode::Client(Box::new(client_config(r, &host, env_password)?)))
+            done(Mode::Client(Box::new(client_config(
+                r,
+                &host,
+                env_password,
+            )?)))
         }
         Cmd::Server => done(Mode::Server(Box::new(server_config(r, env_password)?))),
         Cmd::Fleet => done(Mode::Fleet(Box::new(fleet_config(r)?))),
@@ -905,9 +910,11 @@ fn client_config(
     c.latency_idle = r.latency_idle.unwrap_or(c.latency_idle);
     c.device = r.device;
     if r.report.is_some() && !cfg!(feature = "report") {
-        return Err("--report: this btest was built without HTML reports (cargo \
+        return Err(
+            "--report: this btest was built without HTML reports (cargo \
                     feature 'report'; the router images leave it out)"
-            .into());
+                .into(),
+        );
     }
     c.report = r.report;
     c.live = r.live.unwrap_or_default();
@@ -936,9 +943,11 @@ fn server_config(r: RawArgs, env_password: Option<String>) -> Result<ServerConfi
     match (r.port, r.listen.is_empty()) {
         (Some(p), true) => s.listen = vec![SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), p)],
         (Some(_), false) => {
-            return Err("--port: give the port in --listen ADDR:PORT instead (both were \
+            return Err(
+                "--port: give the port in --listen ADDR:PORT instead (both were \
                         given)"
-                .into())
+                    .into(),
+            )
         }
         (None, true) => {}
         (None, false) => s.listen = r.listen,
@@ -980,10 +989,12 @@ fn server_config(r: RawArgs, env_password: Option<String>) -> Result<ServerConfi
     {
         // Issue 19: this used to run an open server and say nothing; whoever typed accounts
         // meant them to be asked for.
-        return Err("--auth none: accounts were given (--user, --password or --users), but \
+        return Err(
+            "--auth none: accounts were given (--user, --password or --users), but \
                     none would be asked for; leave out --auth none (with accounts the \
                     default is ecsrp5) or the accounts"
-            .into());
+                .into(),
+        );
     }
     // BTEST_PASSWORD, as for the client, but only for a named --user: on its own it would
     // switch on authentication for an implicit `admin` account just because a shell exported
@@ -1042,7 +1053,11 @@ fn through(mut r: RawArgs) -> Result<Invocation, String> {
         "missing --server-addr ADDR (the server side's address, e.g. 10.0.2.1)".to_string()
     })?;
     let port = r.port.take().unwrap_or(DEFAULT_PORT);
-    let (sdev, sns, cns) = (r.server_dev.take(), r.server_netns.take(), r.client_netns.take());
+    let (sdev, sns, cns) = (
+        r.server_dev.take(),
+        r.server_netns.take(),
+        r.client_netns.take(),
+    );
     let udp_from = r.udp_port_from.take();
     // Port 0 (any free one) is known only once the server side is bound (through.rs); the
     // client takes a placeholder.
@@ -1519,7 +1534,13 @@ mod tests {
     fn flags_of(cmd: u8) -> Vec<String> {
         flags::FLAGS
             .iter()
-            .filter(|f| if cmd == 0 { f.common() } else { !f.common() && f.cmds & cmd != 0 })
+            .filter(|f| {
+                if cmd == 0 {
+                    f.common()
+                } else {
+                    !f.common() && f.cmds & cmd != 0
+                }
+            })
             .map(|f| f.name())
             .collect()
     }
@@ -2013,5 +2034,245 @@ mod tests {
         assert_eq!(split_host_port("[::1]"), Ok(("::1".into(), 2000)));
         assert!(split_host_port("[::1").is_err());
         assert!(split_host_port("a:0").is_err());
+    }
+
+    fn mode(args: &[&str], env: Option<&str>) -> Mode {
+        parse_from(args.iter().copied(), env.map(String::from))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+            .mode
+    }
+
+    /// Issue 19: RouterOS' `name=value` words mean what the long options mean.
+    #[test]
+    fn routeros_words_equal_long_options() {
+        let words = mode(
+            &[
+                "client",
+                "protocol=udp",
+                "direction=Both",
+                "duration=10",
+                "local-tx-speed=100M",
+                "remote-tx-speed=50M",
+                "connection-count=4",
+                "user=admin",
+                "password=x",
+                "address=192.0.2.1",
+                "local-udp-tx-size=1400",
+                "remote-udp-tx-size=1300",
+                "random-data=yes",
+            ],
+            None,
+        );
+        let long = mode(
+            &[
+                "client",
+                "192.0.2.1",
+                "--protocol",
+                "udp",
+                "--direction",
+                "both",
+                "--duration",
+                "10s",
+                "--local-tx-speed",
+                "100M",
+                "--remote-tx-speed",
+                "50M",
+                "--connection-count",
+                "4",
+                "--user",
+                "admin",
+                "--password",
+                "x",
+                "--local-udp-tx-size",
+                "1400",
+                "--remote-udp-tx-size",
+                "1300",
+                "--random-data",
+                "yes",
+            ],
+            None,
+        );
+        assert_eq!(words, long);
+        assert_eq!(
+            mode(&["client", "h", "tcp-connection-count=4"], None),
+            mode(&["client", "h", "--connection-count", "4"], None)
+        );
+        assert_eq!(
+            mode(
+                &["client", "h", "--protocol", "UDP", "--direction=RECEIVE"],
+                None
+            ),
+            mode(
+                &["client", "h", "--protocol", "udp", "--direction", "receive"],
+                None
+            )
+        );
+        let s = server(&[
+            "allocate-udp-ports-from=3000",
+            "allowed-addresses4=192.0.2.0/24",
+            "allowed-addresses6=2001:db8::/32",
+            "--auth=MD5",
+            "--user=u",
+            "--password=p",
+        ]);
+        assert_eq!(s.udp_port_from, 3000);
+        assert_eq!(
+            s.allow,
+            vec![
+                "192.0.2.0/24".parse().unwrap(),
+                "2001:db8::/32".parse().unwrap()
+            ]
+        );
+        assert_eq!(s.auth, AuthMethod::Md5);
+        assert_eq!(
+            server(&["--allocate-udp-ports-from", "4000"]).udp_port_from,
+            4000
+        );
+    }
+
+    /// Issue 19: iperf3's short options, where they do not clash with ours.
+    #[test]
+    fn iperf3_short_options() {
+        let c = client(&[
+            "-P", "4", "-u", "-t", "1m30s", "-i", "500ms", "-l", "1400", "-p", "2001",
+        ]);
+        assert_eq!(c.connection_count, 4);
+        assert_eq!(c.protocol, Protocol::Udp);
+        assert_eq!(c.duration, Some(Duration::from_secs(90)));
+        assert_eq!(c.interval, Duration::from_millis(500));
+        assert_eq!((c.local_udp_tx_size, c.remote_udp_tx_size), (1400, 1400));
+        assert_eq!(c.port, 2001);
+        // -R: the server sends (our default already)
+        let r = client(&["--direction", "transmit", "-R"]);
+        assert_eq!(r.direction, Direction::ServerTx);
+        // -b: the sender's rate, by direction; explicit speeds win
+        let b = |extra: &[&str]| {
+            let c = client(extra);
+            (c.local_tx_speed, c.remote_tx_speed)
+        };
+        assert_eq!(b(&["-b", "100Mbit"]), (0, 100_000_000));
+        assert_eq!(
+            b(&["-b", "100M", "--direction", "transmit"]),
+            (100_000_000, 0)
+        );
+        assert_eq!(
+            b(&["-b", "10M", "--direction", "both"]),
+            (10_000_000, 10_000_000)
+        );
+        assert_eq!(
+            b(&[
+                "-b",
+                "10M",
+                "--direction",
+                "both",
+                "--remote-tx-speed",
+                "1M"
+            ]),
+            (10_000_000, 1_000_000)
+        );
+        assert_eq!(
+            err(&["client", "h", "-b", "5G"]),
+            "--bitrate: 5000000000 bit/s is too large for the server's rate: the protocol \
+             carries at most 4294967295 bit/s (about 4.29G)"
+        );
+        // the server's -p: its listen port
+        assert_eq!(
+            server(&["-p", "2100"]).listen,
+            vec!["[::]:2100".parse().unwrap()]
+        );
+        assert!(err(&["server", "-p", "1", "--listen", "127.0.0.1"]).starts_with("--port:"));
+    }
+
+    /// Issue 19: the whole message for a typo, a wrong word and an ambiguous IPv6 target.
+    #[test]
+    fn golden_errors() {
+        for (args, want) in [
+            (
+                &["client", "h", "--protocl", "udp"][..],
+                "invalid option '--protocl'; did you mean --protocol?",
+            ),
+            (
+                &["client", "h", "protocl=udp"],
+                "unknown option word 'protocl=udp'; did you mean protocol=?",
+            ),
+            (
+                &["server", "--lisen", "0.0.0.0"],
+                "invalid option '--lisen'; did you mean --listen?",
+            ),
+            (
+                &["client", "h", "--frobnicate"],
+                "invalid option '--frobnicate'",
+            ),
+            (
+                &["client", "h", "json=yes"],
+                "'json=yes': --json takes no value (write --json alone)",
+            ),
+            (
+                &["client", "h", "--protocol", "Sctp"],
+                "--protocol: invalid value 'Sctp': expected tcp or udp",
+            ),
+            (
+                &["client", "::1:2000"],
+                "ambiguous server '::1:2000': an IPv6 address with a port needs brackets: \
+                 [::1]:2000 for port 2000 of ::1, or [::1:2000] for that address on port 2000",
+            ),
+            (
+                &[
+                    "server",
+                    "--auth",
+                    "none",
+                    "--user",
+                    "admin",
+                    "--password",
+                    "x",
+                ],
+                "--auth none: accounts were given (--user, --password or --users), but none \
+                 would be asked for; leave out --auth none (with accounts the default is \
+                 ecsrp5) or the accounts",
+            ),
+            (
+                &["fleet", "f", "--paralel", "2"],
+                "fleet: invalid option '--paralel'; did you mean --parallel?",
+            ),
+        ] {
+            assert_eq!(err(args), want, "{args:?}");
+        }
+        assert!(parse_from(["client", "[::1]:2000"], None).is_ok());
+        assert!(parse_from(["client", "fe80::1"], None).is_ok());
+    }
+
+    /// Issue 19: the server takes BTEST_PASSWORD for a named --user, as the client does;
+    /// never on its own.
+    #[test]
+    fn server_password_from_env() {
+        let Mode::Server(s) = mode(&["server", "--user", "ops"], Some("envpw")) else {
+            panic!()
+        };
+        assert_eq!(s.users, vec![("ops".to_string(), "envpw".to_string())]);
+        assert_eq!(s.auth, AuthMethod::EcSrp5);
+        let Mode::Server(s) = mode(&["server", "--user", "ops", "--password", "cli"], Some("e"))
+        else {
+            panic!()
+        };
+        assert_eq!(s.users, vec![("ops".to_string(), "cli".to_string())]);
+        assert_eq!(mode(&["server"], Some("envpw")), mode(&["server"], None));
+        assert_eq!(
+            err(&["server", "--user", "ops"]),
+            "--user ops needs --password (or BTEST_PASSWORD)"
+        );
+    }
+
+    /// A fleet target's `--csv=x` is the fleet's `--csv` (review B3).
+    #[test]
+    fn flag_names_for_fleet_lines() {
+        assert_eq!(flag_name("--csv=x").as_deref(), Some("--csv"));
+        assert_eq!(flag_name("csv=x").as_deref(), Some("--csv"));
+        assert_eq!(flag_name("--report").as_deref(), Some("--report"));
+        assert_eq!(
+            flag_name("--tcp-connection-count=2").as_deref(),
+            Some("--connection-count")
+        );
+        assert_eq!(flag_name("--nope"), None);
+        assert_eq!(flag_name("host"), None);
     }
 }

@@ -649,6 +649,8 @@ fn run_server(cfg: ServerConfig) -> Result<(), Error> {
     for a in srv.local_addrs() {
         eprintln!("btest: listening on {a}");
     }
+    // Its own line after them: scripts take the address as the last word of those.
+    eprintln!("btest: {}", srv.login());
     let handle = std::sync::Arc::new(srv.spawn()?);
     #[cfg(feature = "http")]
     let http_stop = btest::engine::Stop::new();

@@ -195,7 +195,7 @@ pub(super) const FLAGS: &[Flag] = &[
         "the server's transmit rate; 0 = unlimited (default 0)",
         |r, v| { r.remote_tx_speed = Some(remote_rate("--remote-tx-speed", v)?); Ok(()) }),
     flag!("bitrate", Some('b'), &[], CLIENT, Some("RATE"),
-        "the sender's rate, as iperf3's -b: --local-tx-speed when we\ntransmit, --remote-tx-speed when we receive, both for both\n(an explicit --local-/--remote-tx-speed wins)",
+        "the sender's rate, as iperf3's -b: --local-tx-speed when we\ntransmit, --remote-tx-speed when we receive, both for both\n(either one given explicitly wins)",
         |r, v| { r.bitrate = Some(rate("--bitrate", v)?); Ok(()) }),
     flag!("local-udp-tx-size", None, &[], CLIENT, Some("N"),
         "UDP datagram size we send, 28..64000 bytes incl. IP+UDP\nheaders (default 1500)",

@@ -312,6 +312,26 @@ fn admit(
             // A login the guard cut at the deadline is a timeout, whatever the read then saw
             // (issue 18: it was recorded as a failed login and counted towards a block).
             let e = match slot.explain(e) {
+                // Asked to log in, the client closed before naming a user: it has no
+                // credentials (or not for this method). Said in the server's words: the
+                // peer-closed text is advice for a client (issue 19). A failed login, as an
+                // EC-SRP5 close always was.
+                Error::PeerClosed {
+                    phase: Phase::Auth, ..
+                } if presented.is_none() => Error::Auth {
+                    method: method.as_str(),
+                    detail: format!(
+                        "{peer} closed the connection when asked to log in, before sending a \
+                         user name: the client has no credentials for this server (RouterOS: \
+                         user= and password=; btest: --user and --password){}",
+                        if method == AuthMethod::EcSrp5 {
+                            ", or cannot do EC-SRP5 (RouterOS before 6.43: run this server \
+                             with --auth md5)"
+                        } else {
+                            ""
+                        }
+                    ),
+                },
                 // An EC-SRP5 client that gave up mid-exchange: a failed login, as it always
                 // was (an MD5 one stays a closed peer, as it always was too).
                 Error::PeerClosed {

@@ -6,7 +6,7 @@
 
 use std::fmt::Write;
 
-use super::flags::{Flag, CLIENT, FLAGS, FLEET, SERVER, THROUGH};
+use super::flags::{all, Flag, CLIENT, FLEET, SERVER, THROUGH};
 use super::Shell;
 
 /// The commands and the flag bits each takes (`through` also takes the client's).
@@ -35,7 +35,7 @@ pub(super) fn script(shell: Shell) -> String {
 }
 
 fn rows(bits: u8) -> impl Iterator<Item = &'static Flag> {
-    FLAGS.iter().filter(move |f| f.cmds & bits != 0)
+    all().filter(move |f| f.cmds & bits != 0)
 }
 
 /// Every spelling of a flag as typed: `--duration`, `-t`, `--tcp-connection-count`.
@@ -67,7 +67,7 @@ fn bash() -> String {
     // Values first: whatever the command, the word after a flag is its value.
     s += "  case \"$prev\" in\n";
     let mut seen: Vec<String> = Vec::new();
-    for f in FLAGS.iter().filter(|f| f.value.is_some()) {
+    for f in all().filter(|f| f.value.is_some()) {
         let pats: Vec<String> = words(f).into_iter().filter(|w| !seen.contains(w)).collect();
         if pats.is_empty() {
             continue;
@@ -217,7 +217,7 @@ mod tests {
     fn every_long_option_is_in_every_script() {
         for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
             let text = script(shell);
-            for f in FLAGS.iter().filter(|f| !f.long.is_empty()) {
+            for f in all().filter(|f| !f.long.is_empty()) {
                 let want = match shell {
                     Shell::Fish => format!("-l {}", f.long),
                     _ => format!("--{}", f.long),

@@ -137,13 +137,21 @@ fn ip(flag: &str, v: &str) -> Result<IpAddr, String> {
         .map_err(|_| format!("{flag}: invalid address '{v}': expected an IPv4 or IPv6 address"))
 }
 
-/// `tcp|udp`, any case (`UDP`, RouterOS' `protocol=udp`).
-fn choice<T: Copy>(flag: &str, v: &str, table: &[(&str, T)], expected: &str) -> Result<T, String> {
+/// `tcp|udp`, any case (`UDP`, RouterOS' `protocol=udp`): the value of the word that
+/// matches, or an error naming the accepted ones. A macro over the one non-generic [`pick`],
+/// so the router image holds one copy of the matching.
+macro_rules! choose {
+    ($flag:expr, $v:expr, $expected:expr, $($w:literal => $t:expr),+ $(,)?) => {
+        [$($t),+][pick($flag, $v, &[$($w),+], $expected)?]
+    };
+}
+
+#[inline(never)]
+fn pick(flag: &str, v: &str, words: &[&str], expected: &str) -> Result<usize, String> {
     let l = v.trim().to_ascii_lowercase();
-    table
+    words
         .iter()
-        .find(|(w, _)| *w == l)
-        .map(|(_, t)| *t)
+        .position(|w| *w == l)
         .ok_or_else(|| format!("{flag}: invalid value '{v}': expected {expected}"))
 }
 
@@ -167,16 +175,13 @@ pub(super) const FLAGS: &[Flag] = &[
         "the server, as RouterOS names it (instead of HOST)",
         |r, v| { r.host = Some(v.to_string()); Ok(()) }),
     flag!("protocol", None, &[], CLIENT, Some("tcp|udp"), "transport (default tcp)",
-        |r, v| { r.protocol = Some(choice("--protocol", v, &[("tcp", Protocol::Tcp), ("udp", Protocol::Udp)], "tcp or udp")?); Ok(()) }),
+        |r, v| { r.protocol = Some(choose!("--protocol", v, "tcp or udp", "tcp" => Protocol::Tcp, "udp" => Protocol::Udp)); Ok(()) }),
     flag!("udp", Some('u'), &[], CLIENT, None, "UDP, as iperf3's -u (same as --protocol udp)",
         |r, _| { r.protocol = Some(Protocol::Udp); Ok(()) }),
     flag!("direction", None, &[], CLIENT, Some("transmit|receive|both"),
         "data direction seen from this client (default receive)",
         |r, v| {
-            r.direction = Some(choice("--direction", v, &[
-                ("transmit", Direction::ServerRx), ("send", Direction::ServerRx), ("tx", Direction::ServerRx),
-                ("receive", Direction::ServerTx), ("rx", Direction::ServerTx), ("both", Direction::Both),
-            ], "transmit, receive or both")?);
+            r.direction = Some(choose!("--direction", v, "transmit, receive or both", "transmit" => Direction::ServerRx, "send" => Direction::ServerRx, "tx" => Direction::ServerRx, "receive" => Direction::ServerTx, "rx" => Direction::ServerTx, "both" => Direction::Both));
             Ok(())
         }),
     flag!("reverse", Some('R'), &[], CLIENT, None,
@@ -253,11 +258,11 @@ pub(super) const FLAGS: &[Flag] = &[
         "password (or set BTEST_PASSWORD to keep it off the process\nlist); without --user it logs in as admin",
         set_password),
     flag!("pacing", None, &[], CLIENT | SERVER, Some("auto|precise"), PACING_HELP,
-        |r, v| { r.tuning.pacing = choice("--pacing", v, &[("auto", Pacing::Auto), ("precise", Pacing::Precise)], "auto or precise")?; Ok(()) }),
+        |r, v| { r.tuning.pacing = choose!("--pacing", v, "auto or precise", "auto" => Pacing::Auto, "precise" => Pacing::Precise); Ok(()) }),
     flag!("udp-io", None, &[], CLIENT | SERVER, Some("auto|mmsg|single"),
         "UDP batching: auto = GSO/GRO where the kernel has them,\nelse sendmmsg/recvmmsg; single = one datagram per call",
         |r, v| {
-            r.tuning.udp_io = choice("--udp-io", v, &[("auto", UdpIo::Auto), ("mmsg", UdpIo::Mmsg), ("single", UdpIo::Single)], "auto, mmsg or single")?;
+            r.tuning.udp_io = choose!("--udp-io", v, "auto, mmsg or single", "auto" => UdpIo::Auto, "mmsg" => UdpIo::Mmsg, "single" => UdpIo::Single);
             Ok(())
         }),
     flag!("busy-poll", None, &[], CLIENT | SERVER, Some("USECS"),
@@ -271,10 +276,7 @@ pub(super) const FLAGS: &[Flag] = &[
     flag!("latency", None, &[], CLIENT, Some("auto|echo|icmp|off"),
         "round-trip probe beside the load, 10/s: echo = the btest\nserver's UDP echo, icmp = ping; auto = echo, else icmp\n(default auto)",
         |r, v| {
-            r.latency = Some(choice("--latency", v, &[
-                ("auto", Latency::Auto), ("echo", Latency::Echo), ("icmp", Latency::Icmp),
-                ("off", Latency::Off), ("no", Latency::Off),
-            ], "auto, echo, icmp or off")?);
+            r.latency = Some(choose!("--latency", v, "auto, echo, icmp or off", "auto" => Latency::Auto, "echo" => Latency::Echo, "icmp" => Latency::Icmp, "off" => Latency::Off, "no" => Latency::Off));
             Ok(())
         }),
     flag!("latency-idle", None, &[], CLIENT, Some("DUR"),
@@ -295,10 +297,7 @@ pub(super) const FLAGS: &[Flag] = &[
     flag!("live", None, &[], CLIENT, Some("auto|yes|no"),
         "live rate graph under the lines (default auto: stdout is a\nterminal and the output is text)",
         |r, v| {
-            r.live = Some(choice("--live", v, &[
-                ("auto", Live::Auto), ("yes", Live::Yes), ("true", Live::Yes), ("on", Live::Yes), ("1", Live::Yes),
-                ("no", Live::No), ("false", Live::No), ("off", Live::No), ("0", Live::No),
-            ], "auto, yes or no")?);
+            r.live = Some(choose!("--live", v, "auto, yes or no", "auto" => Live::Auto, "yes" => Live::Yes, "true" => Live::Yes, "on" => Live::Yes, "1" => Live::Yes, "no" => Live::No, "false" => Live::No, "off" => Live::No, "0" => Live::No));
             Ok(())
         }),
     // --- server (RouterOS' /tool bandwidth-server names where it has them) ---
@@ -412,20 +411,6 @@ pub(super) const FLAGS: &[Flag] = &[
     flag!("echo", None, &[], SERVER, Some("yes|no"),
         "answer latency probes on UDP at each listen address and\nport (default yes)",
         |r, v| { r.echo = Some(yes_no("--echo", v)?); Ok(()) }),
-    // --- fleet ---
-    flag!("parallel", None, &[], FLEET, Some("N"),
-        "targets tested at once, 1..64 (default 1: one at a time,\nso tests do not share a link)",
-        |r, v| { r.parallel = Some(num("--parallel", v, 1usize, 64, "targets at once")?); Ok(()) }),
-    flag!("retries", None, &[], FLEET, Some("N"),
-        "further attempts after a failure that may pass on a retry\n(connect, timeout, the test ending early), 0..10 (default 1);\nwrong credentials and refusals are not retried",
-        |r, v| { r.retries = Some(num("--retries", v, 0u32, 10, "further attempts")?); Ok(()) }),
-    flag!("retry-delay", None, &[], FLEET, Some("DUR"), "wait between attempts (default 5s)",
-        |r, v| { r.retry_delay = Some(duration("--retry-delay", v)?); Ok(()) }),
-    flag!("json", None, &[], FLEET, None, "NDJSON `target` records on stdout instead of the text matrix", set_json),
-    flag!("ndjson", None, &[], FLEET, Some("FILE"), "write the `target` records as NDJSON to FILE",
-        |r, v| { r.ndjson = Some(PathBuf::from(v)); Ok(()) }),
-    flag!("csv", None, &[], FLEET, Some("FILE"), "write the `target` records as CSV to FILE", set_csv),
-    flag!("report", None, &[], FLEET, Some("FILE"), "write a self-contained HTML report of every target", set_report),
     // --- through ---
     flag!("server-addr", None, &[], THROUGH, Some("ADDR"),
         "the server side's address; the client connects to it",
@@ -465,6 +450,30 @@ pub(super) const FLAGS: &[Flag] = &[
     flag!("version", Some('V'), &[], ALL, None, "print the version",
         |r, _| { r.version = true; Ok(()) }),
 ];
+
+/// `btest fleet`'s own rows: none in a build without it (the router image), so neither they
+/// nor their help take room there.
+#[rustfmt::skip]
+pub(super) const FLEET_FLAGS: &[Flag] = if cfg!(feature = "fleet") { &[
+    flag!("parallel", None, &[], FLEET, Some("N"),
+        "targets tested at once, 1..64 (default 1: one at a time,\nso tests do not share a link)",
+        |r, v| { r.parallel = Some(num("--parallel", v, 1usize, 64, "targets at once")?); Ok(()) }),
+    flag!("retries", None, &[], FLEET, Some("N"),
+        "further attempts after a failure that may pass on a retry\n(connect, timeout, the test ending early), 0..10 (default 1);\nwrong credentials and refusals are not retried",
+        |r, v| { r.retries = Some(num("--retries", v, 0u32, 10, "further attempts")?); Ok(()) }),
+    flag!("retry-delay", None, &[], FLEET, Some("DUR"), "wait between attempts (default 5s)",
+        |r, v| { r.retry_delay = Some(duration("--retry-delay", v)?); Ok(()) }),
+    flag!("json", None, &[], FLEET, None, "NDJSON `target` records on stdout instead of the text matrix", set_json),
+    flag!("ndjson", None, &[], FLEET, Some("FILE"), "write the `target` records as NDJSON to FILE",
+        |r, v| { r.ndjson = Some(PathBuf::from(v)); Ok(()) }),
+    flag!("csv", None, &[], FLEET, Some("FILE"), "write the `target` records as CSV to FILE", set_csv),
+    flag!("report", None, &[], FLEET, Some("FILE"), "write a self-contained HTML report of every target", set_report),
+] } else { &[] };
+
+/// Every row: [`FLAGS`], then [`FLEET_FLAGS`].
+pub(super) fn all() -> impl Iterator<Item = &'static Flag> + Clone {
+    FLAGS.iter().chain(FLEET_FLAGS)
+}
 
 /// Client options `btest through` does not take, and what to use instead.
 pub(super) const NOT_THROUGH: &[(&str, &str)] = &[
@@ -544,22 +553,21 @@ fn netns_path(flag: &str, v: &str) -> Result<PathBuf, String> {
 /// The flag `--name` (without dashes) for a command: its own row first, else any row of
 /// that name (the caller then says which command it belongs to).
 pub(super) fn long(name: &str, cmd: u8) -> Option<&'static Flag> {
-    let mut rows = FLAGS.iter().filter(|f| f.is_long(name));
+    let mut rows = all().filter(|f| f.is_long(name));
     let first = rows.clone().next();
     rows.find(|f| f.cmds & cmd != 0).or(first)
 }
 
 /// The flag `-c`, as [`long`].
 pub(super) fn short(c: char, cmd: u8) -> Option<&'static Flag> {
-    let mut rows = FLAGS.iter().filter(|f| f.short == Some(c));
+    let mut rows = all().filter(|f| f.short == Some(c));
     let first = rows.clone().next();
     rows.find(|f| f.cmds & cmd != 0).or(first)
 }
 
 /// The commands any row of this flag's name belongs to.
 pub(super) fn cmds_of(f: &Flag) -> u8 {
-    FLAGS
-        .iter()
+    all()
         .filter(|g| {
             (g.long == f.long && !f.long.is_empty()) || (f.long.is_empty() && g.short == f.short)
         })
@@ -590,8 +598,7 @@ pub(super) fn suggest(typed: &str, cmd: u8) -> Option<&'static str> {
         6..=11 => 2,
         _ => 3,
     };
-    FLAGS
-        .iter()
+    all()
         .filter(|f| f.cmds & cmd != 0)
         .flat_map(|f| std::iter::once(f.long).chain(f.aliases.iter().copied()))
         .filter(|n| !n.is_empty())
@@ -609,7 +616,7 @@ mod tests {
     fn names_are_unique_per_command() {
         for cmd in [CLIENT, SERVER, FLEET, THROUGH] {
             let mut seen: Vec<String> = Vec::new();
-            for f in FLAGS.iter().filter(|f| f.cmds & cmd != 0) {
+            for f in all().filter(|f| f.cmds & cmd != 0) {
                 let mut names: Vec<String> = f.aliases.iter().map(|a| a.to_string()).collect();
                 if !f.long.is_empty() {
                     names.push(f.long.to_string());

@@ -111,7 +111,7 @@ const NAMES_WIDTH: usize = 28;
 fn write_section(out: &mut String, title: &str, cmd: u8) {
     use std::fmt::Write;
     let _ = writeln!(out, "\n{title}");
-    let rows = flags::FLAGS.iter().filter(|f| {
+    let rows = flags::all().filter(|f| {
         if cmd == 0 {
             f.common()
         } else {
@@ -241,7 +241,7 @@ impl Help {
                 s += "\n";
                 s += EXIT_CODES;
             }
-            Help::Fleet => {
+            Help::Fleet if cfg!(feature = "fleet") => {
                 s += FLEET_ABOUT;
                 s += "\n";
                 write_section(&mut s, "Options:", FLEET);
@@ -249,6 +249,7 @@ impl Help {
                 s += "\n";
                 s += FLEET_END;
             }
+            Help::Fleet => s += "btest fleet: not in this build (cargo feature 'fleet')",
             Help::Through => {
                 s += THROUGH_ABOUT;
                 s += "\n";
@@ -533,6 +534,7 @@ pub fn split_host_port(v: &str) -> Result<(String, u16), String> {
 /// The canonical long name (`--csv`) of an option word as typed: `--csv`, `--csv=x`,
 /// `csv=x`, an alias; `None` for anything else. fleet.rs asks it which target options are the
 /// fleet's (a `--csv=x` on a target line is `--csv`).
+#[cfg(feature = "fleet")]
 pub fn flag_name(word: &str) -> Option<String> {
     let name = match word.strip_prefix("--") {
         Some(l) => l.split_once('=').map_or(l, |(n, _)| n),
@@ -1532,8 +1534,7 @@ mod tests {
 
     /// The flags of one help text, as the table lists them (`cmd` 0: the common ones).
     fn flags_of(cmd: u8) -> Vec<String> {
-        flags::FLAGS
-            .iter()
+        flags::all()
             .filter(|f| {
                 if cmd == 0 {
                     f.common()
@@ -1810,8 +1811,7 @@ mod tests {
 
     /// The bits of every row that spells `typed` (`--json`, `-t`).
     fn cmds_typed(typed: &str) -> u8 {
-        flags::FLAGS
-            .iter()
+        flags::all()
             .filter(|f| match typed.strip_prefix("--") {
                 Some(l) => f.is_long(l),
                 None => typed.strip_prefix('-').and_then(|c| c.chars().next()) == f.short,
@@ -1952,8 +1952,7 @@ mod tests {
             assert_eq!(cmds_typed(f) & (CLIENT | SERVER), CLIENT | SERVER, "{f}");
         }
         // and the table names no other client or server flag
-        let mut listed: Vec<String> = flags::FLAGS
-            .iter()
+        let mut listed: Vec<String> = flags::all()
             .filter(|f| f.cmds & (CLIENT | SERVER) != 0)
             .flat_map(|f| {
                 let mut w: Vec<String> = f.aliases.iter().map(|a| format!("--{a}")).collect();
@@ -2264,6 +2263,7 @@ mod tests {
 
     /// A fleet target's `--csv=x` is the fleet's `--csv` (review B3).
     #[test]
+    #[cfg(feature = "fleet")]
     fn flag_names_for_fleet_lines() {
         assert_eq!(flag_name("--csv=x").as_deref(), Some("--csv"));
         assert_eq!(flag_name("csv=x").as_deref(), Some("--csv"));

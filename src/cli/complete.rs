@@ -41,17 +41,17 @@ fn rows(bits: u8) -> impl Iterator<Item = &'static Flag> {
 /// Every spelling of a flag as typed: `--duration`, `-t`, `--tcp-connection-count`.
 fn words(f: &Flag) -> Vec<String> {
     let mut w: Vec<String> = Vec::new();
-    if !f.long.is_empty() {
-        w.push(format!("--{}", f.long));
+    if !f.long().is_empty() {
+        w.push(format!("--{}", f.long()));
     }
-    w.extend(f.aliases.iter().map(|a| format!("--{a}")));
+    w.extend(f.aliases().map(|a| format!("--{a}")));
     w.extend(f.short.map(|c| format!("-{c}")));
     w
 }
 
 /// The help's first line, for a description.
 fn first_line(f: &Flag) -> &'static str {
-    f.help.lines().next().unwrap_or_default()
+    f.help().lines().next().unwrap_or_default()
 }
 
 fn bash() -> String {
@@ -67,7 +67,7 @@ fn bash() -> String {
     // Values first: whatever the command, the word after a flag is its value.
     s += "  case \"$prev\" in\n";
     let mut seen: Vec<String> = Vec::new();
-    for f in all().filter(|f| f.value.is_some()) {
+    for f in all().filter(|f| f.value().is_some()) {
         let pats: Vec<String> = words(f).into_iter().filter(|w| !seen.contains(w)).collect();
         if pats.is_empty() {
             continue;
@@ -134,7 +134,7 @@ fn zsh() -> String {
         let _ = writeln!(s, "    {pat})\n      _arguments -s \\");
         for f in rows(bits) {
             let desc = zsh_text(first_line(f));
-            let value = match (f.value, f.choices()) {
+            let value = match (f.value(), f.choices()) {
                 (None, _) => String::new(),
                 (Some(v), Some(c)) => {
                     format!(":{}:({})", zsh_text(v), c.collect::<Vec<_>>().join(" "))
@@ -185,16 +185,16 @@ fn fish() -> String {
     for (name, bits, _) in CMDS {
         for f in rows(bits) {
             let mut line = format!("complete -c btest -n \"__fish_seen_subcommand_from {name}\"");
-            if !f.long.is_empty() {
-                let _ = write!(line, " -l {}", f.long);
+            if !f.long().is_empty() {
+                let _ = write!(line, " -l {}", f.long());
             }
-            for a in f.aliases {
+            for a in f.aliases() {
                 let _ = write!(line, " -l {a}");
             }
             if let Some(c) = f.short {
                 let _ = write!(line, " -s {c}");
             }
-            match (f.value, f.choices()) {
+            match (f.value(), f.choices()) {
                 (None, _) => {}
                 (Some(_), Some(c)) => {
                     let _ = write!(line, " -x -a '{}'", c.collect::<Vec<_>>().join(" "));
@@ -217,10 +217,10 @@ mod tests {
     fn every_long_option_is_in_every_script() {
         for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
             let text = script(shell);
-            for f in all().filter(|f| !f.long.is_empty()) {
+            for f in all().filter(|f| !f.long().is_empty()) {
                 let want = match shell {
-                    Shell::Fish => format!("-l {}", f.long),
-                    _ => format!("--{}", f.long),
+                    Shell::Fish => format!("-l {}", f.long()),
+                    _ => format!("--{}", f.long()),
                 };
                 assert!(text.contains(&want), "{shell:?} lacks {want}");
             }

@@ -120,7 +120,7 @@ fn write_section(out: &mut String, title: &str, cmd: u8) {
     });
     for f in rows {
         let names = f.names();
-        let mut lines = f.help.lines();
+        let mut lines = f.help().lines();
         let first = lines.next().unwrap_or_default();
         if names.len() < NAMES_WIDTH {
             let _ = writeln!(out, "  {names:<NAMES_WIDTH$}{first}");
@@ -675,7 +675,7 @@ where
 /// Runs `f`'s setter with the value `p` holds next (none for a switch).
 fn take(p: &mut lexopt::Parser, r: &mut RawArgs, f: &'static Flag) -> Result<(), String> {
     r.seen.push(f);
-    let v = match f.value {
+    let v = match f.value() {
         Some(what) => p
             .value()
             .map_err(|_| format!("{}: missing value ({what})", f.name()))?
@@ -744,7 +744,7 @@ fn lex_word(r: &mut RawArgs, v: String) -> Result<(), String> {
                     did_you_mean(name, r.cmd, false)
                 )
             })?;
-            if f.value.is_none() {
+            if f.value().is_none() {
                 return Err(format!(
                     "'{v}': {} takes no value (write {} alone)",
                     f.name(),
@@ -799,7 +799,7 @@ fn check_flags(r: &RawArgs, cmd: Cmd) -> Result<(), String> {
     for f in &r.seen {
         let cmds = flags::cmds_of(f);
         if cmd == Cmd::Through && f.cmds & THROUGH == 0 {
-            if let Some((_, instead)) = flags::NOT_THROUGH.iter().find(|(n, _)| *n == f.long) {
+            if let Some((_, instead)) = flags::NOT_THROUGH.iter().find(|(n, _)| *n == f.long()) {
                 return Err(format!("{} is not taken here; use {instead}", f.name()));
             }
             if cmds & CLIENT != 0 {
@@ -1955,9 +1955,9 @@ mod tests {
         let mut listed: Vec<String> = flags::all()
             .filter(|f| f.cmds & (CLIENT | SERVER) != 0)
             .flat_map(|f| {
-                let mut w: Vec<String> = f.aliases.iter().map(|a| format!("--{a}")).collect();
-                if !f.long.is_empty() {
-                    w.push(format!("--{}", f.long));
+                let mut w: Vec<String> = f.aliases().map(|a| format!("--{a}")).collect();
+                if !f.long().is_empty() {
+                    w.push(format!("--{}", f.long()));
                 }
                 w.extend(f.short.map(|c| format!("-{c}")));
                 w

@@ -229,6 +229,25 @@ struct Account {
     fingerprint: [u8; 32],
 }
 
+/// See [`ServerAccounts::summary`].
+#[cfg(feature = "server")]
+fn login_summary(method: AuthMethod, n: usize, cfg: &ServerConfig) -> String {
+    if method == AuthMethod::None {
+        return "login: none (anyone may test)".into();
+    }
+    let name = match method {
+        AuthMethod::Md5 => "MD5",
+        _ => "EC-SRP5",
+    };
+    let from = match (&cfg.users_file, cfg.users.is_empty()) {
+        (Some(p), true) => p.display().to_string(),
+        (Some(p), false) => format!("--user and {}", p.display()),
+        (None, _) => "--user".into(),
+    };
+    let s = if n == 1 { "" } else { "s" };
+    format!("login: {name}, {n} account{s} from {from}")
+}
+
 #[cfg(feature = "server")]
 /// The server's accounts and offered method.
 pub struct ServerAccounts {
@@ -480,6 +499,7 @@ impl ServerAccounts {
                 );
             }
         }
+        log::info!("{}", login_summary(cfg.auth, users.len(), cfg));
         if cfg.auth != AuthMethod::None {
             let how = match cfg.auth {
                 AuthMethod::Md5 => "MD5: each password hashed once",
@@ -502,6 +522,12 @@ impl ServerAccounts {
             secret,
             limits,
         })
+    }
+
+    /// Which login this server requires and for how many accounts, for the start lines:
+    /// `login: EC-SRP5, 3 accounts from /etc/btest/users` or `login: none (anyone may test)`.
+    pub fn summary(&self, cfg: &ServerConfig) -> String {
+        login_summary(self.method, self.users.len(), cfg)
     }
 
     /// MD5: does `reply` answer `challenge` for the user it names? The same work for an

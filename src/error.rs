@@ -199,6 +199,19 @@ impl fmt::Display for Error {
                 // the port the user asked for, not the default (a CLI error keeps the input)
                 addr.map_or(2000, |a| a.port())
             ),
+            // EADDRNOTAVAIL: no interface has the address (a `--bind` or `--listen` typo, or
+            // an address not up yet). Issue 19: it used to ask about another program.
+            Error::Io {
+                phase: Phase::Bind,
+                addr,
+                source,
+            } if source.kind() == io::ErrorKind::AddrNotAvailable => write!(
+                f,
+                "cannot bind{}: this host has no address {} ({source}); check `ip address` \
+                 for the addresses it has",
+                addr.map(|a| format!(" {a}")).unwrap_or_default(),
+                addr.map_or_else(|| "like that".to_string(), |a| a.ip().to_string())
+            ),
             Error::Io {
                 phase: Phase::Bind,
                 addr,
@@ -318,6 +331,18 @@ mod tests {
     fn exit_codes() {
         assert_eq!(Error::Usage("x".into()).exit_code(), 2);
         assert_eq!(Error::Refused("x".into()).exit_code(), 1);
+        // issue 19: an address this host does not have is not a busy port
+        let e = Error::io(
+            Phase::Bind,
+            Some("192.0.2.7:0".parse().unwrap()),
+            io::Error::from_raw_os_error(libc::EADDRNOTAVAIL),
+        );
+        let t = e.to_string();
+        assert!(
+            t.starts_with("cannot bind 192.0.2.7:0: this host has no address 192.0.2.7 ("),
+            "{t}"
+        );
+        assert!(!t.contains("another program"), "{t}");
     }
 
     #[test]

@@ -159,19 +159,29 @@ pub fn parse(text: &str, dir: &Path) -> Result<Vec<Target>, String> {
         let mut creds = None;
         let mut opts = defaults.iter().chain(&w[2..]);
         while let Some(o) = opts.next() {
-            if let Some((flag, instead)) = FLEET_ONLY.iter().find(|(f, _)| o == f) {
+            // Asked of the flag table, so `--csv=x`, `csv=x` and an alias are `--csv` too
+            // (they used to pass and be ignored, review B3).
+            let name = cli::flag_name(o);
+            if let Some((flag, instead)) =
+                FLEET_ONLY.iter().find(|(f, _)| name.as_deref() == Some(*f))
+            {
                 return Err(at(format!("{flag} is a fleet option here; use {instead}")));
             }
-            match o.as_str() {
-                "--credentials" => {
-                    let p = opts
-                        .next()
+            // The target's own options, as `--x V`, `--x=V` or `x=V`.
+            let (own, inline) = match o.split_once('=') {
+                Some((n, v)) => (n.trim_start_matches("--"), Some(v.to_string())),
+                None => (o.strip_prefix("--").unwrap_or(""), None),
+            };
+            match own {
+                "credentials" => {
+                    let p = inline
+                        .or_else(|| opts.next().cloned())
                         .ok_or_else(|| at("--credentials: missing FILE".into()))?;
                     creds = Some(dir.join(p));
                 }
-                "--retries" => {
-                    let v = opts
-                        .next()
+                "retries" => {
+                    let v = inline
+                        .or_else(|| opts.next().cloned())
                         .ok_or_else(|| at("--retries: missing N".into()))?;
                     retries = Some(
                         v.parse::<u32>()

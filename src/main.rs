@@ -34,6 +34,10 @@ fn main() -> ExitCode {
             "btest {}",
             env!("CARGO_PKG_VERSION")
         )),
+        #[cfg(feature = "completions")]
+        Mode::Completions(sh) => quiet_pipe(write!(std::io::stdout(), "{}", cli::completions(sh))),
+        #[cfg(not(feature = "completions"))]
+        Mode::Completions(_) => Ok(()),
         Mode::Client(c) => run_client(&c),
         Mode::Server(s) => run_server(*s),
         Mode::Fleet(f) => run_fleet(&f),
@@ -612,6 +616,8 @@ fn run_server(cfg: ServerConfig) -> Result<(), Error> {
     for a in srv.local_addrs() {
         eprintln!("btest: listening on {a}");
     }
+    // Its own line after them: scripts take the address as the last word of those.
+    eprintln!("btest: {}", srv.login());
     let handle = std::sync::Arc::new(srv.spawn()?);
     #[cfg(feature = "http")]
     let http_stop = btest::engine::Stop::new();

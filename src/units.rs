@@ -12,16 +12,20 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
     let bad = || {
         format!(
             "invalid rate '{s}': use bits per second with an optional k/M/G suffix, \
-             e.g. 50M, 1.5G, 800k, or 0 for unlimited"
+             e.g. 50M, 1.5G, 800k, 100Mbit, or 0 for unlimited"
         )
     };
     if t.eq_ignore_ascii_case("unlimited") {
         return Ok(0);
     }
-    let t = t
-        .strip_suffix("bps")
-        .or_else(|| t.strip_suffix("bit/s"))
-        .unwrap_or(t);
+    // `100M`, `100Mbps`, `100Mbit`, `100Mbit/s`, `100 Mb/s` (iperf3, tc and RouterOS
+    // spellings, issue 19); the unit is always bits.
+    let lower = t.to_ascii_lowercase();
+    let unit_len = ["bit/s", "bits", "bps", "bit", "b/s"]
+        .iter()
+        .find(|u| lower.ends_with(*u) && lower.len() > u.len())
+        .map_or(0, |u| u.len());
+    let t = t[..t.len() - unit_len].trim_end();
     let (num, mult) = match t.chars().last() {
         Some('k' | 'K') => (&t[..t.len() - 1], 1e3),
         Some('m' | 'M') => (&t[..t.len() - 1], 1e6),
@@ -29,7 +33,7 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
         Some('t' | 'T') => (&t[..t.len() - 1], 1e12),
         _ => (t, 1.0),
     };
-    let v: f64 = num.parse().map_err(|_| bad())?;
+    let v: f64 = num.trim_end().parse().map_err(|_| bad())?;
     if !v.is_finite() || v < 0.0 {
         return Err(bad());
     }
@@ -40,28 +44,45 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
     Ok(bits as u64)
 }
 
-/// Parses a duration; a bare number means seconds.
+/// Parses a duration; a bare number means seconds. Parts add up: `1m30s`, `1h30m`; units
+/// `ms`, `s`/`sec`/`secs`, `m`/`min`/`mins`, `h`/`hour`/`hours` (issue 19: `1m30s`, `10sec`
+/// and `2min` were refused).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let bad = || {
-        format!("invalid duration '{s}': use a number with an optional unit ms, s, m or h, e.g. 10s, 500ms, 2m")
+        format!(
+            "invalid duration '{s}': use a number with an optional unit ms, s, m or h, e.g. \
+             10s, 500ms, 2m, 1m30s"
+        )
     };
-    let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 1e-3)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = t.strip_suffix('m') {
-        (n, 60.0)
-    } else if let Some(n) = t.strip_suffix('h') {
-        (n, 3600.0)
-    } else {
-        (t, 1.0)
-    };
-    let v: f64 = num.trim().parse().map_err(|_| bad())?;
-    if !v.is_finite() || v < 0.0 || v * scale > 1e9 {
+    if t.is_empty() {
         return Err(bad());
     }
-    Ok(Duration::from_secs_f64(v * scale))
+    let mut total = 0.0f64;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let n_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let u_end = rest[n_end..]
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .map_or(rest.len(), |i| n_end + i);
+        let v: f64 = rest[..n_end].parse().map_err(|_| bad())?;
+        let scale = match rest[n_end..u_end].trim() {
+            "" if n_end == t.len() => 1.0,
+            "ms" => 1e-3,
+            "s" | "sec" | "secs" | "second" | "seconds" => 1.0,
+            "m" | "min" | "mins" | "minute" | "minutes" => 60.0,
+            "h" | "hour" | "hours" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += v * scale;
+        rest = &rest[u_end..];
+    }
+    if !total.is_finite() || total > 1e9 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(total))
 }
 
 /// Formats a rate with an automatic unit: `bps`, `kbps`, `Mbps` or `Gbps`.
@@ -143,7 +164,17 @@ mod tests {
         assert_eq!(parse_rate("800K"), Ok(800_000));
         assert_eq!(parse_rate("300"), Ok(300));
         assert_eq!(parse_rate("10Mbps"), Ok(10_000_000));
-        for bad in ["", "fast", "-1M", "1.2.3", "M", "NaN", "inf"] {
+        // issue 19: iperf3's and tc's spellings
+        assert_eq!(parse_rate("100Mbit"), Ok(100_000_000));
+        assert_eq!(parse_rate("1Gbit"), Ok(1_000_000_000));
+        assert_eq!(parse_rate("100Mbps"), Ok(100_000_000));
+        assert_eq!(parse_rate("100mbit/s"), Ok(100_000_000));
+        assert_eq!(parse_rate("2.5 Gbit/s"), Ok(2_500_000_000));
+        assert_eq!(parse_rate("800kbit"), Ok(800_000));
+        assert_eq!(parse_rate("300bps"), Ok(300));
+        for bad in [
+            "", "fast", "-1M", "1.2.3", "M", "NaN", "inf", "bps", "Mbit", "10Mbyte",
+        ] {
             let e = parse_rate(bad).unwrap_err();
             assert!(e.contains(&format!("'{bad}'")), "{e}");
         }
@@ -157,7 +188,26 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
-        for bad in ["", "x", "-1s", "10y", "1e99"] {
+        // issue 19: compound durations and word units
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10sec"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2min"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        for bad in [
+            "",
+            "x",
+            "-1s",
+            "10y",
+            "1e99",
+            "1m30",
+            "s",
+            "1..2s",
+            "1s 2",
+            "99999999999h",
+        ] {
             assert!(parse_duration(bad)
                 .unwrap_err()
                 .contains(&format!("'{bad}'")));

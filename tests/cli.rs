@@ -318,3 +318,55 @@ fn help_into_a_closed_pipe_exits_0() {
         assert_eq!(o.status.code(), Some(0), "{args:?}: {err}");
     }
 }
+
+/// Issue 19: `btest completions bash` is a script bash accepts (`bash -n`) that names every
+/// long option of every command's help; zsh and fish scripts name them too.
+#[test]
+fn completion_scripts_name_every_option() {
+    let help: String = [
+        &["client", "--help"][..],
+        &["server", "--help"],
+        &["fleet", "--help"],
+        &["through", "--help"],
+    ]
+    .iter()
+    .map(|a| help_of(a))
+    .collect();
+    let opts: Vec<&str> = help
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '=' || c == '[' || c == '(')
+        .filter(|w| {
+            w.starts_with("--")
+                && w.len() > 2
+                && w[2..]
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '-' || c.is_ascii_digit())
+        })
+        .collect();
+    assert!(opts.len() >= 60, "{opts:?}");
+    let bash = help_of(&["completions", "bash"]);
+    let dir = std::env::temp_dir().join(format!("btest-compl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("btest.bash");
+    std::fs::write(&file, &bash).unwrap();
+    let o = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "bash -n: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let zsh = help_of(&["completions", "zsh"]);
+    let fish = help_of(&["completions", "fish"]);
+    // --credentials is a word of the targets file, not a flag of the command line
+    for o in opts.iter().filter(|o| **o != "--credentials") {
+        assert!(bash.contains(o), "bash lacks {o}");
+        assert!(zsh.contains(o), "zsh lacks {o}");
+        assert!(fish.contains(&format!("-l {}", &o[2..])), "fish lacks {o}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let o = btest_bin().args(["completions", "tcsh"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -5,8 +5,9 @@
 //! so non-UTF-8 arguments are exercised too. Properties asserted:
 //! - an error is a non-empty message;
 //! - `--help` in front of any arguments always wins (`Mode::Help`, never an error);
-//! - `BTEST_PASSWORD` only ever affects a client: a server, help or version invocation is the
-//!   same with and without it;
+//! - `BTEST_PASSWORD` fills in only what the line left open: an accepted server, help or
+//!   version invocation is the same with and without it (a server reads it only for a
+//!   `--user` given without `--password`, which without it is an error);
 //! - what is accepted is consistent: a client has 1..=255 connections and a user whenever it
 //!   has a password; a server listens somewhere and only requires authentication when it
 //!   has accounts; a fleet's numbers are in range; `through` has one listen address, the one
@@ -60,6 +61,7 @@ fuzz_target!(|data: &[u8]| {
             }
             Mode::Help(_) => assert_eq!(with_env().as_ref(), Ok(inv)),
             Mode::Version => assert_eq!(with_env().as_ref(), Ok(inv)),
+            Mode::Completions(_) => assert_eq!(with_env().as_ref(), Ok(inv)),
             Mode::Fleet(f) => {
                 assert!((1..=64).contains(&f.parallel) && f.retries <= 10);
                 assert!(!f.file.as_os_str().is_empty());

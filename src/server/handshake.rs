@@ -150,6 +150,24 @@ fn closed_silently(e: &Error) -> bool {
     }
 }
 
+/// The client closed (or reset) the connection during the login.
+fn closed_in_auth(e: &Error) -> bool {
+    match e {
+        Error::PeerClosed {
+            phase: Phase::Auth, ..
+        } => true,
+        Error::Io {
+            phase: Phase::Auth,
+            source,
+            ..
+        } => matches!(
+            source.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+        ),
+        _ => false,
+    }
+}
+
 /// Classifies a handshake failure for the metrics.
 fn reason_of(e: &Error) -> RejectReason {
     match e {
@@ -312,6 +330,25 @@ fn admit(
             // A login the guard cut at the deadline is a timeout, whatever the read then saw
             // (issue 18: it was recorded as a failed login and counted towards a block).
             let e = match slot.explain(e) {
+                // Asked to log in, the client closed before naming a user: it has no
+                // credentials (or not for this method). Said in the server's words: the
+                // peer-closed text is advice for a client (issue 19). A failed login, as an
+                // EC-SRP5 close always was.
+                // (An MD5 client that closes with the challenge unread resets the connection.)
+                e if presented.is_none() && closed_in_auth(&e) => Error::Auth {
+                    method: method.as_str(),
+                    detail: format!(
+                        "{peer} closed the connection when asked to log in, before sending a \
+                         user name: the client has no credentials for this server (RouterOS: \
+                         user= and password=; btest: --user and --password){}",
+                        if method == AuthMethod::EcSrp5 {
+                            ", or cannot do EC-SRP5 (RouterOS before 6.43: run this server \
+                             with --auth md5)"
+                        } else {
+                            ""
+                        }
+                    ),
+                },
                 // An EC-SRP5 client that gave up mid-exchange: a failed login, as it always
                 // was (an MD5 one stays a closed peer, as it always was too).
                 Error::PeerClosed {
@@ -329,7 +366,12 @@ fn admit(
                 if shared.gate.lock().allow("auth_failed") {
                     log::warn!("{peer}: {e}");
                 }
-                let blocked = shared.limits.lock().login_failed(src, Instant::now());
+                // A client that named no user guessed no password: not counted towards a
+                // block (the login rate limit above still bounds it).
+                let blocked = presented
+                    .is_some()
+                    .then(|| shared.limits.lock().login_failed(src, Instant::now()))
+                    .flatten();
                 if blocked.is_some() {
                     let g = shared.cfg.guard;
                     log::warn!(

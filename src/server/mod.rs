@@ -271,6 +271,12 @@ impl Server {
             .collect()
     }
 
+    /// Which login this server requires, for whom (issue 19): `login: EC-SRP5, 3 accounts
+    /// from /etc/btest/users`, `login: none (anyone may test)`.
+    pub fn login(&self) -> String {
+        self.shared.accounts().summary(&self.shared.cfg)
+    }
+
     /// Starts the accept threads.
     pub fn spawn(self) -> Result<ServerHandle> {
         let addrs = self.local_addrs();

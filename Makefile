@@ -32,7 +32,7 @@ lint:             ## formatting and clippy (full and role-only builds), warnings
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy --lib --bins --no-default-features --features server -- -D warnings
 	$(CARGO) clippy --lib --bins --no-default-features --features client -- -D warnings
-	$(CARGO) clippy --lib --bins --no-default-features --features client,server,through -- -D warnings
+	$(CARGO) clippy --lib --bins --no-default-features --features client,server,through,other-port -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

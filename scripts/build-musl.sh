@@ -33,7 +33,7 @@ else
   say "Cargo.toml has no [features] with server and client yet: skipping role-only builds"
 fi
 
-ROUTER_FEATURES=${ROUTER_FEATURES:-client,server,through}
+ROUTER_FEATURES=${ROUTER_FEATURES:-client,server,through,other-port}
 if ! has_role_features; then
   ROUTER_FEATURES=
 fi

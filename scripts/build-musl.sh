@@ -54,8 +54,9 @@ for t in "${MUSL_TARGETS[@]}"; do
     cp "$TARGET_DIR/$t/release/btest" "$DIST/btest-$role-$t"
   done
   # The router image: both roles, the latency probe and its echo, `btest through` and the
-  # live view. Left out to fit the 1 MiB budget (docs/bench.md): the workstation tools
-  # `fleet` and `report`, and the public-server `http` dashboard (53 KB).
+  # UDP fallback to the server's other ports (`other-port`). Left out to fit the 1 MiB budget
+  # (docs/bench.md): the workstation tools `fleet`, `report`, `tty` (the live graph, wide
+  # lines) and `completions`, and the public-server `http` dashboard and `quotas`.
   say "building the full router binary for $t (features $ROUTER_FEATURES)"
   "$CARGO" build --release --target "$t" "${STD_FLAGS[@]}" --no-default-features \
     --features "$ROUTER_FEATURES"

@@ -373,6 +373,8 @@ fn run_to(
         budget: Default::default(),
     };
     let summary = engine::run(plan, stop)?;
+    // The connections that really ran (issue 19): not those a server closed after the join.
+    let connections = summary.tcp_links_ran.unwrap_or(connections);
     Ok(ClientResult {
         summary,
         server,

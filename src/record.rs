@@ -190,7 +190,7 @@ const SUMMARY: &[FieldDoc] = &[
     f("server", Str, "the server as given (`host:port`)"),
     f("protocol", Str, "`tcp` or `udp`"),
     f("direction", Str, "`transmit`, `receive` or `both`, seen from the client"),
-    f("connections", Int, "connections (TCP) or UDP sockets actually used"),
+    f("connections", Int, "TCP connections that carried data (read some, or had some of ours acknowledged: not those a server closed after the join), or UDP sockets used"),
     f("duration_s", Num, "length of the data phase (the sum of the intervals' lengths)"),
     f("tx_bytes", Int, "bytes sent (the sum of the intervals)"),
     f("rx_bytes", Int, "data bytes received (the sum of the intervals)"),

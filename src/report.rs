@@ -1513,6 +1513,7 @@ mod tests {
                 duration: Duration::from_secs(10),
                 status: st,
                 end_reason: crate::engine::StopReason::Completed,
+                tcp_links_ran: None,
                 udp_tx_io: None,
                 udp_rx_io: None,
             },

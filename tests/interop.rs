@@ -194,3 +194,41 @@ fn udp_from_another_port_than_announced_is_received() {
         srv.join().unwrap();
     });
 }
+
+/// Issue 19, item 4: a server that answers a 4-connection command with a token, then closes
+/// each data connection as it joins and sends on connection 0 only. The summary counts the
+/// connection that really ran, not the four that were opened.
+#[test]
+fn the_summary_counts_the_connections_that_really_ran() {
+    watchdog(30, || {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { continue };
+                std::thread::spawn(move || {
+                    let mut cmd = [0u8; 16];
+                    if s.write_all(&[1, 0, 0, 0]).is_err() || s.read_exact(&mut cmd).is_err() {
+                        return;
+                    }
+                    if cmd[0] == 1 || cmd[0] == 0 {
+                        // A command (TCP or UDP): OK with a token, then data on this one.
+                        if s.write_all(&[1, 0x12, 0x34, 0]).is_err() {
+                            return;
+                        }
+                        close_on_fin(&s);
+                        let zeros = vec![0u8; 32768];
+                        while s.write_all(&zeros).is_ok() {}
+                    }
+                    // A join marker: refused, closed at once.
+                });
+            }
+        });
+        let mut cfg = client_cfg(addr, Protocol::Tcp, Direction::ServerTx, 1.0);
+        cfg.connection_count = 4;
+        cfg.latency = btest::config::Latency::Off;
+        let (r, _) = run_client(&cfg);
+        let r = r.expect("the test ran on connection 0");
+        assert_eq!(r.connections, 1, "{:?}", r.summary.tcp_links_ran);
+    });
+}

@@ -118,7 +118,7 @@ fn tcp_tests_show_the_kernels_rtt_too_and_text_csv_carry_latency() {
             .unwrap();
         assert_exit(&o, 0);
         let text = String::from_utf8_lossy(&o.stdout);
-        assert!(text.contains("rtt p50/p90"), "{text}");
+        assert!(text.contains("rtt-p50"), "{text}");
         assert!(text.contains("latency (echo): idle p50"), "{text}");
         assert!(text.contains("bufferbloat"), "{text}");
         let c = std::fs::read_to_string(&csv).unwrap();

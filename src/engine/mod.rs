@@ -267,6 +267,9 @@ pub struct Summary {
     pub status: StatusTotals,
     /// Why it ended.
     pub end_reason: StopReason,
+    /// TCP: the connections that carried data (read some, or had some of ours acknowledged);
+    /// a connection the server closed right after the join did not.
+    pub tcp_links_ran: Option<usize>,
     /// UDP: how our senders moved datagrams (`gso`, `mmsg`, `single`), after any fallback.
     pub udp_tx_io: Option<udpio::Method>,
     /// UDP: how our receivers did (`gro`, `mmsg`, `single`).
@@ -284,6 +287,9 @@ fn payload(len: usize, random: bool, tcp: bool) -> Vec<u8> {
     v
 }
 
+/// Acknowledged bytes on a connection that are not test data: the join marker, our FIN.
+const ACKED_NOT_DATA: u64 = 64;
+
 /// Runs a session to its end. `stop` may be triggered from outside (e.g. tests, signals).
 pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
     let epoch = Instant::now();
@@ -298,6 +304,11 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
         Vec::new()
     };
     let n_links = if tcp { links.len() } else { plan.udp.len() };
+    // Which TCP connections carried data: read some (`got`), or the peer acknowledged some of
+    // ours since now (issue 19: a connection the server closed after the join ran no test).
+    let got: Vec<std::sync::atomic::AtomicBool> =
+        links.iter().map(|_| Default::default()).collect();
+    let acked_at_start: Vec<Option<u64>> = links.iter().map(|s| tcpinfo::bytes_acked(s)).collect();
     let table = RoleTable::new(tcp, n_links, plan.transmit, plan.receive);
     let counters: Vec<Counters> = table.slots.iter().map(|_| Counters::default()).collect();
     let senders = table.senders();
@@ -412,9 +423,9 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
                             &status_tx,
                         )
                     });
-                    let (s, b) = (links[l], &plan.budget);
+                    let (s, b, got) = (links[l], &plan.budget, &got[l]);
                     roles::spawn(scope, &slot.name, gauge, stop, move || {
-                        rx::run_tcp(stop, c, s, ctl, limit, b)
+                        rx::run_tcp(stop, c, s, ctl, limit, b, got)
                     })?
                 }
                 RoleKind::Rx => {
@@ -531,10 +542,29 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
         let slots: Vec<&Counters> = table.of_kind(kind).iter().map(|&i| &counters[i]).collect();
         udpio::reported(&slots)
     };
+    let tcp_links_ran = tcp.then(|| {
+        links
+            .iter()
+            .zip(&acked_at_start)
+            .zip(&got)
+            .filter(|((s, before), got)| {
+                got.load(std::sync::atomic::Ordering::Relaxed)
+                    || match (before, tcpinfo::bytes_acked(s)) {
+                        // More than the join marker (16 bytes, its ack may come after the
+                        // start) and our FIN (one sequence number) that a refused join
+                        // still gets acknowledged.
+                        (Some(b), Some(a)) => a > b + ACKED_NOT_DATA,
+                        // No TCP_INFO: no evidence against it.
+                        _ => true,
+                    }
+            })
+            .count()
+    });
     Ok(Summary {
         duration,
         status,
         end_reason,
+        tcp_links_ran,
         udp_tx_io: if tcp { None } else { io_of(RoleKind::Tx) },
         udp_rx_io: if tcp { None } else { io_of(RoleKind::Rx) },
     })

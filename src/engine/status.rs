@@ -230,9 +230,8 @@ const ACKED_CHECK: Duration = Duration::from_millis(500);
 /// Bytes the peer acknowledged over these connections (TCP_INFO `tcpi_bytes_acked`, Linux
 /// 4.1+); `None` when the kernel does not say.
 fn acked_bytes(links: &[&TcpStream]) -> Option<u64> {
-    use std::os::fd::AsRawFd;
     links.iter().try_fold(0u64, |sum, s| {
-        crate::sys::tcp_info(s.as_raw_fd()).map(|t| sum.saturating_add(t.tcpi_bytes_acked))
+        super::tcpinfo::bytes_acked(s).map(|a| sum.saturating_add(a))
     })
 }
 

@@ -53,6 +53,12 @@ pub fn read(s: &TcpStream) -> Option<TcpStats> {
     crate::sys::tcp_info(s.as_raw_fd()).map(|t| from_raw(&t))
 }
 
+/// Bytes of ours the peer acknowledged on this connection (`tcpi_bytes_acked`, Linux 4.1+);
+/// `None` when the kernel does not say.
+pub fn bytes_acked(s: &TcpStream) -> Option<u64> {
+    crate::sys::tcp_info(s.as_raw_fd()).map(|t| t.tcpi_bytes_acked)
+}
+
 /// Combines the connections of one session into one line of figures:
 /// RTT and RTT variance are means over the connections that have an RTT (> 0);
 /// retransmissions and congestion windows are sums; MSS is the largest; delivery rates are

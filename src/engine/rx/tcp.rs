@@ -12,6 +12,7 @@
 use std::io::{self, Read};
 use std::net::TcpStream;
 use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use crossbeam_channel::Sender;
 
@@ -47,33 +48,57 @@ pub fn run(
     control: Option<(StatusScanner, &Sender<PeerMsg>)>,
     limit_bps: u64,
     budget: &Budget,
+    got: &AtomicBool,
 ) -> Result<()> {
     let mut limit = ReadLimit::new(limit_bps);
+    let mut reads = Reads {
+        stop,
+        budget,
+        got,
+        seen: false,
+    };
     match control {
-        Some((scanner, tx)) => run_control(stop, counters, s, scanner, tx, &mut limit, budget),
-        None => run_data(stop, counters, s, &mut limit, budget),
+        Some((scanner, tx)) => run_control(counters, s, scanner, tx, &mut limit, &mut reads),
+        None => run_data(counters, s, &mut limit, &mut reads),
     }
 }
 
-/// How much the next read may take under the byte quotas; `None` (and the session stopped)
-/// when a receive quota is used up.
-#[inline]
-fn room(stop: &Stop, budget: &Budget, len: usize) -> Option<usize> {
-    let r = budget.rx_room(len);
-    if r.is_none() {
-        stop.trigger(StopReason::Quota);
-    }
-    r
+/// What a read is charged to beyond the counters: the byte quotas (engine/budget.rs), and
+/// whether the connection carried data at all (issue 19: the summary counts the connections
+/// that really ran; one a server refused after the join carries none).
+struct Reads<'a> {
+    stop: &'a Stop,
+    budget: &'a Budget,
+    got: &'a AtomicBool,
+    seen: bool,
 }
 
-/// Takes `n` read bytes from the quotas; false (and the session stopped) when one ran out.
-#[inline]
-fn take(stop: &Stop, budget: &Budget, n: u64) -> bool {
-    if budget.take_rx(n) {
-        return true;
+impl Reads<'_> {
+    /// How much the next read may take under the byte quotas; `None` (and the session
+    /// stopped) when a receive quota is used up.
+    #[inline]
+    fn room(&self, len: usize) -> Option<usize> {
+        let r = self.budget.rx_room(len);
+        if r.is_none() {
+            self.stop.trigger(StopReason::Quota);
+        }
+        r
     }
-    stop.trigger(StopReason::Quota);
-    false
+
+    /// `n` data bytes were read: taken from the quotas; false (and the session stopped) when
+    /// one ran out.
+    #[inline]
+    fn data(&mut self, n: u64) -> bool {
+        if !self.seen {
+            self.seen = true;
+            self.got.store(true, Relaxed);
+        }
+        if self.budget.take_rx(n) {
+            return true;
+        }
+        self.stop.trigger(StopReason::Quota);
+        false
+    }
 }
 
 /// Reading no faster than a rate: after each read, sleep until the bytes read so far are due.
@@ -130,14 +155,14 @@ impl ReadLimit {
 
 /// Connection 0: copy, scan for statuses, report EOF.
 fn run_control(
-    stop: &Stop,
     counters: &Counters,
     mut s: &TcpStream,
     mut scanner: StatusScanner,
     tx: &Sender<PeerMsg>,
     limit: &mut ReadLimit,
-    budget: &Budget,
+    reads: &mut Reads<'_>,
 ) -> Result<()> {
+    let stop = reads.stop;
     let mut buf = vec![0u8; TCP_READ];
     let len = limit.read_len(TCP_READ);
     let peer = s.peer_addr().ok();
@@ -146,7 +171,7 @@ fn run_control(
     let mut status_debt = 0u64;
     let mut lead = LeadingOk::default();
     while !stop.is_triggered() {
-        let Some(len) = room(stop, budget, len) else {
+        let Some(len) = reads.room(len) else {
             break;
         };
         match s.read(&mut buf[..len]) {
@@ -172,7 +197,7 @@ fn run_control(
                 n -= paid;
                 if n > 0 {
                     counters.received(n);
-                    if !take(stop, budget, n) {
+                    if !reads.data(n) {
                         break;
                     }
                 }
@@ -186,18 +211,18 @@ fn run_control(
 
 /// Connections 1..N-1: count and discard in the kernel.
 fn run_data(
-    stop: &Stop,
     counters: &Counters,
     mut s: &TcpStream,
     limit: &mut ReadLimit,
-    budget: &Budget,
+    reads: &mut Reads<'_>,
 ) -> Result<()> {
+    let stop = reads.stop;
     let mut buf = vec![0u8; DISCARD_READ];
     let len = limit.read_len(DISCARD_READ);
     let peer = s.peer_addr().ok();
     let mut discard = true;
     while !stop.is_triggered() {
-        let Some(len) = room(stop, budget, len) else {
+        let Some(len) = reads.room(len) else {
             break;
         };
         let r = if discard {
@@ -210,7 +235,7 @@ fn run_data(
             Ok(0) => return Ok(()),
             Ok(n) => {
                 counters.received(n as u64);
-                if !take(stop, budget, n as u64) {
+                if !reads.data(n as u64) {
                     break;
                 }
                 limit.after(n, stop);

@@ -360,6 +360,26 @@ fn completion_scripts_name_every_option() {
     );
     let zsh = help_of(&["completions", "zsh"]);
     let fish = help_of(&["completions", "fish"]);
+    // Each shell parses its own script (zsh -n, fish --no-execute) where it is installed; CI
+    // installs both (.ci/run).
+    for (shell, check, text, name) in [
+        ("zsh", "-n", &zsh, "_btest"),
+        ("fish", "--no-execute", &fish, "btest.fish"),
+    ] {
+        let f = dir.join(name);
+        std::fs::write(&f, text).unwrap();
+        match std::process::Command::new(shell).arg(check).arg(&f).output() {
+            Ok(o) => assert!(
+                o.status.success(),
+                "{shell} {check}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(_) if std::env::var("CI").is_err() => {
+                eprintln!("skipped the {shell} syntax check: {shell} is not installed")
+            }
+            Err(e) => panic!("{shell}: {e} (CI installs it)"),
+        }
+    }
     // --credentials is a word of the targets file, not a flag of the command line
     for o in opts.iter().filter(|o| **o != "--credentials") {
         assert!(bash.contains(o), "bash lacks {o}");

@@ -368,7 +368,11 @@ fn completion_scripts_name_every_option() {
     ] {
         let f = dir.join(name);
         std::fs::write(&f, text).unwrap();
-        match std::process::Command::new(shell).arg(check).arg(&f).output() {
+        match std::process::Command::new(shell)
+            .arg(check)
+            .arg(&f)
+            .output()
+        {
             Ok(o) => assert!(
                 o.status.success(),
                 "{shell} {check}: {}",

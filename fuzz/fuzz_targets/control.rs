@@ -6,7 +6,8 @@
 //! The input's first bytes (zero-padded) are each message as received; the bytes from offset
 //! 12 on are field values to encode. Properties asserted:
 //! - status: accepted iff byte 0 is `07`; the fields are the little-endian bytes; the CPU is
-//!   `None` iff bit 7 of byte 1 is clear and never above 100; `parse(to_bytes(s)) == s`, and
+//!   `None` iff bit 7 of byte 1 is clear and the byte is not 1..=100 (RouterOS 7.x's bare
+//!   percentage), never above 100; `parse(to_bytes(s)) == s`, and
 //!   `to_bytes` restores the input exactly when it was canonical (reserved bytes zero, CPU
 //!   byte `00` or `80 | 0..=100`); `Status::new` round-trips and saturates;
 //! - reply: an accepted reply encodes back to exactly its 4 bytes; every reply but the
@@ -42,7 +43,12 @@ fn check_status(b: &[u8; status::LEN]) {
                 s.bytes_received,
                 u32::from_le_bytes([b[8], b[9], b[10], b[11]])
             );
-            assert_eq!(s.cpu.is_none(), b[1] & status::CPU_VALID == 0);
+            // No CPU: byte 1 is 00, or without the valid bit and above 100; a bare 1..=100 is
+            // RouterOS 7.x's CPU percentage (issue 19).
+            assert_eq!(
+                s.cpu.is_none(),
+                b[1] & status::CPU_VALID == 0 && !(1..=100).contains(&b[1])
+            );
             assert!(s.cpu.is_none_or(|c| c <= 100));
             let again = s.to_bytes();
             assert_eq!(Status::parse(&again), Ok(s), "parse(to_bytes(s)) == s");

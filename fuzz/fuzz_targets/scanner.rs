@@ -61,7 +61,9 @@ fn found_in_stream(found: &[Status], stream: &[u8]) {
             .position(|w| {
                 w[4..] == want
                     && w[2..4] == [0, 0]
-                    && (w[1] == 0 || w[1] & status::CPU_VALID != 0)
+                    // RouterOS 7.x's CPU byte without the valid bit (1..=100) is a status
+                    // too (issue 19), where it fits the framing
+                    && (w[1] == 0 || w[1] & status::CPU_VALID != 0 || (1..=100).contains(&w[1]))
                     && Status::parse(w.try_into().unwrap()) == Ok(*s)
             })
             .unwrap_or_else(|| panic!("{s:?} is not in the stream after byte {from}"));

@@ -15,7 +15,6 @@
 //! = 7.2 KB; the ended ring about 100 x 200 B.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -51,19 +50,7 @@ pub struct RateSample {
     pub remote_cpu: Option<u8>,
 }
 
-/// What does not change during a session.
-#[derive(Debug, Clone)]
-pub struct SessionInfo {
-    pub peer: SocketAddr,
-    pub user: Option<String>,
-    pub protocol: &'static str,
-    /// The client's word for what it does: `receive`, `send`, `both`.
-    pub direction: &'static str,
-    pub connections: usize,
-    pub started: SystemTime,
-    /// The rate the server sends at, when `--max-rate` or a limit capped it.
-    pub cap_bps: Option<u64>,
-}
+pub use super::SessionInfo;
 
 /// Running sums over a session, for its averages.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

@@ -3,23 +3,11 @@
 //! sessions), so the router image, which has no `--http`, leaves it out (issue 19: about
 //! 8 KiB of a budget that was gone). Must not: gain behaviour.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use crate::engine::Take;
 
-/// What does not change during a session (kept for the same call as the full registry).
-#[derive(Debug, Clone)]
-pub struct SessionInfo {
-    pub peer: SocketAddr,
-    pub user: Option<String>,
-    pub protocol: &'static str,
-    pub direction: &'static str,
-    pub connections: usize,
-    pub started: SystemTime,
-    pub cap_bps: Option<u64>,
-}
+pub use super::SessionInfo;
 
 /// A session nobody watches.
 #[derive(Debug)]

@@ -85,6 +85,20 @@ pub struct SessionStart {
     pub udp_port: Option<u16>,
 }
 
+/// What does not change during a session, for the live registry (live.rs) and `--http`.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub peer: SocketAddr,
+    pub user: Option<String>,
+    pub protocol: &'static str,
+    /// The client's word for what it does: `receive`, `send`, `both`.
+    pub direction: &'static str,
+    pub connections: usize,
+    pub started: SystemTime,
+    /// The rate the server sends at, when `--max-rate` or a limit capped it.
+    pub cap_bps: Option<u64>,
+}
+
 /// A handshake refused after its command was read, before any session started: a full
 /// server, a UDP port that could not be had, a client that went away mid-handshake.
 #[derive(Debug, Clone)]

@@ -193,7 +193,7 @@ fn under_systemd_limits_the_budget_refuses_before_the_process_runs_out() {
         let cleanup = CgroupDir(cg.clone());
         std::fs::write(cg.join("pids.max"), "2048").unwrap();
         // The unit's default: soft and hard 1024 descriptors, from the start.
-        let mut child = Proc(
+        let mut child = Proc::new(
             std::process::Command::new("prlimit")
                 .args(["--nofile=1024:1024", "--"])
                 .arg(env!("CARGO_BIN_EXE_btest"))

@@ -299,21 +299,6 @@ impl InCgroup for std::process::Command {
     }
 }
 
-fn is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0"))
-}
-
-fn skip(why: &str) {
-    assert!(
-        std::env::var("CI").is_err(),
-        "{why}: CI must run this test (issue 18)"
-    );
-    eprintln!("skipped: {why}");
-}
-
 /// Issue 18 item 9: a server stopped (SIGINT, SIGTERM) while a multi-connection session
 /// waits for its data connections refuses that session; it used to start it with none.
 #[test]

@@ -162,17 +162,10 @@ fn forged_name_is_escaped(method: &str) {
         .spawn()
         .unwrap();
     // killed and reaped on every way out, a failed assertion included
-    struct Reap(std::process::Child);
-    impl Drop for Reap {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut child = Reap(child);
+    let mut child = Proc::new(child);
     let lines = Arc::new(Mutex::new(Vec::<String>::new()));
     let sink = lines.clone();
-    let err = std::io::BufReader::new(child.0.stderr.take().unwrap());
+    let err = std::io::BufReader::new(child.stderr.take().unwrap());
     std::thread::spawn(move || {
         for l in err.lines().map_while(Result::ok) {
             sink.lock().unwrap().push(l);
@@ -208,8 +201,8 @@ fn forged_name_is_escaped(method: &str) {
     assert!(wait_until(Duration::from_secs(5), || {
         std::fs::read_to_string(&csv).is_ok_and(|t| t.lines().count() >= 2)
     }));
-    signal(child.0.id(), "-TERM");
-    child.0.wait().unwrap();
+    signal(child.id(), "-TERM");
+    child.wait().unwrap();
     let all = lines.lock().unwrap().clone();
     for l in &all {
         assert!(

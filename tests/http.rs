@@ -134,8 +134,6 @@ fn the_api_metrics_and_dashboard_show_a_live_session() {
             );
             assert!(dom.contains("addr:127.0.0.1"), "no quota bar: {dom}");
             eprintln!("{b}: the dashboard rendered the session and its quota");
-        } else {
-            eprintln!("skipped the browser check: no chromium installed");
         }
         assert!(client.join().unwrap().is_ok());
         assert!(udp.join().unwrap().is_ok());

@@ -39,13 +39,6 @@ fn of_type<'a>(v: &'a [serde_json::Value], t: &str) -> Vec<&'a serde_json::Value
     v.iter().filter(|r| r["type"] == t).collect()
 }
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
 #[test]
 fn echo_probe_gives_idle_and_loaded_rtt_per_interval() {
     watchdog(60, || {
@@ -203,8 +196,8 @@ fn ping_socket_in_a_namespace_that_allows_it() {
                 .output()
                 .is_ok_and(|o| o.status.success())
         };
-        if !ok(&["ip", "netns", "add", &ns]) {
-            eprintln!("skipped: cannot make a network namespace (needs root and iproute2)");
+        if !is_root() || !ok(&["ip", "netns", "add", &ns]) {
+            skip("cannot make a network namespace (needs root and iproute2)");
             return;
         }
         let _del = Defer(ns.clone());

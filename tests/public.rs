@@ -193,7 +193,7 @@ fn under_systemd_limits_the_budget_refuses_before_the_process_runs_out() {
         let cleanup = CgroupDir(cg.clone());
         std::fs::write(cg.join("pids.max"), "2048").unwrap();
         // The unit's default: soft and hard 1024 descriptors, from the start.
-        let mut child = Proc(
+        let mut child = Proc::new(
             std::process::Command::new("prlimit")
                 .args(["--nofile=1024:1024", "--"])
                 .arg(env!("CARGO_BIN_EXE_btest"))
@@ -297,21 +297,6 @@ impl InCgroup for std::process::Command {
         *self = sh;
         self
     }
-}
-
-fn is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0"))
-}
-
-fn skip(why: &str) {
-    assert!(
-        std::env::var("CI").is_err(),
-        "{why}: CI must run this test (issue 18)"
-    );
-    eprintln!("skipped: {why}");
 }
 
 /// Issue 18 item 9: a server stopped (SIGINT, SIGTERM) while a multi-connection session

@@ -28,7 +28,7 @@ fn users_file(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
 
 /// Starts the binary with piped stdio; returns it, its address and its stderr lines.
 fn server(args: &[&str]) -> (Proc, SocketAddr, crossbeam_channel::Receiver<String>) {
-    let mut child = Proc(
+    let mut child = Proc::new(
         btest_bin()
             .args(["server", "--listen", "127.0.0.1:0", "--udp-port-from"])
             .arg(udp_base().to_string())

@@ -287,7 +287,7 @@ mod tests {
 
     struct Run {
         sent: u64,
-        received_by_end: u64,
+        /// From start to the sender's exit, so a starved sender only loosens the bound.
         secs: f64,
         cap: u64,
     }
@@ -296,12 +296,12 @@ mod tests {
     fn paced(rate: u64, secs: f64, kernel: bool, pacing: Pacing) -> Run {
         let (c, s) = pair();
         net::set_timeouts(&c, Some(net::POLL_TIMEOUT)).unwrap();
-        let (got, h) = reader(s, None);
+        let (_got, h) = reader(s, None);
         let stop = Stop::new();
         let counters = Counters::default();
         let gaps = GapHistogram::default();
         let rate_a = AtomicU64::new(rate);
-        let payload = vec![0u8; 32768];
+        let payload = vec![0u8; CHUNK];
         let ctx = TxCtx {
             stop: &stop,
             counters: &counters,
@@ -320,51 +320,49 @@ mod tests {
             budget: &Default::default(),
         };
         let t0 = Instant::now();
-        let mut received_by_end = 0;
         std::thread::scope(|sc| {
             let t = sc.spawn(|| {
                 let mut b = payload.clone();
                 run_with(&ctx, &c, None, &mut b, KernelPacing::new(kernel))
             });
             std::thread::sleep(Duration::from_secs_f64(secs));
-            received_by_end = got.load(Relaxed);
             stop.trigger(StopReason::Completed);
             t.join().unwrap().unwrap();
         });
-        let secs = t0.elapsed().as_secs_f64().min(secs);
+        let secs = t0.elapsed().as_secs_f64();
         let cap = crate::sys::tcp::max_pacing_rate(c.as_fd()).unwrap();
         drop(ctx);
         drop(c);
         h.join().unwrap();
         Run {
             sent: counters.tx_bytes.load(Relaxed),
-            received_by_end,
             secs,
             cap,
         }
     }
 
-    fn assert_rate(r: &Run, rate: u64, what: &str) {
-        let sent = r.sent as f64 * 8.0 / r.secs;
-        let recv = r.received_by_end as f64 * 8.0 / r.secs;
-        let want = rate as f64;
-        // Generous: a 2-core machine runs other tests meanwhile; one chunk is 1.7 % here.
+    const CHUNK: usize = 32768;
+
+    /// The pacer never writes faster than the rate. Only the upper bound: a busy machine can
+    /// only slow the sender down, so this holds under load, where the old lower bound (85 % of
+    /// the rate over 1 s) failed a `make test` (issue 20). The achieved rate is checked by the
+    /// integration tests `tcp::speed_limit_*` under `exclusive()`.
+    fn assert_not_above(r: &Run, rate: u64, what: &str) {
+        assert!(r.sent > 0, "{what}: nothing sent");
+        // 10 % over the rate, plus four chunks of start-up burst.
+        let max = 1.1 * rate as f64 / 8.0 * r.secs + 4.0 * CHUNK as f64;
         assert!(
-            (0.9 * want..=1.1 * want).contains(&sent),
-            "{what}: sent {sent} ({} B in {} s)",
+            r.sent as f64 <= max,
+            "{what}: sent {} B in {:.3} s, over {max:.0} B",
             r.sent,
             r.secs
-        );
-        assert!(
-            (0.85 * want..=1.1 * want).contains(&recv),
-            "{what}: received {recv}"
         );
     }
 
     #[test]
-    fn speed_limit_holds_with_user_space_pacing_only() {
-        let r = paced(40_000_000, 1.5, false, Pacing::Auto);
-        assert_rate(&r, 40_000_000, "kernel pacing off");
+    fn user_space_pacing_only_sets_no_cap_and_stays_under_the_rate() {
+        let r = paced(40_000_000, 0.5, false, Pacing::Auto);
+        assert_not_above(&r, 40_000_000, "kernel pacing off");
         assert!(
             r.cap >= u64::from(u32::MAX),
             "cap set while forced off: {}",
@@ -373,13 +371,14 @@ mod tests {
     }
 
     #[test]
-    fn speed_limit_holds_with_kernel_pacing() {
-        let r = paced(40_000_000, 1.5, true, Pacing::Auto);
-        assert_rate(&r, 40_000_000, "kernel pacing on");
+    fn kernel_pacing_sets_the_cap_and_stays_under_the_rate() {
+        let r = paced(40_000_000, 0.5, true, Pacing::Auto);
+        assert_not_above(&r, 40_000_000, "kernel pacing on");
         // 5 MB/s plus the 1/64 headroom.
         assert_eq!(r.cap, 5_000_000 + 5_000_000 / 64, "SO_MAX_PACING_RATE");
-        let p = paced(40_000_000, 1.0, true, Pacing::Precise);
-        assert_rate(&p, 40_000_000, "precise, kernel pacing on");
+        let p = paced(40_000_000, 0.5, true, Pacing::Precise);
+        assert_not_above(&p, 40_000_000, "precise, kernel pacing on");
+        assert_eq!(p.cap, 5_000_000 + 5_000_000 / 64, "SO_MAX_PACING_RATE");
     }
 
     #[test]

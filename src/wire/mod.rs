@@ -10,6 +10,7 @@
 
 pub mod command;
 pub mod datagram;
+pub mod echo;
 pub mod reply;
 pub mod status;
 

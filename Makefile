@@ -27,8 +27,9 @@ release:          ## optimised build (LTO, stripped)
 test:             ## every unit and integration test (benches run only under `make bench`)
 	$(CARGO) test --lib --bins --tests
 
-lint:             ## formatting and clippy (full and role-only builds), warnings are errors
+lint:             ## formatting, protocol rules only in src/wire/, clippy (full and role-only builds), warnings are errors
 	$(CARGO) fmt --all -- --check
+	bash scripts/check-wire.sh
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy --lib --bins --no-default-features --features server -- -D warnings
 	$(CARGO) clippy --lib --bins --no-default-features --features client -- -D warnings

@@ -13,7 +13,7 @@ use crate::config::{ClientConfig, Family};
 use crate::engine::{self, Plan, Sample, Stop, StopReason, Summary, UdpLink};
 use crate::error::{Error, Phase, Result};
 use crate::net;
-use crate::wire::{self, command, datagram, Command, Protocol, Reply};
+use crate::wire::{self, command, datagram, Command, Protocol, Reply, Side};
 
 /// What a finished client test reports.
 #[derive(Debug, Clone)]
@@ -46,7 +46,7 @@ impl ClientResult {
         let t = &self.summary.status.totals;
         let secs = self.summary.duration.as_secs_f64();
         if self.protocol != Protocol::Udp
-            || !self.direction.server_tx()
+            || !self.direction.we_receive(Side::Client)
             || self.asked_remote_bps == 0
             || t.rx_packets == 0
             || secs < 1.0
@@ -67,11 +67,11 @@ impl ClientResult {
     fn no_data(&self) -> Option<Error> {
         let st = &self.summary.status;
         let udp = self.protocol == Protocol::Udp;
-        let ports = self.udp_port.map(|p| {
-            let ours = u32::from(p) + u32::from(wire::UDP_CLIENT_PORT_OFFSET);
-            format!("the server's UDP port {p} and ours {ours}")
+        let ports = self.udp_port.map(|p| match wire::udp::client_port(p, 0) {
+            Some(ours) => format!("the server's UDP port {p} and ours {ours}"),
+            None => format!("the server's UDP port {p}"),
         });
-        if self.direction.server_tx() && st.totals.rx_bytes == 0 {
+        if self.direction.we_receive(Side::Client) && st.totals.rx_bytes == 0 {
             let detail = if udp {
                 format!(
                     "none of the server's datagrams reached us; check firewalls and NAT for UDP \
@@ -90,7 +90,7 @@ impl ClientResult {
         }
         // Only UDP: TCP delivery is acknowledged, so what we sent arrived.
         if udp
-            && self.direction.server_rx()
+            && self.direction.we_transmit(Side::Client)
             && st.totals.tx_bytes > 0
             && st.statuses_received > 0
             && st.remote_rx_bytes == 0
@@ -314,14 +314,17 @@ fn run_to(
             .ip();
         let n = usize::from(cfg.connection_count.max(1));
         for i in 0..n {
-            let lport = u32::from(port) + u32::from(wire::UDP_CLIENT_PORT_OFFSET) + i as u32;
-            let lport = u16::try_from(lport).map_err(|_| Error::Protocol {
-                phase: Phase::UdpSetup,
-                addr: Some(server),
-                detail: format!(
-                    "server UDP port {port} leaves no room for our port {lport} (port + 256)"
-                ),
-            })?;
+            let lport = u16::try_from(i)
+                .ok()
+                .and_then(|i| wire::udp::client_port(port, i))
+                .ok_or_else(|| Error::Protocol {
+                    phase: Phase::UdpSetup,
+                    addr: Some(server),
+                    detail: format!(
+                        "server UDP port {port} leaves no room for our port of connection {i} \
+                         (port + 256 + {i} is above 65535)"
+                    ),
+                })?;
             let local = SocketAddr::new(local_ip, lport);
             let sock = net::bind_udp_shared(local, cfg.tos, cfg.device.as_deref()).map_err(|e| Error::Io {
                 phase: Phase::UdpSetup,
@@ -345,8 +348,8 @@ fn run_to(
     let plan = Plan {
         side: "client",
         protocol: cfg.protocol,
-        transmit: cmd.direction.server_rx(),
-        receive: cmd.direction.server_tx(),
+        transmit: cmd.direction.we_transmit(Side::Client),
+        receive: cmd.direction.we_receive(Side::Client),
         control: s,
         extra_tcp: extra,
         udp,
@@ -354,11 +357,12 @@ fn run_to(
         rx_rate: 0,
         tx_rate: cfg.local_tx_speed,
         tx_size: if tcp {
-            usize::from(wire::TCP_CHUNK_SIZE)
+            cmd.effective_tx_size()
         } else {
             usize::from(cfg.local_udp_tx_size)
         },
-        peer_chunk: usize::from(wire::TCP_CHUNK_SIZE),
+        // What the server writes: the chunk our command asked for (read only in TCP tests).
+        peer_chunk: cmd.effective_tx_size(),
         random: cfg.random_data,
         peer_zero: !cfg.random_data,
         interval: cfg.interval,

@@ -19,6 +19,7 @@ use crate::record::{Kind, Record, Value};
 use crate::report::ClientReporter;
 use crate::run::{self, TestRun};
 use crate::wire::Protocol;
+use crate::wire::Side;
 
 /// One line of the targets file.
 #[derive(Debug, Clone, PartialEq)]
@@ -272,7 +273,7 @@ pub fn target_record(t: &Target, attempts: u32, run: &TestRun) -> Record {
             .push("duration_s", get("duration_s"))
             .push(
                 "up_bps",
-                if dir.server_rx() {
+                if dir.we_transmit(Side::Client) {
                     get("tx_avg_bps")
                 } else {
                     Value::Null
@@ -280,7 +281,7 @@ pub fn target_record(t: &Target, attempts: u32, run: &TestRun) -> Record {
             )
             .push(
                 "down_bps",
-                if dir.server_tx() {
+                if dir.we_receive(Side::Client) {
                     get("rx_avg_bps")
                 } else {
                     Value::Null

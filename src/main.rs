@@ -142,8 +142,8 @@ fn reporter(cfg: &ClientConfig) -> ClientReporter<btest::run::Out> {
         rep.with_live(live.then(|| {
             btest::termview::LiveView::new(
                 btest::sys::terminal_columns().unwrap_or(80),
-                cfg.direction.server_rx(),
-                cfg.direction.server_tx(),
+                cfg.direction.we_transmit(btest::wire::Side::Client),
+                cfg.direction.we_receive(btest::wire::Side::Client),
             )
         }))
     };

@@ -18,7 +18,7 @@ use crate::units::format_rate;
 use {
     crate::client::ClientResult,
     crate::engine::Sample,
-    crate::wire::{Direction, Protocol},
+    crate::wire::{Direction, Protocol, Side},
     std::collections::VecDeque,
     std::io::{self, Write},
 };
@@ -338,13 +338,13 @@ pub fn summary_record(
     let trust = RemoteTrust::of(st, r.protocol == Protocol::Tcp, cov.covered_tx);
     let udp = r.protocol == Protocol::Udp;
     let (tx_loss, tx_dlvd) = tx_delivery(
-        udp && r.direction.server_rx() && !trust.lower_bound,
+        udp && r.direction.we_transmit(Side::Client) && !trust.lower_bound,
         cov.covered_s,
         cov.covered_tx,
         cov.remote,
     );
     let rx_lost = lost(st.totals.lost);
-    let rx_loss = if udp && r.direction.server_tx() {
+    let rx_loss = if udp && r.direction.we_receive(Side::Client) {
         loss_pct(rx_lost, st.totals.rx_packets + rx_lost)
     } else {
         Value::Null

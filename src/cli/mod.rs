@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use crate::auth::AuthMethod;
 use crate::config::{ClientConfig, Family, Output, ServerConfig};
-use crate::wire::{Direction, Protocol, DEFAULT_PORT};
+use crate::wire::{Direction, Protocol, Side, DEFAULT_PORT};
 use flags::{Flag, CLIENT, FLEET, SERVER, THROUGH};
 
 // The usage lines, as macros so that `concat!` can build the [`USAGE`] constant from them.
@@ -874,8 +874,8 @@ fn client_config(
     c.connection_count = r.connection_count.unwrap_or(c.connection_count);
     // iperf3's -b is the sender's rate: whichever side sends in this direction.
     let b = r.bitrate;
-    let we_send = c.direction.server_rx();
-    let they_send = c.direction.server_tx();
+    let we_send = c.direction.we_transmit(Side::Client);
+    let they_send = c.direction.we_receive(Side::Client);
     c.local_tx_speed = r
         .local_tx_speed
         .or(b.filter(|_| we_send))

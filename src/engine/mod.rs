@@ -323,9 +323,7 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
     let payload_len = if tcp {
         plan.tx_size.max(1)
     } else {
-        plan.tx_size
-            .saturating_sub(plan.udp_overhead)
-            .max(crate::wire::datagram::SEQ_LEN)
+        crate::wire::datagram::payload_len_with(plan.tx_size, plan.udp_overhead)
     };
     let buf = payload(payload_len, plan.random, tcp);
     let adaptive = !tcp && plan.tx_rate == 0;

@@ -30,15 +30,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::engine::Stop;
 
-/// The probe datagram's magic and size (src/probe/packet.rs owns the layout; the probe
-/// module is client-only, so a server-only build keeps its own copy, tested equal below).
-const MAGIC: [u8; 8] = *b"BTPROBE1";
-const ECHO_LEN: usize = 32;
-
-/// The acceptance test: exactly 32 bytes and the magic. Nothing else is echoed.
-fn is_echo_request(b: &[u8]) -> bool {
-    b.len() == ECHO_LEN && b[..MAGIC.len()] == MAGIC
-}
+// The datagram's layout and the acceptance test (exactly 32 bytes and the magic; nothing else
+// is echoed) are the wire's, shared with the client's probe (issue 20).
+use crate::wire::echo::{is_echo_request, ECHO_LEN};
 
 /// Replies per second, all sources together.
 pub const GLOBAL_RATE: f64 = 1000.0;
@@ -307,43 +301,7 @@ mod tests {
     use crate::engine::StopReason;
     use std::net::Ipv4Addr;
 
-    /// A probe datagram as the client's packet.rs writes it (seq, token, client time).
-    struct EchoDatagram {
-        seq: u32,
-        token: u32,
-        sent_ns: u64,
-    }
-
-    impl EchoDatagram {
-        fn encode(&self) -> [u8; 32] {
-            let mut b = [0u8; 32];
-            b[..8].copy_from_slice(&MAGIC);
-            b[8..12].copy_from_slice(&self.seq.to_be_bytes());
-            b[12..16].copy_from_slice(&self.token.to_be_bytes());
-            b[16..24].copy_from_slice(&self.sent_ns.to_be_bytes());
-            b
-        }
-    }
-
-    #[cfg(feature = "client")]
-    #[test]
-    fn same_format_as_the_probe() {
-        use crate::probe::packet;
-        assert_eq!(MAGIC, packet::MAGIC);
-        assert_eq!(ECHO_LEN, packet::ECHO_LEN);
-        let d = packet::EchoDatagram {
-            seq: 9,
-            token: 8,
-            sent_ns: 7,
-        };
-        let ours = EchoDatagram {
-            seq: 9,
-            token: 8,
-            sent_ns: 7,
-        };
-        assert_eq!(d.encode(), ours.encode());
-        assert!(is_echo_request(&d.encode()));
-    }
+    use crate::wire::echo::EchoDatagram;
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)

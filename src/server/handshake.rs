@@ -419,8 +419,12 @@ fn admit(
         let sh = shared.clone();
         Defer::boxed(move || sh.limits.lock().end_session(src, links))
     };
-    let (fds, threads) =
-        super::capacity::session_cost(tcp, n, cmd.direction.server_tx(), cmd.direction.server_rx());
+    let (fds, threads) = super::capacity::session_cost(
+        tcp,
+        n,
+        cmd.direction.we_transmit(wire::Side::Server),
+        cmd.direction.we_receive(wire::Side::Server),
+    );
     let capacity = match shared.capacity.hold(Tier::Session, fds, threads) {
         Ok(h) => h,
         Err(full) => {
@@ -533,9 +537,13 @@ fn admit(
         let port = l.port;
         lease = Some(l);
         net::write_msg(&mut s, &wire::udp_port_to_bytes(port), Phase::UdpSetup).map_err(fail)?;
-        let first = u32::from(port) + u32::from(wire::UDP_CLIENT_PORT_OFFSET);
-        let targets: Vec<SocketAddr> = (0..n as u32)
-            .filter_map(|i| u16::try_from(first + i).ok())
+        // The pool leases only ports whose client ports all fit (`wire::udp::last_server_port`).
+        let Some(first_port) = wire::udp::client_port(port, 0) else {
+            return Err(fail(Error::Refused(format!(
+                "UDP port {port} leaves no room for the client's port (port + 256)"
+            ))));
+        };
+        let targets: Vec<SocketAddr> = wire::udp::client_ports(port, n)
             .map(|p| SocketAddr::new(peer.ip(), p))
             .collect();
         if n == 1 {
@@ -554,7 +562,7 @@ fn admit(
                 targets,
                 accept_from: Some(engine::rx::AcceptFrom {
                     ip: peer_ip,
-                    first_port: port.wrapping_add(wire::UDP_CLIENT_PORT_OFFSET),
+                    first_port,
                     ports: n,
                 }),
             });

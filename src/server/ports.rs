@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::wire::UDP_CLIENT_PORT_OFFSET;
+use crate::wire::udp;
 
 /// Candidates tried per lease: bounds the time the lock is held when most ports will not bind.
 const MAX_TRIES: u32 = 4096;
@@ -74,12 +74,8 @@ impl PortPool {
         mut bind: impl FnMut(u16) -> Result<T, E>,
     ) -> Result<(Lease, T), String> {
         let n = u16::try_from(n.max(1)).unwrap_or(u16::MAX);
-        // The last start whose client ports `start + 256 .. start + 256 + n` fit below 65536.
-        let Some(hi) = 65535u16
-            .checked_sub(UDP_CLIENT_PORT_OFFSET)
-            .and_then(|h| h.checked_sub(n - 1))
-            .filter(|&h| h >= self.lo)
-        else {
+        // The last start whose client ports (`wire::udp::client_port`) all fit below 65536.
+        let Some(hi) = udp::last_server_port(n).filter(|&h| h >= self.lo) else {
             return Err(format!(
                 "--udp-port-from {} leaves no room for {n} client port(s) at +256",
                 self.lo

@@ -15,7 +15,7 @@ use super::{live, ServerEvent, SessionRecord, SessionStart, Shared};
 use parking_lot::Mutex;
 
 use crate::engine::{self, rx::canonical, Plan, Stop, StopReason};
-use crate::wire::{self, datagram, Command, Protocol};
+use crate::wire::{datagram, Command, Protocol, Side};
 
 pub(super) fn run(
     shared: &Arc<Shared>,
@@ -45,7 +45,7 @@ pub(super) fn run(
         "{peer}: session start: {} {} ({}), {} connection(s){}",
         cmd.protocol.as_str(),
         cmd.direction.client_word(),
-        if cmd.direction.server_tx() {
+        if cmd.direction.we_transmit(Side::Server) {
             "we send"
         } else {
             "we receive"
@@ -75,26 +75,19 @@ pub(super) fn run(
         direction: cmd.direction.client_word(),
         connections,
         started: start.started,
-        cap_bps: (cmd.direction.server_tx() && sends_at != u64::from(cmd.remote_tx_speed))
-            .then_some(sends_at),
+        cap_bps: (cmd.direction.we_transmit(Side::Server)
+            && sends_at != u64::from(cmd.remote_tx_speed))
+        .then_some(sends_at),
     });
     let stop = Stop::new();
     let over: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
     let grant = Arc::new(grant);
-    let tx_size = if tcp {
-        if cmd.tx_size == 0 {
-            usize::from(wire::TCP_CHUNK_SIZE)
-        } else {
-            usize::from(cmd.tx_size)
-        }
-    } else {
-        usize::from(cmd.tx_size.max(datagram::MIN_TX_SIZE))
-    };
+    let tx_size = cmd.effective_tx_size();
     let plan = Plan {
         side: "server",
         protocol: cmd.protocol,
-        transmit: cmd.direction.server_tx(),
-        receive: cmd.direction.server_rx(),
+        transmit: cmd.direction.we_transmit(Side::Server),
+        receive: cmd.direction.we_receive(Side::Server),
         control: s,
         extra_tcp: extra,
         udp,

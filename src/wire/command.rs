@@ -78,6 +78,15 @@ impl TryFrom<u8> for Protocol {
     }
 }
 
+/// Which end of a test the code asking runs on, for [`Direction::we_transmit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The end that sent the command.
+    Client,
+    /// The end that received it.
+    Server,
+}
+
 /// Which way data flows, named from the *server's* point of view as on the wire.
 /// The client's UI words invert it: `transmit` = [`Direction::ServerRx`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +115,22 @@ impl Direction {
     /// Does the server receive data?
     pub fn server_rx(self) -> bool {
         matches!(self, Direction::ServerRx | Direction::Both)
+    }
+    /// Does `side` send data in this test? The wire names the direction from the server's
+    /// view, so on the client `ServerRx` means we transmit; ask this instead of inverting
+    /// [`Direction::server_rx`] by hand at each use (issue 20).
+    pub fn we_transmit(self, side: Side) -> bool {
+        match side {
+            Side::Server => self.server_tx(),
+            Side::Client => self.server_rx(),
+        }
+    }
+    /// Does `side` receive data in this test?
+    pub fn we_receive(self, side: Side) -> bool {
+        match side {
+            Side::Server => self.server_rx(),
+            Side::Client => self.server_tx(),
+        }
     }
     /// The client's UI word (RouterOS `direction=`).
     pub fn client_word(self) -> &'static str {
@@ -172,6 +197,17 @@ impl Command {
         b[field::REMOTE_SPEED].copy_from_slice(&self.remote_tx_speed.to_le_bytes());
         b[field::LOCAL_SPEED].copy_from_slice(&self.local_tx_speed.to_le_bytes());
         b
+    }
+
+    /// The chunk size (TCP) or datagram wire size incl. IP+UDP headers (UDP) the server sends
+    /// for this command: TCP 0 means 32768, the size RouterOS always sends; UDP is at least
+    /// [`MIN_TX_SIZE`](super::datagram::MIN_TX_SIZE), the RouterOS floor (docs/protocol.md).
+    pub fn effective_tx_size(&self) -> usize {
+        match self.protocol {
+            Protocol::Tcp if self.tx_size == 0 => usize::from(super::TCP_CHUNK_SIZE),
+            Protocol::Tcp => usize::from(self.tx_size),
+            Protocol::Udp => usize::from(self.tx_size.max(super::datagram::MIN_TX_SIZE)),
+        }
     }
 
     /// Parses a command; a marker is rejected here (use [`Request::parse`]).
@@ -334,6 +370,39 @@ mod tests {
         let c = Command::parse(&b).unwrap();
         assert_eq!(c.client_buf_size, 0x1234);
         assert_eq!(c.to_bytes(), b);
+    }
+
+    #[test]
+    fn effective_tx_size_golden() {
+        let tcp = |n| cmd(Protocol::Tcp, Direction::Both, false, 0, n, 0, 0);
+        let udp = |n| cmd(Protocol::Udp, Direction::Both, false, 0, n, 0, 0);
+        assert_eq!(tcp(0).effective_tx_size(), 32768);
+        assert_eq!(tcp(32768).effective_tx_size(), 32768);
+        assert_eq!(tcp(1).effective_tx_size(), 1);
+        assert_eq!(tcp(65535).effective_tx_size(), 65535);
+        assert_eq!(udp(0).effective_tx_size(), 28);
+        assert_eq!(udp(27).effective_tx_size(), 28);
+        assert_eq!(udp(28).effective_tx_size(), 28);
+        assert_eq!(udp(1500).effective_tx_size(), 1500);
+        assert_eq!(udp(64000).effective_tx_size(), 64000);
+    }
+
+    #[test]
+    fn direction_from_each_side() {
+        use Direction::*;
+        // (direction, client transmits, client receives): the client's UI words invert the wire.
+        for (d, ctx, crx) in [
+            (ServerRx, true, false),
+            (ServerTx, false, true),
+            (Both, true, true),
+        ] {
+            assert_eq!(d.we_transmit(Side::Client), ctx, "{d:?}");
+            assert_eq!(d.we_receive(Side::Client), crx, "{d:?}");
+            assert_eq!(d.we_transmit(Side::Server), crx, "{d:?}");
+            assert_eq!(d.we_receive(Side::Server), ctx, "{d:?}");
+            assert_eq!(d.we_transmit(Side::Server), d.server_tx());
+        }
+        assert_eq!(ServerRx.client_word(), "transmit");
     }
 
     #[test]

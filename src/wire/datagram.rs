@@ -24,9 +24,13 @@ pub fn overhead(ipv6: bool) -> usize {
 
 /// UDP payload length for a datagram of `tx_size` wire bytes; never below the 4-byte header.
 pub fn payload_len(tx_size: u16, ipv6: bool) -> usize {
-    usize::from(tx_size)
-        .saturating_sub(overhead(ipv6))
-        .max(SEQ_LEN)
+    payload_len_with(usize::from(tx_size), overhead(ipv6))
+}
+
+/// [`payload_len`] for a caller that holds the size as `usize` and the family's
+/// [`overhead`] already (the engine's `Plan`): `tx_size - overhead`, at least the 4-byte header.
+pub fn payload_len_with(tx_size: usize, overhead: usize) -> usize {
+    tx_size.saturating_sub(overhead).max(SEQ_LEN)
 }
 
 /// Writes the sequence number into the first 4 bytes of `buf` (which must hold at least 4).
@@ -69,5 +73,26 @@ mod tests {
         assert_eq!(payload_len(1500, true), 1452);
         assert_eq!(payload_len(28, false), 4);
         assert_eq!(payload_len(64000, false), 63972);
+        assert_eq!(payload_len(0, true), 4);
+        assert_eq!(payload_len(51, true), 4);
+        assert_eq!(payload_len(53, true), 5);
+    }
+
+    #[test]
+    fn payload_len_with_golden() {
+        assert_eq!(payload_len_with(1500, 28), 1472);
+        assert_eq!(payload_len_with(1500, 48), 1452);
+        assert_eq!(payload_len_with(0, 28), 4);
+        assert_eq!(payload_len_with(31, 28), 4);
+        assert_eq!(payload_len_with(33, 28), 5);
+        assert_eq!(payload_len_with(usize::MAX, 48), usize::MAX - 48);
+        for t in [0u16, 28, 32, 100, 1500, 64000] {
+            for v6 in [false, true] {
+                assert_eq!(
+                    payload_len(t, v6),
+                    payload_len_with(usize::from(t), overhead(v6))
+                );
+            }
+        }
     }
 }

@@ -2,7 +2,12 @@
 //!
 //! Owns: the byte layout of every message exchanged on the control connection and of the UDP
 //! datagram header (hello, 16-byte command, data-connection marker, server replies, UDP port,
-//! 12-byte status, datagram sequence). See docs/protocol.md for the byte tables and evidence.
+//! 12-byte status, datagram sequence, the latency probe's echo datagram), and the rules derived
+//! from those bytes that both roles apply: the UDP port pairs (`udp`), the effective tx size
+//! (`Command::effective_tx_size`), the UDP payload length (`datagram::payload_len`) and the
+//! direction from each side's view (`Direction::we_transmit`). No protocol arithmetic lives
+//! outside this module; `scripts/check-wire.sh` (in `make lint`) checks the known rules.
+//! See docs/protocol.md for the byte tables and evidence.
 //!
 //! Must not: touch sockets, read clocks, allocate, or log. Every fixed-size message is parsed
 //! from a `&[u8; N]` and built into a `[u8; N]`, so lengths are checked by the compiler; a
@@ -10,10 +15,12 @@
 
 pub mod command;
 pub mod datagram;
+pub mod echo;
 pub mod reply;
 pub mod status;
+pub mod udp;
 
-pub use command::{Command, Direction, Protocol, Request};
+pub use command::{Command, Direction, Protocol, Request, Side};
 pub use reply::Reply;
 pub use status::Status;
 

@@ -204,7 +204,7 @@ pub fn check_flow(srv: &TestServer, cfg: &ClientConfig) -> (ClientResult, Sessio
     );
     // statuses are the only bytes allowed against the direction: 12 per second at most
     let quiet = 12 * (cfg.duration.unwrap().as_secs() + 2);
-    if cfg.direction.server_rx() {
+    if cfg.direction.we_transmit(btest::wire::Side::Client) {
         assert!(
             c.tx_bytes > 100_000,
             "{what}: client sent only {} bytes",
@@ -224,7 +224,7 @@ pub fn check_flow(srv: &TestServer, cfg: &ClientConfig) -> (ClientResult, Sessio
             s.rx_bytes
         );
     }
-    if cfg.direction.server_tx() {
+    if cfg.direction.we_receive(btest::wire::Side::Client) {
         assert!(
             c.rx_bytes > 100_000,
             "{what}: client received only {} bytes",

@@ -122,6 +122,12 @@ impl RoleTable {
     }
 }
 
+/// Stack of every thread the program starts beside `main` (roles, handshakes, probe, echo,
+/// HTTP connections): they keep their buffers on the heap, so 256 KiB is plenty (docs/bench.md
+/// has the measurement) and keeps per-connection memory small on routers. One definition
+/// (issue 20: it was written five times).
+pub const THREAD_STACK: usize = 256 * 1024;
+
 /// Keeps the live-thread gauge honest and turns a panic into a stop, whatever way the role
 /// ends.
 struct Guard<'a> {
@@ -164,9 +170,7 @@ where
     };
     std::thread::Builder::new()
         .name(name.to_string())
-        // Roles keep their buffers on the heap; 256 KiB of stack is plenty (docs/bench.md
-        // has the measurement) and keeps per-connection memory small on routers.
-        .stack_size(256 * 1024)
+        .stack_size(THREAD_STACK)
         .spawn_scoped(scope, move || {
             let _guard = guard;
             let r = f();

@@ -51,9 +51,6 @@ const BUSY_WRITE_TIMEOUT: Duration = Duration::from_millis(200);
 /// a POST body); a FIN first and a short drain avoid that.
 const LINGER: Duration = Duration::from_millis(200);
 const LINGER_BYTES: usize = 64 * 1024;
-/// Connection threads only parse a head, call the handler and write: little stack is needed,
-/// and the cap bounds how many exist.
-const CONN_STACK: usize = 256 * 1024;
 const ACCEPT_STACK: usize = 128 * 1024;
 /// join/Drop never wait longer than this for connection threads, whatever the limits say.
 const MAX_JOIN_WAIT: Duration = Duration::from_secs(30);
@@ -371,7 +368,7 @@ fn accept_loop(shared: &Arc<Shared>, listener: TcpListener) {
         let sh = shared.clone();
         let spawned = std::thread::Builder::new()
             .name("btest-http-conn".into())
-            .stack_size(CONN_STACK)
+            .stack_size(crate::engine::roles::THREAD_STACK)
             .spawn(move || {
                 let _slot = slot;
                 serve(&sh, stream);

@@ -57,7 +57,6 @@ const MIN_WAIT: Duration = Duration::from_micros(100);
 /// RTT samples buffered between two takes: 400 s at the default rate; a caller that does
 /// not take for longer loses samples (counted in [`Take::dropped`]), never blocks us.
 const EVENTS: usize = 4096;
-const STACK: usize = 256 * 1024;
 /// Auto: echo probes sent, their spacing, and the total wait for a reply.
 const AUTO_PROBES: u32 = 3;
 const AUTO_SPACING: Duration = Duration::from_millis(100);
@@ -229,7 +228,7 @@ impl Probe {
         };
         let thread = std::thread::Builder::new()
             .name("btest-probe".into())
-            .stack_size(STACK)
+            .stack_size(crate::engine::roles::THREAD_STACK)
             .spawn(move || run.run())
             .map_err(|e| format!("latency probe: cannot start its thread: {e}"))?;
         Ok(Probe {

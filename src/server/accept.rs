@@ -70,7 +70,7 @@ pub(super) fn run(shared: &Arc<Shared>, l: TcpListener) {
         let sh = shared.clone();
         let r = std::thread::Builder::new()
             .name("btest-conn".into())
-            .stack_size(256 * 1024)
+            .stack_size(crate::engine::roles::THREAD_STACK)
             .spawn(move || {
                 let gauge = sh.threads.clone();
                 let _done = Defer::new(move || {

@@ -50,7 +50,6 @@ pub const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Bounds every blocking receive, so the thread sees the stop within this long.
 const POLL: Duration = Duration::from_millis(100);
-const STACK: usize = 256 * 1024;
 
 /// What the responder did, returned when its thread ends.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -103,7 +102,7 @@ impl EchoResponder {
     ) -> io::Result<JoinHandle<EchoStats>> {
         std::thread::Builder::new()
             .name("btest-echo".into())
-            .stack_size(STACK)
+            .stack_size(crate::engine::roles::THREAD_STACK)
             .spawn(move || serve(self.sock, stop, admits))
     }
 }

@@ -3,7 +3,7 @@
 //! ends it within 1 s even when nobody reads its stdout, with every session record in the CSV
 //! and the byte usage written; a closed stdout is logged once and the server goes on.
 
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -26,32 +26,10 @@ fn users_file(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
     p
 }
 
-/// Starts the binary with piped stdio; returns it, its address and its stderr lines.
+/// Starts the binary; returns it, its address and its stderr lines.
 fn server(args: &[&str]) -> (Proc, SocketAddr, crossbeam_channel::Receiver<String>) {
-    let mut child = Proc::new(
-        btest_bin()
-            .args(["server", "--listen", "127.0.0.1:0", "--udp-port-from"])
-            .arg(udp_base().to_string())
-            .args(args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("listening on") {
-        line.clear();
-        assert!(err.read_line(&mut line).unwrap() > 0, "the server exited");
-    }
-    let addr = line.rsplit(' ').next().unwrap().trim().parse().unwrap();
-    let (tx, rx) = crossbeam_channel::unbounded();
-    std::thread::spawn(move || {
-        for l in err.lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
-    (child, addr, rx)
+    let (child, addr, log) = spawn_server_bin_logged("127.0.0.1:0", udp_base(), args);
+    (child, addr.parse().unwrap(), log)
 }
 
 fn login(addr: SocketAddr, user: &str, pw: &str) -> bool {

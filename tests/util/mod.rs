@@ -303,6 +303,18 @@ pub fn spawn_server_bin(extra: &[&str]) -> (Proc, String) {
 
 /// [`spawn_server_bin`] on `listen` with UDP ports from `udp_from`.
 pub fn spawn_server_bin_on(listen: &str, udp_from: u16, extra: &[&str]) -> (Proc, String) {
+    let (child, addr, _log) = spawn_server_bin_logged(listen, udp_from, extra);
+    (child, addr)
+}
+
+/// [`spawn_server_bin_on`], also handing over the server's stderr lines after the
+/// `listening on` one (stderr is drained whether or not they are read, so the server never
+/// blocks on a full pipe).
+pub fn spawn_server_bin_logged(
+    listen: &str,
+    udp_from: u16,
+    extra: &[&str],
+) -> (Proc, String, crossbeam_channel::Receiver<String>) {
     use std::io::BufRead;
     let base = udp_from.to_string();
     let mut child = Proc::new(
@@ -316,12 +328,19 @@ pub fn spawn_server_bin_on(listen: &str, udp_from: u16, extra: &[&str]) -> (Proc
     );
     let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    assert!(line.contains("listening on"), "{line}");
-    // keep draining stderr so the server never blocks on a full pipe
-    std::thread::spawn(move || for _ in err.lines() {});
+    // With -v, log lines (the capacity, say) may come first.
+    while !line.contains("listening on") {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "the server exited");
+    }
     let addr = line.rsplit(' ').next().unwrap().trim().to_string();
-    (child, addr)
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::spawn(move || {
+        for l in err.lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    (child, addr, rx)
 }
 
 /// Sends a signal with kill(1).

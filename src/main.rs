@@ -368,7 +368,7 @@ fn run_fleet(_: &btest::config::FleetConfig) -> Result<(), Error> {
 #[cfg(feature = "fleet")]
 fn run_fleet(fc: &btest::config::FleetConfig) -> Result<(), Error> {
     use btest::fleet::{self, Progress};
-    use btest::record::{Kind, Record};
+    use btest::record::{field as F, Kind, Record};
     btest::sys::install_signal_handlers();
     let text = std::fs::read_to_string(&fc.file)
         .map_err(|e| Error::Usage(format!("fleet: cannot read {}: {e}", fc.file.display())))?;
@@ -423,27 +423,27 @@ fn run_fleet(fc: &btest::config::FleetConfig) -> Result<(), Error> {
         Progress::Done(d, t) => {
             finished += 1;
             let r = &d.record;
-            let rate = |k: &str| {
+            let rate = |k: &btest::record::Field| {
                 r.get(k)
                     .as_f64()
                     .map_or("-".to_string(), btest::units::format_rate)
             };
-            let ms = |k: &str| r.get(k).as_f64().map_or("-".into(), |v| format!("{v:.1}"));
+            let ms = |k: &btest::record::Field| r.get(k).as_f64().map_or("-".into(), |v| format!("{v:.1}"));
             if d.run.outcome.is_ok() {
                 eprintln!(
                     "btest fleet: [{finished}/{n}] {} ok: up {} down {} rtt idle {} loaded {} ms",
                     t.name,
-                    rate("up_bps"),
-                    rate("down_bps"),
-                    ms("idle_rtt_ms"),
-                    ms("loaded_rtt_ms")
+                    rate(&F::UP_BPS),
+                    rate(&F::DOWN_BPS),
+                    ms(&F::IDLE_RTT_MS),
+                    ms(&F::LOADED_RTT_MS)
                 );
             } else {
                 eprintln!(
                     "btest fleet: [{finished}/{n}] {} FAILED after {} attempt(s): {}",
                     t.name,
-                    r.text("attempts"),
-                    r.text("error")
+                    r.text(&F::ATTEMPTS),
+                    r.text(&F::ERROR)
                 );
             }
             let mut w = || -> std::io::Result<()> {

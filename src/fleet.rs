@@ -311,7 +311,8 @@ pub fn target_record(t: &Target, attempts: u32, run: &TestRun) -> Record {
             )
             .push(
                 &F::PHASE,
-                err.as_ref().map_or(Value::Null, |e| e.get(&F::PHASE).clone()),
+                err.as_ref()
+                    .map_or(Value::Null, |e| e.get(&F::PHASE).clone()),
             );
     })
 }

@@ -428,7 +428,9 @@ fn run_fleet(fc: &btest::config::FleetConfig) -> Result<(), Error> {
                     .as_f64()
                     .map_or("-".to_string(), btest::units::format_rate)
             };
-            let ms = |k: &btest::record::Field| r.get(k).as_f64().map_or("-".into(), |v| format!("{v:.1}"));
+            let ms = |k: &btest::record::Field| {
+                r.get(k).as_f64().map_or("-".into(), |v| format!("{v:.1}"))
+            };
             if d.run.outcome.is_ok() {
                 eprintln!(
                     "btest fleet: [{finished}/{n}] {} ok: up {} down {} rtt idle {} loaded {} ms",

@@ -173,92 +173,266 @@ pub mod field {
 
     pub const SERVER: Field = f("server", Str, "the server as given (`host:port`)");
     pub const PROTOCOL: Field = f("protocol", Str, "`tcp` or `udp`");
-    pub const DIRECTION: Field = f("direction", Str, "`transmit`, `receive` or `both`, seen from the client");
+    pub const DIRECTION: Field = f(
+        "direction",
+        Str,
+        "`transmit`, `receive` or `both`, seen from the client",
+    );
     pub const CONNECTIONS: Field = f("connections", Int, "connections asked for");
-    pub const ELAPSED_S: Field = f("elapsed_s", Num, "time since the test started, at the end of this interval");
-    pub const INTERVAL_S: Field = f("interval_s", Num, "length of this interval (the last one may be shorter)");
+    pub const ELAPSED_S: Field = f(
+        "elapsed_s",
+        Num,
+        "time since the test started, at the end of this interval",
+    );
+    pub const INTERVAL_S: Field = f(
+        "interval_s",
+        Num,
+        "length of this interval (the last one may be shorter)",
+    );
     pub const TX_CURRENT_BPS: Field = f("tx_current_bps", Num, "what we sent in this interval");
     pub const TX_10S_AVG_BPS: Field = f("tx_10s_avg_bps", Num, "what we sent over the last 10 s");
     pub const TX_TOTAL_AVG_BPS: Field = f("tx_total_avg_bps", Num, "what we sent since the start");
     pub const RX_CURRENT_BPS: Field = f("rx_current_bps", Num, "what we received in this interval");
-    pub const RX_10S_AVG_BPS: Field = f("rx_10s_avg_bps", Num, "what we received over the last 10 s");
-    pub const RX_TOTAL_AVG_BPS: Field = f("rx_total_avg_bps", Num, "what we received since the start");
+    pub const RX_10S_AVG_BPS: Field =
+        f("rx_10s_avg_bps", Num, "what we received over the last 10 s");
+    pub const RX_TOTAL_AVG_BPS: Field =
+        f("rx_total_avg_bps", Num, "what we received since the start");
     pub const TX_BYTES: Field = f("tx_bytes", Int, "bytes sent in this interval");
-    pub const RX_BYTES: Field = f("rx_bytes", Int, "data bytes received in this interval (statuses are not data)");
-    pub const LOST_PACKETS: Field = f("lost_packets", Int, "UDP datagrams missing from the sequence in this interval, net of late arrivals");
-    pub const REMOTE_RX_BYTES: Field = f("remote_rx_bytes", Int, "what the peer's statuses that arrived in this interval said it received");
+    pub const RX_BYTES: Field = f(
+        "rx_bytes",
+        Int,
+        "data bytes received in this interval (statuses are not data)",
+    );
+    pub const LOST_PACKETS: Field = f(
+        "lost_packets",
+        Int,
+        "UDP datagrams missing from the sequence in this interval, net of late arrivals",
+    );
+    pub const REMOTE_RX_BYTES: Field = f(
+        "remote_rx_bytes",
+        Int,
+        "what the peer's statuses that arrived in this interval said it received",
+    );
     pub const LOCAL_CPU: Field = n("local_cpu", Num, "this machine's CPU %");
     pub const REMOTE_CPU: Field = n("remote_cpu", Num, "the peer's CPU % from its last status");
-    pub const LOST_WIRE: Field = f("lost_wire", Int, "lost_packets minus lost_host: lost on the way");
+    pub const LOST_WIRE: Field = f(
+        "lost_wire",
+        Int,
+        "lost_packets minus lost_host: lost on the way",
+    );
     pub const LOST_HOST: Field = n("lost_host", Num, "UDP datagrams this host's receive sockets dropped, at most lost_packets; with GRO (udp_rx_io gro) an estimate: the kernel counts dropped buffers of up to 64 datagrams, scaled by the buffer size datagrams arrived in (null: unknown, or TCP)");
     pub const REORDERED: Field = f("reordered", Int, "UDP datagrams that arrived out of order");
     pub const DUPLICATES: Field = f("duplicates", Int, "UDP datagrams that arrived twice");
-    pub const TX_TARGET_BPS: Field = f("tx_target_bps", Int, "the rate our senders aim at now (0 = unlimited)");
+    pub const TX_TARGET_BPS: Field = f(
+        "tx_target_bps",
+        Int,
+        "the rate our senders aim at now (0 = unlimited)",
+    );
     pub const SENDERS: Field = f("senders", Nested, "pacing audit per TX thread: `thread`, `target_bps`, `achieved_bps`, `gap_p50_us`, `gap_p99_us` (between send calls), `burst_avg`, `burst_max` (datagrams per send call) (gaps and bursts: paced senders only)");
     pub const TCP: Field = n("tcp", Nested, "TCP_INFO: `retransmits` (this interval), `total` and `per_connection` objects with `rtt_us`, `rttvar_us`, `cwnd`, `mss`, `retransmits_total`, `delivery_rate_bps`");
-    pub const THREAD_CPU: Field = f("thread_cpu", Nested, "busiest thread per role, % of one core: `tx`, `rx`, `status`");
-    pub const RTT_SENT: Field = n("rtt_sent", Int, "latency probes sent in this interval (null: no probe ran)");
-    pub const RTT_LOST: Field = n("rtt_lost", Int, "latency probes whose reply did not come within 1 s, counted when their time ran out");
-    pub const RTT_MIN_MS: Field = n("rtt_min_ms", Num, "lowest probe round-trip time of the replies in this interval");
-    pub const RTT_AVG_MS: Field = n("rtt_avg_ms", Num, "mean probe round-trip time in this interval");
-    pub const RTT_P50_MS: Field = n("rtt_p50_ms", Num, "median probe round-trip time in this interval");
-    pub const RTT_P90_MS: Field = n("rtt_p90_ms", Num, "90th percentile probe round-trip time in this interval");
-    pub const RTT_MAX_MS: Field = n("rtt_max_ms", Num, "highest probe round-trip time in this interval");
-    pub const RTT_JITTER_MS: Field = n("rtt_jitter_ms", Num, "RFC 3550 interarrival jitter of the probe round-trip times, at the end of this interval");
-    pub const TCP_RTT_MS: Field = n("tcp_rtt_ms", Num, "TCP: the kernel's smoothed round-trip time (TCP_INFO), mean over the connections");
+    pub const THREAD_CPU: Field = f(
+        "thread_cpu",
+        Nested,
+        "busiest thread per role, % of one core: `tx`, `rx`, `status`",
+    );
+    pub const RTT_SENT: Field = n(
+        "rtt_sent",
+        Int,
+        "latency probes sent in this interval (null: no probe ran)",
+    );
+    pub const RTT_LOST: Field = n(
+        "rtt_lost",
+        Int,
+        "latency probes whose reply did not come within 1 s, counted when their time ran out",
+    );
+    pub const RTT_MIN_MS: Field = n(
+        "rtt_min_ms",
+        Num,
+        "lowest probe round-trip time of the replies in this interval",
+    );
+    pub const RTT_AVG_MS: Field = n(
+        "rtt_avg_ms",
+        Num,
+        "mean probe round-trip time in this interval",
+    );
+    pub const RTT_P50_MS: Field = n(
+        "rtt_p50_ms",
+        Num,
+        "median probe round-trip time in this interval",
+    );
+    pub const RTT_P90_MS: Field = n(
+        "rtt_p90_ms",
+        Num,
+        "90th percentile probe round-trip time in this interval",
+    );
+    pub const RTT_MAX_MS: Field = n(
+        "rtt_max_ms",
+        Num,
+        "highest probe round-trip time in this interval",
+    );
+    pub const RTT_JITTER_MS: Field = n(
+        "rtt_jitter_ms",
+        Num,
+        "RFC 3550 interarrival jitter of the probe round-trip times, at the end of this interval",
+    );
+    pub const TCP_RTT_MS: Field = n(
+        "tcp_rtt_ms",
+        Num,
+        "TCP: the kernel's smoothed round-trip time (TCP_INFO), mean over the connections",
+    );
     pub const TX_LOSS_PCT: Field = n("tx_loss_pct", Num, "UDP upload: share of what we sent that the peer's statuses did not count, over the seconds the statuses that arrived in this interval cover (null: TCP, no upload, or no status arrived)");
     pub const RX_LOSS_PCT: Field = n("rx_loss_pct", Num, "UDP download: lost_packets / (datagrams received + lost_packets) in this interval, in % (null: TCP, or no download)");
     pub const TX_DELIVERED_BPS: Field = n("tx_delivered_bps", Num, "UDP upload: what the peer's statuses that arrived in this interval say it received, per second they cover (null as tx_loss_pct)");
     pub const TIMESTAMP: Field = f("timestamp", Str, "when the test started, RFC 3339 UTC");
-    pub const DURATION_S: Field = f("duration_s", Num, "length of the data phase (the sum of the intervals' lengths)");
+    pub const DURATION_S: Field = f(
+        "duration_s",
+        Num,
+        "length of the data phase (the sum of the intervals' lengths)",
+    );
     pub const TX_AVG_BPS: Field = f("tx_avg_bps", Num, "average send rate");
     pub const RX_AVG_BPS: Field = f("rx_avg_bps", Num, "average receive rate");
     pub const LOCAL_CPU_AVG: Field = n("local_cpu_avg", Num, "average CPU % of this machine");
     pub const REMOTE_CPU_AVG: Field = n("remote_cpu_avg", Num, "average CPU % the peer reported");
     pub const AUTH: Field = f("auth", Str, "`none`, `md5` or `ecsrp5`");
-    pub const END_REASON: Field = f("end_reason", Str, "`completed`, `interrupted`, `peer_closed`, `peer_reset`, `control_timeout`, `error`");
-    pub const THREAD_CPU_MAX: Field = f("thread_cpu_max", Nested, "highest per-role thread CPU of any interval: `tx`, `rx`, `status`");
-    pub const REMOTE_RX_SATURATED: Field = f("remote_rx_saturated", Bool, "a peer status carried the 32-bit maximum (it received more than 4 GiB in a second)");
+    pub const END_REASON: Field = f(
+        "end_reason",
+        Str,
+        "`completed`, `interrupted`, `peer_closed`, `peer_reset`, `control_timeout`, `error`",
+    );
+    pub const THREAD_CPU_MAX: Field = f(
+        "thread_cpu_max",
+        Nested,
+        "highest per-role thread CPU of any interval: `tx`, `rx`, `status`",
+    );
+    pub const REMOTE_RX_SATURATED: Field = f(
+        "remote_rx_saturated",
+        Bool,
+        "a peer status carried the 32-bit maximum (it received more than 4 GiB in a second)",
+    );
     pub const REMOTE_RX_LOWER_BOUND: Field = f("remote_rx_lower_bound", Bool, "the peer's per-second 32-bit field could not carry what we sent (above ~34 Gbit/s), or saturated: remote_rx_bytes is a lower bound");
     pub const REMOTE_RX_SUSPECT: Field = f("remote_rx_suspect", Bool, "TCP: over the seconds its statuses cover (not a last partial second it never reported, nor what we sent after a Ctrl-C), the peer reported far less than TCP delivered (a counter that wraps at 2^32, or one that counts something else): remote_rx_bytes is not loss");
-    pub const VERDICT: Field = n("verdict", Str, "a role thread was saturated: this host, not the link, limited the rate");
+    pub const VERDICT: Field = n(
+        "verdict",
+        Str,
+        "a role thread was saturated: this host, not the link, limited the rate",
+    );
     pub const UDP_TX_IO: Field = n("udp_tx_io", Str, "UDP: how we sent: `gso` (segmentation offload), `mmsg` (sendmmsg), `single` (one datagram per call), after any fallback");
-    pub const UDP_RX_IO: Field = n("udp_rx_io", Str, "UDP: how we received: `gro`, `mmsg` (recvmmsg), `single`");
+    pub const UDP_RX_IO: Field = n(
+        "udp_rx_io",
+        Str,
+        "UDP: how we received: `gro`, `mmsg` (recvmmsg), `single`",
+    );
     pub const SERVER_SENT_BPS: Field = n("server_sent_bps", Num, "UDP with the server sending at a rate we asked: what it sent (bit/s; received plus lost, from the sequence numbers) when under 90 % of what we asked, i.e. the server capped it (its --max-rate or a rate= limit) or could not send faster; null otherwise");
     pub const RTT_METHOD: Field = n("rtt_method", Str, "how latency was probed: `echo` (the btest server's UDP echo), `icmp` (ping socket), `icmp-raw` (raw socket, root); null: no probe");
-    pub const IDLE_RTT_MIN_MS: Field = n("idle_rtt_min_ms", Num, "lowest probe round-trip time in the idle second before the load");
+    pub const IDLE_RTT_MIN_MS: Field = n(
+        "idle_rtt_min_ms",
+        Num,
+        "lowest probe round-trip time in the idle second before the load",
+    );
     pub const IDLE_RTT_AVG_MS: Field = n("idle_rtt_avg_ms", Num, "mean idle round-trip time");
     pub const IDLE_RTT_P50_MS: Field = n("idle_rtt_p50_ms", Num, "median idle round-trip time");
-    pub const IDLE_RTT_P90_MS: Field = n("idle_rtt_p90_ms", Num, "90th percentile idle round-trip time");
+    pub const IDLE_RTT_P90_MS: Field = n(
+        "idle_rtt_p90_ms",
+        Num,
+        "90th percentile idle round-trip time",
+    );
     pub const IDLE_RTT_MAX_MS: Field = n("idle_rtt_max_ms", Num, "highest idle round-trip time");
-    pub const IDLE_JITTER_MS: Field = n("idle_jitter_ms", Num, "RFC 3550 jitter over the idle probes");
-    pub const LOADED_RTT_MIN_MS: Field = n("loaded_rtt_min_ms", Num, "lowest probe round-trip time during the load");
-    pub const LOADED_RTT_AVG_MS: Field = n("loaded_rtt_avg_ms", Num, "mean round-trip time during the load");
-    pub const LOADED_RTT_P50_MS: Field = n("loaded_rtt_p50_ms", Num, "median round-trip time during the load");
-    pub const LOADED_RTT_P90_MS: Field = n("loaded_rtt_p90_ms", Num, "90th percentile round-trip time during the load");
-    pub const LOADED_RTT_MAX_MS: Field = n("loaded_rtt_max_ms", Num, "highest round-trip time during the load");
-    pub const LOADED_JITTER_MS: Field = n("loaded_jitter_ms", Num, "RFC 3550 jitter over the probes during the load");
-    pub const BUFFERBLOAT_MS: Field = n("bufferbloat_ms", Num, "loaded median round-trip time minus the idle median: the delay the load added (queueing)");
+    pub const IDLE_JITTER_MS: Field = n(
+        "idle_jitter_ms",
+        Num,
+        "RFC 3550 jitter over the idle probes",
+    );
+    pub const LOADED_RTT_MIN_MS: Field = n(
+        "loaded_rtt_min_ms",
+        Num,
+        "lowest probe round-trip time during the load",
+    );
+    pub const LOADED_RTT_AVG_MS: Field = n(
+        "loaded_rtt_avg_ms",
+        Num,
+        "mean round-trip time during the load",
+    );
+    pub const LOADED_RTT_P50_MS: Field = n(
+        "loaded_rtt_p50_ms",
+        Num,
+        "median round-trip time during the load",
+    );
+    pub const LOADED_RTT_P90_MS: Field = n(
+        "loaded_rtt_p90_ms",
+        Num,
+        "90th percentile round-trip time during the load",
+    );
+    pub const LOADED_RTT_MAX_MS: Field = n(
+        "loaded_rtt_max_ms",
+        Num,
+        "highest round-trip time during the load",
+    );
+    pub const LOADED_JITTER_MS: Field = n(
+        "loaded_jitter_ms",
+        Num,
+        "RFC 3550 jitter over the probes during the load",
+    );
+    pub const BUFFERBLOAT_MS: Field = n(
+        "bufferbloat_ms",
+        Num,
+        "loaded median round-trip time minus the idle median: the delay the load added (queueing)",
+    );
     pub const FOREIGN_DATAGRAMS: Field = f("foreign_datagrams", Int, "UDP datagrams received that were not the server's: from another sender or port, of another size, or with a sequence far from the test's (not counted as data, loss or reorder)");
     pub const NAME: Field = f("name", Str, "the target's name in the fleet file");
     pub const OK: Field = f("ok", Bool, "the last attempt succeeded");
     pub const ATTEMPTS: Field = f("attempts", Int, "attempts made (1 + retries used)");
-    pub const UP_BPS: Field = n("up_bps", Num, "average rate we sent (client to server); null when we did not send");
-    pub const DOWN_BPS: Field = n("down_bps", Num, "average rate we received (server to client); null when we did not receive");
+    pub const UP_BPS: Field = n(
+        "up_bps",
+        Num,
+        "average rate we sent (client to server); null when we did not send",
+    );
+    pub const DOWN_BPS: Field = n(
+        "down_bps",
+        Num,
+        "average rate we received (server to client); null when we did not receive",
+    );
     pub const UP_LOSS_PCT: Field = n("up_loss_pct", Num, "UDP: share of what we sent that the server's statuses did not count (the summary's `tx_loss_pct`)");
     pub const DOWN_LOSS_PCT: Field = n("down_loss_pct", Num, "UDP: share of the server's datagrams missing from the sequence (the summary's `rx_loss_pct`)");
-    pub const IDLE_RTT_MS: Field = n("idle_rtt_ms", Num, "median probe round-trip time before the load");
-    pub const LOADED_RTT_MS: Field = n("loaded_rtt_ms", Num, "median probe round-trip time during the load");
-    pub const ERROR: Field = n("error", Str, "why the last attempt failed (null when it succeeded)");
+    pub const IDLE_RTT_MS: Field = n(
+        "idle_rtt_ms",
+        Num,
+        "median probe round-trip time before the load",
+    );
+    pub const LOADED_RTT_MS: Field = n(
+        "loaded_rtt_ms",
+        Num,
+        "median probe round-trip time during the load",
+    );
+    pub const ERROR: Field = n(
+        "error",
+        Str,
+        "why the last attempt failed (null when it succeeded)",
+    );
     pub const PHASE: Field = n("phase", Str, "the phase the last attempt failed in");
-    pub const MESSAGE: Field = f("message", Str, "what failed and what to try, as printed on stderr");
+    pub const MESSAGE: Field = f(
+        "message",
+        Str,
+        "what failed and what to try, as printed on stderr",
+    );
     pub const PEER: Field = f("peer", Str, "client address");
     pub const USER: Field = n("user", Str, "authenticated user");
     pub const UDP_PORT: Field = n("udp_port", Int, "the server's UDP port");
-    pub const REMOTE_TX_SPEED_BPS: Field = f("remote_tx_speed_bps", Int, "the rate the client asked the server to send at (0 = unlimited)");
-    pub const LOCAL_TX_SPEED_BPS: Field = f("local_tx_speed_bps", Int, "the rate the client said it sends at");
+    pub const REMOTE_TX_SPEED_BPS: Field = f(
+        "remote_tx_speed_bps",
+        Int,
+        "the rate the client asked the server to send at (0 = unlimited)",
+    );
+    pub const LOCAL_TX_SPEED_BPS: Field = f(
+        "local_tx_speed_bps",
+        Int,
+        "the rate the client said it sends at",
+    );
     pub const TX_SIZE: Field = f("tx_size", Int, "chunk or datagram size from the command");
-    pub const REASON: Field = f("reason", Str, "`limit` (session limit), `timeout`, `bad_command`, `unknown_token`, `other`");
+    pub const REASON: Field = f(
+        "reason",
+        Str,
+        "`limit` (session limit), `timeout`, `bad_command`, `unknown_token`, `other`",
+    );
 }
 
 const START: &[Field] = &[
@@ -366,19 +540,25 @@ const TARGET: &[Field] = &[
     field::ATTEMPTS,
     field::PROTOCOL.or_null(),
     field::DIRECTION.or_null(),
-    field::DURATION_S.or_null().meaning("length of the data phase of the last attempt"),
+    field::DURATION_S
+        .or_null()
+        .meaning("length of the data phase of the last attempt"),
     field::UP_BPS,
     field::DOWN_BPS,
     field::UP_LOSS_PCT,
     field::DOWN_LOSS_PCT,
-    field::LOST_PACKETS.or_null().meaning("UDP datagrams lost on the way to us"),
+    field::LOST_PACKETS
+        .or_null()
+        .meaning("UDP datagrams lost on the way to us"),
     field::IDLE_RTT_MS,
     field::LOADED_RTT_MS,
     field::BUFFERBLOAT_MS.meaning("loaded minus idle median round-trip time"),
     field::TCP_RTT_MS.meaning("TCP: smoothed round-trip time (TCP_INFO) at the end"),
     field::LOCAL_CPU_AVG,
     field::REMOTE_CPU_AVG.meaning("average CPU % the server reported"),
-    field::END_REASON.or_null().meaning("how the last attempt's data phase ended (as in `summary`)"),
+    field::END_REASON
+        .or_null()
+        .meaning("how the last attempt's data phase ended (as in `summary`)"),
     field::ERROR,
     field::PHASE,
 ];
@@ -441,11 +621,12 @@ const REJECTED: &[Field] = &[
     field::AUTH,
     field::PROTOCOL.meaning("`tcp` or `udp` from the command"),
     field::DIRECTION.meaning("from the command, the client's view"),
-    field::PHASE.required().meaning("the handshake phase that failed"),
+    field::PHASE
+        .required()
+        .meaning("the handshake phase that failed"),
     field::REASON,
     field::ERROR.required().meaning("what happened"),
 ];
-
 
 /// The fields of a record kind, in order.
 pub fn schema(kind: Kind) -> &'static [Field] {
@@ -657,7 +838,10 @@ impl Record {
     /// A field's value. A field the kind does not have is a bug (debug builds panic; release
     /// builds read `Null`).
     pub fn get(&self, field: &Field) -> &Value {
-        let v = self.fields().find(|(d, _)| d.key == field.key).map(|(_, v)| v);
+        let v = self
+            .fields()
+            .find(|(d, _)| d.key == field.key)
+            .map(|(_, v)| v);
         debug_assert!(
             v.is_some(),
             "{} record has no field {}",
@@ -797,8 +981,8 @@ impl Builder {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::field as F;
+    use super::*;
 
     #[test]
     fn json_escapes_and_never_nan() {

@@ -365,8 +365,9 @@ fn charts(o: &mut String, r: &TestReport, protocol: &str, direction: &str) {
         .map(|r| r.f64(&F::ELAPSED_S))
         .filter(|x| x.is_finite())
         .fold(0.0, f64::max);
-    let any =
-        |key: &Field, f: &dyn Fn(f64) -> bool| iv.iter().any(|r| r.get(key).as_f64().is_some_and(f));
+    let any = |key: &Field, f: &dyn Fn(f64) -> bool| {
+        iv.iter().any(|r| r.get(key).as_f64().is_some_and(f))
+    };
     // Both directions on one chart, as WinBox draws them (issue 19).
     let mut rates = Vec::new();
     if direction == "transmit" || direction == "both" || any(&F::TX_CURRENT_BPS, &|v| v > 0.0) {
@@ -440,7 +441,12 @@ fn charts(o: &mut String, r: &TestReport, protocol: &str, direction: &str) {
             None,
         );
     }
-    let rtt_keys = [&F::RTT_P50_MS, &F::RTT_P90_MS, &F::RTT_MAX_MS, &F::TCP_RTT_MS];
+    let rtt_keys = [
+        &F::RTT_P50_MS,
+        &F::RTT_P90_MS,
+        &F::RTT_MAX_MS,
+        &F::TCP_RTT_MS,
+    ];
     if rtt_keys.iter().any(|k| any(k, &f64::is_finite)) {
         let mut max = Series::of(iv, &F::RTT_MAX_MS, "max", "max", "#9e9e9e");
         max.extra = " stroke-opacity=\"0.5\"";
@@ -466,7 +472,13 @@ fn charts(o: &mut String, r: &TestReport, protocol: &str, direction: &str) {
     }
     // Loss as a percentage each way, when the records carry it (issue 19 item 2).
     let loss = [
-        Series::of(iv, &F::TX_LOSS_PCT, "tx-loss", "upload, client → server", TX),
+        Series::of(
+            iv,
+            &F::TX_LOSS_PCT,
+            "tx-loss",
+            "upload, client → server",
+            TX,
+        ),
         Series::of(
             iv,
             &F::RX_LOSS_PCT,

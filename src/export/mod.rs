@@ -9,6 +9,7 @@
 pub mod csv;
 #[cfg(feature = "report")]
 pub mod html;
+#[cfg(feature = "server")]
 pub mod metrics;
 pub mod stdout;
 pub mod syslog;

@@ -1,74 +1,25 @@
-//! Turns engine results into [`Record`]s (record.rs owns their fields) and renders them for
-//! people: the text layouts of the client's intervals and summary and the server's session
-//! lines. JSON, CSV and syslog come straight from the record.
-//!
-//! Writes only to the `Write` it is given. Rates: UDP counts IP+UDP headers (as RouterOS),
-//! TCP counts payload. Must not: decide whether a test succeeded (client.rs does).
+//! The client's records (`start`, `interval`, `summary`, `error`) and their text: the
+//! interval lines, the summary block, the syslog end line. Must not: print the server's or the
+//! fleet's lines (server.rs, fleet.rs).
 
+use std::collections::VecDeque;
+use std::io::{self, Write};
 use std::time::{Duration, SystemTime};
 
+use super::{bps, io_fields, lost, totals};
+use crate::client::ClientResult;
 use crate::config::Output;
-use crate::engine::StatusTotals;
+use crate::engine::{Sample, StatusTotals};
 use crate::export::csv::rfc3339_utc;
 use crate::record::{self, field as F, Kind, Record, Value};
-#[cfg(feature = "server")]
-use crate::server::{ServerEvent, SessionRecord, SessionStart};
 use crate::units::format_rate;
-#[cfg(feature = "client")]
-use {
-    crate::client::ClientResult,
-    crate::engine::Sample,
-    crate::wire::{Direction, Protocol, Side},
-    std::collections::VecDeque,
-    std::io::{self, Write},
-};
+use crate::wire::{Direction, Protocol, Side};
 
-fn bps(bytes: u64, dt: Duration) -> f64 {
-    let s = dt.as_secs_f64();
-    if s <= 0.0 {
-        0.0
-    } else {
-        bytes as f64 * 8.0 / s
-    }
-}
-
-/// Net lost count (the wrapping sum may dip below zero within an interval).
-fn lost(v: u64) -> u64 {
-    (v as i64).max(0) as u64
-}
-
-#[cfg(feature = "client")]
 /// Sequence gaps minus what our own sockets dropped: what the network lost.
 fn wire_lost(gaps: u64, host: Option<u64>) -> u64 {
     lost(gaps).saturating_sub(host.unwrap_or(0))
 }
 
-/// One decimal, as the CSV always had for CPU.
-fn cpu_avg(v: Option<f64>) -> Value {
-    v.map_or(Value::Null, |c| Value::Num(c, 1))
-}
-
-/// How UDP moved, both roles' last fields.
-fn io_fields(b: &mut record::Builder, s: &crate::engine::Summary) {
-    let m = |m: Option<crate::engine::udpio::Method>| Value::opt_str(m.map(|m| m.as_str()));
-    b.push(&F::UDP_TX_IO, m(s.udp_tx_io))
-        .push(&F::UDP_RX_IO, m(s.udp_rx_io));
-}
-
-/// The totals both roles report: duration through remote_rx_bytes.
-fn totals(b: &mut record::Builder, st: &StatusTotals, d: Duration) {
-    b.push(&F::DURATION_S, Value::num(d.as_secs_f64()))
-        .int(&F::TX_BYTES, st.totals.tx_bytes)
-        .int(&F::RX_BYTES, st.totals.rx_bytes)
-        .push(&F::TX_AVG_BPS, Value::Num(bps(st.totals.tx_bytes, d), 0))
-        .push(&F::RX_AVG_BPS, Value::Num(bps(st.totals.rx_bytes, d), 0))
-        .int(&F::LOST_PACKETS, lost(st.totals.lost))
-        .push(&F::LOCAL_CPU_AVG, cpu_avg(st.local_cpu_avg))
-        .push(&F::REMOTE_CPU_AVG, cpu_avg(st.remote_cpu_avg))
-        .int(&F::REMOTE_RX_BYTES, st.remote_rx_bytes);
-}
-
-#[cfg(feature = "client")]
 mod client_records {
     use super::*;
     use crate::engine::tcpinfo::TcpStats;
@@ -123,12 +74,10 @@ mod client_records {
     }
 }
 
-#[cfg(feature = "client")]
 /// Round-trip figures of a set of latency probes, in milliseconds (probe/stats.rs computes
 /// them).
 pub use crate::probe::stats::RttStats as Rtt;
 
-#[cfg(feature = "client")]
 /// What the latency probe saw in one interval.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct IntervalRtt {
@@ -140,7 +89,6 @@ pub struct IntervalRtt {
     pub rtt: Option<Rtt>,
 }
 
-#[cfg(feature = "client")]
 /// The latency probe over the whole test.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LatencySummary {
@@ -156,18 +104,15 @@ pub struct LatencySummary {
     pub lost: u64,
 }
 
-#[cfg(feature = "client")]
 fn ms(v: f64) -> Value {
     Value::Num(v, 3)
 }
 
-#[cfg(feature = "client")]
 fn tcp_rtt_ms(t: Option<&crate::engine::TcpSample>) -> Value {
     t.filter(|t| t.total.rtt_us > 0)
         .map_or(Value::Null, |t| ms(f64::from(t.total.rtt_us) / 1000.0))
 }
 
-#[cfg(feature = "client")]
 /// The round-trip fields of one set of probes: min, avg, p50, p90, max, jitter (an interval's
 /// `rtt_*`, a summary's `idle_*` or `loaded_*`).
 fn rtt_fields(b: &mut record::Builder, fields: [&record::Field; 6], r: Option<&Rtt>) {
@@ -180,7 +125,6 @@ fn rtt_fields(b: &mut record::Builder, fields: [&record::Field; 6], r: Option<&R
         .push(fields[5], v(|r| r.jitter_ms));
 }
 
-#[cfg(feature = "client")]
 /// The `start` record.
 pub fn start_record(
     server: &str,
@@ -196,7 +140,6 @@ pub fn start_record(
     })
 }
 
-#[cfg(feature = "client")]
 /// What the peer's byte counts can be trusted for (issue 8.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RemoteTrust {
@@ -208,13 +151,11 @@ pub struct RemoteTrust {
     pub suspect: bool,
 }
 
-#[cfg(feature = "client")]
 /// Below this share of what we sent in the seconds the peer's statuses cover, a TCP peer's
 /// figure is implausible: TCP delivers every byte, and the seconds are matched to within the
 /// difference of the two clocks' starts (milliseconds).
 const TCP_PLAUSIBLE_SHARE: f64 = 0.9;
 
-#[cfg(feature = "client")]
 impl RemoteTrust {
     /// Judges the peer's figure, `covered_tx` being what we sent in the seconds its statuses
     /// cover ([`Coverage`]). Issue 19: comparing against everything we sent flagged every
@@ -232,7 +173,6 @@ impl RemoteTrust {
     }
 }
 
-#[cfg(feature = "client")]
 /// Which of our bytes the peer's statuses speak for (issue 19). Each status carries what the
 /// peer received in one second of its clock, which starts with ours; n statuses so far cover
 /// our first n seconds of sending (at most up to now). What we sent after that (a last
@@ -252,7 +192,6 @@ pub struct Coverage {
     pub remote: u64,
 }
 
-#[cfg(feature = "client")]
 impl Coverage {
     /// One interval (`elapsed` at its end, our bytes, the peer's statuses in it and their
     /// sum). Returns what it newly covers: (seconds, our bytes, the peer's bytes); `None`
@@ -304,7 +243,6 @@ impl Coverage {
     }
 }
 
-#[cfg(feature = "client")]
 /// `part` of `whole` in %, 0-100, three decimals; null when `whole` is 0.
 fn loss_pct(part: u64, whole: u64) -> Value {
     if whole == 0 {
@@ -313,7 +251,6 @@ fn loss_pct(part: u64, whole: u64) -> Value {
     Value::Num((part as f64 / whole as f64 * 100.0).min(100.0), 3)
 }
 
-#[cfg(feature = "client")]
 /// (tx_loss_pct, tx_delivered_bps) of what a coverage span says: null unless asked (`on`).
 fn tx_delivery(on: bool, secs: f64, sent: u64, remote: u64) -> (Value, Value) {
     if !on || sent == 0 || secs <= 0.0 {
@@ -325,7 +262,6 @@ fn tx_delivery(on: bool, secs: f64, sent: u64, remote: u64) -> (Value, Value) {
     )
 }
 
-#[cfg(feature = "client")]
 /// The `summary` record of a finished test.
 pub fn summary_record(
     r: &ClientResult,
@@ -360,7 +296,10 @@ pub fn summary_record(
         b.str(&F::AUTH, r.auth.as_str())
             .str(&F::END_REASON, r.summary.end_reason.as_str())
             .int(&F::LOST_WIRE, wire_lost(st.totals.lost, st.host_drops))
-            .push(&F::LOST_HOST, Value::opt_num(st.host_drops.map(|h| h as f64)))
+            .push(
+                &F::LOST_HOST,
+                Value::opt_num(st.host_drops.map(|h| h as f64)),
+            )
             .int(&F::REORDERED, st.totals.reordered)
             .int(&F::DUPLICATES, st.totals.duplicates)
             .push(&F::TCP, client_records::tcp(st.tcp.as_ref()))
@@ -408,7 +347,6 @@ pub fn summary_record(
     })
 }
 
-#[cfg(feature = "client")]
 /// The `error` record.
 pub fn error_record(e: &crate::Error) -> Record {
     Record::build(Kind::Error, |b| {
@@ -417,7 +355,6 @@ pub fn error_record(e: &crate::Error) -> Record {
     })
 }
 
-#[cfg(feature = "client")]
 /// Client-side reporter: interval lines and the final summary.
 pub struct ClientReporter<W: Write> {
     out: W,
@@ -440,11 +377,9 @@ pub struct ClientReporter<W: Write> {
     columns: u16,
 }
 
-#[cfg(feature = "client")]
 /// Averages over the last this-many seconds, as RouterOS' "10-second average".
 const WINDOW: Duration = Duration::from_secs(10);
 
-#[cfg(feature = "client")]
 impl<W: Write> ClientReporter<W> {
     /// A reporter writing to `out`.
     pub fn new(out: W, output: Output) -> Self {
@@ -538,15 +473,24 @@ impl<W: Write> ClientReporter<W> {
                 .push(&F::LOCAL_CPU, Value::opt_num(s.local_cpu.map(f64::from)))
                 .push(&F::REMOTE_CPU, Value::opt_num(s.remote_cpu.map(f64::from)))
                 .int(&F::LOST_WIRE, wire_lost(s.delta.lost, s.host_drops))
-                .push(&F::LOST_HOST, Value::opt_num(s.host_drops.map(|h| h as f64)))
+                .push(
+                    &F::LOST_HOST,
+                    Value::opt_num(s.host_drops.map(|h| h as f64)),
+                )
                 .int(&F::REORDERED, s.delta.reordered)
                 .int(&F::DUPLICATES, s.delta.duplicates)
                 .int(&F::TX_TARGET_BPS, s.tx_target_bps)
                 .push(&F::SENDERS, client_records::senders(s))
                 .push(&F::TCP, client_records::tcp(s.tcp.as_ref()))
                 .push(&F::THREAD_CPU, client_records::roles(s.role_cpu));
-            b.push(&F::RTT_SENT, lat.map_or(Value::Null, |l| Value::Int(l.sent)))
-                .push(&F::RTT_LOST, lat.map_or(Value::Null, |l| Value::Int(l.lost)));
+            b.push(
+                &F::RTT_SENT,
+                lat.map_or(Value::Null, |l| Value::Int(l.sent)),
+            )
+            .push(
+                &F::RTT_LOST,
+                lat.map_or(Value::Null, |l| Value::Int(l.lost)),
+            );
             let rtt = [
                 &F::RTT_MIN_MS,
                 &F::RTT_AVG_MS,
@@ -556,7 +500,7 @@ impl<W: Write> ClientReporter<W> {
                 &F::RTT_JITTER_MS,
             ];
             rtt_fields(b, rtt, lat.and_then(|l| l.rtt).as_ref());
-            b                .push(&F::TCP_RTT_MS, tcp_rtt_ms(s.tcp.as_ref()))
+            b.push(&F::TCP_RTT_MS, tcp_rtt_ms(s.tcp.as_ref()))
                 .push(&F::TX_LOSS_PCT, tx_loss)
                 .push(&F::RX_LOSS_PCT, rx_loss)
                 .push(&F::TX_DELIVERED_BPS, tx_dlvd);
@@ -684,7 +628,6 @@ impl<W: Write> ClientReporter<W> {
     }
 }
 
-#[cfg(feature = "client")]
 /// Characters of an interval line: the 80-column layout (77 with the RTT column) or the wide
 /// one, which a terminal wider than it gets (issue 19: the old 115-column line wrapped in two
 /// in an 80-column pane).
@@ -697,7 +640,6 @@ pub fn interval_width(wide: bool, latency: bool) -> usize {
     }
 }
 
-#[cfg(feature = "client")]
 /// The column heads of the interval lines.
 pub fn interval_head(wide: bool, latency: bool) -> String {
     let _ = wide; // the wide layout is in builds with the 'tty' feature
@@ -735,7 +677,6 @@ pub fn interval_head(wide: bool, latency: bool) -> String {
     )
 }
 
-#[cfg(feature = "client")]
 /// A count in at most 7 characters: as is below ten million, else `12.35M`, `4.08G`.
 fn count7(n: u64) -> String {
     match n {
@@ -745,13 +686,11 @@ fn count7(n: u64) -> String {
     }
 }
 
-#[cfg(feature = "client")]
 /// A percentage field as `12.34%`, `-` when null.
 fn pct2(r: &Record, k: &record::Field) -> String {
     r.get(k).as_f64().map_or("-".into(), |v| format!("{v:.2}%"))
 }
 
-#[cfg(feature = "client")]
 /// One interval as a text line (`lost` is this interval's, as in JSON).
 pub fn interval_line(r: &Record, wide: bool, latency: bool) -> String {
     let _ = wide; // the wide layout is in builds with the 'tty' feature
@@ -807,7 +746,6 @@ pub fn interval_line(r: &Record, wide: bool, latency: bool) -> String {
     )
 }
 
-#[cfg(feature = "client")]
 /// Bytes in decimal units, as rates are: `1.90 GB` (issue 19: a 10-digit count is unreadable).
 pub fn human_bytes(b: u64) -> String {
     let f = b as f64;
@@ -820,7 +758,6 @@ pub fn human_bytes(b: u64) -> String {
     }
 }
 
-#[cfg(feature = "client")]
 fn summary_text(out: &mut impl Write, r: &Record) -> io::Result<()> {
     let pct = |k: &record::Field| r.get(k).as_f64().map_or("-".into(), |c| format!("{c:.0}%"));
     let yes = |k: &record::Field| *r.get(k) == Value::Bool(true);
@@ -975,59 +912,6 @@ fn summary_text(out: &mut impl Write, r: &Record) -> io::Result<()> {
     Ok(())
 }
 
-/// The fleet's results matrix as text: one line per `target` record and whether it passed.
-#[cfg(feature = "fleet")]
-pub fn fleet_matrix(out: &mut impl Write, rows: &[(&Record, bool)]) -> io::Result<()> {
-    let w = rows
-        .iter()
-        .map(|d| d.0.text(&F::NAME).len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    writeln!(
-        out,
-        "{:<w$}  {:<6} {:>11} {:>11} {:>7} {:>7} {:>8} {:>8} {:>8} {:>9}  error",
-        "name",
-        "result",
-        "up",
-        "down",
-        "loss-up",
-        "loss-dn",
-        "rtt-idle",
-        "rtt-load",
-        "bloat",
-        "cpu l/r"
-    )?;
-    for &(r, ok) in rows {
-        let rate = |k: &record::Field| r.get(k).as_f64().map_or("-".into(), format_rate);
-        let f = |k: &record::Field, dp: usize| {
-            r.get(k)
-                .as_f64()
-                .map_or("-".into(), |v| format!("{v:.dp$}"))
-        };
-        writeln!(
-            out,
-            "{:<w$}  {:<6} {:>11} {:>11} {:>7} {:>7} {:>8} {:>8} {:>8} {:>9}  {}",
-            r.text(&F::NAME),
-            if ok { "ok" } else { "FAILED" },
-            rate(&F::UP_BPS),
-            rate(&F::DOWN_BPS),
-            f(&F::UP_LOSS_PCT, 2),
-            f(&F::DOWN_LOSS_PCT, 2),
-            f(&F::IDLE_RTT_MS, 2),
-            f(&F::LOADED_RTT_MS, 2),
-            f(&F::BUFFERBLOAT_MS, 2),
-            format!("{}/{}", f(&F::LOCAL_CPU_AVG, 0), f(&F::REMOTE_CPU_AVG, 0)),
-            match r.get(&F::ERROR) {
-                Value::Str(e) => e.as_str(),
-                _ => "",
-            }
-        )?;
-    }
-    Ok(())
-}
-
-#[cfg(feature = "client")]
 /// The syslog line for a finished client test.
 pub fn client_summary_syslog(r: &Record) -> String {
     format!(
@@ -1037,217 +921,7 @@ pub fn client_summary_syslog(r: &Record) -> String {
     )
 }
 
-#[cfg(feature = "server")]
-/// The server's end-reason words: what the server can tell about how a session ended.
-pub fn server_end_reason(reason: &crate::engine::StopReason) -> &'static str {
-    use crate::engine::StopReason::*;
-    match reason {
-        PeerClosed => "client_closed",
-        PeerReset => "client_reset",
-        // The server has no duration of its own; a "completed" server session cannot happen,
-        // but if it did, the client's close is what ended it.
-        Completed => "client_closed",
-        other => other.as_str(),
-    }
-}
-
-#[cfg(feature = "server")]
-/// The fields every server record opens with: when, who, and how they logged in.
-fn who(
-    b: &mut record::Builder,
-    at: SystemTime,
-    peer: &std::net::SocketAddr,
-    user: &Option<String>,
-    auth: crate::auth::AuthMethod,
-) {
-    b.str(&F::TIMESTAMP, &rfc3339_utc(at))
-        .str(&F::PEER, &peer.to_string())
-        .push(&F::USER, Value::opt_str(user.as_deref()))
-        .str(&F::AUTH, auth.as_str());
-}
-
-#[cfg(feature = "server")]
-fn start_fields(b: &mut record::Builder, st: &SessionStart) {
-    who(b, st.started, &st.peer, &st.user, st.auth);
-    b.str(&F::PROTOCOL, st.command.protocol.as_str())
-        .str(&F::DIRECTION, st.command.direction.client_word())
-        .int(&F::CONNECTIONS, st.connections as u64)
-        .push(
-            &F::UDP_PORT,
-            st.udp_port.map_or(Value::Null, |p| Value::Int(p.into())),
-        );
-}
-
-#[cfg(feature = "server")]
-/// The record of a server event.
-pub fn server_record(ev: &ServerEvent) -> Record {
-    match ev {
-        ServerEvent::Start(st) => Record::build(Kind::SessionStart, |b| {
-            start_fields(b, st);
-            b.int(&F::REMOTE_TX_SPEED_BPS, u64::from(st.command.remote_tx_speed))
-                .int(&F::LOCAL_TX_SPEED_BPS, u64::from(st.command.local_tx_speed))
-                .int(&F::TX_SIZE, u64::from(st.command.tx_size));
-        }),
-        ServerEvent::End(r) => session_end_record(r),
-        ServerEvent::AuthFailed {
-            at,
-            peer,
-            user,
-            method,
-            ..
-        } => Record::build(Kind::AuthFailure, |b| who(b, *at, peer, user, *method)),
-        ServerEvent::Rejected(r) => Record::build(Kind::Rejected, |b| {
-            who(b, r.at, &r.peer, &r.user, r.auth);
-            b.str(&F::PROTOCOL, r.command.protocol.as_str())
-                .str(&F::DIRECTION, r.command.direction.client_word())
-                .str(&F::PHASE, r.phase.as_str())
-                .str(&F::REASON, r.reason.as_str())
-                .str(&F::ERROR, &r.error);
-        }),
-    }
-}
-
-#[cfg(feature = "server")]
-fn session_end_record(r: &SessionRecord) -> Record {
-    let (summary, err) = match &r.result {
-        Ok(s) => (Some(s), None),
-        Err(e) => (None, Some(e.as_str())),
-    };
-    let d = summary.map(|s| s.duration).unwrap_or_default();
-    let st = summary.map(|s| s.status.clone()).unwrap_or_default();
-    let end = summary.map_or("error", |s| server_end_reason(&s.end_reason));
-    Record::build(Kind::SessionEnd, |b| {
-        start_fields(b, &r.start);
-        totals(b, &st, d);
-        b.str(&F::END_REASON, end).push(&F::ERROR, Value::opt_str(err));
-        match summary {
-            Some(s) => io_fields(b, s),
-            None => {
-                b.push(&F::UDP_TX_IO, Value::Null)
-                    .push(&F::UDP_RX_IO, Value::Null);
-            }
-        }
-        b.int(&F::FOREIGN_DATAGRAMS, st.totals.foreign);
-    })
-}
-
-#[cfg(feature = "server")]
-/// The CSV row of a server event, in session_end columns: finished sessions, and failed
-/// logins and refused handshakes as rows with `end_reason` `error` (one row per attempt, so a
-/// log shows them; JSON has their own records). `None` for session starts.
-pub fn server_csv_row(ev: &ServerEvent) -> Option<Vec<String>> {
-    use crate::server::Rejection;
-    let failed = |at, peer, user: &Option<String>, auth, command, error: String| {
-        let start = SessionStart {
-            started: at,
-            peer,
-            command,
-            connections: 0,
-            user: user.clone(),
-            auth,
-            udp_port: None,
-        };
-        session_end_record(&SessionRecord {
-            start,
-            result: Err(error),
-        })
-    };
-    let rec = match ev {
-        ServerEvent::Start(_) => return None,
-        ServerEvent::End(r) => session_end_record(r),
-        ServerEvent::AuthFailed {
-            at,
-            peer,
-            user,
-            method,
-            command,
-        } => failed(
-            *at,
-            *peer,
-            user,
-            *method,
-            *command,
-            format!(
-                "authentication failed ({})",
-                crate::error::auth_method_name(method.as_str())
-            ),
-        ),
-        ServerEvent::Rejected(r) => {
-            let Rejection {
-                at,
-                peer,
-                user,
-                auth,
-                command,
-                error,
-                ..
-            } = r.as_ref();
-            failed(*at, *peer, user, *auth, *command, error.clone())
-        }
-    };
-    Some(rec.csv_cells())
-}
-
-#[cfg(feature = "server")]
-/// Formats a server event for stdout; `None` for events that text mode leaves to the log.
-pub fn server_event_line(ev: &ServerEvent, output: Output) -> Option<String> {
-    let r = server_record(ev);
-    match (ev, output) {
-        (_, Output::Json) => Some(r.to_json()),
-        (ServerEvent::End(_), Output::Text) => Some(session_text(&r)),
-        _ => None,
-    }
-}
-
-#[cfg(feature = "server")]
-fn session_text(r: &Record) -> String {
-    // A user name and an error text may carry what a peer sent (issue 18): escaped.
-    let user = match r.get(&F::USER) {
-        Value::Str(u) => format!(" user {}", crate::text::Esc(u)),
-        _ => String::new(),
-    };
-    let err = match r.get(&F::ERROR) {
-        Value::Str(e) => format!(" ({})", crate::text::Esc(e)),
-        _ => String::new(),
-    };
-    format!(
-        "session {} {} (client {}) conns {}{user}: {:.1}s tx {} ({} B) rx {} ({} B) lost {} end {}{err}",
-        r.text(&F::PEER),
-        r.text(&F::PROTOCOL),
-        r.text(&F::DIRECTION),
-        r.text(&F::CONNECTIONS),
-        r.f64(&F::DURATION_S),
-        format_rate(r.f64(&F::TX_AVG_BPS)),
-        r.text(&F::TX_BYTES),
-        format_rate(r.f64(&F::RX_AVG_BPS)),
-        r.text(&F::RX_BYTES),
-        r.text(&F::LOST_PACKETS),
-        r.text(&F::END_REASON),
-    )
-}
-
-#[cfg(feature = "server")]
-/// The syslog line for a server event.
-pub fn server_event_syslog(ev: &ServerEvent) -> (crate::export::syslog::Severity, String) {
-    use crate::export::syslog::Severity;
-    let r = server_record(ev);
-    let kv = r.key_values_except(&[&F::TIMESTAMP]);
-    match ev {
-        ServerEvent::Start(_) => (Severity::Info, format!("session start {kv}")),
-        ServerEvent::AuthFailed { .. } => (Severity::Notice, format!("authentication failed {kv}")),
-        ServerEvent::Rejected(_) => (Severity::Notice, format!("session rejected {kv}")),
-        ServerEvent::End(s) => {
-            let sev = if s.result.is_ok() {
-                Severity::Info
-            } else {
-                Severity::Err
-            };
-            (sev, format!("session end {kv}"))
-        }
-    }
-}
-
-#[cfg(all(test, feature = "client"))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::counters::Snapshot;
@@ -1591,52 +1265,5 @@ mod tests {
         assert_eq!(human_bytes(1_500), "1.5 kB");
         assert_eq!(count7(9_999_999), "9999999");
         assert_eq!(count7(4_080_958_000), "4.08G");
-    }
-
-    /// Golden: the fleet matrix.
-    #[cfg(feature = "fleet")]
-    #[test]
-    fn golden_fleet_matrix() {
-        let target = |name: &str, ok: bool, up: Value, err: Value| {
-            Record::build(Kind::Target, |b| {
-                b.str(&F::TIMESTAMP, "2026-01-01T00:00:00Z")
-                    .str(&F::NAME, name)
-                    .str(&F::SERVER, "h:2000")
-                    .push(&F::OK, Value::Bool(ok))
-                    .int(&F::ATTEMPTS, 1)
-                    .str(&F::PROTOCOL, "udp")
-                    .str(&F::DIRECTION, "both")
-                    .push(&F::DURATION_S, Value::num(10.0))
-                    .push(&F::UP_BPS, up)
-                    .push(&F::DOWN_BPS, Value::num(4.2e9))
-                    .push(&F::UP_LOSS_PCT, Value::Num(34.609, 3))
-                    .push(&F::DOWN_LOSS_PCT, Value::Num(0.0, 3))
-                    .int(&F::LOST_PACKETS, 0)
-                    .push(&F::IDLE_RTT_MS, Value::Num(0.25, 3))
-                    .push(&F::LOADED_RTT_MS, Value::Num(12.5, 3))
-                    .push(&F::BUFFERBLOAT_MS, Value::Num(12.25, 3))
-                    .push(&F::TCP_RTT_MS, Value::Null)
-                    .push(&F::LOCAL_CPU_AVG, Value::Num(12.0, 1))
-                    .push(&F::REMOTE_CPU_AVG, Value::Null)
-                    .str(&F::END_REASON, "completed")
-                    .push(&F::ERROR, err)
-                    .push(&F::PHASE, Value::Null);
-            })
-        };
-        let a = target("edge-1", true, Value::num(97.5e6), Value::Null);
-        let b = target(
-            "core",
-            false,
-            Value::Null,
-            Value::Str("connect: refused".into()),
-        );
-        let mut out = Vec::new();
-        fleet_matrix(&mut out, &[(&a, true), (&b, false)]).unwrap();
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "name    result          up        down loss-up loss-dn rtt-idle rtt-load    bloat   cpu l/r  error\n\
-             edge-1  ok       97.5 Mbps   4.20 Gbps   34.61    0.00     0.25    12.50    12.25      12/-  \n\
-             core    FAILED           -   4.20 Gbps   34.61    0.00     0.25    12.50    12.25      12/-  connect: refused\n"
-        );
     }
 }

@@ -431,7 +431,7 @@ pub mod field {
     pub const REASON: Field = f(
         "reason",
         Str,
-        "`limit` (session limit), `timeout`, `bad_command`, `unknown_token`, `other`",
+        "`limit` (session limit), `timeout`, `bad_command`, `unknown_token`, `quota` (a byte quota used up, or a per-user / per-source session limit), `capacity` (the server is near its descriptor or thread limit), `other`",
     );
 }
 
@@ -600,7 +600,7 @@ const SESSION_END: &[Field] = &[
     field::LOCAL_CPU_AVG.meaning("average CPU % of the server's machine"),
     field::REMOTE_CPU_AVG.meaning("average CPU % the client reported"),
     field::REMOTE_RX_BYTES.meaning("sum of what the client's statuses said it received"),
-    field::END_REASON.meaning("`client_closed` (the client ended the test), `client_reset` (its connection was reset: killed, or closed with data unread), `control_timeout` (silence), `max_duration`, `interrupted` (server shutdown), `error`"),
+    field::END_REASON.meaning("`client_closed` (the client ended the test), `client_reset` (its connection was reset: killed, or closed with data unread), `control_timeout` (silence), `max_duration`, `quota` (a byte quota of its user or source ran out), `interrupted` (server shutdown), `error`"),
     field::ERROR.meaning("what failed, when `end_reason` is `error`"),
     field::UDP_TX_IO.meaning("UDP: how the server sent (`gso`, `mmsg`, `single`)"),
     field::UDP_RX_IO.meaning("UDP: how the server received (`gro`, `mmsg`, `single`)"),
@@ -1081,6 +1081,55 @@ mod tests {
                 );
                 assert!(!["type", "schema"].contains(key));
             }
+        }
+    }
+
+    /// The `end_reason` words docs/output.md gives for a kind (the back-quoted words of the
+    /// row's meaning).
+    fn documented_words(kind: Kind, field: &Field) -> Vec<String> {
+        let doc = include_str!("../docs/output.md");
+        let at = doc
+            .find(&format!("### `{}`", kind.name()))
+            .expect("a section per kind");
+        let row = doc[at..]
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{}` |", field.key)))
+            .expect("the field's row");
+        let meaning = row.split('|').nth(3).unwrap_or("");
+        let mut words: Vec<String> = meaning
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect();
+        words.sort();
+        words.dedup();
+        words
+    }
+
+    /// Issue 20 (B6): `end_reason` words are documented exactly: every word a client summary
+    /// or a server session can carry, and no other.
+    #[test]
+    fn docs_output_md_lists_every_end_reason_word() {
+        use crate::engine::StopReason;
+        let mut client: Vec<String> = StopReason::ALL
+            .iter()
+            .filter(|r| !r.server_only())
+            .map(|r| r.as_str().to_string())
+            .collect();
+        client.sort();
+        client.dedup();
+        assert_eq!(documented_words(Kind::Summary, &F::END_REASON), client);
+        #[cfg(feature = "server")]
+        {
+            // A session that failed ends as `error` (report/server.rs).
+            let mut server: Vec<String> = StopReason::ALL
+                .iter()
+                .map(|r| crate::server::end_reason(r).to_string())
+                .collect();
+            server.sort();
+            server.dedup();
+            assert_eq!(documented_words(Kind::SessionEnd, &F::END_REASON), server);
         }
     }
 

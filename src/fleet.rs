@@ -21,6 +21,18 @@ use crate::run::{self, TestRun};
 use crate::wire::Protocol;
 use crate::wire::Side;
 
+/// Reads and parses `fc`'s targets file (relative paths in it are from its directory).
+pub fn load(fc: &FleetConfig) -> Result<Vec<Target>, Error> {
+    let text = std::fs::read_to_string(&fc.file)
+        .map_err(|e| Error::Usage(format!("fleet: cannot read {}: {e}", fc.file.display())))?;
+    let dir = fc
+        .file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    parse(&text, dir).map_err(|e| Error::Usage(format!("fleet: {}: {e}", fc.file.display())))
+}
+
 /// One line of the targets file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {

@@ -11,5 +11,7 @@ pub mod csv;
 pub mod html;
 #[cfg(feature = "server")]
 pub mod metrics;
+#[cfg(feature = "report")]
+pub mod params;
 pub mod stdout;
 pub mod syslog;

@@ -377,6 +377,16 @@ pub struct ClientReporter<W: Write> {
     columns: u16,
 }
 
+/// Columns the text lines may use: `COLUMNS` when set (as ls(1): an explicit ask, e.g.
+/// `COLUMNS=160` for the wide interval lines in a pipe), else the terminal's, else 80.
+fn text_columns() -> u16 {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse().ok())
+        .or_else(crate::sys::terminal_columns)
+        .unwrap_or(80)
+}
+
 /// Averages over the last this-many seconds, as RouterOS' "10-second average".
 const WINDOW: Duration = Duration::from_secs(10);
 
@@ -400,6 +410,38 @@ impl<W: Write> ClientReporter<W> {
             pacing: false,
             columns: 80,
         }
+    }
+
+    /// The reporter of a single test of `cfg` writing to `out`, which is stdout: its text or
+    /// JSON, the columns of the terminal (or `COLUMNS`), the live view on a terminal.
+    pub fn for_config(out: W, cfg: &crate::config::ClientConfig) -> Self {
+        let rep = ClientReporter::new(out, cfg.output)
+            .with_latency(cfg.latency != crate::config::Latency::Off)
+            .with_columns(text_columns())
+            // The pacing audit is for developers (issue 19): -v turns on info logging.
+            .with_pacing(log::log_enabled!(log::Level::Info));
+        #[cfg(feature = "tty")]
+        let rep = {
+            use crate::config::Live;
+            use std::io::IsTerminal;
+            let live = match cfg.live {
+                Live::No => false,
+                Live::Yes => true,
+                Live::Auto => std::io::stdout().is_terminal(),
+            } && cfg.output == Output::Text;
+            rep.with_live(live.then(|| {
+                crate::termview::LiveView::new(
+                    crate::sys::terminal_columns().unwrap_or(80),
+                    cfg.direction.we_transmit(Side::Client),
+                    cfg.direction.we_receive(Side::Client),
+                )
+            }))
+        };
+        #[cfg(not(feature = "tty"))]
+        if cfg.live == crate::config::Live::Yes {
+            log::warn!("--live: this btest was built without the live view (cargo feature 'tty')");
+        }
+        rep
     }
 
     /// The start record (JSON) or header (text); a new test's running figures begin.

@@ -4,11 +4,52 @@
 
 use std::io::{self, Write};
 
+use crate::config::FleetConfig;
 use crate::record::{field as F, Field, Record, Value};
 use crate::units::format_rate;
 
+/// The line that opens a fleet run (stderr): how many targets, how many at a time, retries.
+pub fn start_line(fc: &FleetConfig, n: usize) -> String {
+    format!(
+        "btest fleet: {n} target(s) from {}, {} at a time, {} retr{} each",
+        fc.file.display(),
+        fc.parallel.min(n),
+        fc.retries,
+        if fc.retries == 1 { "y" } else { "ies" }
+    )
+}
+
+/// The line of a failed attempt that will be retried (stderr).
+pub fn retry_line(fc: &FleetConfig, name: &str, attempt: u32, error: &str) -> String {
+    format!(
+        "btest fleet: {name} attempt {attempt} failed: {error}; retrying in {:?}",
+        fc.retry_delay
+    )
+}
+
+/// The line of a finished target (stderr): its rates and latency, or why it failed.
+/// `finished` of `n` targets are done.
+pub fn done_line(finished: usize, n: usize, name: &str, r: &Record, ok: bool) -> String {
+    if !ok {
+        return format!(
+            "btest fleet: [{finished}/{n}] {name} FAILED after {} attempt(s): {}",
+            r.text(&F::ATTEMPTS),
+            r.text(&F::ERROR)
+        );
+    }
+    let rate = |k: &Field| r.get(k).as_f64().map_or("-".to_string(), format_rate);
+    let ms = |k: &Field| r.get(k).as_f64().map_or("-".into(), |v| format!("{v:.1}"));
+    format!(
+        "btest fleet: [{finished}/{n}] {name} ok: up {} down {} rtt idle {} loaded {} ms",
+        rate(&F::UP_BPS),
+        rate(&F::DOWN_BPS),
+        ms(&F::IDLE_RTT_MS),
+        ms(&F::LOADED_RTT_MS)
+    )
+}
+
 /// The fleet's results matrix as text: one line per `target` record and whether it passed.
-pub fn fleet_matrix(out: &mut impl Write, rows: &[(&Record, bool)]) -> io::Result<()> {
+pub fn matrix(out: &mut impl Write, rows: &[(&Record, bool)]) -> io::Result<()> {
     let w = rows
         .iter()
         .map(|d| d.0.text(&F::NAME).len())
@@ -100,7 +141,7 @@ mod tests {
             Value::Str("connect: refused".into()),
         );
         let mut out = Vec::new();
-        fleet_matrix(&mut out, &[(&a, true), (&b, false)]).unwrap();
+        matrix(&mut out, &[(&a, true), (&b, false)]).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "name    result          up        down loss-up loss-dn rtt-idle rtt-load    bloat   cpu l/r  error\n\

@@ -23,9 +23,7 @@ pub use client::{
     RemoteTrust, Rtt,
 };
 #[cfg(feature = "fleet")]
-mod fleet;
-#[cfg(feature = "fleet")]
-pub use fleet::fleet_matrix;
+pub mod fleet;
 #[cfg(feature = "server")]
 mod server;
 #[cfg(feature = "server")]

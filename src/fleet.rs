@@ -1,7 +1,8 @@
 //! `btest fleet FILE` (issue 11): reads the targets file, runs each target's test through
 //! run.rs one after another or a bounded few at a time (threads `btest-fleet-K`), retries what
 //! a retry can fix, and turns every target's last attempt into one `target` record: the
-//! results matrix the caller prints and writes as NDJSON, CSV and HTML.
+//! results matrix the caller prints; [`Outputs`] appends the records to the `--ndjson` and
+//! `--csv` files.
 //!
 //! The file parser ([`parse`]) is pure and table-tested. Must not: print (progress goes to the
 //! caller's callback), or retry what cannot pass on a retry (wrong credentials, a peer that
@@ -31,6 +32,53 @@ pub fn load(fc: &FleetConfig) -> Result<Vec<Target>, Error> {
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     parse(&text, dir).map_err(|e| Error::Usage(format!("fleet: {}: {e}", fc.file.display())))
+}
+
+/// The fleet's output files (`--ndjson`, `--csv`): one line or row per `target` record.
+pub struct Outputs {
+    ndjson: Option<std::fs::File>,
+    csv: Option<crate::export::csv::CsvLog>,
+}
+
+impl Outputs {
+    /// Opens them before the first test, so a typo costs no test. Both are appended to, as
+    /// the client's --csv is: a nightly fleet run adds to one history.
+    pub fn open(fc: &FleetConfig) -> Result<Outputs, Error> {
+        let open = |p: &std::path::PathBuf, what: &str| {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(p)
+                .map_err(|e| {
+                    Error::Usage(format!(
+                        "fleet: --{what} {}: cannot open it: {e}",
+                        p.display()
+                    ))
+                })
+        };
+        let ndjson = fc.ndjson.as_ref().map(|p| open(p, "ndjson")).transpose()?;
+        let csv = match &fc.csv {
+            Some(p) => {
+                open(p, "csv")?;
+                let header = Record::csv_header(Kind::Target);
+                Some(crate::export::csv::CsvLog::new(p, header))
+            }
+            None => None,
+        };
+        Ok(Outputs { ndjson, csv })
+    }
+
+    /// A finished target's record.
+    pub fn write(&mut self, r: &Record) -> io::Result<()> {
+        if let Some(f) = &mut self.ndjson {
+            use std::io::Write;
+            writeln!(f, "{}", r.to_json())?;
+        }
+        if let Some(l) = &self.csv {
+            l.append(&r.csv_cells())?;
+        }
+        Ok(())
+    }
 }
 
 /// One line of the targets file.

@@ -225,31 +225,9 @@ fn run_fleet(_: &btest::config::FleetConfig) -> Result<(), Error> {
 #[cfg(feature = "fleet")]
 fn run_fleet(fc: &btest::config::FleetConfig) -> Result<(), Error> {
     use btest::fleet::{self, Progress};
-    use btest::record::{Kind, Record};
     btest::sys::install_signal_handlers();
     let targets = fleet::load(fc)?;
-    // Output files are opened before the first test, so a typo costs no test. Both are
-    // appended to, as the client's --csv is: a nightly fleet run adds to one history.
-    let open = |p: &std::path::PathBuf, what: &str| {
-        std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(p)
-            .map_err(|e| {
-                Error::Usage(format!(
-                    "fleet: --{what} {}: cannot open it: {e}",
-                    p.display()
-                ))
-            })
-    };
-    let mut ndjson = fc.ndjson.as_ref().map(|p| open(p, "ndjson")).transpose()?;
-    let csvlog = match &fc.csv {
-        Some(p) => {
-            open(p, "csv")?;
-            Some(CsvLog::new(p, Record::csv_header(Kind::Target)))
-        }
-        None => None,
-    };
+    let mut files = fleet::Outputs::open(fc)?;
     let n = targets.len();
     eprintln!("{}", report::fleet::start_line(fc, n));
     let mut finished = 0;
@@ -274,13 +252,7 @@ fn run_fleet(fc: &btest::config::FleetConfig) -> Result<(), Error> {
                     writeln!(o, "{}", r.to_json())?;
                     o.flush()?;
                 }
-                if let Some(f) = &mut ndjson {
-                    writeln!(f, "{}", r.to_json())?;
-                }
-                if let Some(l) = &csvlog {
-                    l.append(&r.csv_cells())?;
-                }
-                Ok(())
+                files.write(r)
             };
             if let Err(e) = w() {
                 io_err.get_or_insert(e);

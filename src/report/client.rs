@@ -1308,4 +1308,102 @@ mod tests {
         assert_eq!(count7(9_999_999), "9999999");
         assert_eq!(count7(4_080_958_000), "4.08G");
     }
+
+    /// Golden: the text header, and a TCP summary with every optional line: TCP_INFO, the
+    /// latency probe, the verdict, a saturated peer counter and a short peer count.
+    #[test]
+    fn golden_header_and_full_tcp_summary() {
+        let mut rep = ClientReporter::new(Vec::new(), Output::Text);
+        rep.start(&start_record(
+            "198.51.100.1:2000",
+            Protocol::Tcp,
+            Direction::Both,
+            4,
+        ))
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(rep.out).unwrap(),
+            "btest tcp both to 198.51.100.1:2000, 4 connection(s)\n"
+        );
+        let mut r = result(Protocol::Tcp, Direction::Both);
+        r.connections = 4;
+        let st = &mut r.summary.status;
+        st.remote_rx_saturated = 1;
+        st.remote_rx_bytes = 1_000_000;
+        st.verdict = Some("tx thread saturated (99% of a core): this host limited the rate".into());
+        let stats = crate::engine::tcpinfo::TcpStats {
+            rtt_us: 1_250,
+            rttvar_us: 500,
+            cwnd: 10,
+            mss: 1448,
+            retransmits_total: 7,
+            ..Default::default()
+        };
+        st.tcp = Some(crate::engine::TcpSample {
+            per_connection: vec![stats],
+            total: stats,
+            retransmits: 7,
+        });
+        st.role_cpu_max = crate::engine::RoleCpu {
+            tx: 99.04,
+            rx: 12.5,
+            status: 0.4,
+        };
+        let rtt = |p50: f64| Rtt {
+            count: 10,
+            min_ms: p50 / 2.0,
+            avg_ms: p50,
+            p50_ms: p50,
+            p90_ms: p50 * 2.0,
+            max_ms: p50 * 3.0,
+            jitter_ms: 0.125,
+        };
+        let lat = LatencySummary {
+            method: "echo",
+            idle: Some(rtt(0.5)),
+            loaded: Some(rtt(20.0)),
+            sent: 100,
+            lost: 2,
+        };
+        let cov = cover(&[(10.0, 186_375_000, 10, 1_000_000)]);
+        let rec = summary_record(
+            &r,
+            "198.51.100.1:2000",
+            SystemTime::UNIX_EPOCH,
+            Some(&lat),
+            &cov,
+        );
+        let mut out = Vec::new();
+        summary_text(&mut out, &rec).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "--- summary (completed) ---\n\
+             duration 10.0s  connections 4  auth md5\n\
+             tx-total-average 149.1 Mbps (186.4 MB)\n\
+             rx-total-average 97.2 Mbps (121.5 MB)\n\
+             remote received 1.0 MB (at least)  cpu local 12% remote 45%\n\
+             \x20 tcp: rtt 1.25 ms (var 0.50 ms)  cwnd 10 segments  retransmits 7\n\
+             \x20 latency (echo): idle p50 0.50 ms   loaded p50 20.00 p90 40.00 max 60.00 ms   jitter 0.12 ms\n\
+             \x20 bufferbloat +19.50 ms (loaded minus idle median)   probes lost 2 of 100\n\
+             \x20 threads (busiest, % of a core): tx 99  rx 12  status 0\n\
+             \x20 note: tx thread saturated (99% of a core): this host limited the rate\n\
+             \x20 note: the peer's status carries a 32-bit byte count per second, which cannot hold \
+             more than 4 GiB (about 34 Gbit/s): 'remote received' is a lower bound\n\
+             \x20 note: over the seconds its statuses cover, the peer reported receiving far less \
+             than TCP delivered;\n  TCP loses nothing, so this is the peer's counting (e.g. a \
+             32-bit counter that wraps), not loss\n"
+        );
+        // The JSON of the same record carries the fields the text reads.
+        let json = rec.to_json();
+        for kv in [
+            "\"idle_rtt_p50_ms\":0.500",
+            "\"loaded_rtt_p90_ms\":40",
+            "\"bufferbloat_ms\":19.500",
+            "\"rtt_method\":\"echo\"",
+            "\"tcp_rtt_ms\":1.250",
+            "\"remote_rx_suspect\":true",
+        ] {
+            assert!(json.contains(kv), "{kv} in {json}");
+        }
+    }
 }

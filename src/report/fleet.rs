@@ -104,35 +104,36 @@ mod tests {
     use super::*;
     use crate::record::Kind;
 
+    fn target(name: &str, ok: bool, up: Value, err: Value) -> Record {
+        Record::build(Kind::Target, |b| {
+            b.str(&F::TIMESTAMP, "2026-01-01T00:00:00Z")
+                .str(&F::NAME, name)
+                .str(&F::SERVER, "h:2000")
+                .push(&F::OK, Value::Bool(ok))
+                .int(&F::ATTEMPTS, 1)
+                .str(&F::PROTOCOL, "udp")
+                .str(&F::DIRECTION, "both")
+                .push(&F::DURATION_S, Value::num(10.0))
+                .push(&F::UP_BPS, up)
+                .push(&F::DOWN_BPS, Value::num(4.2e9))
+                .push(&F::UP_LOSS_PCT, Value::Num(34.609, 3))
+                .push(&F::DOWN_LOSS_PCT, Value::Num(0.0, 3))
+                .int(&F::LOST_PACKETS, 0)
+                .push(&F::IDLE_RTT_MS, Value::Num(0.25, 3))
+                .push(&F::LOADED_RTT_MS, Value::Num(12.5, 3))
+                .push(&F::BUFFERBLOAT_MS, Value::Num(12.25, 3))
+                .push(&F::TCP_RTT_MS, Value::Null)
+                .push(&F::LOCAL_CPU_AVG, Value::Num(12.0, 1))
+                .push(&F::REMOTE_CPU_AVG, Value::Null)
+                .str(&F::END_REASON, "completed")
+                .push(&F::ERROR, err)
+                .push(&F::PHASE, Value::Null);
+        })
+    }
+
     /// Golden: the fleet matrix.
     #[test]
     fn golden_fleet_matrix() {
-        let target = |name: &str, ok: bool, up: Value, err: Value| {
-            Record::build(Kind::Target, |b| {
-                b.str(&F::TIMESTAMP, "2026-01-01T00:00:00Z")
-                    .str(&F::NAME, name)
-                    .str(&F::SERVER, "h:2000")
-                    .push(&F::OK, Value::Bool(ok))
-                    .int(&F::ATTEMPTS, 1)
-                    .str(&F::PROTOCOL, "udp")
-                    .str(&F::DIRECTION, "both")
-                    .push(&F::DURATION_S, Value::num(10.0))
-                    .push(&F::UP_BPS, up)
-                    .push(&F::DOWN_BPS, Value::num(4.2e9))
-                    .push(&F::UP_LOSS_PCT, Value::Num(34.609, 3))
-                    .push(&F::DOWN_LOSS_PCT, Value::Num(0.0, 3))
-                    .int(&F::LOST_PACKETS, 0)
-                    .push(&F::IDLE_RTT_MS, Value::Num(0.25, 3))
-                    .push(&F::LOADED_RTT_MS, Value::Num(12.5, 3))
-                    .push(&F::BUFFERBLOAT_MS, Value::Num(12.25, 3))
-                    .push(&F::TCP_RTT_MS, Value::Null)
-                    .push(&F::LOCAL_CPU_AVG, Value::Num(12.0, 1))
-                    .push(&F::REMOTE_CPU_AVG, Value::Null)
-                    .str(&F::END_REASON, "completed")
-                    .push(&F::ERROR, err)
-                    .push(&F::PHASE, Value::Null);
-            })
-        };
         let a = target("edge-1", true, Value::num(97.5e6), Value::Null);
         let b = target(
             "core",
@@ -147,6 +148,44 @@ mod tests {
             "name    result          up        down loss-up loss-dn rtt-idle rtt-load    bloat   cpu l/r  error\n\
              edge-1  ok       97.5 Mbps   4.20 Gbps   34.61    0.00     0.25    12.50    12.25      12/-  \n\
              core    FAILED           -   4.20 Gbps   34.61    0.00     0.25    12.50    12.25      12/-  connect: refused\n"
+        );
+    }
+
+    /// Golden: the progress lines on stderr.
+    #[test]
+    fn golden_progress_lines() {
+        let fc = FleetConfig {
+            file: "sites.txt".into(),
+            parallel: 8,
+            retries: 1,
+            retry_delay: std::time::Duration::from_secs(5),
+            output: crate::config::Output::Text,
+            csv: None,
+            ndjson: None,
+            report: None,
+        };
+        assert_eq!(
+            start_line(&fc, 3),
+            "btest fleet: 3 target(s) from sites.txt, 3 at a time, 1 retry each"
+        );
+        assert_eq!(
+            retry_line(&fc, "core", 1, "connect: refused"),
+            "btest fleet: core attempt 1 failed: connect: refused; retrying in 5s"
+        );
+        let a = target("edge-1", true, Value::num(97.5e6), Value::Null);
+        assert_eq!(
+            done_line(1, 3, "edge-1", &a, true),
+            "btest fleet: [1/3] edge-1 ok: up 97.5 Mbps down 4.20 Gbps rtt idle 0.2 loaded 12.5 ms"
+        );
+        let b = target(
+            "core",
+            false,
+            Value::Null,
+            Value::Str("connect: refused".into()),
+        );
+        assert_eq!(
+            done_line(2, 3, "core", &b, false),
+            "btest fleet: [2/3] core FAILED after 1 attempt(s): connect: refused"
         );
     }
 }

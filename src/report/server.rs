@@ -202,3 +202,162 @@ pub fn server_event_syslog(ev: &ServerEvent) -> (crate::export::syslog::Severity
         }
     }
 }
+
+/// Golden text: a record built by hand, every output asserted whole (issue 20: a misspelt
+/// field or a layout change must fail here, not in a user's log).
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::AuthMethod;
+    use crate::engine::counters::Snapshot;
+    use crate::engine::{StatusTotals, StopReason, Summary};
+    use crate::server::{RejectReason, Rejection};
+    use crate::wire::{Command, Direction, Protocol};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn command() -> Command {
+        Command {
+            protocol: Protocol::Udp,
+            direction: Direction::Both,
+            random_data: false,
+            connection_count: 1,
+            tx_size: 1500,
+            client_buf_size: 0,
+            remote_tx_speed: 100_000_000,
+            local_tx_speed: 0,
+        }
+    }
+
+    fn start() -> SessionStart {
+        SessionStart {
+            started: UNIX_EPOCH + Duration::from_secs(1_795_000_000),
+            peer: "192.0.2.7:40000".parse().unwrap(),
+            command: command(),
+            connections: 1,
+            user: Some("ops\nx".into()),
+            auth: AuthMethod::EcSrp5,
+            udp_port: Some(2257),
+        }
+    }
+
+    fn end(reason: StopReason) -> ServerEvent {
+        let status = StatusTotals {
+            totals: Snapshot {
+                tx_bytes: 125_000_000,
+                rx_bytes: 62_500_000,
+                lost: 42,
+                foreign: 3,
+                ..Snapshot::default()
+            },
+            remote_rx_bytes: 124_000_000,
+            local_cpu_avg: Some(7.25),
+            remote_cpu_avg: None,
+            ..StatusTotals::default()
+        };
+        ServerEvent::End(Box::new(SessionRecord {
+            start: start(),
+            result: Ok(Summary {
+                duration: Duration::from_secs(10),
+                status,
+                end_reason: reason,
+                tcp_links_ran: None,
+                udp_tx_io: Some(crate::engine::udpio::Method::Mmsg),
+                udp_rx_io: None,
+            }),
+        }))
+    }
+
+    #[test]
+    fn golden_session_end_line_syslog_and_csv() {
+        let ev = end(StopReason::PeerClosed);
+        assert_eq!(
+            server_event_line(&ev, Output::Text).unwrap(),
+            "session 192.0.2.7:40000 udp (client both) conns 1 user ops\\nx: 10.0s tx 100.0 Mbps \
+             (125000000 B) rx 50.0 Mbps (62500000 B) lost 42 end client_closed"
+        );
+        let (sev, line) = server_event_syslog(&ev);
+        assert_eq!(sev, crate::export::syslog::Severity::Info);
+        assert_eq!(
+            line,
+            "session end peer=192.0.2.7:40000 user=ops\\nx auth=ecsrp5 protocol=udp \
+             direction=both connections=1 udp_port=2257 duration_s=10 tx_bytes=125000000 \
+             rx_bytes=62500000 tx_avg_bps=100000000 rx_avg_bps=50000000 lost_packets=42 \
+             local_cpu_avg=7.2 remote_rx_bytes=124000000 end_reason=client_closed \
+             udp_tx_io=mmsg foreign_datagrams=3"
+        );
+        assert_eq!(
+            server_csv_row(&ev).unwrap().join(","),
+            "2026-11-18T11:06:40Z,192.0.2.7:40000,ops\nx,ecsrp5,udp,both,1,2257,10,125000000,\
+             62500000,100000000,50000000,42,7.2,,124000000,client_closed,,mmsg,,3"
+        );
+        assert_eq!(crate::export::csv::server_header().len(), 22);
+    }
+
+    #[test]
+    fn golden_session_end_reasons_and_errors() {
+        let line = |ev: &ServerEvent| server_event_line(ev, Output::Text).unwrap();
+        assert!(line(&end(StopReason::Quota)).ends_with(" end quota"));
+        assert!(line(&end(StopReason::PeerReset)).ends_with(" end client_reset"));
+        assert!(line(&end(StopReason::Shutdown)).ends_with(" end interrupted"));
+        let failed = ServerEvent::End(Box::new(SessionRecord {
+            start: start(),
+            result: Err("data: connection reset\n".into()),
+        }));
+        assert_eq!(
+            line(&failed),
+            "session 192.0.2.7:40000 udp (client both) conns 1 user ops\\nx: 0.0s tx 0 bps (0 B) \
+             rx 0 bps (0 B) lost 0 end error (data: connection reset\\n)"
+        );
+        assert_eq!(
+            server_event_syslog(&failed).0,
+            crate::export::syslog::Severity::Err
+        );
+    }
+
+    #[test]
+    fn golden_start_auth_failure_and_rejection() {
+        let st = ServerEvent::Start(start());
+        // Text output leaves session starts to the log; JSON has them.
+        assert_eq!(server_event_line(&st, Output::Text), None);
+        assert_eq!(
+            server_event_line(&st, Output::Json).unwrap(),
+            "{\"type\":\"session_start\",\"schema\":1,\"timestamp\":\"2026-11-18T11:06:40Z\",\
+             \"peer\":\"192.0.2.7:40000\",\"user\":\"ops\\nx\",\"auth\":\"ecsrp5\",\
+             \"protocol\":\"udp\",\"direction\":\"both\",\"connections\":1,\"udp_port\":2257,\
+             \"remote_tx_speed_bps\":100000000,\"local_tx_speed_bps\":0,\"tx_size\":1500}"
+        );
+        assert_eq!(server_csv_row(&st), None);
+        let auth = ServerEvent::AuthFailed {
+            at: UNIX_EPOCH,
+            peer: "192.0.2.8:1".parse().unwrap(),
+            user: None,
+            method: AuthMethod::Md5,
+            command: command(),
+        };
+        assert_eq!(
+            server_event_syslog(&auth),
+            (
+                crate::export::syslog::Severity::Notice,
+                "authentication failed peer=192.0.2.8:1 auth=md5".to_string()
+            )
+        );
+        let row = server_csv_row(&auth).unwrap();
+        assert_eq!(row[17], "error");
+        assert_eq!(row[18], "authentication failed (MD5)");
+        let rej = ServerEvent::Rejected(Box::new(Rejection {
+            at: UNIX_EPOCH,
+            peer: "192.0.2.9:2".parse().unwrap(),
+            user: Some("bob".into()),
+            auth: AuthMethod::None,
+            command: command(),
+            phase: crate::error::Phase::Command,
+            reason: RejectReason::Quota,
+            error: "quota used up".into(),
+        }));
+        assert_eq!(
+            server_event_syslog(&rej).1,
+            "session rejected peer=192.0.2.9:2 user=bob auth=none protocol=udp direction=both \
+             phase=command reason=quota error=\"quota used up\""
+        );
+    }
+}

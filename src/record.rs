@@ -220,7 +220,7 @@ pub mod field {
         Int,
         "lost_packets minus lost_host: lost on the way",
     );
-    pub const LOST_HOST: Field = n("lost_host", Num, "UDP datagrams this host's receive sockets dropped, at most lost_packets; with GRO (udp_rx_io gro) an estimate: the kernel counts dropped buffers of up to 64 datagrams, scaled by the buffer size datagrams arrived in (null: unknown, or TCP)");
+    pub const LOST_HOST: Field = n("lost_host", Int, "UDP datagrams this host's receive sockets dropped, at most lost_packets; with GRO (udp_rx_io gro) an estimate: the kernel counts dropped buffers of up to 64 datagrams, scaled by the buffer size datagrams arrived in (null: unknown, or TCP)");
     pub const REORDERED: Field = f("reordered", Int, "UDP datagrams that arrived out of order");
     pub const DUPLICATES: Field = f("duplicates", Int, "UDP datagrams that arrived twice");
     pub const TX_TARGET_BPS: Field = f(

@@ -296,10 +296,7 @@ pub fn summary_record(
         b.str(&F::AUTH, r.auth.as_str())
             .str(&F::END_REASON, r.summary.end_reason.as_str())
             .int(&F::LOST_WIRE, wire_lost(st.totals.lost, st.host_drops))
-            .push(
-                &F::LOST_HOST,
-                Value::opt_num(st.host_drops.map(|h| h as f64)),
-            )
+            .push(&F::LOST_HOST, st.host_drops.map_or(Value::Null, Value::Int))
             .int(&F::REORDERED, st.totals.reordered)
             .int(&F::DUPLICATES, st.totals.duplicates)
             .push(&F::TCP, client_records::tcp(st.tcp.as_ref()))
@@ -515,10 +512,7 @@ impl<W: Write> ClientReporter<W> {
                 .push(&F::LOCAL_CPU, Value::opt_num(s.local_cpu.map(f64::from)))
                 .push(&F::REMOTE_CPU, Value::opt_num(s.remote_cpu.map(f64::from)))
                 .int(&F::LOST_WIRE, wire_lost(s.delta.lost, s.host_drops))
-                .push(
-                    &F::LOST_HOST,
-                    Value::opt_num(s.host_drops.map(|h| h as f64)),
-                )
+                .push(&F::LOST_HOST, s.host_drops.map_or(Value::Null, Value::Int))
                 .int(&F::REORDERED, s.delta.reordered)
                 .int(&F::DUPLICATES, s.delta.duplicates)
                 .int(&F::TX_TARGET_BPS, s.tx_target_bps)

@@ -1175,6 +1175,13 @@ mod tests {
             assert_eq!(l.chars().count(), interval_width(false, latency), "{l}");
             assert!(l.chars().count() <= 80);
         }
+        // The wide layout is in builds with the 'tty' feature (the router image has none).
+        #[cfg(feature = "tty")]
+        golden_wide_interval_lines(&recs);
+    }
+
+    #[cfg(feature = "tty")]
+    fn golden_wide_interval_lines(recs: &[Record]) {
         let wide = [
             interval_head(true, true),
             interval_line(&recs[1], true, true),

@@ -483,16 +483,14 @@ pub fn spawn_to(cfg: ClientConfig, stop: Stop, addrs: Vec<SocketAddr>) -> Result
 
 fn spawn_with(cfg: ClientConfig, stop: Stop, addrs: Option<Vec<SocketAddr>>) -> Result<Running> {
     let (tx, rx) = crossbeam_channel::bounded(1024);
-    let h = std::thread::Builder::new()
-        .name("btest-client".into())
-        .spawn(move || match addrs {
-            Some(a) => run_to(&cfg, &a, &stop, Some(tx)),
-            None => run(&cfg, &stop, Some(tx)),
-        })
-        .map_err(|e| Error::Io {
-            phase: Phase::Connect,
-            addr: None,
-            source: e,
-        })?;
+    let h = crate::thread::spawn_named("btest-client", None, move || match addrs {
+        Some(a) => run_to(&cfg, &a, &stop, Some(tx)),
+        None => run(&cfg, &stop, Some(tx)),
+    })
+    .map_err(|e| Error::Io {
+        phase: Phase::Connect,
+        addr: None,
+        source: e,
+    })?;
     Ok((rx, h))
 }

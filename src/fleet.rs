@@ -450,9 +450,11 @@ pub fn run_all(
             let jobs = jobs_rx.clone();
             let res = res_tx.clone();
             let stop = stop.clone();
-            std::thread::Builder::new()
-                .name(format!("btest-fleet-{k}"))
-                .spawn_scoped(scope, move || {
+            crate::thread::spawn_scoped_named(
+                scope,
+                &format!("btest-fleet-{k}"),
+                None,
+                move || {
                     while let Ok(i) = jobs.recv() {
                         if stop.is_triggered() {
                             break;
@@ -463,7 +465,8 @@ pub fn run_all(
                         let d = test_target(&targets[i], i, fleet, &stop, &retry);
                         let _ = res.send(Msg::Done(Box::new(d)));
                     }
-                })?;
+                },
+            )?;
         }
         drop(res_tx);
         loop {

@@ -36,6 +36,7 @@ pub mod sys;
 #[cfg(feature = "tty")]
 pub mod termview;
 pub mod text;
+pub mod thread;
 #[cfg(feature = "through")]
 pub mod through;
 pub mod units;

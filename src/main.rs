@@ -326,19 +326,17 @@ fn spawn_events(
     events: crossbeam_channel::Receiver<ServerEvent>,
     done: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<ServerSinks>> {
-    std::thread::Builder::new()
-        .name("btest-events".into())
-        .spawn(move || {
-            while !done.load(std::sync::atomic::Ordering::SeqCst) {
-                if let Ok(ev) = events.recv_timeout(Duration::from_millis(100)) {
-                    sinks.emit(&ev);
-                }
-            }
-            for ev in events.try_iter() {
+    btest::thread::spawn_named("btest-events", None, move || {
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            if let Ok(ev) = events.recv_timeout(Duration::from_millis(100)) {
                 sinks.emit(&ev);
             }
-            sinks
-        })
+        }
+        for ev in events.try_iter() {
+            sinks.emit(&ev);
+        }
+        sinks
+    })
 }
 
 #[cfg(feature = "server")]

@@ -40,13 +40,15 @@ fn enter(side: &str, ns: Option<&Path>) -> Result<()> {
 fn start_server(cfg: &ThroughConfig) -> Result<ServerHandle> {
     let scfg = cfg.server.clone();
     let ns = cfg.server_netns.clone();
-    let t = std::thread::Builder::new()
-        .name("btest-through-srv".into())
-        .spawn(move || -> Result<ServerHandle> {
+    let t = crate::thread::spawn_named(
+        "btest-through-srv",
+        None,
+        move || -> Result<ServerHandle> {
             enter("server", ns.as_deref())?;
             Server::bind(scfg)?.spawn()
-        })
-        .map_err(|e| Error::io(Phase::Bind, None, e))?;
+        },
+    )
+    .map_err(|e| Error::io(Phase::Bind, None, e))?;
     t.join().map_err(|_| Error::Internal {
         thread: "btest-through-srv".into(),
     })?
@@ -88,18 +90,16 @@ pub fn run(
     let stop2 = stop.clone();
     // A plain thread that owns what it uses (not a scoped one: that would be one more
     // generic copy of std's scope in the 1 MiB router image).
-    let out = std::thread::Builder::new()
-        .name("btest-through-cli".into())
-        .spawn(move || -> Result<TestRun> {
-            enter("client", ns.as_deref())?;
-            run::run(&ccfg, &stop2, &mut rep).map_err(|e| Error::io(Phase::Data, None, e))
-        })
-        .map_err(|e| Error::io(Phase::Connect, None, e))
-        .and_then(|h| {
-            h.join().map_err(|_| Error::Internal {
-                thread: "btest-through-cli".into(),
-            })?
-        });
+    let out = crate::thread::spawn_named("btest-through-cli", None, move || -> Result<TestRun> {
+        enter("client", ns.as_deref())?;
+        run::run(&ccfg, &stop2, &mut rep).map_err(|e| Error::io(Phase::Data, None, e))
+    })
+    .map_err(|e| Error::io(Phase::Connect, None, e))
+    .and_then(|h| {
+        h.join().map_err(|_| Error::Internal {
+            thread: "btest-through-cli".into(),
+        })?
+    });
     // The server side's view, for the log: what it received and sent.
     for ev in server.events().try_iter() {
         log::info!(

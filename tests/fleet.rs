@@ -219,3 +219,47 @@ fn parallel_udp_targets_share_the_protocols_client_port() {
         let _ = std::fs::remove_dir_all(&dir);
     });
 }
+
+/// Issue 20, bug B1 in `fleet --parallel`: two targets at once in one process (with both
+/// servers in this process too), their threads named alike. Thread CPU used to be read back by
+/// name, so the transmit-only target could report the other target's (or a server's) busy
+/// `btest-rx-0` as its own. Each target now samples only the threads its session started: the
+/// transmit-only one's RX figure is its control reader's (one 12-byte status a second, near
+/// 0 %), and the receiving one sees its own reader. No rate is asserted.
+#[test]
+fn parallel_targets_report_only_their_own_threads() {
+    watchdog(90, || {
+        use btest::config::{FleetConfig, Output};
+        let a = start_server(server_cfg());
+        let b = start_server(server_cfg());
+        let dir = tmp("own-threads");
+        let text = format!(
+            "up {} --protocol udp --direction transmit --local-tx-speed 1G --duration 3s\n\
+             down {} --protocol udp --direction receive --remote-tx-speed 1G --duration 3s\n",
+            a.addr, b.addr
+        );
+        let targets = btest::fleet::parse(&text, &dir).unwrap();
+        let fleet = FleetConfig {
+            file: dir.join("f"),
+            parallel: 2,
+            retries: 0,
+            retry_delay: std::time::Duration::from_secs(1),
+            output: Output::Json,
+            csv: None,
+            ndjson: None,
+            report: None,
+        };
+        let done = btest::fleet::run_all(&fleet, &targets, |_| {}).unwrap();
+        assert_eq!(done.len(), 2);
+        let cpu = |i: usize, role: &str| {
+            let s = done[i].run.summary.as_ref().expect("a summary");
+            let c = s.get(&btest::record::field::THREAD_CPU_MAX);
+            eprintln!("{}: thread_cpu_max {c:?}", targets[i].name);
+            c.field(role).as_f64().unwrap()
+        };
+        assert!(cpu(0, "tx") > 0.0, "the sender was not sampled");
+        assert!(cpu(0, "rx") <= 5.0, "another session's RX thread counted");
+        assert!(cpu(1, "rx") > 0.0, "the receiver was not sampled");
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}

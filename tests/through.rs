@@ -327,6 +327,40 @@ fn through_on_loopback_runs_like_a_client_test() {
     });
 }
 
+/// Issue 20, bug B1: both sides of `through` run in one process, and their threads have the
+/// same names. Thread CPU was read back by name, so a UDP transmit-only test reported the
+/// server side's busy `btest-rx-0` as the client's RX figure (`rx 19.7` in the review, 52.9
+/// measured here with the binary before the fix, debug build). The client's only RX-side
+/// thread here is the control reader, which reads one 12-byte status a second: near 0 % on any
+/// host, however loaded. Its TX thread sends as fast as it can, so it shows CPU (sampling
+/// works). No rate is asserted.
+#[test]
+fn through_reports_only_the_client_sides_threads() {
+    watchdog(60, || {
+        let base = udp_base().to_string();
+        let o = btest_bin()
+            .args(["through", "--server-addr", "127.0.0.1", "--port", "0"])
+            .args(["--udp-port-from", &base, "--protocol", "udp"])
+            .args(["--direction", "transmit", "--duration", "3s", "--json"])
+            .output()
+            .unwrap();
+        assert_exit(&o, 0);
+        let s = summary(&o);
+        let cpu = &s["thread_cpu_max"];
+        let (tx, rx) = (cpu["tx"].as_f64().unwrap(), cpu["rx"].as_f64().unwrap());
+        eprintln!("client thread_cpu_max: {cpu}");
+        assert!(tx > 0.0, "the sending thread was not sampled: {cpu}");
+        assert!(
+            rx <= 5.0,
+            "the server side's RX thread counted as ours: {cpu}"
+        );
+        // The verdict, when there is one, names one of ours: this side only sends.
+        if let Some(v) = s["verdict"].as_str() {
+            assert!(!v.starts_with("rx "), "{v}");
+        }
+    });
+}
+
 /// The bufferbloat figure on a real queue: the router shapes the way to the client with a
 /// token bucket (20 Mbit/s, up to 300 ms of buffer). A UDP download asked at 30 Mbit/s keeps
 /// that buffer full, so the probe's replies, queued behind the data, come back late. Needs

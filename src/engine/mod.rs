@@ -4,7 +4,8 @@
 //! Threads (all named, all joined before [`run`] returns, inside `std::thread::scope`):
 //! `btest-tx-K` / `btest-rx-K` per TCP connection or UDP socket and direction,
 //! `btest-ctl-rx` (UDP tests: reads statuses on connection 0), and `btest-status` (the clock).
-//! The first error wins; [`Stop`] wakes everyone. A panicking role becomes
+//! Each records its kernel thread id in its role slot; per-thread CPU is read by those ids,
+//! never by name (other sessions of the process have the same names). The first error wins; [`Stop`] wakes everyone. A panicking role becomes
 //! [`Error::Internal`]. Must not: do handshakes (client.rs / server.rs do) or print.
 
 pub mod budget;
@@ -155,14 +156,13 @@ pub struct RoleCpu {
 }
 
 impl RoleCpu {
-    fn from_loads(loads: &[threadcpu::ThreadLoad]) -> RoleCpu {
+    fn from_loads(loads: &[threadcpu::ThreadLoad<'_>]) -> RoleCpu {
         let mut r = RoleCpu::default();
         for l in loads {
-            let slot = match RoleKind::of_thread(&l.name) {
-                Some(RoleKind::Tx) => &mut r.tx,
-                Some(RoleKind::Rx | RoleKind::CtlRx) => &mut r.rx,
-                Some(RoleKind::Status) => &mut r.status,
-                None => continue,
+            let slot = match l.kind {
+                RoleKind::Tx => &mut r.tx,
+                RoleKind::Rx | RoleKind::CtlRx => &mut r.rx,
+                RoleKind::Status => &mut r.status,
             };
             *slot = slot.max(l.percent_of_core);
         }
@@ -408,7 +408,7 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
                     };
                     sender += 1;
                     let alive = tx_alive.clone();
-                    roles::spawn(scope, &slot.name, gauge, stop, move || {
+                    roles::spawn(scope, slot, gauge, stop, move || {
                         let _alive = alive;
                         tx::run(ctx)
                     })?
@@ -422,20 +422,20 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
                         )
                     });
                     let (s, b, got) = (links[l], &plan.budget, &got[l]);
-                    roles::spawn(scope, &slot.name, gauge, stop, move || {
+                    roles::spawn(scope, slot, gauge, stop, move || {
                         rx::run_tcp(stop, c, s, ctl, limit, b, got)
                     })?
                 }
                 RoleKind::Rx => {
                     let (link, oh, want) = (&plan.udp[l], plan.udp_overhead, plan.tuning.udp_io);
                     let b = &plan.budget;
-                    roles::spawn(scope, &slot.name, gauge, stop, move || {
+                    roles::spawn(scope, slot, gauge, stop, move || {
                         rx::run_udp(stop, c, &link.socket, oh, link.accept_from, want, b)
                     })?
                 }
                 RoleKind::CtlRx => {
                     let (ctl, stx) = (&plan.control, &status_tx);
-                    roles::spawn(scope, &slot.name, gauge, stop, move || {
+                    roles::spawn(scope, slot, gauge, stop, move || {
                         rx::run_control(stop, ctl, stx)
                     })?
                 }
@@ -467,6 +467,7 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
                     Vec::new()
                 },
                 threads: threadcpu::ThreadCpu::new(),
+                roles: &table.slots,
             })
         } else {
             None
@@ -493,9 +494,9 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
             on_bytes: plan.on_bytes.clone(),
             epoch,
         };
-        let status_handle = roles::spawn(scope, "btest-status", gauge, stop, move || {
-            status::run(sctx)
-        })?;
+        let status_slot = &table.slots[table.slots.len() - 1];
+        let status_handle =
+            roles::spawn(scope, status_slot, gauge, stop, move || status::run(sctx))?;
         let totals = match status_handle.join() {
             Ok(Ok(t)) => Some(t),
             Ok(Err(e)) => {

@@ -8,9 +8,13 @@
 //! counter slot (same index), and a sender's rate, gap histogram and per-sender figures are
 //! looked up through [`RoleTable::senders`], never through an assumed slot order.
 //!
+//! Each slot also records its thread's kernel id while the thread runs ([`spawn`]): that is how
+//! the session's CPU figures find its own threads (threadcpu.rs). Names are only for humans;
+//! reading them back mixed every session of the process (issue 20, bug B1).
+//!
 //! Must not: open, tune or own sockets, or decide when a session ends.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 use super::stop::{Stop, StopReason};
@@ -40,18 +44,6 @@ impl RoleKind {
         }
     }
 
-    /// The role a session thread plays, from its name.
-    pub fn of_thread(name: &str) -> Option<RoleKind> {
-        [
-            RoleKind::Tx,
-            RoleKind::Rx,
-            RoleKind::CtlRx,
-            RoleKind::Status,
-        ]
-        .into_iter()
-        .find(|k| name.starts_with(k.prefix()))
-    }
-
     /// A short word for reports: `tx`, `rx`, `control`, `status`.
     pub fn word(self) -> &'static str {
         match self {
@@ -64,18 +56,22 @@ impl RoleKind {
 }
 
 /// One role thread of a session.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct RoleSlot {
     /// What it does.
     pub kind: RoleKind,
     /// The TCP connection or UDP socket it works on (0 for control and status).
     pub link: usize,
-    /// Its thread name.
+    /// Its thread name (for humans: `top -H`, gdb, logs; nothing parses it back).
     pub name: String,
+    /// Its kernel thread id while it runs, 0 before it starts and after it ends (see
+    /// [`spawn`]): how the session finds its own threads in /proc/self/task (threadcpu.rs),
+    /// whatever other sessions of this process are called.
+    pub tid: AtomicU32,
 }
 
 /// Every role thread of a session, in spawn order (status last).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct RoleTable {
     /// The slots; slot `i` counts into counter slot `i`.
     pub slots: Vec<RoleSlot>,
@@ -90,7 +86,13 @@ impl RoleTable {
                 RoleKind::Tx | RoleKind::Rx => format!("{}{link}", kind.prefix()),
                 _ => kind.prefix().to_string(),
             };
-            slots.push(RoleSlot { kind, link, name });
+            let tid = AtomicU32::new(0);
+            slots.push(RoleSlot {
+                kind,
+                link,
+                name,
+                tid,
+            });
         };
         if transmit {
             (0..links).for_each(|l| add(RoleKind::Tx, l));
@@ -122,37 +124,34 @@ impl RoleTable {
     }
 }
 
-/// Stack of every thread the program starts beside `main` (roles, handshakes, probe, echo,
-/// HTTP connections): they keep their buffers on the heap, so 256 KiB is plenty (docs/bench.md
-/// has the measurement) and keeps per-connection memory small on routers. One definition
-/// (issue 20: it was written five times).
-pub const THREAD_STACK: usize = 256 * 1024;
+/// Moved to crate::thread (its one definition); kept here for code written before the move.
+pub use crate::thread::THREAD_STACK;
 
-/// Keeps the live-thread gauge honest and turns a panic into a stop, whatever way the role
-/// ends.
+/// Turns a panic into a stop, and forgets the thread's id, whatever way the role ends (a
+/// finished thread's id may be given to a new thread of another session).
 struct Guard<'a> {
-    gauge: Option<Arc<AtomicUsize>>,
     stop: &'a Stop,
+    slot: &'a RoleSlot,
 }
 
 impl Drop for Guard<'_> {
     fn drop(&mut self) {
+        self.slot.tid.store(0, Relaxed);
         if std::thread::panicking() {
-            let name = std::thread::current().name().unwrap_or("?").to_string();
-            self.stop
-                .trigger(StopReason::Error(format!("thread {name} panicked")));
-        }
-        if let Some(g) = &self.gauge {
-            g.fetch_sub(1, Ordering::SeqCst);
+            self.stop.trigger(StopReason::Error(format!(
+                "thread {} panicked",
+                self.slot.name
+            )));
         }
     }
 }
 
-/// Starts one role thread: named, on a small stack, counted in `gauge`. A role that fails or
+/// Starts the role thread of `slot`: named, on a small stack, counted in `gauge`
+/// (crate::thread), its kernel id recorded in `slot.tid` first thing. A role that fails or
 /// panics stops its session at once, not when it is joined.
 pub fn spawn<'scope, 'env, T, F>(
     scope: &'scope std::thread::Scope<'scope, 'env>,
-    name: &str,
+    slot: &'scope RoleSlot,
     gauge: Option<&Arc<AtomicUsize>>,
     stop: &'scope Stop,
     f: F,
@@ -161,32 +160,26 @@ where
     T: Send + 'scope,
     F: FnOnce() -> Result<T> + Send + 'scope,
 {
-    if let Some(g) = gauge {
-        g.fetch_add(1, Ordering::SeqCst);
-    }
-    let guard = Guard {
-        gauge: gauge.cloned(),
-        stop,
-    };
-    std::thread::Builder::new()
-        .name(name.to_string())
-        .stack_size(THREAD_STACK)
-        .spawn_scoped(scope, move || {
-            let _guard = guard;
-            let r = f();
-            if let Err(e) = &r {
-                stop.trigger(StopReason::Error(e.to_string()));
-            }
-            r
-        })
-        .map_err(|e| {
-            stop.trigger(StopReason::Error("thread start failed".into()));
-            Error::Io {
-                phase: Phase::Data,
-                addr: None,
-                source: std::io::Error::new(e.kind(), format!("cannot start thread {name}: {e}")),
-            }
-        })
+    crate::thread::spawn_scoped_named(scope, &slot.name, gauge, move || {
+        slot.tid.store(crate::sys::gettid(), Relaxed);
+        let _guard = Guard { stop, slot };
+        let r = f();
+        if let Err(e) = &r {
+            stop.trigger(StopReason::Error(e.to_string()));
+        }
+        r
+    })
+    .map_err(|e| {
+        stop.trigger(StopReason::Error("thread start failed".into()));
+        Error::Io {
+            phase: Phase::Data,
+            addr: None,
+            source: std::io::Error::new(
+                e.kind(),
+                format!("cannot start thread {}: {e}", slot.name),
+            ),
+        }
+    })
 }
 
 #[cfg(test)]
@@ -231,21 +224,12 @@ mod tests {
     }
 
     #[test]
-    fn thread_names_map_back_to_roles() {
-        let t = RoleTable::new(false, 2, true, true);
-        for s in &t.slots {
-            assert_eq!(RoleKind::of_thread(&s.name), Some(s.kind), "{}", s.name);
-        }
-        assert_eq!(RoleKind::of_thread("btest-accept-0"), None);
-        assert_eq!(RoleKind::of_thread("main"), None);
-    }
-
-    #[test]
     fn a_failing_or_panicking_role_stops_the_session_and_leaves_the_gauge_at_zero() {
+        let t = RoleTable::new(false, 1, true, true);
         let stop = Stop::new();
         let gauge = Arc::new(AtomicUsize::new(0));
         std::thread::scope(|s| {
-            let h = spawn(s, "btest-tx-0", Some(&gauge), &stop, || -> Result<()> {
+            let h = spawn(s, &t.slots[0], Some(&gauge), &stop, || -> Result<()> {
                 Err(Error::Refused("x".into()))
             })
             .unwrap();
@@ -254,13 +238,44 @@ mod tests {
         assert!(stop.is_triggered());
         let stop = Stop::new();
         std::thread::scope(|s| {
-            let h = spawn(s, "btest-rx-0", Some(&gauge), &stop, || -> Result<u8> {
+            let h = spawn(s, &t.slots[2], Some(&gauge), &stop, || -> Result<u8> {
                 panic!("boom")
             })
             .unwrap();
             assert!(h.join().is_err());
         });
         assert!(matches!(stop.reason(), Some(StopReason::Error(m)) if m.contains("btest-rx-0")));
-        assert_eq!(gauge.load(Ordering::SeqCst), 0);
+        assert_eq!(gauge.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
+
+    /// The id a role records is its own thread's, it is there while the role runs, and it is
+    /// gone once the role ends (issue 20: CPU figures come from these ids, not from names).
+    #[test]
+    fn a_role_records_its_thread_id_while_it_runs() {
+        let t = RoleTable::new(true, 1, true, false);
+        let stop = Stop::new();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            let h = spawn(s, &t.slots[0], None, &stop, move || {
+                go_rx.recv().unwrap();
+                Ok(crate::sys::gettid())
+            })
+            .unwrap();
+            // Recorded as the thread starts, before `f`: wait for it (bounded).
+            let t0 = std::time::Instant::now();
+            while t.slots[0].tid.load(Relaxed) == 0 && t0.elapsed().as_secs() < 10 {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            let seen = t.slots[0].tid.load(Relaxed);
+            // The kernel knows that thread under the slot's name (read while it is parked).
+            let comm = std::fs::read_to_string(format!("/proc/self/task/{seen}/comm")).unwrap();
+            go_tx.send(()).unwrap();
+            let own = h.join().unwrap().unwrap();
+            assert_eq!(seen, own);
+            assert_ne!(own, crate::sys::gettid(), "not the spawner's id");
+            assert_eq!(comm.trim(), "btest-tx-0");
+        });
+        assert_eq!(t.slots[0].tid.load(Relaxed), 0);
+        assert_eq!(t.slots[1].tid.load(Relaxed), 0, "never started");
     }
 }

@@ -131,6 +131,8 @@ pub struct Probes<'a> {
     pub udp_drops: Vec<(Option<super::udpdrops::UdpDrops>, &'a Counters)>,
     /// Per-thread CPU.
     pub threads: super::threadcpu::ThreadCpu,
+    /// The session's role slots, whose recorded thread ids `threads` samples.
+    pub roles: &'a [super::roles::RoleSlot],
 }
 
 impl Probes<'_> {
@@ -488,7 +490,7 @@ impl State {
         p: &mut Probes<'_>,
     ) -> (Option<u64>, Option<super::TcpSample>, super::RoleCpu) {
         use super::threadcpu;
-        let loads = p.threads.sample(|n| n.starts_with("btest-"));
+        let loads = p.threads.sample(p.roles);
         let role = super::RoleCpu::from_loads(&loads);
         self.t.role_cpu_max = self.t.role_cpu_max.max(role);
         if let Some(v) = threadcpu::verdict(&loads, threadcpu::DEFAULT_BUSY_THRESHOLD) {

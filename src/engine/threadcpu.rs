@@ -1,17 +1,23 @@
-//! Per-thread CPU load of this process from /proc/self/task/*/stat, so a report can tell a
-//! saturated TX or RX thread (the host limited the rate) from a saturated link.
+//! Per-thread CPU load of one session's role threads from /proc/self/task/<tid>/stat, so a
+//! report can tell a saturated TX or RX thread (the host limited the rate) from a saturated
+//! link.
 //!
 //! Owns: parsing a task's stat line ([`parse_task_stat`], pure), turning tick deltas into
 //! percent of one core ([`ThreadCpu::sample`]) and the one-line diagnosis ([`verdict`], pure).
 //!
+//! A session's threads are found by the kernel ids its role table recorded at spawn
+//! (roles.rs), never by name: every session in the process has the same thread names, and
+//! reading names back made `btest through` report the server side's RX thread as the
+//! client's (issue 20, bug B1: `rx 19.7` in a UDP transmit-only test) and `fleet --parallel`
+//! mix targets.
+//!
 //! Must not: be called on a per-packet path (each sample reads one file per thread); the
-//! status thread samples it once per status interval. Must not: name or spawn threads — it
-//! relies on engine/mod.rs naming them `btest-tx-K`, `btest-rx-K`, `btest-status`, ...
-//! The kernel keeps only the first 15 bytes of a thread name, so filters should match
-//! prefixes.
+//! status thread samples it once per status interval. Must not: name or spawn threads.
 
-use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
+
+use super::roles::{RoleKind, RoleSlot};
 
 /// Percent of a core above which [`verdict`] blames the host rather than the link.
 pub const DEFAULT_BUSY_THRESHOLD: f64 = 90.0;
@@ -22,7 +28,7 @@ pub const DEFAULT_BUSY_THRESHOLD: f64 = 90.0;
 /// The comm sits in parentheses and may itself contain spaces and parentheses, so it runs
 /// from the first `(` to the *last* `)`. After that come the fields numbered from 3 in
 /// proc(5): state (3), ..., utime (14), stime (15).
-pub fn parse_task_stat(text: &str) -> Option<(String, u64)> {
+pub fn parse_task_stat(text: &str) -> Option<(&str, u64)> {
     let open = text.find('(')?;
     let close = text.rfind(')')?;
     if close < open {
@@ -34,28 +40,30 @@ pub fn parse_task_stat(text: &str) -> Option<(String, u64)> {
     const UTIME_AFTER_STATE: usize = 14 - 3;
     let utime: u64 = rest.nth(UTIME_AFTER_STATE)?.parse().ok()?;
     let stime: u64 = rest.next()?.parse().ok()?;
-    Some((comm.to_string(), utime.saturating_add(stime)))
+    Some((comm, utime.saturating_add(stime)))
 }
 
-/// One thread's CPU load over the last sampling interval.
+/// One role thread's CPU load over the last sampling interval.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ThreadLoad {
+pub struct ThreadLoad<'a> {
     /// Kernel thread id.
     pub tid: u32,
-    /// Thread name as the kernel keeps it (at most 15 bytes).
-    pub name: String,
+    /// Its role.
+    pub kind: RoleKind,
+    /// Its thread name (the role table's, untruncated).
+    pub name: &'a str,
     /// CPU time used during the interval over its wall time, in percent of one core
     /// (100.0 = one core fully busy).
     pub percent_of_core: f64,
 }
 
-/// Samples this process's threads and reports each one's load since the previous sample.
+/// Samples a session's role threads and reports each one's load since the previous sample.
 #[derive(Debug)]
 pub struct ThreadCpu {
     /// Kernel clock ticks per second (`sysconf(_SC_CLK_TCK)`).
     ticks_per_sec: u64,
-    /// utime + stime per thread at the previous sample.
-    last: HashMap<u32, u64>,
+    /// (tid, utime + stime) per role slot at the previous sample; tid 0: not seen yet.
+    last: Vec<(u32, u64)>,
     /// When the previous sample was taken.
     at: Instant,
 }
@@ -67,32 +75,34 @@ impl Default for ThreadCpu {
 }
 
 impl ThreadCpu {
-    /// Takes the first reading of every thread, so the first [`ThreadCpu::sample`] covers
-    /// the time since `new`.
+    /// Starts the clock: the first [`ThreadCpu::sample`] covers the time since `new`. Made
+    /// just before the status thread starts, so the role threads' CPU before it is a few
+    /// microseconds.
     pub fn new() -> Self {
-        let at = Instant::now();
-        let last = read_tasks().map(|(tid, _, t)| (tid, t)).collect();
         ThreadCpu {
             ticks_per_sec: crate::sys::clock_ticks().max(1),
-            last,
-            at,
+            last: Vec::new(),
+            at: Instant::now(),
         }
     }
 
-    /// Load of every thread whose name passes `filter`, since the previous sample (or `new`),
-    /// busiest first. A thread born during the interval is charged all its CPU time; a thread
-    /// that ended is gone. Empty where /proc is unavailable.
-    pub fn sample(&mut self, filter: impl Fn(&str) -> bool) -> Vec<ThreadLoad> {
+    /// Load of each running thread of `slots` (the same table at every call) since the
+    /// previous sample (or `new`), busiest first. A thread seen for the first time is charged
+    /// all its CPU time; a thread that has not started or has ended (tid 0) is left out.
+    /// Empty where /proc is unavailable.
+    pub fn sample<'a>(&mut self, slots: &'a [RoleSlot]) -> Vec<ThreadLoad<'a>> {
         let now = Instant::now();
         let wall = now.duration_since(self.at).as_secs_f64();
-        let mut next = HashMap::with_capacity(self.last.len());
+        self.last.resize(slots.len(), (0, 0));
         let mut out = Vec::new();
-        for (tid, name, ticks) in read_tasks() {
-            next.insert(tid, ticks);
-            if !filter(&name) {
+        for (slot, last) in slots.iter().zip(self.last.iter_mut()) {
+            let tid = slot.tid.load(Relaxed);
+            let Some(ticks) = (tid != 0).then(|| read_ticks(tid)).flatten() else {
                 continue;
-            }
-            let used = ticks.saturating_sub(self.last.get(&tid).copied().unwrap_or(0));
+            };
+            let before = if last.0 == tid { last.1 } else { 0 };
+            *last = (tid, ticks);
+            let used = ticks.saturating_sub(before);
             let percent_of_core = if wall > 0.0 {
                 used as f64 / self.ticks_per_sec as f64 / wall * 100.0
             } else {
@@ -100,58 +110,38 @@ impl ThreadCpu {
             };
             out.push(ThreadLoad {
                 tid,
-                name,
+                kind: slot.kind,
+                name: &slot.name,
                 percent_of_core,
             });
         }
-        self.last = next;
         self.at = now;
         out.sort_by(|a, b| b.percent_of_core.total_cmp(&a.percent_of_core));
         out
     }
 }
 
-/// Every readable thread of this process as (tid, name, ticks). Threads that exit while the
-/// directory is walked are skipped.
-fn read_tasks() -> impl Iterator<Item = (u32, String, u64)> {
-    std::fs::read_dir("/proc/self/task")
-        .into_iter()
-        .flatten()
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let tid: u32 = e.file_name().to_str()?.parse().ok()?;
-            let text = std::fs::read_to_string(e.path().join("stat")).ok()?;
-            let (name, ticks) = parse_task_stat(&text)?;
-            Some((tid, name, ticks))
-        })
-}
-
-/// The role a btest thread plays, from its name (the role table names session threads).
-fn role(name: &str) -> Option<&'static str> {
-    match super::roles::RoleKind::of_thread(name) {
-        Some(k) => Some(k.word()),
-        None if name.starts_with("btest-accept") => Some("accept"),
-        None => None,
-    }
+/// CPU ticks of this process's thread `tid`; `None` when it has exited.
+fn read_ticks(tid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    Some(parse_task_stat(&text)?.1)
 }
 
 /// One-line diagnosis when the busiest thread used at least `threshold` percent of a core
 /// (e.g. [`DEFAULT_BUSY_THRESHOLD`]): that thread, not the link, set the rate. Pure.
 ///
 /// Example: "rx thread btest-rx-0 at 99 % of a core: this host, not the link, limited the rate".
-pub fn verdict(loads: &[ThreadLoad], threshold: f64) -> Option<String> {
+pub fn verdict(loads: &[ThreadLoad<'_>], threshold: f64) -> Option<String> {
     let busiest = loads
         .iter()
         .max_by(|a, b| a.percent_of_core.total_cmp(&b.percent_of_core))?;
     if busiest.percent_of_core < threshold {
         return None;
     }
-    let who = match role(&busiest.name) {
-        Some(r) => format!("{r} thread {}", busiest.name),
-        None => format!("thread {}", busiest.name),
-    };
     Some(format!(
-        "{who} at {:.0} % of a core: this host, not the link, limited the rate",
+        "{} thread {} at {:.0} % of a core: this host, not the link, limited the rate",
+        busiest.kind.word(),
+        busiest.name,
         busiest.percent_of_core
     ))
 }
@@ -174,23 +164,14 @@ mod tests {
 
     #[test]
     fn parses_task_stat_fixtures() {
-        assert_eq!(
-            parse_task_stat(PLAIN),
-            Some(("btest-rx-0".to_string(), 731 + 268))
-        );
-        assert_eq!(
-            parse_task_stat(WEIRD),
-            Some(("my (weird) name".to_string(), 42))
-        );
+        assert_eq!(parse_task_stat(PLAIN), Some(("btest-rx-0", 731 + 268)));
+        assert_eq!(parse_task_stat(WEIRD), Some(("my (weird) name", 42)));
         // A name that looks like the fields that follow it.
         let tricky = "5 (a) R 1 2 3) S 1 5 5 0 -1 0 0 0 0 0 4 6 0 0 20 0 1 0 9 9 9\n";
-        assert_eq!(
-            parse_task_stat(tricky),
-            Some(("a) R 1 2 3".to_string(), 10))
-        );
+        assert_eq!(parse_task_stat(tricky), Some(("a) R 1 2 3", 10)));
         assert_eq!(
             parse_task_stat("9 (x y) S 1 1 1 0 -1 0 0 0 0 0 3 4"),
-            Some(("x y".to_string(), 7))
+            Some(("x y", 7))
         );
     }
 
@@ -212,7 +193,7 @@ mod tests {
             .name("btest-status-long-name".into())
             .spawn(|| {
                 let text = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-                parse_task_stat(&text).unwrap().0
+                parse_task_stat(&text).unwrap().0.to_string()
             })
             .unwrap()
             .join()
@@ -241,66 +222,80 @@ mod tests {
 
     #[test]
     fn spinning_thread_shows_as_busy() {
-        const NAME: &str = "btest-tx-spin";
+        use crate::engine::roles::RoleTable;
+        // Slot 0 is a TX role; slot 1 (an RX role) never starts, so it is never sampled.
+        let table = RoleTable::new(true, 1, true, false);
+        let slot = &table.slots[0];
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
         let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
         let (done_tx, done_rx) = std::sync::mpsc::channel::<Duration>();
         let (end_tx, end_rx) = std::sync::mpsc::channel::<()>();
-        let h = std::thread::Builder::new()
-            .name(NAME.into())
-            .spawn(move || {
-                // std sets the OS thread name inside the new thread, before this closure.
+        // A thread of the same name that is not in the table (another session's): not
+        // sampled, so `after` has one entry.
+        let (other_end_tx, other_end_rx) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::Builder::new()
+            .name(slot.name.clone())
+            .spawn(move || other_end_rx.recv())
+            .unwrap();
+        std::thread::scope(|s| {
+            let h = s.spawn(move || {
+                slot.tid.store(crate::sys::gettid(), Relaxed);
                 ready_tx.send(()).unwrap();
                 go_rx.recv().unwrap();
                 done_tx.send(spin(Duration::from_millis(300))).unwrap();
                 // Stay alive until sampled: an exited thread leaves /proc/self/task.
                 end_rx.recv().unwrap();
-            })
-            .unwrap();
-        ready_rx.recv().unwrap();
-        let mut meter = ThreadCpu::new();
-        // The baseline includes the (idle) thread, so the next sample is a true delta.
-        let before = meter.sample(|n| n == NAME);
-        assert_eq!(before.len(), 1, "{before:?}");
-        let t1 = Instant::now();
-        go_tx.send(()).unwrap();
-        let ran = done_rx.recv().unwrap();
-        let t2 = Instant::now();
-        let after = meter.sample(|n| n == NAME);
-        end_tx.send(()).unwrap();
-        h.join().unwrap();
-        assert_eq!(after.len(), 1, "{after:?}");
-        assert_eq!(after[0].name, NAME);
-        let measured = after[0].percent_of_core;
-        // What the thread itself saw. On an idle host that is ~100 %; on a loaded CI box the
-        // neighbours take part of the core, and the meter must agree with the smaller figure.
-        // Tolerance: two tick truncations (2 x 10 ms over 300 ms) plus sampling overhead.
-        let expected = ran.as_secs_f64() / t2.duration_since(t1).as_secs_f64() * 100.0;
-        assert!(
-            (measured - expected).abs() < 15.0,
-            "measured {measured:.1} %, thread ran {expected:.1} % of the interval"
-        );
-        if expected > 75.0 {
-            assert!(measured > 50.0, "{after:?}");
-            let v = verdict(&after, 50.0).unwrap();
-            assert!(v.starts_with("tx thread btest-tx-spin at "), "{v}");
-        }
+            });
+            ready_rx.recv().unwrap();
+            let mut meter = ThreadCpu::new();
+            // The baseline includes the (idle) thread, so the next sample is a true delta.
+            let before = meter.sample(&table.slots);
+            assert_eq!(before.len(), 1, "{before:?}");
+            let t1 = Instant::now();
+            go_tx.send(()).unwrap();
+            let ran = done_rx.recv().unwrap();
+            let t2 = Instant::now();
+            let after = meter.sample(&table.slots);
+            end_tx.send(()).unwrap();
+            h.join().unwrap();
+            other_end_tx.send(()).unwrap();
+            other.join().unwrap().unwrap();
+            assert_eq!(after.len(), 1, "{after:?}");
+            assert_eq!((after[0].name, after[0].kind), ("btest-tx-0", RoleKind::Tx));
+            let measured = after[0].percent_of_core;
+            // What the thread itself saw. On an idle host that is ~100 %; on a loaded CI box
+            // the neighbours take part of the core, and the meter must agree with the smaller
+            // figure. Tolerance: two tick truncations (2 x 10 ms over 300 ms) plus sampling
+            // overhead.
+            let expected = ran.as_secs_f64() / t2.duration_since(t1).as_secs_f64() * 100.0;
+            assert!(
+                (measured - expected).abs() < 15.0,
+                "measured {measured:.1} %, thread ran {expected:.1} % of the interval"
+            );
+            if expected > 75.0 {
+                assert!(measured > 50.0, "{after:?}");
+                let v = verdict(&after, 50.0).unwrap();
+                assert!(v.starts_with("tx thread btest-tx-0 at "), "{v}");
+            }
+        });
     }
 
-    fn load(name: &str, p: f64) -> ThreadLoad {
+    fn load(kind: RoleKind, name: &str, p: f64) -> ThreadLoad<'_> {
         ThreadLoad {
             tid: 1,
-            name: name.into(),
+            kind,
+            name,
             percent_of_core: p,
         }
     }
 
     #[test]
     fn verdict_names_the_busiest_thread_and_its_role() {
+        use RoleKind::*;
         let loads = [
-            load("btest-tx-0", 40.0),
-            load("btest-rx-0", 99.2),
-            load("btest-status", 1.0),
+            load(Tx, "btest-tx-0", 40.0),
+            load(Rx, "btest-rx-0", 99.2),
+            load(Status, "btest-status", 1.0),
         ];
         assert_eq!(
             verdict(&loads, DEFAULT_BUSY_THRESHOLD).as_deref(),
@@ -309,12 +304,12 @@ mod tests {
             )
         );
         assert_eq!(
-            verdict(&[load("btest-status", 95.0)], 90.0).as_deref(),
+            verdict(&[load(Status, "btest-status", 95.0)], 90.0).as_deref(),
             Some("status thread btest-status at 95 % of a core: this host, not the link, limited the rate")
         );
         assert_eq!(
-            verdict(&[load("worker", 100.0)], 90.0).as_deref(),
-            Some("thread worker at 100 % of a core: this host, not the link, limited the rate")
+            verdict(&[load(CtlRx, "btest-ctl-rx", 100.0)], 90.0).as_deref(),
+            Some("control thread btest-ctl-rx at 100 % of a core: this host, not the link, limited the rate")
         );
         assert_eq!(verdict(&loads, 99.5), None);
         assert_eq!(verdict(&[], 90.0), None);

@@ -276,50 +276,48 @@ pub fn spawn_writer(
     gauges: impl Fn() -> (u64, u64) + Send + 'static,
 ) -> io::Result<JoinHandle<()>> {
     let every = every.max(MIN_PERIOD);
-    std::thread::Builder::new()
-        .name("btest-metrics".into())
-        .spawn(move || {
-            let mut last_err: Option<String> = None;
-            let mut write = || {
-                let (active, ports) = gauges();
-                match write_atomic(&path, &metrics.render(active, ports)) {
-                    Ok(()) => {
-                        if last_err.take().is_some() {
-                            log::info!("metrics: writing {} again", path.display());
-                        }
-                    }
-                    Err(e) => {
-                        let msg = e.to_string();
-                        if last_err.as_deref() != Some(msg.as_str()) {
-                            log::warn!("metrics: cannot write: {msg}");
-                        }
-                        last_err = Some(msg);
+    crate::thread::spawn_named("btest-metrics", None, move || {
+        let mut last_err: Option<String> = None;
+        let mut write = || {
+            let (active, ports) = gauges();
+            match write_atomic(&path, &metrics.render(active, ports)) {
+                Ok(()) => {
+                    if last_err.take().is_some() {
+                        log::info!("metrics: writing {} again", path.display());
                     }
                 }
-            };
-            write();
-            // Absolute deadlines so the period does not drift by the time a write takes;
-            // after a stall (suspend, slow disk) resynchronize instead of catching up.
-            let mut next = Instant::now().checked_add(every);
-            loop {
-                let woke = match next {
-                    Some(deadline) => stop.recv_deadline(deadline),
-                    None => stop.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                };
-                match woke {
-                    Err(RecvTimeoutError::Timeout) => {
-                        write();
-                        let now = Instant::now();
-                        next = next
-                            .and_then(|n| n.checked_add(every))
-                            .filter(|n| *n > now)
-                            .or_else(|| now.checked_add(every));
+                Err(e) => {
+                    let msg = e.to_string();
+                    if last_err.as_deref() != Some(msg.as_str()) {
+                        log::warn!("metrics: cannot write: {msg}");
                     }
-                    Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+                    last_err = Some(msg);
                 }
             }
-            write();
-        })
+        };
+        write();
+        // Absolute deadlines so the period does not drift by the time a write takes;
+        // after a stall (suspend, slow disk) resynchronize instead of catching up.
+        let mut next = Instant::now().checked_add(every);
+        loop {
+            let woke = match next {
+                Some(deadline) => stop.recv_deadline(deadline),
+                None => stop.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match woke {
+                Err(RecvTimeoutError::Timeout) => {
+                    write();
+                    let now = Instant::now();
+                    next = next
+                        .and_then(|n| n.checked_add(every))
+                        .filter(|n| *n > now)
+                        .or_else(|| now.checked_add(every));
+                }
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        write();
+    })
 }
 
 #[cfg(test)]

@@ -40,23 +40,21 @@ impl LineOut {
         out: F,
     ) -> std::io::Result<LineOut> {
         let (tx, rx) = crossbeam_channel::bounded::<String>(queue);
-        let thread = std::thread::Builder::new()
-            .name("btest-stdout".into())
-            .spawn(move || {
-                let mut out = out();
-                let mut closed = false;
-                for line in rx {
-                    if closed {
-                        continue;
-                    }
-                    if let Err(e) = writeln!(out, "{line}").and_then(|_| out.flush()) {
-                        log::warn!(
+        let thread = crate::thread::spawn_named("btest-stdout", None, move || {
+            let mut out = out();
+            let mut closed = false;
+            for line in rx {
+                if closed {
+                    continue;
+                }
+                if let Err(e) = writeln!(out, "{line}").and_then(|_| out.flush()) {
+                    log::warn!(
                             "standard output failed ({e}); records are no longer printed there (--csv and --syslog go on)"
                         );
-                        closed = true;
-                    }
+                    closed = true;
                 }
-            })?;
+            }
+        })?;
         Ok(LineOut {
             tx: Some(tx),
             dropped: Arc::new(AtomicU64::new(0)),

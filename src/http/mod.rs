@@ -51,7 +51,6 @@ const BUSY_WRITE_TIMEOUT: Duration = Duration::from_millis(200);
 /// a POST body); a FIN first and a short drain avoid that.
 const LINGER: Duration = Duration::from_millis(200);
 const LINGER_BYTES: usize = 64 * 1024;
-const ACCEPT_STACK: usize = 128 * 1024;
 /// join/Drop never wait longer than this for connection threads, whatever the limits say.
 const MAX_JOIN_WAIT: Duration = Duration::from_secs(30);
 
@@ -207,10 +206,8 @@ impl HttpServer {
         });
         let sh = shared.clone();
         let listener = self.listener;
-        let accept = std::thread::Builder::new()
-            .name("btest-http".into())
-            .stack_size(ACCEPT_STACK)
-            .spawn(move || accept_loop(&sh, listener))?;
+        let accept =
+            crate::thread::spawn_named("btest-http", None, move || accept_loop(&sh, listener))?;
         Ok(HttpHandle {
             addr: self.addr,
             accept: Some(accept),
@@ -366,13 +363,10 @@ fn accept_loop(shared: &Arc<Shared>, listener: TcpListener) {
             }
         };
         let sh = shared.clone();
-        let spawned = std::thread::Builder::new()
-            .name("btest-http-conn".into())
-            .stack_size(crate::engine::roles::THREAD_STACK)
-            .spawn(move || {
-                let _slot = slot;
-                serve(&sh, stream);
-            });
+        let spawned = crate::thread::spawn_named("btest-http-conn", None, move || {
+            let _slot = slot;
+            serve(&sh, stream);
+        });
         if let Err(e) = spawned {
             // The closure was dropped with the slot and the stream in it: slot given back,
             // connection closed.

@@ -226,10 +226,7 @@ impl Probe {
             quit: Arc::clone(&quit),
             samples: tx,
         };
-        let thread = std::thread::Builder::new()
-            .name("btest-probe".into())
-            .stack_size(crate::engine::roles::THREAD_STACK)
-            .spawn(move || run.run())
+        let thread = crate::thread::spawn_named("btest-probe", None, move || run.run())
             .map_err(|e| format!("latency probe: cannot start its thread: {e}"))?;
         Ok(Probe {
             method,

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use super::capacity::Tier;
 use super::limits::Source;
 use super::RejectReason;
-use super::{handshake, Defer, Shared};
+use super::{handshake, Shared};
 use crate::engine::StopReason;
 use crate::net;
 
@@ -66,21 +66,14 @@ pub(super) fn run(shared: &Arc<Shared>, l: TcpListener) {
                 continue;
             }
         };
-        shared.threads.fetch_add(1, SeqCst);
+        // Counted in the live-thread gauge until the thread ends, or at once uncounted when
+        // it cannot start (crate::thread's Registration).
         let sh = shared.clone();
-        let r = std::thread::Builder::new()
-            .name("btest-conn".into())
-            .stack_size(crate::engine::roles::THREAD_STACK)
-            .spawn(move || {
-                let gauge = sh.threads.clone();
-                let _done = Defer::new(move || {
-                    gauge.fetch_sub(1, SeqCst);
-                });
-                let _hold = hold;
-                handshake::handle_connection(&sh, stream, peer, now);
-            });
+        let r = crate::thread::spawn_named("btest-conn", Some(&shared.threads), move || {
+            let _hold = hold;
+            handshake::handle_connection(&sh, stream, peer, now);
+        });
         if let Err(e) = r {
-            shared.threads.fetch_sub(1, SeqCst);
             shared.limits.lock().end_handshake(src);
             handshake::reject(
                 shared,

@@ -100,10 +100,7 @@ impl EchoResponder {
         stop: Stop,
         admits: impl Fn(IpAddr) -> bool + Send + 'static,
     ) -> io::Result<JoinHandle<EchoStats>> {
-        std::thread::Builder::new()
-            .name("btest-echo".into())
-            .stack_size(crate::engine::roles::THREAD_STACK)
-            .spawn(move || serve(self.sock, stop, admits))
+        crate::thread::spawn_named("btest-echo", None, move || serve(self.sock, stop, admits))
     }
 }
 

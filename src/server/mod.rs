@@ -298,10 +298,7 @@ impl Server {
         let addrs = self.local_addrs();
         let mut accept = Vec::new();
         let shared = self.shared.clone();
-        match std::thread::Builder::new()
-            .name("btest-guard".into())
-            .spawn(move || guard::run(&shared))
-        {
+        match crate::thread::spawn_named("btest-guard", None, move || guard::run(&shared)) {
             Ok(h) => accept.push(h),
             Err(e) => {
                 return Err(Error::Io {
@@ -313,14 +310,14 @@ impl Server {
         }
         for (i, l) in self.listeners.into_iter().enumerate() {
             let shared = self.shared.clone();
-            let h = std::thread::Builder::new()
-                .name(format!("btest-accept-{i}"))
-                .spawn(move || accept::run(&shared, l))
-                .map_err(|e| Error::Io {
-                    phase: Phase::Bind,
-                    addr: addrs.get(i).copied(),
-                    source: e,
-                });
+            let h = crate::thread::spawn_named(&format!("btest-accept-{i}"), None, move || {
+                accept::run(&shared, l)
+            })
+            .map_err(|e| Error::Io {
+                phase: Phase::Bind,
+                addr: addrs.get(i).copied(),
+                source: e,
+            });
             match h {
                 Ok(h) => accept.push(h),
                 Err(e) => {

@@ -1,7 +1,7 @@
 //! The crate's only `unsafe` code: thin wrappers over libc calls that std does not offer.
 //!
 //! Owns: the SIGINT/SIGTERM and SIGHUP flags, the TX threads' timer slack, readiness polling of listeners,
-//! socket options std lacks (forced buffer sizes, integer options), TCP_INFO, getrandom;
+//! socket options std lacks (forced buffer sizes, integer options), TCP_INFO, getrandom, gettid;
 //! `tcp.rs` the TCP data-path calls, `udp.rs` batched UDP I/O (sendmmsg/recvmmsg, GSO/GRO and
 //! their control messages), `limits.rs` the process's resource limits. Must not: hold state
 //! other than the signal flags, or block
@@ -152,6 +152,23 @@ pub fn clock_ticks() -> u64 {
     } else {
         100
     }
+}
+
+/// The calling thread's kernel id (the `<tid>` of /proc/self/task/<tid>), so a session can
+/// find its own threads' CPU times without reading names back (issue 20: every session in
+/// the process has the same thread names). 0 where there is no such id.
+#[cfg(target_os = "linux")]
+pub fn gettid() -> u32 {
+    // SAFETY: gettid(2) takes no arguments, cannot fail and touches no memory of ours. Through
+    // `syscall` because older musl has no wrapper.
+    let t = unsafe { libc::syscall(libc::SYS_gettid) };
+    u32::try_from(t).unwrap_or(0)
+}
+
+/// No /proc/self/task here: 0, and per-thread CPU is simply not measured.
+#[cfg(not(target_os = "linux"))]
+pub fn gettid() -> u32 {
+    0
 }
 
 /// Fills `buf` from the kernel's CSPRNG (getrandom(2)); used for session tokens, payload and

@@ -7,7 +7,10 @@
 //! Why (issue 8): each field used to be spelled out in four places and docs/output.md had
 //! fallen nine fields behind. Now [`schema`] is the only list: a record built with a field the
 //! schema does not have, or in another order, fails the tests, and a test checks that
-//! docs/output.md documents exactly the schema's fields.
+//! docs/output.md documents exactly the schema's fields (and the `end_reason` words).
+//! Issue 20: every field is a constant in [`field`], and writers and readers name it
+//! (`r.f64(&field::TX_AVG_BPS)`): a misspelt or renamed field no longer compiles, where a
+//! string key used to read a silent 0 or "-".
 //!
 //! Pure: no I/O, no clocks. Must not: decide what a field's value is (report.rs does).
 

@@ -1,8 +1,8 @@
-//! Turns engine results into [`Record`]s (record.rs owns their fields) and renders them for
-//! people. JSON, CSV and syslog come straight from the record; the text layouts are here, one
-//! file per audience: client.rs (the client's intervals and summary), server.rs (the server's
-//! session lines), fleet.rs (the fleet's progress lines and matrix). Each is a whole module
-//! behind its feature.
+//! Turns engine results into [`Record`](crate::record::Record)s (record.rs owns their fields)
+//! and renders them for people. JSON, CSV and syslog come straight from the record; the text
+//! layouts are here, one file per audience: client.rs (the client's intervals and summary),
+//! server.rs (the server's session lines), fleet.rs (the fleet's progress lines and matrix).
+//! Each is a whole module behind its feature.
 //!
 //! Writes only to the `Write` it is given. Rates: UDP counts IP+UDP headers (as RouterOS),
 //! TCP counts payload. Must not: decide whether a test succeeded (client.rs does), or be

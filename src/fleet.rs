@@ -1,7 +1,8 @@
 //! `btest fleet FILE` (issue 11): reads the targets file, runs each target's test through
 //! run.rs one after another or a bounded few at a time (threads `btest-fleet-K`), retries what
 //! a retry can fix, and turns every target's last attempt into one `target` record: the
-//! results matrix the caller prints and writes as NDJSON, CSV and HTML.
+//! results matrix the caller prints; [`Outputs`] appends the records to the `--ndjson` and
+//! `--csv` files.
 //!
 //! The file parser ([`parse`]) is pure and table-tested. Must not: print (progress goes to the
 //! caller's callback), or retry what cannot pass on a retry (wrong credentials, a peer that
@@ -15,11 +16,70 @@ use crate::cli::{self, Mode};
 use crate::config::{ClientConfig, FleetConfig, Live, Output};
 use crate::engine::{Stop, StopReason};
 use crate::error::Error;
-use crate::record::{Kind, Record, Value};
+use crate::record::{field as F, Kind, Record, Value};
 use crate::report::ClientReporter;
 use crate::run::{self, TestRun};
 use crate::wire::Protocol;
 use crate::wire::Side;
+
+/// Reads and parses `fc`'s targets file (relative paths in it are from its directory).
+pub fn load(fc: &FleetConfig) -> Result<Vec<Target>, Error> {
+    let text = std::fs::read_to_string(&fc.file)
+        .map_err(|e| Error::Usage(format!("fleet: cannot read {}: {e}", fc.file.display())))?;
+    let dir = fc
+        .file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    parse(&text, dir).map_err(|e| Error::Usage(format!("fleet: {}: {e}", fc.file.display())))
+}
+
+/// The fleet's output files (`--ndjson`, `--csv`): one line or row per `target` record.
+pub struct Outputs {
+    ndjson: Option<std::fs::File>,
+    csv: Option<crate::export::csv::CsvLog>,
+}
+
+impl Outputs {
+    /// Opens them before the first test, so a typo costs no test. Both are appended to, as
+    /// the client's --csv is: a nightly fleet run adds to one history.
+    pub fn open(fc: &FleetConfig) -> Result<Outputs, Error> {
+        let open = |p: &std::path::PathBuf, what: &str| {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(p)
+                .map_err(|e| {
+                    Error::Usage(format!(
+                        "fleet: --{what} {}: cannot open it: {e}",
+                        p.display()
+                    ))
+                })
+        };
+        let ndjson = fc.ndjson.as_ref().map(|p| open(p, "ndjson")).transpose()?;
+        let csv = match &fc.csv {
+            Some(p) => {
+                open(p, "csv")?;
+                let header = Record::csv_header(Kind::Target);
+                Some(crate::export::csv::CsvLog::new(p, header))
+            }
+            None => None,
+        };
+        Ok(Outputs { ndjson, csv })
+    }
+
+    /// A finished target's record.
+    pub fn write(&mut self, r: &Record) -> io::Result<()> {
+        if let Some(f) = &mut self.ndjson {
+            use std::io::Write;
+            writeln!(f, "{}", r.to_json())?;
+        }
+        if let Some(l) = &self.csv {
+            l.append(&r.csv_cells())?;
+        }
+        Ok(())
+    }
+}
 
 /// One line of the targets file.
 #[derive(Debug, Clone, PartialEq)]
@@ -255,63 +315,64 @@ pub enum Progress<'a> {
 /// The `target` record of a target's last attempt.
 pub fn target_record(t: &Target, attempts: u32, run: &TestRun) -> Record {
     let s = run.summary.as_ref();
-    let get = |k: &str| s.map_or(Value::Null, |s| s.get(k).clone());
+    let get = |k: &crate::record::Field| s.map_or(Value::Null, |s| s.get(k).clone());
     let dir = t.cfg.direction;
     let udp = t.cfg.protocol == Protocol::Udp;
     // The summary's figures (issue 19: one definition of loss for text, JSON, CSV and fleet).
-    let up_loss = get("tx_loss_pct");
-    let down_loss = get("rx_loss_pct");
+    let up_loss = get(&F::TX_LOSS_PCT);
+    let down_loss = get(&F::RX_LOSS_PCT);
     let err = run.error_record();
     Record::build(Kind::Target, |b| {
-        b.str("timestamp", &crate::export::csv::rfc3339_utc(run.started))
-            .str("name", &t.name)
-            .str("server", &run.server)
-            .push("ok", Value::Bool(run.outcome.is_ok()))
-            .int("attempts", u64::from(attempts))
-            .push("protocol", get("protocol"))
-            .push("direction", get("direction"))
-            .push("duration_s", get("duration_s"))
+        b.str(&F::TIMESTAMP, &crate::export::csv::rfc3339_utc(run.started))
+            .str(&F::NAME, &t.name)
+            .str(&F::SERVER, &run.server)
+            .push(&F::OK, Value::Bool(run.outcome.is_ok()))
+            .int(&F::ATTEMPTS, u64::from(attempts))
+            .push(&F::PROTOCOL, get(&F::PROTOCOL))
+            .push(&F::DIRECTION, get(&F::DIRECTION))
+            .push(&F::DURATION_S, get(&F::DURATION_S))
             .push(
-                "up_bps",
+                &F::UP_BPS,
                 if dir.we_transmit(Side::Client) {
-                    get("tx_avg_bps")
+                    get(&F::TX_AVG_BPS)
                 } else {
                     Value::Null
                 },
             )
             .push(
-                "down_bps",
+                &F::DOWN_BPS,
                 if dir.we_receive(Side::Client) {
-                    get("rx_avg_bps")
+                    get(&F::RX_AVG_BPS)
                 } else {
                     Value::Null
                 },
             )
-            .push("up_loss_pct", up_loss)
-            .push("down_loss_pct", down_loss)
+            .push(&F::UP_LOSS_PCT, up_loss)
+            .push(&F::DOWN_LOSS_PCT, down_loss)
             .push(
-                "lost_packets",
+                &F::LOST_PACKETS,
                 if udp {
-                    get("lost_packets")
+                    get(&F::LOST_PACKETS)
                 } else {
                     Value::Null
                 },
             )
-            .push("idle_rtt_ms", get("idle_rtt_p50_ms"))
-            .push("loaded_rtt_ms", get("loaded_rtt_p50_ms"))
-            .push("bufferbloat_ms", get("bufferbloat_ms"))
-            .push("tcp_rtt_ms", get("tcp_rtt_ms"))
-            .push("local_cpu_avg", get("local_cpu_avg"))
-            .push("remote_cpu_avg", get("remote_cpu_avg"))
-            .push("end_reason", get("end_reason"))
+            .push(&F::IDLE_RTT_MS, get(&F::IDLE_RTT_P50_MS))
+            .push(&F::LOADED_RTT_MS, get(&F::LOADED_RTT_P50_MS))
+            .push(&F::BUFFERBLOAT_MS, get(&F::BUFFERBLOAT_MS))
+            .push(&F::TCP_RTT_MS, get(&F::TCP_RTT_MS))
+            .push(&F::LOCAL_CPU_AVG, get(&F::LOCAL_CPU_AVG))
+            .push(&F::REMOTE_CPU_AVG, get(&F::REMOTE_CPU_AVG))
+            .push(&F::END_REASON, get(&F::END_REASON))
             .push(
-                "error",
+                &F::ERROR,
                 err.as_ref()
-                    .map_or(Value::Null, |e| e.get("message").clone()),
+                    .map_or(Value::Null, |e| e.get(&F::MESSAGE).clone()),
             )
             .push(
-                "phase",
-                err.as_ref().map_or(Value::Null, |e| e.get("phase").clone()),
+                &F::PHASE,
+                err.as_ref()
+                    .map_or(Value::Null, |e| e.get(&F::PHASE).clone()),
             );
     })
 }

@@ -11,10 +11,10 @@ use btest::export::csv::{self, CsvLog};
 use btest::export::syslog::Syslog;
 use btest::report;
 use btest::Error;
-#[cfg(feature = "client")]
-use btest::{config::Live, engine::Stop, export::syslog::Severity, report::ClientReporter};
 #[cfg(feature = "server")]
 use btest::{config::Output, export::metrics, server, server::ServerEvent};
+#[cfg(feature = "client")]
+use btest::{engine::Stop, export::syslog::Severity, report::ClientReporter};
 
 fn main() -> ExitCode {
     let env_pw = std::env::var("BTEST_PASSWORD").ok();
@@ -123,96 +123,6 @@ fn output<T>(r: std::io::Result<T>) -> Result<T, Error> {
     })
 }
 
-/// The reporter of a single test: text or JSON on stdout, the live view on a terminal.
-#[cfg(feature = "client")]
-fn reporter(cfg: &ClientConfig) -> ClientReporter<btest::run::Out> {
-    let rep = ClientReporter::new(btest::run::Out::stdout(), cfg.output)
-        .with_latency(cfg.latency != btest::config::Latency::Off)
-        .with_columns(text_columns())
-        // The pacing audit is for developers (issue 19): -v turns on info logging.
-        .with_pacing(log::log_enabled!(log::Level::Info));
-    #[cfg(feature = "tty")]
-    let rep = {
-        use std::io::IsTerminal;
-        let live = match cfg.live {
-            Live::No => false,
-            Live::Yes => true,
-            Live::Auto => std::io::stdout().is_terminal(),
-        } && cfg.output == btest::config::Output::Text;
-        rep.with_live(live.then(|| {
-            btest::termview::LiveView::new(
-                btest::sys::terminal_columns().unwrap_or(80),
-                cfg.direction.we_transmit(btest::wire::Side::Client),
-                cfg.direction.we_receive(btest::wire::Side::Client),
-            )
-        }))
-    };
-    #[cfg(not(feature = "tty"))]
-    if cfg.live == Live::Yes {
-        log::warn!("--live: this btest was built without the live view (cargo feature 'tty')");
-    }
-    rep
-}
-
-/// Columns the text lines may use: `COLUMNS` when set (as ls(1): an explicit ask, e.g.
-/// `COLUMNS=160` for the wide interval lines in a pipe), else the terminal's, else 80.
-#[cfg(feature = "client")]
-fn text_columns() -> u16 {
-    std::env::var("COLUMNS")
-        .ok()
-        .and_then(|c| c.trim().parse().ok())
-        .or_else(btest::sys::terminal_columns)
-        .unwrap_or(80)
-}
-
-/// The parameters a report shows, in the order a reader looks for them.
-#[cfg(feature = "report")]
-fn test_params(cfg: &ClientConfig) -> Vec<(String, String)> {
-    use btest::units::format_rate;
-    let rate = |r: u64| {
-        if r == 0 {
-            "unlimited".to_string()
-        } else {
-            format_rate(r as f64)
-        }
-    };
-    let mut p = vec![
-        ("server", format!("{}:{}", cfg.host, cfg.port)),
-        ("protocol", cfg.protocol.as_str().to_string()),
-        ("direction", cfg.direction.client_word().to_string()),
-        ("connections", cfg.connection_count.to_string()),
-        ("local tx speed", rate(cfg.local_tx_speed)),
-        ("remote tx speed", rate(u64::from(cfg.remote_tx_speed))),
-        (
-            "duration",
-            cfg.duration
-                .map_or("until interrupted".into(), |d| format!("{:?}", d)),
-        ),
-        ("interval", format!("{:?}", cfg.interval)),
-        (
-            "latency probe",
-            format!("{} (idle {:?})", cfg.latency.as_str(), cfg.latency_idle),
-        ),
-    ];
-    if cfg.protocol == btest::wire::Protocol::Udp {
-        p.push(("local UDP size", format!("{} B", cfg.local_udp_tx_size)));
-        p.push(("remote UDP size", format!("{} B", cfg.remote_udp_tx_size)));
-    }
-    if let Some(b) = cfg.bind {
-        p.push(("bind", b.to_string()));
-    }
-    if let Some(d) = &cfg.device {
-        p.push(("device", d.clone()));
-    }
-    if let Some(t) = cfg.tos {
-        p.push(("tos", t.to_string()));
-    }
-    if let Some(u) = &cfg.user {
-        p.push(("user", u.clone()));
-    }
-    p.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
-}
-
 /// Writes a report file whole, or says why not.
 #[cfg(feature = "report")]
 fn write_report(path: &std::path::Path, html: &str) -> Result<(), Error> {
@@ -224,33 +134,12 @@ fn write_report(path: &std::path::Path, html: &str) -> Result<(), Error> {
     })
 }
 
-#[cfg(feature = "report")]
-fn html_test<'a>(
-    cfg: &ClientConfig,
-    run: &'a btest::run::TestRun,
-    error: Option<&'a btest::record::Record>,
-) -> btest::export::html::TestReport<'a> {
-    btest::export::html::TestReport {
-        title: format!(
-            "btest {} {} to {}",
-            cfg.protocol.as_str(),
-            cfg.direction.client_word(),
-            run.server
-        ),
-        generated: btest::export::csv::rfc3339_utc(std::time::SystemTime::now()),
-        params: test_params(cfg),
-        intervals: &run.intervals,
-        summary: run.summary.as_ref(),
-        error,
-    }
-}
-
 /// Opens `--syslog` (before the test, so a typo costs no test) and says the test starts.
 #[cfg(feature = "client")]
 fn start_syslog(cfg: &ClientConfig) -> Result<Option<Syslog>, Error> {
     let syslog = open_syslog(&cfg.syslog)?;
     if let Some(s) = &syslog {
-        let start = btest::run::TestRun::new(cfg).start;
+        let start = btest::run::start_record(cfg);
         s.send(
             Severity::Info,
             &format!("test start {}", start.key_values()),
@@ -281,12 +170,7 @@ fn finish_test(
     }
     #[cfg(feature = "report")]
     if let Some(path) = &cfg.report {
-        let err = run.error_record();
-        let mut t = html_test(cfg, &run, err.as_ref());
-        if let Some(p) = params {
-            t.params = p;
-        }
-        write_report(path, &btest::export::html::render_test(&t))?;
+        write_report(path, &btest::export::params::test_html(cfg, &run, params))?;
     }
     if let (Err(e), Some(s)) = (&run.outcome, &syslog) {
         let sev = if matches!(e, Error::Auth { .. }) {
@@ -303,7 +187,7 @@ fn finish_test(
 fn run_client(cfg: &ClientConfig) -> Result<(), Error> {
     btest::sys::install_signal_handlers();
     let syslog = start_syslog(cfg)?;
-    let mut rep = reporter(cfg);
+    let mut rep = ClientReporter::for_config(btest::run::Out::stdout(), cfg);
     let run = output(btest::run::run(cfg, &Stop::new(), &mut rep))?;
     finish_test(cfg, run, syslog, None)
 }
@@ -312,43 +196,16 @@ fn run_client(cfg: &ClientConfig) -> Result<(), Error> {
 fn run_through(cfg: &btest::config::ThroughConfig) -> Result<(), Error> {
     btest::sys::install_signal_handlers();
     let syslog = start_syslog(&cfg.client)?;
-    let run = btest::through::run(cfg, &Stop::new(), reporter(&cfg.client))?;
+    let run = btest::through::run(
+        cfg,
+        &Stop::new(),
+        ClientReporter::for_config(btest::run::Out::stdout(), &cfg.client),
+    )?;
     #[cfg(feature = "report")]
-    let params = Some(through_params(cfg));
+    let params = Some(btest::export::params::through_params(cfg));
     #[cfg(not(feature = "report"))]
     let params = None;
     finish_test(&cfg.client, run, syslog, params)
-}
-
-/// The report's parameters of a through test: the client's, and where each side ran.
-#[cfg(all(feature = "report", feature = "through"))]
-fn through_params(cfg: &btest::config::ThroughConfig) -> Vec<(String, String)> {
-    let mut params = test_params(&cfg.client);
-    params.retain(|(k, _)| k != "user");
-    let side = |ns: &Option<std::path::PathBuf>, dev: &Option<String>| {
-        let mut v = Vec::new();
-        if let Some(n) = ns {
-            v.push(format!("netns {}", n.display()));
-        }
-        if let Some(d) = dev {
-            v.push(format!("dev {d}"));
-        }
-        if v.is_empty() {
-            "this host".to_string()
-        } else {
-            v.join(", ")
-        }
-    };
-    params.insert(0, ("mode".into(), "through the device".into()));
-    params.push((
-        "server side".into(),
-        side(&cfg.server_netns, &cfg.server.device),
-    ));
-    params.push((
-        "client side".into(),
-        side(&cfg.client_netns, &cfg.client.device),
-    ));
-    params
 }
 
 #[cfg(not(feature = "through"))]
@@ -368,47 +225,11 @@ fn run_fleet(_: &btest::config::FleetConfig) -> Result<(), Error> {
 #[cfg(feature = "fleet")]
 fn run_fleet(fc: &btest::config::FleetConfig) -> Result<(), Error> {
     use btest::fleet::{self, Progress};
-    use btest::record::{Kind, Record};
     btest::sys::install_signal_handlers();
-    let text = std::fs::read_to_string(&fc.file)
-        .map_err(|e| Error::Usage(format!("fleet: cannot read {}: {e}", fc.file.display())))?;
-    let dir = fc
-        .file
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let targets = fleet::parse(&text, dir)
-        .map_err(|e| Error::Usage(format!("fleet: {}: {e}", fc.file.display())))?;
-    // Output files are opened before the first test, so a typo costs no test. Both are
-    // appended to, as the client's --csv is: a nightly fleet run adds to one history.
-    let open = |p: &std::path::PathBuf, what: &str| {
-        std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(p)
-            .map_err(|e| {
-                Error::Usage(format!(
-                    "fleet: --{what} {}: cannot open it: {e}",
-                    p.display()
-                ))
-            })
-    };
-    let mut ndjson = fc.ndjson.as_ref().map(|p| open(p, "ndjson")).transpose()?;
-    let csvlog = match &fc.csv {
-        Some(p) => {
-            open(p, "csv")?;
-            Some(CsvLog::new(p, Record::csv_header(Kind::Target)))
-        }
-        None => None,
-    };
+    let targets = fleet::load(fc)?;
+    let mut files = fleet::Outputs::open(fc)?;
     let n = targets.len();
-    eprintln!(
-        "btest fleet: {n} target(s) from {}, {} at a time, {} retr{} each",
-        fc.file.display(),
-        fc.parallel.min(n),
-        fc.retries,
-        if fc.retries == 1 { "y" } else { "ies" }
-    );
+    eprintln!("{}", report::fleet::start_line(fc, n));
     let mut finished = 0;
     let mut io_err = None;
     let done = output(fleet::run_all(fc, &targets, |p| match p {
@@ -417,48 +238,21 @@ fn run_fleet(fc: &btest::config::FleetConfig) -> Result<(), Error> {
             attempt,
             error,
         } => eprintln!(
-            "btest fleet: {} attempt {attempt} failed: {error}; retrying in {:?}",
-            target.name, fc.retry_delay
+            "{}",
+            report::fleet::retry_line(fc, &target.name, attempt, error)
         ),
         Progress::Done(d, t) => {
             finished += 1;
             let r = &d.record;
-            let rate = |k: &str| {
-                r.get(k)
-                    .as_f64()
-                    .map_or("-".to_string(), btest::units::format_rate)
-            };
-            let ms = |k: &str| r.get(k).as_f64().map_or("-".into(), |v| format!("{v:.1}"));
-            if d.run.outcome.is_ok() {
-                eprintln!(
-                    "btest fleet: [{finished}/{n}] {} ok: up {} down {} rtt idle {} loaded {} ms",
-                    t.name,
-                    rate("up_bps"),
-                    rate("down_bps"),
-                    ms("idle_rtt_ms"),
-                    ms("loaded_rtt_ms")
-                );
-            } else {
-                eprintln!(
-                    "btest fleet: [{finished}/{n}] {} FAILED after {} attempt(s): {}",
-                    t.name,
-                    r.text("attempts"),
-                    r.text("error")
-                );
-            }
+            let ok = d.run.outcome.is_ok();
+            eprintln!("{}", report::fleet::done_line(finished, n, &t.name, r, ok));
             let mut w = || -> std::io::Result<()> {
                 if fc.output == btest::config::Output::Json {
                     let mut o = std::io::stdout().lock();
                     writeln!(o, "{}", r.to_json())?;
                     o.flush()?;
                 }
-                if let Some(f) = &mut ndjson {
-                    writeln!(f, "{}", r.to_json())?;
-                }
-                if let Some(l) = &csvlog {
-                    l.append(&r.csv_cells())?;
-                }
-                Ok(())
+                files.write(r)
             };
             if let Err(e) = w() {
                 io_err.get_or_insert(e);
@@ -473,10 +267,7 @@ fn run_fleet(fc: &btest::config::FleetConfig) -> Result<(), Error> {
             .iter()
             .map(|d| (&d.record, d.run.outcome.is_ok()))
             .collect();
-        output(btest::report::fleet_matrix(
-            &mut std::io::stdout().lock(),
-            &rows,
-        ))?;
+        output(report::fleet::matrix(&mut std::io::stdout().lock(), &rows))?;
     }
     #[cfg(not(feature = "report"))]
     if fc.report.is_some() {
@@ -486,28 +277,7 @@ fn run_fleet(fc: &btest::config::FleetConfig) -> Result<(), Error> {
     }
     #[cfg(feature = "report")]
     if let Some(path) = &fc.report {
-        let errors: Vec<Option<Record>> = done.iter().map(|d| d.run.error_record()).collect();
-        let entries: Vec<btest::export::html::FleetEntry> = done
-            .iter()
-            .zip(&errors)
-            .map(|(d, e)| btest::export::html::FleetEntry {
-                target: &d.record,
-                test: html_test(&targets[d.index].cfg, &d.run, e.as_ref()),
-            })
-            .collect();
-        let params = vec![
-            ("targets file".to_string(), fc.file.display().to_string()),
-            ("targets".to_string(), n.to_string()),
-            ("parallel".to_string(), fc.parallel.to_string()),
-            ("retries".to_string(), fc.retries.to_string()),
-            ("retry delay".to_string(), format!("{:?}", fc.retry_delay)),
-        ];
-        let html = btest::export::html::render_fleet(
-            &format!("btest fleet: {}", fc.file.display()),
-            &btest::export::csv::rfc3339_utc(std::time::SystemTime::now()),
-            &params,
-            &entries,
-        );
+        let html = btest::export::params::fleet_html(fc, &targets, &done);
         write_report(path, &html)?;
     }
     let failed = done.iter().filter(|d| d.run.outcome.is_err()).count();

@@ -7,7 +7,10 @@
 //! Why (issue 8): each field used to be spelled out in four places and docs/output.md had
 //! fallen nine fields behind. Now [`schema`] is the only list: a record built with a field the
 //! schema does not have, or in another order, fails the tests, and a test checks that
-//! docs/output.md documents exactly the schema's fields.
+//! docs/output.md documents exactly the schema's fields (and the `end_reason` words).
+//! Issue 20: every field is a constant in [`field`], and writers and readers name it
+//! (`r.f64(&field::TX_AVG_BPS)`): a misspelt or renamed field no longer compiles, where a
+//! string key used to read a silent 0 or "-".
 //!
 //! Pure: no I/O, no clocks. Must not: decide what a field's value is (report.rs does).
 
@@ -98,9 +101,10 @@ impl Ty {
     }
 }
 
-/// One field of a record's schema.
+/// One field of a record's schema. Every field is a constant in [`field`]; writers push and
+/// readers read through it (`r.f64(&field::TX_AVG_BPS)`), never through a bare string.
 #[derive(Debug, Clone, Copy)]
-pub struct FieldDoc {
+pub struct Field {
     /// JSON key, CSV column, syslog key.
     pub key: &'static str,
     /// Its type.
@@ -114,8 +118,8 @@ pub struct FieldDoc {
 }
 
 #[cfg_attr(not(test), allow(unused_variables))]
-const fn f(key: &'static str, ty: Ty, doc: &'static str) -> FieldDoc {
-    FieldDoc {
+const fn f(key: &'static str, ty: Ty, doc: &'static str) -> Field {
+    Field {
         key,
         ty,
         nullable: false,
@@ -125,8 +129,8 @@ const fn f(key: &'static str, ty: Ty, doc: &'static str) -> FieldDoc {
 }
 
 #[cfg_attr(not(test), allow(unused_variables))]
-const fn n(key: &'static str, ty: Ty, doc: &'static str) -> FieldDoc {
-    FieldDoc {
+const fn n(key: &'static str, ty: Ty, doc: &'static str) -> Field {
+    Field {
         key,
         ty,
         nullable: true,
@@ -135,271 +139,500 @@ const fn n(key: &'static str, ty: Ty, doc: &'static str) -> FieldDoc {
     }
 }
 
-use Ty::{Bool, Int, Nested, Num, Str};
+impl Field {
+    /// The same field, null allowed in this kind.
+    const fn or_null(self) -> Field {
+        Field {
+            nullable: true,
+            ..self
+        }
+    }
 
-const START: &[FieldDoc] = &[
-    f("server", Str, "the server as given (`host:port`)"),
-    f("protocol", Str, "`tcp` or `udp`"),
-    f(
+    /// The same field, never null in this kind.
+    const fn required(self) -> Field {
+        Field {
+            nullable: false,
+            ..self
+        }
+    }
+
+    /// The same field with this kind's own meaning (docs/output.md's wording for it).
+    #[cfg_attr(not(test), allow(unused_variables))]
+    const fn meaning(self, doc: &'static str) -> Field {
+        #[cfg(test)]
+        return Field { doc, ..self };
+        #[cfg(not(test))]
+        self
+    }
+}
+
+/// Every field of every record, once: readers and writers name these, so a misspelt or
+/// renamed field is a compile error (issue 20). A kind's table (below) lists the ones it
+/// has, with its own meaning or nullability where they differ from the first use here.
+pub mod field {
+    use super::Field;
+    use super::Ty::{Bool, Int, Nested, Num, Str};
+    use super::{f, n};
+
+    pub const SERVER: Field = f("server", Str, "the server as given (`host:port`)");
+    pub const PROTOCOL: Field = f("protocol", Str, "`tcp` or `udp`");
+    pub const DIRECTION: Field = f(
         "direction",
         Str,
         "`transmit`, `receive` or `both`, seen from the client",
-    ),
-    f("connections", Int, "connections asked for"),
-];
-
-const INTERVAL: &[FieldDoc] = &[
-    f("elapsed_s", Num, "time since the test started, at the end of this interval"),
-    f("interval_s", Num, "length of this interval (the last one may be shorter)"),
-    f("tx_current_bps", Num, "what we sent in this interval"),
-    f("tx_10s_avg_bps", Num, "what we sent over the last 10 s"),
-    f("tx_total_avg_bps", Num, "what we sent since the start"),
-    f("rx_current_bps", Num, "what we received in this interval"),
-    f("rx_10s_avg_bps", Num, "what we received over the last 10 s"),
-    f("rx_total_avg_bps", Num, "what we received since the start"),
-    f("tx_bytes", Int, "bytes sent in this interval"),
-    f("rx_bytes", Int, "data bytes received in this interval (statuses are not data)"),
-    f("lost_packets", Int, "UDP datagrams missing from the sequence in this interval, net of late arrivals"),
-    f("remote_rx_bytes", Int, "what the peer's statuses that arrived in this interval said it received"),
-    n("local_cpu", Num, "this machine's CPU %"),
-    n("remote_cpu", Num, "the peer's CPU % from its last status"),
-    f("lost_wire", Int, "lost_packets minus lost_host: lost on the way"),
-    n("lost_host", Num, "UDP datagrams this host's receive sockets dropped, at most lost_packets; with GRO (udp_rx_io gro) an estimate: the kernel counts dropped buffers of up to 64 datagrams, scaled by the buffer size datagrams arrived in (null: unknown, or TCP)"),
-    f("reordered", Int, "UDP datagrams that arrived out of order"),
-    f("duplicates", Int, "UDP datagrams that arrived twice"),
-    f("tx_target_bps", Int, "the rate our senders aim at now (0 = unlimited)"),
-    f("senders", Nested, "pacing audit per TX thread: `thread`, `target_bps`, `achieved_bps`, `gap_p50_us`, `gap_p99_us` (between send calls), `burst_avg`, `burst_max` (datagrams per send call) (gaps and bursts: paced senders only)"),
-    n("tcp", Nested, "TCP_INFO: `retransmits` (this interval), `total` and `per_connection` objects with `rtt_us`, `rttvar_us`, `cwnd`, `mss`, `retransmits_total`, `delivery_rate_bps`"),
-    f("thread_cpu", Nested, "busiest thread per role, % of one core: `tx`, `rx`, `status`"),
-    n("rtt_sent", Int, "latency probes sent in this interval (null: no probe ran)"),
-    n("rtt_lost", Int, "latency probes whose reply did not come within 1 s, counted when their time ran out"),
-    n("rtt_min_ms", Num, "lowest probe round-trip time of the replies in this interval"),
-    n("rtt_avg_ms", Num, "mean probe round-trip time in this interval"),
-    n("rtt_p50_ms", Num, "median probe round-trip time in this interval"),
-    n("rtt_p90_ms", Num, "90th percentile probe round-trip time in this interval"),
-    n("rtt_max_ms", Num, "highest probe round-trip time in this interval"),
-    n("rtt_jitter_ms", Num, "RFC 3550 interarrival jitter of the probe round-trip times, at the end of this interval"),
-    n("tcp_rtt_ms", Num, "TCP: the kernel's smoothed round-trip time (TCP_INFO), mean over the connections"),
-    n("tx_loss_pct", Num, "UDP upload: share of what we sent that the peer's statuses did not count, over the seconds the statuses that arrived in this interval cover (null: TCP, no upload, or no status arrived)"),
-    n("rx_loss_pct", Num, "UDP download: lost_packets / (datagrams received + lost_packets) in this interval, in % (null: TCP, or no download)"),
-    n("tx_delivered_bps", Num, "UDP upload: what the peer's statuses that arrived in this interval say it received, per second they cover (null as tx_loss_pct)"),
-];
-
-const SUMMARY: &[FieldDoc] = &[
-    f("timestamp", Str, "when the test started, RFC 3339 UTC"),
-    f("server", Str, "the server as given (`host:port`)"),
-    f("protocol", Str, "`tcp` or `udp`"),
-    f("direction", Str, "`transmit`, `receive` or `both`, seen from the client"),
-    f("connections", Int, "TCP connections that carried data (read some, or had some of ours acknowledged: not those a server closed after the join), or UDP sockets used"),
-    f("duration_s", Num, "length of the data phase (the sum of the intervals' lengths)"),
-    f("tx_bytes", Int, "bytes sent (the sum of the intervals)"),
-    f("rx_bytes", Int, "data bytes received (the sum of the intervals)"),
-    f("tx_avg_bps", Num, "average send rate"),
-    f("rx_avg_bps", Num, "average receive rate"),
-    f("lost_packets", Int, "UDP datagrams lost (the sum of the intervals' `lost_packets`)"),
-    n("local_cpu_avg", Num, "average CPU % of this machine"),
-    n("remote_cpu_avg", Num, "average CPU % the peer reported"),
-    f("remote_rx_bytes", Int, "sum of what the peer's statuses said it received"),
-    f("auth", Str, "`none`, `md5` or `ecsrp5`"),
-    f("end_reason", Str, "`completed`, `interrupted`, `peer_closed`, `peer_reset`, `control_timeout`, `error`"),
-    f("lost_wire", Int, "lost_packets minus lost_host"),
-    n("lost_host", Num, "UDP datagrams this host's receive sockets dropped, at most lost_packets; with GRO (udp_rx_io gro) an estimate: the kernel counts dropped buffers of up to 64 datagrams, scaled by the buffer size datagrams arrived in (null: unknown, or TCP)"),
-    f("reordered", Int, "UDP datagrams out of order"),
-    f("duplicates", Int, "UDP datagrams seen twice"),
-    n("tcp", Nested, "TCP_INFO at the end, with `retransmits` summed over the test (as in `interval`)"),
-    f("thread_cpu_max", Nested, "highest per-role thread CPU of any interval: `tx`, `rx`, `status`"),
-    f("remote_rx_saturated", Bool, "a peer status carried the 32-bit maximum (it received more than 4 GiB in a second)"),
-    f("remote_rx_lower_bound", Bool, "the peer's per-second 32-bit field could not carry what we sent (above ~34 Gbit/s), or saturated: remote_rx_bytes is a lower bound"),
-    f("remote_rx_suspect", Bool, "TCP: over the seconds its statuses cover (not a last partial second it never reported, nor what we sent after a Ctrl-C), the peer reported far less than TCP delivered (a counter that wraps at 2^32, or one that counts something else): remote_rx_bytes is not loss"),
-    n("verdict", Str, "a role thread was saturated: this host, not the link, limited the rate"),
-    n("udp_tx_io", Str, "UDP: how we sent: `gso` (segmentation offload), `mmsg` (sendmmsg), `single` (one datagram per call), after any fallback"),
-    n("udp_rx_io", Str, "UDP: how we received: `gro`, `mmsg` (recvmmsg), `single`"),
-    n("server_sent_bps", Num, "UDP with the server sending at a rate we asked: what it sent (bit/s; received plus lost, from the sequence numbers) when under 90 % of what we asked, i.e. the server capped it (its --max-rate or a rate= limit) or could not send faster; null otherwise"),
-    n("rtt_method", Str, "how latency was probed: `echo` (the btest server's UDP echo), `icmp` (ping socket), `icmp-raw` (raw socket, root); null: no probe"),
-    n("idle_rtt_min_ms", Num, "lowest probe round-trip time in the idle second before the load"),
-    n("idle_rtt_avg_ms", Num, "mean idle round-trip time"),
-    n("idle_rtt_p50_ms", Num, "median idle round-trip time"),
-    n("idle_rtt_p90_ms", Num, "90th percentile idle round-trip time"),
-    n("idle_rtt_max_ms", Num, "highest idle round-trip time"),
-    n("idle_jitter_ms", Num, "RFC 3550 jitter over the idle probes"),
-    n("loaded_rtt_min_ms", Num, "lowest probe round-trip time during the load"),
-    n("loaded_rtt_avg_ms", Num, "mean round-trip time during the load"),
-    n("loaded_rtt_p50_ms", Num, "median round-trip time during the load"),
-    n("loaded_rtt_p90_ms", Num, "90th percentile round-trip time during the load"),
-    n("loaded_rtt_max_ms", Num, "highest round-trip time during the load"),
-    n("loaded_jitter_ms", Num, "RFC 3550 jitter over the probes during the load"),
-    n("rtt_sent", Int, "latency probes sent during the load"),
-    n("rtt_lost", Int, "of those, probes without a reply within 1 s"),
-    n("bufferbloat_ms", Num, "loaded median round-trip time minus the idle median: the delay the load added (queueing)"),
-    n("tcp_rtt_ms", Num, "TCP: the kernel's smoothed round-trip time at the end, mean over the connections"),
-    f("foreign_datagrams", Int, "UDP datagrams received that were not the server's: from another sender or port, of another size, or with a sequence far from the test's (not counted as data, loss or reorder)"),
-    n("tx_loss_pct", Num, "UDP upload: share of what we sent that the peer's statuses did not count, over the seconds its statuses cover (the last partial second and anything after our stop count only when the peer reported them; null: TCP, no upload, no statuses, or remote_rx_lower_bound)"),
-    n("rx_loss_pct", Num, "UDP download: lost_packets / (datagrams received + lost_packets), in % (null: TCP, or no download)"),
-    n("tx_delivered_bps", Num, "UDP upload: what the peer's statuses say it received, per second they cover (null as tx_loss_pct)"),
-];
-
-const TARGET: &[FieldDoc] = &[
-    f(
-        "timestamp",
-        Str,
-        "when the target's last attempt started, RFC 3339 UTC",
-    ),
-    f("name", Str, "the target's name in the fleet file"),
-    f("server", Str, "the server as given (`host:port`)"),
-    f("ok", Bool, "the last attempt succeeded"),
-    f("attempts", Int, "attempts made (1 + retries used)"),
-    n("protocol", Str, "`tcp` or `udp`"),
-    n(
-        "direction",
-        Str,
-        "`transmit`, `receive` or `both`, seen from the client",
-    ),
-    n(
+    );
+    pub const CONNECTIONS: Field = f("connections", Int, "connections asked for");
+    pub const ELAPSED_S: Field = f(
+        "elapsed_s",
+        Num,
+        "time since the test started, at the end of this interval",
+    );
+    pub const INTERVAL_S: Field = f(
+        "interval_s",
+        Num,
+        "length of this interval (the last one may be shorter)",
+    );
+    pub const TX_CURRENT_BPS: Field = f("tx_current_bps", Num, "what we sent in this interval");
+    pub const TX_10S_AVG_BPS: Field = f("tx_10s_avg_bps", Num, "what we sent over the last 10 s");
+    pub const TX_TOTAL_AVG_BPS: Field = f("tx_total_avg_bps", Num, "what we sent since the start");
+    pub const RX_CURRENT_BPS: Field = f("rx_current_bps", Num, "what we received in this interval");
+    pub const RX_10S_AVG_BPS: Field =
+        f("rx_10s_avg_bps", Num, "what we received over the last 10 s");
+    pub const RX_TOTAL_AVG_BPS: Field =
+        f("rx_total_avg_bps", Num, "what we received since the start");
+    pub const TX_BYTES: Field = f("tx_bytes", Int, "bytes sent in this interval");
+    pub const RX_BYTES: Field = f(
+        "rx_bytes",
+        Int,
+        "data bytes received in this interval (statuses are not data)",
+    );
+    pub const LOST_PACKETS: Field = f(
+        "lost_packets",
+        Int,
+        "UDP datagrams missing from the sequence in this interval, net of late arrivals",
+    );
+    pub const REMOTE_RX_BYTES: Field = f(
+        "remote_rx_bytes",
+        Int,
+        "what the peer's statuses that arrived in this interval said it received",
+    );
+    pub const LOCAL_CPU: Field = n("local_cpu", Num, "this machine's CPU %");
+    pub const REMOTE_CPU: Field = n("remote_cpu", Num, "the peer's CPU % from its last status");
+    pub const LOST_WIRE: Field = f(
+        "lost_wire",
+        Int,
+        "lost_packets minus lost_host: lost on the way",
+    );
+    pub const LOST_HOST: Field = n("lost_host", Int, "UDP datagrams this host's receive sockets dropped, at most lost_packets; with GRO (udp_rx_io gro) an estimate: the kernel counts dropped buffers of up to 64 datagrams, scaled by the buffer size datagrams arrived in (null: unknown, or TCP)");
+    pub const REORDERED: Field = f("reordered", Int, "UDP datagrams that arrived out of order");
+    pub const DUPLICATES: Field = f("duplicates", Int, "UDP datagrams that arrived twice");
+    pub const TX_TARGET_BPS: Field = f(
+        "tx_target_bps",
+        Int,
+        "the rate our senders aim at now (0 = unlimited)",
+    );
+    pub const SENDERS: Field = f("senders", Nested, "pacing audit per TX thread: `thread`, `target_bps`, `achieved_bps`, `gap_p50_us`, `gap_p99_us` (between send calls), `burst_avg`, `burst_max` (datagrams per send call) (gaps and bursts: paced senders only)");
+    pub const TCP: Field = n("tcp", Nested, "TCP_INFO: `retransmits` (this interval), `total` and `per_connection` objects with `rtt_us`, `rttvar_us`, `cwnd`, `mss`, `retransmits_total`, `delivery_rate_bps`");
+    pub const THREAD_CPU: Field = f(
+        "thread_cpu",
+        Nested,
+        "busiest thread per role, % of one core: `tx`, `rx`, `status`",
+    );
+    pub const RTT_SENT: Field = n(
+        "rtt_sent",
+        Int,
+        "latency probes sent in this interval (null: no probe ran)",
+    );
+    pub const RTT_LOST: Field = n(
+        "rtt_lost",
+        Int,
+        "latency probes whose reply did not come within 1 s, counted when their time ran out",
+    );
+    pub const RTT_MIN_MS: Field = n(
+        "rtt_min_ms",
+        Num,
+        "lowest probe round-trip time of the replies in this interval",
+    );
+    pub const RTT_AVG_MS: Field = n(
+        "rtt_avg_ms",
+        Num,
+        "mean probe round-trip time in this interval",
+    );
+    pub const RTT_P50_MS: Field = n(
+        "rtt_p50_ms",
+        Num,
+        "median probe round-trip time in this interval",
+    );
+    pub const RTT_P90_MS: Field = n(
+        "rtt_p90_ms",
+        Num,
+        "90th percentile probe round-trip time in this interval",
+    );
+    pub const RTT_MAX_MS: Field = n(
+        "rtt_max_ms",
+        Num,
+        "highest probe round-trip time in this interval",
+    );
+    pub const RTT_JITTER_MS: Field = n(
+        "rtt_jitter_ms",
+        Num,
+        "RFC 3550 interarrival jitter of the probe round-trip times, at the end of this interval",
+    );
+    pub const TCP_RTT_MS: Field = n(
+        "tcp_rtt_ms",
+        Num,
+        "TCP: the kernel's smoothed round-trip time (TCP_INFO), mean over the connections",
+    );
+    pub const TX_LOSS_PCT: Field = n("tx_loss_pct", Num, "UDP upload: share of what we sent that the peer's statuses did not count, over the seconds the statuses that arrived in this interval cover (null: TCP, no upload, or no status arrived)");
+    pub const RX_LOSS_PCT: Field = n("rx_loss_pct", Num, "UDP download: lost_packets / (datagrams received + lost_packets) in this interval, in % (null: TCP, or no download)");
+    pub const TX_DELIVERED_BPS: Field = n("tx_delivered_bps", Num, "UDP upload: what the peer's statuses that arrived in this interval say it received, per second they cover (null as tx_loss_pct)");
+    pub const TIMESTAMP: Field = f("timestamp", Str, "when the test started, RFC 3339 UTC");
+    pub const DURATION_S: Field = f(
         "duration_s",
         Num,
-        "length of the data phase of the last attempt",
-    ),
-    n(
+        "length of the data phase (the sum of the intervals' lengths)",
+    );
+    pub const TX_AVG_BPS: Field = f("tx_avg_bps", Num, "average send rate");
+    pub const RX_AVG_BPS: Field = f("rx_avg_bps", Num, "average receive rate");
+    pub const LOCAL_CPU_AVG: Field = n("local_cpu_avg", Num, "average CPU % of this machine");
+    pub const REMOTE_CPU_AVG: Field = n("remote_cpu_avg", Num, "average CPU % the peer reported");
+    pub const AUTH: Field = f("auth", Str, "`none`, `md5` or `ecsrp5`");
+    pub const END_REASON: Field = f(
+        "end_reason",
+        Str,
+        "`completed`, `interrupted`, `peer_closed`, `peer_reset`, `control_timeout`, `error`",
+    );
+    pub const THREAD_CPU_MAX: Field = f(
+        "thread_cpu_max",
+        Nested,
+        "highest per-role thread CPU of any interval: `tx`, `rx`, `status`",
+    );
+    pub const REMOTE_RX_SATURATED: Field = f(
+        "remote_rx_saturated",
+        Bool,
+        "a peer status carried the 32-bit maximum (it received more than 4 GiB in a second)",
+    );
+    pub const REMOTE_RX_LOWER_BOUND: Field = f("remote_rx_lower_bound", Bool, "the peer's per-second 32-bit field could not carry what we sent (above ~34 Gbit/s), or saturated: remote_rx_bytes is a lower bound");
+    pub const REMOTE_RX_SUSPECT: Field = f("remote_rx_suspect", Bool, "TCP: over the seconds its statuses cover (not a last partial second it never reported, nor what we sent after a Ctrl-C), the peer reported far less than TCP delivered (a counter that wraps at 2^32, or one that counts something else): remote_rx_bytes is not loss");
+    pub const VERDICT: Field = n(
+        "verdict",
+        Str,
+        "a role thread was saturated: this host, not the link, limited the rate",
+    );
+    pub const UDP_TX_IO: Field = n("udp_tx_io", Str, "UDP: how we sent: `gso` (segmentation offload), `mmsg` (sendmmsg), `single` (one datagram per call), after any fallback");
+    pub const UDP_RX_IO: Field = n(
+        "udp_rx_io",
+        Str,
+        "UDP: how we received: `gro`, `mmsg` (recvmmsg), `single`",
+    );
+    pub const SERVER_SENT_BPS: Field = n("server_sent_bps", Num, "UDP with the server sending at a rate we asked: what it sent (bit/s; received plus lost, from the sequence numbers) when under 90 % of what we asked, i.e. the server capped it (its --max-rate or a rate= limit) or could not send faster; null otherwise");
+    pub const RTT_METHOD: Field = n("rtt_method", Str, "how latency was probed: `echo` (the btest server's UDP echo), `icmp` (ping socket), `icmp-raw` (raw socket, root); null: no probe");
+    pub const IDLE_RTT_MIN_MS: Field = n(
+        "idle_rtt_min_ms",
+        Num,
+        "lowest probe round-trip time in the idle second before the load",
+    );
+    pub const IDLE_RTT_AVG_MS: Field = n("idle_rtt_avg_ms", Num, "mean idle round-trip time");
+    pub const IDLE_RTT_P50_MS: Field = n("idle_rtt_p50_ms", Num, "median idle round-trip time");
+    pub const IDLE_RTT_P90_MS: Field = n(
+        "idle_rtt_p90_ms",
+        Num,
+        "90th percentile idle round-trip time",
+    );
+    pub const IDLE_RTT_MAX_MS: Field = n("idle_rtt_max_ms", Num, "highest idle round-trip time");
+    pub const IDLE_JITTER_MS: Field = n(
+        "idle_jitter_ms",
+        Num,
+        "RFC 3550 jitter over the idle probes",
+    );
+    pub const LOADED_RTT_MIN_MS: Field = n(
+        "loaded_rtt_min_ms",
+        Num,
+        "lowest probe round-trip time during the load",
+    );
+    pub const LOADED_RTT_AVG_MS: Field = n(
+        "loaded_rtt_avg_ms",
+        Num,
+        "mean round-trip time during the load",
+    );
+    pub const LOADED_RTT_P50_MS: Field = n(
+        "loaded_rtt_p50_ms",
+        Num,
+        "median round-trip time during the load",
+    );
+    pub const LOADED_RTT_P90_MS: Field = n(
+        "loaded_rtt_p90_ms",
+        Num,
+        "90th percentile round-trip time during the load",
+    );
+    pub const LOADED_RTT_MAX_MS: Field = n(
+        "loaded_rtt_max_ms",
+        Num,
+        "highest round-trip time during the load",
+    );
+    pub const LOADED_JITTER_MS: Field = n(
+        "loaded_jitter_ms",
+        Num,
+        "RFC 3550 jitter over the probes during the load",
+    );
+    pub const BUFFERBLOAT_MS: Field = n(
+        "bufferbloat_ms",
+        Num,
+        "loaded median round-trip time minus the idle median: the delay the load added (queueing)",
+    );
+    pub const FOREIGN_DATAGRAMS: Field = f("foreign_datagrams", Int, "UDP datagrams received that were not the server's: from another sender or port, of another size, or with a sequence far from the test's (not counted as data, loss or reorder)");
+    pub const NAME: Field = f("name", Str, "the target's name in the fleet file");
+    pub const OK: Field = f("ok", Bool, "the last attempt succeeded");
+    pub const ATTEMPTS: Field = f("attempts", Int, "attempts made (1 + retries used)");
+    pub const UP_BPS: Field = n(
         "up_bps",
         Num,
         "average rate we sent (client to server); null when we did not send",
-    ),
-    n(
+    );
+    pub const DOWN_BPS: Field = n(
         "down_bps",
         Num,
         "average rate we received (server to client); null when we did not receive",
-    ),
-    n(
-        "up_loss_pct",
-        Num,
-        "UDP: share of what we sent that the server's statuses did not count (the summary's `tx_loss_pct`)",
-    ),
-    n(
-        "down_loss_pct",
-        Num,
-        "UDP: share of the server's datagrams missing from the sequence (the summary's `rx_loss_pct`)",
-    ),
-    n("lost_packets", Int, "UDP datagrams lost on the way to us"),
-    n(
+    );
+    pub const UP_LOSS_PCT: Field = n("up_loss_pct", Num, "UDP: share of what we sent that the server's statuses did not count (the summary's `tx_loss_pct`)");
+    pub const DOWN_LOSS_PCT: Field = n("down_loss_pct", Num, "UDP: share of the server's datagrams missing from the sequence (the summary's `rx_loss_pct`)");
+    pub const IDLE_RTT_MS: Field = n(
         "idle_rtt_ms",
         Num,
         "median probe round-trip time before the load",
-    ),
-    n(
+    );
+    pub const LOADED_RTT_MS: Field = n(
         "loaded_rtt_ms",
         Num,
         "median probe round-trip time during the load",
-    ),
-    n(
-        "bufferbloat_ms",
-        Num,
-        "loaded minus idle median round-trip time",
-    ),
-    n(
-        "tcp_rtt_ms",
-        Num,
-        "TCP: smoothed round-trip time (TCP_INFO) at the end",
-    ),
-    n("local_cpu_avg", Num, "average CPU % of this machine"),
-    n("remote_cpu_avg", Num, "average CPU % the server reported"),
-    n(
-        "end_reason",
-        Str,
-        "how the last attempt's data phase ended (as in `summary`)",
-    ),
-    n(
+    );
+    pub const ERROR: Field = n(
         "error",
         Str,
         "why the last attempt failed (null when it succeeded)",
-    ),
-    n("phase", Str, "the phase the last attempt failed in"),
-];
-
-const ERROR: &[FieldDoc] = &[
-    f("message", Str, "what failed and what to try, as printed on stderr"),
-    n("phase", Str, "where it failed: `connect`, `hello`, `command`, `authentication`, `extra connections`, `UDP setup`, `data`, `status`"),
-];
-
-const SESSION_START: &[FieldDoc] = &[
-    f("timestamp", Str, "when the session started, RFC 3339 UTC"),
-    f("peer", Str, "client address"),
-    n("user", Str, "authenticated user"),
-    f("auth", Str, "`none`, `md5` or `ecsrp5`"),
-    f("protocol", Str, "`tcp` or `udp`"),
-    f(
-        "direction",
+    );
+    pub const PHASE: Field = n("phase", Str, "the phase the last attempt failed in");
+    pub const MESSAGE: Field = f(
+        "message",
         Str,
-        "the client's view: `transmit` means the server receives",
-    ),
-    f(
-        "connections",
-        Int,
-        "TCP connections that joined, or client UDP ports",
-    ),
-    n("udp_port", Int, "the server's UDP port"),
-    f(
+        "what failed and what to try, as printed on stderr",
+    );
+    pub const PEER: Field = f("peer", Str, "client address");
+    pub const USER: Field = n("user", Str, "authenticated user");
+    pub const UDP_PORT: Field = n("udp_port", Int, "the server's UDP port");
+    pub const REMOTE_TX_SPEED_BPS: Field = f(
         "remote_tx_speed_bps",
         Int,
         "the rate the client asked the server to send at (0 = unlimited)",
-    ),
-    f(
+    );
+    pub const LOCAL_TX_SPEED_BPS: Field = f(
         "local_tx_speed_bps",
         Int,
         "the rate the client said it sends at",
-    ),
-    f("tx_size", Int, "chunk or datagram size from the command"),
-];
-
-const SESSION_END: &[FieldDoc] = &[
-    f("timestamp", Str, "when the session started, RFC 3339 UTC"),
-    f("peer", Str, "client address"),
-    n("user", Str, "authenticated user"),
-    f("auth", Str, "`none`, `md5` or `ecsrp5`"),
-    f("protocol", Str, "`tcp` or `udp`"),
-    f("direction", Str, "the client's view"),
-    f("connections", Int, "TCP connections or client UDP ports"),
-    n("udp_port", Int, "the server's UDP port"),
-    f("duration_s", Num, "length of the data phase"),
-    f("tx_bytes", Int, "bytes the server sent"),
-    f("rx_bytes", Int, "data bytes the server received"),
-    f("tx_avg_bps", Num, "average send rate"),
-    f("rx_avg_bps", Num, "average receive rate"),
-    f("lost_packets", Int, "UDP datagrams lost on the way to the server"),
-    n("local_cpu_avg", Num, "average CPU % of the server's machine"),
-    n("remote_cpu_avg", Num, "average CPU % the client reported"),
-    f("remote_rx_bytes", Int, "sum of what the client's statuses said it received"),
-    f("end_reason", Str, "`client_closed` (the client ended the test), `client_reset` (its connection was reset: killed, or closed with data unread), `control_timeout` (silence), `max_duration`, `interrupted` (server shutdown), `error`"),
-    n("error", Str, "what failed, when `end_reason` is `error`"),
-    n("udp_tx_io", Str, "UDP: how the server sent (`gso`, `mmsg`, `single`)"),
-    n("udp_rx_io", Str, "UDP: how the server received (`gro`, `mmsg`, `single`)"),
-    f("foreign_datagrams", Int, "UDP datagrams received that were not the client's: from another address or port, of another size, or with a sequence far from the test's (not counted as data, loss or quota)"),
-];
-
-const AUTH_FAILURE: &[FieldDoc] = &[
-    f("timestamp", Str, "when it happened, RFC 3339 UTC"),
-    f("peer", Str, "client address"),
-    n("user", Str, "the user name presented, if it got that far"),
-    f("auth", Str, "`md5` or `ecsrp5`"),
-];
-
-const REJECTED: &[FieldDoc] = &[
-    f("timestamp", Str, "when it happened, RFC 3339 UTC"),
-    f("peer", Str, "client address"),
-    n("user", Str, "authenticated user, if it got that far"),
-    f("auth", Str, "`none`, `md5` or `ecsrp5`"),
-    f("protocol", Str, "`tcp` or `udp` from the command"),
-    f("direction", Str, "from the command, the client's view"),
-    f("phase", Str, "the handshake phase that failed"),
-    f(
+    );
+    pub const TX_SIZE: Field = f("tx_size", Int, "chunk or datagram size from the command");
+    pub const REASON: Field = f(
         "reason",
         Str,
-        "`limit` (session limit), `timeout`, `bad_command`, `unknown_token`, `other`",
-    ),
-    f("error", Str, "what happened"),
+        "`limit` (session limit), `timeout`, `bad_command`, `unknown_token`, `quota` (a byte quota used up, or a per-user / per-source session limit), `capacity` (the server is near its descriptor or thread limit), `other`",
+    );
+}
+
+const START: &[Field] = &[
+    field::SERVER,
+    field::PROTOCOL,
+    field::DIRECTION,
+    field::CONNECTIONS,
+];
+
+const INTERVAL: &[Field] = &[
+    field::ELAPSED_S,
+    field::INTERVAL_S,
+    field::TX_CURRENT_BPS,
+    field::TX_10S_AVG_BPS,
+    field::TX_TOTAL_AVG_BPS,
+    field::RX_CURRENT_BPS,
+    field::RX_10S_AVG_BPS,
+    field::RX_TOTAL_AVG_BPS,
+    field::TX_BYTES,
+    field::RX_BYTES,
+    field::LOST_PACKETS,
+    field::REMOTE_RX_BYTES,
+    field::LOCAL_CPU,
+    field::REMOTE_CPU,
+    field::LOST_WIRE,
+    field::LOST_HOST,
+    field::REORDERED,
+    field::DUPLICATES,
+    field::TX_TARGET_BPS,
+    field::SENDERS,
+    field::TCP,
+    field::THREAD_CPU,
+    field::RTT_SENT,
+    field::RTT_LOST,
+    field::RTT_MIN_MS,
+    field::RTT_AVG_MS,
+    field::RTT_P50_MS,
+    field::RTT_P90_MS,
+    field::RTT_MAX_MS,
+    field::RTT_JITTER_MS,
+    field::TCP_RTT_MS,
+    field::TX_LOSS_PCT,
+    field::RX_LOSS_PCT,
+    field::TX_DELIVERED_BPS,
+];
+
+const SUMMARY: &[Field] = &[
+    field::TIMESTAMP,
+    field::SERVER,
+    field::PROTOCOL,
+    field::DIRECTION,
+    field::CONNECTIONS.meaning("TCP connections that carried data (read some, or had some of ours acknowledged: not those a server closed after the join), or UDP sockets used"),
+    field::DURATION_S,
+    field::TX_BYTES.meaning("bytes sent (the sum of the intervals)"),
+    field::RX_BYTES.meaning("data bytes received (the sum of the intervals)"),
+    field::TX_AVG_BPS,
+    field::RX_AVG_BPS,
+    field::LOST_PACKETS.meaning("UDP datagrams lost (the sum of the intervals' `lost_packets`)"),
+    field::LOCAL_CPU_AVG,
+    field::REMOTE_CPU_AVG,
+    field::REMOTE_RX_BYTES.meaning("sum of what the peer's statuses said it received"),
+    field::AUTH,
+    field::END_REASON,
+    field::LOST_WIRE.meaning("lost_packets minus lost_host"),
+    field::LOST_HOST,
+    field::REORDERED.meaning("UDP datagrams out of order"),
+    field::DUPLICATES.meaning("UDP datagrams seen twice"),
+    field::TCP.meaning("TCP_INFO at the end, with `retransmits` summed over the test (as in `interval`)"),
+    field::THREAD_CPU_MAX,
+    field::REMOTE_RX_SATURATED,
+    field::REMOTE_RX_LOWER_BOUND,
+    field::REMOTE_RX_SUSPECT,
+    field::VERDICT,
+    field::UDP_TX_IO,
+    field::UDP_RX_IO,
+    field::SERVER_SENT_BPS,
+    field::RTT_METHOD,
+    field::IDLE_RTT_MIN_MS,
+    field::IDLE_RTT_AVG_MS,
+    field::IDLE_RTT_P50_MS,
+    field::IDLE_RTT_P90_MS,
+    field::IDLE_RTT_MAX_MS,
+    field::IDLE_JITTER_MS,
+    field::LOADED_RTT_MIN_MS,
+    field::LOADED_RTT_AVG_MS,
+    field::LOADED_RTT_P50_MS,
+    field::LOADED_RTT_P90_MS,
+    field::LOADED_RTT_MAX_MS,
+    field::LOADED_JITTER_MS,
+    field::RTT_SENT.meaning("latency probes sent during the load"),
+    field::RTT_LOST.meaning("of those, probes without a reply within 1 s"),
+    field::BUFFERBLOAT_MS,
+    field::TCP_RTT_MS.meaning("TCP: the kernel's smoothed round-trip time at the end, mean over the connections"),
+    field::FOREIGN_DATAGRAMS,
+    field::TX_LOSS_PCT.meaning("UDP upload: share of what we sent that the peer's statuses did not count, over the seconds its statuses cover (the last partial second and anything after our stop count only when the peer reported them; null: TCP, no upload, no statuses, or remote_rx_lower_bound)"),
+    field::RX_LOSS_PCT.meaning("UDP download: lost_packets / (datagrams received + lost_packets), in % (null: TCP, or no download)"),
+    field::TX_DELIVERED_BPS.meaning("UDP upload: what the peer's statuses say it received, per second they cover (null as tx_loss_pct)"),
+];
+
+const TARGET: &[Field] = &[
+    field::TIMESTAMP.meaning("when the target's last attempt started, RFC 3339 UTC"),
+    field::NAME,
+    field::SERVER,
+    field::OK,
+    field::ATTEMPTS,
+    field::PROTOCOL.or_null(),
+    field::DIRECTION.or_null(),
+    field::DURATION_S
+        .or_null()
+        .meaning("length of the data phase of the last attempt"),
+    field::UP_BPS,
+    field::DOWN_BPS,
+    field::UP_LOSS_PCT,
+    field::DOWN_LOSS_PCT,
+    field::LOST_PACKETS
+        .or_null()
+        .meaning("UDP datagrams lost on the way to us"),
+    field::IDLE_RTT_MS,
+    field::LOADED_RTT_MS,
+    field::BUFFERBLOAT_MS.meaning("loaded minus idle median round-trip time"),
+    field::TCP_RTT_MS.meaning("TCP: smoothed round-trip time (TCP_INFO) at the end"),
+    field::LOCAL_CPU_AVG,
+    field::REMOTE_CPU_AVG.meaning("average CPU % the server reported"),
+    field::END_REASON
+        .or_null()
+        .meaning("how the last attempt's data phase ended (as in `summary`)"),
+    field::ERROR,
+    field::PHASE,
+];
+
+const ERROR: &[Field] = &[
+    field::MESSAGE,
+    field::PHASE.meaning("where it failed: `connect`, `hello`, `command`, `authentication`, `extra connections`, `UDP setup`, `data`, `status`"),
+];
+
+const SESSION_START: &[Field] = &[
+    field::TIMESTAMP.meaning("when the session started, RFC 3339 UTC"),
+    field::PEER,
+    field::USER,
+    field::AUTH,
+    field::PROTOCOL,
+    field::DIRECTION.meaning("the client's view: `transmit` means the server receives"),
+    field::CONNECTIONS.meaning("TCP connections that joined, or client UDP ports"),
+    field::UDP_PORT,
+    field::REMOTE_TX_SPEED_BPS,
+    field::LOCAL_TX_SPEED_BPS,
+    field::TX_SIZE,
+];
+
+const SESSION_END: &[Field] = &[
+    field::TIMESTAMP.meaning("when the session started, RFC 3339 UTC"),
+    field::PEER,
+    field::USER,
+    field::AUTH,
+    field::PROTOCOL,
+    field::DIRECTION.meaning("the client's view"),
+    field::CONNECTIONS.meaning("TCP connections or client UDP ports"),
+    field::UDP_PORT,
+    field::DURATION_S.meaning("length of the data phase"),
+    field::TX_BYTES.meaning("bytes the server sent"),
+    field::RX_BYTES.meaning("data bytes the server received"),
+    field::TX_AVG_BPS,
+    field::RX_AVG_BPS,
+    field::LOST_PACKETS.meaning("UDP datagrams lost on the way to the server"),
+    field::LOCAL_CPU_AVG.meaning("average CPU % of the server's machine"),
+    field::REMOTE_CPU_AVG.meaning("average CPU % the client reported"),
+    field::REMOTE_RX_BYTES.meaning("sum of what the client's statuses said it received"),
+    field::END_REASON.meaning("`client_closed` (the client ended the test), `client_reset` (its connection was reset: killed, or closed with data unread), `control_timeout` (silence), `max_duration`, `quota` (a byte quota of its user or source ran out), `interrupted` (server shutdown), `error`"),
+    field::ERROR.meaning("what failed, when `end_reason` is `error`"),
+    field::UDP_TX_IO.meaning("UDP: how the server sent (`gso`, `mmsg`, `single`)"),
+    field::UDP_RX_IO.meaning("UDP: how the server received (`gro`, `mmsg`, `single`)"),
+    field::FOREIGN_DATAGRAMS.meaning("UDP datagrams received that were not the client's: from another address or port, of another size, or with a sequence far from the test's (not counted as data, loss or quota)"),
+];
+
+const AUTH_FAILURE: &[Field] = &[
+    field::TIMESTAMP.meaning("when it happened, RFC 3339 UTC"),
+    field::PEER,
+    field::USER.meaning("the user name presented, if it got that far"),
+    field::AUTH.meaning("`md5` or `ecsrp5`"),
+];
+
+const REJECTED: &[Field] = &[
+    field::TIMESTAMP.meaning("when it happened, RFC 3339 UTC"),
+    field::PEER,
+    field::USER.meaning("authenticated user, if it got that far"),
+    field::AUTH,
+    field::PROTOCOL.meaning("`tcp` or `udp` from the command"),
+    field::DIRECTION.meaning("from the command, the client's view"),
+    field::PHASE
+        .required()
+        .meaning("the handshake phase that failed"),
+    field::REASON,
+    field::ERROR.required().meaning("what happened"),
 ];
 
 /// The fields of a record kind, in order.
-pub fn schema(kind: Kind) -> &'static [FieldDoc] {
+pub fn schema(kind: Kind) -> &'static [Field] {
     match kind {
         Kind::Start => START,
         Kind::Interval => INTERVAL,
@@ -601,25 +834,34 @@ impl Record {
     }
 
     /// (field, value) pairs in order.
-    pub fn fields(&self) -> impl Iterator<Item = (&'static FieldDoc, &Value)> {
+    pub fn fields(&self) -> impl Iterator<Item = (&'static Field, &Value)> {
         schema(self.kind).iter().zip(&self.values)
     }
 
-    /// A field's value (`Null` for a key the record does not have).
-    pub fn get(&self, key: &str) -> &Value {
-        self.fields()
-            .find(|(d, _)| d.key == key)
-            .map_or(&Value::Null, |(_, v)| v)
+    /// A field's value. A field the kind does not have is a bug (debug builds panic; release
+    /// builds read `Null`).
+    pub fn get(&self, field: &Field) -> &Value {
+        let v = self
+            .fields()
+            .find(|(d, _)| d.key == field.key)
+            .map(|(_, v)| v);
+        debug_assert!(
+            v.is_some(),
+            "{} record has no field {}",
+            self.kind.name(),
+            field.key
+        );
+        v.unwrap_or(&Value::Null)
     }
 
-    /// A number field for text output (0 when absent).
-    pub fn f64(&self, key: &str) -> f64 {
-        self.get(key).as_f64().unwrap_or(0.0)
+    /// A number field for text output (0 when null).
+    pub fn f64(&self, field: &Field) -> f64 {
+        self.get(field).as_f64().unwrap_or(0.0)
     }
 
-    /// A text field for text output ("-" when absent).
-    pub fn text(&self, key: &str) -> String {
-        match self.get(key) {
+    /// A text field for text output ("-" when null).
+    pub fn text(&self, field: &Field) -> String {
+        match self.get(field) {
             Value::Null => "-".into(),
             v => v.plain(),
         }
@@ -670,10 +912,10 @@ impl Record {
     }
 
     /// [`Record::key_values`] without the `skip` keys (a caller that put them first).
-    pub fn key_values_except(&self, skip: &[&str]) -> String {
+    pub fn key_values_except(&self, skip: &[&Field]) -> String {
         let mut s = String::new();
         for (d, v) in self.fields() {
-            if d.ty == Ty::Nested || *v == Value::Null || skip.contains(&d.key) {
+            if d.ty == Ty::Nested || *v == Value::Null || skip.iter().any(|f| f.key == d.key) {
                 continue;
             }
             let p = match v {
@@ -700,53 +942,56 @@ pub struct Builder {
 }
 
 impl Builder {
-    /// The next field. `key` must be the schema's next key, with a value of its type.
-    pub fn push(&mut self, key: &str, v: Value) -> &mut Self {
+    /// The next field. It must be the schema's next field, with a value of its type.
+    pub fn push(&mut self, field: &Field, v: Value) -> &mut Self {
         let i = self.values.len();
         let doc = schema(self.kind).get(i);
         debug_assert!(
-            doc.is_some_and(|d| d.key == key),
-            "{} record: field {i} is {:?} in the schema, {key:?} was pushed",
+            doc.is_some_and(|d| d.key == field.key),
+            "{} record: field {i} is {:?} in the schema, {:?} was pushed",
             self.kind.name(),
-            doc.map(|d| d.key)
+            doc.map(|d| d.key),
+            field.key
         );
         debug_assert!(
             doc.is_some_and(|d| match v.ty() {
                 None => d.nullable,
                 Some(t) => t == d.ty || (t == Ty::Int && d.ty == Ty::Num),
             }),
-            "{} record: {key} has the wrong type ({v:?})",
-            self.kind.name()
+            "{} record: {} has the wrong type ({v:?})",
+            self.kind.name(),
+            field.key
         );
         self.values.push(v);
         self
     }
 
     /// A text field.
-    pub fn str(&mut self, key: &str, v: &str) -> &mut Self {
-        self.push(key, Value::Str(v.to_string()))
+    pub fn str(&mut self, field: &Field, v: &str) -> &mut Self {
+        self.push(field, Value::Str(v.to_string()))
     }
 
     /// An integer field.
-    pub fn int(&mut self, key: &str, v: u64) -> &mut Self {
-        self.push(key, Value::Int(v))
+    pub fn int(&mut self, field: &Field, v: u64) -> &mut Self {
+        self.push(field, Value::Int(v))
     }
 
     /// A number field.
-    pub fn num(&mut self, key: &str, v: f64) -> &mut Self {
-        self.push(key, Value::num(v))
+    pub fn num(&mut self, field: &Field, v: f64) -> &mut Self {
+        self.push(field, Value::num(v))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::field as F;
     use super::*;
 
     #[test]
     fn json_escapes_and_never_nan() {
         let r = Record::build(Kind::Error, |b| {
-            b.str("message", "a\"b\\c\nd\u{1}")
-                .push("phase", Value::Null);
+            b.str(&F::MESSAGE, "a\"b\\c\nd\u{1}")
+                .push(&F::PHASE, Value::Null);
         });
         assert_eq!(
             r.to_json(),
@@ -761,10 +1006,10 @@ mod tests {
     #[test]
     fn csv_and_syslog_leave_nested_out() {
         let r = Record::build(Kind::Start, |b| {
-            b.str("server", "h:2000")
-                .str("protocol", "udp")
-                .str("direction", "both")
-                .int("connections", 2);
+            b.str(&F::SERVER, "h:2000")
+                .str(&F::PROTOCOL, "udp")
+                .str(&F::DIRECTION, "both")
+                .int(&F::CONNECTIONS, 2);
         });
         assert_eq!(
             Record::csv_header(Kind::Start),
@@ -782,10 +1027,10 @@ mod tests {
     fn peer_text_is_neutralised_in_csv_and_escaped_in_syslog() {
         // issue 18: a user name is whatever the peer sent in its login
         let r = Record::build(Kind::AuthFailure, |b| {
-            b.str("timestamp", "2026-11-23T13:05:09Z")
-                .str("peer", "192.0.2.1:5000")
-                .str("user", "=cmd|' /C calc'!A0\ninfo: x")
-                .str("auth", "md5");
+            b.str(&F::TIMESTAMP, "2026-11-23T13:05:09Z")
+                .str(&F::PEER, "192.0.2.1:5000")
+                .str(&F::USER, "=cmd|' /C calc'!A0\ninfo: x")
+                .str(&F::AUTH, "md5");
         });
         assert_eq!(
             r.csv_cells(),
@@ -797,10 +1042,10 @@ mod tests {
             ]
         );
         let r = Record::build(Kind::AuthFailure, |b| {
-            b.str("timestamp", "t")
-                .str("peer", "p")
-                .str("user", "x\nreason=ok\u{1b}")
-                .str("auth", "md5");
+            b.str(&F::TIMESTAMP, "t")
+                .str(&F::PEER, "p")
+                .str(&F::USER, "x\nreason=ok\u{1b}")
+                .str(&F::AUTH, "md5");
         });
         assert_eq!(
             r.key_values(),
@@ -808,10 +1053,10 @@ mod tests {
         );
         // numbers the program wrote stay numbers, even negative ones
         let r = Record::build(Kind::Start, |b| {
-            b.str("server", "-h")
-                .str("protocol", "udp")
-                .str("direction", "both")
-                .int("connections", 2);
+            b.str(&F::SERVER, "-h")
+                .str(&F::PROTOCOL, "udp")
+                .str(&F::DIRECTION, "both")
+                .int(&F::CONNECTIONS, 2);
         });
         assert_eq!(r.csv_cells(), ["'-h", "udp", "both", "2"]);
         assert_eq!(crate::text::csv_text(&Value::num(-1.5).plain()), "'-1.500");
@@ -822,7 +1067,7 @@ mod tests {
     #[should_panic(expected = "was pushed")]
     fn a_field_outside_the_schema_fails() {
         Record::build(Kind::Error, |b| {
-            b.str("msg", "x");
+            b.str(&F::SERVER, "x");
         });
     }
 
@@ -839,6 +1084,55 @@ mod tests {
                 );
                 assert!(!["type", "schema"].contains(key));
             }
+        }
+    }
+
+    /// The `end_reason` words docs/output.md gives for a kind (the back-quoted words of the
+    /// row's meaning).
+    fn documented_words(kind: Kind, field: &Field) -> Vec<String> {
+        let doc = include_str!("../docs/output.md");
+        let at = doc
+            .find(&format!("### `{}`", kind.name()))
+            .expect("a section per kind");
+        let row = doc[at..]
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{}` |", field.key)))
+            .expect("the field's row");
+        let meaning = row.split('|').nth(3).unwrap_or("");
+        let mut words: Vec<String> = meaning
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect();
+        words.sort();
+        words.dedup();
+        words
+    }
+
+    /// Issue 20 (B6): `end_reason` words are documented exactly: every word a client summary
+    /// or a server session can carry, and no other.
+    #[test]
+    fn docs_output_md_lists_every_end_reason_word() {
+        use crate::engine::StopReason;
+        let mut client: Vec<String> = StopReason::ALL
+            .iter()
+            .filter(|r| !r.server_only())
+            .map(|r| r.as_str().to_string())
+            .collect();
+        client.sort();
+        client.dedup();
+        assert_eq!(documented_words(Kind::Summary, &F::END_REASON), client);
+        #[cfg(feature = "server")]
+        {
+            // A session that failed ends as `error` (report/server.rs).
+            let mut server: Vec<String> = StopReason::ALL
+                .iter()
+                .map(|r| crate::server::end_reason(r).to_string())
+                .collect();
+            server.sort();
+            server.dedup();
+            assert_eq!(documented_words(Kind::SessionEnd, &F::END_REASON), server);
         }
     }
 

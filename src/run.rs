@@ -79,12 +79,17 @@ pub struct TestRun {
     pub outcome: Result<()>,
 }
 
+/// The `start` record of a test of `cfg` (for a syslog line before the test runs, too).
+pub fn start_record(cfg: &ClientConfig) -> Record {
+    let server = format!("{}:{}", cfg.host, cfg.port);
+    report::start_record(&server, cfg.protocol, cfg.direction, cfg.connection_count)
+}
+
 impl TestRun {
     /// A test of `cfg` that is about to start: its `start` record, no results yet.
     pub fn new(cfg: &ClientConfig) -> TestRun {
         let server = format!("{}:{}", cfg.host, cfg.port);
-        let start =
-            report::start_record(&server, cfg.protocol, cfg.direction, cfg.connection_count);
+        let start = start_record(cfg);
         TestRun {
             started: SystemTime::now(),
             server,

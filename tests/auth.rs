@@ -276,11 +276,7 @@ fn ecsrp5_login_cut_at_the_deadline_is_a_timeout_on_the_server() {
         match srv.next_refusal(Duration::from_secs(5)) {
             btest::server::ServerEvent::Rejected(r) => {
                 assert_eq!(r.phase, btest::error::Phase::Auth, "{r:?}");
-                assert_eq!(
-                    r.reason,
-                    btest::export::metrics::RejectReason::Timeout,
-                    "{r:?}"
-                );
+                assert_eq!(r.reason, btest::server::RejectReason::Timeout, "{r:?}");
                 assert!(r.error.contains("timed out"), "{r:?}");
             }
             other => panic!("expected a timeout rejection, got {other:?}"),

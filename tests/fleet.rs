@@ -253,7 +253,7 @@ fn parallel_targets_report_only_their_own_threads() {
         assert_eq!(done.len(), 2);
         let cpu = |i: usize, role: &str| {
             let s = done[i].run.summary.as_ref().expect("a summary");
-            let c = s.get("thread_cpu_max");
+            let c = s.get(&btest::record::field::THREAD_CPU_MAX);
             eprintln!("{}: thread_cpu_max {c:?}", targets[i].name);
             c.field(role).as_f64().unwrap()
         };

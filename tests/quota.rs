@@ -9,9 +9,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use btest::auth::AuthMethod;
 use btest::engine::StopReason;
-use btest::export::metrics::RejectReason;
 use btest::server::quota::Window;
 use btest::server::usage::Store;
+use btest::server::RejectReason;
 use btest::server::ServerEvent;
 use btest::wire::{Direction, Protocol};
 

@@ -145,7 +145,7 @@ fn a_fleet_report_shows_small_and_large_rates_and_every_column() {
                         Ty::Nested => Value::Obj(Vec::new()),
                     },
                 };
-                b.push(d.key, v);
+                b.push(d, v);
             }
         })
     };

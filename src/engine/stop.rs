@@ -38,6 +38,25 @@ pub enum StopReason {
 }
 
 impl StopReason {
+    /// Every reason (the error's text empty): the docs test checks the `end_reason` words of
+    /// docs/output.md against these (issue 20: `quota` was emitted and not documented).
+    pub const ALL: [StopReason; 8] = [
+        StopReason::Completed,
+        StopReason::PeerClosed,
+        StopReason::PeerReset,
+        StopReason::ControlTimeout,
+        StopReason::MaxDuration,
+        StopReason::Shutdown,
+        StopReason::Quota,
+        StopReason::Error(String::new()),
+    ];
+
+    /// Only a server ends a session for these (its --max-duration, a byte quota); the client
+    /// sees the server close (`peer_closed`).
+    pub fn server_only(&self) -> bool {
+        matches!(self, StopReason::MaxDuration | StopReason::Quota)
+    }
+
     /// Stable snake_case name for summaries and JSON.
     pub fn as_str(&self) -> &'static str {
         match self {

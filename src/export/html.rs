@@ -18,7 +18,7 @@
 
 use std::fmt::{self, Write as _};
 
-use crate::record::{Record, Ty, Value};
+use crate::record::{field as F, Field, Record, Ty, Value};
 use crate::units::{format_rate, Fixed};
 
 /// Writing into a String cannot fail; this drops the `fmt::Result`.
@@ -89,7 +89,7 @@ pub fn render_fleet(
             "<section id=\"target-{}\"><h2>{}. {}</h2><p class=\"muted\">{} · {}</p>",
             i + 1,
             i + 1,
-            E(str_of(t.get("name")).unwrap_or("")),
+            E(str_of(t.get(&F::NAME)).unwrap_or("")),
             E(&e.test.title),
             E(&e.test.generated)
         );
@@ -196,28 +196,28 @@ fn str_of(v: &Value) -> Option<&str> {
 }
 
 /// The summary's key results first, in this order (null ones left out).
-const KEY_ROWS: &[(&str, &str, Fmt)] = &[
-    ("tx_avg_bps", "Sent, client → server", Fmt::Rate),
-    ("rx_avg_bps", "Received, server → client", Fmt::Rate),
-    ("lost_packets", "Lost packets", Fmt::Plain),
-    ("duration_s", "Duration", Fmt::Secs),
-    ("end_reason", "End reason", Fmt::Plain),
-    ("rtt_method", "Latency probe", Fmt::Plain),
-    ("idle_rtt_p50_ms", "Idle RTT p50", Fmt::Ms),
-    ("loaded_rtt_p50_ms", "Loaded RTT p50", Fmt::Ms),
-    ("loaded_rtt_p90_ms", "Loaded RTT p90", Fmt::Ms),
-    ("bufferbloat_ms", "Bufferbloat", Fmt::Ms),
-    ("tcp_rtt_ms", "TCP RTT (kernel)", Fmt::Ms),
+const KEY_ROWS: &[(&Field, &str, Fmt)] = &[
+    (&F::TX_AVG_BPS, "Sent, client → server", Fmt::Rate),
+    (&F::RX_AVG_BPS, "Received, server → client", Fmt::Rate),
+    (&F::LOST_PACKETS, "Lost packets", Fmt::Plain),
+    (&F::DURATION_S, "Duration", Fmt::Secs),
+    (&F::END_REASON, "End reason", Fmt::Plain),
+    (&F::RTT_METHOD, "Latency probe", Fmt::Plain),
+    (&F::IDLE_RTT_P50_MS, "Idle RTT p50", Fmt::Ms),
+    (&F::LOADED_RTT_P50_MS, "Loaded RTT p50", Fmt::Ms),
+    (&F::LOADED_RTT_P90_MS, "Loaded RTT p90", Fmt::Ms),
+    (&F::BUFFERBLOAT_MS, "Bufferbloat", Fmt::Ms),
+    (&F::TCP_RTT_MS, "TCP RTT (kernel)", Fmt::Ms),
 ];
 
 /// Everything below the page or section heading. `h` is the level of its headings; `target`
 /// is the fleet's record for this test, which fills in what a failed test lacks.
 fn body(o: &mut String, r: &TestReport, h: u8, target: Option<&Record>) {
-    let failed = target.filter(|t| matches!(t.get("ok"), Value::Bool(false)));
+    let failed = target.filter(|t| matches!(t.get(&F::OK), Value::Bool(false)));
     if let Some(e) = r.error {
-        error_box(o, e.get("message"), e.get("phase"));
+        error_box(o, e.get(&F::MESSAGE), e.get(&F::PHASE));
     } else if let Some(t) = failed {
-        error_box(o, t.get("error"), t.get("phase"));
+        error_box(o, t.get(&F::ERROR), t.get(&F::PHASE));
     }
     // The reader's order: the results, the charts, then what the test was and every field.
     if let Some(s) = r.summary {
@@ -225,7 +225,7 @@ fn body(o: &mut String, r: &TestReport, h: u8, target: Option<&Record>) {
         o.push_str("<table>");
         for &(key, label, f) in KEY_ROWS {
             let v = s.get(key);
-            if matches!(v, Value::Null) && key != "rtt_method" {
+            if matches!(v, Value::Null) && key.key != F::RTT_METHOD.key {
                 continue;
             }
             w!(o, "<tr><th>{label}</th><td>");
@@ -243,13 +243,13 @@ fn body(o: &mut String, r: &TestReport, h: u8, target: Option<&Record>) {
         o.push_str("<p class=\"muted\">No intervals.</p>\n");
     } else {
         // What the test ran, from its summary, or else from the fleet's record.
-        let hint = |key: &str| {
+        let hint = |key: &Field| {
             r.summary
                 .and_then(|s| str_of(s.get(key)))
                 .or_else(|| target.and_then(|t| str_of(t.get(key))))
                 .unwrap_or("")
         };
-        charts(o, r, hint("protocol"), hint("direction"));
+        charts(o, r, hint(&F::PROTOCOL), hint(&F::DIRECTION));
     }
     if !r.params.is_empty() {
         w!(o, "<h{h}>Parameters</h{h}>");
@@ -260,7 +260,7 @@ fn body(o: &mut String, r: &TestReport, h: u8, target: Option<&Record>) {
         for (d, v) in s.fields() {
             if d.ty == Ty::Nested
                 || matches!(v, Value::Null)
-                || KEY_ROWS.iter().any(|k| k.0 == d.key)
+                || KEY_ROWS.iter().any(|k| k.0.key == d.key)
             {
                 continue;
             }
@@ -292,12 +292,12 @@ fn intervals_table(o: &mut String, iv: &[Record]) {
         iv.len()
     );
     let cols = [
-        ("elapsed_s", Fmt::Secs),
-        ("tx_current_bps", Fmt::Rate),
-        ("rx_current_bps", Fmt::Rate),
-        ("lost_packets", Fmt::Plain),
-        ("rtt_p50_ms", Fmt::Ms),
-        ("rtt_p90_ms", Fmt::Ms),
+        (&F::ELAPSED_S, Fmt::Secs),
+        (&F::TX_CURRENT_BPS, Fmt::Rate),
+        (&F::RX_CURRENT_BPS, Fmt::Rate),
+        (&F::LOST_PACKETS, Fmt::Plain),
+        (&F::RTT_P50_MS, Fmt::Ms),
+        (&F::RTT_P90_MS, Fmt::Ms),
     ];
     for r in iv {
         o.push_str("<tr>");
@@ -335,7 +335,7 @@ struct Series {
 impl Series {
     fn of(
         iv: &[Record],
-        key: &str,
+        key: &Field,
         id: &'static str,
         label: &'static str,
         color: &'static str,
@@ -343,7 +343,7 @@ impl Series {
         let pts = iv
             .iter()
             .filter_map(|r| {
-                let x = r.get("elapsed_s").as_f64()?;
+                let x = r.get(&F::ELAPSED_S).as_f64()?;
                 let y = r.get(key).as_f64()?;
                 (x.is_finite() && y.is_finite()).then_some((x, y))
             })
@@ -362,17 +362,18 @@ fn charts(o: &mut String, r: &TestReport, protocol: &str, direction: &str) {
     let iv = r.intervals;
     let x_max = iv
         .iter()
-        .map(|r| r.f64("elapsed_s"))
+        .map(|r| r.f64(&F::ELAPSED_S))
         .filter(|x| x.is_finite())
         .fold(0.0, f64::max);
-    let any =
-        |key: &str, f: &dyn Fn(f64) -> bool| iv.iter().any(|r| r.get(key).as_f64().is_some_and(f));
+    let any = |key: &Field, f: &dyn Fn(f64) -> bool| {
+        iv.iter().any(|r| r.get(key).as_f64().is_some_and(f))
+    };
     // Both directions on one chart, as WinBox draws them (issue 19).
     let mut rates = Vec::new();
-    if direction == "transmit" || direction == "both" || any("tx_current_bps", &|v| v > 0.0) {
+    if direction == "transmit" || direction == "both" || any(&F::TX_CURRENT_BPS, &|v| v > 0.0) {
         rates.push(Series::of(
             iv,
-            "tx_current_bps",
+            &F::TX_CURRENT_BPS,
             "tx",
             "sent, client → server",
             TX,
@@ -381,18 +382,18 @@ fn charts(o: &mut String, r: &TestReport, protocol: &str, direction: &str) {
         // where it can fall short of what was sent (TCP delivers what it sends).
         let mut got = Series::of(
             iv,
-            "remote_rx_bytes",
+            &F::REMOTE_RX_BYTES,
             "delivered",
             "delivered to the server",
             TX,
         );
         for (p, r) in got.pts.iter_mut().zip(iv.iter().filter(|r| {
-            r.get("elapsed_s").as_f64().is_some_and(f64::is_finite)
-                && r.get("remote_rx_bytes")
+            r.get(&F::ELAPSED_S).as_f64().is_some_and(f64::is_finite)
+                && r.get(&F::REMOTE_RX_BYTES)
                     .as_f64()
                     .is_some_and(f64::is_finite)
         })) {
-            let dt = r.f64("interval_s");
+            let dt = r.f64(&F::INTERVAL_S);
             p.1 = if dt > 0.0 { p.1 * 8.0 / dt } else { 0.0 };
         }
         got.extra = " stroke-dasharray=\"5 3\" stroke-opacity=\"0.7\"";
@@ -400,10 +401,10 @@ fn charts(o: &mut String, r: &TestReport, protocol: &str, direction: &str) {
             rates.push(got);
         }
     }
-    if direction == "receive" || direction == "both" || any("rx_current_bps", &|v| v > 0.0) {
+    if direction == "receive" || direction == "both" || any(&F::RX_CURRENT_BPS, &|v| v > 0.0) {
         rates.push(Series::of(
             iv,
-            "rx_current_bps",
+            &F::RX_CURRENT_BPS,
             "rx",
             "received, server → client",
             RX,
@@ -420,9 +421,9 @@ fn charts(o: &mut String, r: &TestReport, protocol: &str, direction: &str) {
             None,
         );
     }
-    if protocol == "udp" || any("lost_packets", &|v| v > 0.0) {
-        let lost = Series::of(iv, "lost_packets", "lost", "lost", "#c62828");
-        let mut wire = Series::of(iv, "lost_wire", "lost-wire", "lost on the way", "#6a1b9a");
+    if protocol == "udp" || any(&F::LOST_PACKETS, &|v| v > 0.0) {
+        let lost = Series::of(iv, &F::LOST_PACKETS, "lost", "lost", "#c62828");
+        let mut wire = Series::of(iv, &F::LOST_WIRE, "lost-wire", "lost on the way", "#6a1b9a");
         wire.extra = " stroke-dasharray=\"4 3\"";
         // The wire line only says something when this host's sockets dropped some.
         let series = if wire.pts == lost.pts {
@@ -440,19 +441,24 @@ fn charts(o: &mut String, r: &TestReport, protocol: &str, direction: &str) {
             None,
         );
     }
-    let rtt_keys = ["rtt_p50_ms", "rtt_p90_ms", "rtt_max_ms", "tcp_rtt_ms"];
+    let rtt_keys = [
+        &F::RTT_P50_MS,
+        &F::RTT_P90_MS,
+        &F::RTT_MAX_MS,
+        &F::TCP_RTT_MS,
+    ];
     if rtt_keys.iter().any(|k| any(k, &f64::is_finite)) {
-        let mut max = Series::of(iv, "rtt_max_ms", "max", "max", "#9e9e9e");
+        let mut max = Series::of(iv, &F::RTT_MAX_MS, "max", "max", "#9e9e9e");
         max.extra = " stroke-opacity=\"0.5\"";
         let series = [
             max,
-            Series::of(iv, "rtt_p90_ms", "p90", "p90", "#ef6c00"),
-            Series::of(iv, "rtt_p50_ms", "p50", "p50", "#2e7d32"),
-            Series::of(iv, "tcp_rtt_ms", "tcp", "TCP RTT (kernel)", "#6a1b9a"),
+            Series::of(iv, &F::RTT_P90_MS, "p90", "p90", "#ef6c00"),
+            Series::of(iv, &F::RTT_P50_MS, "p50", "p50", "#2e7d32"),
+            Series::of(iv, &F::TCP_RTT_MS, "tcp", "TCP RTT (kernel)", "#6a1b9a"),
         ];
         let idle = r
             .summary
-            .and_then(|s| s.get("idle_rtt_p50_ms").as_f64())
+            .and_then(|s| s.get(&F::IDLE_RTT_P50_MS).as_f64())
             .filter(|v| v.is_finite());
         line_chart(
             o,
@@ -466,10 +472,16 @@ fn charts(o: &mut String, r: &TestReport, protocol: &str, direction: &str) {
     }
     // Loss as a percentage each way, when the records carry it (issue 19 item 2).
     let loss = [
-        Series::of(iv, "tx_loss_pct", "tx-loss", "upload, client → server", TX),
         Series::of(
             iv,
-            "rx_loss_pct",
+            &F::TX_LOSS_PCT,
+            "tx-loss",
+            "upload, client → server",
+            TX,
+        ),
+        Series::of(
+            iv,
+            &F::RX_LOSS_PCT,
             "rx-loss",
             "download, server → client",
             RX,
@@ -487,8 +499,8 @@ fn charts(o: &mut String, r: &TestReport, protocol: &str, direction: &str) {
         );
     }
     let cpu = [
-        Series::of(iv, "local_cpu", "local", "CPU, this machine", "#6a1b9a"),
-        Series::of(iv, "remote_cpu", "remote", "CPU, the server", "#00897b"),
+        Series::of(iv, &F::LOCAL_CPU, "local", "CPU, this machine", "#6a1b9a"),
+        Series::of(iv, &F::REMOTE_CPU, "remote", "CPU, the server", "#00897b"),
     ];
     if cpu.iter().any(|s| !s.pts.is_empty()) {
         line_chart(o, "cpu", "CPU per interval", Axis::Pct, x_max, &cpu, None);
@@ -765,7 +777,7 @@ fn log10(x: f64) -> f64 {
 /// 4 Gbit/s one on a linear axis). A linear axis with a minimum bar width would draw the small
 /// one, but at a height that means nothing; on a log axis every height still compares.
 fn fleet_chart(o: &mut String, entries: &[FleetEntry]) {
-    let rate = |e: &FleetEntry, k: &str| {
+    let rate = |e: &FleetEntry, k: &Field| {
         e.target
             .get(k)
             .as_f64()
@@ -773,7 +785,7 @@ fn fleet_chart(o: &mut String, entries: &[FleetEntry]) {
     };
     let all = entries
         .iter()
-        .flat_map(|e| [rate(e, "up_bps"), rate(e, "down_bps")])
+        .flat_map(|e| [rate(e, &F::UP_BPS), rate(e, &F::DOWN_BPS)])
         .flatten();
     let (lo, hi) = all.fold((f64::MAX, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
     // Whole decades around the data, the lowest at least 0.3 of one below the smallest bar
@@ -821,8 +833,8 @@ fn fleet_chart(o: &mut String, entries: &[FleetEntry]) {
     for (i, e) in entries.iter().enumerate() {
         // The pair of bars, centred in its slot.
         let x0 = ML + (i as f64 + 0.5) * slot - bar;
-        let name = str_of(e.target.get("name")).unwrap_or("");
-        for (j, (k, id, color)) in [("up_bps", "up", TX), ("down_bps", "down", RX)]
+        let name = str_of(e.target.get(&F::NAME)).unwrap_or("");
+        for (j, (k, id, color)) in [(&F::UP_BPS, "up", TX), (&F::DOWN_BPS, "down", RX)]
             .into_iter()
             .enumerate()
         {
@@ -858,7 +870,7 @@ fn fleet_chart(o: &mut String, entries: &[FleetEntry]) {
             E(&name[..cut]),
             if cut < name.len() { "…" } else { "" }
         );
-        if !matches!(e.target.get("ok"), Value::Bool(true)) {
+        if !matches!(e.target.get(&F::OK), Value::Bool(true)) {
             w!(
                 o,
                 "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"#c62828\">failed</text>",
@@ -891,7 +903,7 @@ fn matrix(o: &mut String, entries: &[FleetEntry]) {
     );
     for (i, e) in entries.iter().enumerate() {
         let t = e.target;
-        let ok = matches!(t.get("ok"), Value::Bool(true));
+        let ok = matches!(t.get(&F::OK), Value::Bool(true));
         let (class, result) = if ok {
             ("ok", "ok")
         } else {
@@ -901,29 +913,29 @@ fn matrix(o: &mut String, entries: &[FleetEntry]) {
             o,
             "<tr class=\"{class}\"><td class=\"n\">{n}</td><td><a href=\"#target-{n}\">{}</a></td>\
 <td>{}</td><td>{result}</td><td class=\"n\">{}</td>",
-            E(str_of(t.get("name")).unwrap_or("")),
-            E(str_of(t.get("server")).unwrap_or("")),
-            E(&t.get("attempts").plain()),
+            E(str_of(t.get(&F::NAME)).unwrap_or("")),
+            E(str_of(t.get(&F::SERVER)).unwrap_or("")),
+            E(&t.get(&F::ATTEMPTS).plain()),
             n = i + 1
         );
         // Pairs share a cell, to keep the table narrow enough for a page.
         for (a, b, f) in [
-            ("up_bps", "", Fmt::Rate),
-            ("down_bps", "", Fmt::Rate),
-            ("up_loss_pct", "down_loss_pct", Fmt::Pct),
-            ("idle_rtt_ms", "loaded_rtt_ms", Fmt::Ms),
-            ("bufferbloat_ms", "", Fmt::Ms),
-            ("local_cpu_avg", "remote_cpu_avg", Fmt::Pct),
+            (&F::UP_BPS, None, Fmt::Rate),
+            (&F::DOWN_BPS, None, Fmt::Rate),
+            (&F::UP_LOSS_PCT, Some(&F::DOWN_LOSS_PCT), Fmt::Pct),
+            (&F::IDLE_RTT_MS, Some(&F::LOADED_RTT_MS), Fmt::Ms),
+            (&F::BUFFERBLOAT_MS, None, Fmt::Ms),
+            (&F::LOCAL_CPU_AVG, Some(&F::REMOTE_CPU_AVG), Fmt::Pct),
         ] {
             o.push_str("<td class=\"n\">");
             put(o, t.get(a), f);
-            if !b.is_empty() {
+            if let Some(b) = b {
                 o.push_str(" / ");
                 put(o, t.get(b), f);
             }
             o.push_str("</td>");
         }
-        let err = str_of(t.get("error")).unwrap_or("");
+        let err = str_of(t.get(&F::ERROR)).unwrap_or("");
         w!(o, "<td class=\"err\">{}</td></tr>", E(err));
     }
     o.push_str("</table>\n");
@@ -1140,7 +1152,7 @@ mod tests {
                         Ty::Nested => Value::Obj(Vec::new()),
                     },
                 };
-                b.push(d.key, v);
+                b.push(d, v);
             }
         })
     }
@@ -1331,7 +1343,7 @@ mod tests {
             *r = rec(
                 Kind::Interval,
                 &[
-                    ("elapsed_s", r.get("elapsed_s").clone()),
+                    ("elapsed_s", r.get(&F::ELAPSED_S).clone()),
                     ("interval_s", n(1.0)),
                     ("tx_current_bps", n(150e6)),
                     ("rx_current_bps", n(90e6)),
@@ -1385,7 +1397,7 @@ mod tests {
             *r = rec(
                 Kind::Target,
                 &[
-                    ("name", r.get("name").clone()),
+                    ("name", r.get(&F::NAME).clone()),
                     ("ok", Value::Bool(true)),
                     ("up_bps", n(v)),
                     ("down_bps", n(v)),

@@ -23,82 +23,14 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
+use crate::server::RejectReason;
+
 /// Shortest period [`spawn_writer`] accepts; a zero `every` would spin.
 pub const MIN_PERIOD: Duration = Duration::from_millis(10);
 
 /// Auth methods that can fail, as they appear in the `method` label; the same words as
 /// `AuthMethod::as_str`.
 const AUTH_METHODS: [&str; 2] = ["md5", "ecsrp5"];
-
-/// Why a connection was refused before a session started; the `reason` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RejectReason {
-    /// The session limit was reached.
-    Limit,
-    /// The test command did not parse or asked for something unsupported.
-    BadCommand,
-    /// The client was too slow during the handshake.
-    Timeout,
-    /// Authentication failed.
-    Auth,
-    /// A secondary connection named a session token that does not exist.
-    UnknownToken,
-    /// Anything else (resources, I/O errors during the handshake).
-    Other,
-    /// `--max-handshakes-per-source` handshakes were already in progress from its source.
-    SourceLimit,
-    /// Its source is refused for a while after too many wrong logins.
-    LoginBlocked,
-    /// Its source started logins faster than `--logins-per-minute`.
-    LoginRate,
-    /// Its address is not admitted by `--allow` / `--deny`.
-    Denied,
-    /// A byte quota used up, or a per-user / per-source session limit (issue 10).
-    Quota,
-    /// The process is near its descriptor or thread limit (issue 18, server/capacity.rs).
-    Capacity,
-}
-
-impl RejectReason {
-    /// Every reason, in the order they are rendered.
-    pub const ALL: [RejectReason; 12] = [
-        RejectReason::Limit,
-        RejectReason::BadCommand,
-        RejectReason::Timeout,
-        RejectReason::Auth,
-        RejectReason::UnknownToken,
-        RejectReason::Other,
-        RejectReason::SourceLimit,
-        RejectReason::LoginBlocked,
-        RejectReason::LoginRate,
-        RejectReason::Denied,
-        RejectReason::Quota,
-        RejectReason::Capacity,
-    ];
-
-    /// The label value: `limit`, `bad_command`, `timeout`, `auth`, `unknown_token`, `other`,
-    /// `source_limit`, `login_blocked`, `login_rate`, `denied`, `quota`, `capacity`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RejectReason::Limit => "limit",
-            RejectReason::BadCommand => "bad_command",
-            RejectReason::Timeout => "timeout",
-            RejectReason::Auth => "auth",
-            RejectReason::UnknownToken => "unknown_token",
-            RejectReason::Other => "other",
-            RejectReason::SourceLimit => "source_limit",
-            RejectReason::LoginBlocked => "login_blocked",
-            RejectReason::LoginRate => "login_rate",
-            RejectReason::Denied => "denied",
-            RejectReason::Quota => "quota",
-            RejectReason::Capacity => "capacity",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
 
 /// The server's counters. Shared as `Arc<Metrics>`; every method takes `&self`.
 ///

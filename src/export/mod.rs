@@ -9,6 +9,9 @@
 pub mod csv;
 #[cfg(feature = "report")]
 pub mod html;
+#[cfg(feature = "server")]
 pub mod metrics;
+#[cfg(feature = "report")]
+pub mod params;
 pub mod stdout;
 pub mod syslog;

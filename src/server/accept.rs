@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use super::capacity::Tier;
 use super::limits::Source;
+use super::RejectReason;
 use super::{handshake, Shared};
 use crate::engine::StopReason;
-use crate::export::metrics::RejectReason;
 use crate::net;
 
 pub(super) fn run(shared: &Arc<Shared>, l: TcpListener) {

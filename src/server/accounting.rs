@@ -25,8 +25,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
-#[cfg(feature = "http")]
-use super::api::QuotaRow;
 use super::quota::{self, ByteLimit, LimitSet, Window};
 #[cfg(feature = "quotas")]
 use super::usage;
@@ -106,6 +104,20 @@ fn io_err(path: &Path, what: &str, e: std::io::Error) -> Error {
         "cannot {what} the usage store in {} ({e}); check that the directory exists and is writable, or choose another --state-dir",
         path.display()
     ))
+}
+
+/// One quota's use in its current period: a row of `GET /api/quotas` (the API renders it;
+/// the accounting owns it, issue 20).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuotaRow {
+    /// `user:NAME`, `addr:IP` or `net:PREFIX`.
+    pub key: String,
+    /// `day`, `week`, `month`.
+    pub window: &'static str,
+    /// `up`, `down`, `total`.
+    pub dir: &'static str,
+    pub used: u64,
+    pub limit: u64,
 }
 
 impl Accounting {

@@ -6,6 +6,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::accounting::QuotaRow;
 use super::live::{Ended, LiveView, RateSample, Registry, SessionInfo, Sums};
 use crate::record::Value;
 
@@ -126,19 +127,6 @@ pub fn history(reg: &Registry) -> String {
         Value::List(reg.recent().iter().map(ended).collect()),
     )])
     .json()
-}
-
-/// One row of `GET /api/quotas`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct QuotaRow {
-    /// `user:NAME`, `addr:IP` or `net:PREFIX`.
-    pub key: String,
-    /// `day`, `week`, `month`.
-    pub window: &'static str,
-    /// `up`, `down`, `total`.
-    pub dir: &'static str,
-    pub used: u64,
-    pub limit: u64,
 }
 
 /// `GET /api/quotas`.

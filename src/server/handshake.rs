@@ -13,11 +13,11 @@ use std::time::{Instant, SystemTime};
 
 use super::capacity::Tier;
 use super::limits::{Refusal, Source};
+use super::RejectReason;
 use super::{guard, hex, join, ports, session, Defer, Rejection, ServerEvent, Shared};
 use crate::auth::AuthMethod;
 use crate::engine::{self, rx::canonical, UdpLink};
 use crate::error::{Error, Phase};
-use crate::export::metrics::RejectReason;
 use crate::net;
 use crate::wire::{self, Command, Protocol, Reply, Request};
 

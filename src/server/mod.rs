@@ -25,6 +25,7 @@ pub mod live;
 pub mod live;
 mod ports;
 pub mod quota;
+mod reasons;
 mod session;
 #[cfg(feature = "quotas")]
 pub mod usage;
@@ -47,11 +48,12 @@ use crate::auth::AuthMethod;
 use crate::config::ServerConfig;
 use crate::engine::{self, Stop, StopReason};
 use crate::error::{Error, Phase, Result};
-use crate::export::metrics::{Metrics, RejectReason};
+use crate::export::metrics::Metrics;
 use crate::net;
 use crate::wire::Command;
 
 use limits::{Limits, LogGate};
+pub use reasons::{end_reason, RejectReason};
 
 /// Window of the rejection log gate: per reason, five lines per window are logged one by
 /// one, the rest as one count (a flood of 300 idle connections wrote 503,334 lines before).

@@ -140,7 +140,7 @@ pub(super) fn run(
     drop(grant);
     match &result {
         Ok(sum) => {
-            let reason = crate::report::server_end_reason(&sum.end_reason);
+            let reason = super::end_reason(&sum.end_reason);
             match over.lock().as_deref() {
                 Some(why) => log::warn!("{peer}: session end: {reason}: {why}"),
                 None => log::info!("{peer}: session end: {reason}"),

@@ -1,74 +1,25 @@
-//! Turns engine results into [`Record`]s (record.rs owns their fields) and renders them for
-//! people: the text layouts of the client's intervals and summary and the server's session
-//! lines. JSON, CSV and syslog come straight from the record.
-//!
-//! Writes only to the `Write` it is given. Rates: UDP counts IP+UDP headers (as RouterOS),
-//! TCP counts payload. Must not: decide whether a test succeeded (client.rs does).
+//! The client's records (`start`, `interval`, `summary`, `error`) and their text: the
+//! interval lines, the summary block, the syslog end line. Must not: print the server's or the
+//! fleet's lines (server.rs, fleet.rs).
 
+use std::collections::VecDeque;
+use std::io::{self, Write};
 use std::time::{Duration, SystemTime};
 
+use super::{bps, io_fields, lost, totals};
+use crate::client::ClientResult;
 use crate::config::Output;
-use crate::engine::StatusTotals;
+use crate::engine::{Sample, StatusTotals};
 use crate::export::csv::rfc3339_utc;
-use crate::record::{self, Kind, Record, Value};
-#[cfg(feature = "server")]
-use crate::server::{ServerEvent, SessionRecord, SessionStart};
+use crate::record::{self, field as F, Kind, Record, Value};
 use crate::units::format_rate;
-#[cfg(feature = "client")]
-use {
-    crate::client::ClientResult,
-    crate::engine::Sample,
-    crate::wire::{Direction, Protocol, Side},
-    std::collections::VecDeque,
-    std::io::{self, Write},
-};
+use crate::wire::{Direction, Protocol, Side};
 
-fn bps(bytes: u64, dt: Duration) -> f64 {
-    let s = dt.as_secs_f64();
-    if s <= 0.0 {
-        0.0
-    } else {
-        bytes as f64 * 8.0 / s
-    }
-}
-
-/// Net lost count (the wrapping sum may dip below zero within an interval).
-fn lost(v: u64) -> u64 {
-    (v as i64).max(0) as u64
-}
-
-#[cfg(feature = "client")]
 /// Sequence gaps minus what our own sockets dropped: what the network lost.
 fn wire_lost(gaps: u64, host: Option<u64>) -> u64 {
     lost(gaps).saturating_sub(host.unwrap_or(0))
 }
 
-/// One decimal, as the CSV always had for CPU.
-fn cpu_avg(v: Option<f64>) -> Value {
-    v.map_or(Value::Null, |c| Value::Num(c, 1))
-}
-
-/// How UDP moved, both roles' last fields.
-fn io_fields(b: &mut record::Builder, s: &crate::engine::Summary) {
-    let m = |m: Option<crate::engine::udpio::Method>| Value::opt_str(m.map(|m| m.as_str()));
-    b.push("udp_tx_io", m(s.udp_tx_io))
-        .push("udp_rx_io", m(s.udp_rx_io));
-}
-
-/// The totals both roles report: duration through remote_rx_bytes.
-fn totals(b: &mut record::Builder, st: &StatusTotals, d: Duration) {
-    b.push("duration_s", Value::num(d.as_secs_f64()))
-        .int("tx_bytes", st.totals.tx_bytes)
-        .int("rx_bytes", st.totals.rx_bytes)
-        .push("tx_avg_bps", Value::Num(bps(st.totals.tx_bytes, d), 0))
-        .push("rx_avg_bps", Value::Num(bps(st.totals.rx_bytes, d), 0))
-        .int("lost_packets", lost(st.totals.lost))
-        .push("local_cpu_avg", cpu_avg(st.local_cpu_avg))
-        .push("remote_cpu_avg", cpu_avg(st.remote_cpu_avg))
-        .int("remote_rx_bytes", st.remote_rx_bytes);
-}
-
-#[cfg(feature = "client")]
 mod client_records {
     use super::*;
     use crate::engine::tcpinfo::TcpStats;
@@ -123,12 +74,10 @@ mod client_records {
     }
 }
 
-#[cfg(feature = "client")]
 /// Round-trip figures of a set of latency probes, in milliseconds (probe/stats.rs computes
 /// them).
 pub use crate::probe::stats::RttStats as Rtt;
 
-#[cfg(feature = "client")]
 /// What the latency probe saw in one interval.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct IntervalRtt {
@@ -140,7 +89,6 @@ pub struct IntervalRtt {
     pub rtt: Option<Rtt>,
 }
 
-#[cfg(feature = "client")]
 /// The latency probe over the whole test.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LatencySummary {
@@ -156,30 +104,27 @@ pub struct LatencySummary {
     pub lost: u64,
 }
 
-#[cfg(feature = "client")]
 fn ms(v: f64) -> Value {
     Value::Num(v, 3)
 }
 
-#[cfg(feature = "client")]
 fn tcp_rtt_ms(t: Option<&crate::engine::TcpSample>) -> Value {
     t.filter(|t| t.total.rtt_us > 0)
         .map_or(Value::Null, |t| ms(f64::from(t.total.rtt_us) / 1000.0))
 }
 
-#[cfg(feature = "client")]
-/// The `rtt_*` fields of a summary for one phase (`idle` or `loaded`).
-fn rtt_phase(b: &mut record::Builder, phase: &str, r: Option<&Rtt>) {
+/// The round-trip fields of one set of probes: min, avg, p50, p90, max, jitter (an interval's
+/// `rtt_*`, a summary's `idle_*` or `loaded_*`).
+fn rtt_fields(b: &mut record::Builder, fields: [&record::Field; 6], r: Option<&Rtt>) {
     let v = |f: fn(&Rtt) -> f64| r.map_or(Value::Null, |r| ms(f(r)));
-    b.push(&format!("{phase}_rtt_min_ms"), v(|r| r.min_ms))
-        .push(&format!("{phase}_rtt_avg_ms"), v(|r| r.avg_ms))
-        .push(&format!("{phase}_rtt_p50_ms"), v(|r| r.p50_ms))
-        .push(&format!("{phase}_rtt_p90_ms"), v(|r| r.p90_ms))
-        .push(&format!("{phase}_rtt_max_ms"), v(|r| r.max_ms))
-        .push(&format!("{phase}_jitter_ms"), v(|r| r.jitter_ms));
+    b.push(fields[0], v(|r| r.min_ms))
+        .push(fields[1], v(|r| r.avg_ms))
+        .push(fields[2], v(|r| r.p50_ms))
+        .push(fields[3], v(|r| r.p90_ms))
+        .push(fields[4], v(|r| r.max_ms))
+        .push(fields[5], v(|r| r.jitter_ms));
 }
 
-#[cfg(feature = "client")]
 /// The `start` record.
 pub fn start_record(
     server: &str,
@@ -188,14 +133,13 @@ pub fn start_record(
     connections: u8,
 ) -> Record {
     Record::build(Kind::Start, |b| {
-        b.str("server", server)
-            .str("protocol", protocol.as_str())
-            .str("direction", direction.client_word())
-            .int("connections", u64::from(connections));
+        b.str(&F::SERVER, server)
+            .str(&F::PROTOCOL, protocol.as_str())
+            .str(&F::DIRECTION, direction.client_word())
+            .int(&F::CONNECTIONS, u64::from(connections));
     })
 }
 
-#[cfg(feature = "client")]
 /// What the peer's byte counts can be trusted for (issue 8.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RemoteTrust {
@@ -207,13 +151,11 @@ pub struct RemoteTrust {
     pub suspect: bool,
 }
 
-#[cfg(feature = "client")]
 /// Below this share of what we sent in the seconds the peer's statuses cover, a TCP peer's
 /// figure is implausible: TCP delivers every byte, and the seconds are matched to within the
 /// difference of the two clocks' starts (milliseconds).
 const TCP_PLAUSIBLE_SHARE: f64 = 0.9;
 
-#[cfg(feature = "client")]
 impl RemoteTrust {
     /// Judges the peer's figure, `covered_tx` being what we sent in the seconds its statuses
     /// cover ([`Coverage`]). Issue 19: comparing against everything we sent flagged every
@@ -231,7 +173,6 @@ impl RemoteTrust {
     }
 }
 
-#[cfg(feature = "client")]
 /// Which of our bytes the peer's statuses speak for (issue 19). Each status carries what the
 /// peer received in one second of its clock, which starts with ours; n statuses so far cover
 /// our first n seconds of sending (at most up to now). What we sent after that (a last
@@ -251,7 +192,6 @@ pub struct Coverage {
     pub remote: u64,
 }
 
-#[cfg(feature = "client")]
 impl Coverage {
     /// One interval (`elapsed` at its end, our bytes, the peer's statuses in it and their
     /// sum). Returns what it newly covers: (seconds, our bytes, the peer's bytes); `None`
@@ -303,7 +243,6 @@ impl Coverage {
     }
 }
 
-#[cfg(feature = "client")]
 /// `part` of `whole` in %, 0-100, three decimals; null when `whole` is 0.
 fn loss_pct(part: u64, whole: u64) -> Value {
     if whole == 0 {
@@ -312,7 +251,6 @@ fn loss_pct(part: u64, whole: u64) -> Value {
     Value::Num((part as f64 / whole as f64 * 100.0).min(100.0), 3)
 }
 
-#[cfg(feature = "client")]
 /// (tx_loss_pct, tx_delivered_bps) of what a coverage span says: null unless asked (`on`).
 fn tx_delivery(on: bool, secs: f64, sent: u64, remote: u64) -> (Value, Value) {
     if !on || sent == 0 || secs <= 0.0 {
@@ -324,7 +262,6 @@ fn tx_delivery(on: bool, secs: f64, sent: u64, remote: u64) -> (Value, Value) {
     )
 }
 
-#[cfg(feature = "client")]
 /// The `summary` record of a finished test.
 pub fn summary_record(
     r: &ClientResult,
@@ -350,57 +287,71 @@ pub fn summary_record(
         Value::Null
     };
     Record::build(Kind::Summary, |b| {
-        b.str("timestamp", &rfc3339_utc(started))
-            .str("server", server)
-            .str("protocol", r.protocol.as_str())
-            .str("direction", r.direction.client_word())
-            .int("connections", r.connections as u64);
+        b.str(&F::TIMESTAMP, &rfc3339_utc(started))
+            .str(&F::SERVER, server)
+            .str(&F::PROTOCOL, r.protocol.as_str())
+            .str(&F::DIRECTION, r.direction.client_word())
+            .int(&F::CONNECTIONS, r.connections as u64);
         totals(b, st, d);
-        b.str("auth", r.auth.as_str())
-            .str("end_reason", r.summary.end_reason.as_str())
-            .int("lost_wire", wire_lost(st.totals.lost, st.host_drops))
-            .push("lost_host", Value::opt_num(st.host_drops.map(|h| h as f64)))
-            .int("reordered", st.totals.reordered)
-            .int("duplicates", st.totals.duplicates)
-            .push("tcp", client_records::tcp(st.tcp.as_ref()))
-            .push("thread_cpu_max", client_records::roles(st.role_cpu_max))
+        b.str(&F::AUTH, r.auth.as_str())
+            .str(&F::END_REASON, r.summary.end_reason.as_str())
+            .int(&F::LOST_WIRE, wire_lost(st.totals.lost, st.host_drops))
+            .push(&F::LOST_HOST, st.host_drops.map_or(Value::Null, Value::Int))
+            .int(&F::REORDERED, st.totals.reordered)
+            .int(&F::DUPLICATES, st.totals.duplicates)
+            .push(&F::TCP, client_records::tcp(st.tcp.as_ref()))
+            .push(&F::THREAD_CPU_MAX, client_records::roles(st.role_cpu_max))
             .push(
-                "remote_rx_saturated",
+                &F::REMOTE_RX_SATURATED,
                 Value::Bool(st.remote_rx_saturated > 0),
             )
-            .push("remote_rx_lower_bound", Value::Bool(trust.lower_bound))
-            .push("remote_rx_suspect", Value::Bool(trust.suspect))
-            .push("verdict", Value::opt_str(r.verdict()));
+            .push(&F::REMOTE_RX_LOWER_BOUND, Value::Bool(trust.lower_bound))
+            .push(&F::REMOTE_RX_SUSPECT, Value::Bool(trust.suspect))
+            .push(&F::VERDICT, Value::opt_str(r.verdict()));
         io_fields(b, &r.summary);
-        b.push("server_sent_bps", Value::opt_num(r.server_sent_short()));
-        b.push("rtt_method", Value::opt_str(lat.map(|l| l.method)));
-        rtt_phase(b, "idle", lat.and_then(|l| l.idle.as_ref()));
-        rtt_phase(b, "loaded", lat.and_then(|l| l.loaded.as_ref()));
+        b.push(&F::SERVER_SENT_BPS, Value::opt_num(r.server_sent_short()));
+        b.push(&F::RTT_METHOD, Value::opt_str(lat.map(|l| l.method)));
+        let idle = [
+            &F::IDLE_RTT_MIN_MS,
+            &F::IDLE_RTT_AVG_MS,
+            &F::IDLE_RTT_P50_MS,
+            &F::IDLE_RTT_P90_MS,
+            &F::IDLE_RTT_MAX_MS,
+            &F::IDLE_JITTER_MS,
+        ];
+        rtt_fields(b, idle, lat.and_then(|l| l.idle.as_ref()));
+        let loaded = [
+            &F::LOADED_RTT_MIN_MS,
+            &F::LOADED_RTT_AVG_MS,
+            &F::LOADED_RTT_P50_MS,
+            &F::LOADED_RTT_P90_MS,
+            &F::LOADED_RTT_MAX_MS,
+            &F::LOADED_JITTER_MS,
+        ];
+        rtt_fields(b, loaded, lat.and_then(|l| l.loaded.as_ref()));
         let count = |f: fn(&LatencySummary) -> u64| lat.map_or(Value::Null, |l| Value::Int(f(l)));
-        b.push("rtt_sent", count(|l| l.sent))
-            .push("rtt_lost", count(|l| l.lost));
+        b.push(&F::RTT_SENT, count(|l| l.sent))
+            .push(&F::RTT_LOST, count(|l| l.lost));
         let bloat = lat
             .and_then(|l| Some(l.loaded?.p50_ms - l.idle?.p50_ms))
             .map_or(Value::Null, ms);
-        b.push("bufferbloat_ms", bloat)
-            .push("tcp_rtt_ms", tcp_rtt_ms(st.tcp.as_ref()))
-            .int("foreign_datagrams", st.totals.foreign)
-            .push("tx_loss_pct", tx_loss)
-            .push("rx_loss_pct", rx_loss)
-            .push("tx_delivered_bps", tx_dlvd);
+        b.push(&F::BUFFERBLOAT_MS, bloat)
+            .push(&F::TCP_RTT_MS, tcp_rtt_ms(st.tcp.as_ref()))
+            .int(&F::FOREIGN_DATAGRAMS, st.totals.foreign)
+            .push(&F::TX_LOSS_PCT, tx_loss)
+            .push(&F::RX_LOSS_PCT, rx_loss)
+            .push(&F::TX_DELIVERED_BPS, tx_dlvd);
     })
 }
 
-#[cfg(feature = "client")]
 /// The `error` record.
 pub fn error_record(e: &crate::Error) -> Record {
     Record::build(Kind::Error, |b| {
-        b.str("message", &e.to_string())
-            .push("phase", Value::opt_str(e.phase().map(|p| p.as_str())));
+        b.str(&F::MESSAGE, &e.to_string())
+            .push(&F::PHASE, Value::opt_str(e.phase().map(|p| p.as_str())));
     })
 }
 
-#[cfg(feature = "client")]
 /// Client-side reporter: interval lines and the final summary.
 pub struct ClientReporter<W: Write> {
     out: W,
@@ -423,11 +374,19 @@ pub struct ClientReporter<W: Write> {
     columns: u16,
 }
 
-#[cfg(feature = "client")]
+/// Columns the text lines may use: `COLUMNS` when set (as ls(1): an explicit ask, e.g.
+/// `COLUMNS=160` for the wide interval lines in a pipe), else the terminal's, else 80.
+fn text_columns() -> u16 {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse().ok())
+        .or_else(crate::sys::terminal_columns)
+        .unwrap_or(80)
+}
+
 /// Averages over the last this-many seconds, as RouterOS' "10-second average".
 const WINDOW: Duration = Duration::from_secs(10);
 
-#[cfg(feature = "client")]
 impl<W: Write> ClientReporter<W> {
     /// A reporter writing to `out`.
     pub fn new(out: W, output: Output) -> Self {
@@ -450,13 +409,45 @@ impl<W: Write> ClientReporter<W> {
         }
     }
 
+    /// The reporter of a single test of `cfg` writing to `out`, which is stdout: its text or
+    /// JSON, the columns of the terminal (or `COLUMNS`), the live view on a terminal.
+    pub fn for_config(out: W, cfg: &crate::config::ClientConfig) -> Self {
+        let rep = ClientReporter::new(out, cfg.output)
+            .with_latency(cfg.latency != crate::config::Latency::Off)
+            .with_columns(text_columns())
+            // The pacing audit is for developers (issue 19): -v turns on info logging.
+            .with_pacing(log::log_enabled!(log::Level::Info));
+        #[cfg(feature = "tty")]
+        let rep = {
+            use crate::config::Live;
+            use std::io::IsTerminal;
+            let live = match cfg.live {
+                Live::No => false,
+                Live::Yes => true,
+                Live::Auto => std::io::stdout().is_terminal(),
+            } && cfg.output == Output::Text;
+            rep.with_live(live.then(|| {
+                crate::termview::LiveView::new(
+                    crate::sys::terminal_columns().unwrap_or(80),
+                    cfg.direction.we_transmit(Side::Client),
+                    cfg.direction.we_receive(Side::Client),
+                )
+            }))
+        };
+        #[cfg(not(feature = "tty"))]
+        if cfg.live == crate::config::Live::Yes {
+            log::warn!("--live: this btest was built without the live view (cargo feature 'tty')");
+        }
+        rep
+    }
+
     /// The start record (JSON) or header (text); a new test's running figures begin.
     pub fn start(&mut self, r: &Record) -> io::Result<()> {
         self.window.clear();
         (self.total_tx, self.total_rx, self.lines) = (0, 0, 0);
         self.cov = Coverage::default();
-        self.udp = r.text("protocol") == "udp";
-        let dir = r.text("direction");
+        self.udp = r.text(&F::PROTOCOL) == "udp";
+        let dir = r.text(&F::DIRECTION);
         self.up = dir != "receive";
         self.down = dir != "transmit";
         match self.output {
@@ -464,10 +455,10 @@ impl<W: Write> ClientReporter<W> {
             Output::Text => writeln!(
                 self.out,
                 "btest {} {} to {}, {} connection(s)",
-                r.text("protocol"),
-                r.text("direction"),
-                r.text("server"),
-                r.text("connections"),
+                r.text(&F::PROTOCOL),
+                r.text(&F::DIRECTION),
+                r.text(&F::SERVER),
+                r.text(&F::CONNECTIONS),
             ),
         }
     }
@@ -506,42 +497,49 @@ impl<W: Write> ClientReporter<W> {
             Value::Null
         };
         Record::build(Kind::Interval, |b| {
-            b.num("elapsed_s", s.elapsed.as_secs_f64())
-                .num("interval_s", s.dt.as_secs_f64())
-                .num("tx_current_bps", bps(s.delta.tx_bytes, s.dt))
-                .num("tx_10s_avg_bps", bps(wtx, span))
-                .num("tx_total_avg_bps", bps(self.total_tx, s.elapsed))
-                .num("rx_current_bps", bps(s.delta.rx_bytes, s.dt))
-                .num("rx_10s_avg_bps", bps(wrx, span))
-                .num("rx_total_avg_bps", bps(self.total_rx, s.elapsed))
-                .int("tx_bytes", s.delta.tx_bytes)
-                .int("rx_bytes", s.delta.rx_bytes)
-                .int("lost_packets", lost(s.delta.lost))
-                .int("remote_rx_bytes", s.remote_rx_bytes)
-                .push("local_cpu", Value::opt_num(s.local_cpu.map(f64::from)))
-                .push("remote_cpu", Value::opt_num(s.remote_cpu.map(f64::from)))
-                .int("lost_wire", wire_lost(s.delta.lost, s.host_drops))
-                .push("lost_host", Value::opt_num(s.host_drops.map(|h| h as f64)))
-                .int("reordered", s.delta.reordered)
-                .int("duplicates", s.delta.duplicates)
-                .int("tx_target_bps", s.tx_target_bps)
-                .push("senders", client_records::senders(s))
-                .push("tcp", client_records::tcp(s.tcp.as_ref()))
-                .push("thread_cpu", client_records::roles(s.role_cpu));
-            let rtt = lat.and_then(|l| l.rtt);
-            let v = |f: fn(&Rtt) -> f64| rtt.as_ref().map_or(Value::Null, |r| ms(f(r)));
-            b.push("rtt_sent", lat.map_or(Value::Null, |l| Value::Int(l.sent)))
-                .push("rtt_lost", lat.map_or(Value::Null, |l| Value::Int(l.lost)))
-                .push("rtt_min_ms", v(|r| r.min_ms))
-                .push("rtt_avg_ms", v(|r| r.avg_ms))
-                .push("rtt_p50_ms", v(|r| r.p50_ms))
-                .push("rtt_p90_ms", v(|r| r.p90_ms))
-                .push("rtt_max_ms", v(|r| r.max_ms))
-                .push("rtt_jitter_ms", v(|r| r.jitter_ms))
-                .push("tcp_rtt_ms", tcp_rtt_ms(s.tcp.as_ref()))
-                .push("tx_loss_pct", tx_loss)
-                .push("rx_loss_pct", rx_loss)
-                .push("tx_delivered_bps", tx_dlvd);
+            b.num(&F::ELAPSED_S, s.elapsed.as_secs_f64())
+                .num(&F::INTERVAL_S, s.dt.as_secs_f64())
+                .num(&F::TX_CURRENT_BPS, bps(s.delta.tx_bytes, s.dt))
+                .num(&F::TX_10S_AVG_BPS, bps(wtx, span))
+                .num(&F::TX_TOTAL_AVG_BPS, bps(self.total_tx, s.elapsed))
+                .num(&F::RX_CURRENT_BPS, bps(s.delta.rx_bytes, s.dt))
+                .num(&F::RX_10S_AVG_BPS, bps(wrx, span))
+                .num(&F::RX_TOTAL_AVG_BPS, bps(self.total_rx, s.elapsed))
+                .int(&F::TX_BYTES, s.delta.tx_bytes)
+                .int(&F::RX_BYTES, s.delta.rx_bytes)
+                .int(&F::LOST_PACKETS, lost(s.delta.lost))
+                .int(&F::REMOTE_RX_BYTES, s.remote_rx_bytes)
+                .push(&F::LOCAL_CPU, Value::opt_num(s.local_cpu.map(f64::from)))
+                .push(&F::REMOTE_CPU, Value::opt_num(s.remote_cpu.map(f64::from)))
+                .int(&F::LOST_WIRE, wire_lost(s.delta.lost, s.host_drops))
+                .push(&F::LOST_HOST, s.host_drops.map_or(Value::Null, Value::Int))
+                .int(&F::REORDERED, s.delta.reordered)
+                .int(&F::DUPLICATES, s.delta.duplicates)
+                .int(&F::TX_TARGET_BPS, s.tx_target_bps)
+                .push(&F::SENDERS, client_records::senders(s))
+                .push(&F::TCP, client_records::tcp(s.tcp.as_ref()))
+                .push(&F::THREAD_CPU, client_records::roles(s.role_cpu));
+            b.push(
+                &F::RTT_SENT,
+                lat.map_or(Value::Null, |l| Value::Int(l.sent)),
+            )
+            .push(
+                &F::RTT_LOST,
+                lat.map_or(Value::Null, |l| Value::Int(l.lost)),
+            );
+            let rtt = [
+                &F::RTT_MIN_MS,
+                &F::RTT_AVG_MS,
+                &F::RTT_P50_MS,
+                &F::RTT_P90_MS,
+                &F::RTT_MAX_MS,
+                &F::RTT_JITTER_MS,
+            ];
+            rtt_fields(b, rtt, lat.and_then(|l| l.rtt).as_ref());
+            b.push(&F::TCP_RTT_MS, tcp_rtt_ms(s.tcp.as_ref()))
+                .push(&F::TX_LOSS_PCT, tx_loss)
+                .push(&F::RX_LOSS_PCT, rx_loss)
+                .push(&F::TX_DELIVERED_BPS, tx_dlvd);
         })
     }
 
@@ -605,9 +603,9 @@ impl<W: Write> ClientReporter<W> {
         #[cfg(feature = "tty")]
         if let Some(v) = &mut self.live {
             v.push(
-                r.f64("tx_current_bps"),
-                r.f64("rx_current_bps"),
-                r.get("rtt_p50_ms").as_f64(),
+                r.f64(&F::TX_CURRENT_BPS),
+                r.f64(&F::RX_CURRENT_BPS),
+                r.get(&F::RTT_P50_MS).as_f64(),
             );
             let line = v.render();
             write!(self.out, "{line}")?;
@@ -666,7 +664,6 @@ impl<W: Write> ClientReporter<W> {
     }
 }
 
-#[cfg(feature = "client")]
 /// Characters of an interval line: the 80-column layout (77 with the RTT column) or the wide
 /// one, which a terminal wider than it gets (issue 19: the old 115-column line wrapped in two
 /// in an 80-column pane).
@@ -679,7 +676,6 @@ pub fn interval_width(wide: bool, latency: bool) -> usize {
     }
 }
 
-#[cfg(feature = "client")]
 /// The column heads of the interval lines.
 pub fn interval_head(wide: bool, latency: bool) -> String {
     let _ = wide; // the wide layout is in builds with the 'tty' feature
@@ -717,7 +713,6 @@ pub fn interval_head(wide: bool, latency: bool) -> String {
     )
 }
 
-#[cfg(feature = "client")]
 /// A count in at most 7 characters: as is below ten million, else `12.35M`, `4.08G`.
 fn count7(n: u64) -> String {
     match n {
@@ -727,69 +722,66 @@ fn count7(n: u64) -> String {
     }
 }
 
-#[cfg(feature = "client")]
 /// A percentage field as `12.34%`, `-` when null.
-fn pct2(r: &Record, k: &str) -> String {
+fn pct2(r: &Record, k: &record::Field) -> String {
     r.get(k).as_f64().map_or("-".into(), |v| format!("{v:.2}%"))
 }
 
-#[cfg(feature = "client")]
 /// One interval as a text line (`lost` is this interval's, as in JSON).
 pub fn interval_line(r: &Record, wide: bool, latency: bool) -> String {
     let _ = wide; // the wide layout is in builds with the 'tty' feature
-    let cpu = |k: &str| match r.get(k) {
+    let cpu = |k: &record::Field| match r.get(k) {
         Value::Null => "-".to_string(),
         v => format!("{}%", v.plain()),
     };
-    let cpu = format!("{}/{}", cpu("local_cpu"), cpu("remote_cpu"));
-    let rate = |k: &str| format_rate(r.f64(k));
-    let ms = |k: &str| r.get(k).as_f64().map(|v| format!("{v:.2}ms"));
-    let lost = count7(r.get("lost_packets").as_f64().unwrap_or(0.0) as u64);
+    let cpu = format!("{}/{}", cpu(&F::LOCAL_CPU), cpu(&F::REMOTE_CPU));
+    let rate = |k: &record::Field| format_rate(r.f64(k));
+    let ms = |k: &record::Field| r.get(k).as_f64().map(|v| format!("{v:.2}ms"));
+    let lost = count7(r.get(&F::LOST_PACKETS).as_f64().unwrap_or(0.0) as u64);
     #[cfg(feature = "tty")]
     if wide {
-        let rtt = match (latency, ms("rtt_p50_ms"), ms("rtt_p90_ms")) {
+        let rtt = match (latency, ms(&F::RTT_P50_MS), ms(&F::RTT_P90_MS)) {
             (false, ..) => String::new(),
             (true, Some(a), Some(b)) => format!("  {:>17}", format!("{a}/{b}")),
             (true, ..) => format!("  {:>17}", "-"),
         };
         let dlvd = r
-            .get("tx_delivered_bps")
+            .get(&F::TX_DELIVERED_BPS)
             .as_f64()
             .map_or("-".into(), format_rate);
         return format!(
             "{:>6.1}s {:>11} {:>11} {:>11} {:>11} {:>7}  {:>11} {:>11} {:>11} {:>7} {:>7}  {:>9}{rtt}",
-            r.f64("elapsed_s"),
-            rate("tx_current_bps"),
-            rate("tx_10s_avg_bps"),
-            rate("tx_total_avg_bps"),
+            r.f64(&F::ELAPSED_S),
+            rate(&F::TX_CURRENT_BPS),
+            rate(&F::TX_10S_AVG_BPS),
+            rate(&F::TX_TOTAL_AVG_BPS),
             dlvd,
-            pct2(r, "tx_loss_pct"),
-            rate("rx_current_bps"),
-            rate("rx_10s_avg_bps"),
-            rate("rx_total_avg_bps"),
+            pct2(r, &F::TX_LOSS_PCT),
+            rate(&F::RX_CURRENT_BPS),
+            rate(&F::RX_10S_AVG_BPS),
+            rate(&F::RX_TOTAL_AVG_BPS),
             lost,
-            pct2(r, "rx_loss_pct"),
+            pct2(r, &F::RX_LOSS_PCT),
             cpu,
         );
     }
     let rtt = if latency {
-        format!("  {:>8}", ms("rtt_p50_ms").unwrap_or_else(|| "-".into()))
+        format!("  {:>8}", ms(&F::RTT_P50_MS).unwrap_or_else(|| "-".into()))
     } else {
         String::new()
     };
     format!(
         "{:>6.1}s {:>11} {:>7}  {:>11} {:>7} {:>7}{rtt}  {:>9}",
-        r.f64("elapsed_s"),
-        rate("tx_current_bps"),
-        pct2(r, "tx_loss_pct"),
-        rate("rx_current_bps"),
+        r.f64(&F::ELAPSED_S),
+        rate(&F::TX_CURRENT_BPS),
+        pct2(r, &F::TX_LOSS_PCT),
+        rate(&F::RX_CURRENT_BPS),
         lost,
-        pct2(r, "rx_loss_pct"),
+        pct2(r, &F::RX_LOSS_PCT),
         cpu,
     )
 }
 
-#[cfg(feature = "client")]
 /// Bytes in decimal units, as rates are: `1.90 GB` (issue 19: a 10-digit count is unreadable).
 pub fn human_bytes(b: u64) -> String {
     let f = b as f64;
@@ -802,49 +794,48 @@ pub fn human_bytes(b: u64) -> String {
     }
 }
 
-#[cfg(feature = "client")]
 fn summary_text(out: &mut impl Write, r: &Record) -> io::Result<()> {
-    let pct = |k: &str| r.get(k).as_f64().map_or("-".into(), |c| format!("{c:.0}%"));
-    let yes = |k: &str| *r.get(k) == Value::Bool(true);
-    writeln!(out, "--- summary ({}) ---", r.text("end_reason"))?;
+    let pct = |k: &record::Field| r.get(k).as_f64().map_or("-".into(), |c| format!("{c:.0}%"));
+    let yes = |k: &record::Field| *r.get(k) == Value::Bool(true);
+    writeln!(out, "--- summary ({}) ---", r.text(&F::END_REASON))?;
     writeln!(
         out,
         "duration {:.1}s  connections {}  auth {}",
-        r.f64("duration_s"),
-        r.text("connections"),
-        r.text("auth")
+        r.f64(&F::DURATION_S),
+        r.text(&F::CONNECTIONS),
+        r.text(&F::AUTH)
     )?;
     // Delivered and lost beside what was sent (issue 19: a shaped UDP upload showed only
     // what left this host).
-    let tx_loss = match (r.get("tx_delivered_bps").as_f64(), r.get("tx_loss_pct")) {
+    let tx_loss = match (r.get(&F::TX_DELIVERED_BPS).as_f64(), r.get(&F::TX_LOSS_PCT)) {
         (Some(d), Value::Num(..)) => format!(
             "  delivered {}, {} lost",
             format_rate(d),
-            pct2(r, "tx_loss_pct")
+            pct2(r, &F::TX_LOSS_PCT)
         ),
         _ => String::new(),
     };
     writeln!(
         out,
         "tx-total-average {} ({}){tx_loss}",
-        format_rate(r.f64("tx_avg_bps")),
-        human_bytes(r.f64("tx_bytes") as u64),
+        format_rate(r.f64(&F::TX_AVG_BPS)),
+        human_bytes(r.f64(&F::TX_BYTES) as u64),
     )?;
-    let rx_loss = match r.get("rx_loss_pct") {
+    let rx_loss = match r.get(&F::RX_LOSS_PCT) {
         Value::Num(..) => format!(
             "  lost {} datagrams ({})",
-            r.text("lost_packets"),
-            pct2(r, "rx_loss_pct")
+            r.text(&F::LOST_PACKETS),
+            pct2(r, &F::RX_LOSS_PCT)
         ),
         _ => String::new(),
     };
     writeln!(
         out,
         "rx-total-average {} ({}){rx_loss}",
-        format_rate(r.f64("rx_avg_bps")),
-        human_bytes(r.f64("rx_bytes") as u64),
+        format_rate(r.f64(&F::RX_AVG_BPS)),
+        human_bytes(r.f64(&F::RX_BYTES) as u64),
     )?;
-    let bound = if yes("remote_rx_lower_bound") {
+    let bound = if yes(&F::REMOTE_RX_LOWER_BOUND) {
         " (at least)"
     } else {
         ""
@@ -852,27 +843,27 @@ fn summary_text(out: &mut impl Write, r: &Record) -> io::Result<()> {
     writeln!(
         out,
         "remote received {}{bound}  cpu local {} remote {}",
-        human_bytes(r.f64("remote_rx_bytes") as u64),
-        pct("local_cpu_avg"),
-        pct("remote_cpu_avg"),
+        human_bytes(r.f64(&F::REMOTE_RX_BYTES) as u64),
+        pct(&F::LOCAL_CPU_AVG),
+        pct(&F::REMOTE_CPU_AVG),
     )?;
-    let udp = r.text("protocol") == "udp";
-    if udp && r.text("direction") != "transmit" {
-        let host = match r.get("lost_host") {
+    let udp = r.text(&F::PROTOCOL) == "udp";
+    if udp && r.text(&F::DIRECTION) != "transmit" {
+        let host = match r.get(&F::LOST_HOST) {
             Value::Null => "unknown".to_string(),
             // GRO: scaled from the kernel's buffer drops, an estimate (udpdrops.rs)
-            v if r.text("udp_rx_io") == "gro" => format!("~{}", v.plain()),
+            v if r.text(&F::UDP_RX_IO) == "gro" => format!("~{}", v.plain()),
             v => v.plain(),
         };
         writeln!(
             out,
             "  lost on the wire {}  dropped by this host {host}  reordered {}  duplicates {}",
-            r.text("lost_wire"),
-            r.text("reordered"),
-            r.text("duplicates"),
+            r.text(&F::LOST_WIRE),
+            r.text(&F::REORDERED),
+            r.text(&F::DUPLICATES),
         )?;
     }
-    let tcp = r.get("tcp");
+    let tcp = r.get(&F::TCP);
     if *tcp != Value::Null {
         let total = tcp.field("total");
         let ms = |k: &str| total.field(k).as_f64().unwrap_or(0.0) / 1000.0;
@@ -885,13 +876,13 @@ fn summary_text(out: &mut impl Write, r: &Record) -> io::Result<()> {
             tcp.field("retransmits").plain(),
         )?;
     }
-    if let Value::Str(method) = r.get("rtt_method") {
-        let v = |k: &str| {
+    if let Value::Str(method) = r.get(&F::RTT_METHOD) {
+        let v = |k: &record::Field| {
             r.get(k)
                 .as_f64()
                 .map_or_else(|| "-".to_string(), |x| format!("{x:.2}"))
         };
-        let bloat = r.get("bufferbloat_ms").as_f64().map_or_else(
+        let bloat = r.get(&F::BUFFERBLOAT_MS).as_f64().map_or_else(
             || "-".to_string(),
             |b| {
                 // Rounded first, so a hair below zero prints as +0.00, not -0.00.
@@ -906,20 +897,20 @@ fn summary_text(out: &mut impl Write, r: &Record) -> io::Result<()> {
         writeln!(
             out,
             "  latency ({method}): idle p50 {} ms   loaded p50 {} p90 {} max {} ms   jitter {} ms",
-            v("idle_rtt_p50_ms"),
-            v("loaded_rtt_p50_ms"),
-            v("loaded_rtt_p90_ms"),
-            v("loaded_rtt_max_ms"),
-            v("loaded_jitter_ms"),
+            v(&F::IDLE_RTT_P50_MS),
+            v(&F::LOADED_RTT_P50_MS),
+            v(&F::LOADED_RTT_P90_MS),
+            v(&F::LOADED_RTT_MAX_MS),
+            v(&F::LOADED_JITTER_MS),
         )?;
         writeln!(
             out,
             "  bufferbloat {bloat} (loaded minus idle median)   probes lost {} of {}",
-            r.text("rtt_lost"),
-            r.text("rtt_sent"),
+            r.text(&F::RTT_LOST),
+            r.text(&F::RTT_SENT),
         )?;
     }
-    let c = r.get("thread_cpu_max");
+    let c = r.get(&F::THREAD_CPU_MAX);
     let pc = |k: &str| c.field(k).as_f64().unwrap_or(0.0);
     writeln!(
         out,
@@ -928,17 +919,17 @@ fn summary_text(out: &mut impl Write, r: &Record) -> io::Result<()> {
         pc("rx"),
         pc("status")
     )?;
-    if let Value::Str(v) = r.get("verdict") {
+    if let Value::Str(v) = r.get(&F::VERDICT) {
         writeln!(out, "  note: {v}")?;
     }
-    if yes("remote_rx_lower_bound") {
+    if yes(&F::REMOTE_RX_LOWER_BOUND) {
         writeln!(
             out,
             "  note: the peer's status carries a 32-bit byte count per second, which cannot \
              hold more than 4 GiB (about 34 Gbit/s): 'remote received' is a lower bound"
         )?;
     }
-    if let Some(sent) = r.get("server_sent_bps").as_f64() {
+    if let Some(sent) = r.get(&F::SERVER_SENT_BPS).as_f64() {
         writeln!(
             out,
             "  note: the server sent {} where we asked for more: it capped the rate (its \
@@ -946,7 +937,7 @@ fn summary_text(out: &mut impl Write, r: &Record) -> io::Result<()> {
             crate::units::format_rate(sent)
         )?;
     }
-    if yes("remote_rx_suspect") {
+    if yes(&F::REMOTE_RX_SUSPECT) {
         writeln!(
             out,
             "  note: over the seconds its statuses cover, the peer reported receiving far less \
@@ -957,279 +948,16 @@ fn summary_text(out: &mut impl Write, r: &Record) -> io::Result<()> {
     Ok(())
 }
 
-/// The fleet's results matrix as text: one line per `target` record and whether it passed.
-#[cfg(feature = "fleet")]
-pub fn fleet_matrix(out: &mut impl Write, rows: &[(&Record, bool)]) -> io::Result<()> {
-    let w = rows
-        .iter()
-        .map(|d| d.0.text("name").len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    writeln!(
-        out,
-        "{:<w$}  {:<6} {:>11} {:>11} {:>7} {:>7} {:>8} {:>8} {:>8} {:>9}  error",
-        "name",
-        "result",
-        "up",
-        "down",
-        "loss-up",
-        "loss-dn",
-        "rtt-idle",
-        "rtt-load",
-        "bloat",
-        "cpu l/r"
-    )?;
-    for &(r, ok) in rows {
-        let rate = |k: &str| r.get(k).as_f64().map_or("-".into(), format_rate);
-        let f = |k: &str, dp: usize| {
-            r.get(k)
-                .as_f64()
-                .map_or("-".into(), |v| format!("{v:.dp$}"))
-        };
-        writeln!(
-            out,
-            "{:<w$}  {:<6} {:>11} {:>11} {:>7} {:>7} {:>8} {:>8} {:>8} {:>9}  {}",
-            r.text("name"),
-            if ok { "ok" } else { "FAILED" },
-            rate("up_bps"),
-            rate("down_bps"),
-            f("up_loss_pct", 2),
-            f("down_loss_pct", 2),
-            f("idle_rtt_ms", 2),
-            f("loaded_rtt_ms", 2),
-            f("bufferbloat_ms", 2),
-            format!("{}/{}", f("local_cpu_avg", 0), f("remote_cpu_avg", 0)),
-            match r.get("error") {
-                Value::Str(e) => e.as_str(),
-                _ => "",
-            }
-        )?;
-    }
-    Ok(())
-}
-
-#[cfg(feature = "client")]
 /// The syslog line for a finished client test.
 pub fn client_summary_syslog(r: &Record) -> String {
     format!(
         "test end server={} {}",
-        r.text("server"),
-        r.key_values_except(&["server"])
+        r.text(&F::SERVER),
+        r.key_values_except(&[&F::SERVER])
     )
 }
 
-#[cfg(feature = "server")]
-/// The server's end-reason words: what the server can tell about how a session ended.
-pub fn server_end_reason(reason: &crate::engine::StopReason) -> &'static str {
-    use crate::engine::StopReason::*;
-    match reason {
-        PeerClosed => "client_closed",
-        PeerReset => "client_reset",
-        // The server has no duration of its own; a "completed" server session cannot happen,
-        // but if it did, the client's close is what ended it.
-        Completed => "client_closed",
-        other => other.as_str(),
-    }
-}
-
-#[cfg(feature = "server")]
-/// The fields every server record opens with: when, who, and how they logged in.
-fn who(
-    b: &mut record::Builder,
-    at: SystemTime,
-    peer: &std::net::SocketAddr,
-    user: &Option<String>,
-    auth: crate::auth::AuthMethod,
-) {
-    b.str("timestamp", &rfc3339_utc(at))
-        .str("peer", &peer.to_string())
-        .push("user", Value::opt_str(user.as_deref()))
-        .str("auth", auth.as_str());
-}
-
-#[cfg(feature = "server")]
-fn start_fields(b: &mut record::Builder, st: &SessionStart) {
-    who(b, st.started, &st.peer, &st.user, st.auth);
-    b.str("protocol", st.command.protocol.as_str())
-        .str("direction", st.command.direction.client_word())
-        .int("connections", st.connections as u64)
-        .push(
-            "udp_port",
-            st.udp_port.map_or(Value::Null, |p| Value::Int(p.into())),
-        );
-}
-
-#[cfg(feature = "server")]
-/// The record of a server event.
-pub fn server_record(ev: &ServerEvent) -> Record {
-    match ev {
-        ServerEvent::Start(st) => Record::build(Kind::SessionStart, |b| {
-            start_fields(b, st);
-            b.int("remote_tx_speed_bps", u64::from(st.command.remote_tx_speed))
-                .int("local_tx_speed_bps", u64::from(st.command.local_tx_speed))
-                .int("tx_size", u64::from(st.command.tx_size));
-        }),
-        ServerEvent::End(r) => session_end_record(r),
-        ServerEvent::AuthFailed {
-            at,
-            peer,
-            user,
-            method,
-            ..
-        } => Record::build(Kind::AuthFailure, |b| who(b, *at, peer, user, *method)),
-        ServerEvent::Rejected(r) => Record::build(Kind::Rejected, |b| {
-            who(b, r.at, &r.peer, &r.user, r.auth);
-            b.str("protocol", r.command.protocol.as_str())
-                .str("direction", r.command.direction.client_word())
-                .str("phase", r.phase.as_str())
-                .str("reason", r.reason.as_str())
-                .str("error", &r.error);
-        }),
-    }
-}
-
-#[cfg(feature = "server")]
-fn session_end_record(r: &SessionRecord) -> Record {
-    let (summary, err) = match &r.result {
-        Ok(s) => (Some(s), None),
-        Err(e) => (None, Some(e.as_str())),
-    };
-    let d = summary.map(|s| s.duration).unwrap_or_default();
-    let st = summary.map(|s| s.status.clone()).unwrap_or_default();
-    let end = summary.map_or("error", |s| server_end_reason(&s.end_reason));
-    Record::build(Kind::SessionEnd, |b| {
-        start_fields(b, &r.start);
-        totals(b, &st, d);
-        b.str("end_reason", end).push("error", Value::opt_str(err));
-        match summary {
-            Some(s) => io_fields(b, s),
-            None => {
-                b.push("udp_tx_io", Value::Null)
-                    .push("udp_rx_io", Value::Null);
-            }
-        }
-        b.int("foreign_datagrams", st.totals.foreign);
-    })
-}
-
-#[cfg(feature = "server")]
-/// The CSV row of a server event, in session_end columns: finished sessions, and failed
-/// logins and refused handshakes as rows with `end_reason` `error` (one row per attempt, so a
-/// log shows them; JSON has their own records). `None` for session starts.
-pub fn server_csv_row(ev: &ServerEvent) -> Option<Vec<String>> {
-    use crate::server::Rejection;
-    let failed = |at, peer, user: &Option<String>, auth, command, error: String| {
-        let start = SessionStart {
-            started: at,
-            peer,
-            command,
-            connections: 0,
-            user: user.clone(),
-            auth,
-            udp_port: None,
-        };
-        session_end_record(&SessionRecord {
-            start,
-            result: Err(error),
-        })
-    };
-    let rec = match ev {
-        ServerEvent::Start(_) => return None,
-        ServerEvent::End(r) => session_end_record(r),
-        ServerEvent::AuthFailed {
-            at,
-            peer,
-            user,
-            method,
-            command,
-        } => failed(
-            *at,
-            *peer,
-            user,
-            *method,
-            *command,
-            format!(
-                "authentication failed ({})",
-                crate::error::auth_method_name(method.as_str())
-            ),
-        ),
-        ServerEvent::Rejected(r) => {
-            let Rejection {
-                at,
-                peer,
-                user,
-                auth,
-                command,
-                error,
-                ..
-            } = r.as_ref();
-            failed(*at, *peer, user, *auth, *command, error.clone())
-        }
-    };
-    Some(rec.csv_cells())
-}
-
-#[cfg(feature = "server")]
-/// Formats a server event for stdout; `None` for events that text mode leaves to the log.
-pub fn server_event_line(ev: &ServerEvent, output: Output) -> Option<String> {
-    let r = server_record(ev);
-    match (ev, output) {
-        (_, Output::Json) => Some(r.to_json()),
-        (ServerEvent::End(_), Output::Text) => Some(session_text(&r)),
-        _ => None,
-    }
-}
-
-#[cfg(feature = "server")]
-fn session_text(r: &Record) -> String {
-    // A user name and an error text may carry what a peer sent (issue 18): escaped.
-    let user = match r.get("user") {
-        Value::Str(u) => format!(" user {}", crate::text::Esc(u)),
-        _ => String::new(),
-    };
-    let err = match r.get("error") {
-        Value::Str(e) => format!(" ({})", crate::text::Esc(e)),
-        _ => String::new(),
-    };
-    format!(
-        "session {} {} (client {}) conns {}{user}: {:.1}s tx {} ({} B) rx {} ({} B) lost {} end {}{err}",
-        r.text("peer"),
-        r.text("protocol"),
-        r.text("direction"),
-        r.text("connections"),
-        r.f64("duration_s"),
-        format_rate(r.f64("tx_avg_bps")),
-        r.text("tx_bytes"),
-        format_rate(r.f64("rx_avg_bps")),
-        r.text("rx_bytes"),
-        r.text("lost_packets"),
-        r.text("end_reason"),
-    )
-}
-
-#[cfg(feature = "server")]
-/// The syslog line for a server event.
-pub fn server_event_syslog(ev: &ServerEvent) -> (crate::export::syslog::Severity, String) {
-    use crate::export::syslog::Severity;
-    let r = server_record(ev);
-    let kv = r.key_values_except(&["timestamp"]);
-    match ev {
-        ServerEvent::Start(_) => (Severity::Info, format!("session start {kv}")),
-        ServerEvent::AuthFailed { .. } => (Severity::Notice, format!("authentication failed {kv}")),
-        ServerEvent::Rejected(_) => (Severity::Notice, format!("session rejected {kv}")),
-        ServerEvent::End(s) => {
-            let sev = if s.result.is_ok() {
-                Severity::Info
-            } else {
-                Severity::Err
-            };
-            (sev, format!("session end {kv}"))
-        }
-    }
-}
-
-#[cfg(all(test, feature = "client"))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::counters::Snapshot;
@@ -1417,10 +1145,10 @@ mod tests {
     fn interval_records_carry_loss_both_ways() {
         let (_, recs) = shaped();
         let r = &recs[1];
-        assert_eq!(r.get("tx_loss_pct").json(), "35");
-        assert_eq!(r.get("tx_delivered_bps").json(), "97500000");
-        assert_eq!(r.get("lost_packets").json(), "2235");
-        assert_eq!(r.get("rx_loss_pct").json(), "27.140");
+        assert_eq!(r.get(&F::TX_LOSS_PCT).json(), "35");
+        assert_eq!(r.get(&F::TX_DELIVERED_BPS).json(), "97500000");
+        assert_eq!(r.get(&F::LOST_PACKETS).json(), "2235");
+        assert_eq!(r.get(&F::RX_LOSS_PCT).json(), "27.140");
     }
 
     /// Golden: the 80-column and the wide interval lines. A change here is deliberate.
@@ -1447,6 +1175,13 @@ mod tests {
             assert_eq!(l.chars().count(), interval_width(false, latency), "{l}");
             assert!(l.chars().count() <= 80);
         }
+        // The wide layout is in builds with the 'tty' feature (the router image has none).
+        #[cfg(feature = "tty")]
+        golden_wide_interval_lines(&recs);
+    }
+
+    #[cfg(feature = "tty")]
+    fn golden_wide_interval_lines(recs: &[Record]) {
         let wide = [
             interval_head(true, true),
             interval_line(&recs[1], true, true),
@@ -1541,7 +1276,7 @@ mod tests {
             None,
             &cov,
         );
-        assert_eq!(r.get("tx_loss_pct").json(), "34.608");
+        assert_eq!(r.get(&F::TX_LOSS_PCT).json(), "34.608");
         let mut out = Vec::new();
         summary_text(&mut out, &r).unwrap();
         assert_eq!(
@@ -1558,7 +1293,7 @@ mod tests {
         tcp.summary.status.remote_rx_bytes = 150_000_000;
         let cov = cover(&[(1.0, R, 1, R), (1.5, R / 2, 0, 0)]);
         let r = summary_record(&tcp, "h:2000", t0, None, &cov);
-        assert_eq!(*r.get("tx_loss_pct"), Value::Null);
+        assert_eq!(*r.get(&F::TX_LOSS_PCT), Value::Null);
         let mut out = Vec::new();
         summary_text(&mut out, &r).unwrap();
         let text = String::from_utf8(out).unwrap();
@@ -1575,50 +1310,101 @@ mod tests {
         assert_eq!(count7(4_080_958_000), "4.08G");
     }
 
-    /// Golden: the fleet matrix.
-    #[cfg(feature = "fleet")]
+    /// Golden: the text header, and a TCP summary with every optional line: TCP_INFO, the
+    /// latency probe, the verdict, a saturated peer counter and a short peer count.
     #[test]
-    fn golden_fleet_matrix() {
-        let target = |name: &str, ok: bool, up: Value, err: Value| {
-            Record::build(Kind::Target, |b| {
-                b.str("timestamp", "2026-01-01T00:00:00Z")
-                    .str("name", name)
-                    .str("server", "h:2000")
-                    .push("ok", Value::Bool(ok))
-                    .int("attempts", 1)
-                    .str("protocol", "udp")
-                    .str("direction", "both")
-                    .push("duration_s", Value::num(10.0))
-                    .push("up_bps", up)
-                    .push("down_bps", Value::num(4.2e9))
-                    .push("up_loss_pct", Value::Num(34.609, 3))
-                    .push("down_loss_pct", Value::Num(0.0, 3))
-                    .int("lost_packets", 0)
-                    .push("idle_rtt_ms", Value::Num(0.25, 3))
-                    .push("loaded_rtt_ms", Value::Num(12.5, 3))
-                    .push("bufferbloat_ms", Value::Num(12.25, 3))
-                    .push("tcp_rtt_ms", Value::Null)
-                    .push("local_cpu_avg", Value::Num(12.0, 1))
-                    .push("remote_cpu_avg", Value::Null)
-                    .str("end_reason", "completed")
-                    .push("error", err)
-                    .push("phase", Value::Null);
-            })
+    fn golden_header_and_full_tcp_summary() {
+        let mut rep = ClientReporter::new(Vec::new(), Output::Text);
+        rep.start(&start_record(
+            "198.51.100.1:2000",
+            Protocol::Tcp,
+            Direction::Both,
+            4,
+        ))
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(rep.out).unwrap(),
+            "btest tcp both to 198.51.100.1:2000, 4 connection(s)\n"
+        );
+        let mut r = result(Protocol::Tcp, Direction::Both);
+        r.connections = 4;
+        let st = &mut r.summary.status;
+        st.remote_rx_saturated = 1;
+        st.remote_rx_bytes = 1_000_000;
+        st.verdict = Some("tx thread saturated (99% of a core): this host limited the rate".into());
+        let stats = crate::engine::tcpinfo::TcpStats {
+            rtt_us: 1_250,
+            rttvar_us: 500,
+            cwnd: 10,
+            mss: 1448,
+            retransmits_total: 7,
+            ..Default::default()
         };
-        let a = target("edge-1", true, Value::num(97.5e6), Value::Null);
-        let b = target(
-            "core",
-            false,
-            Value::Null,
-            Value::Str("connect: refused".into()),
+        st.tcp = Some(crate::engine::TcpSample {
+            per_connection: vec![stats],
+            total: stats,
+            retransmits: 7,
+        });
+        st.role_cpu_max = crate::engine::RoleCpu {
+            tx: 99.04,
+            rx: 12.5,
+            status: 0.4,
+        };
+        let rtt = |p50: f64| Rtt {
+            count: 10,
+            min_ms: p50 / 2.0,
+            avg_ms: p50,
+            p50_ms: p50,
+            p90_ms: p50 * 2.0,
+            max_ms: p50 * 3.0,
+            jitter_ms: 0.125,
+        };
+        let lat = LatencySummary {
+            method: "echo",
+            idle: Some(rtt(0.5)),
+            loaded: Some(rtt(20.0)),
+            sent: 100,
+            lost: 2,
+        };
+        let cov = cover(&[(10.0, 186_375_000, 10, 1_000_000)]);
+        let rec = summary_record(
+            &r,
+            "198.51.100.1:2000",
+            SystemTime::UNIX_EPOCH,
+            Some(&lat),
+            &cov,
         );
         let mut out = Vec::new();
-        fleet_matrix(&mut out, &[(&a, true), (&b, false)]).unwrap();
+        summary_text(&mut out, &rec).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "name    result          up        down loss-up loss-dn rtt-idle rtt-load    bloat   cpu l/r  error\n\
-             edge-1  ok       97.5 Mbps   4.20 Gbps   34.61    0.00     0.25    12.50    12.25      12/-  \n\
-             core    FAILED           -   4.20 Gbps   34.61    0.00     0.25    12.50    12.25      12/-  connect: refused\n"
+            "--- summary (completed) ---\n\
+             duration 10.0s  connections 4  auth md5\n\
+             tx-total-average 149.1 Mbps (186.4 MB)\n\
+             rx-total-average 97.2 Mbps (121.5 MB)\n\
+             remote received 1.0 MB (at least)  cpu local 12% remote 45%\n\
+             \x20 tcp: rtt 1.25 ms (var 0.50 ms)  cwnd 10 segments  retransmits 7\n\
+             \x20 latency (echo): idle p50 0.50 ms   loaded p50 20.00 p90 40.00 max 60.00 ms   jitter 0.12 ms\n\
+             \x20 bufferbloat +19.50 ms (loaded minus idle median)   probes lost 2 of 100\n\
+             \x20 threads (busiest, % of a core): tx 99  rx 12  status 0\n\
+             \x20 note: tx thread saturated (99% of a core): this host limited the rate\n\
+             \x20 note: the peer's status carries a 32-bit byte count per second, which cannot hold \
+             more than 4 GiB (about 34 Gbit/s): 'remote received' is a lower bound\n\
+             \x20 note: over the seconds its statuses cover, the peer reported receiving far less \
+             than TCP delivered;\n  TCP loses nothing, so this is the peer's counting (e.g. a \
+             32-bit counter that wraps), not loss\n"
         );
+        // The JSON of the same record carries the fields the text reads.
+        let json = rec.to_json();
+        for kv in [
+            "\"idle_rtt_p50_ms\":0.500",
+            "\"loaded_rtt_p90_ms\":40",
+            "\"bufferbloat_ms\":19.500",
+            "\"rtt_method\":\"echo\"",
+            "\"tcp_rtt_ms\":1.250",
+            "\"remote_rx_suspect\":true",
+        ] {
+            assert!(json.contains(kv), "{kv} in {json}");
+        }
     }
 }

@@ -1,0 +1,159 @@
+//! The parameters an HTML report shows (what the test was: server, protocol, rates,
+//! duration...), from the configuration, in the order a reader looks for them; and the
+//! [`TestReport`] of one test. Moved out of main.rs (issue 20: main.rs keeps process
+//! concerns only). Must not: render HTML (html.rs does) or write files (main.rs does).
+
+use crate::config::ClientConfig;
+use crate::export::html::TestReport;
+use crate::record::Record;
+use crate::run::TestRun;
+
+/// The parameters a report shows, in the order a reader looks for them.
+pub fn test_params(cfg: &ClientConfig) -> Vec<(String, String)> {
+    use crate::units::format_rate;
+    let rate = |r: u64| {
+        if r == 0 {
+            "unlimited".to_string()
+        } else {
+            format_rate(r as f64)
+        }
+    };
+    let mut p = vec![
+        ("server", format!("{}:{}", cfg.host, cfg.port)),
+        ("protocol", cfg.protocol.as_str().to_string()),
+        ("direction", cfg.direction.client_word().to_string()),
+        ("connections", cfg.connection_count.to_string()),
+        ("local tx speed", rate(cfg.local_tx_speed)),
+        ("remote tx speed", rate(u64::from(cfg.remote_tx_speed))),
+        (
+            "duration",
+            cfg.duration
+                .map_or("until interrupted".into(), |d| format!("{:?}", d)),
+        ),
+        ("interval", format!("{:?}", cfg.interval)),
+        (
+            "latency probe",
+            format!("{} (idle {:?})", cfg.latency.as_str(), cfg.latency_idle),
+        ),
+    ];
+    if cfg.protocol == crate::wire::Protocol::Udp {
+        p.push(("local UDP size", format!("{} B", cfg.local_udp_tx_size)));
+        p.push(("remote UDP size", format!("{} B", cfg.remote_udp_tx_size)));
+    }
+    if let Some(b) = cfg.bind {
+        p.push(("bind", b.to_string()));
+    }
+    if let Some(d) = &cfg.device {
+        p.push(("device", d.clone()));
+    }
+    if let Some(t) = cfg.tos {
+        p.push(("tos", t.to_string()));
+    }
+    if let Some(u) = &cfg.user {
+        p.push(("user", u.clone()));
+    }
+    p.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// The HTML report of one test; `params` replaces the client's (a through test's).
+pub fn test_html(
+    cfg: &ClientConfig,
+    run: &TestRun,
+    params: Option<Vec<(String, String)>>,
+) -> String {
+    let err = run.error_record();
+    let mut t = test_report(cfg, run, err.as_ref());
+    if let Some(p) = params {
+        t.params = p;
+    }
+    crate::export::html::render_test(&t)
+}
+
+/// The report of one test: its parameters, intervals, summary and error.
+pub fn test_report<'a>(
+    cfg: &ClientConfig,
+    run: &'a TestRun,
+    error: Option<&'a Record>,
+) -> TestReport<'a> {
+    TestReport {
+        title: format!(
+            "btest {} {} to {}",
+            cfg.protocol.as_str(),
+            cfg.direction.client_word(),
+            run.server
+        ),
+        generated: crate::export::csv::rfc3339_utc(std::time::SystemTime::now()),
+        params: test_params(cfg),
+        intervals: &run.intervals,
+        summary: run.summary.as_ref(),
+        error,
+    }
+}
+
+/// The report's parameters of a through test: the client's, and where each side ran.
+#[cfg(feature = "through")]
+pub fn through_params(cfg: &crate::config::ThroughConfig) -> Vec<(String, String)> {
+    let mut params = test_params(&cfg.client);
+    params.retain(|(k, _)| k != "user");
+    let side = |ns: &Option<std::path::PathBuf>, dev: &Option<String>| {
+        let mut v = Vec::new();
+        if let Some(n) = ns {
+            v.push(format!("netns {}", n.display()));
+        }
+        if let Some(d) = dev {
+            v.push(format!("dev {d}"));
+        }
+        if v.is_empty() {
+            "this host".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    params.insert(0, ("mode".into(), "through the device".into()));
+    params.push((
+        "server side".into(),
+        side(&cfg.server_netns, &cfg.server.device),
+    ));
+    params.push((
+        "client side".into(),
+        side(&cfg.client_netns, &cfg.client.device),
+    ));
+    params
+}
+
+/// The parameters of a fleet report: the targets file and how the run was paced.
+#[cfg(feature = "fleet")]
+pub fn fleet_params(fc: &crate::config::FleetConfig, n: usize) -> Vec<(String, String)> {
+    vec![
+        ("targets file".to_string(), fc.file.display().to_string()),
+        ("targets".to_string(), n.to_string()),
+        ("parallel".to_string(), fc.parallel.to_string()),
+        ("retries".to_string(), fc.retries.to_string()),
+        ("retry delay".to_string(), format!("{:?}", fc.retry_delay)),
+    ]
+}
+
+/// The HTML report of a fleet run: every target's record and its test.
+#[cfg(feature = "fleet")]
+pub fn fleet_html(
+    fc: &crate::config::FleetConfig,
+    targets: &[crate::fleet::Target],
+    done: &[crate::fleet::Done],
+) -> String {
+    use crate::export::html::{render_fleet, FleetEntry};
+    let errors: Vec<Option<Record>> = done.iter().map(|d| d.run.error_record()).collect();
+    let entries: Vec<FleetEntry> = done
+        .iter()
+        .zip(&errors)
+        .map(|(d, e)| FleetEntry {
+            target: &d.record,
+            test: test_report(&targets[d.index].cfg, &d.run, e.as_ref()),
+        })
+        .collect();
+    render_fleet(
+        &format!("btest fleet: {}", fc.file.display()),
+        &crate::export::csv::rfc3339_utc(std::time::SystemTime::now()),
+        &fleet_params(fc, targets.len()),
+        &entries,
+    )
+}

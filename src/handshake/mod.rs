@@ -1,0 +1,198 @@
+//! The handshake of both roles as Sans-IO state machines (issue 20 item 2): hello, command,
+//! the reply (OK, MD5 challenge, EC-SRP5 request, refusal), the MD5 and EC-SRP5 exchanges, the
+//! session-join marker of multi-connection TCP and the UDP port reply.
+//!
+//! Owns: the order of the handshake messages, how many bytes each one takes (so a machine
+//! buffers partial messages itself and never takes a byte past the message it needs: what
+//! follows the handshake stays with the caller), and what each received message means.
+//! Must not: touch sockets, read clocks, spawn threads, draw random numbers (the caller passes
+//! the MD5 challenge and the EC-SRP5 scalars in) or log. The drivers (client.rs, authio.rs'
+//! client half, server/handshake.rs) own timeouts, deadlines, reads and writes, and map the
+//! machines' errors to `Error` kinds and their texts.
+//!
+//! Why here and not in `wire/`: `wire/` must not allocate, and the EC-SRP5 half calls `auth/`,
+//! which does; this module is the one place where `wire/` and `auth/` meet.
+//!
+//! The shape is ureq-proto's: a driver calls `poll`, which answers [`Step::Send`] (write these
+//! bytes, then poll again), [`Step::Need`] (read exactly this many bytes and `feed` them; any
+//! split of them works) or `Done` with the outcome; an error names its phase. The states are a
+//! private enum, not one type per state: the byte stream is cut at any point, the drivers are
+//! one loop each, and a type per state would make them match every transition (and grow the
+//! router image with the monomorphised copies).
+//!
+//! ```text
+//!  client                                          server
+//!  ------                                          ------
+//!  Hello      <----------- 01 00 00 00 ----------- (accept)
+//!  Command    ------------ 16-byte command ------>  Command --(marker 02)--> Done(Join)
+//!  (join connection: the 16-byte marker instead,    |  Policy::begin_login (when a login is due)
+//!   then Done; nothing comes back)                  v
+//!  Reply      <-- 01 00 00 00 | 01 t0 t1 00 ------ (no login) ----------------------+
+//!     |       <-- 00 00 00 00 (refused) ----------                                   |
+//!     |       <-- 02 00 00 00 + challenge[16] ---- MD5                               |
+//!     |  Md5  ------- digest[16] user[32] -------->  Policy::md5_check -- no: 00 00 00 00, Err
+//!     |       <-- 03 00 00 00 -------------------- EC-SRP5                            |
+//!     |  Ec   ------- len MSG1 (user 00 x_wa p) -->  Policy::ec_verifier               |
+//!     |       <------ len MSG2 (x_wb p salt) ------                                    |
+//!     |       ------- len MSG3 (client proof) ---->  wrong proof: close, Err          |
+//!     |       <------ len MSG4 (server proof) -----                                    |
+//!     v  Verdict <-- 01 00 00 00 | 01 t0 t1 00 <--- Policy::admit -------------------+
+//!  UDP only:                                            |
+//!  UdpPort    <-- port (u16 BE) ------------------ Policy::udp_port
+//!  Done(Outcome)                                   Done(Session)
+//! ```
+//!
+//! The refusals after a command have no message of their own: the server closes (the
+//! protocol has none, docs/protocol.md); the machines say which and the drivers close.
+
+#[cfg(feature = "client")]
+pub mod client;
+#[cfg(feature = "server")]
+pub mod server;
+#[cfg(all(test, feature = "client", feature = "server"))]
+mod tests;
+
+#[cfg(feature = "client")]
+pub use client::Client;
+#[cfg(feature = "server")]
+pub use server::Server;
+
+use crate::error::Phase;
+
+/// What a machine asks its driver to do next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step<'a, T> {
+    /// Write these bytes (all of them), then poll again.
+    Send(&'a [u8], Phase),
+    /// Read exactly this many bytes (at least one) and feed them, in any split.
+    Need(usize, Phase),
+    /// The handshake is over.
+    Done(T),
+}
+
+/// The largest message either side receives: one EC-SRP5 frame (length byte and at most 255
+/// bytes); the MD5 reply is 48, the command 16.
+const MAX_MSG: usize = 256;
+
+/// The message being received: a fixed length, or an EC-SRP5 frame (its first byte gives the
+/// length of the rest). Never holds more than that message.
+struct Inbox {
+    buf: [u8; MAX_MSG],
+    have: usize,
+    need: usize,
+    framed: bool,
+    sized: bool,
+    phase: Phase,
+}
+
+impl Inbox {
+    fn new() -> Self {
+        Inbox {
+            buf: [0; MAX_MSG],
+            have: 0,
+            need: 0,
+            framed: false,
+            sized: false,
+            phase: Phase::Hello,
+        }
+    }
+
+    /// Expects a message of `n` bytes (`n` <= [`MAX_MSG`]).
+    fn expect(&mut self, n: usize, phase: Phase) {
+        self.have = 0;
+        self.need = n;
+        self.framed = false;
+        self.phase = phase;
+    }
+
+    /// Expects an EC-SRP5 frame.
+    fn expect_frame(&mut self) {
+        self.expect(1, Phase::Auth);
+        self.framed = true;
+        self.sized = false;
+    }
+
+    /// Bytes still missing from the message (0 when it is complete or none is expected).
+    fn want(&self) -> usize {
+        self.need - self.have
+    }
+
+    fn ready(&self) -> bool {
+        self.need > 0 && self.have == self.need && (!self.framed || self.sized)
+    }
+
+    /// Takes what the message still lacks from `input`; returns how many bytes it took.
+    fn feed(&mut self, mut input: &[u8]) -> usize {
+        let start = input.len();
+        loop {
+            let n = self.want().min(input.len());
+            self.buf[self.have..self.have + n].copy_from_slice(&input[..n]);
+            self.have += n;
+            input = &input[n..];
+            if self.framed && !self.sized && self.have == 1 {
+                self.sized = true;
+                self.need = 1 + usize::from(self.buf[0]);
+                continue;
+            }
+            return start - input.len();
+        }
+    }
+
+    /// The complete message (an EC-SRP5 frame without its length byte); clears it.
+    fn take(&mut self) -> &[u8] {
+        let from = usize::from(self.framed);
+        let to = self.have;
+        self.need = 0;
+        self.have = 0;
+        &self.buf[from..to]
+    }
+}
+
+/// The message to send, until the driver polls again.
+struct Outbox {
+    buf: [u8; MAX_MSG],
+    len: usize,
+    phase: Phase,
+    /// Handed to the driver: cleared at the next poll.
+    given: bool,
+}
+
+impl Outbox {
+    fn new() -> Self {
+        Outbox {
+            buf: [0; MAX_MSG],
+            len: 0,
+            phase: Phase::Hello,
+            given: false,
+        }
+    }
+
+    fn put(&mut self, b: &[u8], phase: Phase) {
+        self.buf[..b.len()].copy_from_slice(b);
+        self.len = b.len();
+        self.phase = phase;
+        self.given = false;
+    }
+
+    /// Queues an EC-SRP5 frame: the length byte, then `payload` (at most 255 bytes).
+    fn put_frame(&mut self, payload: &[u8]) {
+        debug_assert!(payload.len() < MAX_MSG);
+        self.buf[0] = payload.len() as u8;
+        self.buf[1..=payload.len()].copy_from_slice(payload);
+        self.len = 1 + payload.len();
+        self.phase = Phase::Auth;
+        self.given = false;
+    }
+
+    /// Forgets what the driver was given at the last poll (it has written it since).
+    fn settle(&mut self) {
+        if self.given {
+            self.len = 0;
+            self.given = false;
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}

@@ -121,21 +121,18 @@ impl Inbox {
         self.need > 0 && self.have == self.need && (!self.framed || self.sized)
     }
 
-    /// Takes what the message still lacks from `input`; returns how many bytes it took.
-    fn feed(&mut self, mut input: &[u8]) -> usize {
-        let start = input.len();
-        loop {
-            let n = self.want().min(input.len());
-            self.buf[self.have..self.have + n].copy_from_slice(&input[..n]);
-            self.have += n;
-            input = &input[n..];
-            if self.framed && !self.sized && self.have == 1 {
-                self.sized = true;
-                self.need = 1 + usize::from(self.buf[0]);
-                continue;
-            }
-            return start - input.len();
+    /// Takes what the message still lacks from `input`, up to [`Inbox::want`]; returns how
+    /// many bytes it took. A frame's length byte is a want of its own, so the driver reads
+    /// the frame in two reads, as the server writes it.
+    fn feed(&mut self, input: &[u8]) -> usize {
+        let n = self.want().min(input.len());
+        self.buf[self.have..self.have + n].copy_from_slice(&input[..n]);
+        self.have += n;
+        if self.framed && !self.sized && self.have == 1 {
+            self.sized = true;
+            self.need = 1 + usize::from(self.buf[0]);
         }
+        n
     }
 
     /// The complete message (an EC-SRP5 frame without its length byte); clears it.

@@ -395,7 +395,7 @@ fn drive(
 ) -> Result<ClientOutcome> {
     let t = Some(cfg.connect_timeout);
     net::set_timeouts(s, t).map_err(|e| Error::io(Phase::Hello, None, e))?;
-    let mut buf = [0u8; 256];
+    let mut buf = handshake::Buf::new();
     let mut mark = Instant::now();
     let mut in_auth = false;
     let mut auth_sends = 0;
@@ -403,10 +403,7 @@ fn drive(
         let (n, phase, send) = match m.poll().map_err(|e| client_error(e, server))? {
             Step::Done(o) => return Ok(o),
             Step::Need(n, phase) => (n, phase, false),
-            Step::Send(b, phase) => {
-                buf[..b.len()].copy_from_slice(b);
-                (b.len(), phase, true)
-            }
+            Step::Send(b, phase) => (buf.keep(b), phase, true),
         };
         let method = m.method();
         let auth = phase == Phase::Auth;
@@ -440,10 +437,10 @@ fn drive(
                 auth_sends += 1;
                 mark = Instant::now();
             }
-            net::write_msg(s, &buf[..n], phase)
+            net::write_msg(s, buf.get(n), phase)
         } else {
-            net::read_exact(s, &mut buf[..n], phase).map(|()| {
-                m.feed(&buf[..n]);
+            net::read_exact(s, buf.get(n), phase).map(|()| {
+                m.feed(buf.get(n));
             })
         };
         r.map_err(|e| {
@@ -457,6 +454,8 @@ fn drive(
 }
 
 /// The error of a handshake machine, in the words the client has always used.
+// Out of line, like the machine's steps: see server/handshake.rs `drive` (router image size).
+#[inline(never)]
 fn client_error(e: ClientError, server: SocketAddr) -> Error {
     let protocol = |phase, detail| Error::Protocol {
         phase,

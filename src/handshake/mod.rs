@@ -126,7 +126,7 @@ impl Inbox {
     /// the frame in two reads, as the server writes it.
     fn feed(&mut self, input: &[u8]) -> usize {
         let n = self.want().min(input.len());
-        self.buf[self.have..self.have + n].copy_from_slice(&input[..n]);
+        copy(self.buf.iter_mut().skip(self.have), &input[..n]);
         self.have += n;
         if self.framed && !self.sized && self.have == 1 {
             self.sized = true;
@@ -141,7 +141,7 @@ impl Inbox {
         let to = self.have;
         self.need = 0;
         self.have = 0;
-        &self.buf[from..to]
+        self.buf.get(from..to).unwrap_or_default()
     }
 }
 
@@ -165,8 +165,7 @@ impl Outbox {
     }
 
     fn put(&mut self, b: &[u8], phase: Phase) {
-        self.buf[..b.len()].copy_from_slice(b);
-        self.len = b.len();
+        self.len = copy(self.buf.iter_mut(), b);
         self.phase = phase;
         self.given = false;
     }
@@ -175,8 +174,7 @@ impl Outbox {
     fn put_frame(&mut self, payload: &[u8]) {
         debug_assert!(payload.len() < MAX_MSG);
         self.buf[0] = payload.len() as u8;
-        self.buf[1..=payload.len()].copy_from_slice(payload);
-        self.len = 1 + payload.len();
+        self.len = 1 + copy(self.buf.iter_mut().skip(1), payload);
         self.phase = Phase::Auth;
         self.given = false;
     }
@@ -190,6 +188,44 @@ impl Outbox {
     }
 
     fn bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
+        self.buf.get(..self.len).unwrap_or_default()
+    }
+}
+
+/// Copies `from` into `to` as far as both go; returns how many bytes. Written so it cannot
+/// panic: every panic site costs the router image a location record (issue 20 item 2 budget).
+fn copy<'a>(to: impl Iterator<Item = &'a mut u8>, from: &[u8]) -> usize {
+    let mut n = 0;
+    for (d, s) in to.zip(from) {
+        *d = *s;
+        n += 1;
+    }
+    n
+}
+
+/// The drivers' copy of a message: what [`Step::Send`] gave (so the machine can be polled
+/// again), or room for what [`Step::Need`] asks.
+pub struct Buf([u8; MAX_MSG]);
+
+impl Buf {
+    /// An empty buffer.
+    pub fn new() -> Self {
+        Buf([0; MAX_MSG])
+    }
+
+    /// Keeps a copy of `b`; returns its length.
+    pub fn keep(&mut self, b: &[u8]) -> usize {
+        copy(self.0.iter_mut(), b)
+    }
+
+    /// The first `n` bytes (at most all of them).
+    pub fn get(&mut self, n: usize) -> &mut [u8] {
+        self.0.get_mut(..n).unwrap_or_default()
+    }
+}
+
+impl Default for Buf {
+    fn default() -> Self {
+        Self::new()
     }
 }

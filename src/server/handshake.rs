@@ -19,7 +19,7 @@ use crate::engine::{self, rx::canonical, UdpLink};
 use crate::error::{Error, Phase};
 use crate::export::metrics::RejectReason;
 use crate::handshake::server::{Outcome, Policy, ServerError};
-use crate::handshake::{Server, Step};
+use crate::handshake::{self, Server, Step};
 use crate::net;
 use crate::wire::{self, Command, Protocol};
 
@@ -363,22 +363,23 @@ enum Fail {
 
 /// Runs the machine on `s`: writes what it gives, reads exactly what it asks for (the socket's
 /// read and write timeouts and the guard bound every call).
+// Out of line, like the machine's steps (handshake/server.rs): in the router image (opt-level
+// "z", fat LTO) inlining them into one function cost 3.3 KiB more .text, which crossed a page
+// (issue 20 item 2, measured with `size -A` on the x86_64 musl build).
+#[inline(never)]
 fn drive(s: &mut TcpStream, m: &mut Server, gate: &mut Gate<'_>) -> Result<Outcome, Fail> {
-    let mut buf = [0u8; 256];
+    let mut buf = handshake::Buf::new();
     loop {
         let (n, phase, send) = match m.poll(gate).map_err(Fail::Hs)? {
             Step::Done(o) => return Ok(o),
             Step::Need(n, phase) => (n, phase, false),
-            Step::Send(b, phase) => {
-                buf[..b.len()].copy_from_slice(b);
-                (b.len(), phase, true)
-            }
+            Step::Send(b, phase) => (buf.keep(b), phase, true),
         };
         if send {
-            net::write_msg(s, &buf[..n], phase).map_err(Fail::Io)?;
+            net::write_msg(s, buf.get(n), phase).map_err(Fail::Io)?;
         } else {
-            net::read_exact(s, &mut buf[..n], phase).map_err(Fail::Io)?;
-            m.feed(&buf[..n]);
+            net::read_exact(s, buf.get(n), phase).map_err(Fail::Io)?;
+            m.feed(buf.get(n));
         }
     }
 }
@@ -444,7 +445,8 @@ pub(super) fn handle_connection(
                 RejectReason::BadCommand,
                 format!("bad command {}: {e}", hex(&b)),
             ),
-            Err(Fail::Hs(e)) => (RejectReason::Other, format!("{e:?}")),
+            // (only a bad command ends a handshake before its command)
+            Err(Fail::Hs(_)) => (RejectReason::Other, "no command".to_string()),
             Err(Fail::Io(e)) if e.phase() == Some(Phase::Hello) => {
                 (RejectReason::Other, e.to_string())
             }
@@ -552,6 +554,10 @@ type SetupError = (Error, Option<String>, AuthMethod, Option<RejectReason>);
 /// A failure before the login passed: words it, counts it, and counts a wrong login towards
 /// the source's block. Failures are logged at debug level here and once through the gate:
 /// one line per failure would let a login flood fill the log (issue 12).
+// Out of line, like the machine's steps (handshake/server.rs): in the router image (opt-level
+// "z", fat LTO) inlining them into one function cost 3.3 KiB more .text, which crossed a page
+// (issue 20 item 2, measured with `size -A` on the x86_64 musl build).
+#[inline(never)]
 fn login_failed(
     shared: &Arc<Shared>,
     s: &mut TcpStream,
@@ -595,8 +601,9 @@ fn login_failed(
             log::debug!("{peer}: authentication failed ({name}) for user '{shown}': {e}");
             auth(format!("user '{shown}' from {peer}: {e}"))
         }
-        Fail::Hs(e) => Error::Refused(format!("{e:?}")),
         Fail::Io(e) => e,
+        // (the others come after the login)
+        Fail::Hs(_) => Error::Refused("refused".into()),
     };
     // A login the guard cut at the deadline is a timeout, whatever the read then saw
     // (issue 18: it was recorded as a failed login and counted towards a block).
@@ -654,6 +661,10 @@ fn login_failed(
 
 /// After the OK (and the UDP port): waits for the data connections of a multi-connection
 /// session, or builds the UDP links. The handshake slot is released once it succeeded.
+// Out of line, like the machine's steps (handshake/server.rs): in the router image (opt-level
+// "z", fat LTO) inlining them into one function cost 3.3 KiB more .text, which crossed a page
+// (issue 20 item 2, measured with `size -A` on the x86_64 musl build).
+#[inline(never)]
 fn finish(
     shared: &Arc<Shared>,
     s: TcpStream,

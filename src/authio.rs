@@ -5,7 +5,7 @@
 //! Owns: the server's account table (loaded once at start-up: each password hashed once into
 //! what the method needs; EC-SRP5 verifiers derived at each login, for a known and an unknown
 //! name alike), the users file format, and the client's reading of a close or reset during the
-//! login ([`during`], [`closed_already`]). Must not: implement cryptography or the message
+//! login (`during`, `closed_already`). Must not: implement cryptography or the message
 //! order (handshake/ does), log passwords, or answer differently (in content or timing) for an
 //! unknown user than for a wrong password.
 

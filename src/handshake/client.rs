@@ -46,6 +46,11 @@ pub enum ClientError {
     UdpPort(String),
 }
 
+/// A frame with no EC-SRP5 exchange under way (unreachable: the states follow the exchange).
+const OUT_OF_ORDER: ec_srp5::AuthError = ec_srp5::AuthError::OutOfOrder {
+    what: "no EC-SRP5 exchange under way",
+};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Hello,
@@ -203,14 +208,15 @@ impl<'a> Client<'a> {
                 self.state = State::Verdict;
             }
             State::EcMsg2 => {
-                let hs = self.ec.as_mut().ok_or(ClientError::UserTooLong)?;
+                // (set with MSG1: the state says it is there)
+                let hs = self.ec.as_mut().ok_or(ClientError::BadMsg2(OUT_OF_ORDER))?;
                 let msg3 = hs.on_msg2(msg).map_err(ClientError::BadMsg2)?;
                 self.out.put_frame(&msg3);
                 self.inbox.expect_frame();
                 self.state = State::EcMsg4;
             }
             State::EcMsg4 => {
-                let hs = self.ec.as_ref().ok_or(ClientError::UserTooLong)?;
+                let hs = self.ec.as_ref().ok_or(ClientError::BadMsg4(OUT_OF_ORDER))?;
                 hs.on_msg4(msg).map_err(ClientError::BadMsg4)?;
                 self.inbox.expect(wire::reply::LEN, Phase::Auth);
                 self.state = State::Verdict;

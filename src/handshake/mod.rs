@@ -6,9 +6,9 @@
 //! buffers partial messages itself and never takes a byte past the message it needs: what
 //! follows the handshake stays with the caller), and what each received message means.
 //! Must not: touch sockets, read clocks, spawn threads, draw random numbers (the caller passes
-//! the MD5 challenge and the EC-SRP5 scalars in) or log. The drivers (client.rs, authio.rs'
-//! client half, server/handshake.rs) own timeouts, deadlines, reads and writes, and map the
-//! machines' errors to `Error` kinds and their texts.
+//! the MD5 challenge and the EC-SRP5 scalars in) or log. The drivers (client.rs, with
+//! authio.rs' reading of a close during the login, and server/handshake.rs) own timeouts,
+//! deadlines, reads and writes, and map the machines' errors to `Error` kinds and texts.
 //!
 //! Why here and not in `wire/`: `wire/` must not allocate, and the EC-SRP5 half calls `auth/`,
 //! which does; this module is the one place where `wire/` and `auth/` meet.
@@ -21,25 +21,27 @@
 //! router image with the monomorphised copies).
 //!
 //! ```text
-//!  client                                          server
-//!  ------                                          ------
-//!  Hello      <----------- 01 00 00 00 ----------- (accept)
-//!  Command    ------------ 16-byte command ------>  Command --(marker 02)--> Done(Join)
-//!  (join connection: the 16-byte marker instead,    |  Policy::begin_login (when a login is due)
-//!   then Done; nothing comes back)                  v
-//!  Reply      <-- 01 00 00 00 | 01 t0 t1 00 ------ (no login) ----------------------+
-//!     |       <-- 00 00 00 00 (refused) ----------                                   |
-//!     |       <-- 02 00 00 00 + challenge[16] ---- MD5                               |
-//!     |  Md5  ------- digest[16] user[32] -------->  Policy::md5_check -- no: 00 00 00 00, Err
-//!     |       <-- 03 00 00 00 -------------------- EC-SRP5                            |
-//!     |  Ec   ------- len MSG1 (user 00 x_wa p) -->  Policy::ec_verifier               |
-//!     |       <------ len MSG2 (x_wb p salt) ------                                    |
-//!     |       ------- len MSG3 (client proof) ---->  wrong proof: close, Err          |
-//!     |       <------ len MSG4 (server proof) -----                                    |
-//!     v  Verdict <-- 01 00 00 00 | 01 t0 t1 00 <--- Policy::admit -------------------+
-//!  UDP only:                                            |
-//!  UdpPort    <-- port (u16 BE) ------------------ Policy::udp_port
-//!  Done(Outcome)                                   Done(Session)
+//!  client state      bytes                                      server state
+//!  ------------      -----                                      ------------
+//!  Hello        <--  01 00 00 00 (hello)                   <--  (sent at once)
+//!  (sends)      -->  16-byte command, or a join marker     -->  Command
+//!                                                               marker: Done(Join(token))
+//!                                                               login due: Policy::begin_login
+//!  Reply        <--  01 00 00 00 | 01 t0 t1 00 (no login)  <--  Admit: Policy::admit
+//!               <--  00 00 00 00 (refused)
+//!               <--  02 00 00 00 challenge[16]             <--  (MD5 due)
+//!  Md5Challenge -->  digest[16] user[32]                   -->  Md5Reply: Policy::md5_check;
+//!                                                               wrong: 00 00 00 00, Err
+//!               <--  03 00 00 00                           <--  (EC-SRP5 due)
+//!  (sends MSG1) -->  len user 00 x_wa[32] parity           -->  EcMsg1: Policy::ec_verifier
+//!  EcMsg2       <--  len x_wb[32] parity salt[16]          <--
+//!  (sends MSG3) -->  len client proof[32]                  -->  EcMsg3: wrong: Err (no MSG4)
+//!  EcMsg4       <--  len server proof[32]                  <--
+//!  Verdict      <--  01 00 00 00 | 01 t0 t1 00 | 00 ..     <--  Admit: Policy::admit (no: Err)
+//!  UdpPort      <--  port, u16 big-endian (UDP only)       <--  UdpPort: Policy::udp_port
+//!  Done(Outcome)                                                Done(Session)
+//!
+//!  A join connection (Client::join): Hello, then the marker, Done; nothing comes back.
 //! ```
 //!
 //! The refusals after a command have no message of their own: the server closes (the

@@ -1,27 +1,31 @@
-//! The I/O half of authentication, for both roles: reads and writes the MD5 and EC-SRP5
-//! messages on connection 0 and calls the pure code in `auth/`.
+//! What authentication needs beyond the pure exchanges (those are in `handshake/`, on top of
+//! the cryptography in `auth/`): the server's accounts, and how the client reads a close
+//! during its login.
 //!
 //! Owns: the server's account table (loaded once at start-up: each password hashed once into
 //! what the method needs; EC-SRP5 verifiers derived at each login, for a known and an unknown
-//! name alike), the users file format, and the client's credential handling. Must not: implement
-//! cryptography, log passwords, or answer differently (in content or timing) for an unknown
-//! user than for a wrong password.
+//! name alike), the users file format, and the client's reading of a close or reset during the
+//! login (`during`, `closed_already`). Must not: implement cryptography or the message
+//! order (handshake/ does), log passwords, or answer differently (in content or timing) for an
+//! unknown user than for a wrong password.
 
-use std::net::{SocketAddr, TcpStream};
-
-use crate::auth::{ec_srp5, md5, AuthMethod};
 #[cfg(feature = "client")]
-use crate::config::ClientConfig;
-use crate::error::{Error, Phase, Result};
-use crate::net;
-use crate::wire::Reply;
+use std::net::TcpStream;
+
+use crate::auth::AuthMethod;
+#[cfg(feature = "server")]
+use crate::auth::{ec_srp5, md5};
+use crate::error::Error;
+#[cfg(feature = "client")]
+use crate::error::Phase;
+#[cfg(feature = "server")]
+use crate::error::Result;
 #[cfg(feature = "server")]
 use {crate::config::ServerConfig, std::collections::HashMap, std::path::Path};
 
+/// An authentication error of `method`.
 #[cfg(feature = "client")]
-const RECHECK: &str = "check the user and password";
-
-fn auth_err(method: AuthMethod, detail: impl Into<String>) -> Error {
+pub(crate) fn auth_err(method: AuthMethod, detail: impl Into<String>) -> Error {
     Error::Auth {
         method: method.as_str(),
         detail: detail.into(),
@@ -43,7 +47,7 @@ const PROMPT: std::time::Duration = std::time::Duration::from_secs(1);
 /// handshake deadline, not a verdict: a timeout, which a retry may pass. A prompt close is
 /// how EC-SRP5 says "no": an authentication error that still says what happened.
 #[cfg(feature = "client")]
-fn during(method: AuthMethod, e: Error, sent: std::time::Instant) -> Error {
+pub(crate) fn during(method: AuthMethod, e: Error, sent: std::time::Instant) -> Error {
     let waited = sent.elapsed();
     let closed = match &e {
         Error::PeerClosed { addr, .. } => Some(*addr),
@@ -84,7 +88,7 @@ fn is_reset(e: &std::io::Error) -> bool {
 /// never waits. Used before MSG3: a slow client (EC-SRP5 on a small router) may find the
 /// server gone at its deadline, and the MSG3 write would still succeed.
 #[cfg(feature = "client")]
-fn closed_already(s: &TcpStream) -> bool {
+pub(crate) fn closed_already(s: &TcpStream) -> bool {
     if s.set_nonblocking(true).is_err() {
         return false;
     }
@@ -95,126 +99,6 @@ fn closed_already(s: &TcpStream) -> bool {
         Err(e) => is_reset(&e),
         Ok(_) => false,
     }
-}
-
-#[cfg(feature = "client")]
-fn creds(cfg: &ClientConfig, method: AuthMethod) -> Result<(&[u8], &[u8])> {
-    match (&cfg.user, &cfg.password) {
-        (Some(u), Some(p)) => Ok((u.as_bytes(), p.as_bytes())),
-        _ => Err(auth_err(
-            method,
-            "the server requires a login: give --user and --password (or set BTEST_PASSWORD)",
-        )),
-    }
-}
-
-#[cfg(feature = "client")]
-fn read_final(s: &mut TcpStream, method: AuthMethod, sent: std::time::Instant) -> Result<Reply> {
-    let b = net::read_msg::<4>(s, Phase::Auth).map_err(|e| during(method, e, sent))?;
-    match Reply::parse(&b) {
-        Ok(r @ (Reply::Ok | Reply::OkToken(_))) => Ok(r),
-        Ok(Reply::Failed) => Err(auth_err(
-            method,
-            match method {
-                AuthMethod::Md5 => "the server rejected the login: check the user and password",
-                _ => {
-                    "the server rejected the login: check the user and password; RouterOS \
-                      6.43+ servers use EC-SRP5"
-                }
-            },
-        )),
-        Ok(other) => Err(Error::Protocol {
-            phase: Phase::Auth,
-            addr: s.peer_addr().ok(),
-            detail: format!("unexpected reply {other:?} after authentication"),
-        }),
-        Err(e) => Err(Error::Protocol {
-            phase: Phase::Auth,
-            addr: s.peer_addr().ok(),
-            detail: e.to_string(),
-        }),
-    }
-}
-
-#[cfg(feature = "client")]
-/// Client side of the MD5 challenge (after `02 00 00 00`); returns the final OK.
-pub fn client_md5(s: &mut TcpStream, cfg: &ClientConfig, _server: SocketAddr) -> Result<Reply> {
-    let m = AuthMethod::Md5;
-    let (user, pw) = creds(cfg, m)?;
-    if user.len() > md5::USER_FIELD_LEN {
-        log::warn!(
-            "user name longer than {} bytes: MD5 carries only the first {}",
-            md5::USER_FIELD_LEN,
-            md5::USER_FIELD_LEN
-        );
-    }
-    let asked = std::time::Instant::now();
-    let challenge =
-        net::read_msg::<{ md5::CHALLENGE_LEN }>(s, Phase::Auth).map_err(|e| during(m, e, asked))?;
-    let sent = std::time::Instant::now();
-    net::write_msg(s, &md5::client_reply(user, pw, &challenge), Phase::Auth)
-        .map_err(|e| during(m, e, sent))?;
-    read_final(s, m, sent)
-}
-
-/// Reads one EC-SRP5 frame. I/O failures come back as they are (closed, timeout, reset):
-/// the server reports them as such (a guard-cut login is a timeout, handshake.rs), the client
-/// reads them through [`during`].
-fn read_frame(s: &mut TcpStream) -> Result<Vec<u8>> {
-    let len = net::read_msg::<1>(s, Phase::Auth)?[0];
-    let mut v = vec![0u8; usize::from(len)];
-    net::read_exact(s, &mut v, Phase::Auth)?;
-    Ok(v)
-}
-
-fn write_frame(s: &mut TcpStream, payload: &[u8], m: AuthMethod) -> Result<()> {
-    let f = ec_srp5::frame(payload).map_err(|e| auth_err(m, e.to_string()))?;
-    net::write_msg(s, &f, Phase::Auth)
-}
-
-#[cfg(feature = "client")]
-/// Client side of EC-SRP5 (after `03 00 00 00`); returns the final OK.
-pub fn client_ecsrp5(s: &mut TcpStream, cfg: &ClientConfig, _server: SocketAddr) -> Result<Reply> {
-    let m = AuthMethod::EcSrp5;
-    let (user, pw) = creds(cfg, m)?;
-    if user.len() > ec_srp5::MAX_USER_LEN {
-        return Err(Error::Usage(format!(
-            "--user: EC-SRP5 allows at most {} bytes of user name",
-            ec_srp5::MAX_USER_LEN
-        )));
-    }
-    let mut s_a = [0u8; 32];
-    crate::sys::random_bytes(&mut s_a);
-    let (mut hs, msg1) = ec_srp5::ClientHandshake::new(user, pw, s_a);
-    s_a.fill(0);
-    let sent1 = std::time::Instant::now();
-    write_frame(s, &msg1, m).map_err(|e| during(m, e, sent1))?;
-    let msg2 = read_frame(s).map_err(|e| during(m, e, sent1))?;
-    let msg3 = hs
-        .on_msg2(&msg2)
-        .map_err(|e| auth_err(m, format!("bad server message: {e}")))?;
-    // The server cannot judge the password before MSG3: a close already there was its
-    // deadline passing while we computed (or a refusal of MSG1, when it came at once).
-    if closed_already(s) {
-        return Err(during(
-            m,
-            Error::PeerClosed {
-                phase: Phase::Auth,
-                addr: s.peer_addr().ok(),
-            },
-            sent1,
-        ));
-    }
-    let sent3 = std::time::Instant::now();
-    write_frame(s, &msg3, m).map_err(|e| during(m, e, sent3))?;
-    let msg4 = read_frame(s).map_err(|e| during(m, e, sent3))?;
-    hs.on_msg4(&msg4).map_err(|e| {
-        auth_err(
-            m,
-            format!("{e}: {RECHECK}; RouterOS 6.43+ servers use EC-SRP5"),
-        )
-    })?;
-    read_final(s, m, sent3)
 }
 
 #[cfg(feature = "server")]
@@ -532,7 +416,7 @@ impl ServerAccounts {
 
     /// MD5: does `reply` answer `challenge` for the user it names? The same work for an
     /// unknown user (a prepared dummy) as for a known one.
-    fn md5_check(
+    pub(crate) fn md5_check(
         &self,
         reply: &[u8; md5::REPLY_LEN],
         challenge: &[u8; md5::CHALLENGE_LEN],
@@ -548,7 +432,7 @@ impl ServerAccounts {
     /// key; an unknown name gets a stand-in from the process secret and the name, stable per
     /// name, made with the same work, with its salt derived the same way as a real one's, so
     /// MSG2 and its timing do not tell whether the name exists (issue 18).
-    fn ec_verifier(&self, user: &[u8]) -> ec_srp5::Verifier {
+    pub(crate) fn ec_verifier(&self, user: &[u8]) -> ec_srp5::Verifier {
         let stand_in = ec_srp5::PasswordKey::unknown(&self.secret, user);
         let key = self
             .users
@@ -571,97 +455,6 @@ impl ServerAccounts {
     /// The method offered.
     pub fn method(&self) -> AuthMethod {
         self.method
-    }
-
-    /// Runs the offered method on connection 0; returns the user name on success. On failure
-    /// MD5 has sent `00 00 00 00`; EC-SRP5 sends nothing more (no MSG4) and the caller closes.
-    /// `presented` receives the user name the client gave as soon as it is read, so failures
-    /// can be reported with it.
-    pub fn authenticate(
-        &self,
-        s: &mut TcpStream,
-        peer: SocketAddr,
-        presented: &mut Option<String>,
-    ) -> Result<Option<String>> {
-        match self.method {
-            AuthMethod::None => Ok(None),
-            AuthMethod::Md5 => self.server_md5(s, peer, presented).map(Some),
-            AuthMethod::EcSrp5 => self.server_ecsrp5(s, peer, presented).map(Some),
-        }
-    }
-
-    // Failures are logged at debug level here: the server logs each through its rate gate
-    // (one line per failure would let a login flood fill the log, issue 12).
-    fn server_md5(
-        &self,
-        s: &mut TcpStream,
-        peer: SocketAddr,
-        presented: &mut Option<String>,
-    ) -> Result<String> {
-        let m = AuthMethod::Md5;
-        let mut challenge = [0u8; md5::CHALLENGE_LEN];
-        crate::sys::random_bytes(&mut challenge);
-        let mut msg = Reply::NeedMd5.to_bytes().to_vec();
-        msg.extend_from_slice(&challenge);
-        net::write_msg(s, &msg, Phase::Auth)?;
-        let reply = net::read_msg::<{ md5::REPLY_LEN }>(s, Phase::Auth)?;
-        let name = String::from_utf8_lossy(md5::reply_user(&reply)).into_owned();
-        *presented = Some(name.clone());
-        // The name is the peer's: escaped wherever it is printed (issue 18).
-        let shown = crate::text::Esc(&name);
-        if self.md5_check(&reply, &challenge) {
-            log::info!("{peer}: authenticated user '{shown}' (MD5)");
-            return Ok(name);
-        }
-        log::debug!("{peer}: authentication failed (MD5) for user '{shown}'");
-        let _ = net::write_msg(s, &Reply::Failed.to_bytes(), Phase::Auth);
-        Err(auth_err(
-            m,
-            format!("user '{shown}' from {peer}: wrong user or password"),
-        ))
-    }
-
-    fn server_ecsrp5(
-        &self,
-        s: &mut TcpStream,
-        peer: SocketAddr,
-        presented: &mut Option<String>,
-    ) -> Result<String> {
-        let m = AuthMethod::EcSrp5;
-        net::write_msg(s, &Reply::NeedEcSrp5.to_bytes(), Phase::Auth)?;
-        let msg1 = read_frame(s)?;
-        let parsed = ec_srp5::parse_msg1(&msg1).map_err(|e| {
-            log::debug!("{peer}: authentication failed (EC-SRP5): bad MSG1: {e}");
-            auth_err(m, format!("from {peer}: bad MSG1: {e}"))
-        })?;
-        let name = String::from_utf8_lossy(parsed.user).into_owned();
-        *presented = Some(name.clone());
-        let shown = crate::text::Esc(&name);
-        let verifier = self.ec_verifier(parsed.user);
-        let mut s_b = [0u8; 32];
-        crate::sys::random_bytes(&mut s_b);
-        let r = ec_srp5::ServerHandshake::new(&verifier, &parsed, s_b);
-        s_b.fill(0);
-        let (hs, msg2) = r.map_err(|e| {
-            log::debug!("{peer}: authentication failed (EC-SRP5) for user '{shown}': {e}");
-            auth_err(m, format!("user '{shown}' from {peer}: {e}"))
-        })?;
-        write_frame(s, &msg2, m)?;
-        let msg3 = read_frame(s)?;
-        match hs.on_msg3(&msg3) {
-            Ok(msg4) => {
-                write_frame(s, &msg4, m)?;
-                log::info!("{peer}: authenticated user '{shown}' (EC-SRP5)");
-                Ok(name)
-            }
-            Err(e) => {
-                log::debug!("{peer}: authentication failed (EC-SRP5) for user '{shown}': {e}");
-                Err(auth_err(
-                    m,
-                    format!("user '{shown}' from {peer}: wrong user or password"),
-                ))
-            }
-        }
     }
 }
 

@@ -4,14 +4,17 @@
 //! Must not: print (the caller's reporter does) or tune sockets itself (net.rs does).
 
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
-use crate::auth::AuthMethod;
+use crate::auth::{ec_srp5, md5, AuthMethod};
+use crate::authio;
 use crate::config::{ClientConfig, Family};
 use crate::engine::{self, Plan, Sample, Stop, StopReason, Summary, UdpLink};
 use crate::error::{Error, Phase, Result};
+use crate::handshake::client::{ClientError, Outcome as ClientOutcome};
+use crate::handshake::{self, Step};
 use crate::net;
 use crate::wire::{self, command, datagram, Command, Protocol, Reply, Side};
 
@@ -211,19 +214,6 @@ fn connect_any(cfg: &ClientConfig, addrs: &[SocketAddr]) -> Result<TcpStream> {
     Err(last.unwrap_or(Error::Usage("no address to connect to".into())))
 }
 
-fn hello(s: &mut TcpStream, timeout: Duration) -> Result<()> {
-    s.set_read_timeout(Some(timeout))
-        .map_err(|e| Error::io(Phase::Hello, None, e))?;
-    s.set_write_timeout(Some(timeout))
-        .map_err(|e| Error::io(Phase::Hello, None, e))?;
-    let b = net::read_msg::<4>(s, Phase::Hello)?;
-    wire::parse_hello(&b).map_err(|e| Error::Protocol {
-        phase: Phase::Hello,
-        addr: s.peer_addr().ok(),
-        detail: format!("the server did not send the btest hello: {e}"),
-    })
-}
-
 /// Builds the command the configuration asks for.
 pub fn command_for(cfg: &ClientConfig) -> Command {
     let tcp = cfg.protocol == Protocol::Tcp;
@@ -269,11 +259,19 @@ fn run_to(
     let server = s
         .peer_addr()
         .map_err(|e| Error::io(Phase::Connect, None, e))?;
-    hello(&mut s, cfg.connect_timeout)?;
     let cmd = command_for(cfg);
-    net::write_msg(&mut s, &cmd.to_bytes(), Phase::Command)?;
-    let (reply, auth) = read_reply(&mut s, cfg, server)?;
-    let token = match reply {
+    let creds = match (&cfg.user, &cfg.password) {
+        (Some(u), Some(p)) => Some((u.as_bytes(), p.as_bytes())),
+        _ => None,
+    };
+    let mut s_a = [0u8; 32];
+    crate::sys::random_bytes(&mut s_a);
+    let mut m = handshake::Client::new(&cmd, creds, s_a);
+    s_a.fill(0);
+    let done = drive(&mut s, &mut m, cfg, server)?;
+    drop(m);
+    let auth = done.auth;
+    let token = match done.reply {
         Reply::OkToken(t) => Some(t),
         _ => None,
     };
@@ -295,18 +293,7 @@ fn run_to(
             ),
         }
     }
-    if !tcp {
-        let b = net::read_msg::<2>(&mut s, Phase::UdpSetup)?;
-        let port = wire::parse_udp_port(&b).map_err(|e| Error::Protocol {
-            phase: Phase::UdpSetup,
-            addr: Some(server),
-            detail: e.to_string(),
-        })?;
-        check_udp_port(port, b, auth).map_err(|detail| Error::Protocol {
-            phase: Phase::UdpSetup,
-            addr: Some(server),
-            detail,
-        })?;
+    if let Some(port) = done.udp_port {
         udp_port = Some(port);
         let local_ip = s
             .local_addr()
@@ -395,49 +382,124 @@ fn run_to(
 /// The client's silence limit (at least the connect timeout).
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A server's UDP port below 1024 is not one a btest server hands out (RouterOS starts at
-/// 2001). Seen in the wild: a server that sends its OK (`01 00 00 00`) twice after MD5, whose
-/// second copy then reads as port 256 (issue 8.6). Say what arrived, where, and why.
-fn check_udp_port(port: u16, bytes: [u8; 2], auth: AuthMethod) -> std::result::Result<(), String> {
-    if port >= 1024 {
-        return Ok(());
-    }
-    let after = match auth {
-        AuthMethod::None => "the command reply".to_string(),
-        m => format!("the {} login", crate::error::auth_method_name(m.as_str())),
-    };
-    let hint = if bytes == [0x01, 0x00] {
-        "01 00 is how an OK reply (01 00 00 00) starts: the server probably sent its OK twice, \
-         which is a bug in that server"
-    } else {
-        "btest servers hand out UDP ports from 2001 up"
-    };
-    Err(format!(
-        "expected the server's UDP port after {after}, got bytes {:02x} {:02x} (port {port}); \
-         {hint}",
-        bytes[0], bytes[1]
-    ))
-}
-
-/// Reads the server's answer to the command, authenticating if asked.
-fn read_reply(
+/// Runs a handshake machine on `s` (a fresh connection): sets its timeouts, reads exactly the
+/// bytes the machine asks for (what follows the handshake stays in the socket), writes what it
+/// gives, and words its errors. A close or reset during the login is read through
+/// [`authio::during`], timed from our last login message (or from the server's request to log
+/// in), so a deadline's close is a timeout and a prompt one a verdict (issue 18).
+fn drive(
     s: &mut TcpStream,
+    m: &mut handshake::Client<'_>,
     cfg: &ClientConfig,
     server: SocketAddr,
-) -> Result<(Reply, AuthMethod)> {
-    let b = net::read_msg::<4>(s, Phase::Command)?;
-    let r = Reply::parse(&b).map_err(|e| Error::Protocol {
-        phase: Phase::Command,
+) -> Result<ClientOutcome> {
+    let t = Some(cfg.connect_timeout);
+    net::set_timeouts(s, t).map_err(|e| Error::io(Phase::Hello, None, e))?;
+    let mut buf = handshake::Buf::new();
+    let mut mark = Instant::now();
+    let mut in_auth = false;
+    let mut auth_sends = 0;
+    loop {
+        let (n, phase, send) = match m.poll().map_err(|e| client_error(e, server))? {
+            Step::Done(o) => return Ok(o),
+            Step::Need(n, phase) => (n, phase, false),
+            Step::Send(b, phase) => (buf.keep(b), phase, true),
+        };
+        let method = m.method();
+        let auth = phase == Phase::Auth;
+        if auth && !in_auth {
+            in_auth = true;
+            mark = Instant::now();
+            if method == AuthMethod::Md5
+                && cfg
+                    .user
+                    .as_ref()
+                    .is_some_and(|u| u.len() > md5::USER_FIELD_LEN)
+            {
+                log::warn!(
+                    "user name longer than {} bytes: MD5 carries only the first {}",
+                    md5::USER_FIELD_LEN,
+                    md5::USER_FIELD_LEN
+                );
+            }
+        }
+        let r = if send {
+            // The server cannot judge the password before MSG3: a close already there was its
+            // deadline passing while we computed (or a refusal of MSG1, when it came at once).
+            if auth && auth_sends > 0 && method == AuthMethod::EcSrp5 && authio::closed_already(s) {
+                let e = Error::PeerClosed {
+                    phase,
+                    addr: s.peer_addr().ok(),
+                };
+                return Err(authio::during(method, e, mark));
+            }
+            if auth {
+                auth_sends += 1;
+                mark = Instant::now();
+            }
+            net::write_msg(s, buf.get(n), phase)
+        } else {
+            net::read_exact(s, buf.get(n), phase).map(|()| {
+                m.feed(buf.get(n));
+            })
+        };
+        r.map_err(|e| {
+            if auth {
+                authio::during(method, e, mark)
+            } else {
+                e
+            }
+        })?;
+    }
+}
+
+/// The error of a handshake machine, in the words the client has always used.
+// Out of line, like the machine's steps: see server/handshake.rs `drive` (router image size).
+#[inline(never)]
+fn client_error(e: ClientError, server: SocketAddr) -> Error {
+    let protocol = |phase, detail| Error::Protocol {
+        phase,
         addr: Some(server),
-        detail: e.to_string(),
-    })?;
-    match r {
-        Reply::Ok | Reply::OkToken(_) => Ok((r, AuthMethod::None)),
-        Reply::Failed => Err(Error::Refused(
+        detail,
+    };
+    let ec = AuthMethod::EcSrp5;
+    match e {
+        ClientError::Hello(e) => protocol(
+            Phase::Hello,
+            format!("the server did not send the btest hello: {e}"),
+        ),
+        ClientError::Reply(phase, e) => protocol(phase, e.to_string()),
+        ClientError::Refused => Error::Refused(
             "the server answered 00 00 00 00 (authentication failed) without asking for credentials".into(),
+        ),
+        ClientError::NoCredentials(m) => authio::auth_err(
+            m,
+            "the server requires a login: give --user and --password (or set BTEST_PASSWORD)",
+        ),
+        ClientError::UserTooLong => Error::Usage(format!(
+            "--user: EC-SRP5 allows at most {} bytes of user name",
+            ec_srp5::MAX_USER_LEN
         )),
-        Reply::NeedMd5 => Ok((crate::authio::client_md5(s, cfg, server)?, AuthMethod::Md5)),
-        Reply::NeedEcSrp5 => Ok((crate::authio::client_ecsrp5(s, cfg, server)?, AuthMethod::EcSrp5)),
+        ClientError::Rejected(m) => authio::auth_err(
+            m,
+            match m {
+                AuthMethod::Md5 => "the server rejected the login: check the user and password",
+                _ => {
+                    "the server rejected the login: check the user and password; RouterOS \
+                      6.43+ servers use EC-SRP5"
+                }
+            },
+        ),
+        ClientError::Unexpected(r) => protocol(
+            Phase::Auth,
+            format!("unexpected reply {r:?} after authentication"),
+        ),
+        ClientError::BadMsg2(e) => authio::auth_err(ec, format!("bad server message: {e}")),
+        ClientError::BadMsg4(e) => authio::auth_err(
+            ec,
+            format!("{e}: check the user and password; RouterOS 6.43+ servers use EC-SRP5"),
+        ),
+        ClientError::UdpPort(detail) => protocol(Phase::UdpSetup, detail),
     }
 }
 
@@ -458,8 +520,7 @@ fn join(cfg: &ClientConfig, server: SocketAddr, token: command::Token) -> Result
         },
         other => other,
     })?;
-    hello(&mut s, cfg.connect_timeout)?;
-    net::write_msg(&mut s, &command::marker_to_bytes(token), Phase::Join)?;
+    drive(&mut s, &mut handshake::Client::join(token), cfg, server)?;
     // The server sends nothing back on a data connection (reference 8.3); bytes that do
     // arrive are counted as data.
     Ok(s)

@@ -20,6 +20,7 @@ pub mod error;
 pub mod export;
 #[cfg(feature = "fleet")]
 pub mod fleet;
+pub mod handshake;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod net;

@@ -6,7 +6,7 @@
 //! guard thread shuts the socket down at it ([`HandshakeSlot`]). Must not: run the data phase,
 //! or log a refusal except through the gate ([`reject`]).
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -15,11 +15,13 @@ use super::capacity::Tier;
 use super::limits::{Refusal, Source};
 use super::RejectReason;
 use super::{guard, hex, join, ports, session, Defer, Rejection, ServerEvent, Shared};
-use crate::auth::AuthMethod;
+use crate::auth::{ec_srp5, md5, AuthMethod};
 use crate::engine::{self, rx::canonical, UdpLink};
 use crate::error::{Error, Phase};
+use crate::handshake::server::{Outcome, Policy, ServerError};
+use crate::handshake::{self, Server, Step};
 use crate::net;
-use crate::wire::{self, Command, Protocol, Reply, Request};
+use crate::wire::{self, Command, Protocol};
 
 /// A session ready for its data phase: what [`admit`] set up, held until the session ends.
 pub(super) struct Admitted {
@@ -178,6 +180,210 @@ fn reason_of(e: &Error) -> RejectReason {
     }
 }
 
+/// Undoes a count when dropped.
+type Guard = Defer<Box<dyn FnOnce() + Send>>;
+
+/// The server's answers to the handshake machine, and what admitting the session holds until
+/// the session ends (or the handshake fails).
+struct Gate<'a> {
+    shared: &'a Arc<Shared>,
+    accounts: Arc<crate::authio::ServerAccounts>,
+    peer: SocketAddr,
+    src: Source,
+    local_ip: IpAddr,
+    /// Why the last refusal refused: the error and the metrics reason when it is not the
+    /// error's own (a limit, already counted and logged by [`reject`]).
+    refusal: Option<(Error, Option<RejectReason>)>,
+    /// The admitted user, as the logs and records show it.
+    user: Option<String>,
+    grant: Option<super::accounting::Grant>,
+    source: Option<Guard>,
+    capacity: Option<super::capacity::Hold>,
+    active: Option<Guard>,
+    /// A multi-connection session's token, its data connections, and the guard that
+    /// unregisters the token.
+    joins: Option<(crossbeam_channel::Receiver<TcpStream>, Guard)>,
+    lease: Option<(ports::Lease, std::net::UdpSocket)>,
+}
+
+impl Gate<'_> {
+    fn refuse(&mut self, reason: RejectReason, why: String) {
+        reject(self.shared, self.peer, reason, &why);
+        self.refusal = Some((Error::Refused(why), Some(reason)));
+    }
+}
+
+impl Policy for Gate<'_> {
+    fn method(&self) -> AuthMethod {
+        self.accounts.method()
+    }
+
+    fn begin_login(&mut self) -> bool {
+        let now = Instant::now();
+        let admitted = self.shared.limits.lock().begin_login(self.src, now);
+        match admitted {
+            Ok(()) => true,
+            Err(r) => {
+                self.refuse(refusal_reason(r), r.describe(now));
+                false
+            }
+        }
+    }
+
+    fn md5_check(
+        &self,
+        reply: &[u8; md5::REPLY_LEN],
+        challenge: &[u8; md5::CHALLENGE_LEN],
+    ) -> bool {
+        self.accounts.md5_check(reply, challenge)
+    }
+
+    fn ec_verifier(&self, user: &[u8]) -> ec_srp5::Verifier {
+        self.accounts.ec_verifier(user)
+    }
+
+    fn admit(
+        &mut self,
+        cmd: &Command,
+        user: Option<&[u8]>,
+    ) -> Option<Option<wire::command::Token>> {
+        let shared = self.shared;
+        let (peer, src) = (self.peer, self.src);
+        let method = self.accounts.method();
+        self.user = user.map(|u| String::from_utf8_lossy(u).into_owned());
+        if method != AuthMethod::None {
+            // The name is the peer's: escaped wherever it is printed (issue 18).
+            let shown = crate::text::Esc(self.user.as_deref().unwrap_or(""));
+            log::info!(
+                "{peer}: authenticated user '{shown}' ({})",
+                crate::error::auth_method_name(method.as_str())
+            );
+            shared.limits.lock().login_ok(src);
+        }
+        // Limits of the user and the source, before the session slot (a refused client must not
+        // hold one). The protocol has no refusal message after the command: the close is it.
+        match shared
+            .accounting
+            .admit(self.user.as_deref(), peer.ip(), SystemTime::now())
+        {
+            Ok(g) => self.grant = Some(g),
+            Err(why) => {
+                self.refuse(RejectReason::Quota, why);
+                return None;
+            }
+        }
+        let tcp = cmd.protocol == Protocol::Tcp;
+        let n = cmd.connections();
+        // Per source: sessions, and the TCP connections they hold together (issue 18: one
+        // address took all 100 slots; four 255-connection sessions exhausted the process).
+        let links = if tcp { n } else { 1 };
+        let admitted = shared
+            .limits
+            .lock()
+            .begin_session(src, links, Instant::now());
+        if let Err(r) = admitted {
+            self.refuse(refusal_reason(r), r.describe(Instant::now()));
+            return None;
+        }
+        let sh = shared.clone();
+        self.source = Some(Defer::boxed(move || {
+            sh.limits.lock().end_session(src, links)
+        }));
+        let (fds, threads) = super::capacity::session_cost(
+            tcp,
+            n,
+            cmd.direction.we_transmit(wire::Side::Server),
+            cmd.direction.we_receive(wire::Side::Server),
+        );
+        match shared.capacity.hold(Tier::Session, fds, threads) {
+            Ok(h) => self.capacity = Some(h),
+            Err(full) => {
+                self.refuse(RejectReason::Capacity, full.to_string());
+                return None;
+            }
+        }
+        // The session slot is taken after the login, so unauthenticated handshakes never hold
+        // one (they are bounded per source instead).
+        if shared.active.fetch_add(1, SeqCst) >= shared.cfg.max_sessions {
+            shared.active.fetch_sub(1, SeqCst);
+            let why = format!(
+                "session limit ({}) reached (--max-sessions)",
+                shared.cfg.max_sessions
+            );
+            self.refuse(RejectReason::Limit, why);
+            return None;
+        }
+        let sh = shared.clone();
+        self.active = Some(Defer::boxed(move || {
+            sh.active.fetch_sub(1, SeqCst);
+        }));
+        if !(tcp && n > 1) {
+            return Some(None);
+        }
+        let (token, rx) = shared.joins.register(canonical(peer.ip()), n - 1);
+        // The data connections may come beyond the per-source handshake cap.
+        shared
+            .limits
+            .lock()
+            .join_room(src, n - 1, true, Instant::now());
+        let sh = shared.clone();
+        let unregister = Defer::boxed(move || {
+            sh.joins.unregister(token);
+            sh.limits
+                .lock()
+                .join_room(src, n - 1, false, Instant::now());
+        });
+        self.joins = Some((rx, unregister));
+        Some(Some(token))
+    }
+
+    fn udp_port(&mut self, cmd: &Command) -> Option<u16> {
+        let (local_ip, device) = (self.local_ip, self.shared.cfg.device.as_deref());
+        match self.shared.ports.lease(cmd.connections(), |p| {
+            net::bind_udp_on(SocketAddr::new(local_ip, p), None, device)
+        }) {
+            Ok((l, sock)) => {
+                let port = l.port;
+                self.lease = Some((l, sock));
+                Some(port)
+            }
+            Err(e) => {
+                self.refusal = Some((Error::Refused(e), None));
+                None
+            }
+        }
+    }
+}
+
+/// Why the server's half of the handshake stopped: the socket, or the machine.
+enum Fail {
+    Io(Error),
+    Hs(ServerError),
+}
+
+/// Runs the machine on `s`: writes what it gives, reads exactly what it asks for (the socket's
+/// read and write timeouts and the guard bound every call).
+// Out of line, like the machine's steps (handshake/server.rs): in the router image (opt-level
+// "z", fat LTO) inlining them into one function cost 3.3 KiB more .text, which crossed a page
+// (issue 20 item 2, measured with `size -A` on the x86_64 musl build).
+#[inline(never)]
+fn drive(s: &mut TcpStream, m: &mut Server, gate: &mut Gate<'_>) -> Result<Outcome, Fail> {
+    let mut buf = handshake::Buf::new();
+    loop {
+        let (n, phase, send) = match m.poll(gate).map_err(Fail::Hs)? {
+            Step::Done(o) => return Ok(o),
+            Step::Need(n, phase) => (n, phase, false),
+            Step::Send(b, phase) => (buf.keep(b), phase, true),
+        };
+        if send {
+            net::write_msg(s, buf.get(n), phase).map_err(Fail::Io)?;
+        } else {
+            net::read_exact(s, buf.get(n), phase).map_err(Fail::Io)?;
+            m.feed(buf.get(n));
+        }
+    }
+}
+
 pub(super) fn handle_connection(
     shared: &Arc<Shared>,
     mut s: TcpStream,
@@ -187,6 +393,9 @@ pub(super) fn handle_connection(
     let mut slot = HandshakeSlot::new(shared, Source::of(peer.ip()), accepted);
     net::tune_control(&s);
     let t = Some(shared.cfg.handshake_timeout);
+    let Ok(local_ip) = s.local_addr().map(|a| a.ip()) else {
+        return;
+    };
     if s.set_read_timeout(t)
         .and_then(|_| s.set_write_timeout(t))
         .is_err()
@@ -202,61 +411,79 @@ pub(super) fn handle_connection(
         );
         return;
     }
-    if let Err(e) = net::write_msg(&mut s, &wire::HELLO, Phase::Hello) {
-        reject(shared, peer, RejectReason::Other, &e.to_string());
-        return;
-    }
-    let req = match net::read_msg::<16>(&mut s, Phase::Command) {
-        Ok(b) => Request::parse(&b).map_err(|e| {
-            (
+    let mut challenge = [0u8; md5::CHALLENGE_LEN];
+    let mut s_b = [0u8; 32];
+    crate::sys::random_bytes(&mut challenge);
+    crate::sys::random_bytes(&mut s_b);
+    let mut m = Server::new(challenge, s_b);
+    s_b.fill(0);
+    let mut gate = Gate {
+        shared,
+        accounts: shared.accounts(),
+        peer,
+        src: slot.src,
+        local_ip,
+        refusal: None,
+        user: None,
+        grant: None,
+        source: None,
+        capacity: None,
+        active: None,
+        joins: None,
+        lease: None,
+    };
+    let r = drive(&mut s, &mut m, &mut gate);
+    let Some(cmd) = m.command() else {
+        // Before a command: the hello, the command read, or a join marker.
+        let (reason, text) = match r {
+            Ok(Outcome::Join(token)) => {
+                route_join(shared, peer, token, s);
+                return;
+            }
+            Ok(Outcome::Session) => return,
+            Err(Fail::Hs(ServerError::BadCommand(b, e))) => (
                 RejectReason::BadCommand,
                 format!("bad command {}: {e}", hex(&b)),
-            )
-        }),
-        Err(e) if closed_silently(&e) && !slot.expired() => {
-            shared.rejected.fetch_add(1, SeqCst);
-            shared.metrics.reject(RejectReason::Other);
-            if shared.gate.lock().allow("closed_silently") {
-                log::info!("{peer}: closed before sending a command");
+            ),
+            // (only a bad command ends a handshake before its command)
+            Err(Fail::Hs(_)) => (RejectReason::Other, "no command".to_string()),
+            Err(Fail::Io(e)) if e.phase() == Some(Phase::Hello) => {
+                (RejectReason::Other, e.to_string())
             }
-            return;
-        }
-        Err(e) => {
-            let e = slot.explain(e);
-            Err((reason_of(&e), e.to_string()))
-        }
-    };
-    let cmd = match req {
-        Ok(Request::Command(c)) => c,
-        Ok(Request::Join(token)) => {
-            match shared.joins.route(token, canonical(peer.ip()), s) {
-                Ok(()) => log::debug!("{peer}: joined session {}", hex(&token)),
-                Err((why, _conn)) => {
-                    let (reason, text) = match why {
-                        join::Refused::Full => (
-                            RejectReason::Other,
-                            "data connection beyond the session's connection count".to_string(),
-                        ),
-                        join::Refused::OtherAddress => (
-                            RejectReason::UnknownToken,
-                            format!("token {} belongs to another address", hex(&token)),
-                        ),
-                        join::Refused::Unknown => (
-                            RejectReason::UnknownToken,
-                            format!("data connection with unknown token {}", hex(&token)),
-                        ),
-                    };
-                    reject(shared, peer, reason, &text);
+            Err(Fail::Io(e)) if closed_silently(&e) && !slot.expired() => {
+                shared.rejected.fetch_add(1, SeqCst);
+                shared.metrics.reject(RejectReason::Other);
+                if shared.gate.lock().allow("closed_silently") {
+                    log::info!("{peer}: closed before sending a command");
                 }
+                return;
             }
-            return;
+            Err(Fail::Io(e)) => {
+                let e = slot.explain(e);
+                (reason_of(&e), e.to_string())
+            }
+        };
+        reject(shared, peer, reason, &text);
+        return;
+    };
+    let result = match r {
+        Ok(_) => finish(shared, s, peer, cmd, &mut slot, &mut gate),
+        Err(f) if !m.authenticated() => {
+            Err(login_failed(shared, &mut s, peer, &m, &mut gate, &slot, f))
         }
-        Err((reason, e)) => {
-            reject(shared, peer, reason, &e);
-            return;
+        Err(f) => {
+            let (e, limit) = match f {
+                Fail::Hs(_) => gate
+                    .refusal
+                    .take()
+                    .unwrap_or((Error::Refused("refused".into()), None)),
+                Fail::Io(e) => (e, None),
+            };
+            Err((e, gate.user.take(), m.method(), limit))
         }
     };
-    match admit(shared, s, peer, cmd, &mut slot) {
+    drop(gate);
+    match result {
         Ok(ready) => {
             let rec = session::run(shared, peer, cmd, ready);
             shared.emit(ServerEvent::End(Box::new(rec)));
@@ -296,189 +523,165 @@ pub(super) fn handle_connection(
     }
 }
 
+/// Hands a data connection to the session whose token it presented.
+fn route_join(shared: &Arc<Shared>, peer: SocketAddr, token: wire::command::Token, s: TcpStream) {
+    match shared.joins.route(token, canonical(peer.ip()), s) {
+        Ok(()) => log::debug!("{peer}: joined session {}", hex(&token)),
+        Err((why, _conn)) => {
+            let (reason, text) = match why {
+                join::Refused::Full => (
+                    RejectReason::Other,
+                    "data connection beyond the session's connection count".to_string(),
+                ),
+                join::Refused::OtherAddress => (
+                    RejectReason::UnknownToken,
+                    format!("token {} belongs to another address", hex(&token)),
+                ),
+                join::Refused::Unknown => (
+                    RejectReason::UnknownToken,
+                    format!("data connection with unknown token {}", hex(&token)),
+                ),
+            };
+            reject(shared, peer, reason, &text);
+        }
+    }
+}
+
 /// Why a handshake failed: the error, the user presented, the method, and the metrics reason
 /// when it is not the error's own (a limit).
 type SetupError = (Error, Option<String>, AuthMethod, Option<RejectReason>);
 
-/// Everything after the command up to the data phase: login, session slot, data connections
-/// or UDP port. The handshake slot is released once it succeeded.
-fn admit(
+/// A failure before the login passed: words it, counts it, and counts a wrong login towards
+/// the source's block. Failures are logged at debug level here and once through the gate:
+/// one line per failure would let a login flood fill the log (issue 12).
+// Out of line, like the machine's steps (handshake/server.rs): in the router image (opt-level
+// "z", fat LTO) inlining them into one function cost 3.3 KiB more .text, which crossed a page
+// (issue 20 item 2, measured with `size -A` on the x86_64 musl build).
+#[inline(never)]
+fn login_failed(
     shared: &Arc<Shared>,
-    mut s: TcpStream,
+    s: &mut TcpStream,
+    peer: SocketAddr,
+    m: &Server,
+    gate: &mut Gate<'_>,
+    slot: &HandshakeSlot<'_>,
+    f: Fail,
+) -> SetupError {
+    let method = m.method();
+    let presented = m
+        .presented()
+        .map(|u| String::from_utf8_lossy(u).into_owned());
+    let src = slot.src;
+    let shown = crate::text::Esc(presented.as_deref().unwrap_or(""));
+    let name = crate::error::auth_method_name(method.as_str());
+    let auth = |detail: String| Error::Auth {
+        method: method.as_str(),
+        detail,
+    };
+    let e = match f {
+        Fail::Hs(ServerError::LoginRefused) => {
+            let (e, limit) = gate
+                .refusal
+                .take()
+                .unwrap_or((Error::Refused("refused".into()), None));
+            return (e, None, method, limit);
+        }
+        Fail::Hs(ServerError::WrongLogin) => {
+            log::debug!("{peer}: authentication failed ({name}) for user '{shown}'");
+            let _ = net::write_msg(s, m.farewell(), Phase::Auth);
+            auth(format!(
+                "user '{shown}' from {peer}: wrong user or password"
+            ))
+        }
+        Fail::Hs(ServerError::BadMsg1(e)) => {
+            log::debug!("{peer}: authentication failed ({name}): bad MSG1: {e}");
+            auth(format!("from {peer}: bad MSG1: {e}"))
+        }
+        Fail::Hs(ServerError::BadKey(e)) => {
+            log::debug!("{peer}: authentication failed ({name}) for user '{shown}': {e}");
+            auth(format!("user '{shown}' from {peer}: {e}"))
+        }
+        Fail::Io(e) => e,
+        // (the others come after the login)
+        Fail::Hs(_) => Error::Refused("refused".into()),
+    };
+    // A login the guard cut at the deadline is a timeout, whatever the read then saw
+    // (issue 18: it was recorded as a failed login and counted towards a block).
+    let e = match slot.explain(e) {
+        // Asked to log in, the client closed before naming a user: it has no
+        // credentials (or not for this method). Said in the server's words: the
+        // peer-closed text is advice for a client (issue 19). A failed login, as an
+        // EC-SRP5 close always was.
+        // (An MD5 client that closes with the challenge unread resets the connection.)
+        e if presented.is_none() && closed_in_auth(&e) => auth(format!(
+            "{peer} closed the connection when asked to log in, before sending a \
+             user name: the client has no credentials for this server (RouterOS: \
+             user= and password=; btest: --user and --password){}",
+            if method == AuthMethod::EcSrp5 {
+                ", or cannot do EC-SRP5 (RouterOS before 6.43: run this server \
+                 with --auth md5)"
+            } else {
+                ""
+            }
+        )),
+        // An EC-SRP5 client that gave up mid-exchange: a failed login, as it always
+        // was (an MD5 one stays a closed peer, as it always was too).
+        Error::PeerClosed {
+            phase: Phase::Auth, ..
+        } if method == AuthMethod::EcSrp5 => {
+            auth(format!("{peer} closed the connection during the exchange"))
+        }
+        e => e,
+    };
+    shared.rejected.fetch_add(1, SeqCst);
+    shared.metrics.reject(reason_of(&e));
+    if matches!(e, Error::Auth { .. }) {
+        shared.metrics.auth_failure(method.as_str());
+        if shared.gate.lock().allow("auth_failed") {
+            log::warn!("{peer}: {e}");
+        }
+        // A client that named no user guessed no password: not counted towards a
+        // block (the login rate limit above still bounds it).
+        let blocked = presented
+            .is_some()
+            .then(|| shared.limits.lock().login_failed(src, Instant::now()))
+            .flatten();
+        if blocked.is_some() {
+            let g = shared.cfg.guard;
+            log::warn!(
+                "{src}: {} wrong logins within {} s: refusing connections from it for {} s (--max-login-failures, --login-block)",
+                g.max_login_failures,
+                g.login_window.as_secs(),
+                g.login_block.as_secs()
+            );
+        }
+    }
+    (e, presented, method, None)
+}
+
+/// After the OK (and the UDP port): waits for the data connections of a multi-connection
+/// session, or builds the UDP links. The handshake slot is released once it succeeded.
+// Out of line, like the machine's steps (handshake/server.rs): in the router image (opt-level
+// "z", fat LTO) inlining them into one function cost 3.3 KiB more .text, which crossed a page
+// (issue 20 item 2, measured with `size -A` on the x86_64 musl build).
+#[inline(never)]
+fn finish(
+    shared: &Arc<Shared>,
+    s: TcpStream,
     peer: SocketAddr,
     cmd: Command,
     slot: &mut HandshakeSlot<'_>,
+    gate: &mut Gate<'_>,
 ) -> std::result::Result<Admitted, SetupError> {
-    let accounts = shared.accounts();
-    let method = accounts.method();
-    let src = slot.src;
-    if method != AuthMethod::None {
-        // Before any of the login's work: an EC-SRP5 MSG1 costs the server ~10x what it
-        // costs the sender (issue 12).
-        let now = Instant::now();
-        let admitted = shared.limits.lock().begin_login(src, now);
-        if let Err(r) = admitted {
-            let why = r.describe(now);
-            reject(shared, peer, refusal_reason(r), &why);
-            return Err((Error::Refused(why), None, method, Some(refusal_reason(r))));
-        }
-    }
-    let mut presented = None;
-    let user = accounts
-        .authenticate(&mut s, peer, &mut presented)
-        .map_err(|e| {
-            // A login the guard cut at the deadline is a timeout, whatever the read then saw
-            // (issue 18: it was recorded as a failed login and counted towards a block).
-            let e = match slot.explain(e) {
-                // Asked to log in, the client closed before naming a user: it has no
-                // credentials (or not for this method). Said in the server's words: the
-                // peer-closed text is advice for a client (issue 19). A failed login, as an
-                // EC-SRP5 close always was.
-                // (An MD5 client that closes with the challenge unread resets the connection.)
-                e if presented.is_none() && closed_in_auth(&e) => Error::Auth {
-                    method: method.as_str(),
-                    detail: format!(
-                        "{peer} closed the connection when asked to log in, before sending a \
-                         user name: the client has no credentials for this server (RouterOS: \
-                         user= and password=; btest: --user and --password){}",
-                        if method == AuthMethod::EcSrp5 {
-                            ", or cannot do EC-SRP5 (RouterOS before 6.43: run this server \
-                             with --auth md5)"
-                        } else {
-                            ""
-                        }
-                    ),
-                },
-                // An EC-SRP5 client that gave up mid-exchange: a failed login, as it always
-                // was (an MD5 one stays a closed peer, as it always was too).
-                Error::PeerClosed {
-                    phase: Phase::Auth, ..
-                } if method == AuthMethod::EcSrp5 => Error::Auth {
-                    method: method.as_str(),
-                    detail: format!("{peer} closed the connection during the exchange"),
-                },
-                e => e,
-            };
-            shared.rejected.fetch_add(1, SeqCst);
-            shared.metrics.reject(reason_of(&e));
-            if matches!(e, Error::Auth { .. }) {
-                shared.metrics.auth_failure(method.as_str());
-                if shared.gate.lock().allow("auth_failed") {
-                    log::warn!("{peer}: {e}");
-                }
-                // A client that named no user guessed no password: not counted towards a
-                // block (the login rate limit above still bounds it).
-                let blocked = presented
-                    .is_some()
-                    .then(|| shared.limits.lock().login_failed(src, Instant::now()))
-                    .flatten();
-                if blocked.is_some() {
-                    let g = shared.cfg.guard;
-                    log::warn!(
-                        "{src}: {} wrong logins within {} s: refusing connections from it for {} s (--max-login-failures, --login-block)",
-                        g.max_login_failures,
-                        g.login_window.as_secs(),
-                        g.login_block.as_secs()
-                    );
-                }
-            }
-            (e, presented.clone(), method, None)
-        })?;
-    if method != AuthMethod::None {
-        shared.limits.lock().login_ok(src);
-    }
+    let method = gate.accounts.method();
+    let user = gate.user.take();
     let fail = |e: Error| (e, user.clone(), method, None);
-    // Limits of the user and the source, before the session slot (a refused client must not
-    // hold one). The protocol has no refusal message after the command: the close is it.
-    let grant =
-        match shared
-            .accounting
-            .admit(user.as_deref(), peer.ip(), std::time::SystemTime::now())
-        {
-            Ok(g) => g,
-            Err(why) => {
-                reject(shared, peer, RejectReason::Quota, &why);
-                return Err((Error::Refused(why), user, method, Some(RejectReason::Quota)));
-            }
-        };
-    let tcp = cmd.protocol == Protocol::Tcp;
     let n = cmd.connections();
-    // Per source: sessions, and the TCP connections they hold together (issue 18: one
-    // address took all 100 slots; four 255-connection sessions exhausted the process).
-    let links = if tcp { n } else { 1 };
-    let admitted = shared
-        .limits
-        .lock()
-        .begin_session(src, links, Instant::now());
-    if let Err(r) = admitted {
-        let why = r.describe(Instant::now());
-        reject(shared, peer, refusal_reason(r), &why);
-        return Err((Error::Refused(why), user, method, Some(refusal_reason(r))));
-    }
-    let source = {
-        let sh = shared.clone();
-        Defer::boxed(move || sh.limits.lock().end_session(src, links))
-    };
-    let (fds, threads) = super::capacity::session_cost(
-        tcp,
-        n,
-        cmd.direction.we_transmit(wire::Side::Server),
-        cmd.direction.we_receive(wire::Side::Server),
-    );
-    let capacity = match shared.capacity.hold(Tier::Session, fds, threads) {
-        Ok(h) => h,
-        Err(full) => {
-            let why = full.to_string();
-            reject(shared, peer, RejectReason::Capacity, &why);
-            return Err((
-                Error::Refused(why),
-                user,
-                method,
-                Some(RejectReason::Capacity),
-            ));
-        }
-    };
-    // The session slot is taken after the login, so unauthenticated handshakes never hold
-    // one (they are bounded per source instead).
-    if shared.active.fetch_add(1, SeqCst) >= shared.cfg.max_sessions {
-        shared.active.fetch_sub(1, SeqCst);
-        let why = format!(
-            "session limit ({}) reached (--max-sessions)",
-            shared.cfg.max_sessions
-        );
-        reject(shared, peer, RejectReason::Limit, &why);
-        return Err((Error::Refused(why), user, method, Some(RejectReason::Limit)));
-    }
-    let active = {
-        let sh = shared.clone();
-        Defer::boxed(move || {
-            sh.active.fetch_sub(1, SeqCst);
-        })
-    };
-    let local_ip = s
-        .local_addr()
-        .map_err(|e| fail(Error::io(Phase::Command, Some(peer), e)))?
-        .ip();
     let peer_ip = canonical(peer.ip());
-
     let mut extra = Vec::new();
     let mut udp = Vec::new();
     let mut lease = None;
-    if tcp && n > 1 {
-        let (token, rx) = shared.joins.register(peer_ip, n - 1);
-        // The data connections may come beyond the per-source handshake cap.
-        shared
-            .limits
-            .lock()
-            .join_room(src, n - 1, true, Instant::now());
-        let _unregister = Defer::new(|| {
-            shared.joins.unregister(token);
-            shared
-                .limits
-                .lock()
-                .join_room(src, n - 1, false, Instant::now());
-        });
-        net::write_msg(&mut s, &Reply::OkToken(token).to_bytes(), Phase::Command).map_err(fail)?;
+    if let Some((rx, unregister)) = gate.joins.take() {
         // The wait ends at the handshake deadline by itself; the guard must not cut the
         // control connection of a session that goes on with the connections that came.
         slot.disarm();
@@ -492,6 +695,7 @@ fn admit(
                 extra.push(c);
             }
         }
+        drop(unregister);
         if shared.stop.is_triggered() {
             // The server is stopping (a signal): this session must not start with whatever
             // joined so far (issue 18: it started with none of them).
@@ -520,23 +724,10 @@ fn admit(
                 n
             );
         }
-    } else {
-        net::write_msg(&mut s, &Reply::Ok.to_bytes(), Phase::Command).map_err(fail)?;
     }
-    if !tcp {
-        let (l, sock) = shared
-            .ports
-            .lease(n, |p| {
-                net::bind_udp_on(
-                    SocketAddr::new(local_ip, p),
-                    None,
-                    shared.cfg.device.as_deref(),
-                )
-            })
-            .map_err(|e| fail(Error::Refused(e)))?;
+    if let Some((l, sock)) = gate.lease.take() {
         let port = l.port;
         lease = Some(l);
-        net::write_msg(&mut s, &wire::udp_port_to_bytes(port), Phase::UdpSetup).map_err(fail)?;
         // The pool leases only ports whose client ports all fit (`wire::udp::last_server_port`).
         let Some(first_port) = wire::udp::client_port(port, 0) else {
             return Err(fail(Error::Refused(format!(
@@ -568,6 +759,15 @@ fn admit(
             });
         }
     }
+    let held = (
+        gate.active.take(),
+        gate.grant.take(),
+        gate.source.take(),
+        gate.capacity.take(),
+    );
+    let (Some(active), Some(grant), Some(source), Some(capacity)) = held else {
+        return Err(fail(Error::Refused("admission incomplete".into())));
+    };
     slot.release();
     Ok(Admitted {
         control: s,

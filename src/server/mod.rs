@@ -485,14 +485,9 @@ impl Shared {
 }
 
 /// Runs its closure when dropped: the one guard type for "undo this on every way out"
-/// (a thread's count, the session slot, a join registration).
+/// (the session slot, a source's count, a join registration; thread counts use
+/// `thread::Registration`).
 pub(crate) struct Defer<F: FnOnce()>(Option<F>);
-
-impl<F: FnOnce()> Defer<F> {
-    pub(crate) fn new(f: F) -> Self {
-        Defer(Some(f))
-    }
-}
 
 impl Defer<Box<dyn FnOnce() + Send>> {
     /// A guard that can be kept in a struct.

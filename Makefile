@@ -68,7 +68,7 @@ SOAK_BIN ?= $(abspath $(BIN))
 SOAK_WAVES ?= 8
 
 soak: release     ## 1000 sessions + 100 at once vs one server: threads, fds, UDP ports, RSS back to baseline; RSS over 8 waves
-	SOAK_SESSIONS=$(SOAK_SESSIONS) SOAK_BIN=$(SOAK_BIN) \
+	SOAK_SESSIONS=$(SOAK_SESSIONS) SOAK_CONCURRENT=100 SOAK_BIN=$(SOAK_BIN) \
 	  $(CARGO) test --test integration soak:: -- --nocapture --test-threads=1
 	SOAK_WAVES=$(SOAK_WAVES) bash scripts/soak.sh $(SOAK_BIN)
 

@@ -6,7 +6,7 @@
 //! Servers run with `--control-timeout 2s` to keep this short; the default (10 s) was timed by
 //! hand for docs/reliability.md.
 
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::soak::{ServerProc, Usage};
@@ -26,28 +26,31 @@ const UDP_STOPPED_SERVER: u16 = 62900;
 /// waited out twice, 27 s of the suite).
 const CLIENT_CONTROL: Duration = Duration::from_secs(3);
 
-/// `btest client ADDR --protocol P --direction D --connection-count N`, 1 Mbit/s each way.
-fn client(addr: &str, proto: &str, dir: &str, conns: u8, secs: u32) -> Child {
+/// `btest client ADDR --protocol P --direction D --connection-count N`, 1 Mbit/s each way;
+/// killed on drop, so a failed assertion leaves no client running.
+fn client(addr: &str, proto: &str, dir: &str, conns: u8, secs: u32) -> Proc {
     client_with(addr, proto, dir, conns, secs, &[])
 }
 
 /// [`client`] with more options.
-fn client_with(addr: &str, proto: &str, dir: &str, conns: u8, secs: u32, extra: &[&str]) -> Child {
-    btest_bin()
-        .args(["client", addr, "--protocol", proto, "--direction", dir])
-        .args(extra)
-        .args(["--connection-count", &conns.to_string()])
-        .args(["--duration", &format!("{secs}s")])
-        .args(["--local-tx-speed", "1M", "--remote-tx-speed", "1M"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+fn client_with(addr: &str, proto: &str, dir: &str, conns: u8, secs: u32, extra: &[&str]) -> Proc {
+    Proc::new(
+        btest_bin()
+            .args(["client", addr, "--protocol", proto, "--direction", dir])
+            .args(extra)
+            .args(["--connection-count", &conns.to_string()])
+            .args(["--duration", &format!("{secs}s")])
+            .args(["--local-tx-speed", "1M", "--remote-tx-speed", "1M"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 /// Waits for a child to exit; its exit code, stderr and how long the wait took.
-fn exit_of(mut c: Child, within: Duration) -> (Option<i32>, String, Duration) {
+fn exit_of(mut c: Proc, within: Duration) -> (Option<i32>, String, Duration) {
     let t0 = Instant::now();
     let done = wait_until(within, || matches!(c.try_wait(), Ok(Some(_))));
     if !done {

@@ -24,8 +24,15 @@ build:            ## debug build
 release:          ## optimised build (LTO, stripped)
 	$(CARGO) build --release
 
+# Integration tests mostly wait (on timers, sockets, child processes; a full run used 0.5 CPU
+# on average), and the rate-measuring ones queue on one lock (tests/util exclusive()); with the
+# default 2 threads on a 2-core machine the queue idled half the harness. With 4 (and issue 20's
+# shorter waits) the integration binary took 156-173 s instead of 293 s, and passed under
+# `stress -c 2` (docs/reliability.md, "The suite in under 4 minutes").
+TEST_THREADS ?= 4
+
 test:             ## every unit and integration test (benches run only under `make bench`)
-	$(CARGO) test --lib --bins --tests
+	$(CARGO) test --lib --bins --tests -- --test-threads=$(TEST_THREADS)
 
 lint:             ## formatting, protocol rules only in src/wire/, clippy (full and role-only builds), warnings are errors
 	$(CARGO) fmt --all -- --check
@@ -68,7 +75,7 @@ SOAK_BIN ?= $(abspath $(BIN))
 SOAK_WAVES ?= 8
 
 soak: release     ## 1000 sessions + 100 at once vs one server: threads, fds, UDP ports, RSS back to baseline; RSS over 8 waves
-	SOAK_SESSIONS=$(SOAK_SESSIONS) SOAK_BIN=$(SOAK_BIN) \
+	SOAK_SESSIONS=$(SOAK_SESSIONS) SOAK_CONCURRENT=100 SOAK_BIN=$(SOAK_BIN) \
 	  $(CARGO) test --test integration soak:: -- --nocapture --test-threads=1
 	SOAK_WAVES=$(SOAK_WAVES) bash scripts/soak.sh $(SOAK_BIN)
 

@@ -331,7 +331,9 @@ fn run_to(
         }
     }
     let connections = if tcp { 1 + extra.len() } else { udp.len() };
-    let control_timeout = CONTROL_TIMEOUT.max(cfg.connect_timeout);
+    let control_timeout = cfg
+        .control_timeout
+        .unwrap_or(CONTROL_TIMEOUT.max(cfg.connect_timeout));
     let plan = Plan {
         side: "client",
         protocol: cfg.protocol,
@@ -379,7 +381,8 @@ fn run_to(
     })
 }
 
-/// The client's silence limit (at least the connect timeout).
+/// The client's silence limit unless `--control-timeout` is given (at least the connect
+/// timeout).
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs a handshake machine on `s` (a fresh connection): sets its timeouts, reads exactly the

@@ -71,6 +71,10 @@ pub struct ClientConfig {
     pub password: Option<String>,
     /// Deadline for connect and each handshake read.
     pub connect_timeout: Duration,
+    /// `--control-timeout`: end the test after this much silence from the server. `None`: 10 s,
+    /// or the connect timeout if longer. Issue 20: the fault tests set 3 s instead of waiting
+    /// out 10 s twice.
+    pub control_timeout: Option<Duration>,
     /// Append one CSV row per finished test here.
     pub csv: Option<PathBuf>,
     /// Send RFC 3164 syslog messages to this HOST[:PORT].
@@ -150,6 +154,7 @@ impl ClientConfig {
             user: None,
             password: None,
             connect_timeout: Duration::from_secs(10),
+            control_timeout: None,
             csv: None,
             syslog: None,
             tuning: Tuning::default(),

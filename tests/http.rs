@@ -9,7 +9,7 @@
 
 use std::io::{BufRead, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use btest::engine::{Stop, StopReason};
@@ -187,35 +187,36 @@ pub fn screenshot(chromium: &str, url: &str, name: &str) -> std::path::PathBuf {
 /// `btest server --listen 127.0.0.1:0 --http 127.0.0.1:0 EXTRA...` as a process, killed on
 /// drop (also when the test panics).
 struct WebServer {
-    child: Child,
+    /// Held for its drop: the server is killed with it.
+    _child: Proc,
     http: SocketAddr,
 }
 
 impl WebServer {
     fn start(extra: &[&str]) -> WebServer {
         let base = udp_base().to_string();
-        let mut child = btest_bin()
-            .args([
-                "server",
-                "--listen",
-                "127.0.0.1:0",
-                "--udp-port-from",
-                &base,
-            ])
-            .args(["--http", "127.0.0.1:0"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = Proc::new(
+            btest_bin()
+                .args([
+                    "server",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--udp-port-from",
+                    &base,
+                ])
+                .args(["--http", "127.0.0.1:0"])
+                .args(extra)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
         let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
         let mut http = None;
         let mut line = String::new();
         while http.is_none() {
             line.clear();
             if err.read_line(&mut line).unwrap() == 0 {
-                let _ = child.kill();
-                let _ = child.wait();
                 panic!("server exited before serving http");
             }
             http = line
@@ -227,16 +228,9 @@ impl WebServer {
         // Keep draining stderr so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in err.lines() {});
         WebServer {
-            child,
+            _child: child,
             http: http.unwrap(),
         }
-    }
-}
-
-impl Drop for WebServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -47,13 +47,17 @@ fn close_on_fin(s: &TcpStream) {
 }
 
 /// Sends zero chunks of 32768 bytes that each begin `07 00 00 00 01 00 00 00`, as one
-/// open-source server's do, as fast as loopback takes them, until the client's FIN.
+/// open-source server's do, until the client's FIN: 256 KiB per millisecond at most (about
+/// 2 Gbit/s), not as fast as loopback takes them, which saturated a core for the test's 10 s
+/// beside the rate-measuring tests (issue 20); what matters is how the chunks look.
 fn status_looking_chunks(mut s: TcpStream, _cmd: [u8; 16]) {
     close_on_fin(&s);
     let mut chunk = vec![0u8; 32768];
     chunk[..8].copy_from_slice(&[7, 0, 0, 0, 1, 0, 0, 0]);
     let batch: Vec<u8> = chunk.repeat(8);
-    while s.write_all(&batch).is_ok() {}
+    while s.write_all(&batch).is_ok() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 #[test]

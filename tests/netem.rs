@@ -102,20 +102,23 @@ fn netem_loss_5_percent_is_reported_as_wire_loss() {
     watchdog(60, || {
         let Some(link) = Link::new(5) else { return };
         let bin = env!("CARGO_BIN_EXE_btest");
-        let mut server = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &link.a,
-                bin,
-                "server",
-                "--listen",
-                "10.231.7.1:2000",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        // `ip netns exec` execs the server: the pid is the server's, killed on drop.
+        let mut server = Proc::new(
+            Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &link.a,
+                    bin,
+                    "server",
+                    "--listen",
+                    "10.231.7.1:2000",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
         let mut err = std::io::BufReader::new(server.stderr.take().unwrap());
         let mut line = String::new();
         std::io::BufRead::read_line(&mut err, &mut line).unwrap();

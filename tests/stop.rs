@@ -108,28 +108,31 @@ fn sigint_ends_a_client_test_with_its_summary() {
     watchdog(30, || {
         let srv = start_server(server_cfg());
         for proto in ["tcp", "udp"] {
-            let child = btest_bin()
-                .args([
-                    "client",
-                    &srv.addr.to_string(),
-                    "--protocol",
-                    proto,
-                    "--direction",
-                    "both",
-                ])
-                .args([
-                    "--duration",
-                    "0",
-                    "--local-tx-speed",
-                    "5M",
-                    "--remote-tx-speed",
-                    "5M",
-                    "--json",
-                ])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
+            // killed on drop: with --duration 0 it would run for ever if the test failed
+            let child = Proc::new(
+                btest_bin()
+                    .args([
+                        "client",
+                        &srv.addr.to_string(),
+                        "--protocol",
+                        proto,
+                        "--direction",
+                        "both",
+                    ])
+                    .args([
+                        "--duration",
+                        "0",
+                        "--local-tx-speed",
+                        "5M",
+                        "--remote-tx-speed",
+                        "5M",
+                        "--json",
+                    ])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap(),
+            );
             std::thread::sleep(Duration::from_millis(1500));
             let t0 = Instant::now();
             signal(child.id(), "-INT");

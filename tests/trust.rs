@@ -24,9 +24,11 @@ fn u(v: &Value, k: &str) -> u64 {
     v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"))
 }
 
+/// `btest client ADDR --json ARGS`, without the latency probe (none of these tests is about
+/// it, and its idle second before each test added 1 s to each run: issue 20).
 fn client_json(addr: &str, args: &[&str]) -> Output {
     btest_bin()
-        .args(["client", addr, "--json"])
+        .args(["client", addr, "--json", "--latency", "off"])
         .args(args)
         .output()
         .unwrap()
@@ -84,7 +86,9 @@ fn last_interval_and_final_statuses_cover_the_whole_test() {
         assert_exit(&o, 0);
         let sm = sums_match(&records(&o), 3);
         let (tx, remote) = (u(&sm, "tx_bytes"), u(&sm, "remote_rx_bytes"));
-        assert!(tx > 30_000_000, "{sm}");
+        // Data flowed (37.5 MB idle; 23.5 MB was seen with load 10, so no rate is asserted:
+        // what matters is the match below).
+        assert!(tx > 1_000_000, "{sm}");
         assert!(
             rel_diff(tx, remote) <= 0.01,
             "UDP tx {tx} vs remote_rx {remote}"

@@ -302,7 +302,7 @@ pub(super) const FLAGS: &[Flag] = &[
         |r, v| { r.port = Some(num("--port", v, 0u16, u16::MAX, "a TCP port (0: any free one)")?); Ok(()) }),
     flag!("udp-port-from", None, "allocate-udp-ports-from", SERVER, "PORT", "first UDP port handed to UDP tests (default 2001; RouterOS:\nallocate-udp-ports-from)",
         set_udp_port_from),
-    flag!("control-timeout", None, "", SERVER, "DUR", "end a session after this much silence (default 10s)",
+    flag!("control-timeout", None, "", CLIENT | SERVER, "DUR", "end a test after this much silence from the peer (default 10s)",
         |r, v| {
             let d = duration("--control-timeout", v)?;
             if d < Duration::from_secs(1) {

@@ -904,6 +904,7 @@ fn client_config(
     c.bind = r.bind;
     c.tos = r.tos;
     c.connect_timeout = r.connect_timeout.unwrap_or(c.connect_timeout);
+    c.control_timeout = r.control_timeout;
     c.output = if r.json { Output::Json } else { Output::Text };
     c.csv = r.csv;
     c.syslog = r.syslog;
@@ -1233,6 +1234,8 @@ mod tests {
             "--json",
             "--connect-timeout",
             "2s",
+            "--control-timeout",
+            "3s",
             "--user",
             "bob",
             "--password",
@@ -1252,6 +1255,7 @@ mod tests {
         assert_eq!(c.tos, Some(16));
         assert_eq!(c.output, Output::Json);
         assert_eq!(c.connect_timeout, Duration::from_secs(2));
+        assert_eq!(c.control_timeout, Some(Duration::from_secs(3)));
         assert_eq!(
             (c.user.as_deref(), c.password.as_deref()),
             (Some("bob"), Some("pw"))
@@ -1861,7 +1865,6 @@ mod tests {
             ("--listen", Some("127.0.0.1")),
             ("--udp-port-from", Some("3000")),
             ("--allocate-udp-ports-from", Some("3000")),
-            ("--control-timeout", Some("2s")),
             ("--max-duration", Some("1m")),
             ("--max-sessions", Some("2")),
             ("--handshake-timeout", Some("2s")),
@@ -1888,6 +1891,7 @@ mod tests {
         ];
         let both = [
             "--json",
+            "--control-timeout",
             "--device",
             "--pacing",
             "--udp-io",

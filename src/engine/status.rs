@@ -719,7 +719,10 @@ fn is_peer_gone(e: &std::io::Error) -> bool {
 /// start (the peer stopped reading: its buffer is full of our data) is skipped, `Ok(false)`;
 /// one that has started is finished, because the peer reads statuses as fixed 12-byte frames
 /// and a half-written one would put it out of step for the rest of the session.
-fn write_status(mut s: &TcpStream, msg: &[u8; status::LEN], stop: &Stop) -> std::io::Result<bool> {
+///
+/// Generic over the writer only so the tests can drive each path with a scripted fake (issue
+/// 20); the engine calls it with `&TcpStream` alone, so there is one copy in the binary.
+fn write_status(mut s: impl Write, msg: &[u8; status::LEN], stop: &Stop) -> std::io::Result<bool> {
     let mut done = 0;
     let give_up = Instant::now() + STATUS_WRITE_LIMIT;
     while done < msg.len() {
@@ -778,15 +781,125 @@ mod tests {
         assert_eq!(udp_feedback(u32::MAX, 1), u64::from(u32::MAX) * 12);
     }
 
+    /// A writer scripted step by step: `Ok(n)` takes up to n bytes, `Err(kind)` fails once;
+    /// after the script, every write times out (a peer that stopped reading for good).
+    struct Scripted {
+        steps: std::collections::VecDeque<std::result::Result<usize, std::io::ErrorKind>>,
+        written: Vec<u8>,
+        calls: usize,
+    }
+
+    impl Scripted {
+        fn new(steps: &[std::result::Result<usize, std::io::ErrorKind>]) -> Scripted {
+            Scripted {
+                steps: steps.iter().copied().collect(),
+                written: Vec::new(),
+                calls: 0,
+            }
+        }
+    }
+
+    impl Write for Scripted {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.calls += 1;
+            match self.steps.pop_front() {
+                Some(Ok(n)) => {
+                    let n = n.min(buf.len());
+                    self.written.extend_from_slice(&buf[..n]);
+                    Ok(n)
+                }
+                Some(Err(k)) => Err(k.into()),
+                None => Err(std::io::ErrorKind::WouldBlock.into()),
+            }
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
     #[test]
     fn a_started_status_is_finished_and_an_unstarted_one_skipped() {
+        use std::io::ErrorKind::{BrokenPipe, TimedOut, WouldBlock};
+        let msg = Status::new(5, 1, 42).to_bytes();
+        let stop = Stop::new();
+        // Unstarted: the first write times out with nothing taken, so the status is skipped
+        // (Ok(false)) after that one try, and nothing is retried into a full buffer.
+        for kind in [WouldBlock, TimedOut] {
+            let mut w = Scripted::new(&[Err(kind)]);
+            assert!(!write_status(&mut w, &msg, &stop).unwrap(), "{kind:?}");
+            assert_eq!((w.calls, w.written.len()), (1, 0), "{kind:?}");
+        }
+        // Half-written: 5 bytes go, then the peer's buffer is full for a while; the rest is
+        // written once it drains, in order, so the peer's 12-byte framing stays in step.
+        let mut w = Scripted::new(&[Ok(5), Err(WouldBlock), Err(TimedOut), Ok(3), Ok(12)]);
+        assert!(write_status(&mut w, &msg, &stop).unwrap());
+        assert_eq!(w.written, msg);
+        assert_eq!(w.calls, 5);
+        // Half-written and never drained: with the session stopping, it gives up at once and
+        // says how far it got (a skipped status would be Ok(false), a lie here).
+        let stopping = Stop::new();
+        stopping.trigger(StopReason::Shutdown);
+        let mut w = Scripted::new(&[Ok(7)]);
+        let e = write_status(&mut w, &msg, &stopping).unwrap_err();
+        assert_eq!(e.kind(), TimedOut);
+        assert!(
+            e.to_string().contains("half-written (7 of 12 bytes)"),
+            "{e}"
+        );
+        assert_eq!(w.written, msg[..7]);
+        // A peer that is gone, before or after the first byte, is an error, not a skip.
+        for steps in [&[Err(BrokenPipe)][..], &[Ok(4), Err(BrokenPipe)]] {
+            let mut w = Scripted::new(steps);
+            let e = write_status(&mut w, &msg, &stop).unwrap_err();
+            assert_eq!(e.kind(), BrokenPipe, "{steps:?}");
+        }
+        // A writer that takes nothing without an error would loop for ever: WriteZero.
+        let mut w = Scripted::new(&[Ok(2), Ok(0)]);
+        let e = write_status(&mut w, &msg, &stop).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::WriteZero);
+    }
+
+    #[test]
+    fn a_status_to_a_socket_that_is_not_read_is_skipped_whole() {
+        // The real kernel path of the skip: the peer never reads, so both buffers fill; then
+        // a status cannot start (EAGAIN with 0 bytes) and is skipped; a status once the peer
+        // reads goes through whole.
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (mut srv, _) = l.accept().unwrap();
+        let sock = socket2::SockRef::from(&c);
+        sock.set_send_buffer_size(4096).unwrap();
+        socket2::SockRef::from(&srv)
+            .set_recv_buffer_size(4096)
+            .unwrap();
         c.set_write_timeout(Some(Duration::from_millis(20)))
             .unwrap();
         let stop = Stop::new();
+        // Fill until a write takes nothing, twice in a row 50 ms apart (nothing drains).
+        let chunk = [0u8; 4096];
+        let mut filled = 0usize;
+        let mut refused = 0;
+        while refused < 2 {
+            match (&c).write(&chunk) {
+                Ok(n) => {
+                    filled += n;
+                    refused = 0;
+                }
+                Err(e) if crate::net::is_timeout(&e) => {
+                    refused += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!("filling: {e}"),
+            }
+            assert!(filled < 64 << 20, "the buffers never filled");
+        }
         let msg = Status::new(5, 1, 42).to_bytes();
+        assert!(!write_status(&c, &msg, &stop).unwrap(), "after {filled} B");
+        // The peer reads everything: the next status goes through, whole.
+        srv.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut sink = vec![0u8; filled];
+        std::io::Read::read_exact(&mut srv, &mut sink).unwrap();
+        c.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
         assert!(write_status(&c, &msg, &stop).unwrap());
         let mut got = [0u8; status::LEN];
         std::io::Read::read_exact(&mut srv, &mut got).unwrap();

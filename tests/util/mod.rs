@@ -180,9 +180,32 @@ pub fn avg_bps(bytes: u64, d: Duration) -> f64 {
     bytes as f64 * 8.0 / d.as_secs_f64()
 }
 
+/// How far a TCP receiver's count may fall short of what its sender wrote, beyond 10 %: what
+/// was still queued when the connection closed. Under load the client's wait for the final
+/// status (one status period) can run out; closing with unread data resets the connection,
+/// and the kernel drops both queues. Seen with 6 test threads at load 5.5 (issue 20): TCP both
+/// at 50 Mbit/s, 18,776,064 B sent, 16,505,508 received (12 % short). Bounded by one second at
+/// the asked rate and by the send buffer's ceiling (`tcp_wmem` max, 4 MiB) per connection.
+pub fn tcp_close_slack(cfg: &ClientConfig, asked_bps: u64) -> u64 {
+    if cfg.protocol != Protocol::Tcp {
+        return 0;
+    }
+    let queues = u64::from(cfg.connection_count.max(1)) * (4 << 20);
+    match asked_bps {
+        0 => queues,
+        r => (r / 8).min(queues),
+    }
+}
+
+/// `got` is within 10 % of `sent`, or short of it by at most `slack`.
+fn counts_agree(sent: u64, got: u64, slack: u64) -> bool {
+    rel_diff(sent, got) < 0.10 || (got < sent && sent - got <= slack)
+}
+
 /// Runs `cfg` against `srv` and checks the basics every data test shares: the test completed,
 /// bytes flowed in the asked directions only, the client's view of each direction agrees with
-/// what the server counted (within 10 %), and statuses went both ways (remote CPU seen).
+/// what the server counted (within 10 %, or TCP's [`tcp_close_slack`] short), and statuses
+/// went both ways (remote CPU seen).
 pub fn check_flow(srv: &TestServer, cfg: &ClientConfig) -> (ClientResult, SessionRecord) {
     let (r, _samples) = run_client(cfg);
     let r = r.unwrap_or_else(|e| panic!("client failed: {e}"));
@@ -211,7 +234,11 @@ pub fn check_flow(srv: &TestServer, cfg: &ClientConfig) -> (ClientResult, Sessio
             c.tx_bytes
         );
         assert!(
-            rel_diff(c.tx_bytes, s.rx_bytes) < 0.10,
+            counts_agree(
+                c.tx_bytes,
+                s.rx_bytes,
+                tcp_close_slack(cfg, cfg.local_tx_speed)
+            ),
             "{what}: client sent {} but server received {}",
             c.tx_bytes,
             s.rx_bytes
@@ -231,7 +258,11 @@ pub fn check_flow(srv: &TestServer, cfg: &ClientConfig) -> (ClientResult, Sessio
             c.rx_bytes
         );
         assert!(
-            rel_diff(c.rx_bytes, s.tx_bytes) < 0.10,
+            counts_agree(
+                s.tx_bytes,
+                c.rx_bytes,
+                tcp_close_slack(cfg, u64::from(cfg.remote_tx_speed))
+            ),
             "{what}: server sent {} but client received {}",
             s.tx_bytes,
             c.rx_bytes

@@ -20,23 +20,42 @@ fn wire_lost(gaps: u64, host: Option<u64>) -> u64 {
     lost(gaps).saturating_sub(host.unwrap_or(0))
 }
 
+/// Keys inside the `tcp` object (and its `total` and `per_connection` entries) and the
+/// `thread_cpu_max` object of the records (docs/output.md): one definition for the writer below
+/// and the summary text that reads them back, so a renamed key fails to compile (issue 20).
+mod key {
+    pub const RTT_US: &str = "rtt_us";
+    pub const RTTVAR_US: &str = "rttvar_us";
+    pub const CWND: &str = "cwnd";
+    pub const MSS: &str = "mss";
+    pub const RETRANSMITS_TOTAL: &str = "retransmits_total";
+    pub const DELIVERY_RATE_BPS: &str = "delivery_rate_bps";
+    pub const RETRANSMITS: &str = "retransmits";
+    pub const TOTAL: &str = "total";
+    pub const PER_CONNECTION: &str = "per_connection";
+    pub const TX: &str = "tx";
+    pub const RX: &str = "rx";
+    pub const STATUS: &str = "status";
+}
+
 mod client_records {
+    use super::key;
     use super::*;
     use crate::engine::tcpinfo::TcpStats;
     use crate::engine::{RoleCpu, TcpSample};
 
     fn tcp_stats(t: &TcpStats) -> Value {
         record::object(&[
-            ("rtt_us", Value::Int(u64::from(t.rtt_us))),
-            ("rttvar_us", Value::Int(u64::from(t.rttvar_us))),
-            ("cwnd", Value::Int(u64::from(t.cwnd))),
-            ("mss", Value::Int(u64::from(t.mss))),
+            (key::RTT_US, Value::Int(u64::from(t.rtt_us))),
+            (key::RTTVAR_US, Value::Int(u64::from(t.rttvar_us))),
+            (key::CWND, Value::Int(u64::from(t.cwnd))),
+            (key::MSS, Value::Int(u64::from(t.mss))),
             (
-                "retransmits_total",
+                key::RETRANSMITS_TOTAL,
                 Value::Int(u64::from(t.retransmits_total)),
             ),
             (
-                "delivery_rate_bps",
+                key::DELIVERY_RATE_BPS,
                 t.delivery_rate_bps.map_or(Value::Null, Value::Int),
             ),
         ])
@@ -45,10 +64,10 @@ mod client_records {
     pub(super) fn tcp(t: Option<&TcpSample>) -> Value {
         let Some(t) = t else { return Value::Null };
         record::object(&[
-            ("retransmits", Value::Int(t.retransmits)),
-            ("total", tcp_stats(&t.total)),
+            (key::RETRANSMITS, Value::Int(t.retransmits)),
+            (key::TOTAL, tcp_stats(&t.total)),
             (
-                "per_connection",
+                key::PER_CONNECTION,
                 record::array(t.per_connection.iter().map(tcp_stats)),
             ),
         ])
@@ -56,7 +75,11 @@ mod client_records {
 
     pub(super) fn roles(c: RoleCpu) -> Value {
         let r = |v: f64| Value::Num((v * 10.0).round() / 10.0, 1);
-        record::object(&[("tx", r(c.tx)), ("rx", r(c.rx)), ("status", r(c.status))])
+        record::object(&[
+            (key::TX, r(c.tx)),
+            (key::RX, r(c.rx)),
+            (key::STATUS, r(c.status)),
+        ])
     }
 
     pub(super) fn senders(s: &Sample) -> Value {
@@ -865,15 +888,15 @@ fn summary_text(out: &mut impl Write, r: &Record) -> io::Result<()> {
     }
     let tcp = r.get(&F::TCP);
     if *tcp != Value::Null {
-        let total = tcp.field("total");
+        let total = tcp.field(key::TOTAL);
         let ms = |k: &str| total.field(k).as_f64().unwrap_or(0.0) / 1000.0;
         writeln!(
             out,
             "  tcp: rtt {:.2} ms (var {:.2} ms)  cwnd {} segments  retransmits {}",
-            ms("rtt_us"),
-            ms("rttvar_us"),
-            total.field("cwnd").plain(),
-            tcp.field("retransmits").plain(),
+            ms(key::RTT_US),
+            ms(key::RTTVAR_US),
+            total.field(key::CWND).plain(),
+            tcp.field(key::RETRANSMITS).plain(),
         )?;
     }
     if let Value::Str(method) = r.get(&F::RTT_METHOD) {
@@ -915,9 +938,9 @@ fn summary_text(out: &mut impl Write, r: &Record) -> io::Result<()> {
     writeln!(
         out,
         "  threads (busiest, % of a core): tx {:.0}  rx {:.0}  status {:.0}",
-        pc("tx"),
-        pc("rx"),
-        pc("status")
+        pc(key::TX),
+        pc(key::RX),
+        pc(key::STATUS)
     )?;
     if let Value::Str(v) = r.get(&F::VERDICT) {
         writeln!(out, "  note: {v}")?;

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# The OpenWrt packages (issue 21; run by tests/packages.rs in `make test`, and by itself):
+# runs package-ipk.sh on a directory of images named as make musl / make cross name them
+# (BINARY, a host build, under the x86_64 names so the packaged one can run here; copies of it
+# under the aarch64 and mips names, for the architecture mapping), then checks each package as
+# opkg reads it: the outer gzipped tar and its three members in order, debian-binary,
+# control fields, conffiles, maintainer scripts, the file list with modes and owners, and that
+# the packaged binary runs. opkg itself is not in Debian: nothing here installs the packages.
+# usage: scripts/test-ipk.sh [BINARY]   (default target/release/btest). Exit 0 passed, 1 failed.
+set -euo pipefail
+SCRIPT=test-ipk
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
+# shellcheck source=scripts/pkg-lib.sh
+. "$(dirname "$0")/pkg-lib.sh"
+BIN=$(realpath "${1:-$TARGET_DIR/release/btest}")
+[ -x "$BIN" ] || die "$BIN: no such binary"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+fails=0
+ok() { printf '  ok    %s\n' "$*"; }
+bad() {
+  printf '  FAIL  %s\n' "$*"
+  fails=$((fails + 1))
+}
+
+mkdir "$work/images"
+cp "$BIN" "$work/images/btest-x86_64-unknown-linux-musl"
+strip "$work/images/btest-x86_64-unknown-linux-musl" 2>/dev/null || true
+for n in btest-server-x86_64-unknown-linux-musl btest-client-x86_64-unknown-linux-musl; do
+  cp "$work/images/btest-x86_64-unknown-linux-musl" "$work/images/$n"
+done
+# Never run: stand-ins for the architecture mapping.
+for n in btest-aarch64-unknown-linux-musl btest-mips-unknown-linux-musl btest-x86_64-pc-windows-gnu.exe; do
+  printf '#!/bin/sh\nexit 1\n' >"$work/images/$n"
+done
+export PKG_GZIP=${PKG_GZIP:-1}
+IPK_IMAGES="$work/images" IPK_OUT="$work/out" bash "$ROOT/scripts/package-ipk.sh" >"$work/built"
+V="$(pkg_version)-r1"
+
+echo "== packages and architectures"
+want=(btest_"$V"_x86_64 btest-server_"$V"_x86_64 btest-client_"$V"_x86_64
+  btest_"$V"_aarch64_generic btest_"$V"_aarch64_cortex-a53 btest_"$V"_mips_24kc)
+for w in "${want[@]}"; do
+  grep -q "/$w.ipk\$" "$work/built" && ok "$w.ipk" || bad "no $w.ipk"
+done
+grep -q windows "$work/built" && bad "a package from the Windows image" || ok "no package from a .exe"
+
+# check_ipk FILE NAME SERVICE(0|1)
+check_ipk() {
+  local ipk=$1 name=$2 service=$3 d
+  d=$(mktemp -d "$work/x.XXXXXX")
+  echo "== $(basename "$ipk")"
+  gzip -t "$ipk" && ok "outer: gzip" || bad "outer: not gzip"
+  [ "$(tar -tzf "$ipk" | tr '\n' ' ')" = "./debian-binary ./data.tar.gz ./control.tar.gz " ] &&
+    ok "members: ./debian-binary ./data.tar.gz ./control.tar.gz" || bad "members: $(tar -tzf "$ipk" | tr '\n' ' ')"
+  tar -C "$d" -xzf "$ipk"
+  [ "$(cat "$d/debian-binary")" = 2.0 ] && ok "debian-binary: 2.0" || bad "debian-binary: $(cat "$d/debian-binary")"
+  mkdir "$d/c" "$d/data"
+  tar -C "$d/c" -xzf "$d/control.tar.gz"
+  tar -C "$d/data" -xzf "$d/data.tar.gz"
+  local f v
+  f() { sed -n "s/^$1: //p" "$d/c/control"; }
+  [ "$(f Package)" = "$name" ] && ok "Package: $name" || bad "Package: $(f Package)"
+  [ "$(f Version)" = "$V" ] && ok "Version: $V" || bad "Version: $(f Version)"
+  [ "$(f Architecture)" = x86_64 ] && ok "Architecture: x86_64" || bad "Architecture: $(f Architecture)"
+  [ "$(f Source)" = feeds/packages/net/btest ] && ok "Source: feeds/packages/net/btest (the feed CI's test.sh lookup)" || bad "Source: $(f Source)"
+  [ "$(f Installed-Size)" = "$(gzip -dc "$d/data.tar.gz" | wc -c)" ] && ok "Installed-Size: $(f Installed-Size)" || bad "Installed-Size: $(f Installed-Size)"
+  for v in Maintainer License Section Description SourceDateEpoch; do
+    [ -n "$(f "$v")" ] && ok "$v present" || bad "$v missing"
+  done
+  [ -n "$(f Conflicts)" ] && ok "Conflicts: $(f Conflicts)" || bad "no Conflicts with the other variants"
+  tar -tvzf "$d/data.tar.gz" | awk '{ print $1, $2, $6 }' >"$work/list"
+  grep -qxF -- '-rwxr-xr-x 0/0 ./usr/bin/btest' "$work/list" && ok "./usr/bin/btest 755 0/0" || bad "./usr/bin/btest: $(grep usr/bin/btest "$work/list")"
+  "$d/data/usr/bin/btest" --version >/dev/null && ok "the packaged binary runs: $("$d/data/usr/bin/btest" --version)" || bad "the packaged binary does not run"
+  if [ "$service" = 1 ]; then
+    grep -qxF -- '-rwxr-xr-x 0/0 ./etc/init.d/btest' "$work/list" && ok "./etc/init.d/btest 755" || bad "init script: $(grep init.d "$work/list")"
+    grep -qxF -- '-rw------- 0/0 ./etc/config/btest' "$work/list" && ok "./etc/config/btest 600" || bad "config: $(grep etc/config "$work/list")"
+    [ "$(cat "$d/c/conffiles" 2>/dev/null)" = /etc/config/btest ] && ok "conffiles: /etc/config/btest" || bad "conffiles: $(cat "$d/c/conffiles" 2>/dev/null)"
+    for s in postinst prerm; do
+      [ -x "$d/c/$s" ] && sh -n "$d/c/$s" && grep -q "default_$s" "$d/c/$s" && ok "$s: OpenWrt's default_$s" || bad "$s"
+    done
+    sh -n "$d/data/etc/init.d/btest" && ok "init script: sh -n clean" || bad "init script: sh -n"
+    grep -q '^USE_PROCD=1' "$d/data/etc/init.d/btest" && ok "init script: procd" || bad "init script: not procd"
+    grep -qE "^[[:space:]]*option enabled '0'" "$d/data/etc/config/btest" && ok "config: the server is off until enabled" || bad "config: server enabled by default"
+  else
+    ! grep -q ' ./etc' "$work/list" && ok "binary only" || bad "client package has: $(tr '\n' ' ' <"$work/list")"
+    [ ! -e "$d/c/conffiles" ] && ok "no conffiles" || bad "client package has conffiles"
+  fi
+}
+check_ipk "$work/out/btest_${V}_x86_64.ipk" btest 1
+check_ipk "$work/out/btest-server_${V}_x86_64.ipk" btest-server 1
+check_ipk "$work/out/btest-client_${V}_x86_64.ipk" btest-client 0
+
+echo "== the feed package directory"
+feed=$ROOT/scripts/openwrt/btest
+for f in Makefile test.sh files/btest.init files/btest.config; do
+  [ -f "$feed/$f" ] && ok "scripts/openwrt/btest/$f" || bad "no scripts/openwrt/btest/$f"
+done
+sh -n "$feed/test.sh" && ok "test.sh: sh -n clean" || bad "test.sh: sh -n"
+grep -q 'rust-package.mk' "$feed/Makefile" && grep -q 'PKG_BUILD_DEPENDS:=rust/host' "$feed/Makefile" &&
+  ok "Makefile on lang/rust/rust-package.mk" || bad "Makefile does not use rust-package.mk"
+for p in btest btest-server btest-client; do
+  grep -q "BuildPackage,$p))" "$feed/Makefile" && ok "variant $p" || bad "no variant $p"
+done
+# Every flag the init script and test.sh hand to btest is one btest knows.
+help=$("$BIN" server --help 2>&1; "$BIN" client --help 2>&1)
+unknown=""
+for flag in $(grep -ohE -- '--[a-z][a-z0-9-]+' "$feed/files/btest.init" "$feed/test.sh" | sort -u); do
+  grep -qE -- "(^|[^a-z-])$flag([^a-z-]|\$)" <<<"$help" || unknown+=" $flag"
+done
+[ -z "$unknown" ] && ok "every flag in btest.init and test.sh is in btest server/client --help" || bad "unknown flags:$unknown"
+fv=$(sed -n 's/^PKG_VERSION:=//p' "$feed/Makefile")
+[ "$fv" = "$(pkg_version)" ] && ok "PKG_VERSION $fv = Cargo.toml's" || bad "PKG_VERSION $fv, Cargo.toml says $(pkg_version)"
+
+if [ "$fails" -gt 0 ]; then
+  say "$fails check(s) failed"
+  exit 1
+fi
+say "passed"

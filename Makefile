@@ -17,7 +17,7 @@ INSTALL ?= install
 
 .PHONY: build release test lint fmt bench demo clean
 .PHONY: musl size cross-test rss soak check-docs fuzz-smoke install uninstall
-.PHONY: deb openwrt container dist packages container-test package-test
+.PHONY: deb openwrt openwrt-apk container dist packages container-test package-test
 
 build:            ## debug build
 	$(CARGO) build
@@ -95,6 +95,9 @@ deb: release      ## Debian/Ubuntu .deb from the release binary (dpkg-deb; unit,
 openwrt:          ## OpenWrt .ipk packages (opkg: 23.05, 24.10) from the static images in target/dist/
 	bash scripts/package-ipk.sh
 
+openwrt-apk:      ## OpenWrt 25.12 .apk packages (unsigned) from the same images; needs apk-tools v3 (APK=path)
+	bash scripts/package-apk.sh
+
 container:        ## FROM-scratch multi-arch container image (podman) of the static images; CONTAINER_ARCHIVE=1 saves it
 	bash scripts/package-container.sh
 
@@ -110,6 +113,7 @@ package-test: release ## the packaging tests on the release binary: .deb (root),
 	bash scripts/test-deb.sh $(BIN) || [ $$? -eq 77 ]
 	bash scripts/test-ipk.sh $(BIN)
 	bash scripts/test-dist.sh $(BIN)
+	bash scripts/test-apk.sh $(BIN) || [ $$? -eq 77 ]
 	bash scripts/test-container.sh $(BIN) || [ $$? -eq 77 ]
 
 install: $(if $(filter $(BIN),$(INSTALL_BIN)),release) ## binary + man page (+ systemd unit: SYSTEMD=1)

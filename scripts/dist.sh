@@ -74,6 +74,6 @@ for image in "$IMAGES"/btest-*; do
 done
 [ "$n" -gt 0 ] || die "nothing to pack: make release, make musl"
 # Checksums of every artefact in the directory, in the form `sha256sum -c SHA256SUMS` reads.
-(cd "$OUT" && find . -maxdepth 2 -type f \( -name '*.tar.gz' -o -name '*.zip' -o -name '*.deb' -o -name '*.ipk' -o -name '*-oci.tar' \) \
+(cd "$OUT" && find . -maxdepth 3 -type f \( -name '*.apk' -o -name '*.tar.gz' -o -name '*.zip' -o -name '*.deb' -o -name '*.ipk' -o -name '*-oci.tar' \) \
   | sed 's|^\./||' | LC_ALL=C sort | xargs -r sha256sum >SHA256SUMS)
 say "packed $n targets in $OUT; SHA256SUMS lists $(wc -l <"$OUT/SHA256SUMS") files"

@@ -19,7 +19,8 @@ SCRIPT=package-apk
 # shellcheck source=scripts/pkg-lib.sh
 . "$(dirname "$0")/pkg-lib.sh"
 APK=${APK:-$(command -v apk || true)}
-if [ -z "$APK" ] || ! "$APK" mkpkg --help >/dev/null 2>&1; then
+# v3 is the one with mkpkg (`mkpkg --help` fails in a build without its help text).
+if [ -z "$APK" ] || ! "$APK" --version 2>/dev/null | grep -q '^apk-tools 3\.'; then
   say "no apk-tools v3 with 'apk mkpkg' (APK=${APK:-unset}): see the header of this script"
   exit 77
 fi

@@ -1,9 +1,10 @@
 //! Issue 21: the packages, each built and checked by its script in scripts/ (test-deb.sh,
-//! test-ipk.sh, test-dist.sh, test-container.sh) against the binary under test. This module
-//! only runs them: a script's exit 77 means "cannot run here" (not root, no dpkg, no podman,
-//! no static image), which goes through `util::skip` (so it fails under CI) for the .deb, and
-//! is a plain skip for the container, which needs `make musl`'s static image that a clean
-//! CI checkout does not build (`make container-test` runs it).
+//! test-ipk.sh, test-apk.sh, test-dist.sh, test-container.sh) against the binary under test.
+//! This module only runs them: a script's exit 77 means "cannot run here" (not root, no dpkg,
+//! no apk-tools v3, no podman, no static image), which goes through `util::skip` (so it fails
+//! under CI) for the .deb, and is a plain skip for the container, which needs `make musl`'s
+//! static image that a clean CI checkout does not build (`make container-test` runs it), and
+//! for the .apk, which needs apk-tools v3 built from source (Debian 12 has no package).
 
 use std::process::Command;
 
@@ -55,6 +56,13 @@ fn deb_installs_runs_and_purges() {
 #[test]
 fn ipk_layout_control_and_conffiles() {
     run_script("test-ipk.sh", Skip::FailsInCi);
+}
+
+/// The OpenWrt 25.12 .apk, with apk itself: info, install into an empty root, a changed
+/// config kept on upgrade and on removal. Only where apk-tools v3 is (APK=/path/to/apk).
+#[test]
+fn apk_installs_upgrades_and_keeps_config() {
+    run_script("test-apk.sh", Skip::Allowed);
 }
 
 /// `make dist`: a tarball per target with README, man page and completions; SHA256SUMS.

@@ -113,6 +113,68 @@ done
 fv=$(sed -n 's/^PKG_VERSION:=//p' "$feed/Makefile")
 [ "$fv" = "$(pkg_version)" ] && ok "PKG_VERSION $fv = Cargo.toml's" || bad "PKG_VERSION $fv, Cargo.toml says $(pkg_version)"
 
+echo "== the init script's server command, under stand-ins for OpenWrt's shell functions"
+# A UCI section as config_* would read it: every kind of option the script maps.
+stub=$work/owrt
+mkdir -p "$stub/lib/functions"
+cat >"$stub/lib/functions/network.sh" <<'NET'
+network_get_ipaddr() { [ "$2" = lan ] && eval "$1=127.0.0.1"; }
+network_get_ipaddr6() { eval "$1="; return 1; }
+NET
+PORT=$(free_port 2940)
+(
+  set +eu # OpenWrt's scripts are written for ash without -e/-u
+  IPKG_INSTROOT=$stub
+  extra_command() { :; }
+  procd_open_instance() { :; }
+  procd_close_instance() { :; }
+  procd_set_param() {
+    [ "$1" = command ] || return 0
+    shift
+    printf '%s\n' "$@" >"$work/cmd"
+  }
+  procd_append_param() {
+    [ "$1" = command ] || return 0
+    shift
+    printf '%s\n' "$@" >>"$work/cmd"
+  }
+  config_load() { :; }
+  config_foreach() { "$1" main; }
+  config_get() {
+    local _cv=""
+    case "$3" in
+      port) _cv=$PORT ;; max_sessions) _cv=7 ;; allocate_udp_ports_from) _cv=$((PORT + 1)) ;;
+      max_duration) _cv=1m ;; handshake_timeout) _cv=3s ;; max_rate) _cv=100M ;; user) _cv=admin ;;
+      password) _cv=secret ;; auth) _cv=ecsrp5 ;; logins_per_minute) _cv=10 ;; verbosity) _cv=2 ;;
+      *) _cv=${4:-} ;;
+    esac
+    eval "$1=\$_cv"
+  }
+  config_get_bool() {
+    case "$3" in enabled) eval "$1=1" ;; *) eval "$1=${4:-0}" ;; esac
+  }
+  config_list_foreach() {
+    case "$2" in
+      interface) "$3" lan ;;
+      allow) "$3" 127.0.0.0/8 ;;
+      deny) "$3" 192.0.2.0/24 ;;
+    esac
+  }
+  # shellcheck disable=SC1090
+  . "$feed/files/btest.init"
+  start_service
+)
+mapfile -t cmd <"$work/cmd"
+printf '  cmd   %s\n' "${cmd[*]}"
+[ "${cmd[0]}" = /usr/bin/btest ] && [ "${cmd[1]}" = server ] && ok "command: /usr/bin/btest server" || bad "command: ${cmd[*]:0:2}"
+grep -qxF -- "127.0.0.1:$PORT" "$work/cmd" && ok "list interface 'lan' -> --listen 127.0.0.1:$PORT" || bad "interface not mapped to --listen"
+# The same options to this machine's btest: it must start and listen with them.
+"$BIN" "${cmd[@]:1}" >"$work/srv.log" 2>&1 &
+srv=$!
+if wait_listening "$PORT"; then ok "btest accepts them and listens on $PORT"; else bad "btest with the init script's options: $(tail -n 2 "$work/srv.log")"; fi
+kill "$srv" 2>/dev/null || true
+wait "$srv" 2>/dev/null || true
+
 if [ "$fails" -gt 0 ]; then
   say "$fails check(s) failed"
   exit 1

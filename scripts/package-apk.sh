@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2016 # the hooks are written out unexpanded, for the router's shell
 # `make openwrt-apk`: OpenWrt 25.12 packages (.apk, apk-tools v3's format) from the static
 # images in target/dist/, laid out as OpenWrt's include/package-pack.mk lays out its own:
 # /lib/apk/packages/NAME.list, NAME.conffiles and NAME.conffiles_static (path and sha256 of

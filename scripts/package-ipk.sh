@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2016 # the hooks are written out unexpanded, for the router's shell
 # `make openwrt`: installable OpenWrt packages (.ipk, opkg's format: OpenWrt 23.05 and 24.10)
 # from the static musl images in target/dist/ (make musl, make cross), without an OpenWrt
 # buildroot. The same contents as the feed package in scripts/openwrt/btest (whose Makefile

@@ -27,7 +27,7 @@ pkg_epoch() {
 completions_bin() {
   local b
   for b in "${1:-}" "${COMPLETIONS_BIN:-}" "$TARGET_DIR/release/btest" "$TARGET_DIR/debug/btest"; do
-    [ -n "$b" ] && [ -x "$b" ] || continue
+    if [ -z "$b" ] || [ ! -x "$b" ]; then continue; fi
     if "$b" completions bash >/dev/null 2>&1; then
       echo "$b"
       return 0

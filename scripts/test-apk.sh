@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2015 # `check && ok || bad`: ok and bad only print, they never fail
 # The OpenWrt 25.12 .apk (issue 21; run by tests/packages.rs when apk-tools v3 is here, and by
 # itself): package-apk.sh on BINARY under the x86_64 image name, then with apk itself: the
 # package's info (name, version, arch, license), an install into an empty root

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2015 # `check && ok || bad`: ok and bad only print, they never fail
 # The container image (issue 21; run by tests/packages.rs in `make test`, and by
 # `make container-test`): builds it with package-container.sh from the static images in
 # target/dist/ (every platform there is), checks the manifest list and the image's settings

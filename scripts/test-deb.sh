@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2015 # `check && ok || bad`: ok and bad only print, they never fail
 # The .deb, end to end (issue 21; run by tests/packages.rs in `make test`, and by itself):
 # builds it from BINARY with package-deb.sh, checks its control fields, conffiles, maintainer
 # scripts and file list with dpkg-deb, installs it with dpkg -i, runs /usr/bin/btest --version
@@ -55,8 +56,8 @@ bad() {
 }
 # dpkg waits for no lock: retry while apt or another dpkg holds it (at most 60 s).
 dpkg_retry() {
-  local i
-  for i in $(seq 30); do
+  local _
+  for _ in $(seq 30); do
     if dpkg "$@" >"$work/dpkg.log" 2>&1; then return 0; fi
     grep -qi 'lock' "$work/dpkg.log" || break
     sleep 2
@@ -102,6 +103,7 @@ grep -E ' \./etc/default/btest$' "$work/list" | grep -q '^-rw------- root/root' 
   ok "/etc/default/btest: -rw------- root/root" || bad "/etc/default/btest: $(grep 'etc/default/btest' "$work/list")"
 grep -E ' \./usr/bin/btest$' "$work/list" | grep -q '^-rwxr-xr-x root/root' && ok "/usr/bin/btest: -rwxr-xr-x root/root" || bad "/usr/bin/btest mode"
 dpkg-deb --fsys-tarfile "$deb" | tar -xOf - ./usr/lib/systemd/system/btest.service >"$work/unit"
+# shellcheck disable=SC2016 # the unit's literal text
 for l in 'ExecStart=/usr/bin/btest server $BTEST_OPTS' 'EnvironmentFile=-/etc/default/btest' \
   'LimitNOFILE=65536' 'TasksMax=8192'; do
   grep -qxF "$l" "$work/unit" && ok "unit: $l" || bad "unit lacks: $l"
@@ -112,7 +114,7 @@ installed=1
 # Without the man page: unpacking one activates man-db's trigger, whose mandb rescans
 # /usr/share/man/man1 (28 s on this machine under load, 2026-12-07; 0.6 s when nothing
 # changed). The archive listing above checked the page is in the package.
-NOMAN=--path-exclude=/usr/share/man/*
+NOMAN='--path-exclude=/usr/share/man/*'
 dpkg_retry -i "$NOMAN" "$deb" && ok "installed (dpkg $NOMAN)" || bad "dpkg -i failed"
 dpkg-query -W -f '${Status}' btest | grep -q 'install ok installed' && ok "dpkg: install ok installed" || bad "dpkg status: $(dpkg-query -W -f '${Status}' btest)"
 v=$(/usr/bin/btest --version 2>&1) && [ "$v" = "btest ${want_version%-1}" ] && ok "/usr/bin/btest --version: $v" || bad "/usr/bin/btest --version: $v"

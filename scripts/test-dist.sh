@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2015 # `check && ok || bad`: ok and bad only print, they never fail
 # `make dist`, checked (issue 21; run by tests/packages.rs in `make test`): dist.sh on BINARY as
 # the native build and copies of it under musl image names (one role-only build, which must
 # be left out), into a scratch directory; then each tarball's file list and modes, the

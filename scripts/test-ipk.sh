@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2015,SC2317 # stand-ins called by the sourced init script; `check && ok || bad`: ok and bad only print, they never fail
 # The OpenWrt packages (issue 21; run by tests/packages.rs in `make test`, and by itself):
 # runs package-ipk.sh on a directory of images named as make musl / make cross name them
 # (BINARY, a host build, under the x86_64 names so the packaged one can run here; copies of it
@@ -106,6 +107,7 @@ done
 # Every flag the init script and test.sh hand to btest is one btest knows.
 help=$("$BIN" server --help 2>&1; "$BIN" client --help 2>&1)
 unknown=""
+# shellcheck disable=SC2013 # one flag per word
 for flag in $(grep -ohE -- '--[a-z][a-z0-9-]+' "$feed/files/btest.init" "$feed/test.sh" | sort -u); do
   grep -qE -- "(^|[^a-z-])$flag([^a-z-]|\$)" <<<"$help" || unknown+=" $flag"
 done
@@ -124,6 +126,7 @@ NET
 PORT=$(free_port 2940)
 (
   set +eu # OpenWrt's scripts are written for ash without -e/-u
+  # shellcheck disable=SC2034 # read by the init script
   IPKG_INSTROOT=$stub
   extra_command() { :; }
   procd_open_instance() { :; }
@@ -144,7 +147,7 @@ PORT=$(free_port 2940)
     local _cv=""
     case "$3" in
       port) _cv=$PORT ;; max_sessions) _cv=7 ;; allocate_udp_ports_from) _cv=$((PORT + 1)) ;;
-      max_duration) _cv=1m ;; handshake_timeout) _cv=3s ;; max_rate) _cv=100M ;; user) _cv=admin ;;
+      max_duration) _cv=1m ;; handshake_timeout) _cv=3s ;; max_rate) _cv=100M ;; user) _cv="admin" ;;
       password) _cv=secret ;; auth) _cv=ecsrp5 ;; logins_per_minute) _cv=10 ;; verbosity) _cv=2 ;;
       *) _cv=${4:-} ;;
     esac
@@ -160,7 +163,7 @@ PORT=$(free_port 2940)
       deny) "$3" 192.0.2.0/24 ;;
     esac
   }
-  # shellcheck disable=SC1090
+  # shellcheck source=/dev/null
   . "$feed/files/btest.init"
   start_service
 )

@@ -6,7 +6,8 @@
 # under the aarch64 and mips names, for the architecture mapping), then checks each package as
 # opkg reads it: the outer gzipped tar and its three members in order, debian-binary,
 # control fields, conffiles, maintainer scripts, the file list with modes and owners, and that
-# the packaged binary runs. opkg itself is not in Debian: nothing here installs the packages.
+# the packaged binary runs; with opkg (OPKG=, not in Debian) also install, upgrade with a
+# changed conffile, a refused conflicting variant and remove, into an offline root.
 # usage: scripts/test-ipk.sh [BINARY]   (default target/release/btest). Exit 0 passed, 1 failed.
 set -euo pipefail
 SCRIPT=test-ipk
@@ -92,6 +93,30 @@ check_ipk() {
 check_ipk "$work/out/btest_${V}_x86_64.ipk" btest 1
 check_ipk "$work/out/btest-server_${V}_x86_64.ipk" btest-server 1
 check_ipk "$work/out/btest-client_${V}_x86_64.ipk" btest-client 0
+
+# With opkg (OpenWrt's opkg-lede; not in Debian: OPKG=/path/to/opkg-cl, built as
+# docs/reliability.md says), the packages as opkg takes them, into an offline root.
+OPKG=${OPKG:-$(command -v opkg-cl || command -v opkg || true)}
+if [ -n "$OPKG" ]; then
+  echo "== opkg ($OPKG), offline root"
+  R=$work/opkg-root
+  mkdir -p "$R/usr/lib/opkg" "$R/var/lock"
+  printf 'dest root /\nlists_dir ext /var/opkg-lists\narch all 1\narch x86_64 10\n' >"$work/opkg.conf"
+  O=("$OPKG" -f "$work/opkg.conf" --offline-root "$R")
+  IPK_IMAGES="$work/images" IPK_OUT="$work/out2" IPK_RELEASE=2 bash "$ROOT/scripts/package-ipk.sh" >/dev/null 2>&1
+  "${O[@]}" install "$work/out/btest_${V}_x86_64.ipk" >"$work/opkg.log" 2>&1 && ok "opkg install btest" || bad "opkg install: $(tail -n 3 "$work/opkg.log")"
+  "$R/usr/bin/btest" --version >/dev/null 2>&1 && ok "installed binary runs" || bad "installed binary does not run"
+  grep -q '^Status: install user installed' "$R/usr/lib/opkg/status" && grep -q '^ /etc/config/btest [0-9a-f]\{64\}' "$R/usr/lib/opkg/status" &&
+    ok "opkg status: installed, conffile /etc/config/btest with its hash" || bad "opkg status: $(tr '\n' ' ' <"$R/usr/lib/opkg/status")"
+  echo "# changed by test-ipk.sh" >>"$R/etc/config/btest"
+  "${O[@]}" install "$work/out2/btest_$(pkg_version)-r2_x86_64.ipk" >"$work/opkg.log" 2>&1 && ok "opkg upgrade to -r2" || bad "opkg upgrade: $(tail -n 3 "$work/opkg.log")"
+  grep -q 'test-ipk.sh' "$R/etc/config/btest" && [ -f "$R/etc/config/btest-opkg" ] && ok "changed config kept, new one as btest-opkg" || bad "changed config not kept"
+  if "${O[@]}" install "$work/out/btest-server_${V}_x86_64.ipk" >"$work/opkg.log" 2>&1; then bad "btest-server installed next to btest"; else ok "btest-server refused: conflicts with btest"; fi
+  "${O[@]}" remove btest >"$work/opkg.log" 2>&1 && ok "opkg remove" || bad "opkg remove: $(tail -n 3 "$work/opkg.log")"
+  [ ! -e "$R/usr/bin/btest" ] && grep -q 'test-ipk.sh' "$R/etc/config/btest" && ok "binary gone, changed config left" || bad "after remove: $(find "$R/usr/bin" "$R/etc/config" | tr '\n' ' ')"
+else
+  echo "  note  no opkg here (OPKG=/path/to/opkg-cl): the packages were checked as files, not installed"
+fi
 
 echo "== the feed package directory"
 feed=$ROOT/scripts/openwrt/btest

@@ -129,6 +129,37 @@ grep -q 'rust-package.mk' "$feed/Makefile" && grep -q 'PKG_BUILD_DEPENDS:=rust/h
 for p in btest btest-server btest-client; do
   grep -q "BuildPackage,$p))" "$feed/Makefile" && ok "variant $p" || bad "no variant $p"
 done
+# The feed Makefile under GNU make with stand-ins for OpenWrt's rules.mk, package.mk and the
+# feed's rust-package.mk (no buildroot here): it parses, defines the three packages with their
+# variants and conflicts, and picks each variant's cargo features.
+fake=$work/feed
+mkdir -p "$fake/net/btest" "$fake/lang/rust" "$fake/include"
+cp "$feed/Makefile" "$fake/net/btest/Makefile"
+: >"$fake/rules.mk"
+cat >"$fake/include/package.mk" <<'MK'
+define BuildPackage
+$(eval $(Package/$(1)))
+$(info package=$(1) variant=$(VARIANT) conflicts=$(CONFLICTS) install=$(if $(Package/$(1)/install),yes,no) conffiles=$(strip $(Package/$(1)/conffiles)))
+$(eval VARIANT:=)$(eval CONFLICTS:=)
+endef
+MK
+cat >"$fake/lang/rust/rust-package.mk" <<'MK'
+RUST_ARCH_DEPENDS:=@(aarch64||x86_64)
+Build/Compile/Cargo=cargo install --features $(RUST_PKG_FEATURES) $(2)
+all:
+	@echo features=$(RUST_PKG_FEATURES) compile='$(Build/Compile)'
+MK
+for variant in full server client; do
+  make -s -C "$fake/net/btest" TOPDIR="$fake" INCLUDE_DIR="$fake/include" BUILD_VARIANT="$variant" all \
+    >"$work/mk-$variant.out" 2>&1 || bad "feed Makefile ($variant): $(tail -n 2 "$work/mk-$variant.out")"
+done
+grep -qx 'package=btest variant=full conflicts= install=yes conffiles=/etc/config/btest' "$work/mk-full.out" &&
+  grep -qx 'package=btest-server variant=server conflicts=btest install=yes conffiles=/etc/config/btest' "$work/mk-full.out" &&
+  grep -qx 'package=btest-client variant=client conflicts=btest btest-server install=yes conffiles=' "$work/mk-full.out" &&
+  ok "feed Makefile: btest, btest-server, btest-client with variants, conflicts, conffiles" || bad "feed Makefile packages: $(grep package= "$work/mk-full.out" | tr '\n' ';')"
+grep -q '^features=client,server,through,other-port compile=.*--no-default-features' "$work/mk-full.out" &&
+  grep -q '^features=server ' "$work/mk-server.out" && grep -q '^features=client ' "$work/mk-client.out" &&
+  ok "feed Makefile: features per variant, --no-default-features" || bad "feed Makefile features: $(grep -h features= "$work"/mk-*.out | tr '\n' ';')"
 # Every flag the init script and test.sh hand to btest is one btest knows.
 help=$("$BIN" server --help 2>&1; "$BIN" client --help 2>&1)
 unknown=""

@@ -17,6 +17,7 @@ INSTALL ?= install
 
 .PHONY: build release test lint fmt bench demo clean
 .PHONY: musl size cross-test rss soak check-docs fuzz-smoke install uninstall
+.PHONY: deb openwrt openwrt-apk container dist packages container-test package-test
 
 build:            ## debug build
 	$(CARGO) build
@@ -84,6 +85,36 @@ check-docs:       ## every long option in --help appears in docs/btest.1 and REA
 
 fuzz-smoke:       ## every cargo-fuzz target in fuzz/ for 5 s on its corpus (installs cargo-fuzz if missing)
 	CARGO="$(CARGO)" bash scripts/fuzz-smoke.sh
+
+# Packages (issue 21). Everything goes to target/dist/pkg/ (size.sh and check-static.sh take
+# every btest-* file in target/dist/ for an image). `make package-test` runs the packaging
+# tests alone (they are in `make test` too, against the debug build).
+deb: release      ## Debian/Ubuntu .deb from the release binary (dpkg-deb; unit, conffile, completions)
+	bash scripts/package-deb.sh $(BIN)
+
+openwrt:          ## OpenWrt .ipk packages (opkg: 23.05, 24.10) from the static images in target/dist/
+	bash scripts/package-ipk.sh
+
+openwrt-apk:      ## OpenWrt 25.12 .apk packages (unsigned) from the same images; needs apk-tools v3 (APK=path)
+	bash scripts/package-apk.sh
+
+container:        ## FROM-scratch multi-arch container image (podman) of the static images; CONTAINER_ARCHIVE=1 saves it
+	bash scripts/package-container.sh
+
+container-test:   ## builds the image, runs a server in it (host network) and a client against it
+	bash scripts/test-container.sh $(BIN)
+
+dist: release     ## release tarballs per target (binary, README, man page, completions) + SHA256SUMS
+	bash scripts/dist.sh
+
+packages: deb openwrt dist ## .deb, .ipk and tarballs (make musl / make cross first for the images)
+
+package-test: release ## the packaging tests on the release binary: .deb (root), .ipk, tarballs, container
+	bash scripts/test-deb.sh $(BIN) || [ $$? -eq 77 ]
+	bash scripts/test-ipk.sh $(BIN)
+	bash scripts/test-dist.sh $(BIN)
+	bash scripts/test-apk.sh $(BIN) || [ $$? -eq 77 ]
+	bash scripts/test-container.sh $(BIN) || [ $$? -eq 77 ]
 
 install: $(if $(filter $(BIN),$(INSTALL_BIN)),release) ## binary + man page (+ systemd unit: SYSTEMD=1)
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1

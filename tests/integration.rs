@@ -15,6 +15,7 @@ mod http; // issue 10: --http API, /metrics and the dashboard in headless Chromi
 mod interop; // issue 19: servers that are not ours: status-looking chunks, a stray OK, RouterOS 7.x
 mod latency; // issue 11: the latency probe: echo, ICMP, idle and loaded figures
 mod netem; // 5 % loss on a veth link between two namespaces (root only)
+mod packages; // issue 21: .deb (dpkg -i, run, purge), .ipk, dist tarballs, container image
 mod public; // issue 18: one source holding slots or 255-connection floods; the process budget
 mod quota; // issue 10: byte quotas end and refuse sessions, survive restarts; per-source limits
 mod report; // issue 11: --report HTML (parsed, and rendered in headless Chromium), the live view

@@ -6,7 +6,8 @@
 //! GRO (the kernel hands over coalesced datagrams of one flow with their segment size), else
 //! `recvmmsg` with MSG_TRUNC (only each datagram's first bytes are copied: the sequence number
 //! is all we read), else one datagram per call. A GSO send that fails with EIO (a NIC without
-//! checksum offload) switches the socket to `sendmmsg` for good, with one log line.
+//! checksum offload) switches the socket to `sendmmsg` for good, with one log line. Off Linux
+//! (`sys::udp::BATCHED` false, issue 21) every socket sends and receives one datagram per call.
 //!
 //! Must not: pace, count loss or allocate per call (the buffers are made here, once).
 

@@ -18,6 +18,7 @@ INSTALL ?= install
 .PHONY: build release test lint fmt bench demo clean
 .PHONY: musl size cross-test rss soak check-docs fuzz-smoke install uninstall
 .PHONY: deb openwrt openwrt-apk container dist packages container-test package-test
+.PHONY: check-platforms windows windows-test
 
 build:            ## debug build
 	$(CARGO) build
@@ -65,6 +66,15 @@ size:             ## stripped and xz -9 size of each build there is (native rele
 
 cross-test:       ## the aarch64 static binary under qemu-user: TCP, UDP, MD5, EC-SRP5 on loopback
 	bash scripts/cross-test.sh
+
+check-platforms:  ## cargo check + clippy -D warnings for Windows (gnu, msvc), macOS (x86_64, aarch64), FreeBSD (adds the rustup targets)
+	CARGO="$(CARGO)" bash scripts/check-platforms.sh
+
+windows:          ## target/dist/btest-x86_64-pc-windows-gnu.exe, cross-compiled with mingw-w64 (installs it if missing)
+	CARGO="$(CARGO)" bash scripts/windows.sh
+
+windows-test:     ## the .exe under Wine against the native build over loopback, both roles (skips without Wine)
+	CARGO="$(CARGO)" bash scripts/windows-test.sh
 
 rss: release      ## server RSS idle and with 1 and 20 TCP connections (the musl build if there is one)
 	bash scripts/rss.sh

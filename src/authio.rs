@@ -269,11 +269,19 @@ pub fn parse_user_limits(text: &str) -> Vec<(usize, String, String)> {
 
 #[cfg(feature = "server")]
 fn load_users_file(path: &Path) -> Result<UsersFile> {
-    use std::os::unix::fs::PermissionsExt;
     let origin = path.display().to_string();
     let meta =
         std::fs::metadata(path).map_err(|e| Error::Usage(format!("--users {origin}: {e}")))?;
-    let mode = meta.permissions().mode();
+    // Issue 21: Windows has ACLs, not mode bits; the check is Unix-only and we say so.
+    let Some(mode) = crate::sys::file_mode(&meta) else {
+        log::warn!(
+            "--users {origin}: file permissions are not checked on this system (no Unix mode \
+             bits); make sure only your account can read and write it"
+        );
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Usage(format!("--users {origin}: {e}")))?;
+        return parse_users_file(&text, &origin);
+    };
     if mode & 0o004 != 0 {
         return Err(Error::Usage(format!(
             "--users {origin}: the file is world-readable and holds passwords; refusing it \

@@ -163,10 +163,17 @@ const FLEET_ONLY: [(&str, &str); 4] = [
 
 /// `USER:PASSWORD` on the first line of a file only its owner can read.
 pub fn read_credentials(path: &Path) -> Result<(String, String), String> {
-    use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path)
         .map_err(|e| format!("--credentials {}: cannot read it: {e}", path.display()))?;
-    if meta.permissions().mode() & 0o077 != 0 {
+    // Unix mode bits only (issue 21): Windows ACLs are not checked, and we say so.
+    let mode = crate::sys::file_mode(&meta).unwrap_or_else(|| {
+        log::warn!(
+            "--credentials {}: file permissions are not checked on this system",
+            path.display()
+        );
+        0
+    });
+    if mode & 0o077 != 0 {
         return Err(format!(
             "--credentials {}: other users can read it; run chmod 600 {}",
             path.display(),

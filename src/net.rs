@@ -9,12 +9,12 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use crate::error::{Error, Phase, Result};
+use crate::sys::AsSock;
 
 /// Read/write timeout of data and control sockets during a test, so blocked calls re-check
 /// the Stop flag at least this often.
@@ -88,7 +88,7 @@ pub fn tune_control(s: &TcpStream) {
 fn set_tos(s: &Socket, ipv6: bool, tos: Option<u8>) {
     let Some(t) = tos else { return };
     let r = if ipv6 {
-        s.set_tclass_v6(u32::from(t))
+        crate::sys::set_tclass_v6(s, u32::from(t))
     } else {
         s.set_tos(u32::from(t))
     };
@@ -106,9 +106,9 @@ pub fn set_stream_tos(s: &TcpStream, tos: Option<u8>) {
 /// SO_BUSY_POLL: the kernel spins this many microseconds on the NIC queue in a blocking read
 /// instead of sleeping for the interrupt (bare-metal latency; costs CPU). Needs CAP_NET_ADMIN
 /// above `net.core.busy_poll`'s limit; a refusal is logged once per socket and ignored.
-pub fn set_busy_poll(fd: std::os::fd::RawFd, usecs: u32) {
+pub fn set_busy_poll(fd: crate::sys::RawSock, usecs: u32) {
     let v = i32::try_from(usecs).unwrap_or(i32::MAX);
-    if let Err(e) = crate::sys::set_int_opt(fd, libc::SOL_SOCKET, libc::SO_BUSY_POLL, v) {
+    if let Err(e) = crate::sys::set_busy_poll(fd, v) {
         log::warn!("--busy-poll {usecs}: SO_BUSY_POLL refused ({e}); running without it");
     }
 }
@@ -132,10 +132,10 @@ pub fn set_timeouts(s: &TcpStream, t: Option<Duration>) -> io::Result<()> {
 /// SO_BINDTODEVICE: every packet of the socket leaves and is taken from `device` only, so a
 /// host with two ports can send a test out of one and receive it on the other (issue 11's
 /// through-the-router mode), and a VRF's interface can be named. The error text names the
-/// interface and what to try.
+/// interface and what to try (outside Linux: that the option is Linux's, from sys/).
 pub fn bind_device(s: &Socket, device: Option<&str>) -> std::result::Result<(), String> {
     let Some(dev) = device else { return Ok(()) };
-    s.bind_device(Some(dev.as_bytes())).map_err(|err| {
+    crate::sys::bind_device(s, dev).map_err(|err| {
         let hint = match err.raw_os_error() {
             Some(libc::ENODEV) => "no such interface here (see `ip link`)".to_string(),
             Some(libc::EPERM) => "binding to an interface needs root or CAP_NET_RAW".to_string(),
@@ -184,7 +184,7 @@ pub fn bind_udp_shared(
 /// socket bound with [`bind_udp_shared`].
 pub fn bind_udp_sibling(of: &UdpSocket) -> io::Result<UdpSocket> {
     let addr = of.local_addr()?;
-    let dev = SockRef::from(of).device().ok().flatten();
+    let dev = crate::sys::socket_device(of);
     let dev = dev.as_deref().and_then(|d| std::str::from_utf8(d).ok());
     bind_udp_with(addr, None, dev, true)
 }
@@ -197,14 +197,15 @@ fn bind_udp_with(
 ) -> io::Result<UdpSocket> {
     let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if reuse_port {
-        s.set_reuse_port(true)?;
+        crate::sys::set_reuse_port(&s)?;
     }
+    crate::sys::udp_ignore_port_unreachable(s.raw_sock());
     bind_device(&s, device).map_err(|m| io::Error::new(io::ErrorKind::InvalidInput, m))?;
     if addr.is_ipv6() {
         s.set_only_v6(false).ok();
     }
     for send in [false, true] {
-        let forced = crate::sys::force_buffer(s.as_raw_fd(), send, UDP_BUFFER);
+        let forced = crate::sys::force_buffer(s.raw_sock(), send, UDP_BUFFER);
         if !forced {
             let r = if send {
                 s.set_send_buffer_size(UDP_BUFFER)
@@ -271,6 +272,6 @@ pub fn is_timeout(e: &io::Error) -> bool {
 /// socket (the peer has not bound yet), or a full device queue.
 pub fn is_transient_udp(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::ConnectionRefused)
-        || e.raw_os_error() == Some(libc::ENOBUFS)
+        || e.raw_os_error() == Some(crate::sys::ENOBUFS)
         || is_timeout(e)
 }

@@ -27,6 +27,9 @@ fn enter(side: &str, ns: Option<&Path>) -> Result<()> {
         let hint = match e.raw_os_error() {
             Some(libc::ENOENT) => " (no such namespace: see `ip netns list`)",
             Some(libc::EPERM) => " (entering a namespace needs root or CAP_SYS_ADMIN)",
+            _ if e.kind() == std::io::ErrorKind::Unsupported => {
+                " (network namespaces are Linux-only: run the two sides as two processes)"
+            }
             _ => "",
         };
         Error::Usage(format!(

@@ -1,4 +1,5 @@
-//! Machine CPU load from /proc/stat deltas: what goes into our status messages and what the
+//! Machine CPU load from /proc/stat deltas (elsewhere from the platform's counters through
+//! `sys::cpu_times`, issue 21): what goes into our status messages and what the
 //! reports show as local CPU.
 //!
 //! Must not: be called on a per-packet path (it reads a file); the status thread samples it
@@ -73,8 +74,16 @@ impl CpuMeter {
     }
 }
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
 fn read() -> Option<CpuTimes> {
     parse_proc_stat(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+/// No /proc/stat: the platform's own counters (sys: GetSystemTimes on Windows,
+/// host_statistics on macOS, kern.cp_time on FreeBSD).
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn read() -> Option<CpuTimes> {
+    crate::sys::cpu_times().map(|(total, idle)| CpuTimes { total, idle })
 }
 
 #[cfg(test)]

@@ -335,11 +335,11 @@ pub fn run(plan: Plan, stop: &Stop) -> Result<Summary> {
         crate::net::set_timeouts(s, Some(crate::net::POLL_TIMEOUT)).map_err(io_err)?;
     }
     if let Some(us) = plan.tuning.busy_poll {
-        use std::os::fd::AsRawFd;
+        use crate::sys::AsSock;
         for fd in links
             .iter()
-            .map(|s| s.as_raw_fd())
-            .chain(plan.udp.iter().map(|l| l.socket.as_raw_fd()))
+            .map(|s| s.raw_sock())
+            .chain(plan.udp.iter().map(|l| l.socket.raw_sock()))
         {
             crate::net::set_busy_poll(fd, us);
         }

@@ -286,7 +286,7 @@ impl Waiter {
             let floor = if how == Wake::Lazy { left / 2 } else { 1 };
             let ask = Duration::from_nanos(left.saturating_sub(lead).max(floor))
                 .min(Duration::from_millis(50));
-            std::thread::sleep(ask);
+            crate::sys::pacing_sleep(ask);
             self.observe(now.elapsed().saturating_sub(ask).as_nanos() as u64);
             if how == Wake::Lazy {
                 return;
@@ -331,7 +331,7 @@ pub fn sleep_until(deadline: Instant, stop: impl Fn() -> bool) {
         let left = deadline - now;
         if left > SPIN {
             // Cap single sleeps so a stop is noticed within 50 ms even at very low rates.
-            std::thread::sleep((left - SPIN).min(Duration::from_millis(50)));
+            crate::sys::pacing_sleep((left - SPIN).min(Duration::from_millis(50)));
         } else {
             std::hint::spin_loop();
         }

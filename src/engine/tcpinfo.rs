@@ -11,6 +11,7 @@
 //! state between samples (every field is either a kernel gauge or a kernel running total).
 
 use std::net::TcpStream;
+#[cfg(target_os = "linux")]
 use std::os::fd::AsRawFd;
 
 /// One connection's TCP statistics, as the kernel reports them at the moment of reading.
@@ -36,6 +37,7 @@ pub struct TcpStats {
 /// Maps the kernel struct to [`TcpStats`]. Pure.
 ///
 /// Every field used here exists in libc's `tcp_info` for both linux-gnu and linux-musl.
+#[cfg(target_os = "linux")]
 pub fn from_raw(t: &libc::tcp_info) -> TcpStats {
     TcpStats {
         rtt_us: t.tcpi_rtt,
@@ -49,14 +51,29 @@ pub fn from_raw(t: &libc::tcp_info) -> TcpStats {
 }
 
 /// Reads one connection's statistics; `None` when TCP_INFO is unavailable for it.
+#[cfg(target_os = "linux")]
 pub fn read(s: &TcpStream) -> Option<TcpStats> {
     crate::sys::tcp_info(s.as_raw_fd()).map(|t| from_raw(&t))
 }
 
+/// TCP_INFO is Linux's (issue 21; FreeBSD's and macOS's structs differ): reports show the
+/// TCP figures as unknown elsewhere.
+#[cfg(not(target_os = "linux"))]
+pub fn read(_s: &TcpStream) -> Option<TcpStats> {
+    None
+}
+
 /// Bytes of ours the peer acknowledged on this connection (`tcpi_bytes_acked`, Linux 4.1+);
 /// `None` when the kernel does not say.
+#[cfg(target_os = "linux")]
 pub fn bytes_acked(s: &TcpStream) -> Option<u64> {
     crate::sys::tcp_info(s.as_raw_fd()).map(|t| t.tcpi_bytes_acked)
+}
+
+/// No TCP_INFO outside Linux.
+#[cfg(not(target_os = "linux"))]
+pub fn bytes_acked(_s: &TcpStream) -> Option<u64> {
+    None
 }
 
 /// Combines the connections of one session into one line of figures:
@@ -87,7 +104,7 @@ pub fn aggregate(v: &[TcpStats]) -> TcpStats {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
     use std::io::{Read, Write};

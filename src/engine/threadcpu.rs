@@ -122,9 +122,17 @@ impl ThreadCpu {
 }
 
 /// CPU ticks of this process's thread `tid`; `None` when it has exited.
+#[cfg(not(windows))]
 fn read_ticks(tid: u32) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
     Some(parse_task_stat(&text)?.1)
+}
+
+/// Windows: GetThreadTimes through the thread id (issue 21), in the 100 ns units that
+/// `sys::clock_ticks` reports there. (macOS and FreeBSD: tid 0, not measured.)
+#[cfg(windows)]
+fn read_ticks(tid: u32) -> Option<u64> {
+    crate::sys::thread_cpu_ticks(tid)
 }
 
 /// One-line diagnosis when the busiest thread used at least `threshold` percent of a core

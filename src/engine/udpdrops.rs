@@ -21,7 +21,6 @@
 //! an estimate with it (the dropped buffers are assumed to be like the received ones).
 
 use std::net::UdpSocket;
-use std::os::fd::AsRawFd;
 
 /// The per-namespace UDP tables, IPv4 first.
 const TABLES: [&str; 2] = ["/proc/net/udp", "/proc/net/udp6"];
@@ -104,7 +103,9 @@ impl UdpDrops {
     /// measured for it: /proc unavailable, or the socket is not bound yet (an unbound socket
     /// is not listed), so the caller can report "unknown" rather than 0.
     pub fn new(sock: &UdpSocket) -> Option<UdpDrops> {
-        let link = std::fs::read_link(format!("/proc/self/fd/{}", sock.as_raw_fd())).ok()?;
+        use crate::sys::AsSock;
+        // Outside Linux there is no /proc/self/fd: the link is missing and drops are unknown.
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", sock.raw_sock())).ok()?;
         let inode = parse_socket_link(link.to_str()?)?;
         let last = read_drops(inode)?;
         Some(UdpDrops {

@@ -6,13 +6,13 @@
 //! GRO (the kernel hands over coalesced datagrams of one flow with their segment size), else
 //! `recvmmsg` with MSG_TRUNC (only each datagram's first bytes are copied: the sequence number
 //! is all we read), else one datagram per call. A GSO send that fails with EIO (a NIC without
-//! checksum offload) switches the socket to `sendmmsg` for good, with one log line.
+//! checksum offload) switches the socket to `sendmmsg` for good, with one log line. Off Linux
+//! (`sys::udp::BATCHED` false, issue 21) every socket sends and receives one datagram per call.
 //!
 //! Must not: pace, count loss or allocate per call (the buffers are made here, once).
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering::Relaxed;
 
 use socket2::SockAddr;
@@ -20,6 +20,7 @@ use socket2::SockAddr;
 use super::counters::Counters;
 use crate::config::UdpIo;
 use crate::sys::udp::{self as sys, RecvBatch, RecvMeta};
+use crate::sys::{AsSock, RawSock as RawFd};
 
 /// A socket's I/O method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,11 +93,19 @@ pub struct UdpTx<'a> {
 impl<'a> UdpTx<'a> {
     /// Probes `sock` for datagrams of `len` payload bytes, as `want` allows.
     pub fn new(sock: &'a UdpSocket, len: usize, want: UdpIo, counters: &'a Counters) -> Self {
-        let fd = sock.as_raw_fd();
+        let fd = sock.raw_sock();
         let method = match want {
             UdpIo::Single => Method::Single,
+            // Issue 21: no sendmmsg outside Linux; one datagram per call, said once per socket.
+            UdpIo::Mmsg if !sys::BATCHED => {
+                log::warn!(
+                    "--udp-io mmsg: sendmmsg/recvmmsg are Linux's; one datagram per call here"
+                );
+                Method::Single
+            }
             UdpIo::Mmsg => Method::Mmsg,
             UdpIo::Auto if gso_batch(len) >= 2 && sys::gso_supported(fd) => Method::Gso,
+            UdpIo::Auto if !sys::BATCHED => Method::Single,
             UdpIo::Auto => Method::Mmsg,
         };
         method.record(counters);
@@ -182,9 +191,10 @@ const TRUNC_SLOT: usize = 64;
 impl UdpRx {
     /// Probes `sock` as `want` allows.
     pub fn new(sock: &UdpSocket, want: UdpIo, counters: &Counters) -> Self {
-        let fd = sock.as_raw_fd();
+        let fd = sock.raw_sock();
         let method = match want {
             UdpIo::Auto if sys::enable_gro(fd) => Method::Gro,
+            UdpIo::Auto | UdpIo::Mmsg if !sys::BATCHED => Method::Single,
             UdpIo::Auto | UdpIo::Mmsg => Method::Mmsg,
             UdpIo::Single => Method::Single,
         };

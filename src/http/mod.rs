@@ -18,9 +18,9 @@ pub mod host;
 pub mod request;
 mod share;
 
+use crate::sys::AsSock;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
@@ -321,7 +321,7 @@ impl Drop for Slot {
 }
 
 fn accept_loop(shared: &Arc<Shared>, listener: TcpListener) {
-    let fd = listener.as_raw_fd();
+    let fd = listener.raw_sock();
     while !shared.quitting() {
         if !crate::sys::wait_readable(fd, POLL_TIMEOUT) {
             continue;
@@ -442,7 +442,7 @@ fn serve(sh: &Shared, mut stream: TcpStream) {
 
 fn read_head(sh: &Shared, stream: &mut TcpStream) -> Head {
     let deadline = after(sh.limits.head_timeout);
-    let fd = stream.as_raw_fd();
+    let fd = stream.raw_sock();
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
     loop {
@@ -564,7 +564,7 @@ fn linger(stream: &mut TcpStream) {
     if stream.shutdown(Shutdown::Write).is_err() {
         return;
     }
-    let fd = stream.as_raw_fd();
+    let fd = stream.raw_sock();
     let deadline = after(LINGER);
     let mut chunk = [0u8; 2048];
     let mut drained = 0;

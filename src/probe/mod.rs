@@ -337,7 +337,7 @@ fn prepare(
     what: &str,
 ) -> Result<(), String> {
     if let Some(dev) = &cfg.device {
-        s.bind_device(Some(dev.as_bytes())).map_err(|e| {
+        crate::sys::bind_device(s, dev).map_err(|e| {
             format!("latency probe: cannot bind the {what} socket to device {dev:?}: {e}")
         })?;
     }
@@ -354,7 +354,7 @@ fn prepare(
     }
     if let Some(t) = cfg.tos {
         let r = if target.is_ipv6() {
-            s.set_tclass_v6(u32::from(t))
+            crate::sys::set_tclass_v6(s, u32::from(t))
         } else {
             s.set_tos(u32::from(t))
         };

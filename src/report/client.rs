@@ -444,10 +444,16 @@ impl<W: Write> ClientReporter<W> {
         let rep = {
             use crate::config::Live;
             use std::io::IsTerminal;
+            // The view redraws with ANSI escapes: a Windows console that cannot take them
+            // (VT processing off, before Windows 10) gets the plain lines (issue 21).
             let live = match cfg.live {
                 Live::No => false,
+                Live::Yes if !crate::sys::console_supports_vt() => {
+                    log::warn!("--live: this console does not take ANSI escapes; plain lines");
+                    false
+                }
                 Live::Yes => true,
-                Live::Auto => std::io::stdout().is_terminal(),
+                Live::Auto => std::io::stdout().is_terminal() && crate::sys::console_supports_vt(),
             } && cfg.output == Output::Text;
             rep.with_live(live.then(|| {
                 crate::termview::LiveView::new(

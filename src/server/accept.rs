@@ -6,8 +6,8 @@
 //! Must not: read from or write to a connection (a refused flood costs an accept and a close
 //! each), or log per refused connection (the gate in limits.rs bounds that).
 
+use crate::sys::AsSock;
 use std::net::TcpListener;
-use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ use crate::engine::StopReason;
 use crate::net;
 
 pub(super) fn run(shared: &Arc<Shared>, l: TcpListener) {
-    let fd = l.as_raw_fd();
+    let fd = l.raw_sock();
     while !shared.stop.is_triggered() {
         if crate::sys::signalled() {
             shared.stop.trigger(StopReason::Shutdown);

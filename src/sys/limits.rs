@@ -3,20 +3,25 @@
 //! (the cgroup's `pids.max` where there is one, RLIMIT_NPROC, `kernel.threads-max`), and what
 //! the process uses of them now.
 //!
+//! Outside Linux the /proc and cgroup readers find nothing and say `None`; Windows has no
+//! rlimits at all (issue 21).
+//!
 //! Must not: decide anything (server/capacity.rs does), or fail: an unreadable limit is
 //! `None` and the caller goes on without it.
 
 use std::path::{Path, PathBuf};
 
 /// A limit that is effectively none.
+#[cfg(unix)]
 const UNLIMITED: u64 = u64::MAX / 4;
 
-/// glibc types the resource argument as an enum, musl as an int.
-#[cfg(target_env = "gnu")]
+/// glibc types the resource argument as an enum, musl (and the BSDs) as an int.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 type Resource = libc::__rlimit_resource_t;
-#[cfg(not(target_env = "gnu"))]
+#[cfg(all(unix, not(all(target_os = "linux", target_env = "gnu"))))]
 type Resource = libc::c_int;
 
+#[cfg(unix)]
 fn getrlimit(res: Resource) -> Option<libc::rlimit> {
     let mut r = libc::rlimit {
         rlim_cur: 0,
@@ -27,6 +32,7 @@ fn getrlimit(res: Resource) -> Option<libc::rlimit> {
 }
 
 // `rlim_t` is 32 bits on 32-bit glibc targets, 64 elsewhere.
+#[cfg(unix)]
 #[allow(clippy::unnecessary_cast)]
 fn finite(v: libc::rlim_t) -> Option<u64> {
     (v != libc::RLIM_INFINITY).then_some(v as u64)
@@ -34,6 +40,7 @@ fn finite(v: libc::rlim_t) -> Option<u64> {
 
 /// Open files this process may have: RLIMIT_NOFILE's soft value, after raising it to the hard
 /// value (`LimitNOFILE=` in a systemd unit sets both). Returns (limit, raised from).
+#[cfg(unix)]
 pub fn raise_nofile() -> Option<(u64, Option<u64>)> {
     let r = getrlimit(libc::RLIMIT_NOFILE)?;
     if r.rlim_cur >= r.rlim_max {
@@ -53,8 +60,22 @@ pub fn raise_nofile() -> Option<(u64, Option<u64>)> {
 }
 
 /// RLIMIT_NPROC's soft value (tasks of this user, all processes), if finite.
+#[cfg(unix)]
 pub fn nproc() -> Option<u64> {
     getrlimit(libc::RLIMIT_NPROC).and_then(|r| finite(r.rlim_cur))
+}
+
+/// Windows has no descriptor limit of this kind (sockets are handles, bounded by memory):
+/// `None`, and the server's budget goes by threads and its session caps.
+#[cfg(windows)]
+pub fn raise_nofile() -> Option<(u64, Option<u64>)> {
+    None
+}
+
+/// No RLIMIT_NPROC on Windows.
+#[cfg(windows)]
+pub fn nproc() -> Option<u64> {
+    None
 }
 
 /// `/proc/sys/kernel/threads-max`.
@@ -118,7 +139,7 @@ fn read_u64(p: &Path) -> Option<u64> {
     std::fs::read_to_string(p).ok()?.trim().parse().ok()
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
 

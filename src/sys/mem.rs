@@ -1,4 +1,5 @@
-//! Keeping the server's memory bounded after sessions end (glibc only; no-ops elsewhere).
+//! Keeping the server's memory bounded after sessions end (Linux glibc only; no-ops elsewhere,
+//! windows-gnu included: its C library is not glibc).
 //!
 //! Why (docs/reliability.md, "Memory after load"): glibc malloc keeps freed memory in two ways
 //! that add up on a long-running server.
@@ -29,7 +30,7 @@ pub const MALLOC_THRESHOLD: i32 = 128 * 1024;
 /// glibc's dynamic raising of both). Call once at server start, before the accept threads.
 /// Returns false if glibc refused; a no-op returning true on other C libraries.
 pub fn tune_allocator() -> bool {
-    #[cfg(target_env = "gnu")]
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         let mut ok = true;
         for opt in [libc::M_MMAP_THRESHOLD, libc::M_TRIM_THRESHOLD] {
@@ -40,7 +41,7 @@ pub fn tune_allocator() -> bool {
         }
         ok
     }
-    #[cfg(not(target_env = "gnu"))]
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     {
         true
     }
@@ -51,7 +52,7 @@ pub fn tune_allocator() -> bool {
 /// released anything; false on other C libraries (their allocators unmap free memory
 /// themselves).
 pub fn release_idle_memory() -> bool {
-    #[cfg(target_env = "gnu")]
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: malloc_trim takes a byte count to keep at the top of the main heap (0) and
         // no pointers; it locks each arena while it trims it, so it is safe to call while
@@ -59,7 +60,7 @@ pub fn release_idle_memory() -> bool {
         let released = unsafe { libc::malloc_trim(0) };
         released == 1
     }
-    #[cfg(not(target_env = "gnu"))]
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     {
         false
     }
@@ -68,14 +69,14 @@ pub fn release_idle_memory() -> bool {
 #[cfg(test)]
 mod tests {
     /// Set in the child process that [`allocator_checks_in_a_fresh_process`] runs.
-    #[cfg(target_env = "gnu")]
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     const CHILD_ENV: &str = "BTEST_MEM_TEST_CHILD";
 
     /// What each call is for, checked by its effect, not only that it returns. In a child
     /// process: in this one, memory other tests freed can serve a 1 MiB block from a heap
     /// whatever the threshold (malloc looks in its free lists before it mmaps), which failed
     /// 2 full unit runs in 3.
-    #[cfg(target_env = "gnu")]
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[test]
     fn big_blocks_stay_mmapped_and_freed_pages_go_back() {
         let o = std::process::Command::new(std::env::current_exe().unwrap())
@@ -96,7 +97,7 @@ mod tests {
         );
     }
 
-    #[cfg(target_env = "gnu")]
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[test]
     #[ignore = "run in a child process by big_blocks_stay_mmapped_and_freed_pages_go_back"]
     fn allocator_checks_in_a_fresh_process() {
@@ -143,7 +144,7 @@ mod tests {
         drop(pin);
     }
 
-    #[cfg(not(target_env = "gnu"))]
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     #[test]
     fn allocator_calls_are_no_ops_off_glibc() {
         assert!(super::tune_allocator());

@@ -1,261 +1,83 @@
-//! The crate's only `unsafe` code: thin wrappers over libc calls that std does not offer.
+//! The crate's only `unsafe` code and its only platform code: thin wrappers over the system
+//! calls std does not offer, one implementation per platform behind `cfg` (issue 21).
 //!
-//! Owns: the SIGINT/SIGTERM and SIGHUP flags, the TX threads' timer slack, readiness polling of listeners,
-//! socket options std lacks (forced buffer sizes, integer options), TCP_INFO, getrandom, gettid;
-//! `tcp.rs` the TCP data-path calls, `udp.rs` batched UDP I/O (sendmmsg/recvmmsg, GSO/GRO and
-//! their control messages), `limits.rs` the process's resource limits. Must not: hold state
-//! other than the signal flags, or block
-//! longer than asked. Every block carries a SAFETY comment.
+//! Owns: the SIGINT/SIGTERM (Windows: Ctrl-C, Ctrl-Break, console close) and SIGHUP flags, the
+//! TX threads' timer slack and pacing sleep, readiness polling of listeners, socket options std
+//! lacks (forced buffer sizes, integer options), TCP_INFO, random bytes, thread ids, machine
+//! CPU times where there is no /proc, file modes; `tcp.rs` the TCP data-path calls, `udp.rs`
+//! batched UDP I/O (sendmmsg/recvmmsg, GSO/GRO and their control messages: Linux; one datagram
+//! per call elsewhere), `limits.rs` the process's resource limits, `mem.rs` glibc's allocator.
+//!
+//! Layout: `unix.rs` (Linux, Android, macOS, FreeBSD; Linux-only calls inside it carry
+//! `cfg(target_os = "linux")`) and `windows.rs` (Winsock and Win32 through windows-sys) export
+//! the same function names, which the rest of the crate calls as `crate::sys::NAME`. A call
+//! that a platform lacks returns what "not available" means for it (false, `None`, an
+//! `Unsupported` error) and the caller degrades with a message; nothing outside sys/ tests the
+//! platform, except for what only one platform has to say (Linux's /proc readers).
+//!
+//! Must not: hold state other than the signal flags (and, on Windows, each pacing thread's
+//! timer), or block longer than asked. Every block carries a SAFETY comment.
 #![allow(unsafe_code)]
 
 pub mod limits;
 pub mod mem;
 pub mod tcp;
+#[cfg_attr(target_os = "linux", path = "udp_linux.rs")]
+#[cfg_attr(not(target_os = "linux"), path = "udp_portable.rs")]
 pub mod udp;
 
-use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+pub use unix::*;
 
-static SIGNALLED: AtomicBool = AtomicBool::new(false);
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+pub use windows::*;
 
-extern "C" fn on_signal(_: libc::c_int) {
-    // Only an atomic store: async-signal-safe.
-    SIGNALLED.store(true, Ordering::SeqCst);
+/// A socket's raw handle: a file descriptor on Unix, a SOCKET on Windows.
+#[cfg(unix)]
+pub type RawSock = std::os::fd::RawFd;
+/// A socket's raw handle: a file descriptor on Unix, a SOCKET on Windows.
+#[cfg(windows)]
+pub type RawSock = std::os::windows::io::RawSocket;
+
+/// The raw handle of a std or socket2 socket, whatever the platform calls it
+/// (`as_raw_fd` / `as_raw_socket`), for the calls in this module.
+pub trait AsSock {
+    /// The raw handle; valid while `self` lives.
+    fn raw_sock(&self) -> RawSock;
 }
 
-/// Installs SIGINT and SIGTERM handlers that only set a flag (see [`signalled`]).
-pub fn install_signal_handlers() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: `sigaction` is given a zero-initialised, fully set struct whose handler is an
-        // `extern "C"` function that only performs an atomic store, which is async-signal-safe.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as *const () as libc::sighandler_t;
-            libc::sigemptyset(&mut sa.sa_mask);
-            sa.sa_flags = libc::SA_RESTART;
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
+#[cfg(unix)]
+impl<T: std::os::fd::AsRawFd> AsSock for T {
+    #[inline]
+    fn raw_sock(&self) -> RawSock {
+        self.as_raw_fd()
     }
 }
 
-static HANGUP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_hangup(_: libc::c_int) {
-    // Only an atomic store: async-signal-safe.
-    HANGUP.store(true, Ordering::SeqCst);
-}
-
-/// Installs a SIGHUP handler that only sets a flag (see [`take_hangup`]): the server reloads
-/// its users file on it, as daemons conventionally do, instead of dying (issue 18: a
-/// logrotate script or a closed terminal killed it, losing session records and usage).
-pub fn install_hangup_handler() {
-    // SAFETY: as in `install_signal_handlers`: a zeroed, fully set struct whose handler only
-    // performs an atomic store.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_hangup as *const () as libc::sighandler_t;
-        libc::sigemptyset(&mut sa.sa_mask);
-        sa.sa_flags = libc::SA_RESTART;
-        libc::sigaction(libc::SIGHUP, &sa, std::ptr::null_mut());
+#[cfg(windows)]
+impl<T: std::os::windows::io::AsRawSocket> AsSock for T {
+    #[inline]
+    fn raw_sock(&self) -> RawSock {
+        self.as_raw_socket()
     }
 }
 
-/// True once per SIGHUP (or several that came together).
-pub fn take_hangup() -> bool {
-    HANGUP.swap(false, Ordering::SeqCst)
-}
-
-/// True once SIGINT or SIGTERM arrived.
-pub fn signalled() -> bool {
-    SIGNALLED.load(Ordering::Relaxed)
-}
-
-/// Sets the calling thread's timer slack to 1 ns so `nanosleep` wakes on time (the default
-/// 50 µs slack would dominate the pacing error at high packet rates).
-pub fn set_min_timer_slack() {
-    // SAFETY: PR_SET_TIMERSLACK takes an integer argument and only affects the calling thread.
-    unsafe {
-        libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0);
+/// The permission bits of a file (`st_mode & 0o777`) where the platform has them; `None` on
+/// Windows, whose ACLs the users and credentials files' mode checks cannot read (they say so).
+#[inline]
+pub fn file_mode(meta: &std::fs::Metadata) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        Some(meta.permissions().mode())
     }
-}
-
-/// Waits until `fd` is readable or `timeout` passes; true only when readable.
-pub fn wait_readable(fd: RawFd, timeout: Duration) -> bool {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-    // SAFETY: `pfd` is a valid, initialised pollfd that outlives the call; nfds = 1.
-    let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-    // n < 0 (EINTR from a signal) must not count as readable: accept() on the blocking
-    // listener would then wait for the next client and stall shutdown.
-    n > 0
-}
-
-/// Sets SO_RCVBUFFORCE / SO_SNDBUFFORCE (root only; lets UDP buffers exceed rmem_max).
-/// Returns false when the kernel refused (not root), and the caller falls back to the plain
-/// option.
-pub fn force_buffer(fd: RawFd, send: bool, bytes: usize) -> bool {
-    let opt = if send {
-        libc::SO_SNDBUFFORCE
-    } else {
-        libc::SO_RCVBUFFORCE
-    };
-    let v = bytes.min(i32::MAX as usize) as libc::c_int;
-    // SAFETY: the option value points to a live c_int and its size is passed exactly.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            opt,
-            &v as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    r == 0
-}
-
-/// Sets an integer socket option (setsockopt with a c_int value).
-pub fn set_int_opt(
-    fd: RawFd,
-    level: libc::c_int,
-    opt: libc::c_int,
-    value: i32,
-) -> std::io::Result<()> {
-    let v: libc::c_int = value;
-    // SAFETY: the option value points to a live c_int and its size is passed exactly.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            opt,
-            &v as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        None
     }
-}
-
-/// Clock ticks per second for /proc/*/stat CPU times.
-pub fn clock_ticks() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as u64
-    } else {
-        100
-    }
-}
-
-/// The calling thread's kernel id (the `<tid>` of /proc/self/task/<tid>), so a session can
-/// find its own threads' CPU times without reading names back (issue 20: every session in
-/// the process has the same thread names). 0 where there is no such id.
-#[cfg(target_os = "linux")]
-pub fn gettid() -> u32 {
-    // SAFETY: gettid(2) takes no arguments, cannot fail and touches no memory of ours. Through
-    // `syscall` because older musl has no wrapper.
-    let t = unsafe { libc::syscall(libc::SYS_gettid) };
-    u32::try_from(t).unwrap_or(0)
-}
-
-/// No /proc/self/task here: 0, and per-thread CPU is simply not measured.
-#[cfg(not(target_os = "linux"))]
-pub fn gettid() -> u32 {
-    0
-}
-
-/// Fills `buf` from the kernel's CSPRNG (getrandom(2)); used for session tokens, payload and
-/// authentication secrets.
-pub fn random_bytes(buf: &mut [u8]) {
-    let mut off = 0;
-    while off < buf.len() {
-        let rest = &mut buf[off..];
-        // SAFETY: the pointer and length describe the live, writable `rest` slice.
-        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
-        if n > 0 {
-            off += n as usize;
-        } else if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            // No getrandom (very old kernel): fall back to a time-seeded generator so a test
-            // still runs; secrets are then weak, and we say so.
-            log::warn!("getrandom failed; using a weak time-based fallback for random bytes");
-            let mut x = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0x9e37_79b9_7f4a_7c15)
-                ^ u64::from(std::process::id());
-            for b in &mut buf[off..] {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                *b = x as u8;
-            }
-            return;
-        }
-    }
-}
-
-/// An all-zero `libc::tcp_info`: the buffer [`tcp_info`] hands to the kernel, and a blank
-/// fixture for tests (the struct's field list differs between gnu and musl, so it cannot be
-/// written as a portable literal).
-pub fn tcp_info_zeroed() -> libc::tcp_info {
-    // SAFETY: `tcp_info` is a plain C struct of integer fields only, for which all-zero bytes
-    // are a valid value.
-    unsafe { std::mem::zeroed() }
-}
-
-/// Reads the kernel's TCP_INFO for a TCP socket (getsockopt(IPPROTO_TCP, TCP_INFO)); `None`
-/// when the call fails (not a TCP socket, closed fd). Fields that an older kernel does not
-/// know stay zero.
-pub fn tcp_info(fd: RawFd) -> Option<libc::tcp_info> {
-    let mut info = tcp_info_zeroed();
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: the value pointer refers to the live, writable `info` and `len` holds its exact
-    // size; the kernel writes at most `len` bytes and stores the length it wrote in `len`.
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&mut info as *mut libc::tcp_info).cast::<libc::c_void>(),
-            &mut len,
-        )
-    };
-    (r == 0).then_some(info)
-}
-
-/// Moves the calling thread (only it, and the threads it spawns afterwards) into the network
-/// namespace at `path`, e.g. `/run/netns/NAME` as `ip netns add` makes it. Sockets keep the
-/// namespace they were made in, so issue 11's through-the-router mode runs its server and its
-/// client in one process, each on a thread that entered its own namespace first.
-pub fn enter_netns(path: &std::path::Path) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::File::open(path)?;
-    // SAFETY: `setns` gets a file descriptor that `f` keeps open for the whole call and the
-    // CLONE_NEWNET constant; it reads no memory of ours and changes only this thread.
-    let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-    if r != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Columns of the terminal on stdout, when it is one.
-pub fn terminal_columns() -> Option<u16> {
-    let mut ws = libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ writes one `winsize` into the struct we pass, which lives on our
-    // stack for the call; on a non-terminal it fails and writes nothing.
-    let r = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) };
-    (r == 0 && ws.ws_col > 0).then_some(ws.ws_col)
 }

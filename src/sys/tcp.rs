@@ -2,10 +2,15 @@
 //! kernel's per-socket pacing cap (SO_MAX_PACING_RATE).
 //!
 //! Owns only the raw calls; when to use them (which connection, which rate) is the engine's.
+//! Both are Linux's: elsewhere the receive copies (a plain read) and the pacing cap is
+//! `Unsupported`, which the sender takes as "user-space pacing only".
+//!
 //! Must not: keep state, log, or allocate (both calls run on the data path).
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::net::TcpStream;
+#[cfg(target_os = "linux")]
+use std::os::fd::AsRawFd;
 
 /// `SO_MAX_PACING_RATE` value that means "no cap". The kernel compares the 32-bit value with
 /// `~0U` and widens it to `~0UL` (net/core/sock.c, `sk_setsockopt`), so this clears the cap on
@@ -22,10 +27,11 @@ pub const PACING_UNLIMITED: u32 = u32::MAX;
 /// `buf` is still a real, writable buffer of that length: a kernel (or a socket type) that
 /// ignored the flag would copy into it, and the call stays memory-safe and correct; the
 /// pages are not touched when the kernel discards (tests/`discards_without_copying`).
-pub fn recv_discard(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+#[cfg(target_os = "linux")]
+pub fn recv_discard(fd: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: the pointer and length describe the live, writable `buf`, borrowed mutably for
     // the whole call, so even a kernel that copied despite MSG_TRUNC writes only inside it;
-    // `fd` is a borrowed, open descriptor.
+    // `fd` is a borrowed, open socket.
     let n = unsafe {
         libc::recv(
             fd.as_raw_fd(),
@@ -41,11 +47,20 @@ pub fn recv_discard(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
+/// Outside Linux MSG_TRUNC does not discard TCP data (macOS and FreeBSD define it for
+/// datagrams only, Winsock not at all): a plain read, which copies.
+#[cfg(not(target_os = "linux"))]
+pub fn recv_discard(s: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    use std::io::Read;
+    (&*s).read(buf)
+}
+
 /// Sets SO_MAX_PACING_RATE, in bytes per second ([`PACING_UNLIMITED`] clears it). The value
 /// goes as a 32-bit int, which every kernel reads the same way: Linux >= 4.20 also takes
 /// 64 bits, but older kernels read the first 4 bytes of a longer value, which on big-endian
 /// routers would be the high word (a cap of 0). Callers cap larger rates themselves.
-pub fn set_max_pacing_rate(fd: BorrowedFd<'_>, bytes_per_sec: u32) -> io::Result<()> {
+#[cfg(target_os = "linux")]
+pub fn set_max_pacing_rate(fd: &TcpStream, bytes_per_sec: u32) -> io::Result<()> {
     // The kernel reads an unsigned int; i32 has the same bits.
     super::set_int_opt(
         fd.as_raw_fd(),
@@ -56,7 +71,8 @@ pub fn set_max_pacing_rate(fd: BorrowedFd<'_>, bytes_per_sec: u32) -> io::Result
 }
 
 /// Reads SO_MAX_PACING_RATE back (bytes per second; `u64::MAX` or `u32::MAX` = no cap).
-pub fn max_pacing_rate(fd: BorrowedFd<'_>) -> io::Result<u64> {
+#[cfg(target_os = "linux")]
+pub fn max_pacing_rate(fd: &TcpStream) -> io::Result<u64> {
     let mut v: u64 = 0;
     let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
     // SAFETY: the value pointer refers to the live, writable `v` and `len` holds its exact
@@ -82,11 +98,22 @@ pub fn max_pacing_rate(fd: BorrowedFd<'_>) -> io::Result<u64> {
     Ok(v)
 }
 
-#[cfg(test)]
+/// No SO_MAX_PACING_RATE outside Linux: the user-space pacer alone holds the rate.
+#[cfg(not(target_os = "linux"))]
+pub fn set_max_pacing_rate(_s: &TcpStream, _bytes_per_sec: u32) -> io::Result<()> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
+/// No SO_MAX_PACING_RATE outside Linux.
+#[cfg(not(target_os = "linux"))]
+pub fn max_pacing_rate(_s: &TcpStream) -> io::Result<u64> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
     use std::io::{Read, Write};
-    use std::os::fd::AsFd;
     use std::time::Duration;
 
     use crate::net::loopback_pair as pair;
@@ -105,7 +132,7 @@ mod tests {
         while got < 300_000 {
             // Never ask past the 0x55 bytes, so the tail is left for the copying read below.
             let want = (300_000 - got).min(buf.len());
-            let n = recv_discard(s.as_fd(), &mut buf[..want]).unwrap();
+            let n = recv_discard(&s, &mut buf[..want]).unwrap();
             assert!(n > 0, "EOF after {got} bytes");
             got += n;
         }
@@ -124,19 +151,19 @@ mod tests {
         let (c, s) = pair();
         s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
         let mut buf = [0u8; 16];
-        let e = recv_discard(s.as_fd(), &mut buf).unwrap_err();
+        let e = recv_discard(&s, &mut buf).unwrap_err();
         assert!(crate::net::is_timeout(&e), "{e}");
         drop(c);
-        assert_eq!(recv_discard(s.as_fd(), &mut buf).unwrap(), 0);
+        assert_eq!(recv_discard(&s, &mut buf).unwrap(), 0);
     }
 
     #[test]
     fn pacing_rate_is_set_read_back_and_cleared() {
         let (c, _s) = pair();
-        set_max_pacing_rate(c.as_fd(), 12_500_000).unwrap();
-        assert_eq!(max_pacing_rate(c.as_fd()).unwrap(), 12_500_000);
-        set_max_pacing_rate(c.as_fd(), PACING_UNLIMITED).unwrap();
-        let v = max_pacing_rate(c.as_fd()).unwrap();
+        set_max_pacing_rate(&c, 12_500_000).unwrap();
+        assert_eq!(max_pacing_rate(&c).unwrap(), 12_500_000);
+        set_max_pacing_rate(&c, PACING_UNLIMITED).unwrap();
+        let v = max_pacing_rate(&c).unwrap();
         assert!(v == u64::MAX || v == u64::from(u32::MAX), "{v}");
     }
 }

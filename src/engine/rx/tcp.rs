@@ -11,7 +11,6 @@
 
 use std::io::{self, Read};
 use std::net::TcpStream;
-use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use crossbeam_channel::Sender;
@@ -226,7 +225,7 @@ fn run_data(
             break;
         };
         let r = if discard {
-            crate::sys::tcp::recv_discard(s.as_fd(), &mut buf[..len])
+            crate::sys::tcp::recv_discard(s, &mut buf[..len])
         } else {
             s.read(&mut buf[..len.min(TCP_READ)])
         };

@@ -12,7 +12,6 @@
 
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsFd;
 use std::sync::atomic::Ordering::Relaxed;
 
 use crossbeam_channel::Receiver;
@@ -80,7 +79,7 @@ impl KernelPacing {
             Ok(v) if rate_bps > 0 && v < PACING_UNLIMITED => v.max(1),
             _ => PACING_UNLIMITED,
         };
-        match set_max_pacing_rate(s.as_fd(), value) {
+        match set_max_pacing_rate(s, value) {
             // Remember the rate followed, not whether a cap was set: a rate above the 32-bit
             // cap must not cost a setsockopt per chunk.
             Ok(()) => self.applied_bps = rate_bps,
@@ -330,7 +329,7 @@ mod tests {
             t.join().unwrap().unwrap();
         });
         let secs = t0.elapsed().as_secs_f64();
-        let cap = crate::sys::tcp::max_pacing_rate(c.as_fd()).unwrap();
+        let cap = crate::sys::tcp::max_pacing_rate(&c).unwrap();
         drop(ctx);
         drop(c);
         h.join().unwrap();
@@ -384,7 +383,7 @@ mod tests {
     #[test]
     fn kernel_cap_follows_the_rate() {
         let (c, _s) = pair();
-        let cap = || crate::sys::tcp::max_pacing_rate(c.as_fd()).unwrap();
+        let cap = || crate::sys::tcp::max_pacing_rate(&c).unwrap();
         let mut k = KernelPacing::new(true);
         k.follow(&c, 0);
         assert!(cap() >= u64::from(u32::MAX), "unlimited sets no cap");

@@ -96,7 +96,7 @@ pub(super) fn run(
                     break;
                 }
                 Err(_) if ctx.stop.data_over() => break,
-                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => std::thread::yield_now(),
+                Err(e) if e.raw_os_error() == Some(crate::sys::ENOBUFS) => std::thread::yield_now(),
                 Err(e) if net::is_transient_udp(&e) => {}
                 Err(e) => return Err(Error::io(Phase::Data, targets.first().copied(), e)),
             }

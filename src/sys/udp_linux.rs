@@ -1,4 +1,4 @@
-//! Batched UDP I/O: sendmmsg/recvmmsg, UDP GSO (UDP_SEGMENT) and GRO (UDP_GRO) with their
+//! Batched UDP I/O (Linux; sys/udp_portable.rs elsewhere): sendmmsg/recvmmsg, UDP GSO (UDP_SEGMENT) and GRO (UDP_GRO) with their
 //! control messages. Thin, stateless wrappers except [`RecvBatch`], which owns the receive
 //! buffers and the headers pointing into them.
 //!
@@ -11,6 +11,9 @@ use std::net::SocketAddr;
 use std::os::fd::RawFd;
 
 use socket2::SockAddr;
+
+/// sendmmsg/recvmmsg and GSO/GRO are here (udp_portable.rs: one datagram per call).
+pub const BATCHED: bool = true;
 
 /// `SOL_UDP` (`IPPROTO_UDP`).
 const SOL_UDP: libc::c_int = 17;

@@ -77,7 +77,9 @@ fn a_fleet_of_three_gives_one_matrix_with_a_clear_failure() {
         assert!(t1["local_cpu_avg"].as_f64().is_some(), "{t1}");
         assert_eq!(t2["ok"], true, "{t2}");
         let up = t2["up_bps"].as_f64().unwrap();
-        assert!((17e6..=23e6).contains(&up), "{t2}");
+        // At most the asked 20 Mbit/s (+15 %); at least a quarter of it, a bound a busy machine
+        // holds (rates belong to `make bench`; issue 20).
+        assert!((5e6..=23e6).contains(&up), "{t2}");
         assert!(t2["down_loss_pct"].as_f64().unwrap() < 5.0, "{t2}");
         assert!(t2["up_loss_pct"].as_f64().is_some(), "{t2}");
         assert_eq!(dead["ok"], false, "{dead}");
@@ -208,7 +210,9 @@ fn parallel_udp_targets_share_the_protocols_client_port() {
             assert_eq!(r["ok"], true, "{r}");
             for k in ["up_bps", "down_bps"] {
                 let v = r[k].as_f64().unwrap();
-                assert!((9e6..=11e6).contains(&v), "{k}: {r}");
+                // The asked 10 Mbit/s is an upper bound (+10 %); a quarter of it holds on a busy
+                // machine (issue 20).
+                assert!((2.5e6..=11e6).contains(&v), "{k}: {r}");
             }
             assert!(r["down_loss_pct"].as_f64().unwrap() < 0.5, "{r}");
         }

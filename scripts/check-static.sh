@@ -55,10 +55,12 @@ for f in "${FILES[@]}"; do
       [ "$arch" = mips ] && [ "$endian" = big ] || problems+=("name says big-endian MIPS, ELF says $machine, $endian endian")
       ;;
   esac
-  if [ "$arch" = mips ] && ! readelf -A "$f" 2>/dev/null | grep -qi 'soft float'; then
-    # OpenWrt's mips_24kc and mipsel_24kc are soft-float: a hard-float binary would call
-    # FPU instructions their kernel emulates, slowly, or mismatch a float argument.
-    problems+=("MIPS image is not soft-float (readelf -A: $(readelf -A "$f" 2>/dev/null | sed -n 's/^ *FP ABI: *//p'))")
+  # OpenWrt's mips_24kc and mipsel_24kc are soft-float: a hard-float binary would run FPU
+  # instructions their kernel emulates, slowly, or mismatch a float argument. (The output is
+  # read whole: `readelf | grep -q` under pipefail fails when grep exits first.)
+  fp_abi=$(readelf -A "$f" 2>/dev/null | sed -n 's/^ *FP ABI: *//p')
+  if [ "$arch" = mips ] && [[ "$fp_abi" != *[Ss]oft* ]]; then
+    problems+=("MIPS image is not soft-float (readelf -A, FP ABI: ${fp_abi:-none})")
   fi
   linkage=static
   if readelf -lW "$f" 2>/dev/null | grep 'INTERP' >/dev/null; then

@@ -71,11 +71,17 @@ run() {
   if [ -n "$r" ]; then "$r" "$@"; else "$@"; fi
 }
 
-# start_server RUNNER BINARY ARGS...: starts it on a free port; sets PORT, SRV.
+# start_server RUNNER BINARY ARGS...: starts it on a free port; sets PORT, SRV. Started
+# directly, not through `run`: `run ... &` would fork a subshell, and SRV would be its PID, not
+# the server's, which `stop_server` would then leave running.
 start_server() {
   PORT=$(free_port "${CROSS_TEST_PORT:-2800}")
-  run "$1" "$2" server --listen "127.0.0.1:$PORT" --udp-port-from $((PORT + 1)) "${@:3}" \
-    >"$work/server.log" 2>&1 &
+  local args=(server --listen "127.0.0.1:$PORT" --udp-port-from $((PORT + 1)) "${@:3}")
+  if [ -n "$1" ]; then
+    "$1" "$2" "${args[@]}" >"$work/server.log" 2>&1 &
+  else
+    "$2" "${args[@]}" >"$work/server.log" 2>&1 &
+  fi
   SRV=$!
   if ! wait_listening "$PORT"; then
     say "the server did not start; its output:"

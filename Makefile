@@ -16,7 +16,7 @@ INSTALL_BIN ?= $(BIN)
 INSTALL ?= install
 
 .PHONY: build release test lint fmt bench demo clean
-.PHONY: musl size cross-test rss soak check-docs fuzz-smoke install uninstall
+.PHONY: musl size cross cross-test rss soak check-docs fuzz-smoke install uninstall
 .PHONY: deb openwrt openwrt-apk container dist packages container-test package-test
 .PHONY: check-platforms windows windows-test
 
@@ -64,7 +64,19 @@ musl:             ## static x86_64 and aarch64 builds in target/dist/ (+ role-on
 size:             ## stripped and xz -9 size of each build there is (native release, target/dist/*)
 	bash scripts/size.sh
 
-cross-test:       ## the aarch64 static binary under qemu-user: TCP, UDP, MD5, EC-SRP5 on loopback
+# `make cross` (issue 21): the router image for every router CPU, each in target/dist/btest-TRIPLE.
+# armv7 and MIPS are built with cargo-zigbuild and zig (installed from crates.io and PyPI when
+# missing); CROSS_ROLES="server client" adds the role-only builds. Slow (a fat-LTO build with
+# std rebuilt per target): not part of `make test`.
+CROSS_TARGETS ?= x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf mips-unknown-linux-musl mipsel-unknown-linux-musl
+CROSS_ROLES ?=
+
+cross:            ## static router images for x86_64, aarch64, armv7, mips, mipsel in target/dist/, checked
+	MUSL_TARGETS="$(CROSS_TARGETS)" MUSL_ROLES="$(CROSS_ROLES)" CARGO="$(CARGO)" bash scripts/build-musl.sh
+	bash scripts/check-static.sh $(foreach t,$(CROSS_TARGETS),target/dist/btest-$(t))
+	bash scripts/size.sh
+
+cross-test:       ## each image of `make cross` under qemu-user vs the native build, both roles: TCP, UDP, MD5, EC-SRP5
 	bash scripts/cross-test.sh
 
 check-platforms:  ## cargo check + clippy -D warnings for Windows (gnu, msvc), macOS (x86_64, aarch64), FreeBSD (adds the rustup targets)

@@ -3,7 +3,8 @@
 # re-derived elsewhere in src/: the client port = server port + 256 rule (use wire::udp), the
 # 0-means-32768 TCP chunk (use Command::effective_tx_size), the UDP payload = tx_size - overhead
 # rule (use wire::datagram::payload_len), the BTPROBE1 echo datagram (use wire::echo), and the
-# server-view direction bits read by hand (use Direction::we_transmit / we_receive with a Side).
+# server-view direction bits read by hand (use Direction::we_transmit / we_receive with a Side);
+# and anywhere outside src/sys/, a native-byte-order conversion (issue 21: big-endian MIPS).
 # Comments, string literals and `#[cfg(test)] mod` blocks are not checked: an error message may
 # say "port + 256" and a test may write 32768 as data. A line that must break a rule says why
 # with `// check-wire: allow (reason)`.
@@ -71,4 +72,19 @@ while IFS= read -r -d '' file; do
   done <<<"$RULES"
 done < <(find src -name '*.rs' -not -path 'src/wire/*' -print0 | sort -z)
 [ "$bad" = 0 ] || die "move the rule into src/wire/ and call it (or mark the line, saying why)"
-say "ok: no known protocol rule outside src/wire/"
+
+# Byte order (issue 21): every multi-byte value on the wire or in a file is written and read in
+# an explicit order (to_le_bytes, from_be_bytes, ...), so the big-endian MIPS image speaks the
+# same bytes as x86. Native-order conversions are refused everywhere outside src/sys/ (whose
+# kernel structures are native by definition), src/wire/ included.
+while IFS= read -r -d '' file; do
+  hits=$(code_lines "$file" | awk -F'\t' '$3 ~ /(to|from)_ne_bytes|transmute/ { printf "%s:%s: %s\n", $1, $2, $3 }')
+  if [ -n "$hits" ]; then
+    while IFS= read -r h; do
+      say "${h%%: *}: native byte order outside src/sys/ (use to_le_bytes/to_be_bytes): ${h#*: }"
+    done <<<"$hits"
+    bad=1
+  fi
+done < <(find src -name '*.rs' -not -path 'src/sys/*' -print0 | sort -z)
+[ "$bad" = 0 ] || die "write the byte order out (or mark the line, saying why)"
+say "ok: no known protocol rule outside src/wire/, no native byte order outside src/sys/"

@@ -8,6 +8,7 @@
 //!
 //! Non-goals: an async runtime; any protocol other than btest.
 
+pub mod atomic;
 pub mod auth;
 pub mod authio;
 pub mod cidr;

@@ -14,7 +14,8 @@
 //! Must not: lock, allocate or log (one relaxed atomic per pool per send or read call), know
 //! keys, windows or the store (server/accounting.rs creates, refills and reads the pools).
 
-use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
+use crate::atomic::AtomicI64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 /// A quota with less than this left starts no session: a refused send leaves up to one TCP

@@ -5,7 +5,8 @@
 //! through them, so no ordering is needed. The status thread takes interval deltas with
 //! `swap(0)` once per interval, so no increment is ever lost or counted twice.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use crate::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 
 /// One thread's counters.
 #[derive(Debug, Default)]

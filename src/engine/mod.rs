@@ -23,8 +23,9 @@ pub mod tx;
 pub mod udpdrops;
 pub mod udpio;
 
+use crate::atomic::AtomicU64;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -23,9 +23,10 @@
 //! Must not: touch data sockets other than writing statuses to connection 0 when no TX thread
 //! owns its write side, and the end-of-test FIN.
 
+use crate::atomic::AtomicU64;
 use std::io::Write;
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender};

@@ -12,11 +12,12 @@
 //! new complete text, never a mix (write to a temporary file in the same directory, then
 //! rename over the target). The collector ignores the temporary file: it only reads `*.prom`.
 
+use crate::atomic::AtomicU64;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};

@@ -10,8 +10,9 @@
 //!
 //! Must not: block its caller, or end the process.
 
+use crate::atomic::AtomicU64;
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};

@@ -14,8 +14,9 @@
 //! (2.2 MB at most; later ones show their current rates only); the aggregate is 300 x 24 B
 //! = 7.2 KB; the ended ring about 100 x 200 B.
 
+use crate::atomic::AtomicU64;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 

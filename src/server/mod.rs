@@ -35,8 +35,9 @@ pub mod usage;
 #[cfg(feature = "http")]
 pub mod web;
 
+use crate::atomic::AtomicU64;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};

@@ -9,8 +9,8 @@
 //! path allocates, locks or logs. The target rate is re-read from an atomic the status thread
 //! updates (UDP rate adaptation). The loops live in `tcp.rs` and `udp.rs`, one per role.
 
+use crate::atomic::AtomicU64;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;

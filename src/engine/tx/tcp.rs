@@ -242,13 +242,13 @@ fn write_whole(ctx: &TxCtx<'_>, s: &mut &TcpStream, mut b: &[u8]) -> io::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::atomic::AtomicU64;
     use crate::engine::counters::{Counters, GapHistogram};
     use crate::engine::scan::StatusScanner;
     use crate::engine::stop::{Stop, StopReason};
     use crate::engine::tx::TxSocket;
     use crate::wire::status::Status;
     use std::io::Read;
-    use std::sync::atomic::AtomicU64;
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 

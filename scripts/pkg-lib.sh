@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Helpers shared by the package builders (package-deb.sh, package-ipk.sh, package-container.sh,
-# dist.sh). Sourced after lib.sh, never run.
+# dist.sh) and their tests (test-*.sh). Sourced after lib.sh, never run.
 
 # Every package and tarball goes here, not in $DIST itself: size.sh and check-static.sh take
 # every btest-* file in $DIST for an image.
@@ -86,4 +86,13 @@ image_package() {
     btest-*) echo "btest ${base#btest-} 1" ;;
     *) return 1 ;;
   esac
+}
+
+# The package tests' tally: `check && ok WHAT || bad WHAT` (ok and bad only print, so the
+# `||` never runs after an ok); a test ends failed when `fails` is above 0.
+fails=0
+ok() { printf '  ok    %s\n' "$*"; }
+bad() {
+  printf '  FAIL  %s\n' "$*"
+  fails=$((fails + 1))
 }

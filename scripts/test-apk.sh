@@ -23,12 +23,6 @@ export APK
 BIN=$(realpath "${1:-$TARGET_DIR/release/btest}")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-fails=0
-ok() { printf '  ok    %s\n' "$*"; }
-bad() {
-  printf '  FAIL  %s\n' "$*"
-  fails=$((fails + 1))
-}
 mkdir "$work/images"
 cp "$BIN" "$work/images/btest-x86_64-unknown-linux-musl"
 strip "$work/images/btest-x86_64-unknown-linux-musl" 2>/dev/null || true

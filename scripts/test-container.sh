@@ -41,12 +41,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-fails=0
-ok() { printf '  ok    %s\n' "$*"; }
-bad() {
-  printf '  FAIL  %s\n' "$*"
-  fails=$((fails + 1))
-}
 
 echo "== build (every static image in $DIST)"
 t0=$(date +%s.%N)

@@ -14,6 +14,8 @@ set -euo pipefail
 SCRIPT=test-deb
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
+# shellcheck source=scripts/pkg-lib.sh
+. "$(dirname "$0")/pkg-lib.sh"
 skip() {
   say "skip: $*"
   exit 77
@@ -48,12 +50,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-fails=0
-ok() { printf '  ok    %s\n' "$*"; }
-bad() {
-  printf '  FAIL  %s\n' "$*"
-  fails=$((fails + 1))
-}
 # dpkg waits for no lock: retry while apt or another dpkg holds it (at most 60 s).
 dpkg_retry() {
   local _

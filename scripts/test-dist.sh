@@ -15,12 +15,6 @@ BIN=$(realpath "${1:-$TARGET_DIR/release/btest}")
 [ -x "$BIN" ] || die "$BIN: no such binary"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-fails=0
-ok() { printf '  ok    %s\n' "$*"; }
-bad() {
-  printf '  FAIL  %s\n' "$*"
-  fails=$((fails + 1))
-}
 mkdir "$work/images" "$work/out"
 # Stand-ins (never run): the tarballs' layout is the point, not the binary.
 printf '#!/bin/sh\nexit 1\n' >"$work/native"

@@ -19,12 +19,6 @@ BIN=$(realpath "${1:-$TARGET_DIR/release/btest}")
 [ -x "$BIN" ] || die "$BIN: no such binary"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-fails=0
-ok() { printf '  ok    %s\n' "$*"; }
-bad() {
-  printf '  FAIL  %s\n' "$*"
-  fails=$((fails + 1))
-}
 
 mkdir "$work/images"
 cp "$BIN" "$work/images/btest-x86_64-unknown-linux-musl"

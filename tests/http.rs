@@ -352,8 +352,11 @@ fn sixteen_silent_connections_from_one_address_leave_others_served() {
             ),
             503
         );
-        // ...another address is served at once, several times over.
-        for i in 0..5 {
+        // ...another address is served at once, several times over: three times, fewer than
+        // its own share of 4, since an answered connection keeps its slot while the server
+        // lingers for the close and a busy machine can still hold the earlier ones (the 5th of
+        // 5 got 503 in 1 make test run of 5 under stress -c 2).
+        for i in 0..3 {
             let t = Instant::now();
             let st = status_of(
                 connect_from("127.0.0.2", at).unwrap(),

@@ -26,6 +26,20 @@ pub mod tcp;
 #[cfg_attr(not(target_os = "linux"), path = "udp_portable.rs")]
 pub mod udp;
 
+/// What one received UDP message holds, for both UDP back ends (`udp_linux.rs`,
+/// `udp_portable.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecvMeta {
+    /// Bytes of datagram(s) received (Linux with MSG_TRUNC: the datagram's real length, even
+    /// when the slot kept only its start).
+    pub len: usize,
+    /// GRO (Linux): the size of each coalesced datagram (the last may be shorter); `None`: one
+    /// datagram.
+    pub stride: Option<usize>,
+    /// Sender.
+    pub src: Option<std::net::SocketAddr>,
+}
+
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]

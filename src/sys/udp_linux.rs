@@ -7,7 +7,6 @@
 
 use std::io;
 use std::mem::{size_of, zeroed, MaybeUninit};
-use std::net::SocketAddr;
 use std::os::fd::RawFd;
 
 use socket2::SockAddr;
@@ -138,17 +137,8 @@ pub fn send_batch(
     ret(r as isize)
 }
 
-/// What one received message holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecvMeta {
-    /// Bytes of datagram(s) received (with MSG_TRUNC: the datagram's real length, even when
-    /// the slot kept only its start).
-    pub len: usize,
-    /// GRO: the size of each coalesced datagram (the last may be shorter); `None`: one datagram.
-    pub stride: Option<usize>,
-    /// Sender.
-    pub src: Option<SocketAddr>,
-}
+/// What one received message holds: one definition for both back ends (sys/mod.rs).
+pub use super::RecvMeta;
 
 /// Receive buffers and the headers that point into them, allocated once per socket.
 pub struct RecvBatch {

@@ -11,7 +11,7 @@
 
 use std::io;
 use std::mem::ManuallyDrop;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 
 use socket2::SockAddr;
 
@@ -85,16 +85,9 @@ pub fn send_batch(
     send_one(fd, &buf[..len.min(buf.len())], dest).map(|_| 1)
 }
 
-/// What one received message holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecvMeta {
-    /// Bytes of the datagram.
-    pub len: usize,
-    /// Always `None` here (no GRO).
-    pub stride: Option<usize>,
-    /// Sender.
-    pub src: Option<SocketAddr>,
-}
+/// What one received message holds (one definition, sys/mod.rs; `stride` is always `None`
+/// here: no GRO).
+pub use super::RecvMeta;
 
 /// One whole-datagram buffer, allocated once per socket.
 pub struct RecvBatch {

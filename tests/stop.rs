@@ -105,11 +105,12 @@ fn max_duration_caps_sessions() {
 
 #[test]
 fn sigint_ends_a_client_test_with_its_summary() {
-    watchdog(30, || {
+    use std::io::BufRead;
+    watchdog(40, || {
         let srv = start_server(server_cfg());
         for proto in ["tcp", "udp"] {
             // killed on drop: with --duration 0 it would run for ever if the test failed
-            let child = Proc::new(
+            let mut child = Proc::new(
                 btest_bin()
                     .args([
                         "client",
@@ -133,20 +134,59 @@ fn sigint_ends_a_client_test_with_its_summary() {
                     .spawn()
                     .unwrap(),
             );
-            std::thread::sleep(Duration::from_millis(1500));
+            let pid = child.id();
+            let (lines_tx, lines) = crossbeam_channel::unbounded();
+            let out = std::io::BufReader::new(child.stdout.take().unwrap());
+            std::thread::spawn(move || {
+                for l in out.lines().map_while(Result::ok) {
+                    let _ = lines_tx.send(l);
+                }
+            });
+            let mut err = child.stderr.take().unwrap();
+            let err = std::thread::spawn(move || {
+                let mut s = String::new();
+                let _ = std::io::Read::read_to_string(&mut err, &mut s);
+                s
+            });
+            // Signalled once the data phase shows (its first interval), not after a fixed
+            // sleep: a signal that lands before the handlers are installed is lost when the
+            // test runs with SIGINT ignored (a background job of a script inherits that), and
+            // then the client runs for ever.
+            let mut seen = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while !seen
+                .iter()
+                .any(|l: &String| l.contains(r#""type":"interval""#))
+            {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match lines.recv_timeout(left) {
+                    Ok(l) => seen.push(l),
+                    Err(_) => panic!("{proto}: no interval within 15 s: {seen:?}"),
+                }
+            }
             let t0 = Instant::now();
-            signal(child.id(), "-INT");
-            let o = child.wait_with_output().unwrap();
-            assert!(
-                t0.elapsed() < Duration::from_secs(1),
-                "{proto}: {:?}",
-                t0.elapsed()
-            );
-            assert_exit(&o, 0);
-            let out = String::from_utf8(o.stdout).unwrap();
-            let last: serde_json::Value =
-                serde_json::from_str(out.lines().last().unwrap()).unwrap();
-            assert_eq!(last["type"], "summary");
+            signal(pid, "-INT");
+            let mut code = None;
+            while t0.elapsed() < Duration::from_secs(5) {
+                if let Some(st) = child.try_wait().unwrap() {
+                    code = Some(st);
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let took = t0.elapsed();
+            let Some(code) = code else {
+                panic!(
+                    "{proto}: still running 5 s after SIGINT:\n{}",
+                    proc_state(pid)
+                );
+            };
+            let stderr = err.join().unwrap();
+            assert!(took < Duration::from_secs(1), "{proto}: {took:?}");
+            assert_eq!(code.code(), Some(0), "{proto}: {stderr}");
+            seen.extend(lines.iter());
+            let last: serde_json::Value = serde_json::from_str(seen.last().unwrap()).unwrap();
+            assert_eq!(last["type"], "summary", "{seen:?}");
             assert_eq!(last["end_reason"], "interrupted");
             let _ = srv.next_session(Duration::from_secs(3));
         }

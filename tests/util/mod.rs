@@ -387,7 +387,6 @@ pub fn spawn_server_bin_logged(
     (child, addr, rx)
 }
 
-/// Sends a signal with kill(1).
 /// NDJSON output, one value per line.
 pub fn json_lines(out: &[u8]) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(out)
@@ -396,10 +395,67 @@ pub fn json_lines(out: &[u8]) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Sends `sig` ("-TERM", "-INT", ...) to `pid` with kill(1) and asserts it went. Its result
+/// used to be ignored, so a `kill` that could not be started on a loaded machine would have
+/// been a signal silently not sent, and a test waiting for the effect a hang on its watchdog.
 pub fn signal(pid: u32, sig: &str) {
-    let _ = std::process::Command::new("kill")
+    let st = std::process::Command::new("kill")
         .args([sig, &pid.to_string()])
         .status();
+    assert!(
+        st.as_ref().is_ok_and(|s| s.success()),
+        "kill {sig} {pid}: {st:?}"
+    );
+}
+
+/// What a process that did not react is doing, for a test's failure message: its state and
+/// signal masks from /proc, each thread's name, state and kernel wait channel, and (when gdb
+/// is installed) every thread's stack.
+pub fn proc_state(pid: u32) -> String {
+    let mut out = String::new();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    for l in status.lines().filter(|l| {
+        [
+            "State", "SigQ", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt",
+        ]
+        .iter()
+        .any(|k| l.starts_with(&format!("{k}:")))
+    }) {
+        out += &format!("{l}\n");
+    }
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            let p = t.path();
+            let read = |f: &str| std::fs::read_to_string(p.join(f)).unwrap_or_default();
+            let stat = read("stat");
+            let state = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .next();
+            out += &format!(
+                "  {} {} {} {}\n",
+                t.file_name().to_string_lossy(),
+                read("comm").trim(),
+                state.unwrap_or("?"),
+                read("wchan")
+            );
+        }
+    }
+    if let Ok(o) = std::process::Command::new("gdb")
+        .args([
+            "-batch",
+            "-p",
+            &pid.to_string(),
+            "-ex",
+            "thread apply all bt",
+        ])
+        .output()
+    {
+        out += &String::from_utf8_lossy(&o.stdout);
+    }
+    out
 }
 
 /// 50 Mbit/s asked in each direction gives 45-55 Mbit/s over 3 s, on both sides' counts.

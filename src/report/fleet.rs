@@ -163,6 +163,7 @@ mod tests {
             csv: None,
             ndjson: None,
             report: None,
+            speed_test: false,
         };
         assert_eq!(
             start_line(&fc, 3),

@@ -205,7 +205,7 @@ fn text_output_and_a_phase_subset() {
         let out = String::from_utf8_lossy(&o.stdout);
         for want in [
             "speed-test ",
-            "\nidle ",
+            "\nidle\n",
             "\ndownload ",
             "bufferbloat grade",
             "RPM",

@@ -176,6 +176,15 @@ pub fn speed_test_html(
     let err = res.outcome.as_ref().err().map(crate::report::error_record);
     let (mut rx, mut tx, mut latency) = (Vec::new(), Vec::new(), Vec::new());
     for p in &res.phases {
+        // Each direction's line is 0 outside the phases that load it (it is: nothing moves),
+        // so it does not run straight across an upload from the download to the next one.
+        let end = p.start_s + p.duration_s;
+        if p.rx_bps.is_some() {
+            rx.push((p.start_s, 0.0));
+        }
+        if p.tx_bps.is_some() {
+            tx.push((p.start_s, 0.0));
+        }
         for iv in &p.intervals {
             // The session started after its handshake, about when the phase did.
             let t = p.start_s + iv.f64(&F::ELAPSED_S);
@@ -185,6 +194,12 @@ pub fn speed_test_html(
             if p.tx_bps.is_some() {
                 tx.push((t, iv.f64(&F::TX_CURRENT_BPS)));
             }
+        }
+        if p.rx_bps.is_some() {
+            rx.push((end, 0.0));
+        }
+        if p.tx_bps.is_some() {
+            tx.push((end, 0.0));
         }
         latency.extend(p.lat_points.iter().copied());
     }

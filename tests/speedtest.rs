@@ -307,3 +307,46 @@ fn fleet_target_in_speed_test_mode() {
         let _ = std::fs::remove_dir_all(&dir);
     });
 }
+
+/// The probe rate cap: 5 ms probes (96 kbit/s of 60-byte datagrams) against a 500 kbit/s
+/// download exceed 5 % of it (25 kbit/s), so after the download the interval widens to about
+/// 60·8 / 25 000 s = 19.2 ms (of the rate measured) and a note says so.
+#[test]
+fn probe_interval_widens_to_five_percent_of_the_capacity() {
+    watchdog(40, || {
+        let (_srv, addr) = spawn_server_bin(&[]);
+        let o = btest_bin()
+            .args(["speed-test", &addr, "--json", "--phases", "download,upload"])
+            .args([
+                "--phase",
+                "2s",
+                "--probe-interval",
+                "5ms",
+                "--latency",
+                "echo",
+            ])
+            .args(["--remote-tx-speed", "500k", "--local-tx-speed", "500k"])
+            .output()
+            .unwrap();
+        assert_exit(&o, 0);
+        let recs = json_lines(&o.stdout);
+        assert_eq!(num(&recs[0], "probe_interval_ms"), Some(5.0), "{}", recs[0]);
+        // 480 bits per probe in 5 % of the download's measured rate (TCP payload, a little
+        // above the 500k asked).
+        let down = num(&recs[0], "rx_bps").unwrap();
+        let want = 480.0 / (0.05 * down) * 1000.0;
+        let widened = num(&recs[1], "probe_interval_ms").unwrap();
+        assert!(
+            widened > 5.0 && (widened - want).abs() < 0.01 * want,
+            "{want} {}",
+            recs[1]
+        );
+        let last = recs.last().unwrap();
+        assert_eq!(num(last, "probe_interval_ms"), Some(widened));
+        let notes = last["notes"].to_string();
+        assert!(
+            notes.contains("probe interval widened from 5 ms"),
+            "{notes}"
+        );
+    });
+}

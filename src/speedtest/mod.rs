@@ -542,7 +542,7 @@ pub fn run(
     }
     let classes = probes.as_ref().map_or(0, |p| p.probes.len());
     let t0 = Instant::now();
-    for &kind in &cfg.phases {
+    for (i, &kind) in cfg.phases.iter().enumerate() {
         if stop.is_triggered() || crate::sys::signalled() {
             res.outcome = Err(Error::EndedEarly(format!(
                 "interrupted before the {} phase",
@@ -585,8 +585,10 @@ pub fn run(
         if failed {
             break;
         }
-        // The probe rate cap, once a capacity is known: 5 % of the lower measured direction.
-        if let (Some(pr), Some(cap)) = (&mut probes, lowest_capacity(&res.phases)) {
+        // The probe rate cap, once a capacity is known: 5 % of the lower measured direction
+        // (for the phases still to come).
+        let last = i + 1 == cfg.phases.len();
+        if let (Some(pr), Some(cap), false) = (&mut probes, lowest_capacity(&res.phases), last) {
             let s = pr.interval.as_secs_f64();
             let wire = probe_wire_bytes(addrs[0]);
             if let Some(wider) = figures::capped_interval(pr.running(), wire, s, cap) {

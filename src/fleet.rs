@@ -719,4 +719,28 @@ mod tests {
             secs: 5.0
         }));
     }
+
+    #[cfg(feature = "speedtest")]
+    #[test]
+    fn speed_test_mode_per_line_or_for_all() {
+        let dir = Path::new(".");
+        let text = "a 10.0.0.1 mode=speed-test --phase 5s\nb 10.0.0.2 --duration 3s\n";
+        let t = parse(text, dir).unwrap();
+        let st = t[0].speed_test.as_ref().expect("a speed test");
+        assert_eq!(st.phase, Duration::from_secs(5));
+        assert_eq!(t[0].cfg.connection_count, 4);
+        assert!(t[1].speed_test.is_none());
+        // --speed-test: every target, unless its line says mode=test.
+        let t = parse_with("a h1 --idle 1s\nb h2 --mode test\n", dir, true).unwrap();
+        assert_eq!(
+            t[0].speed_test.as_ref().unwrap().idle,
+            Duration::from_secs(1)
+        );
+        assert!(t[1].speed_test.is_none());
+        let e = parse("a h mode=fast\n", dir).unwrap_err();
+        assert!(e.contains("line 1") && e.contains("'fast'"), "{e}");
+        // A speed test takes no --direction: the line says so.
+        let e = parse("a h mode=speed-test --direction both\n", dir).unwrap_err();
+        assert!(e.contains("not a speed-test option"), "{e}");
+    }
 }

@@ -411,7 +411,13 @@ struct Probes {
 /// Bytes of one probe datagram on the wire: our 32-byte echo datagram (ICMP: 8-byte header
 /// instead of UDP's 8), plus the IP header.
 fn probe_wire_bytes(target: SocketAddr) -> u64 {
-    crate::wire::echo::ECHO_LEN as u64 + 8 + if target.is_ipv4() { 20 } else { 40 }
+    use crate::wire::{IPV4_UDP_OVERHEAD, IPV6_UDP_OVERHEAD};
+    let overhead = if target.is_ipv4() {
+        IPV4_UDP_OVERHEAD
+    } else {
+        IPV6_UDP_OVERHEAD
+    };
+    (crate::wire::echo::ECHO_LEN + overhead) as u64
 }
 
 fn probe_config(cfg: &SpeedTestConfig, target: SocketAddr, dscp: u8, want: Latency) -> ProbeConfig {

@@ -206,6 +206,7 @@ fn connect_any(cfg: &ClientConfig, addrs: &[SocketAddr]) -> Result<TcpStream> {
             cfg.device.as_deref(),
             cfg.connect_timeout,
             cfg.tos,
+            cfg.congestion.as_deref(),
         ) {
             Ok(s) => return Ok(s),
             Err(e) => last = Some(e),
@@ -514,6 +515,7 @@ fn join(cfg: &ClientConfig, server: SocketAddr, token: command::Token) -> Result
         cfg.device.as_deref(),
         cfg.connect_timeout,
         cfg.tos,
+        cfg.congestion.as_deref(),
     )
     .map_err(|e| match e {
         Error::Io { source, addr, .. } => Error::Io {

@@ -91,6 +91,9 @@ pub struct ClientConfig {
     pub report: Option<PathBuf>,
     /// The live terminal view.
     pub live: Live,
+    /// `--congestion NAME` (issue 22): TCP_CONGESTION on every data connection (Linux; the
+    /// `speedtest` feature, not in the router image). `None`: the kernel's default.
+    pub congestion: Option<String>,
 }
 
 /// How the client probes latency beside the load (`--latency`).
@@ -163,6 +166,7 @@ impl ClientConfig {
             latency_idle: Duration::from_secs(1),
             report: None,
             live: Live::Auto,
+            congestion: None,
         }
     }
 }
@@ -290,6 +294,8 @@ pub struct FleetConfig {
     pub ndjson: Option<PathBuf>,
     /// Write the HTML report here.
     pub report: Option<PathBuf>,
+    /// `--speed-test` (issue 22): every target runs `btest speed-test`, not a test.
+    pub speed_test: bool,
 }
 
 /// Which sources one `--source-limit` counts together.

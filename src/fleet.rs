@@ -31,7 +31,8 @@ pub fn load(fc: &FleetConfig) -> Result<Vec<Target>, Error> {
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    parse(&text, dir).map_err(|e| Error::Usage(format!("fleet: {}: {e}", fc.file.display())))
+    parse_with(&text, dir, fc.speed_test)
+        .map_err(|e| Error::Usage(format!("fleet: {}: {e}", fc.file.display())))
 }
 
 /// The fleet's output files (`--ndjson`, `--csv`): one line or row per `target` record.
@@ -92,6 +93,10 @@ pub struct Target {
     pub cfg: ClientConfig,
     /// Its own `--retries`, instead of the fleet's.
     pub retries: Option<u32>,
+    /// `mode=speed-test` (or `btest fleet --speed-test`): run `btest speed-test` instead;
+    /// `cfg` is then its client part.
+    #[cfg(feature = "speedtest")]
+    pub speed_test: Option<Box<crate::speedtest::SpeedTestConfig>>,
 }
 
 /// Splits a line into words: blanks separate, `'...'` and `"..."` quote, `\` escapes the next
@@ -195,6 +200,13 @@ pub fn read_credentials(path: &Path) -> Result<(String, String), String> {
 /// Parses the targets file. `dir` is the file's directory: relative `--credentials` paths are
 /// taken from there, as a reader of the file would expect. Errors name the line.
 pub fn parse(text: &str, dir: &Path) -> Result<Vec<Target>, String> {
+    parse_with(text, dir, false)
+}
+
+/// [`parse`], with every target a speed test when `speed_test` (`btest fleet --speed-test`).
+/// A line's `mode=speed-test` (or `--mode speed-test`) makes that target one; `mode=test` a
+/// plain test.
+pub fn parse_with(text: &str, dir: &Path, speed_test: bool) -> Result<Vec<Target>, String> {
     let mut defaults: Vec<String> = Vec::new();
     let mut targets: Vec<Target> = Vec::new();
     for (i, raw) in text.lines().enumerate() {
@@ -223,6 +235,7 @@ pub fn parse(text: &str, dir: &Path) -> Result<Vec<Target>, String> {
             return Err(at(format!("the name '{name}' is used twice")));
         }
         let mut args = vec!["client".to_string(), host.clone()];
+        let mut speed = speed_test;
         let mut retries = None;
         let mut creds = None;
         let mut opts = defaults.iter().chain(&w[2..]);
@@ -247,6 +260,20 @@ pub fn parse(text: &str, dir: &Path) -> Result<Vec<Target>, String> {
                         .ok_or_else(|| at("--credentials: missing FILE".into()))?;
                     creds = Some(dir.join(p));
                 }
+                "mode" => {
+                    let v = inline
+                        .or_else(|| opts.next().cloned())
+                        .ok_or_else(|| at("--mode: missing test|speed-test".into()))?;
+                    speed = match v.as_str() {
+                        "speed-test" => true,
+                        "test" => false,
+                        _ => {
+                            return Err(at(format!(
+                                "mode: '{v}' is not a mode: expected test or speed-test"
+                            )))
+                        }
+                    };
+                }
                 "retries" => {
                     let v = inline
                         .or_else(|| opts.next().cloned())
@@ -265,9 +292,27 @@ pub fn parse(text: &str, dir: &Path) -> Result<Vec<Target>, String> {
             let (u, pw) = read_credentials(p).map_err(at)?;
             args.extend(["--user".into(), u, "--password".into(), pw]);
         }
+        if speed {
+            if !cfg!(feature = "speedtest") {
+                return Err(at(format!(
+                    "target '{name}': mode=speed-test: this btest was built without it (cargo \
+                     feature 'speedtest')"
+                )));
+            }
+            args[0] = "speed-test".into();
+        }
         let inv = cli::parse_from(args, None).map_err(|e| at(format!("target '{name}': {e}")))?;
-        let Mode::Client(mut cfg) = inv.mode else {
-            return Err(at(format!("target '{name}': not a client test")));
+        #[cfg(feature = "speedtest")]
+        let mut speed_test = None;
+        let mut cfg = match inv.mode {
+            Mode::Client(c) => c,
+            #[cfg(feature = "speedtest")]
+            Mode::SpeedTest(st) => {
+                let c = Box::new(st.client.clone());
+                speed_test = Some(st);
+                c
+            }
+            _ => return Err(at(format!("target '{name}': not a client test"))),
         };
         cfg.live = Live::No;
         cfg.output = Output::Json;
@@ -276,6 +321,8 @@ pub fn parse(text: &str, dir: &Path) -> Result<Vec<Target>, String> {
             line,
             cfg: *cfg,
             retries,
+            #[cfg(feature = "speedtest")]
+            speed_test,
         });
     }
     if targets.is_empty() {
@@ -321,6 +368,12 @@ pub enum Progress<'a> {
 
 /// The `target` record of a target's last attempt.
 pub fn target_record(t: &Target, attempts: u32, run: &TestRun) -> Record {
+    target_record_with(t, attempts, run, None)
+}
+
+/// [`target_record`] of a speed test: `st` is its `speed_test` record (grade, RPM, rating,
+/// confidence, the download and upload rates).
+pub fn target_record_with(t: &Target, attempts: u32, run: &TestRun, st: Option<&Record>) -> Record {
     let s = run.summary.as_ref();
     let get = |k: &crate::record::Field| s.map_or(Value::Null, |s| s.get(k).clone());
     let dir = t.cfg.direction;
@@ -340,18 +393,18 @@ pub fn target_record(t: &Target, attempts: u32, run: &TestRun) -> Record {
             .push(&F::DURATION_S, get(&F::DURATION_S))
             .push(
                 &F::UP_BPS,
-                if dir.we_transmit(Side::Client) {
-                    get(&F::TX_AVG_BPS)
-                } else {
-                    Value::Null
+                match st {
+                    Some(r) => r.get(&F::UPLOAD_BPS).clone(),
+                    None if dir.we_transmit(Side::Client) => get(&F::TX_AVG_BPS),
+                    None => Value::Null,
                 },
             )
             .push(
                 &F::DOWN_BPS,
-                if dir.we_receive(Side::Client) {
-                    get(&F::RX_AVG_BPS)
-                } else {
-                    Value::Null
+                match st {
+                    Some(r) => r.get(&F::DOWNLOAD_BPS).clone(),
+                    None if dir.we_receive(Side::Client) => get(&F::RX_AVG_BPS),
+                    None => Value::Null,
                 },
             )
             .push(&F::UP_LOSS_PCT, up_loss)
@@ -381,6 +434,50 @@ pub fn target_record(t: &Target, attempts: u32, run: &TestRun) -> Record {
                 err.as_ref()
                     .map_or(Value::Null, |e| e.get(&F::PHASE).clone()),
             );
+        #[cfg(feature = "speedtest")]
+        {
+            let sv = |f: &crate::record::Field| st.map_or(Value::Null, |r| r.get(f).clone());
+            b.push(&F::GRADE, sv(&F::GRADE))
+                .push(&F::RPM, sv(&F::RPM))
+                .push(&F::RATING, sv(&F::RATING))
+                .push(&F::CONFIDENCE, sv(&F::CONFIDENCE));
+        }
+    })
+}
+
+/// One speed test of a fleet target, as a [`TestRun`] (its outcome; no intervals or summary)
+/// and its `speed_test` record.
+#[cfg(feature = "speedtest")]
+fn speed_test_run(
+    st: &crate::speedtest::SpeedTestConfig,
+    cfg: &ClientConfig,
+    stop: &Stop,
+) -> (TestRun, Option<Record>) {
+    let mut run = TestRun::new(cfg);
+    let res = crate::speedtest::run(st, stop, &mut |_| Ok(()));
+    match res {
+        Ok(res) => {
+            let o = crate::speedtest::Overall::of(&res.phases);
+            let rec = (!res.phases.is_empty())
+                .then(|| crate::report::speedtest::speed_test_record(&res, &o));
+            run.started = res.started;
+            run.outcome = res.outcome;
+            (run, rec)
+        }
+        Err(e) => {
+            run.outcome = Err(Error::Usage(e.to_string()));
+            (run, None)
+        }
+    }
+}
+
+/// One plain test of a target.
+fn plain_run(t: &Target, stop: &Stop) -> TestRun {
+    let mut sink = ClientReporter::new(run::Out::sink(), Output::Json);
+    // The sink never fails to write; should it, the test is what failed.
+    run::run(&t.cfg, stop, &mut sink).unwrap_or_else(|e| TestRun {
+        outcome: Err(Error::Usage(e.to_string())),
+        ..TestRun::new(&t.cfg)
     })
 }
 
@@ -400,13 +497,13 @@ fn test_target(
         if stop.is_triggered() {
             test_stop.trigger(StopReason::Shutdown);
         }
-        let mut sink = ClientReporter::new(run::Out::sink(), Output::Json);
-        // A sink does not fail.
-        // The sink never fails to write; should it, the test is what failed.
-        let run = run::run(&t.cfg, &test_stop, &mut sink).unwrap_or_else(|e| TestRun {
-            outcome: Err(Error::Usage(e.to_string())),
-            ..TestRun::new(&t.cfg)
-        });
+        #[cfg(feature = "speedtest")]
+        let (run, st) = match &t.speed_test {
+            Some(st) => speed_test_run(st, &t.cfg, &test_stop),
+            None => (plain_run(t, &test_stop), None),
+        };
+        #[cfg(not(feature = "speedtest"))]
+        let (run, st) = (plain_run(t, &test_stop), None::<Record>);
         let again = match &run.outcome {
             Err(e) if attempt <= retries && retryable(e) && !stop.is_triggered() => {
                 on_retry(t, attempt, e);
@@ -417,7 +514,7 @@ fn test_target(
         if !again {
             return Done {
                 index,
-                record: target_record(t, attempt, &run),
+                record: target_record_with(t, attempt, &run, st.as_ref()),
                 run,
             };
         }
@@ -425,7 +522,7 @@ fn test_target(
         if stop.is_triggered() || crate::sys::signalled() {
             return Done {
                 index,
-                record: target_record(t, attempt, &run),
+                record: target_record_with(t, attempt, &run, st.as_ref()),
                 run,
             };
         }
@@ -621,5 +718,29 @@ mod tests {
             addr: None,
             secs: 5.0
         }));
+    }
+
+    #[cfg(feature = "speedtest")]
+    #[test]
+    fn speed_test_mode_per_line_or_for_all() {
+        let dir = Path::new(".");
+        let text = "a 10.0.0.1 mode=speed-test --phase 5s\nb 10.0.0.2 --duration 3s\n";
+        let t = parse(text, dir).unwrap();
+        let st = t[0].speed_test.as_ref().expect("a speed test");
+        assert_eq!(st.phase, Duration::from_secs(5));
+        assert_eq!(t[0].cfg.connection_count, 4);
+        assert!(t[1].speed_test.is_none());
+        // --speed-test: every target, unless its line says mode=test.
+        let t = parse_with("a h1 --idle 1s\nb h2 --mode test\n", dir, true).unwrap();
+        assert_eq!(
+            t[0].speed_test.as_ref().unwrap().idle,
+            Duration::from_secs(1)
+        );
+        assert!(t[1].speed_test.is_none());
+        let e = parse("a h mode=fast\n", dir).unwrap_err();
+        assert!(e.contains("line 1") && e.contains("'fast'"), "{e}");
+        // A speed test takes no --direction: the line says so.
+        let e = parse("a h mode=speed-test --direction both\n", dir).unwrap_err();
+        assert!(e.contains("not a speed-test option"), "{e}");
     }
 }

@@ -33,6 +33,8 @@ pub mod report;
 pub mod run;
 #[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "speedtest")]
+pub mod speedtest;
 pub mod sys;
 #[cfg(feature = "client")]
 #[cfg(feature = "tty")]

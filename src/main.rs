@@ -42,6 +42,8 @@ fn main() -> ExitCode {
         Mode::Server(s) => run_server(*s),
         Mode::Fleet(f) => run_fleet(&f),
         Mode::Through(t) => run_through(&t),
+        #[cfg(feature = "speedtest")]
+        Mode::SpeedTest(t) => run_speed_test(&t),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -190,6 +192,64 @@ fn run_client(cfg: &ClientConfig) -> Result<(), Error> {
     let mut rep = ClientReporter::for_config(btest::run::Out::stdout(), cfg);
     let run = output(btest::run::run(cfg, &Stop::new(), &mut rep))?;
     finish_test(cfg, run, syslog, None)
+}
+
+/// `btest speed-test`: text (a block per phase as it ends, then the result) or NDJSON
+/// (`phase` records, then `speed_test`, then `error` when it failed), the CSV rows and the
+/// HTML report.
+#[cfg(feature = "speedtest")]
+fn run_speed_test(cfg: &btest::speedtest::SpeedTestConfig) -> Result<(), Error> {
+    use btest::report::speedtest as rs;
+    use btest::speedtest::{self as st, Progress};
+    btest::sys::install_signal_handlers();
+    let json = cfg.client.output == btest::config::Output::Json;
+    let mut out = std::io::stdout();
+    if !json {
+        output(rs::head(&mut out, cfg))?;
+    }
+    let res = output(st::run(cfg, &Stop::new(), &mut |p| {
+        let mut o = std::io::stdout().lock();
+        match p {
+            Progress::Note(n) if !json => writeln!(o, "note: {n}")?,
+            Progress::Note(_) => {}
+            Progress::Start(k) => log::info!("speed-test: {} phase", k.as_str()),
+            Progress::Done(classes, phases) if json => {
+                if let Some(last) = phases.last() {
+                    writeln!(o, "{}", rs::phase_record(classes, phases, last).to_json())?;
+                }
+            }
+            Progress::Done(classes, phases) => rs::phase_text(&mut o, classes, phases)?,
+        }
+        o.flush()
+    }))?;
+    let overall = st::Overall::of(&res.phases);
+    if !res.phases.is_empty() {
+        let r = rs::speed_test_record(&res, &overall);
+        if json {
+            output(writeln!(out, "{}", r.to_json()))?;
+        } else {
+            output(rs::result_text(&mut out, &res, &overall))?;
+        }
+        if let Some(p) = &cfg.client.csv {
+            let log = Some(CsvLog::new(p, rs::CSV_HEADER.to_vec()));
+            for row in rs::csv_rows(&res, &overall) {
+                append_csv(&log, row);
+            }
+        }
+        #[cfg(feature = "report")]
+        if let Some(path) = &cfg.client.report {
+            write_report(
+                path,
+                &btest::export::params::speed_test_html(cfg, &res, &overall),
+            )?;
+        }
+    }
+    if let Err(e) = &res.outcome {
+        if json {
+            output(writeln!(out, "{}", report::error_record(e).to_json()))?;
+        }
+    }
+    res.outcome
 }
 
 #[cfg(feature = "through")]

@@ -52,10 +52,12 @@ pub fn connect(
     device: Option<&str>,
     timeout: Duration,
     tos: Option<u8>,
+    congestion: Option<&str>,
 ) -> Result<TcpStream> {
     let e = |err| Error::io(Phase::Connect, Some(addr), err);
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(e)?;
     bind_device(&s, device).map_err(Error::Usage)?;
+    set_congestion(&s, congestion).map_err(Error::Usage)?;
     if let Some(ip) = bind {
         s.bind(&SocketAddr::new(ip, 0).into())
             .map_err(|err| Error::io(Phase::Bind, Some(SocketAddr::new(ip, 0)), err))?;
@@ -75,6 +77,82 @@ pub fn connect(
     let stream: TcpStream = s.into();
     tune_control(&stream);
     Ok(stream)
+}
+
+/// The kernel's list of congestion controls, for errors and help.
+#[cfg(all(feature = "speedtest", target_os = "linux"))]
+const AVAILABLE_CC: &str = "/proc/sys/net/ipv4/tcp_available_congestion_control";
+
+/// `--congestion NAME` (issue 22): TCP_CONGESTION on a data socket before it connects, so
+/// every connection of a test (connection 0 and the joins) uses it. Linux only; an unknown
+/// name is an error that lists what the kernel has. Behind the `speedtest` feature: the
+/// router image has no `--congestion` (its 1 MiB budget).
+#[cfg(all(feature = "speedtest", target_os = "linux"))]
+pub fn set_congestion(s: &Socket, name: Option<&str>) -> std::result::Result<(), String> {
+    let Some(name) = name else { return Ok(()) };
+    s.set_tcp_congestion(name.as_bytes()).map_err(|e| {
+        let have = std::fs::read_to_string(AVAILABLE_CC)
+            .map(|l| l.trim().to_string())
+            .unwrap_or_else(|_| "unknown".into());
+        match e.raw_os_error() {
+            Some(libc::ENOENT) => format!(
+                "--congestion {name}: the kernel has no such congestion control; available \
+                 ({AVAILABLE_CC}): {have} (others need their module: modprobe tcp_{name})"
+            ),
+            Some(libc::EPERM) => format!(
+                "--congestion {name}: not allowed for this user: only those in \
+                 net.ipv4.tcp_allowed_congestion_control are without CAP_NET_ADMIN \
+                 (available: {have})"
+            ),
+            _ => format!("--congestion {name}: cannot set TCP_CONGESTION: {e} (available: {have})"),
+        }
+    })?;
+    Ok(())
+}
+
+/// Elsewhere `--congestion` is refused (TCP_CONGESTION is Linux's here).
+#[cfg(all(feature = "speedtest", not(target_os = "linux")))]
+pub fn set_congestion(_: &Socket, name: Option<&str>) -> std::result::Result<(), String> {
+    match name {
+        None => Ok(()),
+        Some(n) => Err(format!(
+            "--congestion {n}: choosing the congestion control (TCP_CONGESTION) is supported \
+             on Linux only; leave it out"
+        )),
+    }
+}
+
+/// Without the `speedtest` feature there is no `--congestion` to honour.
+#[cfg(not(feature = "speedtest"))]
+#[inline]
+pub fn set_congestion(_: &Socket, _: Option<&str>) -> std::result::Result<(), String> {
+    Ok(())
+}
+
+/// The congestion control a new TCP socket of ours gets (the kernel's default, or what
+/// another program set for the namespace), read back from a fresh socket; `None` off Linux
+/// or when unreadable.
+#[cfg(all(feature = "speedtest", target_os = "linux"))]
+pub fn default_congestion() -> Option<String> {
+    let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))
+        .or_else(|_| Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP)))
+        .ok()?;
+    congestion_of(&s)
+}
+
+/// Off Linux: unknown.
+#[cfg(all(feature = "speedtest", not(target_os = "linux")))]
+pub fn default_congestion() -> Option<String> {
+    None
+}
+
+/// TCP_CONGESTION read back from a socket.
+#[cfg(all(feature = "speedtest", target_os = "linux"))]
+pub fn congestion_of(s: &Socket) -> Option<String> {
+    let v = s.tcp_congestion().ok()?;
+    let end = v.iter().position(|b| *b == 0).unwrap_or(v.len());
+    let n = String::from_utf8_lossy(&v[..end]).trim().to_string();
+    (!n.is_empty()).then_some(n)
 }
 
 /// TCP_NODELAY: handshake and status messages are tiny and must not wait for Nagle.

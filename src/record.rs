@@ -41,11 +41,17 @@ pub enum Kind {
     AuthFailure,
     /// Server: a handshake that got past the command was refused before the session started.
     Rejected,
+    /// Speed test: one phase (idle, download, upload, bidirectional, cooldown).
+    #[cfg(feature = "speedtest")]
+    Phase,
+    /// Speed test: the overall figures, after the phases.
+    #[cfg(feature = "speedtest")]
+    SpeedTest,
 }
 
 impl Kind {
     /// Every kind, in documentation order.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: &'static [Kind] = &[
         Kind::Start,
         Kind::Interval,
         Kind::Summary,
@@ -55,6 +61,10 @@ impl Kind {
         Kind::SessionEnd,
         Kind::AuthFailure,
         Kind::Rejected,
+        #[cfg(feature = "speedtest")]
+        Kind::Phase,
+        #[cfg(feature = "speedtest")]
+        Kind::SpeedTest,
     ];
 
     /// The `type` value.
@@ -69,6 +79,10 @@ impl Kind {
             Kind::SessionEnd => "session_end",
             Kind::AuthFailure => "auth_failure",
             Kind::Rejected => "rejected",
+            #[cfg(feature = "speedtest")]
+            Kind::Phase => "phase",
+            #[cfg(feature = "speedtest")]
+            Kind::SpeedTest => "speed_test",
         }
     }
 }
@@ -436,6 +450,136 @@ pub mod field {
         Str,
         "`limit` (session limit), `timeout`, `bad_command`, `unknown_token`, `quota` (a byte quota used up, or a per-user / per-source session limit), `capacity` (the server is near its descriptor or thread limit), `other`",
     );
+    // --- speed test (issue 22; docs/field.md says how each figure is computed) ---
+    pub const START_S: Field = f(
+        "start_s",
+        Num,
+        "when the phase started, seconds after the first phase started",
+    );
+    pub const RX_BPS: Field = n(
+        "rx_bps",
+        Num,
+        "what we received, bit/s (null: idle, cooldown, or a phase where the server did not send)",
+    );
+    pub const TX_BPS: Field = n(
+        "tx_bps",
+        Num,
+        "what we sent, bit/s (null: idle, cooldown, or a phase where we did not send)",
+    );
+    pub const LATENCY: Field = n("latency", Nested, "the probe class's figures over the phase's steady state (a load phase's first second, its ramp, is counted in `sent`/`lost` only): `count`, `low_ms`, `high_ms`, `mean_ms`, `iqm_ms`, `jitter_ms`, `p50_ms`, `p90_ms`, `p99_ms`, `trimmed95_ms` (null when no reply), `sent`, `lost`; null: no probe ran");
+    pub const INCREASE_MS: Field = n("increase_ms", Num, "this phase's mean latency minus the idle phase's (null: the idle phase, or no idle figures)");
+    pub const OWD: Field = n("owd", Nested, "one-way delay: `up_iqm_ms`, `down_iqm_ms`, `up_increase_ms`, `down_increase_ms`; null: the server does not stamp its echo replies");
+    pub const CLASSES: Field = f(
+        "classes",
+        Nested,
+        "one object per --probe-dscp class: `dscp`, `name`, `latency` (as above), `increase_ms`",
+    );
+    pub const RPM: Field = n("rpm", Num, "round trips per minute: (foreign + self) / 2, each 60000 / trimmed mean 95 of its RTTs (null: no RTT)");
+    pub const PROBE_INTERVAL_MS: Field =
+        f("probe_interval_ms", Num, "the probe interval in force, ms");
+    pub const GRADE: Field = n("grade", Str, "bufferbloat grade of `grade_increase_ms`: `A+` < 5 ms, `A` < 30, `B` < 60, `C` < 200, `D` < 400, `F` (null: no idle or loaded latency)");
+    pub const GRADE_INCREASE_MS: Field = n(
+        "grade_increase_ms",
+        Num,
+        "(download increase + upload increase) / 2 over the idle mean, or the one that ran",
+    );
+    pub const RPM_FOREIGN: Field = n(
+        "rpm_foreign",
+        Num,
+        "60000 / trimmed mean 95 of the probe RTTs of the download and upload phases",
+    );
+    pub const RPM_SELF: Field = n("rpm_self", Num, "60000 / trimmed mean 95 of the load connections' TCP RTTs (TCP_INFO, per second) in those phases (null: UDP)");
+    pub const RATING: Field = n(
+        "rating",
+        Str,
+        "`Poor` (< 300 RPM), `Fair` (< 1000), `Good` (< 6000), `Excellent`",
+    );
+    pub const CONFIDENCE: Field = f("confidence", Str, "`Low` (a loaded phase had under 4 one-second intervals with probe replies, or lost over half its probes), `Medium` (the last 4 intervals' trimmed means spread over 5 %), `High`");
+    pub const CONGESTION: Field = n("congestion", Str, "TCP congestion control of our load connections (the download's is the server's: not known here); null: UDP or unknown");
+    pub const DOWNLOAD_BPS: Field = n(
+        "download_bps",
+        Num,
+        "the download phase's receive rate, bit/s",
+    );
+    pub const UPLOAD_BPS: Field = n("upload_bps", Num, "the upload phase's send rate, bit/s");
+    pub const PING_MIN_AVG_MAX: Field = n(
+        "ping-min-avg-max",
+        Str,
+        "RouterOS' field: idle RTT `min/avg/max` in ms",
+    );
+    pub const JITTER_MIN_AVG_MAX: Field = n(
+        "jitter-min-avg-max",
+        Str,
+        "RouterOS' field: idle absolute RTT difference of consecutive probes `min/avg/max` in ms",
+    );
+    pub const LOSS: Field = n(
+        "loss",
+        Str,
+        "RouterOS' field: idle probe loss, `0% (0/300)`",
+    );
+    pub const TCP_DOWNLOAD: Field = n(
+        "tcp-download",
+        Str,
+        "RouterOS' field: rate and CPU loads of a TCP download (null: not run)",
+    );
+    pub const TCP_UPLOAD: Field = n("tcp-upload", Str, "RouterOS' field: ... of a TCP upload");
+    pub const UDP_DOWNLOAD: Field = n(
+        "udp-download",
+        Str,
+        "RouterOS' field: ... of a UDP download",
+    );
+    pub const UDP_UPLOAD: Field = n("udp-upload", Str, "RouterOS' field: ... of a UDP upload");
+    pub const NOTES: Field = f("notes", Nested, "notes for the reader, an array of text (a widened probe interval, a probe class that did not start, why no one-way delay)");
+}
+
+/// The speed test's records (issue 22): in builds with the `speedtest` feature only.
+#[cfg(feature = "speedtest")]
+mod speedtest {
+    use super::{field, Field};
+
+    pub(super) const PHASE: &[Field] = &[
+        field::PHASE.required().meaning("`idle`, `download`, `upload`, `bidirectional` or `cooldown`"),
+        field::START_S,
+        field::DURATION_S.meaning("the phase's length, seconds"),
+        field::RX_BPS,
+        field::TX_BPS,
+        field::LATENCY,
+        field::INCREASE_MS,
+        field::OWD,
+        field::CLASSES,
+        field::TCP_RTT_MS.meaning("TCP: mean of the load connections' smoothed RTT (TCP_INFO) over the steady seconds, ms"),
+        field::LOCAL_CPU.meaning("average CPU % of this machine (load phases)"),
+        field::REMOTE_CPU.meaning("average CPU % the server reported (load phases)"),
+        field::RPM.meaning("this phase's round trips per minute, as the overall `rpm` but of this phase alone (null: no RTT)"),
+        field::PROBE_INTERVAL_MS,
+    ];
+
+    pub(super) const SPEED_TEST: &[Field] = &[
+        field::TIMESTAMP.meaning("when the speed test started, RFC 3339 UTC"),
+        field::SERVER,
+        field::PROTOCOL,
+        field::CONNECTIONS.meaning("connections per load phase"),
+        field::GRADE,
+        field::GRADE_INCREASE_MS,
+        field::RPM,
+        field::RPM_FOREIGN,
+        field::RPM_SELF,
+        field::RATING,
+        field::CONFIDENCE,
+        field::CONGESTION,
+        field::DOWNLOAD_BPS,
+        field::UPLOAD_BPS,
+        field::PING_MIN_AVG_MAX,
+        field::JITTER_MIN_AVG_MAX,
+        field::LOSS,
+        field::TCP_DOWNLOAD,
+        field::TCP_UPLOAD,
+        field::UDP_DOWNLOAD,
+        field::UDP_UPLOAD,
+        field::RTT_METHOD,
+        field::PROBE_INTERVAL_MS.meaning("the probe interval at the end (after any widening), ms"),
+        field::NOTES,
+    ];
 }
 
 const START: &[Field] = &[
@@ -564,6 +708,17 @@ const TARGET: &[Field] = &[
         .meaning("how the last attempt's data phase ended (as in `summary`)"),
     field::ERROR,
     field::PHASE,
+    // A speed-test target's overall figures (issue 22; null for a plain test).
+    #[cfg(feature = "speedtest")]
+    field::GRADE.meaning("speed test: the bufferbloat grade (null: a plain test, or no latency)"),
+    #[cfg(feature = "speedtest")]
+    field::RPM.meaning("speed test: round trips per minute (null: a plain test)"),
+    #[cfg(feature = "speedtest")]
+    field::RATING.meaning("speed test: `Poor`, `Fair`, `Good` or `Excellent` (null: a plain test)"),
+    #[cfg(feature = "speedtest")]
+    field::CONFIDENCE
+        .or_null()
+        .meaning("speed test: `Low`, `Medium` or `High` (null: a plain test)"),
 ];
 
 const ERROR: &[Field] = &[
@@ -643,6 +798,10 @@ pub fn schema(kind: Kind) -> &'static [Field] {
         Kind::SessionEnd => SESSION_END,
         Kind::AuthFailure => AUTH_FAILURE,
         Kind::Rejected => REJECTED,
+        #[cfg(feature = "speedtest")]
+        Kind::Phase => speedtest::PHASE,
+        #[cfg(feature = "speedtest")]
+        Kind::SpeedTest => speedtest::SPEED_TEST,
     }
 }
 
@@ -1073,13 +1232,20 @@ mod tests {
 
     #[test]
     fn keys_are_unique_and_snake_case() {
-        for k in Kind::ALL {
+        for &k in Kind::ALL {
             let keys: Vec<_> = schema(k).iter().map(|d| d.key).collect();
             for (i, key) in keys.iter().enumerate() {
                 assert!(!keys[..i].contains(key), "{}: {key} twice", k.name());
+                // The speed test's RouterOS fields keep RouterOS' names (`ping-min-avg-max`).
+                #[cfg(feature = "speedtest")]
+                let dash = k == Kind::SpeedTest;
+                #[cfg(not(feature = "speedtest"))]
+                let dash = false;
                 assert!(
-                    key.chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                    key.chars().all(|c| c.is_ascii_lowercase()
+                        || c.is_ascii_digit()
+                        || c == '_'
+                        || (dash && c == '-')),
                     "{key}"
                 );
                 assert!(!["type", "schema"].contains(key));
@@ -1143,7 +1309,7 @@ mod tests {
     #[test]
     fn docs_output_md_matches_the_schema() {
         let doc = include_str!("../docs/output.md");
-        for k in Kind::ALL {
+        for &k in Kind::ALL {
             let heading = format!("### `{}`", k.name());
             let Some(at) = doc.find(&heading) else {
                 panic!("docs/output.md has no section {heading}");

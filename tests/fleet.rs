@@ -252,6 +252,7 @@ fn parallel_targets_report_only_their_own_threads() {
             csv: None,
             ndjson: None,
             report: None,
+            speed_test: false,
         };
         let done = btest::fleet::run_all(&fleet, &targets, |_| {}).unwrap();
         assert_eq!(done.len(), 2);

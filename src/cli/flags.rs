@@ -22,8 +22,12 @@ pub(super) const CLIENT: u8 = 1;
 pub(super) const SERVER: u8 = 2;
 pub(super) const FLEET: u8 = 4;
 pub(super) const THROUGH: u8 = 8;
+/// `btest speed-test` (issue 22; the `speedtest` feature).
+pub(super) const SPEEDTEST: u8 = 16;
 /// `-v`, `-q`, `-h`, `-V`: every command, listed under "Common options".
-const ALL: u8 = CLIENT | SERVER | FLEET | THROUGH;
+const ALL: u8 = CLIENT | SERVER | FLEET | THROUGH | SPEEDTEST;
+/// The client's test options `btest speed-test` takes as they are.
+const CS: u8 = CLIENT | SPEEDTEST;
 
 /// Stores a flag's value (`""` for a switch) or says what is wrong with it, naming the flag.
 pub(super) type Apply = fn(&mut RawArgs, &str) -> Result<(), String>;
@@ -193,9 +197,9 @@ pub(super) const FLAGS: &[Flag] = &[
     // --- client (the names RouterOS' /tool bandwidth-test uses) ---
     flag!("address", None, "", CLIENT, "HOST[:PORT]", "the server, as RouterOS names it (instead of HOST)",
         |r, v| { r.host = Some(v.to_string()); Ok(()) }),
-    flag!("protocol", None, "", CLIENT, "tcp|udp", "transport (default tcp)",
+    flag!("protocol", None, "", CS, "tcp|udp", "transport (default tcp)",
         |r, v| { r.protocol = Some(choose!("--protocol", v, "tcp or udp", "tcp" => Protocol::Tcp, "udp" => Protocol::Udp)); Ok(()) }),
-    flag!("udp", Some('u'), "", CLIENT, "", "UDP, as iperf3's -u (same as --protocol udp)",
+    flag!("udp", Some('u'), "", CS, "", "UDP, as iperf3's -u (same as --protocol udp)",
         |r, _| { r.protocol = Some(Protocol::Udp); Ok(()) }),
     flag!("direction", None, "", CLIENT, "transmit|receive|both", "data direction seen from this client (default receive)",
         |r, v| {
@@ -208,19 +212,19 @@ pub(super) const FLAGS: &[Flag] = &[
         |r, v| { r.duration = Some(duration("--duration", v)?); Ok(()) }),
     flag!("connection-count", Some('P'), "tcp-connection-count", CLIENT, "N", "TCP connections, 1..255 (default 1)",
         |r, v| { r.connection_count = Some(num("--connection-count", v, 1u8, 255, "a whole number")?); Ok(()) }),
-    flag!("local-tx-speed", None, "", CLIENT, "RATE", "our transmit rate, bit/s with k/M/G; 0 = unlimited (default 0)",
+    flag!("local-tx-speed", None, "", CS, "RATE", "our transmit rate, bit/s with k/M/G; 0 = unlimited (default 0)",
         |r, v| { r.local_tx_speed = Some(rate("--local-tx-speed", v)?); Ok(()) }),
-    flag!("remote-tx-speed", None, "", CLIENT, "RATE", "the server's transmit rate; 0 = unlimited (default 0)",
+    flag!("remote-tx-speed", None, "", CS, "RATE", "the server's transmit rate; 0 = unlimited (default 0)",
         |r, v| { r.remote_tx_speed = Some(remote_rate("--remote-tx-speed", v)?); Ok(()) }),
     flag!("bitrate", Some('b'), "", CLIENT, "RATE", "the sender's rate, as iperf3's -b: --local-tx-speed when we\ntransmit, --remote-tx-speed when we receive, both for both\n(either one given explicitly wins)",
         |r, v| { r.bitrate = Some(rate("--bitrate", v)?); Ok(()) }),
-    flag!("local-udp-tx-size", None, "", CLIENT, "N", "UDP datagram size we send, 28..64000 bytes incl. IP+UDP\nheaders (default 1500)",
+    flag!("local-udp-tx-size", None, "", CS, "N", "UDP datagram size we send, 28..64000 bytes incl. IP+UDP\nheaders (default 1500)",
         |r, v| { r.local_udp_tx_size = Some(udp_size("--local-udp-tx-size", v)?); Ok(()) }),
-    flag!("remote-udp-tx-size", None, "", CLIENT, "N", "UDP datagram size the server sends (default 1500)",
+    flag!("remote-udp-tx-size", None, "", CS, "N", "UDP datagram size the server sends (default 1500)",
         |r, v| { r.remote_udp_tx_size = Some(udp_size("--remote-udp-tx-size", v)?); Ok(()) }),
-    flag!("length", Some('l'), "", CLIENT, "N", "both UDP datagram sizes, as iperf3's -l, but counting the\nIP+UDP headers as RouterOS does (1500 = 1472 B of payload)",
+    flag!("length", Some('l'), "", CS, "N", "both UDP datagram sizes, as iperf3's -l, but counting the\nIP+UDP headers as RouterOS does (1500 = 1472 B of payload)",
         |r, v| { r.length = Some(udp_size("--length", v)?); Ok(()) }),
-    flag!("random-data", None, "", CLIENT, "yes|no", "random payload instead of zeros (default no)",
+    flag!("random-data", None, "", CS, "yes|no", "random payload instead of zeros (default no)",
         |r, v| { r.random_data = Some(yes_no("--random-data", v)?); Ok(()) }),
     flag!("interval", Some('i'), "", CLIENT, "DUR", "report cadence, 20ms..5s (default 1s)",
         |r, v| {
@@ -231,15 +235,15 @@ pub(super) const FLAGS: &[Flag] = &[
             r.interval = Some(d);
             Ok(())
         }),
-    flag!("port", Some('p'), "", CLIENT, "PORT", "the server's TCP port, as iperf3's -p (default 2000, or\nHOST:PORT)",
+    flag!("port", Some('p'), "", CS, "PORT", "the server's TCP port, as iperf3's -p (default 2000, or\nHOST:PORT)",
         |r, v| { r.port = Some(num("--port", v, 1u16, u16::MAX, "a TCP port")?); Ok(()) }),
-    flag!("", Some('4'), "", CLIENT, "", "use IPv4 only",
+    flag!("", Some('4'), "", CS, "", "use IPv4 only",
         |r, _| { r.family = Some(Family::V4); Ok(()) }),
-    flag!("", Some('6'), "", CLIENT, "", "use IPv6 only",
+    flag!("", Some('6'), "", CS, "", "use IPv6 only",
         |r, _| { r.family = Some(Family::V6); Ok(()) }),
-    flag!("bind", None, "", CLIENT, "ADDR", "local address to send from",
+    flag!("bind", None, "", CS, "ADDR", "local address to send from",
         |r, v| { r.bind = Some(ip("--bind", v)?); Ok(()) }),
-    flag!("tos", None, "", CLIENT, "N", "IP TOS / traffic class byte, 0..255",
+    flag!("tos", None, "", CS, "N", "IP TOS / traffic class byte, 0..255",
         |r, v| {
             let n = match v.strip_prefix("0x") {
                 Some(h) => u8::from_str_radix(h, 16).ok(),
@@ -248,7 +252,7 @@ pub(super) const FLAGS: &[Flag] = &[
             r.tos = Some(n.ok_or_else(|| format!("--tos: invalid value '{v}': expected 0..255 (or 0x00..0xff)"))?);
             Ok(())
         }),
-    flag!("connect-timeout", None, "", CLIENT, "DUR", "connect and handshake deadline (default 10s)",
+    flag!("connect-timeout", None, "", CS, "DUR", "connect and handshake deadline (default 10s)",
         |r, v| {
             let d = duration("--connect-timeout", v)?;
             if d.is_zero() {
@@ -257,23 +261,23 @@ pub(super) const FLAGS: &[Flag] = &[
             r.connect_timeout = Some(d);
             Ok(())
         }),
-    flag!("user", None, "", CLIENT, "USER", "user name for authentication (default admin when a password\nis given)",
+    flag!("user", None, "", CS, "USER", "user name for authentication (default admin when a password\nis given)",
         set_user),
-    flag!("password", None, "", CLIENT, "PASS", "password (or set BTEST_PASSWORD to keep it off the process\nlist); without --user it logs in as admin",
+    flag!("password", None, "", CS, "PASS", "password (or set BTEST_PASSWORD to keep it off the process\nlist); without --user it logs in as admin",
         set_password),
-    flag!("pacing", None, "", CLIENT | SERVER, "auto|precise", "auto: each datagram at its own deadline down to 40 us apart\n(300 Mbit/s of 1500 B), short bursts above; precise: spin for\nexact spacing at any rate (a busy core per paced sender)\n(default auto)",
+    flag!("pacing", None, "", CS | SERVER, "auto|precise", "auto: each datagram at its own deadline down to 40 us apart\n(300 Mbit/s of 1500 B), short bursts above; precise: spin for\nexact spacing at any rate (a busy core per paced sender)\n(default auto)",
         |r, v| { r.tuning.pacing = choose!("--pacing", v, "auto or precise", "auto" => Pacing::Auto, "precise" => Pacing::Precise); Ok(()) }),
-    flag!("udp-io", None, "", CLIENT | SERVER, "auto|mmsg|single", "UDP batching: auto = GSO/GRO where the kernel has them,\nelse sendmmsg/recvmmsg; single = one datagram per call",
+    flag!("udp-io", None, "", CS | SERVER, "auto|mmsg|single", "UDP batching: auto = GSO/GRO where the kernel has them,\nelse sendmmsg/recvmmsg; single = one datagram per call",
         |r, v| {
             r.tuning.udp_io = choose!("--udp-io", v, "auto, mmsg or single", "auto" => UdpIo::Auto, "mmsg" => UdpIo::Mmsg, "single" => UdpIo::Single);
             Ok(())
         }),
-    flag!("busy-poll", None, "", CLIENT | SERVER, "USECS", "SO_BUSY_POLL on data sockets (bare-metal NICs; costs CPU)",
+    flag!("busy-poll", None, "", CS | SERVER, "USECS", "SO_BUSY_POLL on data sockets (bare-metal NICs; costs CPU)",
         |r, v| { r.tuning.busy_poll = Some(num("--busy-poll", v, 1u32, 1_000_000, "microseconds")?); Ok(()) }),
     flag!("json", None, "", CLIENT, "", "NDJSON records on stdout instead of text", set_json),
     flag!("csv", None, "", CLIENT, "FILE", "append one CSV row per finished test (header when new)", set_csv),
     flag!("syslog", None, "", CLIENT, "HOST[:PORT]", "RFC 3164 messages over UDP (default port 514)", set_syslog),
-    flag!("latency", None, "", CLIENT, "auto|echo|icmp|off", "round-trip probe beside the load, 10/s: echo = the btest\nserver's UDP echo, icmp = ping; auto = echo, else icmp\n(default auto)",
+    flag!("latency", None, "", CS, "auto|echo|icmp|off", "round-trip probe beside the load, 10/s: echo = the btest\nserver's UDP echo, icmp = ping; auto = echo, else icmp\n(default auto)",
         |r, v| {
             r.latency = Some(choose!("--latency", v, "auto, echo, icmp or off", "auto" => Latency::Auto, "echo" => Latency::Echo, "icmp" => Latency::Icmp, "off" => Latency::Off, "no" => Latency::Off));
             Ok(())
@@ -287,7 +291,7 @@ pub(super) const FLAGS: &[Flag] = &[
             r.latency_idle = Some(d);
             Ok(())
         }),
-    flag!("device", None, "", CLIENT | SERVER, "IF", "bind every socket to this interface (SO_BINDTODEVICE)",
+    flag!("device", None, "", CS | SERVER, "IF", "bind every socket to this interface (SO_BINDTODEVICE)",
         |r, v| { r.device = Some(parse_device(v)?); Ok(()) }),
     flag!("report", None, "", CLIENT, "FILE", "write a self-contained HTML report (charts, tables)", set_report),
     flag!("live", None, "", CLIENT, "auto|yes|no", "live rate graph under the lines (default auto: stdout is a\nterminal and the output is text)",
@@ -302,7 +306,7 @@ pub(super) const FLAGS: &[Flag] = &[
         |r, v| { r.port = Some(num("--port", v, 0u16, u16::MAX, "a TCP port (0: any free one)")?); Ok(()) }),
     flag!("udp-port-from", None, "allocate-udp-ports-from", SERVER, "PORT", "first UDP port handed to UDP tests (default 2001; RouterOS:\nallocate-udp-ports-from)",
         set_udp_port_from),
-    flag!("control-timeout", None, "", CLIENT | SERVER, "DUR", "end a test after this much silence from the peer (default 10s)",
+    flag!("control-timeout", None, "", CS | SERVER, "DUR", "end a test after this much silence from the peer (default 10s)",
         |r, v| {
             let d = duration("--control-timeout", v)?;
             if d < Duration::from_secs(1) {
@@ -428,9 +432,64 @@ pub(super) const FLEET_FLAGS: &[Flag] = if cfg!(feature = "fleet") { &[
     flag!("report", None, "", FLEET, "FILE", "write a self-contained HTML report of every target", set_report),
 ] } else { &[] };
 
-/// Every row: [`FLAGS`], then [`FLEET_FLAGS`].
+/// `btest speed-test`'s own rows and `--congestion` (issue 22): none in a build without the
+/// `speedtest` feature (the router image), so neither they nor their help take room there.
+#[rustfmt::skip]
+pub(super) const SPEEDTEST_FLAGS: &[Flag] = if cfg!(feature = "speedtest") { &[
+    flag!("idle", None, "", SPEEDTEST, "DUR", "idle phase: latency before any load, 0..60s (default 3s)",
+        |r, v| { r.st_idle = Some(span("--idle", v, Duration::ZERO, Duration::from_secs(60))?); Ok(()) }),
+    flag!("phase", None, "", SPEEDTEST, "DUR", "each load phase's length, 2s..10m (default 10s); its first\nsecond is the ramp, left out of the latency figures",
+        |r, v| { r.st_phase = Some(span("--phase", v, Duration::from_secs(2), Duration::from_secs(600))?); Ok(()) }),
+    flag!("cooldown", None, "", SPEEDTEST, "DUR", "cooldown phase after the load, 0..60s (default 3s)",
+        |r, v| { r.st_cooldown = Some(span("--cooldown", v, Duration::ZERO, Duration::from_secs(60))?); Ok(()) }),
+    flag!("phases", None, "", SPEEDTEST, "LIST", "phases and their order (default\nidle,download,upload,bidirectional,cooldown)",
+        |r, v| { r.st_phases = Some(v.to_string()); Ok(()) }),
+    flag!("probe-interval", None, "", SPEEDTEST, "DUR", "latency probe spacing per class, 5ms..10s (default 10ms);\nwidened to keep probes under 5 % of the measured rate",
+        |r, v| { r.st_probe_interval = Some(span("--probe-interval", v, Duration::from_millis(5), Duration::from_secs(10))?); Ok(()) }),
+    flag!("probe-dscp", None, "", SPEEDTEST, "LIST", "a probe stream per DSCP class: ef, be, bk, le, cs0..cs7,\naf11..af43 or 0..63, e.g. ef,be,bk (default be)",
+        |r, v| { r.st_probe_dscp = Some(v.to_string()); Ok(()) }),
+    flag!("connection-count", Some('P'), "tcp-connection-count", SPEEDTEST, "N", "TCP connections per load phase, 1..255 (default 4)",
+        |r, v| { r.connection_count = Some(num("--connection-count", v, 1u8, 255, "a whole number")?); Ok(()) }),
+    flag!("congestion", None, "", CLIENT | SPEEDTEST, "NAME", "TCP congestion control of our connections (TCP_CONGESTION,\nLinux: cubic, bbr, reno, ...; default the kernel's)",
+        |r, v| {
+            if v.is_empty() || v.len() > 15 || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+                return Err(format!("--congestion: invalid name '{v}': expected a kernel congestion control name such as cubic or bbr (see /proc/sys/net/ipv4/tcp_available_congestion_control)"));
+            }
+            r.congestion = Some(v.to_string());
+            Ok(())
+        }),
+    flag!("json", None, "", SPEEDTEST, "", "NDJSON `phase` records and a `speed_test` record on stdout", set_json),
+    flag!("csv", None, "", SPEEDTEST, "FILE", "append a CSV row per phase and an `overall` row", set_csv),
+    flag!("report", None, "", SPEEDTEST, "FILE", "write a self-contained HTML report: the phases on a timeline,\nthroughput and latency", set_report),
+    flag!("speed-test", None, "", FLEET, "", "run a speed test for every target (a target line may say\nmode=speed-test alone)",
+        |r, _| { r.speed_test = true; Ok(()) }),
+] } else { &[] };
+
+/// A duration flag within `lo..=hi`.
+fn span(flag: &str, v: &str, lo: Duration, hi: Duration) -> Result<Duration, String> {
+    let d = duration(flag, v)?;
+    if d < lo || d > hi {
+        return Err(format!(
+            "{flag}: '{v}' is out of range: use {}..{}",
+            short_dur(lo),
+            short_dur(hi)
+        ));
+    }
+    Ok(d)
+}
+
+fn short_dur(d: Duration) -> String {
+    match d.as_millis() {
+        0 => "0".into(),
+        m if m < 1000 => format!("{m}ms"),
+        m if m % 60_000 == 0 => format!("{}m", m / 60_000),
+        m => format!("{}s", m / 1000),
+    }
+}
+
+/// Every row: [`FLAGS`], then [`FLEET_FLAGS`], then [`SPEEDTEST_FLAGS`].
 pub(super) fn all() -> impl Iterator<Item = &'static Flag> + Clone {
-    FLAGS.iter().chain(FLEET_FLAGS)
+    FLAGS.iter().chain(FLEET_FLAGS).chain(SPEEDTEST_FLAGS)
 }
 
 /// Client options `btest through` does not take, and what to use instead.
@@ -573,7 +632,7 @@ mod tests {
 
     #[test]
     fn names_are_unique_per_command() {
-        for cmd in [CLIENT, SERVER, FLEET, THROUGH] {
+        for cmd in [CLIENT, SERVER, FLEET, THROUGH, SPEEDTEST] {
             let mut seen: Vec<String> = Vec::new();
             for f in all().filter(|f| f.cmds & cmd != 0) {
                 let mut names: Vec<String> = f.aliases().map(|a| a.to_string()).collect();

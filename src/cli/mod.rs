@@ -24,7 +24,7 @@ use std::time::Duration;
 use crate::auth::AuthMethod;
 use crate::config::{ClientConfig, Family, Output, ServerConfig};
 use crate::wire::{Direction, Protocol, Side, DEFAULT_PORT};
-use flags::{Flag, CLIENT, FLEET, SERVER, THROUGH};
+use flags::{Flag, CLIENT, FLEET, SERVER, SPEEDTEST, THROUGH};
 
 // The usage lines, as macros so that `concat!` can build the [`USAGE`] constant from them.
 macro_rules! client_usage {
@@ -102,6 +102,8 @@ pub enum Help {
     Fleet,
     /// `btest through --help`.
     Through,
+    /// `btest speed-test --help`.
+    SpeedTest,
 }
 
 /// Width of the names column, after the two-space indent.
@@ -167,6 +169,21 @@ between them. The server side listens only on --server-addr with a one-time acco
 
 usage: btest through --server-addr ADDR [OPTIONS] [CLIENT-OPTIONS...]";
 
+const SPEEDTEST_ABOUT: &str =
+    "btest speed-test: latency under load, graded. An idle phase, then download, upload and
+bidirectional load phases (one btest session each) and a cooldown, against a btest server or
+RouterOS, with latency probes (our UDP echo, else ping) all along. Per phase: throughput each
+way, latency IQM, low, high, jitter, p50/p90/p99, trimmed mean, probe loss, CPU both ends.
+Overall: the bufferbloat grade (A+..F), responsiveness in RPM with its rating and confidence,
+and RouterOS' /tool speed-test fields (ping-min-avg-max, tcp-download, ...).
+
+usage: btest speed-test HOST[:PORT] [OPTIONS]";
+
+const SPEEDTEST_END: &str =
+    "Probes: --latency auto uses our server's UDP echo (only a btest server of ours answers;
+it allows 50 probes/s per source to a client without a session), else ICMP ping.
+Exit codes as for `btest client`.";
+
 const THROUGH_END: &str =
     "  CLIENT-OPTIONS              every `btest client` option: --protocol, --direction,
                               --connection-count, --local-tx-speed, --remote-tx-speed,
@@ -215,6 +232,10 @@ impl Help {
                 );
                 write_section(&mut s, "Common options:", 0);
                 s += &format!("\n{pointer}\n");
+                if cfg!(feature = "speedtest") {
+                    s += "Latency under load, graded: `btest speed-test HOST` (see btest speed-test \
+                          --help).\n";
+                }
                 if cfg!(feature = "completions") {
                     s +=
                         "Shell completions: `btest completions bash|zsh|fish` prints the script.\n";
@@ -250,6 +271,21 @@ impl Help {
                 s += FLEET_END;
             }
             Help::Fleet => s += "btest fleet: not in this build (cargo feature 'fleet')",
+            Help::SpeedTest if cfg!(feature = "speedtest") => {
+                s += SPEEDTEST_ABOUT;
+                s += "\n";
+                write_section(
+                    &mut s,
+                    "Options (the client's, where they make sense):",
+                    SPEEDTEST,
+                );
+                write_section(&mut s, "Common options:", 0);
+                s += "\n";
+                s += SPEEDTEST_END;
+            }
+            Help::SpeedTest => {
+                s += "btest speed-test: not in this build (cargo feature 'speedtest')";
+            }
             Help::Through => {
                 s += THROUGH_ABOUT;
                 s += "\n";
@@ -309,6 +345,9 @@ pub enum Mode {
     Fleet(Box<crate::config::FleetConfig>),
     /// Run our server and client on two sides of a device.
     Through(Box<crate::config::ThroughConfig>),
+    /// Run a speed test.
+    #[cfg(feature = "speedtest")]
+    SpeedTest(Box<crate::speedtest::SpeedTestConfig>),
     /// Print this help and exit 0.
     Help(Help),
     /// Print the version and exit 0.
@@ -333,6 +372,7 @@ enum Cmd {
     Server,
     Fleet,
     Through,
+    SpeedTest,
 }
 
 impl Cmd {
@@ -343,6 +383,7 @@ impl Cmd {
             Cmd::Server => SERVER,
             Cmd::Fleet => FLEET,
             Cmd::Through => THROUGH,
+            Cmd::SpeedTest => SPEEDTEST,
         }
     }
 
@@ -352,6 +393,7 @@ impl Cmd {
             Cmd::Server => "server",
             Cmd::Fleet => "fleet",
             Cmd::Through => "through",
+            Cmd::SpeedTest => "speed-test",
         }
     }
 }
@@ -426,6 +468,15 @@ struct RawArgs {
     server_dev: Option<String>,
     server_netns: Option<PathBuf>,
     client_netns: Option<PathBuf>,
+    st_idle: Option<Duration>,
+    st_phase: Option<Duration>,
+    st_cooldown: Option<Duration>,
+    st_phases: Option<String>,
+    st_probe_interval: Option<Duration>,
+    st_probe_dscp: Option<String>,
+    congestion: Option<String>,
+    /// fleet's `--speed-test`
+    speed_test: bool,
     /// Every flag seen, for the cross-command check once the command is known.
     seen: Vec<&'static Flag>,
 }
@@ -569,6 +620,16 @@ where
                     .into());
             }
             Some(Cmd::Through)
+        }
+        Some("speed-test") if HAS_CLIENT => {
+            if !cfg!(feature = "speedtest") {
+                return Err(
+                    "speed-test: this btest was built without it (cargo feature \
+                            'speedtest'; the router images leave it out)"
+                        .into(),
+                );
+            }
+            Some(Cmd::SpeedTest)
         }
         Some("completions") => return parse_completions(&args[1..]),
         _ => None,
@@ -763,7 +824,7 @@ fn lex_word(r: &mut RawArgs, v: String) -> Result<(), String> {
                 "unknown command '{v}': expected 'client HOST' or 'server'"
             )),
         },
-        Some(Cmd::Client) if r.host.is_none() => {
+        Some(Cmd::Client | Cmd::SpeedTest) if r.host.is_none() => {
             r.host = Some(v);
             Ok(())
         }
@@ -831,6 +892,7 @@ fn finish(r: RawArgs, env_password: Option<String>) -> Result<Invocation, String
             Some(Cmd::Server) if HAS_SERVER => Help::Server,
             Some(Cmd::Fleet) => Help::Fleet,
             Some(Cmd::Through) => Help::Through,
+            Some(Cmd::SpeedTest) => Help::SpeedTest,
             _ => Help::Overview,
         }));
     }
@@ -855,7 +917,58 @@ fn finish(r: RawArgs, env_password: Option<String>) -> Result<Invocation, String
         Cmd::Server => done(Mode::Server(Box::new(server_config(r, env_password)?))),
         Cmd::Fleet => done(Mode::Fleet(Box::new(fleet_config(r)?))),
         Cmd::Through => through(r),
+        #[cfg(feature = "speedtest")]
+        Cmd::SpeedTest => {
+            let host = r
+                .host
+                .clone()
+                .ok_or_else(|| "missing HOST: expected btest speed-test HOST[:PORT]".to_string())?;
+            done(Mode::SpeedTest(Box::new(speed_test_config(
+                r,
+                &host,
+                env_password,
+            )?)))
+        }
+        #[cfg(not(feature = "speedtest"))]
+        Cmd::SpeedTest => Err("speed-test: not in this build (cargo feature 'speedtest')".into()),
     }
+}
+
+/// `btest speed-test HOST`: the client's options where they make sense, and its own.
+#[cfg(feature = "speedtest")]
+fn speed_test_config(
+    mut r: RawArgs,
+    host: &str,
+    env_password: Option<String>,
+) -> Result<crate::speedtest::SpeedTestConfig, String> {
+    use crate::speedtest::{self as st, SpeedTestConfig};
+    let mut t = SpeedTestConfig::new(host);
+    t.idle = r.st_idle.take().unwrap_or(t.idle);
+    t.phase = r.st_phase.take().unwrap_or(t.phase);
+    t.cooldown = r.st_cooldown.take().unwrap_or(t.cooldown);
+    if let Some(v) = r.st_phases.take() {
+        t.phases = st::parse_phases(&v)?;
+    }
+    t.probe_interval = r.st_probe_interval.take().unwrap_or(t.probe_interval);
+    if let Some(v) = r.st_probe_dscp.take() {
+        let mut classes: Vec<(u8, String)> = Vec::new();
+        for w in v.split(',') {
+            let c = st::figures::dscp(w).map_err(|e| format!("--probe-dscp: {e}"))?;
+            if classes.iter().any(|(d, _)| *d == c.0) {
+                return Err(format!("--probe-dscp: '{v}' names DSCP {} twice", c.0));
+            }
+            classes.push(c);
+        }
+        if classes.len() > 8 {
+            return Err(format!("--probe-dscp: '{v}': at most 8 classes"));
+        }
+        t.probe_dscp = classes;
+    }
+    r.connection_count = Some(r.connection_count.unwrap_or(st::DEFAULT_CONNECTIONS));
+    let mut c = client_config(r, host, env_password)?;
+    c.duration = Some(t.phase);
+    t.client = c;
+    Ok(t)
 }
 
 fn client_config(
@@ -921,6 +1034,7 @@ fn client_config(
     }
     c.report = r.report;
     c.live = r.live.unwrap_or_default();
+    c.congestion = r.congestion;
     let password = r.password.or(env_password);
     // RouterOS' own default user; --help and the man page say so.
     c.user = match r.user {
@@ -1046,6 +1160,7 @@ fn fleet_config(r: RawArgs) -> Result<crate::config::FleetConfig, String> {
         csv: r.csv,
         ndjson: r.ndjson,
         report: r.report,
+        speed_test: r.speed_test,
     })
 }
 
@@ -1860,6 +1975,8 @@ mod tests {
             ("--latency-idle", Some("0s")),
             ("--report", Some("/tmp/r.html")),
             ("--live", Some("no")),
+            #[cfg(feature = "speedtest")]
+            ("--congestion", Some("cubic")),
         ];
         let server_only = [
             ("--listen", Some("127.0.0.1")),
@@ -2278,5 +2395,81 @@ mod tests {
         );
         assert_eq!(flag_name("--nope"), None);
         assert_eq!(flag_name("host"), None);
+    }
+
+    #[cfg(feature = "speedtest")]
+    #[test]
+    fn speed_test_options_defaults_and_help() {
+        use crate::speedtest::{PhaseKind, SpeedTestConfig};
+        let st = |args: &[&str]| -> Box<SpeedTestConfig> {
+            match parse_from(args.iter().copied(), None).unwrap().mode {
+                Mode::SpeedTest(t) => t,
+                m => panic!("{m:?}"),
+            }
+        };
+        let t = st(&["speed-test", "r1"]);
+        assert_eq!(t.client.connection_count, 4);
+        assert_eq!(t.phases, PhaseKind::ALL);
+        assert_eq!(t.probe_interval, Duration::from_millis(10));
+        assert_eq!(
+            (t.idle, t.phase, t.cooldown),
+            (
+                Duration::from_secs(3),
+                Duration::from_secs(10),
+                Duration::from_secs(3)
+            )
+        );
+        assert_eq!(t.probe_dscp, [(0, "be".to_string())]);
+        let t = st(&[
+            "speed-test",
+            "r1:2001",
+            "--phase",
+            "5s",
+            "--probe-dscp",
+            "ef,be",
+            "--congestion",
+            "bbr",
+            "-P",
+            "8",
+            "--json",
+            "protocol=udp",
+            "--phases",
+            "download,idle",
+        ]);
+        assert_eq!((t.client.host.as_str(), t.client.port), ("r1", 2001));
+        assert_eq!(t.phase, Duration::from_secs(5));
+        assert_eq!(t.client.duration, Some(Duration::from_secs(5)));
+        assert_eq!(
+            t.probe_dscp,
+            [(46, "ef".to_string()), (0, "be".to_string())]
+        );
+        assert_eq!(t.client.congestion.as_deref(), Some("bbr"));
+        assert_eq!(t.client.connection_count, 8);
+        assert_eq!(t.client.output, Output::Json);
+        assert_eq!(t.client.protocol, Protocol::Udp);
+        assert_eq!(t.phases, [PhaseKind::Download, PhaseKind::Idle]);
+        assert!(
+            err(&["speed-test", "h", "--direction", "both"]).contains("not a speed-test option")
+        );
+        assert!(err(&["speed-test", "h", "--probe-dscp", "ef,46"]).contains("twice"));
+        assert!(err(&["speed-test", "h", "--phase", "1s"]).contains("2s..10m"));
+        let c = client(&["--congestion", "cubic"]);
+        assert_eq!(c.congestion.as_deref(), Some("cubic"));
+        assert!(err(&["server", "--congestion", "cubic"]).contains("not a server option"));
+        let help = Help::SpeedTest.to_string();
+        assert!(
+            help.contains("usage: btest speed-test HOST[:PORT]"),
+            "{help}"
+        );
+        for f in flags_of(SPEEDTEST) {
+            assert!(help.contains(&f), "speed-test help lacks {f}");
+        }
+        for l in help.lines() {
+            assert!(l.len() <= 96 && l.trim_end() == l, "{l:?}");
+        }
+        assert_eq!(
+            parse_from(["speed-test", "--help"], None).unwrap().mode,
+            Mode::Help(Help::SpeedTest)
+        );
     }
 }

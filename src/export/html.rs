@@ -741,6 +741,214 @@ stroke-dasharray=\"6 4\" />",
     svg_close(o, title);
 }
 
+/// A speed test's report (issue 22): what the runner measured, already placed on one
+/// timeline (seconds since the first phase started) by params.rs.
+#[cfg(feature = "speedtest")]
+pub struct SpeedTestReport<'a> {
+    pub title: String,
+    pub generated: String,
+    pub params: Vec<(String, String)>,
+    /// (phase word, start s, end s), shaded on the charts.
+    pub bands: Vec<(&'static str, f64, f64)>,
+    /// (s, bit/s) received and sent, one point per one-second interval of a load phase.
+    pub rx: Vec<(f64, f64)>,
+    pub tx: Vec<(f64, f64)>,
+    /// (s, mean probe RTT ms) per take.
+    pub latency: Vec<(f64, f64)>,
+    /// The `phase` records.
+    pub phases: &'a [Record],
+    /// The `speed_test` record.
+    pub result: &'a Record,
+    pub error: Option<&'a Record>,
+}
+
+/// Band fills per phase: light, so the lines over them stay readable in print.
+#[cfg(feature = "speedtest")]
+fn band_fill(phase: &str) -> &'static str {
+    match phase {
+        "download" => "#fff3e0",
+        "upload" => "#e3f2fd",
+        "bidirectional" => "#f3e5f5",
+        _ => "#f1f8e9",
+    }
+}
+
+/// A line chart with the phases shaded behind it (inserted after the chart's `<title>`).
+#[cfg(feature = "speedtest")]
+fn banded_chart(
+    o: &mut String,
+    id: &str,
+    title: &str,
+    axis: Axis,
+    x_max: f64,
+    series: &[Series],
+    bands: &[(&'static str, f64, f64)],
+) {
+    let mut t = String::new();
+    line_chart(&mut t, id, title, axis, x_max, series, None);
+    let x_top = if x_max.is_finite() && x_max > 0.0 {
+        x_max
+    } else {
+        1.0
+    };
+    let x_of = |x: f64| ML + (x / x_top).clamp(0.0, 1.0) * (W - ML - MR);
+    let mut b = String::new();
+    for (name, start, end) in bands {
+        let (x0, x1) = (x_of(*start), x_of(*end));
+        w!(
+            b,
+            "<g data-phase=\"{name}\"><rect x=\"{}\" y=\"{MT}\" width=\"{}\" height=\"{}\" fill=\"{}\" />\
+<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"#777\">{name}</text></g>",
+            P(x0),
+            P((x1 - x0).max(0.0)),
+            P(H - MT - MB),
+            band_fill(name),
+            P((x0 + x1) / 2.0),
+            P(MT + 12.0)
+        );
+    }
+    match t.find("</title>") {
+        Some(i) => {
+            let at = i + "</title>".len();
+            o.push_str(&t[..at]);
+            o.push_str(&b);
+            o.push_str(&t[at..]);
+        }
+        None => o.push_str(&t),
+    }
+}
+
+/// The whole page: one speed test.
+#[cfg(feature = "speedtest")]
+pub fn render_speed_test(r: &SpeedTestReport) -> String {
+    let mut o = String::with_capacity(16384 + r.latency.len() * 24);
+    open(&mut o, &r.title, &r.generated);
+    if let Some(e) = r.error {
+        error_box(&mut o, e.get(&F::MESSAGE), e.get(&F::PHASE));
+    }
+    o.push_str("<h2>Result</h2><table>");
+    let res = r.result;
+    let rows: &[(&Field, &str, Fmt)] = &[
+        (&F::GRADE, "Bufferbloat grade", Fmt::Plain),
+        (
+            &F::GRADE_INCREASE_MS,
+            "Latency increase under load",
+            Fmt::Ms,
+        ),
+        (&F::RPM, "Responsiveness (RPM)", Fmt::Plain),
+        (&F::RATING, "Rating", Fmt::Plain),
+        (&F::CONFIDENCE, "Confidence", Fmt::Plain),
+        (&F::RPM_FOREIGN, "RPM, probes", Fmt::Plain),
+        (&F::RPM_SELF, "RPM, load connections", Fmt::Plain),
+        (&F::DOWNLOAD_BPS, "Download", Fmt::Rate),
+        (&F::UPLOAD_BPS, "Upload", Fmt::Rate),
+        (&F::CONGESTION, "Congestion control (ours)", Fmt::Plain),
+        (&F::RTT_METHOD, "Probe", Fmt::Plain),
+        (&F::PING_MIN_AVG_MAX, "ping-min-avg-max (ms)", Fmt::Plain),
+        (
+            &F::JITTER_MIN_AVG_MAX,
+            "jitter-min-avg-max (ms)",
+            Fmt::Plain,
+        ),
+        (&F::LOSS, "loss", Fmt::Plain),
+        (&F::TCP_DOWNLOAD, "tcp-download", Fmt::Plain),
+        (&F::TCP_UPLOAD, "tcp-upload", Fmt::Plain),
+        (&F::UDP_DOWNLOAD, "udp-download", Fmt::Plain),
+        (&F::UDP_UPLOAD, "udp-upload", Fmt::Plain),
+    ];
+    for (f, label, fmt) in rows {
+        let v = res.get(f);
+        if *v == Value::Null {
+            continue;
+        }
+        w!(o, "<tr><th>{}</th><td>", E(label));
+        match (fmt, v.as_f64()) {
+            (Fmt::Plain, Some(x)) => w!(o, "{x:.0}"),
+            _ => put(&mut o, v, *fmt),
+        }
+        o.push_str("</td></tr>");
+    }
+    o.push_str("</table>\n");
+    if let Value::List(notes) = res.get(&F::NOTES) {
+        for n in notes {
+            o.push_str("<p class=\"muted\">");
+            put(&mut o, n, Fmt::Plain);
+            o.push_str("</p>");
+        }
+    }
+    let x_max = r.bands.iter().map(|b| b.2).fold(0.0, f64::max);
+    let series = |pts: &[(f64, f64)], id, label, color| Series {
+        id,
+        label,
+        color,
+        extra: "",
+        pts: pts.to_vec(),
+    };
+    o.push_str("<h2>Timeline</h2>");
+    banded_chart(
+        &mut o,
+        "throughput",
+        "Throughput over the phases",
+        Axis::Rate,
+        x_max,
+        &[
+            series(&r.rx, "rx", "received (download)", RX),
+            series(&r.tx, "tx", "sent (upload)", TX),
+        ],
+        &r.bands,
+    );
+    banded_chart(
+        &mut o,
+        "latency",
+        "Probe round-trip time over the phases (mean per second)",
+        Axis::Ms,
+        x_max,
+        &[series(&r.latency, "rtt", "round trip", "#2e7d32")],
+        &r.bands,
+    );
+    o.push_str(
+        "<h2>Phases</h2><table><tr><th>phase</th><th>down</th><th>up</th><th>IQM</th>\
+<th>low</th><th>high</th><th>jitter</th><th>p99</th><th>increase</th><th>lost/sent</th>\
+<th>TCP RTT</th><th>CPU local/remote</th></tr>",
+    );
+    for p in r.phases {
+        let l = p.get(&F::LATENCY);
+        o.push_str("<tr><td>");
+        put(&mut o, p.get(&F::PHASE), Fmt::Plain);
+        for (v, f) in [
+            (p.get(&F::RX_BPS), Fmt::Rate),
+            (p.get(&F::TX_BPS), Fmt::Rate),
+            (l.field("iqm_ms"), Fmt::Ms),
+            (l.field("low_ms"), Fmt::Ms),
+            (l.field("high_ms"), Fmt::Ms),
+            (l.field("jitter_ms"), Fmt::Ms),
+            (l.field("p99_ms"), Fmt::Ms),
+            (p.get(&F::INCREASE_MS), Fmt::Ms),
+        ] {
+            o.push_str("</td><td class=\"n\">");
+            put(&mut o, v, f);
+        }
+        o.push_str("</td><td class=\"n\">");
+        put(&mut o, l.field("lost"), Fmt::Plain);
+        o.push('/');
+        put(&mut o, l.field("sent"), Fmt::Plain);
+        o.push_str("</td><td class=\"n\">");
+        put(&mut o, p.get(&F::TCP_RTT_MS), Fmt::Ms);
+        o.push_str("</td><td class=\"n\">");
+        put(&mut o, p.get(&F::LOCAL_CPU), Fmt::Pct);
+        o.push_str(" / ");
+        put(&mut o, p.get(&F::REMOTE_CPU), Fmt::Pct);
+        o.push_str("</td></tr>");
+    }
+    o.push_str("</table>\n");
+    if !r.params.is_empty() {
+        o.push_str("<h2>Parameters</h2>");
+        kv_table(&mut o, &r.params);
+    }
+    o.push_str(CLOSE);
+    o
+}
+
 /// log10 of `x` (> 0) without libm (see [`nice`]): decades by loops, the rest bit by bit
 /// from log2; good to about 1e-6, far below a pixel.
 fn log10(x: f64) -> f64 {

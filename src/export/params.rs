@@ -157,3 +157,86 @@ pub fn fleet_html(
         &entries,
     )
 }
+
+/// The HTML report of a speed test (issue 22): its parameters, the phases on one timeline.
+#[cfg(feature = "speedtest")]
+pub fn speed_test_html(
+    cfg: &crate::speedtest::SpeedTestConfig,
+    res: &crate::speedtest::SpeedTestResult,
+    overall: &crate::speedtest::Overall,
+) -> String {
+    use crate::record::field as F;
+    use crate::report::speedtest as rs;
+    let phases: Vec<Record> = res
+        .phases
+        .iter()
+        .map(|p| rs::phase_record(&res.classes, &res.phases, p))
+        .collect();
+    let result = rs::speed_test_record(res, overall);
+    let err = res.outcome.as_ref().err().map(crate::report::error_record);
+    let (mut rx, mut tx, mut latency) = (Vec::new(), Vec::new(), Vec::new());
+    for p in &res.phases {
+        // Each direction's line is 0 outside the phases that load it (it is: nothing moves),
+        // so it does not run straight across an upload from the download to the next one.
+        let end = p.start_s + p.duration_s;
+        if p.rx_bps.is_some() {
+            rx.push((p.start_s, 0.0));
+        }
+        if p.tx_bps.is_some() {
+            tx.push((p.start_s, 0.0));
+        }
+        for iv in &p.intervals {
+            // The session started after its handshake, about when the phase did.
+            let t = p.start_s + iv.f64(&F::ELAPSED_S);
+            if p.rx_bps.is_some() {
+                rx.push((t, iv.f64(&F::RX_CURRENT_BPS)));
+            }
+            if p.tx_bps.is_some() {
+                tx.push((t, iv.f64(&F::TX_CURRENT_BPS)));
+            }
+        }
+        if p.rx_bps.is_some() {
+            rx.push((end, 0.0));
+        }
+        if p.tx_bps.is_some() {
+            tx.push((end, 0.0));
+        }
+        latency.extend(p.lat_points.iter().copied());
+    }
+    let mut params = test_params(&cfg.client);
+    params.retain(|(k, _)| !matches!(k.as_str(), "direction" | "duration" | "interval"));
+    let phases_s: Vec<&str> = cfg.phases.iter().map(|p| p.as_str()).collect();
+    params.push(("phases".into(), phases_s.join(", ")));
+    if let Some(c) = &cfg.client.congestion {
+        params.push(("congestion".into(), c.clone()));
+    }
+    params.push((
+        "lengths".into(),
+        format!(
+            "idle {:?}, load {:?}, cooldown {:?}",
+            cfg.idle, cfg.phase, cfg.cooldown
+        ),
+    ));
+    let classes: Vec<String> = res
+        .classes
+        .iter()
+        .map(|(d, n)| format!("{n} (DSCP {d})"))
+        .collect();
+    params.push(("probe classes".into(), classes.join(", ")));
+    crate::export::html::render_speed_test(&crate::export::html::SpeedTestReport {
+        title: format!("btest speed-test to {}", res.server),
+        generated: crate::export::csv::rfc3339_utc(std::time::SystemTime::now()),
+        params,
+        bands: res
+            .phases
+            .iter()
+            .map(|p| (p.kind.as_str(), p.start_s, p.start_s + p.duration_s))
+            .collect(),
+        rx,
+        tx,
+        latency,
+        phases: &phases,
+        result: &result,
+        error: err.as_ref(),
+    })
+}

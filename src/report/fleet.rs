@@ -128,6 +128,11 @@ mod tests {
                 .str(&F::END_REASON, "completed")
                 .push(&F::ERROR, err)
                 .push(&F::PHASE, Value::Null);
+            // A plain test's speed-test fields (issue 22).
+            #[cfg(feature = "speedtest")]
+            for f in [&F::GRADE, &F::RPM, &F::RATING, &F::CONFIDENCE] {
+                b.push(f, Value::Null);
+            }
         })
     }
 
@@ -163,6 +168,7 @@ mod tests {
             csv: None,
             ndjson: None,
             report: None,
+            speed_test: false,
         };
         assert_eq!(
             start_line(&fc, 3),

@@ -26,6 +26,8 @@ pub use client::{
 pub mod fleet;
 #[cfg(feature = "server")]
 mod server;
+#[cfg(feature = "speedtest")]
+pub mod speedtest;
 #[cfg(feature = "server")]
 pub use server::{server_csv_row, server_event_line, server_event_syslog, server_record};
 

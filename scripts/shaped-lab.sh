@@ -65,13 +65,13 @@ case "$cmd" in
     ip -n $R addr add 10.81.1.1/24 dev r0lab
     ip -n $R addr add 10.81.2.1/24 dev r1lab
     ip -n $S addr add 10.81.2.2/24 dev s0lab
-    for x in "$C c0lab" "$R r0lab" "$R r1lab" "$S s0lab" "$C lo" "$R lo" "$S lo"; do
-      set -- $x; ip -n "$1" link set "$2" up
-    done
+    ip -n $C link set c0lab up; ip -n $R link set r0lab up
+    ip -n $R link set r1lab up; ip -n $S link set s0lab up
+    for n in $C $R $S; do ip -n "$n" link set lo up; done
     ip -n $C route add default via 10.81.1.1 congctl "$cc" initcwnd "$iw" initrwnd "$iw"
     ip -n $S route add default via 10.81.2.1 congctl "$cc" initcwnd "$iw" initrwnd "$iw"
     ip netns exec $R sysctl -q -w net.ipv4.ip_forward=1
-    limit=$(( $(rate_bps "$rate") / 8 * queue_ms / 1000 ))
+    limit=$(( $(rate_bps "$rate") * queue_ms / 8000 ))
     case "$shape" in
       down) dev=r0lab ;;
       up) dev=r1lab ;;

@@ -22,6 +22,7 @@ mod report; // issue 11: --report HTML (parsed, and rendered in headless Chromiu
 mod signals; // issue 18: SIGHUP reloads, SIGTERM within 1 s whatever stdout does, records kept
 mod soak; // issue 12: 100/1000 sessions against one server process, 100 at once, /proc
 mod speedtest; // issue 22: btest speed-test on loopback: records, figures, text, CSV, report
+mod speedtest_ns; // issue 22: btest speed-test through a shaped router of three namespaces (root only)
 mod stop; // promptness of client and server shutdown
 mod tcp; // TCP in every direction, 1 and 4 connections, IPv4 and IPv6, speed limits
 mod through; // issue 11: btest through a router of three namespaces (root only)

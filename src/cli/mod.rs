@@ -24,6 +24,8 @@ use std::time::Duration;
 use crate::auth::AuthMethod;
 use crate::config::{ClientConfig, Family, Output, ServerConfig};
 use crate::wire::{Direction, Protocol, Side, DEFAULT_PORT};
+#[cfg(feature = "exporter")]
+use flags::EXPORTER;
 use flags::{Flag, CLIENT, FLEET, SERVER, THROUGH};
 
 // The usage lines, as macros so that `concat!` can build the [`USAGE`] constant from them.
@@ -102,6 +104,9 @@ pub enum Help {
     Fleet,
     /// `btest through --help`.
     Through,
+    /// `btest exporter --help`.
+    #[cfg(feature = "exporter")]
+    Exporter,
 }
 
 /// Width of the names column, after the two-space indent.
@@ -167,6 +172,26 @@ between them. The server side listens only on --server-addr with a one-time acco
 
 usage: btest through --server-addr ADDR [OPTIONS] [CLIENT-OPTIONS...]";
 
+#[cfg(feature = "exporter")]
+const EXPORTER_ABOUT: &str =
+    "btest exporter: a Prometheus exporter for scheduled link tests (blackbox-exporter style).
+Each GET /probe?target=NAME runs one bounded test of that target and answers its figures
+as Prometheus text; GET /metrics answers the exporter's own counters.
+
+usage: btest exporter --listen ADDR:PORT --targets FILE [OPTIONS]
+
+FILE is a `btest fleet` targets file: NAME HOST[:PORT] [CLIENT-OPTIONS...], `defaults`
+lines, `--credentials FILE` (USER:PASSWORD, mode 600). Targets, options and credentials
+come only from it, never from the URL. /probe?target=NAME&mode=speed-test runs a speed
+test instead (a build with the speedtest feature).";
+
+#[cfg(feature = "exporter")]
+const EXPORTER_END: &str =
+    "Answers: 200 with btest_probe_success 0 or 1 (a failed test is a result), 400 for a bad
+query, 404 for a target not in FILE, 503 with Retry-After when --concurrency tests run or
+this target is under test with no result yet. Exit codes: 0 stopped by SIGINT or SIGTERM,
+1 cannot serve (the port is taken), 2 usage (FILE's errors name their line).";
+
 const THROUGH_END: &str =
     "  CLIENT-OPTIONS              every `btest client` option: --protocol, --direction,
                               --connection-count, --local-tx-speed, --remote-tx-speed,
@@ -215,6 +240,9 @@ impl Help {
                 );
                 write_section(&mut s, "Common options:", 0);
                 s += &format!("\n{pointer}\n");
+                if cfg!(feature = "exporter") {
+                    s += "Prometheus exporter: `btest exporter --help`.\n";
+                }
                 if cfg!(feature = "completions") {
                     s +=
                         "Shell completions: `btest completions bash|zsh|fish` prints the script.\n";
@@ -250,6 +278,15 @@ impl Help {
                 s += FLEET_END;
             }
             Help::Fleet => s += "btest fleet: not in this build (cargo feature 'fleet')",
+            #[cfg(feature = "exporter")]
+            Help::Exporter => {
+                s += EXPORTER_ABOUT;
+                s += "\n";
+                write_section(&mut s, "Options:", EXPORTER);
+                write_section(&mut s, "Common options:", 0);
+                s += "\n";
+                s += EXPORTER_END;
+            }
             Help::Through => {
                 s += THROUGH_ABOUT;
                 s += "\n";
@@ -309,6 +346,9 @@ pub enum Mode {
     Fleet(Box<crate::config::FleetConfig>),
     /// Run our server and client on two sides of a device.
     Through(Box<crate::config::ThroughConfig>),
+    /// Serve Prometheus probes (issue 22).
+    #[cfg(feature = "exporter")]
+    Exporter(Box<crate::config::ExporterConfig>),
     /// Print this help and exit 0.
     Help(Help),
     /// Print the version and exit 0.
@@ -333,6 +373,10 @@ enum Cmd {
     Server,
     Fleet,
     Through,
+    // Only in builds with it: the router image would otherwise carry its parsing (issue 22:
+    // 1,440 B were left of the 1 MiB budget).
+    #[cfg(feature = "exporter")]
+    Exporter,
 }
 
 impl Cmd {
@@ -343,6 +387,8 @@ impl Cmd {
             Cmd::Server => SERVER,
             Cmd::Fleet => FLEET,
             Cmd::Through => THROUGH,
+            #[cfg(feature = "exporter")]
+            Cmd::Exporter => EXPORTER,
         }
     }
 
@@ -352,6 +398,8 @@ impl Cmd {
             Cmd::Server => "server",
             Cmd::Fleet => "fleet",
             Cmd::Through => "through",
+            #[cfg(feature = "exporter")]
+            Cmd::Exporter => "exporter",
         }
     }
 }
@@ -426,6 +474,15 @@ struct RawArgs {
     server_dev: Option<String>,
     server_netns: Option<PathBuf>,
     client_netns: Option<PathBuf>,
+    /// exporter's --targets, --concurrency, --min-interval, --timeout
+    #[cfg(feature = "exporter")]
+    targets: Option<PathBuf>,
+    #[cfg(feature = "exporter")]
+    concurrency: Option<usize>,
+    #[cfg(feature = "exporter")]
+    min_interval: Option<Duration>,
+    #[cfg(feature = "exporter")]
+    timeout: Option<Duration>,
     /// Every flag seen, for the cross-command check once the command is known.
     seen: Vec<&'static Flag>,
 }
@@ -569,6 +626,12 @@ where
                     .into());
             }
             Some(Cmd::Through)
+        }
+        #[cfg(feature = "exporter")]
+        Some("exporter") if HAS_CLIENT => Some(Cmd::Exporter),
+        #[cfg(not(feature = "exporter"))]
+        Some("exporter") => {
+            return Err("exporter: not in this build (cargo feature 'exporter')".into())
         }
         Some("completions") => return parse_completions(&args[1..]),
         _ => None,
@@ -780,6 +843,10 @@ fn lex_word(r: &mut RawArgs, v: String) -> Result<(), String> {
         Some(Cmd::Through) => Err(format!(
             "unexpected argument '{v}': the target is --server-addr"
         )),
+        #[cfg(feature = "exporter")]
+        Some(Cmd::Exporter) => Err(format!(
+            "unexpected argument '{v}': targets go in the --targets FILE"
+        )),
         _ => Err(format!("unexpected argument '{v}'")),
     }
 }
@@ -814,6 +881,12 @@ fn check_flags(r: &RawArgs, cmd: Cmd) -> Result<(), String> {
                      the file)",
                     f.name()
                 ),
+                #[cfg(feature = "exporter")]
+                Cmd::Exporter => format!(
+                    "{} is not an exporter option (see btest exporter --help; test options \
+                     go on the target lines of --targets FILE)",
+                    f.name()
+                ),
                 _ => format!("{} is not a {w} option (see btest {w} --help)", f.name()),
             });
         }
@@ -831,6 +904,8 @@ fn finish(r: RawArgs, env_password: Option<String>) -> Result<Invocation, String
             Some(Cmd::Server) if HAS_SERVER => Help::Server,
             Some(Cmd::Fleet) => Help::Fleet,
             Some(Cmd::Through) => Help::Through,
+            #[cfg(feature = "exporter")]
+            Some(Cmd::Exporter) => Help::Exporter,
             _ => Help::Overview,
         }));
     }
@@ -855,6 +930,8 @@ fn finish(r: RawArgs, env_password: Option<String>) -> Result<Invocation, String
         Cmd::Server => done(Mode::Server(Box::new(server_config(r, env_password)?))),
         Cmd::Fleet => done(Mode::Fleet(Box::new(fleet_config(r)?))),
         Cmd::Through => through(r),
+        #[cfg(feature = "exporter")]
+        Cmd::Exporter => done(Mode::Exporter(Box::new(exporter_config(r)?))),
     }
 }
 
@@ -1046,6 +1123,34 @@ fn fleet_config(r: RawArgs) -> Result<crate::config::FleetConfig, String> {
         csv: r.csv,
         ndjson: r.ndjson,
         report: r.report,
+    })
+}
+
+/// `btest exporter --listen ADDR:PORT --targets FILE [OPTIONS]`; the file is read when the
+/// exporter starts.
+#[cfg(feature = "exporter")]
+fn exporter_config(r: RawArgs) -> Result<crate::config::ExporterConfig, String> {
+    let listen = match r.listen[..] {
+        [a] => a,
+        [] => {
+            return Err(
+                "missing --listen ADDR:PORT (e.g. 127.0.0.1:9477; see btest exporter --help)"
+                    .into(),
+            )
+        }
+        _ => return Err("--listen: one address only".into()),
+    };
+    let targets = r.targets.ok_or_else(|| {
+        "missing --targets FILE (a `btest fleet` targets file; see btest exporter --help)"
+            .to_string()
+    })?;
+    Ok(crate::config::ExporterConfig {
+        listen,
+        targets,
+        concurrency: r.concurrency.unwrap_or(2),
+        min_interval: r.min_interval.unwrap_or(Duration::from_secs(60)),
+        max_duration: r.max_duration.unwrap_or(Duration::from_secs(10)),
+        timeout: r.timeout.unwrap_or(Duration::from_secs(15)),
     })
 }
 
@@ -1811,6 +1916,106 @@ mod tests {
             parse_from(["fleet", "-h"], None).unwrap().mode,
             Mode::Help(Help::Fleet)
         );
+    }
+
+    #[test]
+    #[cfg(feature = "exporter")]
+    fn exporter_options() {
+        let inv = parse_from(
+            [
+                "exporter",
+                "--listen",
+                "127.0.0.1:9477",
+                "--targets",
+                "t.txt",
+                "--concurrency",
+                "3",
+                "--min-interval",
+                "30s",
+                "--max-duration",
+                "5s",
+                "--timeout",
+                "20s",
+            ],
+            None,
+        )
+        .unwrap();
+        let Mode::Exporter(x) = inv.mode else {
+            panic!()
+        };
+        assert_eq!(x.listen, "127.0.0.1:9477".parse().unwrap());
+        assert_eq!(x.targets, PathBuf::from("t.txt"));
+        assert_eq!(
+            (x.concurrency, x.min_interval, x.max_duration, x.timeout),
+            (
+                3,
+                Duration::from_secs(30),
+                Duration::from_secs(5),
+                Duration::from_secs(20)
+            )
+        );
+        let d = parse_from(["exporter", "--listen", "[::1]:0", "--targets", "t"], None).unwrap();
+        let Mode::Exporter(d) = d.mode else { panic!() };
+        assert_eq!(
+            (d.concurrency, d.min_interval, d.max_duration, d.timeout),
+            (
+                2,
+                Duration::from_secs(60),
+                Duration::from_secs(10),
+                Duration::from_secs(15)
+            )
+        );
+        for (args, want) in [
+            (
+                vec!["exporter", "--targets", "t"],
+                "exporter: missing --listen",
+            ),
+            (
+                vec!["exporter", "--listen", "127.0.0.1:1"],
+                "exporter: missing --targets FILE",
+            ),
+            (
+                vec!["exporter", "--listen", "127.0.0.1", "--targets", "t"],
+                "exporter: --listen: invalid address '127.0.0.1': expected ADDR:PORT",
+            ),
+            (
+                vec!["exporter", "--concurrency", "17"],
+                "exporter: --concurrency: invalid value '17'",
+            ),
+            (
+                vec!["exporter", "--max-duration", "0"],
+                "exporter: --max-duration: '0' is not 1s..1h",
+            ),
+            (
+                vec!["exporter", "--timeout", "2h"],
+                "exporter: --timeout: '2h' is not 2s..1h",
+            ),
+            (
+                vec!["exporter", "--protocol", "udp"],
+                "exporter: --protocol is not an exporter option",
+            ),
+            (
+                vec!["exporter", "tower-1"],
+                "exporter: unexpected argument 'tower-1'",
+            ),
+        ] {
+            let e = parse_from(args.clone(), None).unwrap_err();
+            assert!(e.starts_with(want), "{args:?}: {e}");
+        }
+        assert_eq!(
+            parse_from(["exporter", "-h"], None).unwrap().mode,
+            Mode::Help(Help::Exporter)
+        );
+        let h = Help::Exporter.to_string();
+        for flag in [
+            "--listen",
+            "--targets",
+            "--concurrency",
+            "--min-interval",
+            "--timeout",
+        ] {
+            assert!(h.contains(flag), "{flag} in {h}");
+        }
     }
 
     /// The bits of every row that spells `typed` (`--json`, `-t`).

@@ -421,8 +421,10 @@ fn run_test(t: &Target, b: &Budget, stop: &Stop) -> Exposition {
     });
     let wall = started.elapsed();
     // Our deadline (the watchdog's MaxDuration) is a failure even when the test ended
-    // cleanly after it: the scrape no longer waited for it.
+    // cleanly after it: the scrape no longer waited for it. So is a test the exporter's
+    // shutdown cut short (it passed as a client test: measured, 1.5 s of a 10 s test).
     let deadline = matches!(stop.reason(), Some(StopReason::MaxDuration));
+    let shutdown = matches!(stop.reason(), Some(StopReason::Shutdown));
     let err = match &run.outcome {
         Err(e) => Some((
             e.phase().map_or("test", |p| p.as_str()),
@@ -437,6 +439,11 @@ fn run_test(t: &Target, b: &Budget, stop: &Stop) -> Exposition {
                  and was stopped",
                 b.deadline.as_secs_f64()
             ),
+        )),
+        Ok(()) if shutdown => Some((
+            "test",
+            "shutdown",
+            "the exporter is shutting down; the test was stopped early".to_string(),
         )),
         Ok(()) => None,
     };
@@ -492,8 +499,13 @@ struct Facts<'a> {
 /// 0..1, as Prometheus' conventions want.
 fn test_page(f: &Facts<'_>) -> Exposition {
     let mut e = Exposition::new();
+    // Rounded to what the figures resolve (1 ns, 1 bit/s, 1 ppm), so the page reads
+    // 0.0001008, not the 0.00010080540000000001 of a division.
+    let round = |v: f64, scale: f64| (v * scale).round() / scale;
     let g = |x: &Field| (f.figure)(x);
-    let ms = |x: &Field| (f.figure)(x).map(|v| v / 1000.0);
+    let bps = |x: &Field| (f.figure)(x).map(f64::round);
+    let ms = |x: &Field| (f.figure)(x).map(|v| round(v / 1000.0, 1e9));
+    let pct = |x: &Field| (f.figure)(x).map(|v| round(v / 100.0, 1e6));
     e.gauge(
         SUCCESS.0,
         SUCCESS.1,
@@ -508,20 +520,20 @@ fn test_page(f: &Facts<'_>) -> Exposition {
         e.opt_gauge(
             "btest_test_duration_seconds",
             "length of the test's data phase",
-            g(&F::DURATION_S),
+            g(&F::DURATION_S).map(|v| round(v, 1e6)),
         );
         if f.tx {
             e.opt_gauge(
                 "btest_tx_bits_per_second",
                 "average rate the exporter sent to the target (upload)",
-                g(&F::TX_AVG_BPS),
+                bps(&F::TX_AVG_BPS),
             );
         }
         if f.rx {
             e.opt_gauge(
                 "btest_rx_bits_per_second",
                 "average rate the exporter received from the target (download)",
-                g(&F::RX_AVG_BPS),
+                bps(&F::RX_AVG_BPS),
             );
         }
         if f.udp {
@@ -531,14 +543,14 @@ fn test_page(f: &Facts<'_>) -> Exposition {
                 g(&F::LOST_PACKETS),
             );
             for (dir, field, on) in [("tx", &F::TX_LOSS_PCT, f.tx), ("rx", &F::RX_LOSS_PCT, f.rx)] {
-                if let Some(v) = g(field).filter(|_| on) {
+                if let Some(v) = pct(field).filter(|_| on) {
                     e.add(
                         Kind::Gauge,
                         "btest_loss_ratio",
                         "UDP loss, 0..1: tx what the target's statuses did not count of what \
                          the exporter sent, rx what was missing of what the target sent",
                         &[("direction", dir)],
-                        v / 100.0,
+                        v,
                     );
                 }
             }
@@ -602,14 +614,14 @@ fn test_page(f: &Facts<'_>) -> Exposition {
             ms(&F::TCP_RTT_MS),
         );
         for (side, field) in [("local", &F::LOCAL_CPU_AVG), ("remote", &F::REMOTE_CPU_AVG)] {
-            if let Some(v) = g(field) {
+            if let Some(v) = pct(field) {
                 e.add(
                     Kind::Gauge,
                     "btest_cpu_ratio",
                     "average CPU load during the test, 0..1: local (the exporter's host) and \
                      remote (as the target reported it)",
                     &[("side", side)],
-                    v / 100.0,
+                    v,
                 );
             }
         }
@@ -682,12 +694,13 @@ mod tests {
         let figures = |f: &Field| -> Option<f64> {
             Some(match f.key {
                 "duration_s" => 2.0,
-                "tx_avg_bps" => 50_000_000.0,
+                "tx_avg_bps" => 50_000_000.4,
                 "rx_avg_bps" => 940_000_000.0,
                 "lost_packets" => 12.0,
                 "tx_loss_pct" => 0.5,
                 "rx_loss_pct" => 1.25,
                 "idle_rtt_min_ms" => 0.5,
+                "idle_rtt_avg_ms" => 0.10080540000000001,
                 "loaded_rtt_max_ms" => 12.0,
                 "loaded_jitter_ms" => 2.0,
                 "bufferbloat_ms" => 8.0,
@@ -718,6 +731,7 @@ mod tests {
                 "btest_loss_ratio{direction=\"tx\"} 0.005",
                 "btest_loss_ratio{direction=\"rx\"} 0.0125",
                 "btest_rtt_seconds{phase=\"idle\",stat=\"min\"} 0.0005",
+                "btest_rtt_seconds{phase=\"idle\",stat=\"avg\"} 0.000100805",
                 "btest_rtt_seconds{phase=\"loaded\",stat=\"max\"} 0.012",
                 "btest_jitter_seconds{phase=\"loaded\"} 0.002",
                 "btest_bufferbloat_seconds 0.008",

@@ -700,7 +700,7 @@ mod tests {
                 "tx_loss_pct" => 0.5,
                 "rx_loss_pct" => 1.25,
                 "idle_rtt_min_ms" => 0.5,
-                "idle_rtt_avg_ms" => 0.10080540000000001,
+                "idle_rtt_avg_ms" => 0.1 + 0.000_805_4, // a sum: not exactly representable
                 "loaded_rtt_max_ms" => 12.0,
                 "loaded_jitter_ms" => 2.0,
                 "bufferbloat_ms" => 8.0,

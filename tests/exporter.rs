@@ -1,7 +1,7 @@
 //! Issue 22: `btest exporter` through the built binaries, over HTTP on loopback: a `btest
-//! server`, an exporter of a three-target file (each test 1 s), scrapes of /probe (figures,
-//! the cache and its age, the scrape timeout shortening a test, 400, 404, 503 while
-//! --concurrency tests run) and /metrics counting them. About 8 s.
+//! server`, an exporter of a five-target file (tests of 1-3 s), scrapes of /probe (figures,
+//! the cache and its age, the scrape timeout shortening a test, the deadline stopping one,
+//! 400, 404, 503 while --concurrency tests run) and /metrics counting them. About 8 s.
 
 use std::io::{BufRead, Read, Write};
 use std::net::TcpStream;
@@ -76,7 +76,8 @@ fn probes_are_bounded_cached_refused_and_counted() {
                  link {a} --direction both\n\
                  slow {a} --duration 3s\n\
                  other {a}\n\
-                 hdr {a} --duration 5s\n"
+                 hdr {a} --duration 5s\n\
+                 late {a} --latency-idle 3s\n"
             ),
         )
         .unwrap();
@@ -155,6 +156,21 @@ fn probes_are_bounded_cached_refused_and_counted() {
             "a 5 s target under a 4 s scrape timeout ran {d} s: {body}"
         );
 
+        // A probe that cannot end by its deadline (an idle second of 3 s under a 2 s scrape
+        // timeout: 1.5 s) is stopped there and says so.
+        let (code, _, body) = get(&x, "/probe?target=late", Some("2"));
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(value(&body, "btest_probe_success"), Some(0.0), "{body}");
+        assert!(
+            body.contains("btest_probe_error{phase=\"data\",reason=\"deadline\"} 1\n"),
+            "{body}"
+        );
+        let wall = value(&body, "btest_probe_duration_seconds").unwrap();
+        assert!(
+            wall < 2.9,
+            "stopped at 1.5 s, not after the 3 s idle second: {body}"
+        );
+
         // /metrics counted all of it (this request is counted after its answer).
         let (code, head, m) = get(&x, "/metrics", None);
         assert_eq!(code, 200);
@@ -162,7 +178,7 @@ fn probes_are_bounded_cached_refused_and_counted() {
         for (series, want) in [
             (
                 "btest_exporter_requests_total{path=\"/probe\",code=\"200\"}",
-                4.0,
+                5.0,
             ),
             (
                 "btest_exporter_requests_total{path=\"/probe\",code=\"400\"}",
@@ -180,9 +196,13 @@ fn probes_are_bounded_cached_refused_and_counted() {
                 "btest_exporter_tests_total{mode=\"test\",outcome=\"success\"}",
                 3.0,
             ),
+            (
+                "btest_exporter_tests_total{mode=\"test\",outcome=\"failure\"}",
+                1.0,
+            ),
             ("btest_exporter_cache_hits_total", 1.0),
             ("btest_exporter_tests_running", 0.0),
-            ("btest_exporter_targets", 4.0),
+            ("btest_exporter_targets", 5.0),
         ] {
             assert_eq!(value(&m, series), Some(want), "{series}\n{m}");
         }

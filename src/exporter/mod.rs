@@ -425,27 +425,41 @@ fn run_test(t: &Target, b: &Budget, stop: &Stop) -> Exposition {
     // shutdown cut short (it passed as a client test: measured, 1.5 s of a 10 s test).
     let deadline = matches!(stop.reason(), Some(StopReason::MaxDuration));
     let shutdown = matches!(stop.reason(), Some(StopReason::Shutdown));
-    let err = match &run.outcome {
-        Err(e) => Some((
-            e.phase().map_or("test", |p| p.as_str()),
-            reason_word(e),
-            e.to_string(),
-        )),
-        Ok(()) if deadline => Some((
-            "test",
+    // Which stop came first decides the reason: ours (deadline, shutdown) explains whatever
+    // error the cut then caused (a test stopped in its idle second ends "interrupted").
+    let phase = |r: &Result<(), Error>| {
+        r.as_ref()
+            .err()
+            .and_then(Error::phase)
+            .map_or("data", |p| p.as_str())
+    };
+    let detail = run
+        .outcome
+        .as_ref()
+        .err()
+        .map(|e| format!(" ({e})"))
+        .unwrap_or_default();
+    let err = if deadline {
+        Some((
+            phase(&run.outcome),
             "deadline",
             format!(
                 "the probe reached its deadline ({:.1} s: --timeout or the scrape's timeout) \
-                 and was stopped",
+                 and was stopped{detail}",
                 b.deadline.as_secs_f64()
             ),
-        )),
-        Ok(()) if shutdown => Some((
-            "test",
+        ))
+    } else if shutdown {
+        Some((
+            phase(&run.outcome),
             "shutdown",
-            "the exporter is shutting down; the test was stopped early".to_string(),
-        )),
-        Ok(()) => None,
+            format!("the exporter is shutting down; the test was stopped early{detail}"),
+        ))
+    } else {
+        run.outcome
+            .as_ref()
+            .err()
+            .map(|e| (phase(&run.outcome), reason_word(e), e.to_string()))
     };
     if let Some((_, _, m)) = &err {
         log::info!("exporter: target {}: {m}", crate::text::Esc(&t.name));

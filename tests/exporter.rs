@@ -208,6 +208,24 @@ fn probes_are_bounded_cached_refused_and_counted() {
         }
         assert!(m.contains("btest_exporter_build_info{version=\""), "{m}");
 
+        // One source holds at most 16 connections: the 17th from 127.0.0.1 is answered 503 by
+        // the accept thread, while 127.0.0.2 is still served.
+        let xa: std::net::SocketAddr = x.parse().unwrap();
+        let held: Vec<TcpStream> = (0..16)
+            .map(|_| connect_from("127.0.0.1", xa).unwrap())
+            .collect();
+        let mut over = connect_from("127.0.0.1", xa).unwrap();
+        let mut answer = String::new();
+        over.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+        assert!(answer.contains("from your address"), "{answer}");
+        let mut other = connect_from("127.0.0.2", xa).unwrap();
+        write!(other, "GET /metrics HTTP/1.1\r\nHost: {x}\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        other.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+        drop(held);
+
         // SIGTERM ends it promptly.
         signal(exporter.id(), "-TERM");
         assert!(

@@ -57,7 +57,8 @@ pub fn parse_query(q: &str) -> Result<Query, String> {
     for pair in q.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let k = decode(k).ok_or("a parameter name is not valid percent-encoded UTF-8")?;
-        let v = decode(v).ok_or_else(|| format!("{k}: not valid percent-encoded UTF-8"))?;
+        let v =
+            decode(v).ok_or_else(|| format!("{}: not valid percent-encoded UTF-8", shown(&k)))?;
         match k.as_str() {
             "target" => {
                 if target.is_some() {
@@ -308,6 +309,45 @@ mod tests {
         // A control character from the URL is shown escaped, never raw.
         let e = q("target=a&x%0Ay=1").unwrap_err();
         assert!(!e.contains('\n'), "{e}");
+    }
+
+    /// Every query built from these pieces parses or is refused; none panics, and an error
+    /// never carries a raw control character from the URL.
+    #[test]
+    fn no_query_panics() {
+        let pieces = [
+            "target=",
+            "mode=",
+            "&",
+            "=",
+            "%",
+            "%4",
+            "%41",
+            "%0a",
+            "%ff",
+            "%c3%a9",
+            "+",
+            "x",
+            "a=b",
+            "speed-test",
+            "test",
+            "password=",
+            "\u{202e}",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..20_000 {
+            let mut q = String::new();
+            for _ in 0..(seed % 7) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                q.push_str(pieces[(seed % pieces.len() as u64) as usize]);
+            }
+            seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            if let Err(e) = parse_query(&q) {
+                assert!(!e.chars().any(|c| c.is_control()), "{q:?}: {e:?}");
+            }
+        }
     }
 
     fn sit(last: Option<u64>, this: bool, running: usize) -> (Situation, Instant) {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make check-docs`: every long option that `btest --help`, `btest client --help`,
-# `btest server --help`, `btest fleet --help`, `btest through --help` and `btest speed-test --help` print must appear in the man page docs/btest.1 and in README.md.
+# `btest server --help`, `btest fleet --help`, `btest through --help`, `btest speed-test --help` and `btest exporter --help` print must appear in the man page docs/btest.1 and in README.md.
 # Prints the missing ones per file and exits 1 if there are any.
 # usage: scripts/check-docs.sh [BINARY]   (default: the current sources, via `cargo run`)
 set -euo pipefail
@@ -16,7 +16,7 @@ else
 fi
 # Each help lists its own options: the overview the common ones, each role its own.
 help=
-for args in "--help" "client --help" "server --help" "fleet --help" "through --help" "speed-test --help"; do
+for args in "--help" "client --help" "server --help" "fleet --help" "through --help" "speed-test --help" "exporter --help"; do
   # shellcheck disable=SC2086 # word splitting wanted
   text=$(run "$BIN" $args) || die "btest $args failed"
   [ -n "$text" ] || die "btest $args printed nothing"

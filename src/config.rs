@@ -298,6 +298,23 @@ pub struct FleetConfig {
     pub speed_test: bool,
 }
 
+/// `btest exporter`: a Prometheus exporter that runs a bounded test per scrape (issue 22).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExporterConfig {
+    /// `--listen ADDR:PORT`.
+    pub listen: SocketAddr,
+    /// `--targets FILE`: the fleet file format (targets, options, credentials files).
+    pub targets: PathBuf,
+    /// `--concurrency N`: tests running at once; one more request is answered 503.
+    pub concurrency: usize,
+    /// `--min-interval DUR`: a target asked again sooner gets its cached last result.
+    pub min_interval: Duration,
+    /// `--max-duration DUR`: cap on a test's data phase.
+    pub max_duration: Duration,
+    /// `--timeout DUR`: a whole probe's deadline when the scrape does not give a shorter one.
+    pub timeout: Duration,
+}
+
 /// Which sources one `--source-limit` counts together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceScope {

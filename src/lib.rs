@@ -19,6 +19,8 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod export;
+#[cfg(feature = "exporter")]
+pub mod exporter;
 #[cfg(feature = "fleet")]
 pub mod fleet;
 pub mod handshake;

@@ -44,6 +44,8 @@ fn main() -> ExitCode {
         Mode::Through(t) => run_through(&t),
         #[cfg(feature = "speedtest")]
         Mode::SpeedTest(t) => run_speed_test(&t),
+        #[cfg(feature = "exporter")]
+        Mode::Exporter(x) => run_exporter(&x),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -273,6 +275,25 @@ fn run_through(_: &btest::config::ThroughConfig) -> Result<(), Error> {
     Err(Error::Usage(
         "this btest was built without btest through (cargo feature 'through')".into(),
     ))
+}
+
+/// `btest exporter`: serve until SIGINT or SIGTERM, then stop the running tests and the
+/// listener (bounded: the tests end at their stop, the answers have a write deadline).
+#[cfg(feature = "exporter")]
+fn run_exporter(cfg: &btest::config::ExporterConfig) -> Result<(), Error> {
+    btest::sys::install_signal_handlers();
+    let served = btest::exporter::start(cfg)?;
+    eprintln!(
+        "btest exporter: {} target(s) from {}, listening on {}",
+        served.exporter().targets(),
+        cfg.targets.display(),
+        served.local_addr()
+    );
+    while !btest::sys::signalled() {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    served.shutdown();
+    Ok(())
 }
 
 #[cfg(not(feature = "fleet"))]

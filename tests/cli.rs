@@ -258,16 +258,17 @@ fn server_binary_serves_and_stops_on_sigterm() {
 /// man page and the README.
 #[test]
 fn every_option_is_documented() {
-    let help: String = [
+    let mut cmds = vec![
         &["--help"][..],
         &["client", "--help"],
         &["server", "--help"],
         &["fleet", "--help"],
         &["through", "--help"],
-    ]
-    .iter()
-    .map(|args| help_of(args))
-    .collect();
+    ];
+    if cfg!(feature = "exporter") {
+        cmds.push(&["exporter", "--help"]);
+    }
+    let help: String = cmds.iter().map(|args| help_of(args)).collect();
     let mut opts: Vec<&str> = help
         .split(|c: char| c.is_whitespace() || c == ',' || c == '=' || c == '[')
         .filter(|w| {

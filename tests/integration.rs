@@ -7,6 +7,8 @@ mod auth; // MD5 and EC-SRP5 end to end, failures keep the server serving
 mod caps; // issue 10: --max-rate clamps instead of refusing
 mod cli; // the built binary: options, errors, exit codes, --json output
 mod export; // --csv, --syslog and --metrics-file through the built binary
+#[cfg(feature = "exporter")]
+mod exporter; // issue 22: btest exporter over HTTP: /probe, the cache, 404, 503, /metrics
 mod faults; // issue 12: client and server killed or stopped mid-test, as processes
 mod fleet; // issue 11: btest fleet FILE: matrix, retries, credentials files, reports
 mod guards; // issue 12: handshake deadline and per-source caps, login abuse, bounded logs

@@ -24,8 +24,10 @@ pub(super) const FLEET: u8 = 4;
 pub(super) const THROUGH: u8 = 8;
 /// `btest speed-test` (issue 22; the `speedtest` feature).
 pub(super) const SPEEDTEST: u8 = 16;
+/// `btest exporter` (issue 22; the `exporter` feature).
+pub(super) const EXPORTER: u8 = 32;
 /// `-v`, `-q`, `-h`, `-V`: every command, listed under "Common options".
-const ALL: u8 = CLIENT | SERVER | FLEET | THROUGH | SPEEDTEST;
+const ALL: u8 = CLIENT | SERVER | FLEET | THROUGH | SPEEDTEST | EXPORTER;
 /// The client's test options `btest speed-test` takes as they are.
 const CS: u8 = CLIENT | SPEEDTEST;
 
@@ -478,6 +480,39 @@ fn span(flag: &str, v: &str, lo: Duration, hi: Duration) -> Result<Duration, Str
     Ok(d)
 }
 
+/// `btest exporter`'s own rows (issue 22): not in a build without it (the router image, where
+/// even an empty table chained into [`all`] costs bytes).
+#[cfg(feature = "exporter")]
+#[rustfmt::skip]
+pub(super) const EXPORTER_FLAGS: &[Flag] = &[
+    flag!("listen", None, "", EXPORTER, "ADDR:PORT", "serve /probe and /metrics here (required), e.g. 127.0.0.1:9477\nor [::]:9477; port 0 takes a free one",
+        |r, v| {
+            let a = v.trim().parse().map_err(|_| format!("--listen: invalid address '{v}': expected ADDR:PORT, e.g. 127.0.0.1:9477 or [::]:9477"))?;
+            r.listen.push(a);
+            Ok(())
+        }),
+    flag!("targets", None, "", EXPORTER, "FILE", "the targets, in the `btest fleet` file format (required):\nNAME HOST[:PORT] [CLIENT-OPTIONS] [--credentials FILE]",
+        |r, v| { r.targets = Some(path("--targets", v, "a file path")?); Ok(()) }),
+    flag!("concurrency", None, "", EXPORTER, "N", "tests running at once, 1..16 (default 2); one more is\nanswered 503 with Retry-After",
+        |r, v| { r.concurrency = Some(num("--concurrency", v, 1usize, 16, "tests at once")?); Ok(()) }),
+    flag!("min-interval", None, "", EXPORTER, "DUR", "a target asked again within this gets its cached last\nresult, with its age (default 60s; 0: test every time)",
+        |r, v| { r.min_interval = Some(duration("--min-interval", v)?); Ok(()) }),
+    flag!("max-duration", None, "", EXPORTER, "DUR", "cap on a test's data phase, 1s..1h (default 10s)",
+        |r, v| { r.max_duration = Some(within("--max-duration", v, 1, "a probe's test must end")?); Ok(()) }),
+    flag!("timeout", None, "", EXPORTER, "DUR", "a whole probe's deadline, 2s..1h (default 15s); a shorter\nX-Prometheus-Scrape-Timeout-Seconds shortens it",
+        |r, v| { r.timeout = Some(within("--timeout", v, 2, "time to connect, test and answer")?); Ok(()) }),
+];
+
+/// A duration of `lo` seconds to an hour.
+#[cfg(feature = "exporter")]
+fn within(flag: &str, v: &str, lo: u64, why: &str) -> Result<Duration, String> {
+    let d = duration(flag, v)?;
+    if d < Duration::from_secs(lo) || d > Duration::from_secs(3600) {
+        return Err(format!("{flag}: '{v}' is not {lo}s..1h ({why})"));
+    }
+    Ok(d)
+}
+
 fn short_dur(d: Duration) -> String {
     match d.as_millis() {
         0 => "0".into(),
@@ -487,7 +522,18 @@ fn short_dur(d: Duration) -> String {
     }
 }
 
+/// Every row: [`FLAGS`], then [`FLEET_FLAGS`], then [`SPEEDTEST_FLAGS`], then `EXPORTER_FLAGS`.
+#[cfg(feature = "exporter")]
+pub(super) fn all() -> impl Iterator<Item = &'static Flag> + Clone {
+    FLAGS
+        .iter()
+        .chain(FLEET_FLAGS)
+        .chain(SPEEDTEST_FLAGS)
+        .chain(EXPORTER_FLAGS)
+}
+
 /// Every row: [`FLAGS`], then [`FLEET_FLAGS`], then [`SPEEDTEST_FLAGS`].
+#[cfg(not(feature = "exporter"))]
 pub(super) fn all() -> impl Iterator<Item = &'static Flag> + Clone {
     FLAGS.iter().chain(FLEET_FLAGS).chain(SPEEDTEST_FLAGS)
 }
@@ -632,7 +678,7 @@ mod tests {
 
     #[test]
     fn names_are_unique_per_command() {
-        for cmd in [CLIENT, SERVER, FLEET, THROUGH, SPEEDTEST] {
+        for cmd in [CLIENT, SERVER, FLEET, THROUGH, SPEEDTEST, EXPORTER] {
             let mut seen: Vec<String> = Vec::new();
             for f in all().filter(|f| f.cmds & cmd != 0) {
                 let mut names: Vec<String> = f.aliases().map(|a| a.to_string()).collect();
@@ -655,6 +701,9 @@ mod tests {
         assert_eq!(suggest("conection-count", CLIENT), Some("connection-count"));
         assert_eq!(suggest("lisen", SERVER), Some("listen"));
         assert_eq!(suggest("paralel", FLEET), Some("parallel"));
+        if cfg!(feature = "exporter") {
+            assert_eq!(suggest("concurency", EXPORTER), Some("concurrency"));
+        }
         assert_eq!(suggest("xyzzy", CLIENT), None);
         assert_eq!(distance("kitten", "sitting"), 3);
         assert_eq!(distance("", "ab"), 2);

@@ -24,6 +24,8 @@ use std::time::Duration;
 use crate::auth::AuthMethod;
 use crate::config::{ClientConfig, Family, Output, ServerConfig};
 use crate::wire::{Direction, Protocol, Side, DEFAULT_PORT};
+#[cfg(feature = "exporter")]
+use flags::EXPORTER;
 use flags::{Flag, CLIENT, FLEET, SERVER, SPEEDTEST, THROUGH};
 
 // The usage lines, as macros so that `concat!` can build the [`USAGE`] constant from them.
@@ -104,6 +106,9 @@ pub enum Help {
     Through,
     /// `btest speed-test --help`.
     SpeedTest,
+    /// `btest exporter --help`.
+    #[cfg(feature = "exporter")]
+    Exporter,
 }
 
 /// Width of the names column, after the two-space indent.
@@ -183,6 +188,25 @@ const SPEEDTEST_END: &str =
     "Probes: --latency auto uses our server's UDP echo (only a btest server of ours answers;
 it allows 50 probes/s per source to a client without a session), else ICMP ping.
 Exit codes as for `btest client`.";
+#[cfg(feature = "exporter")]
+const EXPORTER_ABOUT: &str =
+    "btest exporter: a Prometheus exporter for scheduled link tests (blackbox-exporter style).
+Each GET /probe?target=NAME runs one bounded test of that target and answers its figures
+as Prometheus text; GET /metrics answers the exporter's own counters.
+
+usage: btest exporter --listen ADDR:PORT --targets FILE [OPTIONS]
+
+FILE is a `btest fleet` targets file: NAME HOST[:PORT] [CLIENT-OPTIONS...], `defaults`
+lines, `--credentials FILE` (USER:PASSWORD, mode 600). Targets, options and credentials
+come only from it, never from the URL. /probe?target=NAME&mode=speed-test runs a speed
+test instead (a build with the speedtest feature).";
+
+#[cfg(feature = "exporter")]
+const EXPORTER_END: &str =
+    "Answers: 200 with btest_probe_success 0 or 1 (a failed test is a result), 400 for a bad
+query, 404 for a target not in FILE, 503 with Retry-After when --concurrency tests run or
+this target is under test with no result yet. Exit codes: 0 stopped by SIGINT or SIGTERM,
+1 cannot serve (the port is taken), 2 usage (FILE's errors name their line).";
 
 const THROUGH_END: &str =
     "  CLIENT-OPTIONS              every `btest client` option: --protocol, --direction,
@@ -236,6 +260,9 @@ impl Help {
                     s += "Latency under load, graded: `btest speed-test HOST` (see btest speed-test \
                           --help).\n";
                 }
+                if cfg!(feature = "exporter") {
+                    s += "Prometheus exporter: `btest exporter --help`.\n";
+                }
                 if cfg!(feature = "completions") {
                     s +=
                         "Shell completions: `btest completions bash|zsh|fish` prints the script.\n";
@@ -285,6 +312,15 @@ impl Help {
             }
             Help::SpeedTest => {
                 s += "btest speed-test: not in this build (cargo feature 'speedtest')";
+            }
+            #[cfg(feature = "exporter")]
+            Help::Exporter => {
+                s += EXPORTER_ABOUT;
+                s += "\n";
+                write_section(&mut s, "Options:", EXPORTER);
+                write_section(&mut s, "Common options:", 0);
+                s += "\n";
+                s += EXPORTER_END;
             }
             Help::Through => {
                 s += THROUGH_ABOUT;
@@ -348,6 +384,9 @@ pub enum Mode {
     /// Run a speed test.
     #[cfg(feature = "speedtest")]
     SpeedTest(Box<crate::speedtest::SpeedTestConfig>),
+    /// Serve Prometheus probes (issue 22).
+    #[cfg(feature = "exporter")]
+    Exporter(Box<crate::config::ExporterConfig>),
     /// Print this help and exit 0.
     Help(Help),
     /// Print the version and exit 0.
@@ -373,6 +412,10 @@ enum Cmd {
     Fleet,
     Through,
     SpeedTest,
+    // Only in builds with it: the router image would otherwise carry its parsing (issue 22:
+    // 1,440 B were left of the 1 MiB budget).
+    #[cfg(feature = "exporter")]
+    Exporter,
 }
 
 impl Cmd {
@@ -384,6 +427,8 @@ impl Cmd {
             Cmd::Fleet => FLEET,
             Cmd::Through => THROUGH,
             Cmd::SpeedTest => SPEEDTEST,
+            #[cfg(feature = "exporter")]
+            Cmd::Exporter => EXPORTER,
         }
     }
 
@@ -394,6 +439,8 @@ impl Cmd {
             Cmd::Fleet => "fleet",
             Cmd::Through => "through",
             Cmd::SpeedTest => "speed-test",
+            #[cfg(feature = "exporter")]
+            Cmd::Exporter => "exporter",
         }
     }
 }
@@ -477,6 +524,15 @@ struct RawArgs {
     congestion: Option<String>,
     /// fleet's `--speed-test`
     speed_test: bool,
+    /// exporter's --targets, --concurrency, --min-interval, --timeout
+    #[cfg(feature = "exporter")]
+    targets: Option<PathBuf>,
+    #[cfg(feature = "exporter")]
+    concurrency: Option<usize>,
+    #[cfg(feature = "exporter")]
+    min_interval: Option<Duration>,
+    #[cfg(feature = "exporter")]
+    timeout: Option<Duration>,
     /// Every flag seen, for the cross-command check once the command is known.
     seen: Vec<&'static Flag>,
 }
@@ -630,6 +686,12 @@ where
                 );
             }
             Some(Cmd::SpeedTest)
+        }
+        #[cfg(feature = "exporter")]
+        Some("exporter") if HAS_CLIENT => Some(Cmd::Exporter),
+        #[cfg(not(feature = "exporter"))]
+        Some("exporter") => {
+            return Err("exporter: not in this build (cargo feature 'exporter')".into())
         }
         Some("completions") => return parse_completions(&args[1..]),
         _ => None,
@@ -841,6 +903,10 @@ fn lex_word(r: &mut RawArgs, v: String) -> Result<(), String> {
         Some(Cmd::Through) => Err(format!(
             "unexpected argument '{v}': the target is --server-addr"
         )),
+        #[cfg(feature = "exporter")]
+        Some(Cmd::Exporter) => Err(format!(
+            "unexpected argument '{v}': targets go in the --targets FILE"
+        )),
         _ => Err(format!("unexpected argument '{v}'")),
     }
 }
@@ -875,6 +941,12 @@ fn check_flags(r: &RawArgs, cmd: Cmd) -> Result<(), String> {
                      the file)",
                     f.name()
                 ),
+                #[cfg(feature = "exporter")]
+                Cmd::Exporter => format!(
+                    "{} is not an exporter option (see btest exporter --help; test options \
+                     go on the target lines of --targets FILE)",
+                    f.name()
+                ),
                 _ => format!("{} is not a {w} option (see btest {w} --help)", f.name()),
             });
         }
@@ -893,6 +965,8 @@ fn finish(r: RawArgs, env_password: Option<String>) -> Result<Invocation, String
             Some(Cmd::Fleet) => Help::Fleet,
             Some(Cmd::Through) => Help::Through,
             Some(Cmd::SpeedTest) => Help::SpeedTest,
+            #[cfg(feature = "exporter")]
+            Some(Cmd::Exporter) => Help::Exporter,
             _ => Help::Overview,
         }));
     }
@@ -931,6 +1005,8 @@ fn finish(r: RawArgs, env_password: Option<String>) -> Result<Invocation, String
         }
         #[cfg(not(feature = "speedtest"))]
         Cmd::SpeedTest => Err("speed-test: not in this build (cargo feature 'speedtest')".into()),
+        #[cfg(feature = "exporter")]
+        Cmd::Exporter => done(Mode::Exporter(Box::new(exporter_config(r)?))),
     }
 }
 
@@ -1161,6 +1237,34 @@ fn fleet_config(r: RawArgs) -> Result<crate::config::FleetConfig, String> {
         ndjson: r.ndjson,
         report: r.report,
         speed_test: r.speed_test,
+    })
+}
+
+/// `btest exporter --listen ADDR:PORT --targets FILE [OPTIONS]`; the file is read when the
+/// exporter starts.
+#[cfg(feature = "exporter")]
+fn exporter_config(r: RawArgs) -> Result<crate::config::ExporterConfig, String> {
+    let listen = match r.listen[..] {
+        [a] => a,
+        [] => {
+            return Err(
+                "missing --listen ADDR:PORT (e.g. 127.0.0.1:9477; see btest exporter --help)"
+                    .into(),
+            )
+        }
+        _ => return Err("--listen: one address only".into()),
+    };
+    let targets = r.targets.ok_or_else(|| {
+        "missing --targets FILE (a `btest fleet` targets file; see btest exporter --help)"
+            .to_string()
+    })?;
+    Ok(crate::config::ExporterConfig {
+        listen,
+        targets,
+        concurrency: r.concurrency.unwrap_or(2),
+        min_interval: r.min_interval.unwrap_or(Duration::from_secs(60)),
+        max_duration: r.max_duration.unwrap_or(Duration::from_secs(10)),
+        timeout: r.timeout.unwrap_or(Duration::from_secs(15)),
     })
 }
 
@@ -1926,6 +2030,106 @@ mod tests {
             parse_from(["fleet", "-h"], None).unwrap().mode,
             Mode::Help(Help::Fleet)
         );
+    }
+
+    #[test]
+    #[cfg(feature = "exporter")]
+    fn exporter_options() {
+        let inv = parse_from(
+            [
+                "exporter",
+                "--listen",
+                "127.0.0.1:9477",
+                "--targets",
+                "t.txt",
+                "--concurrency",
+                "3",
+                "--min-interval",
+                "30s",
+                "--max-duration",
+                "5s",
+                "--timeout",
+                "20s",
+            ],
+            None,
+        )
+        .unwrap();
+        let Mode::Exporter(x) = inv.mode else {
+            panic!()
+        };
+        assert_eq!(x.listen, "127.0.0.1:9477".parse().unwrap());
+        assert_eq!(x.targets, PathBuf::from("t.txt"));
+        assert_eq!(
+            (x.concurrency, x.min_interval, x.max_duration, x.timeout),
+            (
+                3,
+                Duration::from_secs(30),
+                Duration::from_secs(5),
+                Duration::from_secs(20)
+            )
+        );
+        let d = parse_from(["exporter", "--listen", "[::1]:0", "--targets", "t"], None).unwrap();
+        let Mode::Exporter(d) = d.mode else { panic!() };
+        assert_eq!(
+            (d.concurrency, d.min_interval, d.max_duration, d.timeout),
+            (
+                2,
+                Duration::from_secs(60),
+                Duration::from_secs(10),
+                Duration::from_secs(15)
+            )
+        );
+        for (args, want) in [
+            (
+                vec!["exporter", "--targets", "t"],
+                "exporter: missing --listen",
+            ),
+            (
+                vec!["exporter", "--listen", "127.0.0.1:1"],
+                "exporter: missing --targets FILE",
+            ),
+            (
+                vec!["exporter", "--listen", "127.0.0.1", "--targets", "t"],
+                "exporter: --listen: invalid address '127.0.0.1': expected ADDR:PORT",
+            ),
+            (
+                vec!["exporter", "--concurrency", "17"],
+                "exporter: --concurrency: invalid value '17'",
+            ),
+            (
+                vec!["exporter", "--max-duration", "0"],
+                "exporter: --max-duration: '0' is not 1s..1h",
+            ),
+            (
+                vec!["exporter", "--timeout", "2h"],
+                "exporter: --timeout: '2h' is not 2s..1h",
+            ),
+            (
+                vec!["exporter", "--protocol", "udp"],
+                "exporter: --protocol is not an exporter option",
+            ),
+            (
+                vec!["exporter", "tower-1"],
+                "exporter: unexpected argument 'tower-1'",
+            ),
+        ] {
+            let e = parse_from(args.clone(), None).unwrap_err();
+            assert!(e.starts_with(want), "{args:?}: {e}");
+        }
+        assert_eq!(
+            parse_from(["exporter", "-h"], None).unwrap().mode,
+            Mode::Help(Help::Exporter)
+        );
+        let h = Help::Exporter.to_string();
+        for flag in [
+            "--listen",
+            "--targets",
+            "--concurrency",
+            "--min-interval",
+            "--timeout",
+        ] {
+            assert!(h.contains(flag), "{flag} in {h}");
+        }
     }
 
     /// The bits of every row that spells `typed` (`--json`, `-t`).

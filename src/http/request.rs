@@ -1,12 +1,14 @@
 //! Parsing of one HTTP/1.1 request head (request line and header fields) out of a byte
-//! buffer, for the `--http` server in mod.rs.
+//! buffer, for the `--http` server in mod.rs and `btest exporter` (src/exporter/http.rs, which
+//! includes this file when the `http` feature is off).
 //!
 //! Owns: the grammar we accept (`GET`/`HEAD`, origin-form targets, HTTP/1.x, at most
 //! [`MAX_HEADERS`] header fields, a head of at most [`MAX_HEAD`] bytes, no request body) and
 //! the error each violation maps to. Must not: touch sockets or clocks, allocate more than the
 //! request line's path and query and the Host value, panic on any input, or interpret header
-//! values beyond the two that announce a body and `Host` (kept raw, judged by host.rs; issue
-//! 18: DNS rebinding): a dashboard and a JSON API need nothing else, and every header we do
+//! values beyond the two that announce a body, `Host` (kept raw, judged by host.rs; issue
+//! 18: DNS rebinding) and `X-Prometheus-Scrape-Timeout-Seconds` (kept raw for the exporter,
+//! issue 22): a dashboard, a JSON API and a scrape need nothing else, and every header we do
 //! not look at is one less parser to get wrong.
 //!
 //! The parser is strict where leniency is how request smuggling starts (bare CR, obsolete line
@@ -43,6 +45,10 @@ pub struct Request {
     pub host: Option<String>,
     /// The `x` of `HTTP/1.x`: a 1.1 (or later 1.x) request must carry a Host (RFC 9112 3.2).
     pub minor: u8,
+    /// The `X-Prometheus-Scrape-Timeout-Seconds` value, trimmed, raw (issue 22: `btest
+    /// exporter` shortens a probe to the scrape's timeout); `None` when absent or longer than
+    /// 32 bytes (no number of seconds is). The `--http` server ignores it.
+    pub scrape_timeout: Option<String>,
 }
 
 /// Why a head cannot be served; mod.rs maps each to a status code.
@@ -92,6 +98,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
 
     let mut fields = 0usize;
     let mut host: Option<String> = None;
+    let mut scrape_timeout: Option<String> = None;
     loop {
         let line = match lines.next()? {
             None => return Ok(None),
@@ -104,6 +111,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
                 query,
                 host,
                 minor,
+                scrape_timeout,
             };
             return Ok(Some((req, lines.pos)));
         }
@@ -111,12 +119,18 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
         if fields > MAX_HEADERS {
             return Err(HeadError::TooLarge);
         }
-        if let Some(value) = header_line(line)? {
-            // RFC 9112 3.2: more than one Host is answered 400 (which one would we judge?).
-            if host.is_some() {
-                return Err(HeadError::Bad("more than one Host"));
+        match header_line(line)? {
+            Some((Kept::Host, value)) => {
+                // RFC 9112 3.2: more than one Host is answered 400 (which one would we judge?).
+                if host.is_some() {
+                    return Err(HeadError::Bad("more than one Host"));
+                }
+                host = Some(String::from_utf8_lossy(value).into_owned());
             }
-            host = Some(String::from_utf8_lossy(value).into_owned());
+            Some((Kept::ScrapeTimeout, value)) if value.len() <= 32 => {
+                scrape_timeout = Some(String::from_utf8_lossy(value).into_owned());
+            }
+            _ => {}
         }
     }
 }
@@ -214,9 +228,16 @@ fn http1_minor(v: &[u8]) -> Option<u8> {
     }
 }
 
+/// The header fields whose values the parser keeps.
+enum Kept {
+    Host,
+    ScrapeTimeout,
+}
+
 /// `name: value`, checked for syntax; only the fields that would announce a body are read,
-/// and the value of a `Host` field is returned (trimmed) for the caller to keep.
-fn header_line(line: &[u8]) -> Result<Option<&[u8]>, HeadError> {
+/// and the value of a `Host` or `X-Prometheus-Scrape-Timeout-Seconds` field is returned
+/// (trimmed) for the caller to keep.
+fn header_line(line: &[u8]) -> Result<Option<(Kept, &[u8])>, HeadError> {
     if matches!(line.first(), Some(b' ' | b'\t')) {
         return Err(HeadError::Bad("obsolete line folding"));
     }
@@ -250,7 +271,10 @@ fn header_line(line: &[u8]) -> Result<Option<&[u8]>, HeadError> {
         }
     }
     if name.eq_ignore_ascii_case(b"host") {
-        return Ok(Some(value));
+        return Ok(Some((Kept::Host, value)));
+    }
+    if name.eq_ignore_ascii_case(b"x-prometheus-scrape-timeout-seconds") {
+        return Ok(Some((Kept::ScrapeTimeout, value)));
     }
     Ok(None)
 }
@@ -297,6 +321,22 @@ mod tests {
             _ => false,
         };
         assert!(ok, "case {name:?}: want {want:?}, got {got:?}");
+    }
+
+    #[test]
+    fn scrape_timeout_is_kept_raw() {
+        let (r, _) = parse_head(
+            b"GET /probe?target=a HTTP/1.1\r\nHost: x\r\nx-prometheus-scrape-timeout-seconds:  9.5 \r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(r.scrape_timeout.as_deref(), Some("9.5"));
+        let long = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX-Prometheus-Scrape-Timeout-Seconds: {}\r\n\r\n",
+            "1".repeat(33)
+        );
+        let (r, _) = parse_head(long.as_bytes()).unwrap().unwrap();
+        assert_eq!(r.scrape_timeout, None, "longer than 32 bytes: ignored");
     }
 
     #[test]

@@ -39,6 +39,11 @@ pub struct ClientResult {
     pub direction: wire::Direction,
     /// The rate we asked the server to send at (bit/s, 0 = unlimited).
     pub asked_remote_bps: u64,
+    /// TCP_CONGESTION read back from connection 0 once connected: what our load connections
+    /// really use (`--congestion`, a route's `congctl`, or the namespace's default; a fresh
+    /// unconnected socket told only the last, issue 22).
+    #[cfg(feature = "speedtest")]
+    pub congestion: Option<String>,
 }
 
 impl ClientResult {
@@ -335,6 +340,10 @@ fn run_to(
     let control_timeout = cfg
         .control_timeout
         .unwrap_or(CONTROL_TIMEOUT.max(cfg.connect_timeout));
+    #[cfg(feature = "speedtest")]
+    let congestion = tcp
+        .then(|| net::congestion_of(&socket2::SockRef::from(&s)))
+        .flatten();
     let plan = Plan {
         side: "client",
         protocol: cfg.protocol,
@@ -379,6 +388,8 @@ fn run_to(
         direction: cmd.direction,
         control_timeout,
         asked_remote_bps: u64::from(cmd.remote_tx_speed),
+        #[cfg(feature = "speedtest")]
+        congestion,
     })
 }
 

@@ -137,7 +137,7 @@ pub fn default_congestion() -> Option<String> {
     let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))
         .or_else(|_| Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP)))
         .ok()?;
-    congestion_of(&s)
+    congestion_of(&socket2::SockRef::from(&s))
 }
 
 /// Off Linux: unknown.
@@ -148,11 +148,17 @@ pub fn default_congestion() -> Option<String> {
 
 /// TCP_CONGESTION read back from a socket.
 #[cfg(all(feature = "speedtest", target_os = "linux"))]
-pub fn congestion_of(s: &Socket) -> Option<String> {
+pub fn congestion_of(s: &socket2::SockRef<'_>) -> Option<String> {
     let v = s.tcp_congestion().ok()?;
     let end = v.iter().position(|b| *b == 0).unwrap_or(v.len());
     let n = String::from_utf8_lossy(&v[..end]).trim().to_string();
     (!n.is_empty()).then_some(n)
+}
+
+/// Off Linux: unknown.
+#[cfg(all(feature = "speedtest", not(target_os = "linux")))]
+pub fn congestion_of(_: &socket2::SockRef<'_>) -> Option<String> {
+    None
 }
 
 /// TCP_NODELAY: handshake and status messages are tiny and must not wait for Nagle.

@@ -177,6 +177,11 @@ impl Exporter {
             );
         };
         let t = &self.targets[idx];
+        let mode = q.mode.unwrap_or(if target_speed_test(t).is_some() {
+            ProbeMode::SpeedTest
+        } else {
+            ProbeMode::Test
+        });
         let scrape = req
             .scrape_timeout
             .as_deref()
@@ -196,7 +201,7 @@ impl Exporter {
         let now = Instant::now();
         let (stop, id) = {
             let mut st = self.state.lock();
-            let entry = st.cache.get(&(idx, q.mode)).cloned();
+            let entry = st.cache.get(&(idx, mode)).cloned();
             let this_running = st.running.iter().any(|r| r.target == idx);
             let sit = Situation {
                 last_done: entry.as_ref().map(|e| e.done),
@@ -244,7 +249,7 @@ impl Exporter {
             }
         };
         let guard = RunGuard(self, id);
-        let page = match q.mode {
+        let page = match mode {
             ProbeMode::Test => run_test(t, &b, &stop),
             ProbeMode::SpeedTest => match speed_test_metrics(t, &b, &stop) {
                 Ok(p) => p,
@@ -261,13 +266,13 @@ impl Exporter {
             .stats
             .tests
             .lock()
-            .entry((q.mode.as_str(), if ok { "success" } else { "failure" }))
+            .entry((mode.as_str(), if ok { "success" } else { "failure" }))
             .or_insert(0) += 1;
         let done = Instant::now();
         {
             let mut st = self.state.lock();
             st.cache.insert(
-                (idx, q.mode),
+                (idx, mode),
                 Entry {
                     page: page.clone(),
                     done,
@@ -367,14 +372,212 @@ fn aged(page: &Exposition, age: Duration, cached: bool) -> String {
     p.render()
 }
 
-/// The speed-test mode. The lead wires helper S's `speedtest::run(cfg, stop, sink) ->
-/// SpeedTestResult` in here at merge (a `SpeedConfig` from the target's `ClientConfig` with
-/// its load phases shortened to fit `b.duration`, the result's grade, RPM, rating and
-/// per-phase rates and latency as gauges); until then this mode answers a failed probe
-/// that says why.
+/// The speed test a target runs: its own `mode=speed-test` configuration, if its line has one.
+fn target_speed_test(t: &Target) -> Option<&crate::speedtest::SpeedTestConfig> {
+    t.speed_test.as_deref()
+}
+
+/// Connect, handshake and drain of one load phase's session, on top of its length (a LAN
+/// or a near router: a far one needs a longer `--timeout`).
+const SESSION_OVERHEAD: Duration = Duration::from_millis(500);
+
+/// The speed test fitted into `deadline`: the target's own configuration (or the defaults
+/// around its client options), every phase shortened in proportion when the whole does not
+/// fit, down to 2 s a load phase (its first second is the ramp) and 1 s of idle and of
+/// cooldown. `Err` says how long the probe would need.
+fn fit_speed_test(
+    t: &Target,
+    deadline: Duration,
+) -> Result<crate::speedtest::SpeedTestConfig, String> {
+    use crate::speedtest::{PhaseKind, SpeedTestConfig};
+    let mut cfg = match target_speed_test(t) {
+        Some(c) => c.clone(),
+        None => {
+            let mut c = SpeedTestConfig::new(&t.cfg.host);
+            c.client = t.cfg.clone();
+            c.client.connection_count = SpeedTestConfig::new(&t.cfg.host).client.connection_count;
+            c
+        }
+    };
+    cfg.client.report = None;
+    let loads = cfg.phases.iter().filter(|k| k.direction().is_some()).count() as u32;
+    // One second for the answer and the probes' start, and each session's own overhead.
+    let spare = Duration::from_secs(1) + SESSION_OVERHEAD * loads;
+    let room = deadline.saturating_sub(spare);
+    let asked: Duration = cfg.phases.iter().map(|k| cfg.length(*k)).sum();
+    let floor = |k: &PhaseKind| match k {
+        PhaseKind::Idle | PhaseKind::Cooldown => Duration::from_secs(1),
+        _ => Duration::from_secs(2),
+    };
+    let least: Duration = cfg.phases.iter().map(floor).sum();
+    if least > room {
+        return Err(format!(
+            "a speed test of {} phases needs at least {:.0} s and this probe has {:.1} s: raise \
+             the exporter's --timeout and the scrape's scrape_timeout",
+            cfg.phases.len(),
+            (least + spare).as_secs_f64().ceil(),
+            deadline.as_secs_f64()
+        ));
+    }
+    if asked > room {
+        let k = room.as_secs_f64() / asked.as_secs_f64();
+        let scale = |d: Duration, lo: Duration| d.mul_f64(k).max(lo);
+        cfg.idle = scale(cfg.idle, Duration::from_secs(1));
+        cfg.cooldown = scale(cfg.cooldown, Duration::from_secs(1));
+        cfg.phase = scale(cfg.phase, Duration::from_secs(2));
+        // The floors may have pushed it over: take the rest from the load phases.
+        let now: Duration = cfg.phases.iter().map(|k| cfg.length(*k)).sum();
+        if now > room && loads > 0 {
+            let over = (now - room) / loads;
+            cfg.phase = cfg.phase.saturating_sub(over).max(Duration::from_secs(2));
+        }
+    }
+    Ok(cfg)
+}
+
+/// The speed-test mode: one `btest speed-test` of the target, fitted into the probe's
+/// deadline, as Prometheus text: the grade, RPM, rating and confidence, and per phase the
+/// rates, the latency figures, the increase over idle and the one-way delays.
 pub fn speed_test_metrics(t: &Target, b: &Budget, stop: &Stop) -> Result<Exposition, String> {
-    let _ = (t, b, stop);
-    Err("speed-test mode needs the speedtest feature".into())
+    use crate::speedtest::{self, Overall};
+    let cfg = fit_speed_test(t, b.deadline)?;
+    let started = Instant::now();
+    let res = speedtest::run(&cfg, stop, &mut |_| Ok(())).map_err(|e| e.to_string())?;
+    let wall = started.elapsed();
+    let reason = match stop.reason() {
+        Some(StopReason::MaxDuration) => Some(("deadline", "the probe reached its deadline")),
+        Some(StopReason::Shutdown) => Some(("shutdown", "the exporter is shutting down")),
+        _ => None,
+    };
+    let mut e = Exposition::new();
+    let failed = reason.is_some() || res.outcome.is_err();
+    e.gauge(SUCCESS.0, SUCCESS.1, if failed { 0.0 } else { 1.0 })
+        .gauge(WALL.0, WALL.1, wall.as_secs_f64());
+    if failed {
+        let err = res.outcome.as_ref().err();
+        let phase = err.and_then(Error::phase).map_or("data", |p| p.as_str());
+        let (word, msg) = match (reason, err) {
+            (Some((w, m)), Some(e)) => (w, format!("{m} ({e})")),
+            (Some((w, m)), None) => (w, m.to_string()),
+            (None, Some(e)) => (reason_word(e), e.to_string()),
+            (None, None) => ("error", String::new()),
+        };
+        e.add(
+            Kind::Gauge,
+            ERROR.0,
+            ERROR.1,
+            &[("phase", phase), ("reason", word)],
+            1.0,
+        );
+        e.comments.push(format!("error: {msg}"));
+    }
+    let o = Overall::of(&res.phases);
+    if let Some(g) = o.grade {
+        e.add(
+            Kind::Gauge,
+            "btest_bufferbloat_grade_info",
+            "the bufferbloat grade (A+ .. F) of the mean latency increase under load, always 1",
+            &[("grade", g)],
+            1.0,
+        );
+    }
+    let ms = |v: Option<f64>| v.map(|v| v / 1000.0);
+    e.opt_gauge(
+        "btest_bufferbloat_increase_seconds",
+        "(download + upload latency increase over idle) / 2, what the grade grades",
+        ms(o.grade_increase_ms),
+    );
+    for (probe, v) in [
+        ("combined", o.rpm),
+        ("foreign", o.rpm_foreign),
+        ("self", o.rpm_self),
+    ] {
+        if let Some(v) = v {
+            e.add(
+                Kind::Gauge,
+                "btest_rpm",
+                "responsiveness, round trips per minute under load (combined = (foreign + self) / 2)",
+                &[("probe", probe)],
+                v.round(),
+            );
+        }
+    }
+    if let Some(r) = o.rating {
+        e.add(
+            Kind::Gauge,
+            "btest_rpm_rating_info",
+            "the RPM rating (Poor, Fair, Good, Excellent) and its confidence, always 1",
+            &[("rating", r.as_str()), ("confidence", o.confidence.as_str())],
+            1.0,
+        );
+    }
+    for p in &res.phases {
+        let phase = p.kind.as_str();
+        for (dir, v) in [("rx", p.rx_bps), ("tx", p.tx_bps)] {
+            if let Some(v) = v {
+                e.add(
+                    Kind::Gauge,
+                    "btest_phase_bits_per_second",
+                    "what the client received (rx) and sent (tx) in each phase",
+                    &[("phase", phase), ("direction", dir)],
+                    v.round(),
+                );
+            }
+        }
+        if let Some(st) = p.latency() {
+            for (stat, v) in [
+                ("low", st.low),
+                ("iqm", st.iqm),
+                ("mean", st.mean),
+                ("p50", st.p50),
+                ("p90", st.p90),
+                ("p99", st.p99),
+                ("high", st.high),
+                ("trimmed95", st.trimmed95),
+                ("jitter", st.jitter),
+            ] {
+                e.add(
+                    Kind::Gauge,
+                    "btest_phase_latency_seconds",
+                    "probe round trips of each phase's steady state (the first load second left out)",
+                    &[("phase", phase), ("stat", stat)],
+                    v / 1000.0,
+                );
+            }
+        }
+        if let Some(c) = p.classes.first() {
+            if c.sent > 0 {
+                e.add(
+                    Kind::Gauge,
+                    "btest_phase_probe_loss_ratio",
+                    "latency probes without a reply, of those sent, in each phase",
+                    &[("phase", phase)],
+                    c.lost as f64 / c.sent as f64,
+                );
+            }
+        }
+        if let Some(v) = speedtest::increase(&res.phases, p, 0) {
+            e.add(
+                Kind::Gauge,
+                "btest_phase_latency_increase_seconds",
+                "each phase's mean latency minus the idle phase's",
+                &[("phase", phase)],
+                v / 1000.0,
+            );
+        }
+        if let Some(w) = speedtest::phase_owd(&res, p) {
+            for (dir, v) in [("up", w.up_iqm_ms), ("down", w.down_iqm_ms)] {
+                e.add(
+                    Kind::Gauge,
+                    "btest_phase_one_way_seconds",
+                    "one-way delay, interquartile mean, up (client to server) and down",
+                    &[("phase", phase), ("direction", dir)],
+                    v / 1000.0,
+                );
+            }
+        }
+    }
+    Ok(e)
 }
 
 /// A probe that failed before any test: success 0, the error, the reason as a comment.

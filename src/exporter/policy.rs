@@ -32,8 +32,8 @@ impl ProbeMode {
 pub struct Query {
     /// The target's name in the file.
     pub target: String,
-    /// `mode=`, default `test`.
-    pub mode: ProbeMode,
+    /// `mode=`; without it the target's own mode (`mode=speed-test` on its line), else `test`.
+    pub mode: Option<ProbeMode>,
 }
 
 /// Parameters that would carry what only the targets file may say. Named so the 400 says
@@ -96,7 +96,7 @@ pub fn parse_query(q: &str) -> Result<Query, String> {
     Ok(Query {
         target: target
             .ok_or("missing target: expected /probe?target=NAME[&mode=test|speed-test]")?,
-        mode: mode.unwrap_or(ProbeMode::Test),
+        mode,
     })
 }
 
@@ -271,14 +271,14 @@ mod tests {
             q("target=tower-1").unwrap(),
             Query {
                 target: "tower-1".into(),
-                mode: ProbeMode::Test
+                mode: None
             }
         );
         assert_eq!(
             q("mode=speed-test&target=a%20b").unwrap(),
             Query {
                 target: "a b".into(),
-                mode: ProbeMode::SpeedTest
+                mode: Some(ProbeMode::SpeedTest)
             }
         );
         assert_eq!(q("target=x+y&").unwrap().target, "x y");

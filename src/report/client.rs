@@ -1289,6 +1289,8 @@ mod tests {
             control_timeout: Duration::from_secs(10),
             direction,
             asked_remote_bps: 0,
+            #[cfg(feature = "speedtest")]
+            congestion: None,
         }
     }
 

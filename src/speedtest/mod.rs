@@ -252,6 +252,8 @@ pub struct PhaseResult {
     pub intervals: Vec<Record>,
     /// The session's summary record (load phases).
     pub summary: Option<Record>,
+    /// TCP_CONGESTION of the session's connection 0, read back once connected.
+    pub congestion: Option<String>,
     /// (seconds since the first phase started, mean RTT ms) of the main class at each take
     /// with replies: the HTML timeline.
     pub lat_points: Vec<(f64, f64)>,
@@ -273,6 +275,7 @@ impl PhaseResult {
             probe_interval_ms: interval.as_secs_f64() * 1000.0,
             intervals: Vec::new(),
             summary: None,
+            congestion: None,
             lat_points: Vec::new(),
         }
     }
@@ -548,6 +551,8 @@ pub fn run(
     }
     let classes = probes.as_ref().map_or(0, |p| p.probes.len());
     let t0 = Instant::now();
+    // What the first load connection really ran replaces the guess from a fresh socket.
+    let mut congestion_seen = false;
     for (i, &kind) in cfg.phases.iter().enumerate() {
         if stop.is_triggered() || crate::sys::signalled() {
             res.outcome = Err(Error::EndedEarly(format!(
@@ -585,6 +590,10 @@ pub fn run(
         let failed = r.is_err();
         if let Err(e) = r {
             res.outcome = Err(e);
+        }
+        if let (false, Some(c)) = (congestion_seen, &p.congestion) {
+            res.congestion = Some(c.clone());
+            congestion_seen = true;
         }
         res.phases.push(p);
         sink(Progress::Done(&res.classes, &res.phases))?;
@@ -757,12 +766,15 @@ fn load_phase(
     p.tcp_rtt_ms =
         (!p.tcp_rtts.is_empty()).then(|| p.tcp_rtts.iter().sum::<f64>() / p.tcp_rtts.len() as f64);
     let outcome = r.outcome();
+    p.congestion = r.congestion.clone();
     p.summary = Some(summary);
     outcome
 }
 
-/// The congestion control our load connections use: `--congestion`, else the kernel's
-/// default for new sockets (what `net.rs` leaves them with). UDP has none.
+/// The congestion control our load connections use, before the first one connects:
+/// `--congestion`, else the kernel's default for new sockets. The first load phase's
+/// connection then says what it really ran (a route's `congctl` applies only at connect).
+/// UDP has none.
 fn congestion_of(cfg: &SpeedTestConfig) -> Option<String> {
     if cfg.client.protocol != crate::wire::Protocol::Tcp {
         return None;

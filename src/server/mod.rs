@@ -330,7 +330,14 @@ impl Server {
         let mut echo = Vec::new();
         for r in self.echo {
             let sh = self.shared.clone();
-            match r.spawn(self.shared.stop.clone(), move |ip| sh.acl.admits(ip)) {
+            let sessions = self.shared.clone();
+            // A source holding a session gets the speed test's probe rate (issue 22).
+            let has_session = move |ip| sessions.limits.lock().has_session(limits::Source::of(ip));
+            match r.spawn(
+                self.shared.stop.clone(),
+                move |ip| sh.acl.admits(ip),
+                has_session,
+            ) {
                 Ok(h) => echo.push(h),
                 Err(e) => log::warn!("UDP echo: cannot start its thread: {e}"),
             }

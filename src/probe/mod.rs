@@ -16,7 +16,8 @@
 //! Methods ([`Method`]):
 //! - `echo`: our UDP echo datagram to the server's port number (UDP); our btest server
 //!   answers it (src/server/echo.rs), RouterOS does not. Version 2 (48 bytes, the server's
-//!   times in the reply) when the server answers it, else version 1 (32 bytes, RTT only).
+//!   times in the reply) when the server answers it, else version 1 (32 bytes, RTT only);
+//!   a build without the `speedtest` feature (the router image) speaks version 1 only.
 //! - `icmp`: ICMP / ICMPv6 echo on a ping socket (SOCK_DGRAM; unprivileged only when
 //!   `sysctl net.ipv4.ping_group_range` admits our group, for IPv6 too).
 //! - `icmp-raw`: the same on a raw socket (root or CAP_NET_RAW), when no ping socket opens.
@@ -55,6 +56,7 @@ use crossbeam_channel::{Receiver, Sender};
 use socket2::{Domain, Protocol, Socket, Type};
 
 pub use crate::config::Latency;
+#[cfg(test)]
 use crate::wire::echo::Echo2;
 use packet::EchoDatagram;
 
@@ -64,6 +66,38 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(100);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Outstanding probes tracked at once.
 pub const RING: usize = 256;
+/// Echo v2 only where its server times are used: the speed test's one-way figures (feature
+/// `speedtest`). A build without it (the router image) sends version 1 as before:
+/// `client --latency` needs the RTT only, and the v2 path cost that image ~500 B (issue 22).
+const ECHO_V2: bool = cfg!(feature = "speedtest");
+/// What the thread hands over per reply: the whole [`Reply`] where the speed test uses its
+/// times (feature `speedtest`), else the RTT alone, as before issue 22: a channel of
+/// 48-byte replies and the second Vec in [`Take`] cost the router image ~1 KB of code.
+#[cfg(feature = "speedtest")]
+type Sample = Reply;
+#[cfg(not(feature = "speedtest"))]
+type Sample = f64;
+
+/// The reply to probe `seq` that took `rtt` and arrived at `recv_ns`, with the server's
+/// times as the datagram gave them.
+#[cfg(feature = "speedtest")]
+fn sample(seq: u32, rtt: Duration, recv_ns: u64, server: Option<(u64, u64)>) -> Sample {
+    let rtt = rtt.as_nanos() as u64;
+    Reply {
+        seq,
+        sent_ns: recv_ns.saturating_sub(rtt),
+        recv_ns,
+        // A turnaround longer than the RTT is a lie: no server times.
+        server: server.filter(|&(rx, tx)| tx - rx <= rtt),
+    }
+}
+
+/// The RTT in ms (no server times without `speedtest`: echo v1 only).
+#[cfg(not(feature = "speedtest"))]
+fn sample(_: u32, rtt: Duration, _: u64, _: Option<(u64, u64)>) -> Sample {
+    rtt.as_secs_f64() * 1e3
+}
+
 /// Shortest probe interval accepted (a speed test's 5 ms, as Crusader probes).
 pub const MIN_INTERVAL: Duration = Duration::from_millis(5);
 /// Longest probe interval accepted.
@@ -162,7 +196,9 @@ impl Reply {
 pub struct Take {
     /// RTTs (ms) of the replies that arrived, in arrival order: `replies[i].rtt_ms()`.
     pub rtts_ms: Vec<f64>,
-    /// The replies themselves, in arrival order.
+    /// The replies themselves, in arrival order (feature `speedtest`; the router image's
+    /// `client --latency` needs the RTTs only).
+    #[cfg(feature = "speedtest")]
     pub replies: Vec<Reply>,
     /// Probes sent (a probe the socket refused to send counts as sent and lost).
     pub sent: u64,
@@ -186,7 +222,7 @@ struct Counters {
 pub struct Probe {
     method: Method,
     epoch: Instant,
-    samples: Receiver<Reply>,
+    samples: Receiver<Sample>,
     counters: Arc<Counters>,
     quit: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -259,10 +295,9 @@ impl Probe {
             }
         };
         log::debug!(
-            "latency probe: {} to {target} every {:?} (server times: {})",
+            "latency probe: {} to {target} every {:?}",
             method.as_str(),
-            cfg.interval,
-            matches!(ep.kind, Kind::Echo { v2: true })
+            cfg.interval
         );
         let (tx, samples) = crossbeam_channel::bounded(EVENTS);
         let counters = Arc::new(Counters::default());
@@ -303,10 +338,15 @@ impl Probe {
 
     /// Everything since the last take; never blocks.
     pub fn take(&self) -> Take {
+        #[cfg(feature = "speedtest")]
         let replies: Vec<Reply> = self.samples.try_iter().collect();
         Take {
+            #[cfg(feature = "speedtest")]
             rtts_ms: replies.iter().map(Reply::rtt_ms).collect(),
+            #[cfg(feature = "speedtest")]
             replies,
+            #[cfg(not(feature = "speedtest"))]
+            rtts_ms: self.samples.try_iter().collect(),
             sent: self.counters.sent.swap(0, Ordering::Relaxed),
             lost: self.counters.lost.swap(0, Ordering::Relaxed),
             dropped: self.counters.dropped.swap(0, Ordering::Relaxed),
@@ -360,15 +400,8 @@ impl Endpoint {
             sent_ns,
         };
         match self.kind {
-            Kind::Echo { v2: false } => self.sock.send(&d.encode()),
-            Kind::Echo { v2: true } => self.sock.send(
-                &Echo2 {
-                    probe: d,
-                    server_rx_ns: 0,
-                    server_tx_ns: 0,
-                }
-                .encode(),
-            ),
+            Kind::Echo { v2: true } if ECHO_V2 => self.sock.send(&d.encode_v2()),
+            Kind::Echo { .. } => self.sock.send(&d.encode()),
             Kind::Icmp { v6, ident, .. } => {
                 self.sock.send(&packet::icmp_echo_request(v6, ident, &d))
             }
@@ -382,14 +415,12 @@ impl Endpoint {
     fn reply(&self, b: &[u8]) -> Option<(u32, Option<(u64, u64)>)> {
         let mut server = None;
         let probe = match self.kind {
-            Kind::Echo { .. } => match Echo2::parse(b) {
-                Some(e) => {
-                    let (rx, tx) = (e.server_rx_ns, e.server_tx_ns);
-                    server = (tx >= rx && tx > 0).then_some((rx, tx));
-                    e.probe
-                }
-                None => EchoDatagram::parse(b)?,
-            },
+            Kind::Echo { .. } if !ECHO_V2 => EchoDatagram::parse(b)?,
+            Kind::Echo { .. } => {
+                let (p, times) = crate::wire::echo::parse_any(b)?;
+                server = times.filter(|&(rx, tx)| tx >= rx && tx > 0);
+                p
+            }
             Kind::Icmp { v6, raw, ident } => {
                 let r = packet::parse_icmp_echo_reply(b, v6, raw && !v6)?;
                 // A ping socket's kernel replaced our identifier with its own and delivers
@@ -463,7 +494,7 @@ fn open_echo(cfg: &ProbeConfig, target: IpAddr, token: u32) -> Result<Endpoint, 
     let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))
         .map_err(|e| format!("latency probe: cannot open a UDP socket: {e}"))?;
     prepare(&s, cfg, target, cfg.echo_port, "UDP echo")?;
-    finish(s, Kind::Echo { v2: true }, token)
+    finish(s, Kind::Echo { v2: ECHO_V2 }, token)
 }
 
 /// Why no ICMP socket opened: both attempts' errors.
@@ -548,11 +579,13 @@ fn open_icmp(
 
 /// Auto: whether the target answers our echo, and which version; sets `ep` to it. Up to 3
 /// rounds (v2, then v1) 100 ms apart, a reply within 300 ms in all; a closed port
-/// (ECONNREFUSED from an ICMP port unreachable) ends it early.
+/// (ECONNREFUSED from an ICMP port unreachable) ends it early. Without `speedtest` the
+/// rounds are v1 alone and a v1 reply ends it at once, as before issue 22.
 fn echo_answers(ep: &mut Endpoint) -> bool {
     let t0 = Instant::now();
     let end = t0 + AUTO_WAIT;
     let mut next = t0;
+    let mut rounds = 0u32;
     let mut sent = 0u32;
     let mut v1 = false;
     let mut buf = [0u8; 64];
@@ -562,16 +595,20 @@ fn echo_answers(ep: &mut Endpoint) -> bool {
             ep.kind = Kind::Echo { v2: false };
             return v1;
         }
-        if sent < 2 * AUTO_PROBES && now >= next {
+        if rounds < AUTO_PROBES && now >= next {
+            rounds += 1;
             // A send error is as good as no reply: the loop runs to the end and says no.
             for v2 in [true, false] {
+                if v2 && !ECHO_V2 {
+                    continue;
+                }
                 ep.kind = Kind::Echo { v2 };
                 let _ = ep.send(sent, nanos_since(t0, now));
                 sent += 1;
             }
             next += AUTO_SPACING;
         }
-        let until = if sent < 2 * AUTO_PROBES {
+        let until = if rounds < AUTO_PROBES {
             next.min(end)
         } else {
             end
@@ -584,14 +621,20 @@ fn echo_answers(ep: &mut Endpoint) -> bool {
         }
         match ep.sock.recv(&mut buf) {
             Ok(n) => match ep.reply(&buf[..n]) {
-                Some((s, Some(_))) if s < sent => {
+                Some((s, Some(_))) if ECHO_V2 && s < sent => {
                     ep.kind = Kind::Echo { v2: true };
                     return true;
                 }
+                // The last datagram of every round is v1, so the endpoint is set for it.
+                Some((s, None)) if s < sent && !ECHO_V2 => return true,
                 Some((s, None)) if s < sent => v1 = true,
                 _ => {}
             },
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return false,
+            // The port closed: no more replies, but one may have come already.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                ep.kind = Kind::Echo { v2: false };
+                return v1;
+            }
             Err(e) if is_timeout(&e) => {}
             // Another one-off error (an unreachable): do not spin on it.
             Err(_) => std::thread::sleep(Duration::from_millis(1)),
@@ -704,7 +747,7 @@ struct Run {
     first_seq: u32,
     counters: Arc<Counters>,
     quit: Arc<AtomicBool>,
-    samples: Sender<Reply>,
+    samples: Sender<Sample>,
 }
 
 impl Run {
@@ -765,15 +808,7 @@ impl Run {
                     };
                     match ring.complete(s, at, self.timeout) {
                         Matched::Rtt(d) => {
-                            let recv_ns = nanos_since(epoch, at);
-                            let rtt = d.as_nanos() as u64;
-                            let r = Reply {
-                                seq: s,
-                                sent_ns: recv_ns.saturating_sub(rtt),
-                                recv_ns,
-                                // A turnaround longer than the RTT is a lie: no server times.
-                                server: server.filter(|&(rx, tx)| tx - rx <= rtt),
-                            };
+                            let r = sample(s, d, nanos_since(epoch, at), server);
                             if self.samples.try_send(r).is_err() {
                                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
                             }
@@ -914,8 +949,8 @@ mod tests {
         assert_eq!(echo.reply_seq(&d(7, 43).encode()), None, "another run");
         assert_eq!(echo.reply_seq(&d(7, 42).encode()[..31]), None);
         assert_eq!(echo.reply_seq(&[]), None);
-        // Version 2: the server's times when stamped, none when zero (a plain UDP echo
-        // service) or when send comes before receive.
+        // Version 2 (feature speedtest): the server's times when stamped, none when zero (a
+        // plain UDP echo service) or when send comes before receive.
         let v2 = |rx, tx| {
             Echo2 {
                 probe: d(8, 42),
@@ -924,15 +959,19 @@ mod tests {
             }
             .encode()
         };
-        assert_eq!(echo.reply(&v2(100, 150)), Some((8, Some((100, 150)))));
-        assert_eq!(echo.reply(&v2(0, 0)), Some((8, None)));
-        assert_eq!(echo.reply(&v2(150, 100)), Some((8, None)));
-        assert_eq!(echo.reply(&v2(5, 5)), Some((8, Some((5, 5)))));
         assert_eq!(echo.reply(&d(8, 42).encode()), Some((8, None)));
-        assert_eq!(echo.reply(&v2(100, 150)[..47]), None);
-        let mut other = v2(100, 150);
-        other[15] ^= 1;
-        assert_eq!(echo.reply(&other), None, "another run's token");
+        if ECHO_V2 {
+            assert_eq!(echo.reply(&v2(100, 150)), Some((8, Some((100, 150)))));
+            assert_eq!(echo.reply(&v2(0, 0)), Some((8, None)));
+            assert_eq!(echo.reply(&v2(150, 100)), Some((8, None)));
+            assert_eq!(echo.reply(&v2(5, 5)), Some((8, Some((5, 5)))));
+            assert_eq!(echo.reply(&v2(100, 150)[..47]), None);
+            let mut other = v2(100, 150);
+            other[15] ^= 1;
+            assert_eq!(echo.reply(&other), None, "another run's token");
+        } else {
+            assert_eq!(echo.reply(&v2(100, 150)), None, "v1 only without speedtest");
+        }
 
         let reply = |v6: bool, ident: u16, p: EchoDatagram| {
             let mut b = packet::icmp_echo_request(v6, ident, &p);
@@ -1078,7 +1117,7 @@ mod tests {
         assert_eq!(r.rtt_ms(), 4.0);
     }
 
-    #[cfg(feature = "server")]
+    #[cfg(all(feature = "server", feature = "speedtest"))]
     #[test]
     fn echo_v2_at_5ms_against_our_responder() {
         use crate::engine::{Stop, StopReason};
@@ -1114,6 +1153,48 @@ mod tests {
         }
         // Sequences follow on from the 6 detection probes.
         assert_eq!(t.replies[0].seq, 6);
+    }
+
+    #[test]
+    fn echo_falls_back_to_v1_against_an_older_server() {
+        // An older btest server: echoes exactly 32-byte datagrams, ignores the 48-byte v2.
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        server.set_read_timeout(Some(ms(50))).unwrap();
+        let port = server.local_addr().unwrap().port();
+        let done = Arc::new(AtomicBool::new(false));
+        let done2 = Arc::clone(&done);
+        let old = std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            let mut ignored = 0u32;
+            while !done2.load(Ordering::Relaxed) {
+                match server.recv_from(&mut buf) {
+                    Ok((32, src)) => {
+                        server.send_to(&buf[..32], src).unwrap();
+                    }
+                    Ok(_) => ignored += 1,
+                    Err(_) => {}
+                }
+            }
+            ignored
+        });
+        let mut c = ProbeConfig::new(IpAddr::from([127, 0, 0, 1]), port);
+        c.want = Latency::Auto;
+        let p = Probe::start(&c).unwrap();
+        assert_eq!(p.method(), Method::Echo);
+        let t = run_for(&p, ms(550));
+        p.stop();
+        done.store(true, Ordering::Relaxed);
+        let ignored = old.join().unwrap();
+        assert!(t.rtts_ms.len() >= 4, "{t:?}");
+        assert_eq!(t.lost, 0, "{t:?}");
+        if ECHO_V2 {
+            // Three v2 detection datagrams went unanswered, then v1 only.
+            assert_eq!(ignored, AUTO_PROBES, "{t:?}");
+            #[cfg(feature = "speedtest")]
+            assert!(t.replies.iter().all(|r| r.server.is_none()), "{t:?}");
+        } else {
+            assert_eq!(ignored, 0);
+        }
     }
 
     #[test]

@@ -132,21 +132,23 @@ impl EchoResponder {
         has_session: impl Fn(IpAddr) -> bool + Send + 'static,
     ) -> io::Result<JoinHandle<EchoStats>> {
         crate::thread::spawn_named("btest-echo", None, move || {
-            serve(self.sock, stop, &admits, &has_session)
+            serve(self.sock, stop, admits, has_session)
         })
     }
 }
 
 /// ns from `epoch` to `t` on the echo clock (u64 lasts 584 years).
 fn ns(epoch: Instant, t: Instant) -> u64 {
-    t.saturating_duration_since(epoch).as_nanos() as u64
+    // In u64, not as_nanos's u128: smaller code in the router image.
+    let d = t.saturating_duration_since(epoch);
+    d.as_secs() * 1_000_000_000 + u64::from(d.subsec_nanos())
 }
 
 fn serve(
     sock: UdpSocket,
     stop: Stop,
-    admits: &dyn Fn(IpAddr) -> bool,
-    has_session: &dyn Fn(IpAddr) -> bool,
+    admits: impl Fn(IpAddr) -> bool,
+    has_session: impl Fn(IpAddr) -> bool,
 ) -> EchoStats {
     let mut stats = EchoStats::default();
     let epoch = Instant::now();
@@ -179,7 +181,7 @@ fn serve(
             stats.ignored += 1;
             continue;
         }
-        if !limiter.admit(ip, now, has_session) {
+        if !limiter.admit(ip, now, &has_session) {
             stats.rate_limited += 1;
             if let Some(count) = warn.note(now) {
                 log::warn!(
@@ -270,15 +272,17 @@ impl TokenBucket {
 #[derive(Debug)]
 struct Src {
     bucket: TokenBucket,
-    /// When the server's session table was last asked about this source.
-    checked: Option<Instant>,
-    /// When the source was last seen holding a session.
-    session: Option<Instant>,
+    /// The server's session table may be asked about this source from then on (ns since
+    /// the limiter began; u64 rather than Instant: smaller code in the router image).
+    next_check: u64,
+    /// The source keeps the session allowance until then (ns since the limiter began).
+    session_until: u64,
 }
 
 /// The global bucket and the bounded per-source table.
 #[derive(Debug)]
 pub struct Limiter {
+    epoch: Instant,
     global: TokenBucket,
     sources: HashMap<IpAddr, Src>,
 }
@@ -286,6 +290,7 @@ pub struct Limiter {
 impl Limiter {
     pub fn new(now: Instant) -> Limiter {
         Limiter {
+            epoch: now,
             global: TokenBucket::new(GLOBAL_RATE, GLOBAL_BURST, now),
             // Reserved up front: the table never grows past MAX_SOURCES, so no allocation
             // happens per packet.
@@ -299,7 +304,7 @@ impl Limiter {
         &mut self,
         ip: IpAddr,
         now: Instant,
-        has_session: &dyn Fn(IpAddr) -> bool,
+        has_session: impl Fn(IpAddr) -> bool,
     ) -> bool {
         // The global bucket is asked first and only taken from last: while it is empty a
         // flood costs no table work (no insertion, no eviction scan), and a source over its
@@ -310,24 +315,20 @@ impl Limiter {
         if !self.sources.contains_key(&ip) && self.sources.len() >= MAX_SOURCES {
             self.evict_stalest();
         }
+        let t = ns(self.epoch, now);
         let s = self.sources.entry(ip).or_insert_with(|| Src {
             bucket: TokenBucket::new(SOURCE_RATE, SOURCE_BURST, now),
-            checked: None,
-            session: None,
+            next_check: 0,
+            session_until: 0,
         });
-        let raised = s.bucket.rate > SOURCE_RATE;
-        let due = s
-            .checked
-            .is_none_or(|t| now.saturating_duration_since(t) >= SESSION_RECHECK);
-        if due && (raised || !s.bucket.has_token(now)) {
-            s.checked = Some(now);
+        // Asked only when the answer can change something: over the 50/s, or holding the
+        // allowance (which ends SESSION_GRACE after a session was last seen).
+        if t >= s.next_check && (s.bucket.rate > SOURCE_RATE || !s.bucket.has_token(now)) {
+            s.next_check = t + SESSION_RECHECK.as_nanos() as u64;
             if has_session(ip) {
-                s.session = Some(now);
+                s.session_until = t + SESSION_GRACE.as_nanos() as u64;
             }
-            let (rate, burst) = if s
-                .session
-                .is_some_and(|t| now.saturating_duration_since(t) < SESSION_GRACE)
-            {
+            let (rate, burst) = if t < s.session_until {
                 (SESSION_SOURCE_RATE, SESSION_SOURCE_BURST)
             } else {
                 (SOURCE_RATE, SOURCE_BURST)
@@ -456,14 +457,14 @@ mod tests {
         let a = v4(1);
         let b = v4(2);
         for _ in 0..20 {
-            assert!(l.admit(a, t0, &no));
+            assert!(l.admit(a, t0, no));
         }
         // a is out; b still has its own burst.
-        assert!(!l.admit(a, t0, &no));
-        assert!(l.admit(b, t0, &no));
+        assert!(!l.admit(a, t0, no));
+        assert!(l.admit(b, t0, no));
         // a gets one more 20 ms later.
-        assert!(l.admit(a, t0 + ms(20), &no));
-        assert!(!l.admit(a, t0 + ms(20), &no));
+        assert!(l.admit(a, t0 + ms(20), no));
+        assert!(!l.admit(a, t0 + ms(20), no));
     }
 
     #[test]
@@ -472,13 +473,13 @@ mod tests {
         // bucket caps the replies at the burst, then at 1,000/s.
         let t0 = Instant::now();
         let mut l = Limiter::new(t0);
-        let burst = (0..1000u32).filter(|&i| l.admit(v4(i), t0, &no)).count();
+        let burst = (0..1000u32).filter(|&i| l.admit(v4(i), t0, no)).count();
         assert_eq!(burst, GLOBAL_BURST as usize);
         // One second later the bucket is full again, but only up to the burst: of 5,000 new
         // sources arriving at one instant, GLOBAL_BURST get replies.
         let t1 = t0 + Duration::from_secs(1);
         let next = (0..5000u32)
-            .filter(|&i| l.admit(v4(100_000 + i), t1, &no))
+            .filter(|&i| l.admit(v4(100_000 + i), t1, no))
             .count();
         assert_eq!(next, GLOBAL_BURST as usize);
         assert!(l.sources() <= MAX_SOURCES);
@@ -491,21 +492,21 @@ mod tests {
         // Spread over time so the global bucket never runs out: 1 source per 2 ms.
         let at = |i: u32| t0 + Duration::from_millis(2 * u64::from(i));
         for i in 0..MAX_SOURCES as u32 {
-            assert!(l.admit(v4(i), at(i), &no));
+            assert!(l.admit(v4(i), at(i), no));
         }
         assert_eq!(l.sources(), MAX_SOURCES);
         // Source 0 drains its bucket just before the table overflows: it is then the most
         // recently seen, and source 1 the stalest.
         let t = at(MAX_SOURCES as u32);
-        while l.admit(v4(0), t, &no) {}
+        while l.admit(v4(0), t, no) {}
         let newcomer = v4(1_000_000);
-        assert!(l.admit(newcomer, t + ms(2), &no));
+        assert!(l.admit(newcomer, t + ms(2), no));
         assert_eq!(l.sources(), MAX_SOURCES);
         // Source 0 kept its (empty) bucket; it was not the one evicted.
-        assert!(!l.admit(v4(0), t + ms(2), &no));
+        assert!(!l.admit(v4(0), t + ms(2), no));
         // Source 1 was evicted: it comes back with a full burst.
         for _ in 0..20 {
-            assert!(l.admit(v4(1), t + ms(4), &no));
+            assert!(l.admit(v4(1), t + ms(4), no));
         }
     }
 
@@ -575,7 +576,7 @@ mod tests {
         let mut admitted = 0u64;
         for k in 0..10_000u32 {
             let at = t0 + Duration::from_micros(100 * u64::from(k));
-            if l.admit(v4(k % 10), at, &yes) {
+            if l.admit(v4(k % 10), at, yes) {
                 admitted += 1;
             }
         }

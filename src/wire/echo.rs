@@ -65,22 +65,50 @@ impl EchoDatagram {
     /// The 32 bytes on the wire.
     pub fn encode(&self) -> [u8; ECHO_LEN] {
         let mut b = [0u8; ECHO_LEN];
-        b[..8].copy_from_slice(&MAGIC);
+        self.write(&mut b, &MAGIC);
+        b
+    }
+
+    /// The version 2 request: 48 bytes, the server's fields zero.
+    pub fn encode_v2(&self) -> [u8; ECHO2_LEN] {
+        let mut b = [0u8; ECHO2_LEN];
+        self.write(&mut b, &MAGIC2);
+        b
+    }
+
+    /// The first 24 bytes, common to both versions.
+    #[inline(always)]
+    fn write(&self, b: &mut [u8], magic: &[u8; 8]) {
+        b[..8].copy_from_slice(magic);
         b[8..12].copy_from_slice(&self.seq.to_be_bytes());
         b[12..16].copy_from_slice(&self.token.to_be_bytes());
         b[16..24].copy_from_slice(&self.sent_ns.to_be_bytes());
-        b
     }
 
     /// Parses a datagram: exactly [`ECHO_LEN`] bytes starting with [`MAGIC`]. The padding is
     /// not checked (the server echoes bytes unchanged; a future version may use them).
     pub fn parse(b: &[u8]) -> Option<EchoDatagram> {
-        is_echo_request(b).then(|| EchoDatagram {
-            seq: u32::from_be_bytes([b[8], b[9], b[10], b[11]]),
-            token: u32::from_be_bytes([b[12], b[13], b[14], b[15]]),
-            sent_ns: u64_at(b, 16),
-        })
+        if !is_echo_request(b) {
+            return None;
+        }
+        parse_any(b).map(|(p, _)| p)
     }
+}
+
+/// Parses a datagram of either version: the probe, and for version 2 the server's receive
+/// and send times as they are (zero in a request). One reader for both, so the client's
+/// probe carries one copy (the router image, issue 22).
+pub fn parse_any(b: &[u8]) -> Option<(EchoDatagram, Option<(u64, u64)>)> {
+    let v2 = is_echo2_request(b);
+    if !v2 && !is_echo_request(b) {
+        return None;
+    }
+    let p = EchoDatagram {
+        seq: u32::from_be_bytes([b[8], b[9], b[10], b[11]]),
+        token: u32::from_be_bytes([b[12], b[13], b[14], b[15]]),
+        sent_ns: u64_at(b, 16),
+    };
+    Some((p, v2.then(|| (u64_at(b, 24), u64_at(b, 32)))))
 }
 
 /// The big-endian u64 at `b[i..i + 8]`; the caller has checked the length.
@@ -106,7 +134,9 @@ pub fn is_echo2_request(b: &[u8]) -> bool {
 }
 
 /// Writes the server's receive and send times into a version 2 datagram (bytes 24..40).
-/// The caller has checked [`is_echo2_request`]; a shorter buffer is left alone.
+/// The caller has checked [`is_echo2_request`]; a shorter buffer is left alone. Inlined:
+/// on the server's fixed buffer the bounds check folds away.
+#[inline(always)]
 pub fn stamp(b: &mut [u8], rx_ns: u64, tx_ns: u64) {
     if let Some(f) = b.get_mut(24..40) {
         f[..8].copy_from_slice(&rx_ns.to_be_bytes());
@@ -125,27 +155,21 @@ pub struct Echo2 {
 impl Echo2 {
     /// The 48 bytes on the wire.
     pub fn encode(&self) -> [u8; ECHO2_LEN] {
-        let mut b = [0u8; ECHO2_LEN];
-        b[..ECHO_LEN].copy_from_slice(&self.probe.encode());
-        b[..8].copy_from_slice(&MAGIC2);
+        let mut b = self.probe.encode_v2();
         stamp(&mut b, self.server_rx_ns, self.server_tx_ns);
         b
     }
 
     /// Parses exactly [`ECHO2_LEN`] bytes starting with [`MAGIC2`]; padding not checked.
     pub fn parse(b: &[u8]) -> Option<Echo2> {
-        if !is_echo2_request(b) {
-            return None;
+        match parse_any(b)? {
+            (probe, Some((server_rx_ns, server_tx_ns))) => Some(Echo2 {
+                probe,
+                server_rx_ns,
+                server_tx_ns,
+            }),
+            _ => None,
         }
-        // The first 32 bytes are a version 1 datagram but for the magic's last byte.
-        let mut v1 = [0u8; ECHO_LEN];
-        v1.copy_from_slice(&b[..ECHO_LEN]);
-        v1[7] = MAGIC[7];
-        Some(Echo2 {
-            probe: EchoDatagram::parse(&v1)?,
-            server_rx_ns: u64_at(b, 24),
-            server_tx_ns: u64_at(b, 32),
-        })
     }
 }
 
@@ -230,6 +254,25 @@ mod tests {
         let mut short = [7u8; 30];
         stamp(&mut short, 1, 2);
         assert_eq!(short, [7u8; 30]);
+    }
+
+    #[test]
+    fn parse_any_reads_both_versions() {
+        assert_eq!(parse_any(&PROBE_BYTES), Some((PROBE, None)));
+        assert_eq!(
+            parse_any(&PROBE2_BYTES),
+            Some((PROBE, Some((0x01_0203_0405, 0x01_0203_0499))))
+        );
+        assert_eq!(PROBE.encode_v2()[..24], PROBE2_BYTES[..24]);
+        assert_eq!(PROBE.encode_v2()[24..], [0u8; 24]);
+        for bad in [
+            &PROBE_BYTES[..31],
+            &PROBE2_BYTES[..47],
+            &PROBE2_BYTES[..32],
+            &[][..],
+        ] {
+            assert_eq!(parse_any(bad), None);
+        }
     }
 
     #[test]

@@ -74,8 +74,11 @@ pub const SESSION_RECHECK: Duration = Duration::from_secs(1);
 /// Source addresses with a bucket of their own; beyond, the stalest is forgotten (a
 /// forgotten source starts again with a full bucket, which the global bucket still bounds).
 pub const MAX_SOURCES: usize = 1024;
-/// At most one rate-limit warning this often.
+/// At most one rate-limit warning this often (the warning says "10s").
 pub const WARN_EVERY: Duration = Duration::from_secs(10);
+/// The limits as the warning states them: a literal, since formatting the four constants
+/// cost the router image's code (tested equal to them).
+const LIMITS: &str = "limits: 4000/s overall, 50/s per source, 1000/s to one holding a session";
 
 /// Bounds every blocking receive, so the thread sees the stop within this long.
 const POLL: Duration = Duration::from_millis(100);
@@ -131,9 +134,40 @@ impl EchoResponder {
         admits: impl Fn(IpAddr) -> bool + Send + 'static,
         has_session: impl Fn(IpAddr) -> bool + Send + 'static,
     ) -> io::Result<JoinHandle<EchoStats>> {
-        crate::thread::spawn_named("btest-echo", None, move || {
-            serve(self.sock, stop, admits, has_session)
-        })
+        self.spawn_with(stop, (admits, has_session))
+    }
+
+    /// [`EchoResponder::spawn`] with both questions asked of one value: the server passes its
+    /// shared state once (two closures holding a reference each cost the router image 150 B).
+    pub fn spawn_with(
+        self,
+        stop: Stop,
+        sources: impl Sources,
+    ) -> io::Result<JoinHandle<EchoStats>> {
+        crate::thread::spawn_named("btest-echo", None, move || serve(self.sock, stop, sources))
+    }
+}
+
+/// What the responder asks the server about a source (given as plain IPv4 when mapped).
+pub trait Sources: Send + 'static {
+    /// The --allow/--deny check: a refused source gets no reply.
+    fn admits(&self, ip: IpAddr) -> bool;
+    /// Whether the source holds a session (the higher allowance).
+    fn has_session(&self, ip: IpAddr) -> bool;
+}
+
+/// `(admits, has_session)` as two closures.
+impl<A, H> Sources for (A, H)
+where
+    A: Fn(IpAddr) -> bool + Send + 'static,
+    H: Fn(IpAddr) -> bool + Send + 'static,
+{
+    fn admits(&self, ip: IpAddr) -> bool {
+        (self.0)(ip)
+    }
+
+    fn has_session(&self, ip: IpAddr) -> bool {
+        (self.1)(ip)
     }
 }
 
@@ -144,12 +178,7 @@ fn ns(epoch: Instant, t: Instant) -> u64 {
     d.as_secs() * 1_000_000_000 + u64::from(d.subsec_nanos())
 }
 
-fn serve(
-    sock: UdpSocket,
-    stop: Stop,
-    admits: impl Fn(IpAddr) -> bool,
-    has_session: impl Fn(IpAddr) -> bool,
-) -> EchoStats {
+fn serve(sock: UdpSocket, stop: Stop, sources: impl Sources) -> EchoStats {
     let mut stats = EchoStats::default();
     let epoch = Instant::now();
     let mut limiter = Limiter::new(epoch);
@@ -177,19 +206,16 @@ fn serve(
         };
         let ip = src.ip().to_canonical();
         let v2 = is_echo2_request(&buf[..n]);
-        if !(v2 || is_echo_request(&buf[..n])) || !admits(ip) {
+        if !(v2 || is_echo_request(&buf[..n])) || !sources.admits(ip) {
             stats.ignored += 1;
             continue;
         }
-        if !limiter.admit(ip, now, &has_session) {
+        if !limiter.admit(ip, now, |ip| sources.has_session(ip)) {
             stats.rate_limited += 1;
             if let Some(count) = warn.note(now) {
                 log::warn!(
-                    "latency echo: rate-limited {count} probe datagram(s) in the last {}s \
-                     (limits: {GLOBAL_RATE}/s overall, {SOURCE_RATE}/s per source, \
-                     {SESSION_SOURCE_RATE}/s to one holding a session); a flood or a client \
-                     probing too fast",
-                    WARN_EVERY.as_secs()
+                    "latency echo: rate-limited {count} probe datagram(s) in the last 10s \
+                     ({LIMITS}); a flood or a client probing too fast"
                 );
             }
             continue;
@@ -586,6 +612,16 @@ mod tests {
             "{admitted}"
         );
         assert!(admitted >= GLOBAL_RATE as u64, "{admitted}");
+    }
+
+    #[test]
+    fn warning_states_the_limits_in_force() {
+        let said = format!(
+            "limits: {GLOBAL_RATE}/s overall, {SOURCE_RATE}/s per source, \
+             {SESSION_SOURCE_RATE}/s to one holding a session"
+        );
+        assert_eq!(LIMITS, said);
+        assert_eq!(WARN_EVERY, Duration::from_secs(10));
     }
 
     #[test]

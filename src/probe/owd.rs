@@ -164,6 +164,12 @@ mod tests {
             assert!((u + d - r.rtt_ms()).abs() < 1e-6, "{r:?}: {u} + {d}");
             worst = worst.max((u - up).abs()).max((d - down).abs());
         }
+        println!(
+            "synthetic: worst error {:.4} ms over {} replies, drift {:.2} ppm",
+            worst,
+            replies.len(),
+            fit.drift_ppm()
+        );
         assert!(worst < tol_ms, "worst error {worst} ms");
         fit
     }

@@ -30,13 +30,14 @@
 //! A client's default probe runs at 10/s, well inside the per-source limit.
 //!
 //! A source that holds a session of this server (the per-source table of limits.rs, asked
-//! through the `has_session` the server passes) gets [`SESSION_SOURCE_RATE`]/s, burst
+//! through [`Sources::has_session`]) gets [`SESSION_SOURCE_RATE`]/s, burst
 //! [`SESSION_SOURCE_BURST`], instead: a speed test probes every 5 ms in up to 3 DSCP classes
 //! (600/s, issue 22), and the TCP handshake behind a session cannot be spoofed. It keeps that
 //! allowance for [`SESSION_GRACE`] after it was last seen holding one, so the gaps between a
 //! speed test's phases and its cooldown (no session running) are not cut to 50/s. The table
 //! is behind the server's lock, so it is asked at most once per [`SESSION_RECHECK`] per source
 //! and only when it can change the answer (the source is over 50/s, or holds the allowance).
+//! A source with no session yet (a speed test's idle phase before its first one) has 50/s.
 //! The global rate of 4,000/s fits six such speed tests at once; as a reflector it returns
 //! at most 4,000 × 90 B (48 B and its UDP/IP/Ethernet headers) ≈ 2.9 Mbit/s, same size as
 //! what it received.

@@ -2,8 +2,9 @@
 # `make lint`: the protocol rules live in src/wire/ only (issue 20). Fails when a known rule is
 # re-derived elsewhere in src/: the client port = server port + 256 rule (use wire::udp), the
 # 0-means-32768 TCP chunk (use Command::effective_tx_size), the UDP payload = tx_size - overhead
-# rule (use wire::datagram::payload_len), the BTPROBE1 echo datagram (use wire::echo), and the
-# server-view direction bits read by hand (use Direction::we_transmit / we_receive with a Side);
+# rule (use wire::datagram::payload_len), the BTPROBE1/BTPROBE2 echo datagrams (use
+# wire::echo), and the server-view direction bits read by hand (use Direction::we_transmit /
+# we_receive with a Side);
 # and anywhere outside src/sys/, a native-byte-order conversion (issue 21: big-endian MIPS).
 # Comments, string literals and `#[cfg(test)] mod` blocks are not checked: an error message may
 # say "port + 256" and a test may write 32768 as data. A line that must break a rule says why
@@ -22,7 +23,7 @@ udp port offset (wire::udp::client_port)	UDP_CLIENT_PORT_OFFSET
 udp port offset (wire::udp::client_port)	[+][[:space:]]*256([^0-9_]|$)|(^|[^0-9_.])256[[:space:]]*[+]
 tcp chunk 32768 (Command::effective_tx_size)	(^|[^0-9_.])32_?768([^0-9_]|$)
 udp payload (wire::datagram::payload_len)	saturating_sub[(][^)]*overhead
-echo datagram (wire::echo)	BTPROBE1|ECHO_LEN[[:space:]]*:|MAGIC[[:space:]]*:[[:space:]]*\[u8
+echo datagram (wire::echo)	BTPROBE[12]|ECHO2?_LEN[[:space:]]*:|MAGIC2?[[:space:]]*:[[:space:]]*\[u8
 direction by hand (Direction::we_transmit/we_receive)	[.]server_(rx|tx)[(][)]
 EOF
 )

@@ -234,3 +234,77 @@ impl Drop for Defer {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
     }
 }
+
+/// Sends `n` echo v2 datagrams back to back from a fresh socket on 127.0.0.1 and returns the
+/// stamped replies that came back (receive, send on the server's clock).
+fn v2_burst(to: std::net::SocketAddr, n: u32) -> Vec<(u64, u64)> {
+    use btest::wire::echo::{Echo2, EchoDatagram};
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.connect(to).unwrap();
+    for seq in 0..n {
+        let probe = EchoDatagram {
+            seq,
+            token: 7,
+            sent_ns: 0,
+        };
+        s.send(&probe.encode_v2()).unwrap();
+    }
+    s.set_read_timeout(Some(std::time::Duration::from_millis(300)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64];
+    while let Ok(len) = s.recv(&mut buf) {
+        let r = Echo2::parse(&buf[..len]).expect("a 48-byte v2 reply");
+        got.push((r.server_rx_ns, r.server_tx_ns));
+    }
+    got
+}
+
+#[test]
+fn echo_v2_stamped_and_a_source_with_a_session_gets_more() {
+    // Issue 22 through the binary: our server stamps v2 replies, holds a source without a
+    // session to 50/s (burst 20), and lets one holding a session have 1,000/s (burst 100).
+    watchdog(60, || {
+        let (mut srv, addr) = spawn_server_bin(&[]);
+        let to: std::net::SocketAddr = addr.parse().unwrap();
+        let before = v2_burst(to, 100);
+        assert!(
+            (20..=60).contains(&before.len()),
+            "no session: {} of 100",
+            before.len()
+        );
+        for &(rx, tx) in &before {
+            assert!(0 < rx && rx <= tx, "stamps {rx} {tx}");
+        }
+        // A TCP test from the same address; its first interval line says the session runs.
+        let mut client = Proc::new(
+            btest_bin()
+                .args([
+                    "client",
+                    &addr,
+                    "--json",
+                    "--duration",
+                    "6s",
+                    "--latency",
+                    "off",
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let out = client.stdout.take().unwrap();
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(out));
+        let running = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|l| l.contains("\"type\":\"interval\""));
+        assert!(running, "the client's test did not start");
+        let during = v2_burst(to, 100);
+        assert_eq!(during.len(), 100, "with a session: {} of 100", during.len());
+        for _ in lines {}
+        let o = client.wait_with_output().unwrap();
+        assert_exit(&o, 0);
+        srv.kill().ok();
+    });
+}

@@ -7,13 +7,17 @@
 //! datagram. Properties asserted:
 //! - `EchoDatagram::parse` is `Some` exactly for 32 bytes starting with `BTPROBE1`, and then
 //!   encodes back to the same first 24 bytes (the padding is not read);
+//! - `Echo2::parse` (issue 22) is `Some` exactly for 48 bytes starting with `BTPROBE2`, and
+//!   then encodes back to the same first 40 bytes; never both parsers for the same bytes;
 //! - a parsed ICMP reply is of the right type and code, carries a parseable probe whose low
 //!   16 sequence bits equal the ICMP sequence, and for IPv4 a zero checksum residue;
 //! - a request we build for a parsed probe, turned into a reply (type changed, checksum
 //!   redone), parses back to the same probe.
 #![no_main]
 
-use btest::probe::packet::{self, EchoDatagram, ECHO_LEN, ICMP_HEADER_LEN, MAGIC};
+use btest::probe::packet::{
+    self, Echo2, EchoDatagram, ECHO2_LEN, ECHO_LEN, ICMP_HEADER_LEN, MAGIC, MAGIC2,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -26,6 +30,12 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(d.is_some(), b.len() == ECHO_LEN && b[..8] == MAGIC);
     if let Some(d) = d {
         assert_eq!(d.encode()[..24], b[..24]);
+    }
+    let d2 = Echo2::parse(b);
+    assert_eq!(d2.is_some(), b.len() == ECHO2_LEN && b[..8] == MAGIC2);
+    if let Some(d2) = d2 {
+        assert_eq!(d2.encode()[..40], b[..40]);
+        assert!(d.is_none());
     }
 
     if let Some(r) = packet::parse_icmp_echo_reply(b, v6, ip_header && !v6) {

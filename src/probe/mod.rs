@@ -3,7 +3,10 @@
 //! and under load (bufferbloat).
 //!
 //! Owns: the probe socket, the method choice, the `btest-probe` thread that sends and
-//! matches probes, and the hand-off of RTT samples to the caller ([`Probe::take`]).
+//! matches probes, and the hand-off of replies to the caller ([`Probe::take`]): each
+//! [`Reply`] with its send and receive times on the probe's clock ([`Probe::epoch`]) and,
+//! from our server's echo v2, the server's receive and send times (issue 22; the one-way
+//! delay fit in owd.rs, feature `speedtest`, uses them).
 //! `packet.rs` has the wire formats, `stats.rs` the statistics the caller computes from the
 //! samples. Must not: block the caller (take is non-blocking, stop joins within ~100 ms),
 //! allocate or log per probe, or trust a datagram: whatever arrives that is not a reply of
@@ -12,21 +15,32 @@
 //!
 //! Methods ([`Method`]):
 //! - `echo`: our UDP echo datagram to the server's port number (UDP); our btest server
-//!   answers it (src/server/echo.rs), RouterOS does not.
+//!   answers it (src/server/echo.rs), RouterOS does not. Version 2 (48 bytes, the server's
+//!   times in the reply) when the server answers it, else version 1 (32 bytes, RTT only);
+//!   a build without the `speedtest` feature (the router image) speaks version 1 only.
 //! - `icmp`: ICMP / ICMPv6 echo on a ping socket (SOCK_DGRAM; unprivileged only when
 //!   `sysctl net.ipv4.ping_group_range` admits our group, for IPv6 too).
 //! - `icmp-raw`: the same on a raw socket (root or CAP_NET_RAW), when no ping socket opens.
 //!
-//! `auto` sends up to 3 echo probes 100 ms apart and waits at most 300 ms for one reply:
-//! with one it keeps echo, otherwise it falls back to ICMP (RouterOS answers ping).
+//! `auto` sends up to 3 rounds of echo probes 100 ms apart, each a version 2 datagram then a
+//! version 1 one, and waits at most 300 ms for a reply: a stamped version 2 reply ends the
+//! wait and keeps echo v2; a version 1 reply alone (an older btest server, which ignores the
+//! 48-byte datagram) keeps echo v1 once the 300 ms have passed (a v2 reply may still come:
+//! its datagram could have been the one lost); no reply falls back to ICMP (RouterOS answers
+//! ping). Both versions in the same rounds, so a server without the echo costs no more
+//! than before.
 //!
 //! Timing: one probe per interval on absolute deadlines (no drift; a stalled thread skips
 //! the deadlines it missed instead of bursting); the RTT is measured with `Instant` just
-//! before the send and just after the receive. A probe with no reply within the timeout is
-//! lost; a reply after that is ignored. Outstanding probes sit in a fixed ring of
-//! [`RING`] slots indexed by sequence, so a probe is also declared lost when its slot is
-//! needed again (only when timeout > 64 intervals).
+//! before the send and just after the receive, less the server's turnaround when its reply
+//! says it (echo v2; only times that fit inside the RTT are believed). A probe with no reply
+//! within the timeout is lost; a reply after that is ignored. Outstanding probes sit in a
+//! fixed ring of [`RING`] slots indexed by sequence, so a probe is also declared lost when
+//! its slot is needed again (only when timeout > 256 intervals: at the shortest interval,
+//! 5 ms, 1.28 s, past the default 1 s timeout, so a 400 ms bloated queue is not loss).
 
+#[cfg(feature = "speedtest")]
+pub mod owd;
 pub mod packet;
 pub mod stats;
 
@@ -42,6 +56,8 @@ use crossbeam_channel::{Receiver, Sender};
 use socket2::{Domain, Protocol, Socket, Type};
 
 pub use crate::config::Latency;
+#[cfg(test)]
+use crate::wire::echo::Echo2;
 use packet::EchoDatagram;
 
 /// Default spacing of probes: 10 per second.
@@ -49,7 +65,57 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(100);
 /// Default wait for a reply before the probe counts as lost.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Outstanding probes tracked at once.
-pub const RING: usize = 64;
+pub const RING: usize = 256;
+/// Echo v2 only where its server times are used: the speed test's one-way figures (feature
+/// `speedtest`). A build without it (the router image) sends version 1 as before:
+/// `client --latency` needs the RTT only, and the v2 path cost that image ~320 B of code
+/// (issue 22).
+const ECHO_V2: bool = cfg!(feature = "speedtest");
+/// What the thread hands over per reply: the whole [`Reply`] where the speed test uses its
+/// times (feature `speedtest`), else the RTT alone, as before issue 22: a channel of
+/// 48-byte replies and the second Vec in [`Take`] cost the router image ~780 B of code.
+#[cfg(feature = "speedtest")]
+type Sample = Reply;
+#[cfg(not(feature = "speedtest"))]
+type Sample = f64;
+
+/// The reply to probe `seq` that took `rtt` and arrived at `recv_ns`, with the server's
+/// times as the datagram gave them.
+#[cfg(feature = "speedtest")]
+fn sample(seq: u32, rtt: Duration, recv_ns: u64, server: Option<(u64, u64)>) -> Sample {
+    let rtt = rtt.as_nanos() as u64;
+    Reply {
+        seq,
+        sent_ns: recv_ns.saturating_sub(rtt),
+        recv_ns,
+        // A turnaround longer than the RTT is a lie: no server times.
+        server: server.filter(|&(rx, tx)| tx - rx <= rtt),
+    }
+}
+
+/// The RTT in ms (no server times without `speedtest`: echo v1 only).
+#[cfg(not(feature = "speedtest"))]
+fn sample(_: u32, rtt: Duration, _: u64, _: Option<(u64, u64)>) -> Sample {
+    rtt.as_secs_f64() * 1e3
+}
+
+/// The error for an interval out of range, with the interval asked where a user can choose
+/// it (the speed test's --probe-interval); `client --latency` always asks the default, and
+/// the formatting cost the router image 168 B.
+#[cfg(feature = "speedtest")]
+fn interval_error(d: Duration) -> String {
+    format!("latency probe: interval {d:?} is out of range; give one from 5ms to 10s")
+}
+
+#[cfg(not(feature = "speedtest"))]
+fn interval_error(_: Duration) -> String {
+    "latency probe: interval out of range; give one from 5ms to 10s".into()
+}
+
+/// Shortest probe interval accepted (a speed test's 5 ms, as Crusader probes).
+pub const MIN_INTERVAL: Duration = Duration::from_millis(5);
+/// Longest probe interval accepted.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Longest blocking wait of the thread, so stop is seen this fast.
 const POLL: Duration = Duration::from_millis(100);
@@ -58,7 +124,8 @@ const MIN_WAIT: Duration = Duration::from_micros(100);
 /// RTT samples buffered between two takes: 400 s at the default rate; a caller that does
 /// not take for longer loses samples (counted in [`Take::dropped`]), never blocks us.
 const EVENTS: usize = 4096;
-/// Auto: echo probes sent, their spacing, and the total wait for a reply.
+/// Auto: rounds of echo probes (a v2 and a v1 datagram each), their spacing, and the total
+/// wait for a reply.
 const AUTO_PROBES: u32 = 3;
 const AUTO_SPACING: Duration = Duration::from_millis(100);
 const AUTO_WAIT: Duration = Duration::from_millis(300);
@@ -116,11 +183,37 @@ impl ProbeConfig {
     }
 }
 
+/// One answered probe. Client times are ns since [`Probe::epoch`]; the server's (echo v2
+/// only) are on the server's own clock, of which only differences and the offset fit
+/// (owd.rs) mean anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reply {
+    pub seq: u32,
+    pub sent_ns: u64,
+    pub recv_ns: u64,
+    /// The server's receive and send times; `None` for echo v1 and ICMP. When present,
+    /// receive ≤ send and send − receive ≤ recv_ns − sent_ns (checked on arrival).
+    pub server: Option<(u64, u64)>,
+}
+
+impl Reply {
+    /// The round-trip time in ms, without the server's turnaround when it is known.
+    pub fn rtt_ms(&self) -> f64 {
+        let turnaround = self.server.map_or(0, |(rx, tx)| tx.saturating_sub(rx));
+        let rtt = self.recv_ns.saturating_sub(self.sent_ns);
+        rtt.saturating_sub(turnaround) as f64 / 1e6
+    }
+}
+
 /// What happened since the previous [`Probe::take`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Take {
-    /// RTTs (ms) of the replies that arrived, in arrival order.
+    /// RTTs (ms) of the replies that arrived, in arrival order: `replies[i].rtt_ms()`.
     pub rtts_ms: Vec<f64>,
+    /// The replies themselves, in arrival order (feature `speedtest`; the router image's
+    /// `client --latency` needs the RTTs only).
+    #[cfg(feature = "speedtest")]
+    pub replies: Vec<Reply>,
     /// Probes sent (a probe the socket refused to send counts as sent and lost).
     pub sent: u64,
     /// Probes whose timeout passed without a reply.
@@ -142,7 +235,8 @@ struct Counters {
 /// A running probe: its thread, the sample channel, the counters.
 pub struct Probe {
     method: Method,
-    samples: Receiver<f64>,
+    epoch: Instant,
+    samples: Receiver<Sample>,
     counters: Arc<Counters>,
     quit: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -154,8 +248,11 @@ impl Probe {
     /// ICMP is possible (the caller warns and runs the test without latency). `Latency::Off`
     /// is an error too: the caller should not start a probe then.
     pub fn start(cfg: &ProbeConfig) -> Result<Probe, String> {
-        if cfg.interval.is_zero() || cfg.timeout.is_zero() {
-            return Err("latency probe: the interval and the timeout must be above zero".into());
+        if !(MIN_INTERVAL..=MAX_INTERVAL).contains(&cfg.interval) {
+            return Err(interval_error(cfg.interval));
+        }
+        if cfg.timeout.is_zero() {
+            return Err("latency probe: the timeout must be above zero".into());
         }
         // An IPv4-mapped IPv6 address is an IPv4 peer: ICMP must be ICMPv4 to reach it.
         let target = cfg.target.to_canonical();
@@ -165,8 +262,8 @@ impl Probe {
             // Checked like `Auto`: a server without the echo would otherwise read as 100 %
             // probe loss under load, which is a lie about the link.
             Latency::Echo => {
-                let ep = open_echo(cfg, target, token)?;
-                if !echo_answers(&ep) {
+                let mut ep = open_echo(cfg, target, token)?;
+                if !echo_answers(&mut ep) {
                     return Err(format!(
                         "latency probe: no echo reply from {target} UDP port {} within {} ms: \
                          the server is not a btest server of ours, runs with --echo no, or UDP \
@@ -175,7 +272,7 @@ impl Probe {
                         AUTO_WAIT.as_millis() as u64
                     ));
                 }
-                (ep, AUTO_PROBES, Method::Echo)
+                (ep, 2 * AUTO_PROBES, Method::Echo)
             }
             Latency::Icmp => {
                 let (ep, m) = open_icmp(cfg, target, token).map_err(|e| e.message())?;
@@ -183,8 +280,7 @@ impl Probe {
             }
             Latency::Auto => {
                 let echo = match open_echo(cfg, target, token) {
-                    Ok(ep) if echo_answers(&ep) => Some(ep),
-                    Ok(_) => None,
+                    Ok(mut ep) => echo_answers(&mut ep).then_some(ep),
                     Err(e) => {
                         log::debug!("{e}");
                         None
@@ -193,7 +289,7 @@ impl Probe {
                 match echo {
                     // The thread goes on after the detection probes, so a late reply to one
                     // of them matches no slot and is ignored.
-                    Some(ep) => (ep, AUTO_PROBES, Method::Echo),
+                    Some(ep) => (ep, 2 * AUTO_PROBES, Method::Echo),
                     None => match open_icmp(cfg, target, token) {
                         Ok((ep, m)) => (ep, 0, m),
                         Err(e) => {
@@ -217,7 +313,9 @@ impl Probe {
         let (tx, samples) = crossbeam_channel::bounded(EVENTS);
         let counters = Arc::new(Counters::default());
         let quit = Arc::new(AtomicBool::new(false));
+        let epoch = Instant::now();
         let run = Run {
+            epoch,
             ep,
             target,
             interval: cfg.interval,
@@ -231,6 +329,7 @@ impl Probe {
             .map_err(|e| format!("latency probe: cannot start its thread: {e}"))?;
         Ok(Probe {
             method,
+            epoch,
             samples,
             counters,
             quit,
@@ -242,9 +341,22 @@ impl Probe {
         self.method
     }
 
+    /// The instant the replies' client times count from, to place them on the caller's
+    /// own timeline.
+    pub fn epoch(&self) -> Instant {
+        self.epoch
+    }
+
     /// Everything since the last take; never blocks.
     pub fn take(&self) -> Take {
+        #[cfg(feature = "speedtest")]
+        let replies: Vec<Reply> = self.samples.try_iter().collect();
         Take {
+            #[cfg(feature = "speedtest")]
+            rtts_ms: replies.iter().map(Reply::rtt_ms).collect(),
+            #[cfg(feature = "speedtest")]
+            replies,
+            #[cfg(not(feature = "speedtest"))]
             rtts_ms: self.samples.try_iter().collect(),
             sent: self.counters.sent.swap(0, Ordering::Relaxed),
             lost: self.counters.lost.swap(0, Ordering::Relaxed),
@@ -284,14 +396,11 @@ struct Endpoint {
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
-    Echo,
+    /// `v2`: the 48-byte datagram the server stamps, else the 32-byte one.
+    Echo { v2: bool },
     /// `raw`: a raw socket (sees every echo reply from the target, and for IPv4 the IP
     /// header); else a ping socket (the kernel owns the identifier and filters by it).
-    Icmp {
-        v6: bool,
-        raw: bool,
-        ident: u16,
-    },
+    Icmp { v6: bool, raw: bool, ident: u16 },
 }
 
 impl Endpoint {
@@ -302,7 +411,8 @@ impl Endpoint {
             sent_ns,
         };
         match self.kind {
-            Kind::Echo => self.sock.send(&d.encode()),
+            Kind::Echo { v2: true } if ECHO_V2 => self.sock.send(&d.encode_v2()),
+            Kind::Echo { .. } => self.sock.send(&d.encode()),
             Kind::Icmp { v6, ident, .. } => {
                 self.sock.send(&packet::icmp_echo_request(v6, ident, &d))
             }
@@ -310,10 +420,18 @@ impl Endpoint {
         .map(|_| ())
     }
 
-    /// The sequence number of `b` when it is a reply of this run.
-    fn reply_seq(&self, b: &[u8]) -> Option<u32> {
+    /// The sequence number of `b` when it is a reply of this run, and the server's receive
+    /// and send times when it stamped them (echo v2; a v2 datagram echoed with both times
+    /// zero, as a plain UDP echo service would, or with send before receive, has none).
+    fn reply(&self, b: &[u8]) -> Option<(u32, Option<(u64, u64)>)> {
+        let mut server = None;
         let probe = match self.kind {
-            Kind::Echo => EchoDatagram::parse(b)?,
+            Kind::Echo { .. } if !ECHO_V2 => EchoDatagram::parse(b)?,
+            Kind::Echo { .. } => {
+                let (p, times) = crate::wire::echo::parse_any(b)?;
+                server = times.filter(|&(rx, tx)| tx >= rx && tx > 0);
+                p
+            }
             Kind::Icmp { v6, raw, ident } => {
                 let r = packet::parse_icmp_echo_reply(b, v6, raw && !v6)?;
                 // A ping socket's kernel replaced our identifier with its own and delivers
@@ -324,7 +442,13 @@ impl Endpoint {
                 r.probe
             }
         };
-        (probe.token == self.token).then_some(probe.seq)
+        (probe.token == self.token).then_some((probe.seq, server))
+    }
+
+    /// The sequence number of `b` when it is a reply of this run.
+    #[cfg(test)]
+    fn reply_seq(&self, b: &[u8]) -> Option<u32> {
+        self.reply(b).map(|(s, _)| s)
     }
 }
 
@@ -381,7 +505,7 @@ fn open_echo(cfg: &ProbeConfig, target: IpAddr, token: u32) -> Result<Endpoint, 
     let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))
         .map_err(|e| format!("latency probe: cannot open a UDP socket: {e}"))?;
     prepare(&s, cfg, target, cfg.echo_port, "UDP echo")?;
-    finish(s, Kind::Echo, token)
+    finish(s, Kind::Echo { v2: ECHO_V2 }, token)
 }
 
 /// Why no ICMP socket opened: both attempts' errors.
@@ -464,26 +588,38 @@ fn open_icmp(
     }
 }
 
-/// Auto: whether the target answers our echo. Up to 3 probes 100 ms apart, a reply within
-/// 300 ms in all; a closed port (ECONNREFUSED from an ICMP port unreachable) ends it early.
-fn echo_answers(ep: &Endpoint) -> bool {
+/// Auto: whether the target answers our echo, and which version; sets `ep` to it. Up to 3
+/// rounds (v2, then v1) 100 ms apart, a reply within 300 ms in all; a closed port
+/// (ECONNREFUSED from an ICMP port unreachable) ends it early. Without `speedtest` the
+/// rounds are v1 alone and a v1 reply ends it at once, as before issue 22.
+fn echo_answers(ep: &mut Endpoint) -> bool {
     let t0 = Instant::now();
     let end = t0 + AUTO_WAIT;
     let mut next = t0;
+    let mut rounds = 0u32;
     let mut sent = 0u32;
+    let mut v1 = false;
     let mut buf = [0u8; 64];
     loop {
         let now = Instant::now();
         if now >= end {
-            return false;
+            ep.kind = Kind::Echo { v2: false };
+            return v1;
         }
-        if sent < AUTO_PROBES && now >= next {
+        if rounds < AUTO_PROBES && now >= next {
+            rounds += 1;
             // A send error is as good as no reply: the loop runs to the end and says no.
+            if ECHO_V2 {
+                ep.kind = Kind::Echo { v2: true };
+                let _ = ep.send(sent, nanos_since(t0, now));
+                sent += 1;
+            }
+            ep.kind = Kind::Echo { v2: false };
             let _ = ep.send(sent, nanos_since(t0, now));
             sent += 1;
             next += AUTO_SPACING;
         }
-        let until = if sent < AUTO_PROBES {
+        let until = if rounds < AUTO_PROBES {
             next.min(end)
         } else {
             end
@@ -495,12 +631,21 @@ fn echo_answers(ep: &Endpoint) -> bool {
             return false;
         }
         match ep.sock.recv(&mut buf) {
-            Ok(n) => {
-                if ep.reply_seq(&buf[..n]).is_some_and(|s| s < sent) {
+            Ok(n) => match ep.reply(&buf[..n]) {
+                Some((s, Some(_))) if ECHO_V2 && s < sent => {
+                    ep.kind = Kind::Echo { v2: true };
                     return true;
                 }
+                // The last datagram of every round is v1, so the endpoint is set for it.
+                Some((s, None)) if s < sent && !ECHO_V2 => return true,
+                Some((s, None)) if s < sent => v1 = true,
+                _ => {}
+            },
+            // The port closed: no more replies, but one may have come already.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                ep.kind = Kind::Echo { v2: false };
+                return v1;
             }
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return false,
             Err(e) if is_timeout(&e) => {}
             // Another one-off error (an unreachable): do not spin on it.
             Err(_) => std::thread::sleep(Duration::from_millis(1)),
@@ -605,6 +750,7 @@ fn advance(next: Instant, interval: Duration, now: Instant) -> Instant {
 
 /// The `btest-probe` thread's state.
 struct Run {
+    epoch: Instant,
     ep: Endpoint,
     target: IpAddr,
     interval: Duration,
@@ -612,12 +758,12 @@ struct Run {
     first_seq: u32,
     counters: Arc<Counters>,
     quit: Arc<AtomicBool>,
-    samples: Sender<f64>,
+    samples: Sender<Sample>,
 }
 
 impl Run {
     fn run(self) {
-        let epoch = Instant::now();
+        let epoch = self.epoch;
         let mut ring = Ring::new();
         let mut seq = self.first_seq;
         let mut next = epoch;
@@ -668,13 +814,13 @@ impl Run {
             match self.ep.sock.recv(&mut buf) {
                 Ok(n) => {
                     let at = Instant::now();
-                    let Some(s) = self.ep.reply_seq(&buf[..n]) else {
+                    let Some((s, server)) = self.ep.reply(&buf[..n]) else {
                         continue;
                     };
                     match ring.complete(s, at, self.timeout) {
                         Matched::Rtt(d) => {
-                            let ms = d.as_secs_f64() * 1e3;
-                            if self.samples.try_send(ms).is_err() {
+                            let r = sample(s, d, nanos_since(epoch, at), server);
+                            if self.samples.try_send(r).is_err() {
                                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
                             }
                         }
@@ -802,7 +948,7 @@ mod tests {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         let echo = Endpoint {
             sock: sock.try_clone().unwrap(),
-            kind: Kind::Echo,
+            kind: Kind::Echo { v2: false },
             token: 42,
         };
         let d = |seq, token| EchoDatagram {
@@ -814,6 +960,29 @@ mod tests {
         assert_eq!(echo.reply_seq(&d(7, 43).encode()), None, "another run");
         assert_eq!(echo.reply_seq(&d(7, 42).encode()[..31]), None);
         assert_eq!(echo.reply_seq(&[]), None);
+        // Version 2 (feature speedtest): the server's times when stamped, none when zero (a
+        // plain UDP echo service) or when send comes before receive.
+        let v2 = |rx, tx| {
+            Echo2 {
+                probe: d(8, 42),
+                server_rx_ns: rx,
+                server_tx_ns: tx,
+            }
+            .encode()
+        };
+        assert_eq!(echo.reply(&d(8, 42).encode()), Some((8, None)));
+        if ECHO_V2 {
+            assert_eq!(echo.reply(&v2(100, 150)), Some((8, Some((100, 150)))));
+            assert_eq!(echo.reply(&v2(0, 0)), Some((8, None)));
+            assert_eq!(echo.reply(&v2(150, 100)), Some((8, None)));
+            assert_eq!(echo.reply(&v2(5, 5)), Some((8, Some((5, 5)))));
+            assert_eq!(echo.reply(&v2(100, 150)[..47]), None);
+            let mut other = v2(100, 150);
+            other[15] ^= 1;
+            assert_eq!(echo.reply(&other), None, "another run's token");
+        } else {
+            assert_eq!(echo.reply(&v2(100, 150)), None, "v1 only without speedtest");
+        }
 
         let reply = |v6: bool, ident: u16, p: EchoDatagram| {
             let mut b = packet::icmp_echo_request(v6, ident, &p);
@@ -866,9 +1035,20 @@ mod tests {
         c.want = Latency::Off;
         assert!(Probe::start(&c).is_err());
         c.want = Latency::Echo;
-        c.interval = Duration::ZERO;
-        assert!(Probe::start(&c).is_err());
+        for bad in [Duration::ZERO, Duration::from_micros(4999), ms(10_001)] {
+            c.interval = bad;
+            let e = Probe::start(&c).err().unwrap();
+            assert!(
+                e.contains("out of range") && e.contains("5ms to 10s"),
+                "{e}"
+            );
+            #[cfg(feature = "speedtest")]
+            assert!(e.contains(&format!("{bad:?}")), "the input is kept: {e}");
+        }
         c.interval = ms(100);
+        c.timeout = Duration::ZERO;
+        assert!(Probe::start(&c).err().unwrap().contains("timeout"));
+        c.timeout = ms(1000);
         c.bind = Some("::1".parse().unwrap());
         let e = Probe::start(&c).err().unwrap();
         assert!(e.contains("different IP families"), "{e}");
@@ -894,7 +1074,7 @@ mod tests {
         let r = EchoResponder::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let port = r.local_addr().port();
         let stop = Stop::new();
-        let h = r.spawn(stop.clone(), |_| true).unwrap();
+        let h = r.spawn(stop.clone(), |_| true, |_| false).unwrap();
 
         let mut c = ProbeConfig::new(IpAddr::from([127, 0, 0, 1]), port);
         c.want = Latency::Echo;
@@ -931,6 +1111,102 @@ mod tests {
         let stats = h.join().unwrap();
         assert!(stats.echoed >= 12, "{stats:?}");
         assert_eq!(stats.rate_limited, 0);
+    }
+
+    #[test]
+    fn reply_rtt_leaves_out_the_server_turnaround() {
+        let r = Reply {
+            seq: 1,
+            sent_ns: 1_000_000,
+            recv_ns: 6_000_000,
+            server: None,
+        };
+        assert_eq!(r.rtt_ms(), 5.0);
+        let r = Reply {
+            server: Some((700_000_000, 701_000_000)),
+            ..r
+        };
+        assert_eq!(r.rtt_ms(), 4.0);
+    }
+
+    #[cfg(all(feature = "server", feature = "speedtest"))]
+    #[test]
+    fn echo_v2_at_5ms_against_our_responder() {
+        use crate::engine::{Stop, StopReason};
+        use crate::server::echo::EchoResponder;
+        let r = EchoResponder::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let port = r.local_addr().port();
+        let stop = Stop::new();
+        // As for a client holding a session: 200/s is over the 50/s of other sources.
+        let h = r.spawn(stop.clone(), |_| true, |_| true).unwrap();
+        let mut c = ProbeConfig::new(IpAddr::from([127, 0, 0, 1]), port);
+        c.interval = MIN_INTERVAL;
+        let p = Probe::start(&c).unwrap();
+        assert_eq!(p.method(), Method::Echo);
+        let t0 = Instant::now();
+        assert!(p.epoch() <= t0);
+        let t = run_for(&p, ms(1000));
+        p.stop();
+        stop.trigger(StopReason::Shutdown);
+        let stats = h.join().unwrap();
+        // 200/s for a second; a busy machine may stall the thread (missed deadlines are
+        // skipped), so a loose floor.
+        assert!(t.replies.len() >= 50, "{} replies", t.replies.len());
+        assert_eq!(t.rtts_ms.len(), t.replies.len());
+        assert_eq!((t.lost, stats.rate_limited), (0, 0), "{stats:?}");
+        let mut last = 0;
+        for (r, &rtt) in t.replies.iter().zip(&t.rtts_ms) {
+            let (rx, tx) = r.server.expect("echo v2: the server's times");
+            assert!(rx <= tx && r.sent_ns < r.recv_ns, "{r:?}");
+            assert!(rx >= last, "one server clock, forwards: {r:?}");
+            last = tx;
+            assert_eq!(rtt, r.rtt_ms());
+            assert!(rtt < 50.0, "{r:?}");
+        }
+        // Sequences follow on from the 6 detection probes.
+        assert_eq!(t.replies[0].seq, 6);
+    }
+
+    #[test]
+    fn echo_falls_back_to_v1_against_an_older_server() {
+        // An older btest server: echoes exactly 32-byte datagrams, ignores the 48-byte v2.
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        server.set_read_timeout(Some(ms(50))).unwrap();
+        let port = server.local_addr().unwrap().port();
+        let done = Arc::new(AtomicBool::new(false));
+        let done2 = Arc::clone(&done);
+        let old = std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            let mut ignored = 0u32;
+            while !done2.load(Ordering::Relaxed) {
+                match server.recv_from(&mut buf) {
+                    Ok((32, src)) => {
+                        server.send_to(&buf[..32], src).unwrap();
+                    }
+                    Ok(_) => ignored += 1,
+                    Err(_) => {}
+                }
+            }
+            ignored
+        });
+        let mut c = ProbeConfig::new(IpAddr::from([127, 0, 0, 1]), port);
+        c.want = Latency::Auto;
+        let p = Probe::start(&c).unwrap();
+        assert_eq!(p.method(), Method::Echo);
+        let t = run_for(&p, ms(550));
+        p.stop();
+        done.store(true, Ordering::Relaxed);
+        let ignored = old.join().unwrap();
+        assert!(t.rtts_ms.len() >= 4, "{t:?}");
+        assert_eq!(t.lost, 0, "{t:?}");
+        if ECHO_V2 {
+            // Three v2 detection datagrams went unanswered, then v1 only.
+            assert_eq!(ignored, AUTO_PROBES, "{t:?}");
+            #[cfg(feature = "speedtest")]
+            assert!(t.replies.iter().all(|r| r.server.is_none()), "{t:?}");
+        } else {
+            assert_eq!(ignored, 0);
+        }
     }
 
     #[test]

@@ -37,7 +37,9 @@ pub const ICMPV6_ECHO_REPLY: u8 = 129;
 /// IPv4 protocol number of ICMP (the raw socket's IPv4 header says it).
 const IPPROTO_ICMP: u8 = 1;
 
-pub use crate::wire::echo::{is_echo_request, EchoDatagram, ECHO_LEN, MAGIC};
+pub use crate::wire::echo::{
+    is_echo2_request, is_echo_request, Echo2, EchoDatagram, ECHO2_LEN, ECHO_LEN, MAGIC, MAGIC2,
+};
 
 /// The RFC 1071 Internet checksum: the one's complement of the one's-complement sum of the
 /// data as big-endian 16-bit words (an odd last byte is the high byte of a final word).

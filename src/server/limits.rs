@@ -276,6 +276,11 @@ impl Limits {
         Ok(())
     }
 
+    /// Whether a session from `src` is running (the echo's higher allowance, issue 22).
+    pub fn has_session(&self, src: Source) -> bool {
+        self.get(src).is_some_and(|st| st.sessions > 0)
+    }
+
     /// A session admitted by [`Limits::begin_session`] ended.
     pub fn end_session(&mut self, src: Source, connections: usize) {
         if let Some(st) = self.get_mut(src) {
@@ -641,12 +646,16 @@ mod tests {
         assert_eq!(l.begin_session(b, 255, t), Ok(()));
         l.end_session(a, 255);
         assert_eq!(l.begin_session(a, 20, t), Ok(()));
+        // What the echo asks (issue 22).
+        assert!(l.has_session(a) && !l.has_session(v4(9)));
         l.prune(t);
         assert_eq!(l.sources(), 2, "sources with sessions are remembered");
         for n in [1, 1, 20] {
             l.end_session(a, n);
         }
+        assert!(l.has_session(b) && !l.has_session(a));
         l.end_session(b, 255);
+        assert!(!l.has_session(b));
         l.prune(t);
         assert_eq!(l.sources(), 0);
         // 0 = no limit.

@@ -329,8 +329,7 @@ impl Server {
         }
         let mut echo = Vec::new();
         for r in self.echo {
-            let sh = self.shared.clone();
-            match r.spawn(self.shared.stop.clone(), move |ip| sh.acl.admits(ip)) {
+            match r.spawn_with(self.shared.stop.clone(), EchoSources(self.shared.clone())) {
                 Ok(h) => echo.push(h),
                 Err(e) => log::warn!("UDP echo: cannot start its thread: {e}"),
             }
@@ -462,6 +461,20 @@ impl Drop for ServerHandle {
             let _ = h.join();
         }
         self.join_echo();
+    }
+}
+
+/// The echo's questions about a source, answered from the server's state.
+struct EchoSources(Arc<Shared>);
+
+impl echo::Sources for EchoSources {
+    fn admits(&self, ip: std::net::IpAddr) -> bool {
+        self.0.acl.admits(ip)
+    }
+
+    /// A source holding a session gets the speed test's probe rate (issue 22).
+    fn has_session(&self, ip: std::net::IpAddr) -> bool {
+        self.0.limits.lock().has_session(limits::Source::of(ip))
     }
 }
 

@@ -400,7 +400,11 @@ fn fit_speed_test(
         }
     };
     cfg.client.report = None;
-    let loads = cfg.phases.iter().filter(|k| k.direction().is_some()).count() as u32;
+    let loads = cfg
+        .phases
+        .iter()
+        .filter(|k| k.direction().is_some())
+        .count() as u32;
     // One second for the answer and the probes' start, and each session's own overhead.
     let spare = Duration::from_secs(1) + SESSION_OVERHEAD * loads;
     let room = deadline.saturating_sub(spare);
@@ -507,7 +511,10 @@ pub fn speed_test_metrics(t: &Target, b: &Budget, stop: &Stop) -> Result<Exposit
             Kind::Gauge,
             "btest_rpm_rating_info",
             "the RPM rating (Poor, Fair, Good, Excellent) and its confidence, always 1",
-            &[("rating", r.as_str()), ("confidence", o.confidence.as_str())],
+            &[
+                ("rating", r.as_str()),
+                ("confidence", o.confidence.as_str()),
+            ],
             1.0,
         );
     }
@@ -565,7 +572,7 @@ pub fn speed_test_metrics(t: &Target, b: &Budget, stop: &Stop) -> Result<Exposit
                 v / 1000.0,
             );
         }
-        if let Some(w) = speedtest::phase_owd(&res, p) {
+        if let Some(w) = p.owd {
             for (dir, v) in [("up", w.up_iqm_ms), ("down", w.down_iqm_ms)] {
                 e.add(
                     Kind::Gauge,

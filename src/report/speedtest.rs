@@ -36,26 +36,29 @@ fn latency(c: &Collector) -> Value {
     ])
 }
 
-/// The `owd` object of a phase, or null (see [`st::owd`]).
+/// The `owd` object of a phase, or null (see [`st::refit`]). The increases are of the means,
+/// as `increase_ms` is.
 fn owd(phases: &[PhaseResult], p: &PhaseResult) -> Value {
-    let Some(o) = p.classes.first().and_then(st::owd) else {
+    let Some(o) = p.owd else {
         return Value::Null;
     };
     let idle = phases
         .iter()
         .find(|q| q.kind == PhaseKind::Idle)
-        .and_then(|q| q.classes.first().and_then(st::owd))
+        .and_then(|q| q.owd)
         .filter(|_| p.kind != PhaseKind::Idle);
     object(&[
         ("up_iqm_ms", Value::num(o.up_iqm_ms)),
         ("down_iqm_ms", Value::num(o.down_iqm_ms)),
+        ("up_mean_ms", Value::num(o.up_mean_ms)),
+        ("down_mean_ms", Value::num(o.down_mean_ms)),
         (
             "up_increase_ms",
-            num(idle.map(|i| o.up_iqm_ms - i.up_iqm_ms)),
+            num(idle.map(|i| o.up_mean_ms - i.up_mean_ms)),
         ),
         (
             "down_increase_ms",
-            num(idle.map(|i| o.down_iqm_ms - i.down_iqm_ms)),
+            num(idle.map(|i| o.down_mean_ms - i.down_mean_ms)),
         ),
     ])
 }
@@ -150,12 +153,7 @@ pub fn speed_test_record(res: &SpeedTestResult, o: &Overall) -> Record {
     let ros = routeros(res);
     let s = |v: &Option<String>| Value::opt_str(v.as_deref());
     let mut notes: Vec<Value> = res.notes.iter().map(|n| Value::Str(n.clone())).collect();
-    if res.method.is_some()
-        && res
-            .phases
-            .iter()
-            .all(|p| p.classes.first().and_then(st::owd).is_none())
-    {
+    if res.method.is_some() && res.phases.iter().all(|p| p.owd.is_none()) {
         notes.push(Value::Str(st::OWD_NOTE.into()));
     }
     Record::build(Kind::SpeedTest, |b| {
@@ -374,7 +372,7 @@ pub fn phase_text(
         };
         writeln!(out, "  {label:<12}{}{inc}", latency_line(c))?;
     }
-    if let Some(o) = p.classes.first().and_then(st::owd) {
+    if let Some(o) = p.owd {
         writeln!(
             out,
             "  one-way     up {} ms, down {} ms (IQM)",
@@ -438,11 +436,7 @@ pub fn result_text(out: &mut impl Write, res: &SpeedTestResult, o: &Overall) -> 
                 String::new()
             }
         )?;
-        if res
-            .phases
-            .iter()
-            .all(|p| p.classes.first().and_then(st::owd).is_none())
-        {
+        if res.phases.iter().all(|p| p.owd.is_none()) {
             writeln!(out, "  one-way delay      not measured: {}", st::OWD_NOTE)?;
         }
     }

@@ -27,7 +27,8 @@ use crate::client::{self, ClientResult};
 use crate::config::{ClientConfig, Latency, Output};
 use crate::engine::{Stop, StopReason};
 use crate::error::{Error, Result};
-use crate::probe::{Method, Probe, ProbeConfig};
+use crate::probe::owd::ClockFit;
+use crate::probe::{Method, Probe, ProbeConfig, Reply};
 use crate::record::{field as F, Record};
 use crate::report::ClientReporter;
 use crate::run::Out;
@@ -174,17 +175,35 @@ pub struct Collector {
     pub ramp_replies: u64,
     /// The trimmed mean of each one-second interval with replies (confidence).
     pub interval_trimmed_ms: Vec<f64>,
+    /// The steady-state replies with their times (client times in ns since the run's
+    /// start, so the replies of every probe and restart share one clock): the one-way figures.
+    pub replies: Vec<Reply>,
 }
 
 impl Collector {
     /// Adds a take: its RTTs, whether it is the ramp, whether it closes a one-second interval.
     pub fn add(&mut self, rtts_ms: &[f64], sent: u64, lost: u64, ramp: bool, interval: bool) {
+        self.add_replies(rtts_ms, &[], sent, lost, ramp, interval);
+    }
+
+    /// [`Collector::add`] with the replies behind the RTTs (echo v2 carries the server's
+    /// times; others have none).
+    pub fn add_replies(
+        &mut self,
+        rtts_ms: &[f64],
+        replies: &[Reply],
+        sent: u64,
+        lost: u64,
+        ramp: bool,
+        interval: bool,
+    ) {
         self.sent += sent;
         self.lost += lost;
         if ramp {
             self.ramp_replies += rtts_ms.len() as u64;
             return;
         }
+        self.replies.extend_from_slice(replies);
         self.rtts.extend_from_slice(rtts_ms);
         if interval {
             if let Some(s) = Stats::of(rtts_ms) {
@@ -208,20 +227,66 @@ impl Collector {
     }
 }
 
-/// One-way delay figures of a phase (IQM up and down). Always `None` today: the server's
-/// receive and send times arrive with helper E's echo v2 (`probe::Reply`, `probe::owd::
-/// ClockFit`); [`owd`] is the one place that fills them in.
+/// One-way delay figures of a phase: the interquartile mean and the mean of each direction,
+/// from the replies our server stamped (echo v2) and a [`ClockFit`] of the two clocks.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Owd {
     pub up_iqm_ms: f64,
     pub down_iqm_ms: f64,
+    pub up_mean_ms: f64,
+    pub down_mean_ms: f64,
 }
 
-/// The one-way figures of a phase's replies. Today's replies carry no server times, so there
-/// are none: the lead fills this in when E's branch merges (fit a `ClockFit` over the whole
-/// run's replies, then the IQM of `one_way` up and down of this phase's steady replies).
-pub fn owd(_phase: &Collector) -> Option<Owd> {
-    None
+/// The clocks' offset line, fitted to the replies of the quiet phases (idle, cooldown) of
+/// the main probe class. Not to loaded replies: a queue that stands for the whole phase
+/// lifts even the lowest-RTT third, and a fit over it split a 533 ms download queue into
+/// 343 ms down and 196 ms up (issue 22, measured through tests/speedtest_ns.rs's router;
+/// the quiet-phase fit gave 554.8 down and -0.05 up). Without a quiet phase, every phase's
+/// replies are used, and the note [`OWD_LOADED_FIT`] says what that costs.
+pub fn clock_fit(phases: &[PhaseResult]) -> Option<(ClockFit, bool)> {
+    let quiet: Vec<Reply> = phases
+        .iter()
+        .filter(|p| p.kind.direction().is_none())
+        .filter_map(|p| p.classes.first())
+        .flat_map(|c| c.replies.iter().copied())
+        .collect();
+    if let Some(f) = ClockFit::fit(&quiet) {
+        return Some((f, true));
+    }
+    let all: Vec<Reply> = phases
+        .iter()
+        .filter_map(|p| p.classes.first())
+        .flat_map(|c| c.replies.iter().copied())
+        .collect();
+    ClockFit::fit(&all).map(|f| (f, false))
+}
+
+/// Said when the clock fit had no quiet phase to use.
+pub const OWD_LOADED_FIT: &str = "one-way delay fitted to loaded replies (no idle or cooldown \
+                                  phase ran): a queue standing all along is split between up \
+                                  and down";
+
+/// The one-way figures of a phase's main class under `fit`.
+pub fn owd(fit: &ClockFit, c: &Collector) -> Option<Owd> {
+    let (up, down): (Vec<f64>, Vec<f64>) = c.replies.iter().filter_map(|r| fit.one_way(r)).unzip();
+    let (u, d) = (Stats::of(&up)?, Stats::of(&down)?);
+    Some(Owd {
+        up_iqm_ms: u.iqm,
+        down_iqm_ms: d.iqm,
+        up_mean_ms: u.mean,
+        down_mean_ms: d.mean,
+    })
+}
+
+/// Fills in every phase's [`PhaseResult::owd`] from the quiet phases so far: after each
+/// phase (its record goes out then, fitted to the idle phase alone), and again after the
+/// last (the cooldown's replies then correct the drift for the result, text and report).
+pub fn refit(phases: &mut [PhaseResult]) -> Option<bool> {
+    let (fit, quiet) = clock_fit(phases)?;
+    for p in phases.iter_mut() {
+        p.owd = p.classes.first().and_then(|c| owd(&fit, c));
+    }
+    Some(quiet)
 }
 
 /// Why there are no one-way figures, for the text and the JSON note.
@@ -254,6 +319,8 @@ pub struct PhaseResult {
     pub summary: Option<Record>,
     /// TCP_CONGESTION of the session's connection 0, read back once connected.
     pub congestion: Option<String>,
+    /// One-way delays of the main class (echo v2 against our server; see [`refit`]).
+    pub owd: Option<Owd>,
     /// (seconds since the first phase started, mean RTT ms) of the main class at each take
     /// with replies: the HTML timeline.
     pub lat_points: Vec<(f64, f64)>,
@@ -276,6 +343,7 @@ impl PhaseResult {
             intervals: Vec::new(),
             summary: None,
             congestion: None,
+            owd: None,
             lat_points: Vec::new(),
         }
     }
@@ -409,10 +477,13 @@ struct Probes {
     /// (DSCP, name) of each, in the same order.
     classes: Vec<(u8, String)>,
     interval: Duration,
+    /// The run's clock: reply times are moved from each probe's own epoch to this one, so
+    /// replies of every class and of a restarted probe can be fitted together.
+    base: Instant,
 }
 
-/// Bytes of one probe datagram on the wire: our 32-byte echo datagram (ICMP: 8-byte header
-/// instead of UDP's 8), plus the IP header.
+/// Bytes of one probe datagram on the wire: our 48-byte echo v2 datagram, the largest we
+/// send (v1 is 32; ICMP's 8-byte header replaces UDP's 8), plus the IP header.
 fn probe_wire_bytes(target: SocketAddr) -> u64 {
     use crate::wire::{IPV4_UDP_OVERHEAD, IPV6_UDP_OVERHEAD};
     let overhead = if target.is_ipv4() {
@@ -420,7 +491,7 @@ fn probe_wire_bytes(target: SocketAddr) -> u64 {
     } else {
         IPV6_UDP_OVERHEAD
     };
-    (crate::wire::echo::ECHO_LEN + overhead) as u64
+    (crate::wire::echo::ECHO2_LEN + overhead) as u64
 }
 
 fn probe_config(cfg: &SpeedTestConfig, target: SocketAddr, dscp: u8, want: Latency) -> ProbeConfig {
@@ -440,6 +511,7 @@ impl Probes {
         interval: Duration,
         want: Latency,
         notes: &mut Vec<String>,
+        base: Instant,
     ) -> (Probes, Option<Method>) {
         let mut method = None;
         let mut probes = Vec::new();
@@ -472,6 +544,7 @@ impl Probes {
                 probes,
                 classes,
                 interval,
+                base,
             },
             method,
         )
@@ -485,8 +558,19 @@ impl Probes {
     fn take_into(&self, p: &mut PhaseResult, ramp: bool, interval: bool, at: f64) {
         for (i, (c, probe)) in p.classes.iter_mut().zip(&self.probes).enumerate() {
             if let Some(probe) = probe {
-                let t = probe.take();
-                c.add(&t.rtts_ms, t.sent, t.lost, ramp, interval);
+                let mut t = probe.take();
+                let shift = u64::try_from(
+                    probe
+                        .epoch()
+                        .saturating_duration_since(self.base)
+                        .as_nanos(),
+                )
+                .unwrap_or(u64::MAX);
+                for r in &mut t.replies {
+                    r.sent_ns = r.sent_ns.saturating_add(shift);
+                    r.recv_ns = r.recv_ns.saturating_add(shift);
+                }
+                c.add_replies(&t.rtts_ms, &t.replies, t.sent, t.lost, ramp, interval);
                 if i == 0 && !t.rtts_ms.is_empty() {
                     let m = t.rtts_ms.iter().sum::<f64>() / t.rtts_ms.len() as f64;
                     p.lat_points.push((at, m));
@@ -524,6 +608,7 @@ pub fn run(
             return Ok(res);
         }
     };
+    let run_start = Instant::now();
     let mut probes = None;
     if cfg.client.latency != Latency::Off {
         let mut notes = Vec::new();
@@ -533,6 +618,7 @@ pub fn run(
             cfg.probe_interval,
             cfg.client.latency,
             &mut notes,
+            run_start,
         );
         for n in &notes {
             log::warn!("{n}");
@@ -553,6 +639,10 @@ pub fn run(
     let t0 = Instant::now();
     // What the first load connection really ran replaces the guess from a fresh socket.
     let mut congestion_seen = false;
+    let mut loaded_yet = false;
+    // The interval for the load phases (and the quiet ones after them): asked, or widened
+    // by the probe rate cap.
+    let mut load_interval = cfg.probe_interval;
     for (i, &kind) in cfg.phases.iter().enumerate() {
         if stop.is_triggered() || crate::sys::signalled() {
             res.outcome = Err(Error::EndedEarly(format!(
@@ -562,6 +652,30 @@ pub fn run(
             break;
         }
         sink(Progress::Start(kind))?;
+        // Our echo answers a source without a session 50 probes/s (server/echo.rs): before
+        // the first session the probes slow down to fit, and speed up for the load.
+        if let Some(pr) = &mut probes {
+            let want = if kind.direction().is_none() && !loaded_yet && res.method == Some("echo") {
+                load_interval.max(quiet_interval(pr.running()))
+            } else {
+                load_interval
+            };
+            if want != pr.interval {
+                if want > load_interval {
+                    let n = format!(
+                        "{} probes every {:.0} ms until the first load phase: our server's echo \
+                         answers about 50 probes/s to a source without a session (these keep \
+                         to {ECHO_FREE_RATE:.0})",
+                        kind.as_str(),
+                        want.as_secs_f64() * 1000.0
+                    );
+                    sink(Progress::Note(&n))?;
+                    res.notes.push(n);
+                }
+                restart(cfg, addrs[0], pr, want, res.method);
+            }
+        }
+        loaded_yet |= kind.direction().is_some();
         let interval = probes.as_ref().map_or(cfg.probe_interval, |p| p.interval);
         let start = Instant::now();
         let mut p = PhaseResult::new(kind, (start - t0).as_secs_f64(), classes, interval);
@@ -596,6 +710,7 @@ pub fn run(
             congestion_seen = true;
         }
         res.phases.push(p);
+        refit(&mut res.phases);
         sink(Progress::Done(&res.classes, &res.phases))?;
         if failed {
             break;
@@ -620,12 +735,26 @@ pub fn run(
                 sink(Progress::Note(&n))?;
                 res.notes.push(n);
                 restart(cfg, addrs[0], pr, wider, res.method);
+                load_interval = wider;
                 res.probe_interval_ms = wider.as_secs_f64() * 1000.0;
             }
         }
     }
     drop(probes);
+    if refit(&mut res.phases) == Some(false) {
+        res.notes.push(OWD_LOADED_FIT.into());
+    }
     Ok(res)
+}
+
+/// Probes per second, all classes together, that our echo answers a source holding no
+/// session, with a margin below the server's 50/s (`server::echo::SOURCE_RATE`; a test ties
+/// the two).
+pub const ECHO_FREE_RATE: f64 = 40.0;
+
+/// The interval that keeps `classes` probe streams within [`ECHO_FREE_RATE`].
+fn quiet_interval(classes: usize) -> Duration {
+    Duration::from_secs_f64(classes.max(1) as f64 / ECHO_FREE_RATE)
 }
 
 /// The lowest rate a finished load phase measured in a direction it loaded.
@@ -788,6 +917,65 @@ fn congestion_of(cfg: &SpeedTestConfig) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "server")]
+    #[test]
+    fn quiet_probes_stay_under_the_echo_limit_for_a_source_without_a_session() {
+        const { assert!(ECHO_FREE_RATE < crate::server::echo::SOURCE_RATE) };
+        for classes in 1..=4 {
+            let per_s = classes as f64 / quiet_interval(classes).as_secs_f64();
+            assert!((per_s - ECHO_FREE_RATE).abs() < 1e-9, "{classes}: {per_s}");
+        }
+    }
+
+    fn reply(sent_ms: f64, up_ms: f64, down_ms: f64, offset_ms: f64) -> Reply {
+        let ns = |ms: f64| (ms * 1e6).round() as u64;
+        let rx = sent_ms + up_ms + offset_ms;
+        Reply {
+            seq: 0,
+            sent_ns: ns(sent_ms),
+            recv_ns: ns(sent_ms + up_ms + down_ms),
+            server: Some((ns(rx), ns(rx))),
+        }
+    }
+
+    /// The fit uses the quiet phases only: a queue standing through the whole download
+    /// phase stays on the down side (a fit over loaded replies too split it both ways).
+    #[test]
+    fn one_way_from_the_quiet_phases_puts_a_standing_queue_down() {
+        let mut phases = Vec::new();
+        let mut t = 0.0;
+        for (kind, down_queue) in [
+            (PhaseKind::Idle, 0.0),
+            (PhaseKind::Download, 300.0),
+            (PhaseKind::Cooldown, 0.0),
+        ] {
+            let mut p = PhaseResult::new(kind, t / 1000.0, 1, Duration::from_millis(10));
+            let rs: Vec<Reply> = (0..200)
+                .map(|i| {
+                    t += 10.0;
+                    // 5 ms each way, +-0.5 ms of noise, the queue on the way down
+                    let n = f64::from(i % 7) / 7.0 - 0.5;
+                    reply(t, 5.0 + n, 5.0 - n + down_queue, 1e6)
+                })
+                .collect();
+            let rtts: Vec<f64> = rs.iter().map(Reply::rtt_ms).collect();
+            p.classes[0].add_replies(&rtts, &rs, 200, 0, false, false);
+            phases.push(p);
+        }
+        assert_eq!(refit(&mut phases), Some(true));
+        let idle = phases[0].owd.unwrap();
+        let down = phases[1].owd.unwrap();
+        assert!((idle.up_mean_ms - 5.0).abs() < 0.6, "{idle:?}");
+        assert!(
+            (down.down_mean_ms - idle.down_mean_ms - 300.0).abs() < 1.0,
+            "{down:?}"
+        );
+        assert!((down.up_mean_ms - idle.up_mean_ms).abs() < 1.0, "{down:?}");
+        // Without the quiet phases the fit is over loaded replies, and says so.
+        let mut loaded = vec![phases[1].clone()];
+        assert_eq!(refit(&mut loaded), Some(false));
+    }
 
     fn phase(kind: PhaseKind, rtts: &[f64], tcp: &[f64]) -> PhaseResult {
         let mut p = PhaseResult::new(kind, 0.0, 1, Duration::from_millis(10));

@@ -238,3 +238,71 @@ fn probes_are_bounded_cached_refused_and_counted() {
         let _ = std::fs::remove_dir_all(&dir);
     });
 }
+
+/// `mode=speed-test` on a target's line makes its probe a speed test: the grade, RPM and
+/// its rating, and per phase the rates, latency figures, the increase over idle and the
+/// one-way delays (our server stamps its echo); a speed test that cannot fit the scrape's
+/// timeout is refused with the time it needs. About 6 s.
+#[test]
+fn a_speed_test_target_answers_grade_rpm_and_phases() {
+    watchdog(60, || {
+        let (_server, a) = spawn_server_bin(&[]);
+        let dir = std::env::temp_dir().join(format!("btest-exporter-st-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("targets.txt");
+        std::fs::write(
+            &file,
+            format!(
+                "st {a} mode=speed-test --phases idle,download,cooldown --idle 1s --phase 2s \
+                 --cooldown 1s --probe-interval 20ms --remote-tx-speed 50M\n"
+            ),
+        )
+        .unwrap();
+        let (_exporter, x) = spawn_exporter(&file, &["--min-interval", "0"]);
+        let (code, _, body) = get(&x, "/probe?target=st", Some("20"));
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(value(&body, "btest_probe_success"), Some(1.0), "{body}");
+        assert!(
+            body.contains("btest_bufferbloat_grade_info{grade=\""),
+            "{body}"
+        );
+        assert!(
+            value(&body, "btest_rpm{probe=\"combined\"}").is_some_and(|v| v > 0.0),
+            "{body}"
+        );
+        assert!(body.contains("btest_rpm_rating_info{rating=\""), "{body}");
+        let down = value(
+            &body,
+            "btest_phase_bits_per_second{phase=\"download\",direction=\"rx\"}",
+        )
+        .unwrap();
+        assert!((10e6..=60e6).contains(&down), "50M asked: {body}");
+        for phase in ["idle", "download", "cooldown"] {
+            let iqm = value(
+                &body,
+                &format!("btest_phase_latency_seconds{{phase=\"{phase}\",stat=\"iqm\"}}"),
+            );
+            assert!(iqm.is_some_and(|v| v > 0.0 && v < 1.0), "{phase}: {body}");
+            for dir in ["up", "down"] {
+                let s =
+                    format!("btest_phase_one_way_seconds{{phase=\"{phase}\",direction=\"{dir}\"}}");
+                assert!(value(&body, &s).is_some(), "{s}: {body}");
+            }
+        }
+        assert!(
+            value(
+                &body,
+                "btest_phase_latency_increase_seconds{phase=\"download\"}"
+            )
+            .is_some(),
+            "{body}"
+        );
+        // The same target under a 3 s scrape timeout: too short for three phases.
+        let (code, _, body) = get(&x, "/probe?target=st", Some("3"));
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(value(&body, "btest_probe_success"), Some(0.0), "{body}");
+        assert!(body.contains("needs at least"), "{body}");
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}

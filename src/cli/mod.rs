@@ -198,8 +198,8 @@ usage: btest exporter --listen ADDR:PORT --targets FILE [OPTIONS]
 
 FILE is a `btest fleet` targets file: NAME HOST[:PORT] [CLIENT-OPTIONS...], `defaults`
 lines, `--credentials FILE` (USER:PASSWORD, mode 600). Targets, options and credentials
-come only from it, never from the URL. /probe?target=NAME&mode=speed-test runs a speed
-test instead (a build with the speedtest feature).";
+come only from it, never from the URL. /probe?target=NAME&mode=speed-test (or a target
+line's mode=speed-test) runs a speed test instead, fitted into the probe's deadline.";
 
 #[cfg(feature = "exporter")]
 const EXPORTER_END: &str =

@@ -253,7 +253,7 @@ impl Exporter {
             ProbeMode::Test => run_test(t, &b, &stop),
             ProbeMode::SpeedTest => match speed_test_metrics(t, &b, &stop) {
                 Ok(p) => p,
-                Err(e) => failure_page(now.elapsed(), "setup", "unsupported", &e),
+                Err(e) => failure_page(now.elapsed(), "setup", "budget", &e),
             },
         };
         let ok = page
@@ -988,11 +988,11 @@ mod tests {
 
     #[test]
     fn ages_are_appended() {
-        let p = failure_page(Duration::from_secs(1), "setup", "unsupported", "x");
+        let p = failure_page(Duration::from_secs(1), "setup", "budget", "x");
         let t = aged(&p, Duration::from_millis(1500), true);
         assert!(t.contains("\nbtest_result_age_seconds 1.5\n"), "{t}");
         assert!(t.contains("\nbtest_result_cached 1\n"), "{t}");
-        assert!(t.contains("btest_probe_error{phase=\"setup\",reason=\"unsupported\"} 1"));
+        assert!(t.contains("btest_probe_error{phase=\"setup\",reason=\"budget\"} 1"));
     }
 
     #[test]
@@ -1007,7 +1007,29 @@ mod tests {
             None,
         );
         let e = speed_test_metrics(&t[0], &b, &Stop::new()).unwrap_err();
-        assert!(e.contains("speedtest feature"), "{e}");
+        assert!(e.contains("needs at least 11 s"), "{e}");
+    }
+
+    /// The default speed test (3 + 3 x 10 + 3 s) in a 20 s probe: every phase shortened in
+    /// proportion, the whole within the deadline less each session's overhead, no load phase
+    /// under 2 s; a deadline that holds it keeps it as asked.
+    #[test]
+    fn a_speed_test_is_fitted_into_the_deadline() {
+        let t = crate::fleet::parse("t 127.0.0.1", Path::new("/")).unwrap();
+        let c = fit_speed_test(&t[0], Duration::from_secs(20)).unwrap();
+        let total: Duration = c.phases.iter().map(|k| c.length(*k)).sum();
+        assert!(total <= Duration::from_millis(17_500), "{total:?}");
+        assert!(total >= Duration::from_secs(16), "{total:?}");
+        assert!(c.phase >= Duration::from_secs(2) && c.idle >= Duration::from_secs(1));
+        let c = fit_speed_test(&t[0], Duration::from_secs(60)).unwrap();
+        assert_eq!(
+            (c.idle, c.phase, c.cooldown),
+            (
+                Duration::from_secs(3),
+                Duration::from_secs(10),
+                Duration::from_secs(3)
+            )
+        );
     }
 
     #[test]

@@ -10,13 +10,17 @@
 //! caller's sink and report/speedtest.rs do), parse command lines, or decide a session's
 //! success (client.rs does).
 //!
-//! Phase assignment: today's probe ([`crate::probe::Take`]) hands over RTTs without their send
-//! times, so a reply belongs to the phase during which it was taken (the runner takes at
-//! every one-second interval and at each phase end): off by at most one RTT at a boundary.
-//! When the probe's replies carry their send times (helper E's `Reply`), assign by send time
-//! instead (`Collector::add`). A load phase's ramp (from its start until the session's first
-//! one-second interval: connect, login and slow start) is counted in sent/lost but left out
-//! of the latency figures, which describe the steady state (docs/field.md).
+//! Phase assignment: a reply belongs to the phase during which it was taken (the runner takes
+//! at every one-second interval and at each phase end), so a probe sent in a load phase's last
+//! RTT lands in the next phase: in a load phase's ramp, which the figures leave out, or in
+//! the cooldown, which is there to show how long the queue takes to drain. A load phase's
+//! ramp (from its start until the session's first one-second interval: connect, login and
+//! slow start) is counted in sent/lost but left out of the latency figures, which describe
+//! the steady state (docs/field.md).
+//!
+//! One-way delay: the replies keep their times (echo v2, [`crate::probe::Reply`], moved onto
+//! one clock for every class and probe restart), and [`refit`] fits the clocks to the quiet
+//! phases' replies after each phase and once more at the end.
 
 pub mod figures;
 

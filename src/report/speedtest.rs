@@ -16,24 +16,47 @@ fn num(v: Option<f64>) -> Value {
     Value::opt_num(v.filter(|x| x.is_finite()))
 }
 
-/// A class's `latency` object.
-fn latency(c: &Collector) -> Value {
+/// The keys of a `latency` object, in order; the CSV's latency columns follow it.
+const LATENCY_KEYS: [&str; 12] = [
+    "count",
+    "low_ms",
+    "high_ms",
+    "mean_ms",
+    "iqm_ms",
+    "jitter_ms",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "trimmed95_ms",
+    "sent",
+    "lost",
+];
+
+/// A class's latency figures, in [`LATENCY_KEYS`] order.
+fn latency_values(c: &Collector) -> [Value; 12] {
     let s = c.stats();
     let g = |f: fn(&Stats) -> f64| num(s.as_ref().map(f));
-    object(&[
-        ("count", Value::Int(s.map_or(0, |s| s.count))),
-        ("low_ms", g(|s| s.low)),
-        ("high_ms", g(|s| s.high)),
-        ("mean_ms", g(|s| s.mean)),
-        ("iqm_ms", g(|s| s.iqm)),
-        ("jitter_ms", g(|s| s.jitter)),
-        ("p50_ms", g(|s| s.p50)),
-        ("p90_ms", g(|s| s.p90)),
-        ("p99_ms", g(|s| s.p99)),
-        ("trimmed95_ms", g(|s| s.trimmed95)),
-        ("sent", Value::Int(c.sent)),
-        ("lost", Value::Int(c.lost)),
-    ])
+    [
+        Value::Int(s.map_or(0, |s| s.count)),
+        g(|s| s.low),
+        g(|s| s.high),
+        g(|s| s.mean),
+        g(|s| s.iqm),
+        g(|s| s.jitter),
+        g(|s| s.p50),
+        g(|s| s.p90),
+        g(|s| s.p99),
+        g(|s| s.trimmed95),
+        Value::Int(c.sent),
+        Value::Int(c.lost),
+    ]
+}
+
+/// A class's `latency` object.
+fn latency(c: &Collector) -> Value {
+    let pairs: Vec<(&'static str, Value)> =
+        LATENCY_KEYS.into_iter().zip(latency_values(c)).collect();
+    object(&pairs)
 }
 
 /// The `owd` object of a phase, or null (see [`st::refit`]). The increases are of the means,
@@ -221,7 +244,6 @@ pub fn csv_rows(res: &SpeedTestResult, o: &Overall) -> Vec<Vec<String>> {
     let mut rows = Vec::new();
     for p in &res.phases {
         let r = phase_record(&res.classes, &res.phases, p);
-        let lat = r.get(&F::LATENCY).clone();
         let mut row = vec![
             ts.clone(),
             crate::text::csv_text(&res.server).into_owned(),
@@ -229,21 +251,9 @@ pub fn csv_rows(res: &SpeedTestResult, o: &Overall) -> Vec<Vec<String>> {
             cell(num(p.rx_bps)),
             cell(num(p.tx_bps)),
         ];
-        for k in [
-            "count",
-            "low_ms",
-            "high_ms",
-            "mean_ms",
-            "iqm_ms",
-            "jitter_ms",
-            "p50_ms",
-            "p90_ms",
-            "p99_ms",
-            "trimmed95_ms",
-            "sent",
-            "lost",
-        ] {
-            row.push(lat.field(k).plain());
+        match (matches!(r.get(&F::LATENCY), Value::Null), p.classes.first()) {
+            (false, Some(c)) => row.extend(latency_values(c).iter().map(Value::plain)),
+            _ => row.extend(LATENCY_KEYS.iter().map(|_| String::new())),
         }
         row.extend([
             r.get(&F::INCREASE_MS).plain(),
@@ -265,7 +275,7 @@ pub fn csv_rows(res: &SpeedTestResult, o: &Overall) -> Vec<Vec<String>> {
         cell(num(o.download_bps)),
         cell(num(o.upload_bps)),
     ];
-    row.extend((0..12).map(|_| String::new()));
+    row.extend(LATENCY_KEYS.iter().map(|_| String::new()));
     row.extend([
         cell(num(o.grade_increase_ms)),
         String::new(),

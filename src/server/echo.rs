@@ -719,12 +719,14 @@ mod tests {
         assert_eq!((stats.echoed, stats.ignored), (0, 1));
     }
 
-    #[test]
-    fn echo_rate_limits_one_fast_source() {
+    /// 100 probes back to back from one source, with or without a session there.
+    fn burst_of_100(holds_session: bool) -> EchoStats {
         let r = EchoResponder::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = r.local_addr();
         let stop = Stop::new();
-        let h = r.spawn(stop.clone(), |_| true, |_| false).unwrap();
+        let h = r
+            .spawn(stop.clone(), |_| true, move |_| holds_session)
+            .unwrap();
         let c = client(addr);
         let probe = EchoDatagram {
             seq: 1,
@@ -732,13 +734,18 @@ mod tests {
             sent_ns: 3,
         }
         .encode();
-        // 100 back to back: the per-source burst (20) plus what refills meanwhile.
         for _ in 0..100 {
             c.send(&probe).unwrap();
         }
         std::thread::sleep(ms(200));
         stop.trigger(StopReason::Shutdown);
-        let stats = h.join().unwrap();
+        h.join().unwrap()
+    }
+
+    #[test]
+    fn echo_rate_limits_one_fast_source() {
+        // The per-source burst (20) plus what refills meanwhile.
+        let stats = burst_of_100(false);
         assert_eq!(stats.echoed + stats.rate_limited, 100, "{stats:?}");
         assert!(stats.echoed >= 20 && stats.echoed < 60, "{stats:?}");
     }
@@ -802,24 +809,8 @@ mod tests {
 
     #[test]
     fn echo_answers_a_fast_source_holding_a_session() {
-        let r = EchoResponder::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let addr = r.local_addr();
-        let stop = Stop::new();
-        let h = r.spawn(stop.clone(), |_| true, |_| true).unwrap();
-        let c = client(addr);
-        let probe = EchoDatagram {
-            seq: 1,
-            token: 2,
-            sent_ns: 3,
-        }
-        .encode();
-        // 100 back to back, as in echo_rate_limits_one_fast_source: all answered now.
-        for _ in 0..100 {
-            c.send(&probe).unwrap();
-        }
-        std::thread::sleep(ms(200));
-        stop.trigger(StopReason::Shutdown);
-        let stats = h.join().unwrap();
+        // As in echo_rate_limits_one_fast_source: all answered now.
+        let stats = burst_of_100(true);
         assert_eq!((stats.echoed, stats.rate_limited), (100, 0), "{stats:?}");
     }
 

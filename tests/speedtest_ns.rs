@@ -509,9 +509,12 @@ fn pcap_udp(bytes: &[u8]) -> Vec<Datagram> {
     out
 }
 
+/// The probe datagrams of a capture by source port: the DSCP marks seen and how many.
+type Marks = BTreeMap<u16, (BTreeSet<u8>, usize)>;
+
 /// The probe datagrams (our echo, `BTPROBE1` or `BTPROBE2`) of a capture, by source port:
 /// the DSCP values each port's datagrams carried, and how many there were.
-fn probe_marks(file: &str) -> BTreeMap<u16, (BTreeSet<u8>, usize)> {
+fn probe_marks(file: &str) -> Marks {
     let bytes = std::fs::read(file).unwrap_or_else(|e| panic!("{file}: {e}"));
     let mut by_port: BTreeMap<u16, (BTreeSet<u8>, usize)> = BTreeMap::new();
     for d in pcap_udp(&bytes)
@@ -532,22 +535,33 @@ fn stop_capture(p: Proc) {
     assert!(o.status.success(), "tcpdump: {:?}", o.status);
 }
 
+/// Runs btest with `args` in the client namespace of a fresh lab (`tag` names it) while the
+/// router captures; its output and the probe datagrams' marks by source port. `None` when
+/// the lab or the capture cannot be had (skipped, or failed under CI).
+fn captured(tag: &str, args: &[&str]) -> Option<(std::process::Output, Marks)> {
+    let lab = Lab::new(tag, "cubic")?;
+    let file = format!("/tmp/btest-dscp-{tag}-{}.pcap", std::process::id());
+    let cap = lab.capture(&file)?;
+    let o = Command::new("ip")
+        .args(["netns", "exec", &lab.c, env!("CARGO_BIN_EXE_btest")])
+        .args(args)
+        .output()
+        .unwrap();
+    stop_capture(cap);
+    let marks = probe_marks(&file);
+    let _ = std::fs::remove_file(&file);
+    Some((o, marks))
+}
+
 /// The capture half of the DSCP check, on what exists before `speed-test`: `btest client
 /// --tos 184` marks its latency probe's datagrams EF (184 = 46 << 2), and the router sees
 /// that mark on every one of them.
 #[test]
 fn probe_tos_is_seen_on_the_wire_in_a_capture() {
     watchdog(60, || {
-        let Some(lab) = Lab::new("p", "cubic") else {
-            return;
-        };
-        let file = format!("/tmp/btest-dscp-p-{}.pcap", std::process::id());
-        let Some(cap) = lab.capture(&file) else {
-            return;
-        };
-        let o = Command::new("ip")
-            .args(["netns", "exec", &lab.c, env!("CARGO_BIN_EXE_btest")])
-            .args([
+        let Some((o, marks)) = captured(
+            "p",
+            &[
                 "client",
                 SERVER,
                 "--json",
@@ -555,13 +569,14 @@ fn probe_tos_is_seen_on_the_wire_in_a_capture() {
                 "echo",
                 "--tos",
                 "184",
-            ])
-            .args(["--duration", "2s", "--remote-tx-speed", "1M"])
-            .output()
-            .unwrap();
-        stop_capture(cap);
-        let marks = probe_marks(&file);
-        let _ = std::fs::remove_file(&file);
+                "--duration",
+                "2s",
+                "--remote-tx-speed",
+                "1M",
+            ],
+        ) else {
+            return;
+        };
         assert_exit(&o, 0);
         eprintln!("probe datagrams by source port: {marks:?}");
         let total: usize = marks.values().map(|m| m.1).sum();
@@ -582,24 +597,28 @@ fn probe_tos_is_seen_on_the_wire_in_a_capture() {
 #[test]
 fn probe_classes_carry_their_dscp_on_the_wire() {
     watchdog(60, || {
-        let Some(lab) = Lab::new("q", "cubic") else {
+        let Some((o, marks)) = captured(
+            "q",
+            &[
+                "speed-test",
+                SERVER,
+                "--json",
+                "--probe-dscp",
+                "ef,be,bk",
+                "--idle",
+                "2s",
+                "--phase",
+                "2s",
+                "--cooldown",
+                "1s",
+                "--phases",
+                "idle,download,cooldown",
+                "--remote-tx-speed",
+                "10M",
+            ],
+        ) else {
             return;
         };
-        let file = format!("/tmp/btest-dscp-q-{}.pcap", std::process::id());
-        let Some(cap) = lab.capture(&file) else {
-            return;
-        };
-        let o = Command::new("ip")
-            .args(["netns", "exec", &lab.c, env!("CARGO_BIN_EXE_btest")])
-            .args(["speed-test", SERVER, "--json", "--probe-dscp", "ef,be,bk"])
-            .args(["--idle", "2s", "--phase", "2s", "--cooldown", "1s"])
-            .args(["--phases", "idle,download,cooldown"])
-            .args(["--remote-tx-speed", "10M"])
-            .output()
-            .unwrap();
-        stop_capture(cap);
-        let marks = probe_marks(&file);
-        let _ = std::fs::remove_file(&file);
         let r = parse_any(&o);
         eprintln!("probe datagrams by source port: {marks:?}");
         // Each stream keeps one mark, and the three marks are the three classes'. A class's

@@ -77,6 +77,22 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(t.client.user.as_deref(), Some("btest-through"));
                 assert!(matches!(with_env().map(|i| i.mode), Ok(Mode::Through(_))));
             }
+            Mode::SpeedTest(st) => {
+                // The ranges --help promises, and a login as the client's.
+                assert!(!st.phases.is_empty() && !st.probe_dscp.is_empty());
+                assert!(st.probe_dscp.iter().all(|(d, _)| *d <= 63));
+                let ms = st.probe_interval.as_millis();
+                assert!((5..=10_000).contains(&ms), "{ms} ms");
+                assert!(st.phase.as_secs() >= 2 && st.phase.as_secs() <= 600);
+                assert!(st.client.password.is_none() || st.client.user.is_some());
+                assert!(matches!(with_env().map(|i| i.mode), Ok(Mode::SpeedTest(_))));
+            }
+            Mode::Exporter(x) => {
+                assert!((1..=16).contains(&x.concurrency));
+                assert!(!x.targets.as_os_str().is_empty());
+                // Credentials come from the targets file only: the environment changes nothing.
+                assert_eq!(with_env().as_ref(), Ok(inv), "BTEST_PASSWORD changed an exporter");
+            }
         },
     }
 

@@ -13,7 +13,7 @@
 //! served while tests run.
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use super::conn::{after, linger, write_by};
 use super::request::{parse_head, HeadError, Method, Request, MAX_HEAD};
 use crate::net::POLL_TIMEOUT;
 use crate::sys::AsSock;
@@ -228,7 +229,11 @@ fn accept_loop(sh: &Arc<Shared>, l: &TcpListener, mut tick: Tick) {
                 let mut r = Response::text(503, why);
                 r.retry_after = Some(1);
                 let mut s = stream;
-                let _ = write_by(&mut s, &render(&r, false), Duration::from_millis(200));
+                let _ = write_by(
+                    &mut s,
+                    &render(&r, false),
+                    after(Duration::from_millis(200)),
+                );
                 let _ = s.shutdown(Shutdown::Write);
             }
         }
@@ -246,7 +251,7 @@ fn serve(sh: &Shared, mut stream: TcpStream, peer: SocketAddr) {
         Ok(None) => return,
         Err(r) => (r, false),
     };
-    if write_by(&mut stream, &render(&resp, head_only), WRITE_TIMEOUT).is_ok() {
+    if write_by(&mut stream, &render(&resp, head_only), after(WRITE_TIMEOUT)).is_ok() {
         linger(&mut stream);
     }
 }
@@ -310,45 +315,6 @@ fn read_head(sh: &Shared, stream: &mut TcpStream) -> Result<Option<Request>, Res
                 return Err(Response::text(400, format!("bad request: {why}\n")))
             }
             Err(HeadError::Method(_)) => return Err(Response::text(405, "only GET and HEAD\n")),
-        }
-    }
-}
-
-fn write_by(stream: &mut TcpStream, mut bytes: &[u8], within: Duration) -> io::Result<()> {
-    let deadline = Instant::now() + within;
-    while !bytes.is_empty() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::ErrorKind::TimedOut.into());
-        }
-        stream.set_write_timeout(Some(left))?;
-        match stream.write(bytes) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => bytes = &bytes[n..],
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// FIN, then a short drain of what the client still sends, so the close is not a RST that
-/// could destroy the answer before the client reads it (as src/http/mod.rs does).
-fn linger(stream: &mut TcpStream) {
-    if stream.shutdown(Shutdown::Write).is_err() {
-        return;
-    }
-    let end = Instant::now() + Duration::from_millis(200);
-    let mut chunk = [0u8; 2048];
-    let mut drained = 0;
-    while drained < 64 * 1024 {
-        let left = end.saturating_duration_since(Instant::now());
-        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
-            return;
-        }
-        match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => drained += n,
         }
     }
 }

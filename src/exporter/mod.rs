@@ -23,11 +23,16 @@ pub mod text;
 // rather than written twice. Without the `http` feature that module is not built, so the
 // file is included here on its own: it is pure and needs nothing from the server.
 #[cfg(feature = "http")]
-use crate::http::request;
+use crate::http::{conn, request};
 #[cfg(not(feature = "http"))]
 #[allow(dead_code)]
 #[path = "../http/request.rs"]
 mod request;
+// Its bounded write and linger before close, likewise.
+#[cfg(not(feature = "http"))]
+#[allow(dead_code)]
+#[path = "../http/conn.rs"]
+mod conn;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;

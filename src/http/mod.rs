@@ -14,12 +14,13 @@
 //! Same shape as the btest listener (src/server/accept.rs): blocking sockets on dedicated
 //! threads, the listener polled with a 100 ms timeout so a [`Stop`] is seen promptly.
 
+pub mod conn;
 pub mod host;
 pub mod request;
 mod share;
 
 use crate::sys::AsSock;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
@@ -27,6 +28,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use conn::{after, linger, write_by, LINGER};
 use host::{HostPolicy, Verdict};
 use parking_lot::Mutex;
 use request::{parse_head, HeadError, MAX_HEAD};
@@ -45,12 +47,6 @@ pub const DASHBOARD: &str = include_str!("dashboard.html");
 /// empty, so this only bounds a pathological peer, and it must stay short because the accept
 /// loop waits for it.
 const BUSY_WRITE_TIMEOUT: Duration = Duration::from_millis(200);
-/// After a response, how long (and how many bytes) we keep reading what the client still
-/// sends before closing. Closing a socket with unread input makes the kernel send RST, which
-/// can destroy the response before the client reads it (a 431 after a 9 KB head, a 405 after
-/// a POST body); a FIN first and a short drain avoid that.
-const LINGER: Duration = Duration::from_millis(200);
-const LINGER_BYTES: usize = 64 * 1024;
 /// join/Drop never wait longer than this for connection threads, whatever the limits say.
 const MAX_JOIN_WAIT: Duration = Duration::from_secs(30);
 
@@ -541,48 +537,6 @@ fn too_large() -> Response {
     Response::text(431, "request head too large\n")
 }
 
-/// Writes all of `bytes` before `deadline`; each write waits at most for the time left.
-fn write_by(stream: &mut TcpStream, mut bytes: &[u8], deadline: Instant) -> io::Result<()> {
-    while !bytes.is_empty() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::ErrorKind::TimedOut.into());
-        }
-        stream.set_write_timeout(Some(left))?;
-        match stream.write(bytes) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => bytes = bytes.get(n..).unwrap_or(&[]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// FIN, then read and discard what the client still sends, briefly (see LINGER).
-fn linger(stream: &mut TcpStream) {
-    if stream.shutdown(Shutdown::Write).is_err() {
-        return;
-    }
-    let fd = stream.raw_sock();
-    let deadline = after(LINGER);
-    let mut chunk = [0u8; 2048];
-    let mut drained = 0;
-    while drained < LINGER_BYTES {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero()
-            || !crate::sys::wait_readable(fd, left)
-            || stream.set_read_timeout(Some(left)).is_err()
-        {
-            return;
-        }
-        match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => drained += n,
-        }
-    }
-}
-
 /// Status line, headers and (unless `head_only`) body, in one buffer: one write for the
 /// small responses this server sends.
 fn render(r: &Response, head_only: bool) -> Vec<u8> {
@@ -652,18 +606,11 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-/// `now + d`, saturating instead of panicking on an absurd duration.
-fn after(d: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(d)
-        .or_else(|| now.checked_add(Duration::from_secs(365 * 86_400)))
-        .unwrap_or(now)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::BTreeSet;
+    use std::io::Write;
     use std::sync::Mutex;
 
     /// The server tests run one at a time: the thread-name test counts `btest-http` threads

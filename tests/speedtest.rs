@@ -223,6 +223,7 @@ fn text_output_and_a_phase_subset() {
             "ping-min-avg-max:",
             "tcp-download:",
             "one-way     up ",
+            "one-way increase   download up ",
         ] {
             assert!(out.contains(want), "{want:?} missing in:\n{out}");
         }

@@ -394,6 +394,36 @@ pub fn phase_text(
 }
 
 /// The result block and RouterOS' fields.
+/// Which way each load phase's latency increase went: the mean one-way delay of each
+/// direction over idle's (the final fit, cooldown included), so a bloated uplink is told from
+/// a bloated downlink at a glance.
+fn one_way_increases(out: &mut impl Write, phases: &[PhaseResult]) -> io::Result<()> {
+    let Some(idle) = phases
+        .iter()
+        .find(|p| p.kind == PhaseKind::Idle)
+        .and_then(|p| p.owd)
+    else {
+        return Ok(());
+    };
+    let parts: Vec<String> = phases
+        .iter()
+        .filter(|p| p.kind.direction().is_some())
+        .filter_map(|p| {
+            let o = p.owd?;
+            Some(format!(
+                "{} up {} down {}",
+                p.kind.as_str(),
+                signed_ms(o.up_mean_ms - idle.up_mean_ms),
+                signed_ms(o.down_mean_ms - idle.down_mean_ms)
+            ))
+        })
+        .collect();
+    if !parts.is_empty() {
+        writeln!(out, "  one-way increase   {} ms", parts.join("; "))?;
+    }
+    Ok(())
+}
+
 pub fn result_text(out: &mut impl Write, res: &SpeedTestResult, o: &Overall) -> io::Result<()> {
     writeln!(out, "\nresult")?;
     match (o.grade, o.grade_increase_ms) {
@@ -448,6 +478,8 @@ pub fn result_text(out: &mut impl Write, res: &SpeedTestResult, o: &Overall) -> 
         )?;
         if res.phases.iter().all(|p| p.owd.is_none()) {
             writeln!(out, "  one-way delay      not measured: {}", st::OWD_NOTE)?;
+        } else {
+            one_way_increases(out, &res.phases)?;
         }
     }
     for n in &res.notes {

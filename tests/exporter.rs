@@ -208,13 +208,16 @@ fn probes_are_bounded_cached_refused_and_counted() {
         }
         assert!(m.contains("btest_exporter_build_info{version=\""), "{m}");
 
-        // One source holds at most 16 connections: the 17th from 127.0.0.1 is answered 503 by
-        // the accept thread, while 127.0.0.2 is still served.
+        // One source holds at most 16 connections: the 17th from 127.0.0.3 is answered 503 by
+        // the accept thread, while 127.0.0.2 is still served. From addresses no earlier
+        // request used: an answered connection keeps its slot while the exporter lingers for
+        // the client's close, and under load the last /metrics GET from 127.0.0.1 still held
+        // one, so the 16th held connection got the 503 and the 17th a slot (a CI run).
         let xa: std::net::SocketAddr = x.parse().unwrap();
         let held: Vec<TcpStream> = (0..16)
-            .map(|_| connect_from("127.0.0.1", xa).unwrap())
+            .map(|_| connect_from("127.0.0.3", xa).unwrap())
             .collect();
-        let mut over = connect_from("127.0.0.1", xa).unwrap();
+        let mut over = connect_from("127.0.0.3", xa).unwrap();
         let mut answer = String::new();
         over.read_to_string(&mut answer).unwrap();
         assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");

@@ -13,7 +13,7 @@
 //! served while tests run.
 
 use std::collections::HashMap;
-use std::io::{self, Read};
+
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::conn::{after, linger, write_by};
-use super::request::{parse_head, HeadError, Method, Request, MAX_HEAD};
+use super::conn::{self, after, linger, write_by, HeadRead};
+use super::request::{HeadError, Method, Request};
 use crate::net::POLL_TIMEOUT;
 use crate::sys::AsSock;
 
@@ -258,64 +258,14 @@ fn serve(sh: &Shared, mut stream: TcpStream, peer: SocketAddr) {
 
 /// The head, `Ok(None)` when the client left or sent nothing in time, `Err` an answer.
 fn read_head(sh: &Shared, stream: &mut TcpStream) -> Result<Option<Request>, Response> {
-    let deadline = Instant::now() + HEAD_TIMEOUT;
-    let fd = stream.raw_sock();
-    let mut buf: Vec<u8> = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 2048];
-    loop {
-        let now = Instant::now();
-        if now >= deadline {
-            return if buf.is_empty() {
-                Ok(None)
-            } else {
-                Err(Response::text(408, "request head timeout\n"))
-            };
-        }
-        if sh.quit.load(SeqCst) {
-            return Ok(None);
-        }
-        let left = deadline - now;
-        if !crate::sys::wait_readable(fd, left.min(POLL_TIMEOUT)) {
-            continue;
-        }
-        if stream.set_read_timeout(Some(left)).is_err() {
-            return Ok(None);
-        }
-        let room = MAX_HEAD.saturating_sub(buf.len()).min(chunk.len());
-        if room == 0 {
-            return Err(Response::text(431, "request head too large\n"));
-        }
-        let n = match stream.read(&mut chunk[..room]) {
-            Ok(0) => return Ok(None),
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue
-            }
-            Err(_) => return Ok(None),
-        };
-        let fresh = &chunk[..n];
-        buf.extend_from_slice(fresh);
-        if !fresh.contains(&b'\n') && buf.len() < MAX_HEAD {
-            continue;
-        }
-        match parse_head(&buf) {
-            Ok(Some((req, _))) => return Ok(Some(req)),
-            Ok(None) => continue,
-            Err(HeadError::TooLarge) => {
-                return Err(Response::text(431, "request head too large\n"))
-            }
-            Err(HeadError::Bad(why)) => {
-                return Err(Response::text(400, format!("bad request: {why}\n")))
-            }
-            Err(HeadError::Method(_)) => return Err(Response::text(405, "only GET and HEAD\n")),
-        }
+    let deadline = after(HEAD_TIMEOUT);
+    match conn::read_head(stream, deadline, || sh.quit.load(SeqCst)) {
+        HeadRead::Request(req) => Ok(Some(req)),
+        HeadRead::Close => Ok(None),
+        HeadRead::Timeout => Err(Response::text(408, "request head timeout\n")),
+        HeadRead::TooLarge => Err(Response::text(431, "request head too large\n")),
+        HeadRead::Bad(HeadError::Method(_)) => Err(Response::text(405, "only GET and HEAD\n")),
+        HeadRead::Bad(why) => Err(Response::text(400, format!("{why}\n"))),
     }
 }
 

@@ -1,13 +1,16 @@
 //! Connection I/O that both of our HTTP servers share (the `--http` server in this module
 //! and `btest exporter`, which includes this file on its own when the `http` feature is off):
-//! a write bounded by a deadline, and the linger before close.
+//! reading a request head by a deadline, a write bounded by a deadline, and the linger
+//! before close.
 //!
-//! Must not: parse or render HTTP (request.rs and the servers do), or block past its bounds.
+//! Must not: parse (request.rs does) or render HTTP and choose the answers (the servers do),
+//! or block past its bounds.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
+use super::request::{parse_head, HeadError, Request, MAX_HEAD};
 use crate::sys::AsSock;
 
 /// After a response, how long (and how many bytes) we keep reading what the client still
@@ -65,4 +68,85 @@ pub fn after(d: Duration) -> Instant {
     now.checked_add(d)
         .or_else(|| now.checked_add(Duration::from_secs(365 * 86_400)))
         .unwrap_or(now)
+}
+
+/// What reading a request head came to; each server words its own answers.
+pub enum HeadRead {
+    Request(Request),
+    /// The client began a head and did not finish it by the deadline: 408.
+    Timeout,
+    /// More than [`MAX_HEAD`] bytes, or too many fields: 431.
+    TooLarge,
+    /// Malformed (400), or a method other than GET and HEAD (405).
+    Bad(HeadError),
+    /// Nothing to answer: the client left, sent nothing in time, or the server is stopping.
+    Close,
+}
+
+/// Reads one request head by `deadline`, in `POLL_TIMEOUT` steps so `quitting` is seen while
+/// a client dawdles, never holding more than [`MAX_HEAD`] bytes.
+pub fn read_head(
+    stream: &mut TcpStream,
+    deadline: Instant,
+    quitting: impl Fn() -> bool,
+) -> HeadRead {
+    let fd = stream.raw_sock();
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 2048];
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            // A client that never sent a byte (a port scan, a browser's speculative
+            // connection) gets no answer; one that started a request is told why it ends.
+            return if buf.is_empty() {
+                HeadRead::Close
+            } else {
+                HeadRead::Timeout
+            };
+        }
+        if quitting() {
+            return HeadRead::Close;
+        }
+        let left = deadline - now;
+        if !crate::sys::wait_readable(fd, left.min(crate::net::POLL_TIMEOUT)) {
+            continue;
+        }
+        // The per-read timeout is the time left, so no read can overrun the deadline.
+        if stream.set_read_timeout(Some(left)).is_err() {
+            return HeadRead::Close;
+        }
+        // Never hold more than MAX_HEAD bytes: parse_head decides by then.
+        let room = MAX_HEAD.saturating_sub(buf.len()).min(chunk.len());
+        if room == 0 {
+            return HeadRead::TooLarge;
+        }
+        let n = match stream.read(&mut chunk[..room]) {
+            Ok(0) => return HeadRead::Close,
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
+            Err(_) => return HeadRead::Close,
+        };
+        let fresh = chunk.get(..n).unwrap_or(&[]);
+        buf.extend_from_slice(fresh);
+        // Only a new line end (or a full buffer) can change parse_head's answer; skipping the
+        // rest keeps a byte-at-a-time client from costing a re-parse per byte.
+        if !fresh.contains(&b'\n') && buf.len() < MAX_HEAD {
+            continue;
+        }
+        match parse_head(&buf) {
+            Ok(Some((req, _))) => return HeadRead::Request(req),
+            Ok(None) => continue,
+            Err(HeadError::TooLarge) => return HeadRead::TooLarge,
+            Err(e) => return HeadRead::Bad(e),
+        }
+    }
 }

@@ -28,10 +28,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use conn::{after, linger, write_by, LINGER};
+use conn::{after, linger, write_by, HeadRead, LINGER};
 use host::{HostPolicy, Verdict};
 use parking_lot::Mutex;
-use request::{parse_head, HeadError, MAX_HEAD};
+use request::HeadError;
 pub use request::{Method, Request};
 use share::{Full, Shares};
 
@@ -437,73 +437,19 @@ fn serve(sh: &Shared, mut stream: TcpStream) {
 }
 
 fn read_head(sh: &Shared, stream: &mut TcpStream) -> Head {
-    let deadline = after(sh.limits.head_timeout);
-    let fd = stream.raw_sock();
-    let mut buf: Vec<u8> = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 2048];
-    loop {
-        let now = Instant::now();
-        if now >= deadline {
-            // A client that never sent a byte (a port scan, a browser's speculative
-            // connection) gets no answer; one that started a request is told why it ends.
-            return if buf.is_empty() {
-                Head::Close
-            } else {
-                Head::Reply(Response::text(408, "request head timeout\n"))
-            };
+    match conn::read_head(stream, after(sh.limits.head_timeout), || sh.quitting()) {
+        HeadRead::Request(req) => Head::Request(req),
+        HeadRead::Close => Head::Close,
+        HeadRead::Timeout => Head::Reply(Response::text(408, "request head timeout\n")),
+        HeadRead::TooLarge => Head::Reply(too_large()),
+        HeadRead::Bad(HeadError::Method(_)) => {
+            let mut r = Response::text(405, "only GET and HEAD\n");
+            r.headers.push(("Allow", "GET, HEAD".into()));
+            Head::Reply(r)
         }
-        if sh.quitting() {
-            return Head::Close;
-        }
-        let left = deadline - now;
-        // Poll in 100 ms steps so a stop is seen while a client dawdles.
-        if !crate::sys::wait_readable(fd, left.min(POLL_TIMEOUT)) {
-            continue;
-        }
-        // The per-read timeout is the time left, so no read can overrun the deadline.
-        if stream.set_read_timeout(Some(left)).is_err() {
-            return Head::Close;
-        }
-        // Never hold more than MAX_HEAD bytes: parse_head decides by then.
-        let room = MAX_HEAD.saturating_sub(buf.len()).min(chunk.len());
-        if room == 0 {
-            return Head::Reply(too_large());
-        }
-        let n = match stream.read(&mut chunk[..room]) {
-            Ok(0) => return Head::Close,
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue
-            }
-            Err(_) => return Head::Close,
-        };
-        let fresh = chunk.get(..n).unwrap_or(&[]);
-        buf.extend_from_slice(fresh);
-        // Only a new line end (or a full buffer) can change parse_head's answer; skipping the
-        // rest keeps a byte-at-a-time client from costing a re-parse per byte.
-        if !fresh.contains(&b'\n') && buf.len() < MAX_HEAD {
-            continue;
-        }
-        match parse_head(&buf) {
-            Ok(Some((req, _))) => return Head::Request(req),
-            Ok(None) => continue,
-            Err(HeadError::TooLarge) => return Head::Reply(too_large()),
-            Err(HeadError::Bad(why)) => {
-                log::debug!("http: bad request: {why}");
-                return Head::Reply(Response::text(400, format!("bad request: {why}\n")));
-            }
-            Err(HeadError::Method(_)) => {
-                let mut r = Response::text(405, "only GET and HEAD\n");
-                r.headers.push(("Allow", "GET, HEAD".into()));
-                return Head::Reply(r);
-            }
+        HeadRead::Bad(why) => {
+            log::debug!("http: {why}");
+            Head::Reply(Response::text(400, format!("{why}\n")))
         }
     }
 }

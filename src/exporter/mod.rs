@@ -471,14 +471,7 @@ pub fn speed_test_metrics(t: &Target, b: &Budget, stop: &Stop) -> Result<Exposit
             (None, Some(e)) => (reason_word(e), e.to_string()),
             (None, None) => ("error", String::new()),
         };
-        e.add(
-            Kind::Gauge,
-            ERROR.0,
-            ERROR.1,
-            &[("phase", phase), ("reason", word)],
-            1.0,
-        );
-        e.comments.push(format!("error: {msg}"));
+        error(&mut e, phase, word, &msg);
     }
     let o = Overall::of(&res.phases);
     if let Some(g) = o.grade {
@@ -597,6 +590,13 @@ fn failure_page(wall: Duration, phase: &str, reason: &str, msg: &str) -> Exposit
     let mut e = Exposition::new();
     e.gauge(SUCCESS.0, SUCCESS.1, 0.0)
         .gauge(WALL.0, WALL.1, wall.as_secs_f64());
+    error(&mut e, phase, reason, msg);
+    e
+}
+
+/// The `btest_probe_error{phase,reason}` series and the error text as a comment for a person
+/// reading the page.
+fn error(e: &mut Exposition, phase: &str, reason: &str, msg: &str) {
     e.add(
         Kind::Gauge,
         ERROR.0,
@@ -605,7 +605,6 @@ fn failure_page(wall: Duration, phase: &str, reason: &str, msg: &str) -> Exposit
         1.0,
     );
     e.comments.push(format!("error: {msg}"));
-    e
 }
 
 const SUCCESS: (&str, &str) = (
@@ -856,14 +855,7 @@ fn test_page(f: &Facts<'_>) -> Exposition {
         }
     }
     if let Some((phase, reason, msg)) = f.error {
-        e.add(
-            Kind::Gauge,
-            ERROR.0,
-            ERROR.1,
-            &[("phase", phase), ("reason", reason)],
-            1.0,
-        );
-        e.comments.push(format!("error: {msg}"));
+        error(&mut e, phase, reason, msg);
     }
     e
 }
